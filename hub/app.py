@@ -1,0 +1,87 @@
+"""The FastAPI application: routers, problem mapping, metrics; state lives in app.state."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from fastapi import FastAPI
+from prometheus_client import Counter, Histogram
+from sqlalchemy.engine import Engine
+
+from hub.auth.router import router as auth_router
+from hub.calendar.router import router as calendar_router
+from hub.cases.router import applications, cases
+from hub.catalog.router import router as catalog_router
+from hub.clock import Clock, SystemClock
+from hub.db import make_engine, make_session_factory
+from hub.health.router import router as health_router
+from hub.problems import install as install_problems
+from hub.settings import Settings, get_settings
+from hub.transparency.router import router as transparency_router
+
+REQUESTS = Counter("hub_http_requests_total", "HTTP requests", ["method", "route", "status"])
+LATENCY = Histogram("hub_http_request_seconds", "HTTP request latency", ["method", "route"])
+log = logging.getLogger("hub.http")
+
+DESCRIPTION = """
+省级网上审批平台数据交换中心 — the provincial approval exchange hub.
+
+Applicants search the catalogue (事项目录), submit applications and follow their cases with the
+tracking number and query code; officers sign in (OAuth2 password flow) and act on cases of their
+department; the public sees every case's steps and result with personal data masked.
+Errors are RFC 9457 problem documents naming the field and the rule.
+"""
+
+
+def create_app(
+    settings: Settings | None = None, *, clock: Clock | None = None, engine: Engine | None = None
+) -> FastAPI:
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="Provincial approval exchange hub", version="1.0.0", description=DESCRIPTION,
+        openapi_url="/openapi.json",
+    )
+    app.state.settings = settings
+    app.state.clock = clock or SystemClock()
+    app.state.engine = engine or make_engine(settings.resolved_database_url())
+    app.state.session_factory = make_session_factory(app.state.engine)
+    install_problems(app)
+    for router in (
+        health_router, auth_router, catalog_router, applications, cases, transparency_router,
+        calendar_router,
+    ):
+        app.include_router(router)
+    app.add_middleware(MetricsMiddleware)
+    return app
+
+
+class MetricsMiddleware:
+    """A plain ASGI middleware: counts and times requests without wrapping the body."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = {"code": 500}
+
+        async def send_with_status(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_status)
+        finally:
+            route = scope.get("route")
+            name = getattr(route, "path", "unmatched")
+            elapsed = time.perf_counter() - started
+            REQUESTS.labels(scope["method"], name, str(status["code"])).inc()
+            LATENCY.labels(scope["method"], name).observe(elapsed)
+            if status["code"] >= 500:
+                log.error("request failed", extra={"path": name, "status": status["code"]})

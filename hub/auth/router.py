@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+from fastapi.security import OAuth2PasswordRequestForm
+
+from hub.auth import service
+from hub.auth.models import Officer
+from hub.auth.schemas import OfficerOut, TokenOut
+from hub.deps import NowDep, OfficerDep, SessionDep, SettingsDep
+from hub.problems import problem_responses
+
+router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
+
+
+@router.post("/token", response_model=TokenOut, responses=problem_responses(401, 422))
+def login(
+    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    session: SessionDep,
+    settings: SettingsDep,
+    now: NowDep,
+) -> TokenOut:
+    """OAuth2 password flow for officers: a short-lived bearer token."""
+    officer = service.authenticate(session, username=form.username, password=form.password)
+    token = service.issue_token(
+        officer, secret=settings.secret_key, now=now, ttl_minutes=settings.token_ttl_minutes
+    )
+    return TokenOut(access_token=token.access_token, expires_in=token.expires_in)
+
+
+@router.get("/me", response_model=OfficerOut, responses=problem_responses(401))
+def me(officer: OfficerDep) -> OfficerOut:
+    return officer_out(officer)
+
+
+def officer_out(officer: Officer) -> OfficerOut:
+    return OfficerOut(
+        username=officer.username, name=officer.name, region=officer.region_code,
+        department=officer.department.key, department_name=officer.department.name,
+        roles=officer.roles,
+    )

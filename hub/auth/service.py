@@ -1,0 +1,85 @@
+"""Officer authentication (argon2 hashes, short-lived JWT bearer tokens) and authorisation."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from hub.auth.models import Officer
+from hub.errors import Forbidden, Unauthorized
+from hub.org import service as org_service
+
+_hasher = PasswordHasher()
+TOKEN_ALGORITHM = "HS256"
+TOKEN_AUDIENCE = "approval-hub/officer"
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    access_token: str
+    expires_in: int
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def authenticate(session: Session, *, username: str, password: str) -> Officer:
+    officer = session.scalar(select(Officer).where(Officer.username == username))
+    if officer is None or not officer.active or not _password_matches(officer, password):
+        raise Unauthorized("用户名或密码错误 (invalid username or password)")
+    return officer
+
+
+def _password_matches(officer: Officer, password: str) -> bool:
+    try:
+        return _hasher.verify(officer.password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def issue_token(officer: Officer, *, secret: str, now: datetime, ttl_minutes: int) -> IssuedToken:
+    claims = {
+        "sub": str(officer.id),
+        "aud": TOKEN_AUDIENCE,
+        "iat": int(now.timestamp()),
+        "exp": int((now + timedelta(minutes=ttl_minutes)).timestamp()),
+        "roles": officer.roles,
+    }
+    return IssuedToken(jwt.encode(claims, secret, algorithm=TOKEN_ALGORITHM), ttl_minutes * 60)
+
+
+def officer_from_token(session: Session, *, token: str, secret: str, now: datetime) -> Officer:
+    try:
+        claims = jwt.decode(
+            token, secret, algorithms=[TOKEN_ALGORITHM], audience=TOKEN_AUDIENCE,
+            options={"verify_exp": False},
+        )
+    except jwt.PyJWTError as exc:
+        raise Unauthorized("登录凭证无效 (invalid bearer token)") from exc
+    # Expiry is checked against the hub's injectable clock, not the wall clock.
+    if int(claims.get("exp", 0)) <= int(now.timestamp()):
+        raise Unauthorized("登录凭证已过期 (bearer token expired)")
+    officer = session.get(Officer, int(claims["sub"]))
+    if officer is None or not officer.active:
+        raise Unauthorized("账号不存在或已停用 (officer unknown or disabled)")
+    return officer
+
+
+def require_role(officer: Officer, roles: Iterable[str]) -> None:
+    wanted = set(roles)
+    if not wanted & set(officer.roles):
+        names = "、".join(sorted(wanted))
+        raise Forbidden(f"需要以下角色之一：{names} (requires role: {', '.join(sorted(wanted))})")
+
+
+def can_oversee_region(session: Session, officer: Officer, region_code: str) -> bool:
+    """Authority flows down the region tree: a supervisor sees his region and all below it."""
+    return org_service.is_within(session, region_code=region_code, ancestor=officer.region_code)

@@ -1,0 +1,61 @@
+"""The province's working-day calendar: built-in table plus State Council notices it loads."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import delete, extract, select
+from sqlalchemy.orm import Session
+
+from hub.calendar.models import CalendarOverride
+from hub.errors import FieldError, ValidationFailed
+from workflow.calendar import WorkingCalendar, overrides_from_notice, parse_notice
+
+
+def load_calendar(session: Session) -> WorkingCalendar:
+    rows = session.execute(select(CalendarOverride.day, CalendarOverride.working))
+    return WorkingCalendar({day: working for day, working in rows})
+
+
+def load_notice(session: Session, *, notice: dict[str, Any], now: datetime) -> int:
+    """Replace one year's overrides with those of a holiday notice; returns the day count."""
+    try:
+        entries = parse_notice(notice)
+    except ValueError as exc:
+        raise ValidationFailed([FieldError("notice", "holiday_notice", str(exc))]) from exc
+    year = int(notice["year"])
+    names = {e.day: e.name for e in entries}
+    overrides = overrides_from_notice(entries)
+    session.execute(
+        delete(CalendarOverride).where(extract("year", CalendarOverride.day) == year)
+    )
+    source = str(notice.get("source", f"{year} holiday notice"))[:255]
+    for day, working in sorted(overrides.items()):
+        session.merge(
+            CalendarOverride(
+                day=day, working=working, name=names.get(day, "")[:64], source=source,
+                loaded_at=now,
+            )
+        )
+    session.flush()
+    return len(overrides)
+
+
+def year_overview(session: Session, year: int) -> dict[str, Any]:
+    calendar = load_calendar(session)
+    start = date(year, 1, 1)
+    days = [date.fromordinal(start.toordinal() + i) for i in range(366)]
+    days = [d for d in days if d.year == year]
+    rows = session.scalars(
+        select(CalendarOverride).where(extract("year", CalendarOverride.day) == year)
+    ).all()
+    return {
+        "year": year,
+        "coverage": calendar.coverage(year),
+        "working_days": sum(1 for d in days if calendar.is_working_day(d)),
+        "overrides": [
+            {"day": r.day.isoformat(), "working": r.working, "name": r.name, "source": r.source}
+            for r in sorted(rows, key=lambda r: r.day)
+        ],
+    }

@@ -1,0 +1,115 @@
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from hub.catalog.models import Item
+from hub.db import Base
+from hub.org.models import Department
+
+
+class Case(Base):
+    """One case (办件), whether submitted to the hub or reported by a partner platform."""
+
+    __tablename__ = "cases"
+    __table_args__ = (UniqueConstraint("origin_partner", "external_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tracking_no: Mapped[str] = mapped_column(String(21), unique=True)
+    query_code_hash: Mapped[str] = mapped_column(String(64))
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id"), index=True)
+    region_code: Mapped[str] = mapped_column(ForeignKey("regions.code"), index=True)
+    department_id: Mapped[int] = mapped_column(ForeignKey("departments.id"), index=True)
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
+    state: Mapped[str] = mapped_column(String(32), index=True)
+    workflow_id: Mapped[str] = mapped_column(String(64))
+    channel: Mapped[str] = mapped_column(String(16))
+    origin: Mapped[str] = mapped_column(String(16), default="hub")
+    origin_partner: Mapped[str | None] = mapped_column(String(64))
+    external_id: Mapped[str | None] = mapped_column(String(64))
+    record_version: Mapped[int | None] = mapped_column(Integer)
+
+    applicant_type: Mapped[str] = mapped_column(String(1))
+    applicant_name: Mapped[str] = mapped_column(String(128))
+    applicant_id_type: Mapped[str] = mapped_column(String(16))
+    applicant_id_number: Mapped[str] = mapped_column(String(32), index=True)
+    applicant_phone: Mapped[str | None] = mapped_column(String(20))
+    applicant_region_code: Mapped[str | None] = mapped_column(String(6))
+    form_data: Mapped[dict[str, Any]]
+
+    submitted_at: Mapped[datetime] = mapped_column(index=True)
+    intake_deadline: Mapped[date | None]
+    accepted_on: Mapped[date | None]
+    promised_limit_days: Mapped[int] = mapped_column(Integer)
+    statutory_limit_days: Mapped[int] = mapped_column(Integer)
+    deadline: Mapped[date | None] = mapped_column(index=True)
+    statutory_deadline: Mapped[date | None]
+    step_deadlines: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    suspended_since: Mapped[date | None]
+    suspended_working_days: Mapped[int] = mapped_column(Integer, default=0)
+    decided_at: Mapped[datetime | None]
+    completed_at: Mapped[datetime | None]
+    result: Mapped[str | None] = mapped_column(String(16))
+
+    event_count: Mapped[int] = mapped_column(Integer, default=0)
+    last_event_hash: Mapped[str | None] = mapped_column(String(64))
+    updated_at: Mapped[datetime]
+    lock_version: Mapped[int] = mapped_column(Integer, default=1)
+
+    item: Mapped[Item] = relationship(lazy="joined")
+    department: Mapped[Department] = relationship(lazy="joined")
+
+    __mapper_args__ = {"version_id_col": lock_version}  # noqa: RUF012
+
+
+class CaseEvent(Base):
+    """An append-only, hash-chained step of a case: what happened, who did it, and why."""
+
+    __tablename__ = "case_events"
+    __table_args__ = (UniqueConstraint("case_id", "seq"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    action: Mapped[str] = mapped_column(String(32))
+    step: Mapped[str | None] = mapped_column(String(32))
+    from_state: Mapped[str | None] = mapped_column(String(32))
+    to_state: Mapped[str] = mapped_column(String(32))
+    actor_type: Mapped[str] = mapped_column(String(16))
+    actor_id: Mapped[str] = mapped_column(String(64))
+    actor_name: Mapped[str] = mapped_column(String(64))
+    department_id: Mapped[int | None] = mapped_column(ForeignKey("departments.id"))
+    opinion: Mapped[str | None] = mapped_column(Text)
+    occurred_at: Mapped[datetime]
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    prev_hash: Mapped[str | None] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+    department: Mapped[Department | None] = relationship(lazy="joined")
+
+
+class Material(Base):
+    __tablename__ = "materials"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    material_key: Mapped[str] = mapped_column(String(64))
+    filename: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    purpose: Mapped[str] = mapped_column(String(16))
+    uploaded_at: Mapped[datetime]
+
+
+class TrackingSequence(Base):
+    """Per region and day, the last sequence number handed out for tracking numbers."""
+
+    __tablename__ = "tracking_sequences"
+
+    region_code: Mapped[str] = mapped_column(String(6), primary_key=True)
+    day: Mapped[date] = mapped_column(primary_key=True)
+    last: Mapped[int] = mapped_column(Integer, default=0)

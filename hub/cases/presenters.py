@@ -1,0 +1,171 @@
+"""Turns a case into what each audience may see: applicant, officer, or the public."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from sqlalchemy.orm import Session
+
+from hub.auth.models import Officer
+from hub.calendar.service import load_calendar
+from hub.cases import service
+from hub.cases.models import Case, CaseEvent, Material
+from hub.cases.schemas import (
+    ApplicationReceipt,
+    CaseOut,
+    MaterialOut,
+    MaterialRequest,
+    QueueEntry,
+    StatusOut,
+    StepOut,
+)
+from workflow import identifiers as ids
+from workflow.definition import WorkflowDefinition
+from workflow.timelimits import working_days_left
+
+
+def receipt(case: Case, query_code: str) -> ApplicationReceipt:
+    definition = service.definition_for(case)
+    return ApplicationReceipt(
+        tracking_no=case.tracking_no,
+        query_code=query_code,
+        state=case.state,
+        state_label=definition.states[case.state],
+        item_code=case.item.code,
+        item_name=case.item.name,
+        department=case.department.key,
+        department_name=case.department.name,
+        submitted_at=case.submitted_at,
+        intake_deadline=case.intake_deadline,
+        materials=[MaterialRequest(
+            key=m["key"], name=m["name"], form=m["form"], count=m["count"],
+            required=m.get("required", True), replaceable_by=m.get("replaceable_by"),
+        ) for m in case.item.guide.get("materials", [])],
+        status_url=f"/api/v1/applications/{case.tracking_no}",
+    )
+
+
+def step_out(event: CaseEvent, definition: WorkflowDefinition, *, public: bool) -> StepOut:
+    label = _action_label(definition, event.action)
+    actor = _actor_text(event, public=public)
+    return StepOut(
+        seq=event.seq, action=event.action, label=label, state=event.to_state,
+        state_label=definition.states.get(event.to_state, event.to_state), at=event.occurred_at,
+        department=event.department.name if event.department else None, actor=actor,
+        opinion=event.opinion,
+    )
+
+
+def _action_label(definition: WorkflowDefinition, action: str) -> str:
+    if action == "submit":
+        return "提交申请"
+    for transition in definition.transitions:
+        if transition.action == action:
+            return transition.label
+    return action
+
+
+def _actor_text(event: CaseEvent, *, public: bool) -> str:
+    if event.actor_type == "applicant":
+        return "申请人"
+    if public:
+        return "经办人"
+    return event.actor_name
+
+
+def status(session: Session, case: Case) -> StatusOut:
+    """The applicant's view: every step, with personal data masked in case the code leaked."""
+    definition = service.definition_for(case)
+    return StatusOut(**_status_fields(session, case, definition, public=False))
+
+
+def _status_fields(
+    session: Session, case: Case, definition: WorkflowDefinition, *, public: bool
+) -> dict[str, object]:
+    events = service.events_of(session, case)
+    return {
+        "tracking_no": case.tracking_no,
+        "item_code": case.item.code,
+        "item_name": case.item.name,
+        "department": case.department.key,
+        "department_name": case.department.name,
+        "applicant_name": ids.mask_applicant_name(case.applicant_name, case.applicant_type),
+        "applicant_id_number": ids.mask_identifier(case.applicant_id_number, case.applicant_type),
+        "state": case.state,
+        "state_label": definition.states.get(case.state, case.state),
+        "submitted_at": case.submitted_at,
+        "accepted_on": case.accepted_on,
+        "deadline": case.deadline,
+        "suspended": case.suspended_since is not None,
+        "result": case.result,
+        "completed_at": case.completed_at,
+        "steps": [step_out(e, definition, public=public) for e in events],
+        "materials": [] if public else [material_out(m) for m in service.materials_of(session, case)],
+        "applicant_actions": [] if public else service.applicant_actions(case),
+    }
+
+
+def material_out(material: Material) -> MaterialOut:
+    return MaterialOut(
+        key=material.material_key, filename=material.filename,
+        content_type=material.content_type, size=material.size, sha256=material.sha256,
+        purpose=material.purpose, uploaded_at=material.uploaded_at,
+    )
+
+
+def officer_view(session: Session, case: Case, officer: Officer, today: date) -> CaseOut:
+    """The officer's view: everything, unmasked, for cases within the officer's scope."""
+    definition = service.definition_for(case)
+    fields = _status_fields(session, case, definition, public=False)
+    fields["applicant_name"] = case.applicant_name
+    fields["applicant_id_number"] = case.applicant_id_number
+    left = (
+        working_days_left(load_calendar(session), today, case.deadline)
+        if case.deadline and not definition.is_terminal(case.state) else None
+    )
+    return CaseOut(
+        **fields,
+        region=case.region_code,
+        channel=case.channel,
+        origin=case.origin,
+        applicant_type=case.applicant_type,
+        applicant_id_type=case.applicant_id_type,
+        applicant_phone=case.applicant_phone,
+        form=case.form_data,
+        intake_deadline=case.intake_deadline,
+        statutory_deadline=case.statutory_deadline,
+        step_deadlines=case.step_deadlines,
+        suspended_working_days=case.suspended_working_days,
+        working_days_left=left,
+        available_actions=service.officer_actions(case, officer),
+        missing_materials=service.missing_materials(session, case),
+    )
+
+
+def queue_entry(case: Case, officer: Officer, today: date, calendar: object) -> QueueEntry:
+    definition = service.definition_for(case)
+    step_deadline = _current_step_deadline(case, definition)
+    due = case.deadline or case.intake_deadline
+    left = working_days_left(calendar, today, due) if due else None  # type: ignore[arg-type]
+    return QueueEntry(
+        tracking_no=case.tracking_no,
+        item_name=case.item.name,
+        state=case.state,
+        state_label=definition.states.get(case.state, case.state),
+        applicant_name=case.applicant_name,
+        submitted_at=case.submitted_at,
+        deadline=case.deadline,
+        step_deadline=step_deadline,
+        working_days_left=left,
+        overdue=bool(due and today > due),
+        actions=service.officer_actions(case, officer),
+    )
+
+
+def _current_step_deadline(case: Case, definition: WorkflowDefinition) -> date | None:
+    steps = {t.source: t.step for t in definition.transitions if t.actor == "officer"}
+    step = steps.get(case.state)
+    if step == "intake":
+        return case.intake_deadline
+    value = case.step_deadlines.get(step or "")
+    return date.fromisoformat(value) if value else None

@@ -1,0 +1,155 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Header, Path, UploadFile
+
+from hub.auth.service import require_role
+from hub.calendar.service import load_calendar
+from hub.cases import presenters, service
+from hub.cases.materials import add_material
+from hub.cases.schemas import (
+    ActionIn,
+    ActionOut,
+    ApplicationIn,
+    ApplicationReceipt,
+    CaseOut,
+    MaterialOut,
+    QueueOut,
+    StatusOut,
+    SupplementIn,
+    WithdrawIn,
+)
+from hub.clock import business_date
+from hub.deps import NowDep, OfficerDep, SessionDep, SettingsDep
+from hub.problems import problem_responses
+
+applications = APIRouter(prefix="/api/v1/applications", tags=["applications"])
+cases = APIRouter(prefix="/api/v1/cases", tags=["cases"])
+
+TrackingNo = Annotated[str, Path(pattern=r"^\d{20}[0-9X]$", description="办件编号")]
+QueryCode = Annotated[
+    str, Header(alias="X-Query-Code", min_length=4, max_length=16, description="查询码")
+]
+
+
+@applications.post(
+    "", response_model=ApplicationReceipt, status_code=201, responses=problem_responses(422)
+)
+def submit(data: ApplicationIn, session: SessionDep, now: NowDep) -> ApplicationReceipt:
+    """Submit an application (any hour, any region); returns the tracking number and query code."""
+    case, query_code = service.submit_application(session, data=data, now=now)
+    session.commit()
+    return presenters.receipt(case, query_code)
+
+
+@applications.get(
+    "/{tracking_no}", response_model=StatusOut, responses=problem_responses(404, 422)
+)
+def application_status(
+    tracking_no: TrackingNo, query_code: QueryCode, session: SessionDep
+) -> StatusOut:
+    """Every step of the case with its time, department and opinion."""
+    case = service.case_for_applicant(session, tracking_no=tracking_no, query_code=query_code)
+    return presenters.status(session, case)
+
+
+@applications.post(
+    "/{tracking_no}/materials", response_model=MaterialOut, status_code=201,
+    responses=problem_responses(404, 409, 413, 415, 422),
+)
+def upload_material(
+    tracking_no: TrackingNo,
+    query_code: QueryCode,
+    key: Annotated[str, Form(min_length=1, max_length=64)],
+    file: Annotated[UploadFile, File()],
+    session: SessionDep,
+    settings: SettingsDep,
+    now: NowDep,
+) -> MaterialOut:
+    """Upload one material of the item's list (PDF, JPEG, PNG or OFD), stored with its SHA-256."""
+    case = service.case_for_applicant(session, tracking_no=tracking_no, query_code=query_code)
+    content = file.file.read(settings.max_material_bytes + 1)
+    material = add_material(
+        session, case=case, key=key, filename=file.filename or "material",
+        content_type=file.content_type or "application/octet-stream", content=content,
+        purpose="supplement" if case.state.endswith("supplement") else "application",
+        settings=settings, now=now,
+    )
+    session.commit()
+    return presenters.material_out(material)
+
+
+@applications.post(
+    "/{tracking_no}/supplement", response_model=StatusOut,
+    responses=problem_responses(404, 409, 422),
+)
+def submit_supplement(
+    tracking_no: TrackingNo, query_code: QueryCode, data: SupplementIn, session: SessionDep,
+    now: NowDep,
+) -> StatusOut:
+    """Tell the department the requested supplement (补正) is complete; the clock resumes."""
+    case = service.case_for_applicant(session, tracking_no=tracking_no, query_code=query_code)
+    service.supplement(session, case=case, note=data.note, now=now)
+    session.commit()
+    return presenters.status(session, case)
+
+
+@applications.post(
+    "/{tracking_no}/withdraw", response_model=StatusOut,
+    responses=problem_responses(404, 409, 422),
+)
+def withdraw(
+    tracking_no: TrackingNo, query_code: QueryCode, data: WithdrawIn, session: SessionDep,
+    now: NowDep,
+) -> StatusOut:
+    """Withdraw (撤回) the application before it is decided."""
+    case = service.case_for_applicant(session, tracking_no=tracking_no, query_code=query_code)
+    service.withdraw(session, case=case, reason=data.reason, now=now)
+    session.commit()
+    return presenters.status(session, case)
+
+
+@cases.get("/queue", response_model=QueueOut, responses=problem_responses(401))
+def work_queue(session: SessionDep, officer: OfficerDep, now: NowDep) -> QueueOut:
+    """The signed-in officer's work queue, nearest deadline first."""
+    rows = service.work_queue(session, officer=officer)
+    calendar = load_calendar(session)
+    today = business_date(now)
+    return QueueOut(
+        officer=officer.username, total=len(rows),
+        entries=[presenters.queue_entry(c, officer, today, calendar) for c in rows],
+    )
+
+
+@cases.get(
+    "/{tracking_no}", response_model=CaseOut, responses=problem_responses(401, 403, 404, 422)
+)
+def get_case(
+    tracking_no: TrackingNo, session: SessionDep, officer: OfficerDep, now: NowDep
+) -> CaseOut:
+    case = service.case_for_officer(session, tracking_no=tracking_no, officer=officer)
+    return presenters.officer_view(session, case, officer, business_date(now))
+
+
+@cases.post(
+    "/{tracking_no}/actions", response_model=ActionOut,
+    responses=problem_responses(401, 403, 404, 409, 422),
+)
+def act(
+    tracking_no: TrackingNo, data: ActionIn, session: SessionDep, officer: OfficerDep,
+    now: NowDep,
+) -> ActionOut:
+    """受理 / 不予受理 / 补正 / 审核 / 批准 / 不予批准 / 办结, with the officer's opinion."""
+    require_role(officer, ["intake", "reviewer", "approver"])
+    case = service.get_case(session, tracking_no)
+    event = service.act(
+        session, case=case, actor=service.Actor.officer(officer), action=data.action,
+        opinion=data.opinion, now=now,
+    )
+    session.commit()
+    return ActionOut(
+        tracking_no=case.tracking_no, action=data.action, from_state=event.from_state or "",
+        state=case.state, state_label=service.definition_for(case).states[case.state],
+        seq=event.seq, deadline=case.deadline,
+    )

@@ -1,0 +1,157 @@
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ApplicantType = Literal["1", "2", "3", "4", "5", "6", "9"]
+IdType = Literal["citizen_id", "credit_code", "passport", "other"]
+Channel = Literal["online", "window", "partner"]
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ApplicantIn(StrictModel):
+    type: ApplicantType = Field(description="1 自然人, 2 企业法人, 3 事业单位, 4 社会组织, 5 非法人企业, 6 行政机关, 9 其他")
+    name: str = Field(min_length=1, max_length=128)
+    id_type: IdType
+    id_number: str = Field(min_length=5, max_length=32)
+    phone: str = Field(pattern=r"^(1[3-9]\d{9}|0\d{2,3}-?\d{7,8})$")
+    region: str | None = Field(default=None, pattern=r"^\d{6}$", description="the applicant's own region")
+
+
+class ApplicationIn(StrictModel):
+    item_code: str = Field(min_length=18, max_length=18)
+    applicant: ApplicantIn
+    form: dict[str, Any] = Field(default_factory=dict)
+    channel: Channel = "online"
+
+
+class MaterialRequest(BaseModel):
+    key: str
+    name: str
+    form: str
+    count: int
+    required: bool
+    replaceable_by: str | None
+
+
+class ApplicationReceipt(BaseModel):
+    tracking_no: str
+    query_code: str = Field(description="keep it: the status query needs it with the tracking number")
+    state: str
+    state_label: str
+    item_code: str
+    item_name: str
+    department: str
+    department_name: str
+    submitted_at: datetime
+    intake_deadline: date | None
+    materials: list[MaterialRequest]
+    status_url: str
+
+
+class StepOut(BaseModel):
+    seq: int
+    action: str
+    label: str
+    state: str
+    state_label: str
+    at: datetime
+    department: str | None
+    actor: str
+    opinion: str | None
+
+
+class MaterialOut(BaseModel):
+    key: str
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+    purpose: str
+    uploaded_at: datetime
+
+
+class StatusOut(BaseModel):
+    tracking_no: str
+    item_code: str
+    item_name: str
+    department: str
+    department_name: str
+    applicant_name: str
+    applicant_id_number: str
+    state: str
+    state_label: str
+    submitted_at: datetime
+    accepted_on: date | None
+    deadline: date | None
+    suspended: bool
+    result: str | None
+    completed_at: datetime | None
+    steps: list[StepOut]
+    materials: list[MaterialOut]
+    applicant_actions: list[str]
+
+
+class CaseOut(StatusOut):
+    region: str
+    channel: str
+    origin: str
+    applicant_type: str
+    applicant_id_type: str
+    applicant_phone: str | None
+    form: dict[str, Any]
+    intake_deadline: date | None
+    statutory_deadline: date | None
+    step_deadlines: dict[str, Any]
+    suspended_working_days: int
+    working_days_left: int | None
+    available_actions: list[str]
+    missing_materials: list[str]
+
+
+class ActionIn(StrictModel):
+    action: str = Field(min_length=1, max_length=32, pattern=r"^[a-z_]+$")
+    opinion: str | None = Field(default=None, max_length=2000)
+
+
+class ActionOut(BaseModel):
+    tracking_no: str
+    action: str
+    from_state: str
+    state: str
+    state_label: str
+    seq: int
+    deadline: date | None
+
+
+class SupplementIn(StrictModel):
+    note: str = Field(min_length=1, max_length=2000)
+
+
+class WithdrawIn(StrictModel):
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class QueueEntry(BaseModel):
+    tracking_no: str
+    item_name: str
+    state: str
+    state_label: str
+    applicant_name: str
+    submitted_at: datetime
+    deadline: date | None
+    step_deadline: date | None
+    working_days_left: int | None
+    overdue: bool
+    actions: list[str]
+
+
+class QueueOut(BaseModel):
+    officer: str
+    total: int
+    entries: list[QueueEntry]

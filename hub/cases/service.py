@@ -1,0 +1,405 @@
+"""Applications and cases: submit, act, supplement, withdraw, and the views on a case."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from hub.audit.service import NewEvent, append_event
+from hub.auth.models import Officer
+from hub.auth.service import can_oversee_region
+from hub.calendar.service import load_calendar
+from hub.cases.models import Case, CaseEvent, Material, TrackingSequence
+from hub.cases.schemas import ApplicantIn, ApplicationIn
+from hub.catalog import service as catalog
+from hub.catalog.models import Item
+from hub.clock import business_date
+from hub.errors import Conflict, FieldError, Forbidden, NotFound, ValidationFailed
+from hub.outbox import service as outbox
+from workflow import identifiers as ids
+from workflow.calendar import WorkingCalendar
+from workflow.definition import Transition, WorkflowDefinition, standard_definition
+from workflow.machine import ActionNotAvailable, OpinionRequired, RoleNotAllowed, apply
+from workflow.timelimits import (
+    allocate_step_deadlines,
+    compute_deadline,
+    extend_for_suspension,
+)
+
+INTAKE_NOTICE_DAYS = 5  # Administrative Licensing Law Art. 32: one supplement notice within 5 days
+QUERY_CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+ORGANISATION_TYPES = {"2", "3", "4", "5", "6"}
+
+EVENT_NAMES = {
+    "submit": "submitted",
+    "accept": "accepted",
+    "refuse_intake": "intake_refused",
+    "request_supplement": "supplement_requested",
+    "supplement": "supplemented",
+    "review": "reviewed",
+    "grant": "granted",
+    "deny": "denied",
+    "complete": "completed",
+    "withdraw": "withdrawn",
+}
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Whoever acts on a case: an officer, the applicant, or a partner system."""
+
+    kind: str
+    id: str
+    name: str
+    roles: frozenset[str] = frozenset()
+    department_id: int | None = None
+
+    @classmethod
+    def officer(cls, officer: Officer) -> Actor:
+        return cls("officer", officer.username, officer.name, frozenset(officer.roles),
+                   officer.department_id)
+
+    @classmethod
+    def applicant(cls) -> Actor:
+        return cls("applicant", "applicant", "申请人")
+
+
+def definition_for(case: Case) -> WorkflowDefinition:
+    return standard_definition()
+
+
+# --- submission -----------------------------------------------------------------------------
+
+
+def submit_application(
+    session: Session, *, data: ApplicationIn, now: datetime
+) -> tuple[Case, str]:
+    """Validate and store a new application; returns the case and its one-time query code."""
+    item = _item_for_submission(session, data.item_code)
+    today = business_date(now)
+    applicant_id = _check_applicant(item, data.applicant, today)
+    catalog.validate_form(item, data.form)
+    calendar = load_calendar(session)
+    query_code = _new_query_code()
+    tracking_no = ids.build_tracking_number(
+        item.region_code, today, _next_sequence(session, item.region_code, today)
+    )
+    definition = standard_definition()
+    case = Case(
+        tracking_no=tracking_no,
+        query_code_hash=_query_code_digest(tracking_no, query_code),
+        item=item,
+        item_id=item.id,
+        region_code=item.region_code,
+        department_id=item.department_id,
+        department=item.department,
+        state=definition.initial_state,
+        workflow_id=f"{definition.id}.v{definition.version}",
+        channel=data.channel,
+        origin="hub",
+        applicant_type=data.applicant.type,
+        applicant_name=data.applicant.name.strip(),
+        applicant_id_type=data.applicant.id_type,
+        applicant_id_number=applicant_id,
+        applicant_phone=data.applicant.phone,
+        applicant_region_code=data.applicant.region,
+        form_data=data.form,
+        submitted_at=now,
+        intake_deadline=calendar.add_working_days(today, INTAKE_NOTICE_DAYS),
+        promised_limit_days=item.promised_limit_days,
+        statutory_limit_days=item.statutory_limit_days,
+        step_deadlines={},
+        updated_at=now,
+        event_count=0,
+    )
+    session.add(case)
+    session.flush()
+    append_event(session, case, NewEvent(
+        action="submit", to_state=case.state, actor_type="applicant", actor_id=data.channel,
+        actor_name="申请人", occurred_at=now, data={"channel": data.channel},
+    ))
+    _publish(session, case, "submit", now)
+    return case, query_code
+
+
+def _item_for_submission(session: Session, code: str) -> Item:
+    try:
+        item = catalog.get_item(session, code)
+    except NotFound as exc:
+        raise ValidationFailed([FieldError("item_code", "item_exists", exc.detail)]) from exc
+    if not item.active:
+        raise ValidationFailed([FieldError("item_code", "item_active", "该事项已停止办理")])
+    return item
+
+
+def _check_applicant(item: Item, applicant: ApplicantIn, today: date) -> str:
+    errors: list[FieldError] = []
+    if item.applicant_types and applicant.type not in item.applicant_types:
+        errors.append(FieldError(
+            "applicant.type", "allowed_for_item", "该事项不受理此类申请人 (applicant type not accepted)"
+        ))
+    expected = "citizen_id" if applicant.type == "1" else "credit_code"
+    if applicant.id_type in {"citizen_id", "credit_code"} and applicant.id_type != expected:
+        errors.append(FieldError(
+            "applicant.id_type", "matches_applicant_type",
+            "自然人使用居民身份证号码，组织使用统一社会信用代码",
+        ))
+    number = applicant.id_number.strip().upper()
+    try:
+        if applicant.id_type == "citizen_id":
+            number = ids.validate_citizen_id(number, today=today)
+        elif applicant.id_type == "credit_code":
+            number = ids.validate_credit_code(number)
+    except ids.IdentifierError as exc:
+        errors.append(FieldError("applicant.id_number", exc.rule, str(exc)))
+    if errors:
+        raise ValidationFailed(errors)
+    return number
+
+
+def _new_query_code() -> str:
+    return "".join(secrets.choice(QUERY_CODE_ALPHABET) for _ in range(8))
+
+
+def _query_code_digest(tracking_no: str, query_code: str) -> str:
+    return hashlib.sha256(f"{tracking_no}:{query_code.strip().upper()}".encode()).hexdigest()
+
+
+def _next_sequence(session: Session, region_code: str, day: date) -> int:
+    bump = (
+        update(TrackingSequence)
+        .where(TrackingSequence.region_code == region_code, TrackingSequence.day == day)
+        .values(last=TrackingSequence.last + 1)
+        .returning(TrackingSequence.last)
+    )
+    value = session.execute(bump).scalar()
+    if value is not None:
+        return int(value)
+    try:
+        with session.begin_nested():
+            session.add(TrackingSequence(region_code=region_code, day=day, last=1))
+        return 1
+    except IntegrityError:
+        # Another transaction created today's row first: take the next number from it.
+        return int(session.execute(bump).scalar_one())
+
+
+# --- finding a case ------------------------------------------------------------------------
+
+
+def get_case(session: Session, tracking_no: str) -> Case:
+    case = session.scalar(select(Case).where(Case.tracking_no == tracking_no))
+    if case is None:
+        raise NotFound(f"办件 {tracking_no} 不存在 (unknown tracking number)")
+    return case
+
+
+def case_for_applicant(session: Session, *, tracking_no: str, query_code: str) -> Case:
+    """Same answer for a wrong number and a wrong code, so neither can be probed alone."""
+    case = session.scalar(select(Case).where(Case.tracking_no == tracking_no))
+    given = _query_code_digest(tracking_no, query_code or "")
+    if case is None or not hmac.compare_digest(case.query_code_hash, given):
+        raise NotFound("办件编号或查询码不正确 (tracking number or query code wrong)")
+    return case
+
+
+def case_for_officer(session: Session, *, tracking_no: str, officer: Officer) -> Case:
+    case = get_case(session, tracking_no)
+    if not may_view(session, officer, case):
+        raise Forbidden("该办件不属于本部门，且不在监察范围内 (case outside your department)")
+    return case
+
+
+def may_view(session: Session, officer: Officer, case: Case) -> bool:
+    if officer.department_id == case.department_id:
+        return True
+    return "supervisor" in officer.roles and can_oversee_region(session, officer, case.region_code)
+
+
+# --- acting on a case ----------------------------------------------------------------------
+
+
+def act(
+    session: Session, *, case: Case, actor: Actor, action: str, opinion: str | None, now: datetime
+) -> CaseEvent:
+    """Apply one workflow action after checking department scope, state, role and opinion."""
+    if actor.kind == "officer" and actor.department_id != case.department_id:
+        raise Forbidden("只能办理本部门的办件 (case belongs to another department)")
+    definition = definition_for(case)
+    transition = _checked_transition(definition, case, actor, action, opinion)
+    from_state = case.state
+    _apply_clock(session, case, transition, business_date(now), definition)
+    case.state = transition.target
+    case.updated_at = now
+    if action in {"grant", "deny"}:
+        case.decided_at = now
+        case.result = "granted" if action == "grant" else "denied"
+    if transition.target in definition.terminal_states:
+        case.completed_at = now
+        case.result = case.result or transition.target
+    event = append_event(session, case, NewEvent(
+        action=action, step=transition.step, from_state=from_state, to_state=transition.target,
+        actor_type=actor.kind, actor_id=actor.id, actor_name=actor.name,
+        department_id=case.department_id if actor.kind == "officer" else None,
+        opinion=(opinion or "").strip() or None, occurred_at=now,
+    ))
+    _publish(session, case, action, now)
+    return event
+
+
+def _checked_transition(
+    definition: WorkflowDefinition, case: Case, actor: Actor, action: str, opinion: str | None
+) -> Transition:
+    try:
+        return apply(definition, case.state, action, actor=actor.kind, roles=actor.roles,
+                     opinion=opinion)
+    except RoleNotAllowed as exc:
+        raise Forbidden(str(exc)) from exc
+    except ActionNotAvailable as exc:
+        raise Conflict(str(exc), type_slug="action-not-available") from exc
+    except OpinionRequired as exc:
+        raise ValidationFailed([FieldError("opinion", "required", str(exc))]) from exc
+
+
+def _apply_clock(
+    session: Session, case: Case, transition: Transition, today: date,
+    definition: WorkflowDefinition,
+) -> None:
+    if transition.clock == "start":
+        _start_clock(case, load_calendar(session), today, definition)
+    elif transition.clock == "suspend":
+        case.suspended_since = today
+    elif transition.clock == "resume" and case.suspended_since is not None:
+        _resume_clock(case, load_calendar(session), today)
+
+
+def _start_clock(
+    case: Case, calendar: WorkingCalendar, today: date, definition: WorkflowDefinition
+) -> None:
+    # Deadlines are stored, so a later calendar change cannot rewrite a past result.
+    case.accepted_on = today
+    case.deadline = compute_deadline(calendar, today, case.promised_limit_days)
+    case.statutory_deadline = compute_deadline(calendar, today, case.statutory_limit_days)
+    steps = allocate_step_deadlines(definition, calendar, today, case.promised_limit_days)
+    case.step_deadlines = {name: d.isoformat() for name, d in steps.items()}
+
+
+def _resume_clock(case: Case, calendar: WorkingCalendar, today: date) -> None:
+    since = case.suspended_since
+    assert since is not None
+    if case.deadline is not None:
+        case.deadline = extend_for_suspension(calendar, case.deadline, since, today)
+    if case.statutory_deadline is not None:
+        case.statutory_deadline = extend_for_suspension(
+            calendar, case.statutory_deadline, since, today
+        )
+    case.step_deadlines = {
+        name: extend_for_suspension(calendar, date.fromisoformat(d), since, today).isoformat()
+        for name, d in case.step_deadlines.items()
+    }
+    case.suspended_working_days += calendar.working_days_between(since, today)
+    case.suspended_since = None
+
+
+def _publish(session: Session, case: Case, action: str, now: datetime) -> None:
+    outbox.enqueue(
+        session,
+        event_type=f"case.{EVENT_NAMES.get(action, action)}.v1",
+        region_code=case.region_code,
+        payload=case_event_payload(case),
+        occurred_at=now,
+        correlation_id=case.tracking_no,
+    )
+
+
+def case_event_payload(case: Case) -> dict[str, Any]:
+    """What partners receive about a case: no personal data beyond the applicant type."""
+    return {
+        "tracking_no": case.tracking_no,
+        "item_code": case.item.code,
+        "department": case.department.key,
+        "region": case.region_code,
+        "state": case.state,
+        "accepted_on": case.accepted_on.isoformat() if case.accepted_on else None,
+        "deadline": case.deadline.isoformat() if case.deadline else None,
+        "result": case.result,
+        "applicant_type": case.applicant_type,
+        "event_seq": case.event_count,
+    }
+
+
+# --- applicant side ------------------------------------------------------------------------
+
+
+def supplement(session: Session, *, case: Case, note: str, now: datetime) -> CaseEvent:
+    return act(session, case=case, actor=Actor.applicant(), action="supplement", opinion=note,
+               now=now)
+
+
+def withdraw(session: Session, *, case: Case, reason: str, now: datetime) -> CaseEvent:
+    return act(session, case=case, actor=Actor.applicant(), action="withdraw", opinion=reason,
+               now=now)
+
+
+def applicant_actions(case: Case) -> list[str]:
+    return [t.action for t in definition_for(case).available_actions(case.state, actor="applicant")]
+
+
+def officer_actions(case: Case, officer: Officer) -> list[str]:
+    if officer.department_id != case.department_id:
+        return []
+    roles = set(officer.roles)
+    return [
+        t.action
+        for t in definition_for(case).available_actions(case.state, actor="officer")
+        if roles & t.roles
+    ]
+
+
+def events_of(session: Session, case: Case) -> list[CaseEvent]:
+    return list(session.scalars(
+        select(CaseEvent).where(CaseEvent.case_id == case.id).order_by(CaseEvent.seq)
+    ).unique())
+
+
+def materials_of(session: Session, case: Case) -> list[Material]:
+    return list(session.scalars(
+        select(Material).where(Material.case_id == case.id).order_by(Material.id)
+    ))
+
+
+def missing_materials(session: Session, case: Case) -> list[str]:
+    have = {m.material_key for m in materials_of(session, case)}
+    return [
+        m["key"] for m in case.item.guide.get("materials", [])
+        if m.get("required", True) and m["key"] not in have
+    ]
+
+
+# --- officer work queue ---------------------------------------------------------------------
+
+
+def work_queue(session: Session, *, officer: Officer, limit: int = 100) -> list[Case]:
+    """Open cases of the officer's department on which one of the officer's roles can act."""
+    definition = standard_definition()
+    roles = set(officer.roles)
+    states = sorted({
+        t.source for t in definition.transitions if t.actor == "officer" and roles & t.roles
+    })
+    if not states:
+        return []
+    query = (
+        select(Case)
+        .where(Case.department_id == officer.department_id, Case.state.in_(states))
+        .order_by(func.coalesce(Case.deadline, Case.intake_deadline), Case.submitted_at)
+        .limit(limit)
+    )
+    return list(session.scalars(query).unique())

@@ -1,0 +1,128 @@
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Level = Literal["province", "city", "county"]
+Kind = Literal["instant", "promised"]
+MaterialForm = Literal["original", "copy", "electronic"]
+Registry = Literal["population", "enterprise", "tax", "organisation"]
+ApplicantType = Literal["1", "2", "3", "4", "5", "6", "9"]
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MaterialSpec(StrictModel):
+    key: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9_]+$")
+    name: str = Field(min_length=1, max_length=128)
+    form: MaterialForm
+    count: int = Field(ge=1, le=99)
+    required: bool = True
+    legal_basis: str | None = Field(default=None, max_length=500)
+    replaceable_by: Registry | None = None
+
+
+class Fee(StrictModel):
+    amount_fen: int = Field(ge=0, le=10**10)
+    basis: str = Field(min_length=1, max_length=500)
+    description: str | None = Field(default=None, max_length=500)
+
+
+class SpecialProcedure(StrictModel):
+    kind: str = Field(min_length=1, max_length=64)
+    counts_in_limit: bool
+    max_days: int | None = Field(default=None, ge=0, le=365)
+
+
+class DepartmentRef(StrictModel):
+    region: str = Field(pattern=r"^\d{6}$")
+    code: str = Field(pattern=r"^\d{3}$")
+
+
+class Guide(StrictModel):
+    """办事指南: what an applicant needs to know before applying."""
+
+    legal_basis: str = Field(min_length=1, max_length=2000)
+    conditions: list[str] = Field(default_factory=list, max_length=50)
+    materials: list[MaterialSpec] = Field(default_factory=list, max_length=100)
+    fee: Fee | None = None
+    special_procedures: list[SpecialProcedure] = Field(default_factory=list, max_length=20)
+    where: str = Field(min_length=1, max_length=500)
+    hours: str = Field(min_length=1, max_length=200)
+    how: list[Literal["online", "window", "mail"]] = Field(min_length=1)
+    visits: int = Field(ge=0, le=10)
+    enquiry_phone: str = Field(min_length=1, max_length=32)
+    complaint_phone: str = Field(min_length=1, max_length=32)
+
+
+class ItemWrite(Guide):
+    """An item as an administrator writes it; the province code is derived and checked."""
+
+    key: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9-]*$")
+    region: str = Field(pattern=r"^\d{6}$")
+    department: str = Field(pattern=r"^\d{3}$", description="department number within its region")
+    item_type: str = Field(pattern=r"^\d{2}$")
+    main_item: str = Field(pattern=r"^\d{3}$")
+    sub_item: str = Field(default="000", pattern=r"^\d{3}$")
+    national_code: str = Field(min_length=12, max_length=12)
+    name: str = Field(min_length=2, max_length=128)
+    level: Level
+    kind: Kind
+    statutory_limit_days: int = Field(ge=0, le=365)
+    promised_limit_days: int = Field(ge=0, le=365)
+    national_reporting: bool = False
+    applicant_types: list[ApplicantType] = Field(min_length=1)
+    departments: list[DepartmentRef] = Field(default_factory=list, max_length=20)
+    form_schema: dict[str, Any]
+
+
+class ItemTypeOut(BaseModel):
+    code: str
+    name: str
+    on_application: bool
+
+
+class DepartmentOut(BaseModel):
+    key: str = Field(description="region code + 3-digit department number")
+    region: str
+    code: str
+    name: str
+    short_name: str
+
+
+class ItemSummary(BaseModel):
+    code: str = Field(description="province implementing code (18 characters, check last)")
+    national_code: str
+    key: str
+    name: str
+    item_type: str
+    item_type_name: str
+    level: Level
+    kind: Kind
+    region: str
+    region_name: str
+    department: DepartmentOut
+    promised_limit_days: int
+    statutory_limit_days: int
+    fee_fen: int | None
+    joint: bool
+
+
+class ItemOut(ItemSummary):
+    version: int
+    national_reporting: bool
+    applicant_types: list[str]
+    co_departments: list[DepartmentOut]
+    guide: Guide
+    form_schema_url: str
+    blank_form_url: str
+
+
+class ItemPage(BaseModel):
+    total: int
+    offset: int
+    limit: int
+    items: list[ItemSummary]

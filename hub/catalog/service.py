@@ -1,0 +1,300 @@
+"""The item catalogue: one coding scheme, guides, and the form schema of every item."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from html import escape
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from hub.catalog.models import Item, ItemType
+from hub.catalog.schemas import (
+    DepartmentOut,
+    Guide,
+    ItemOut,
+    ItemSummary,
+    ItemTypeOut,
+    ItemWrite,
+)
+from hub.errors import FieldError, NotFound, ValidationFailed
+from hub.org import service as org_service
+from hub.org.models import Department, Region
+from hub.outbox import service as outbox
+from hub.validation import cached_validator, field_errors
+from workflow.identifiers import IdentifierError, build_item_code, validate_national_basic_code
+
+GUIDE_FIELDS = tuple(Guide.model_fields)
+
+
+def list_item_types(session: Session) -> list[ItemTypeOut]:
+    rows = session.scalars(select(ItemType).order_by(ItemType.code))
+    return [ItemTypeOut(code=r.code, name=r.name, on_application=r.on_application) for r in rows]
+
+
+def get_item(session: Session, code: str) -> Item:
+    item = session.scalar(select(Item).where(Item.code == code.upper()))
+    if item is None:
+        raise NotFound(f"事项 {code} 不存在 (unknown item code)")
+    return item
+
+
+def search_items(
+    session: Session,
+    *,
+    q: str | None = None,
+    department: str | None = None,
+    region: str | None = None,
+    level: str | None = None,
+    item_type: str | None = None,
+    offset: int = 0,
+    limit: int = 20,
+) -> tuple[int, list[Item]]:
+    query = select(Item).where(Item.active.is_(True))
+    if q:
+        terms = [t for t in q.lower().split() if t]
+        for term in terms:
+            query = query.where(Item.search_text.contains(term, autoescape=True))
+    if department:
+        query = query.join(Department, Item.department_id == Department.id).where(
+            or_(
+                (Department.region_code + Department.code) == department,
+                Department.name.contains(department, autoescape=True),
+            )
+        )
+    if region:
+        query = query.where(Item.region_code == region)
+    if level:
+        query = query.where(Item.level == level)
+    if item_type:
+        query = query.where(Item.item_type == item_type)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(query.order_by(Item.code).offset(offset).limit(limit)).unique()
+    return total, list(rows)
+
+
+def write_item(session: Session, *, data: ItemWrite, now: datetime) -> Item:
+    """Create or update (by key) an item, validating its code and guide on every write."""
+    department, co_ids = _check_item(session, data)
+    code = build_item_code(
+        data.region, data.department, data.item_type, data.main_item, data.sub_item
+    ).value
+    item = session.scalar(select(Item).where(Item.key == data.key))
+    _check_code_free(session, code, item)
+    created = item is None
+    if item is None:
+        item = Item(key=data.key, created_at=now, version=1)
+        session.add(item)
+    else:
+        item.version += 1
+    _apply(item, data, code=code, department=department, co_ids=co_ids, now=now)
+    session.flush()
+    _publish(session, item, "catalog.item_created.v1" if created else "catalog.item_updated.v1")
+    return item
+
+
+def _check_item(session: Session, data: ItemWrite) -> tuple[Department, list[int]]:
+    errors: list[FieldError] = []
+    try:
+        validate_national_basic_code(data.national_code)
+    except IdentifierError as exc:
+        errors.append(FieldError("national_code", exc.rule, str(exc)))
+    if session.get(ItemType, data.item_type) is None:
+        errors.append(FieldError("item_type", "item_type_table", "事项类型不在类型表中"))
+    region = session.get(Region, data.region)
+    if region is None:
+        errors.append(FieldError("region", "region_exists", "行政区划不存在"))
+    elif region.level != data.level:
+        errors.append(FieldError("level", "matches_region", f"层级应为 {region.level}"))
+    if data.promised_limit_days > data.statutory_limit_days:
+        errors.append(FieldError("promised_limit_days", "not_above_statutory", "承诺时限不得超过法定时限"))
+    if (data.kind == "instant") != (data.promised_limit_days == 0):
+        errors.append(FieldError("kind", "instant_means_zero_days", "即办件承诺时限为 0，承诺件应大于 0"))
+    errors.extend(_form_schema_errors(data.form_schema))
+    department = _find_department(session, data.region, data.department, "department", errors)
+    co_ids = [
+        d.id
+        for i, ref in enumerate(data.departments)
+        if (d := _find_department(session, ref.region, ref.code, f"departments.{i}", errors))
+    ]
+    if errors:
+        raise ValidationFailed(errors)
+    assert department is not None
+    return department, co_ids
+
+
+def _find_department(
+    session: Session, region: str, code: str, field: str, errors: list[FieldError]
+) -> Department | None:
+    try:
+        return org_service.get_department(session, region_code=region, code=code)
+    except NotFound:
+        errors.append(FieldError(field, "department_exists", f"部门 {region}-{code} 不存在"))
+        return None
+
+
+def _form_schema_errors(schema: dict[str, Any]) -> list[FieldError]:
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as exc:
+        return [FieldError("form_schema", "json_schema", f"表单模式不是合法的 JSON Schema: {exc.message}")]
+    if schema.get("type") != "object":
+        return [FieldError("form_schema.type", "const", "表单模式的 type 必须为 object")]
+    return []
+
+
+def _check_code_free(session: Session, code: str, item: Item | None) -> None:
+    holder = session.scalar(select(Item).where(Item.code == code))
+    if holder is not None and holder is not item:
+        raise ValidationFailed(
+            [FieldError("main_item", "unique_code", f"事项编码 {code} 已被事项 {holder.key} 使用")]
+        )
+
+
+def _apply(
+    item: Item, data: ItemWrite, *, code: str, department: Department, co_ids: list[int],
+    now: datetime,
+) -> None:
+    guide = data.model_dump(include=set(GUIDE_FIELDS), mode="json")
+    item.code = code
+    item.national_code = data.national_code.upper()
+    item.name = data.name
+    item.region_code = data.region
+    item.department_id = department.id
+    item.department = department
+    item.item_type = data.item_type
+    item.main_item = data.main_item
+    item.sub_item = data.sub_item
+    item.level = data.level
+    item.kind = data.kind
+    item.statutory_limit_days = data.statutory_limit_days
+    item.promised_limit_days = data.promised_limit_days
+    item.fee_fen = data.fee.amount_fen if data.fee else None
+    item.national_reporting = data.national_reporting
+    item.applicant_types = list(data.applicant_types)
+    item.co_department_ids = co_ids
+    item.guide = guide
+    item.form_schema = data.form_schema
+    item.search_text = " ".join(
+        [data.name, data.key, code, data.national_code, department.name, data.legal_basis]
+    ).lower()
+    item.updated_at = now
+
+
+def _publish(session: Session, item: Item, event_type: str) -> None:
+    outbox.enqueue(
+        session,
+        event_type=event_type,
+        region_code=item.region_code,
+        payload={"code": item.code, "key": item.key, "version": item.version, "name": item.name,
+                 "national_code": item.national_code, "active": item.active},
+        occurred_at=item.updated_at,
+        correlation_id=item.code,
+    )
+
+
+def validate_form(item: Item, form: dict[str, Any]) -> None:
+    """Validate an application form against its item's schema, naming every bad field."""
+    validator = cached_validator(
+        (item.id, item.version), json.dumps(item.form_schema, sort_keys=True)
+    )
+    errors = field_errors(validator.iter_errors(form), prefix="form")
+    if errors:
+        raise ValidationFailed(errors)
+
+
+def department_out(department: Department) -> DepartmentOut:
+    return DepartmentOut(
+        key=department.key, region=department.region_code, code=department.code,
+        name=department.name, short_name=department.short_name,
+    )
+
+
+def item_summary(session: Session, item: Item) -> ItemSummary:
+    return ItemSummary(**_summary_fields(session, item))
+
+
+def _summary_fields(session: Session, item: Item) -> dict[str, Any]:
+    item_type = session.get(ItemType, item.item_type)
+    region = session.get(Region, item.region_code)
+    return {
+        "code": item.code,
+        "national_code": item.national_code,
+        "key": item.key,
+        "name": item.name,
+        "item_type": item.item_type,
+        "item_type_name": item_type.name if item_type else item.item_type,
+        "level": item.level,
+        "kind": item.kind,
+        "region": item.region_code,
+        "region_name": region.name if region else item.region_code,
+        "department": department_out(item.department),
+        "promised_limit_days": item.promised_limit_days,
+        "statutory_limit_days": item.statutory_limit_days,
+        "fee_fen": item.fee_fen,
+        "joint": bool(item.co_department_ids),
+    }
+
+
+def item_out(session: Session, item: Item) -> ItemOut:
+    co = [session.get(Department, i) for i in item.co_department_ids]
+    return ItemOut(
+        **_summary_fields(session, item),
+        version=item.version,
+        national_reporting=item.national_reporting,
+        applicant_types=item.applicant_types,
+        co_departments=[department_out(d) for d in co if d is not None],
+        guide=Guide.model_validate(item.guide),
+        form_schema_url=f"/api/v1/items/{item.code}/form-schema",
+        blank_form_url=f"/api/v1/items/{item.code}/blank-form",
+    )
+
+
+def render_blank_form(session: Session, item: Item) -> str:
+    """A printable blank application form (申请表) for window and paper applicants."""
+    summary = _summary_fields(session, item)
+    rows = "".join(_form_rows(item.form_schema))
+    materials = "".join(
+        f"<tr><td>{escape(m['name'])}</td><td>{escape(_FORM_NAMES[m['form']])}</td>"
+        f"<td>{m['count']}</td><td>{'是' if m.get('required', True) else '否'}</td></tr>"
+        for m in item.guide.get("materials", [])
+    )
+    return _BLANK_FORM.format(
+        name=escape(item.name), code=item.code, department=escape(summary["department"].name),
+        rows=rows, materials=materials, promised=item.promised_limit_days,
+    )
+
+
+_FORM_NAMES = {"original": "原件", "copy": "复印件", "electronic": "电子件"}
+
+
+def _form_rows(schema: dict[str, Any]) -> list[str]:
+    required = set(schema.get("required", []))
+    rows = []
+    for name, prop in schema.get("properties", {}).items():
+        label = escape(str(prop.get("title", name)))
+        mark = "（必填）" if name in required else ""
+        hint = prop.get("enum")
+        choices = "　".join(f"□ {escape(str(v))}" for v in hint) if hint else ""
+        rows.append(f"<tr><th>{label}{mark}</th><td>{choices}</td></tr>")
+    return rows
+
+
+_BLANK_FORM = """<!DOCTYPE html>
+<html lang="zh-CN"><head><meta charset="utf-8"><title>{name} 申请表</title>
+<style>body{{font-family:serif;margin:2em}}table{{border-collapse:collapse;width:100%}}
+th,td{{border:1px solid #000;padding:.5em;text-align:left}}th{{width:30%}}</style></head>
+<body><h1>{name} 申请表</h1><p>事项编码：{code}　实施部门：{department}　承诺时限：{promised} 个工作日</p>
+<h2>申请人信息</h2><table>
+<tr><th>申请人名称（姓名）（必填）</th><td></td></tr>
+<tr><th>证件类型及号码（必填）</th><td>□ 居民身份证　□ 统一社会信用代码</td></tr>
+<tr><th>联系电话（必填）</th><td></td></tr></table>
+<h2>申请事项信息</h2><table>{rows}</table>
+<h2>申请材料</h2><table><tr><th>材料名称</th><th>形式</th><th>份数</th><th>必需</th></tr>{materials}</table>
+<p>申请人（签章）：＿＿＿＿＿＿　　日期：＿＿＿＿年＿＿月＿＿日</p>
+<p>本人承诺所填内容及所附材料真实、有效。</p></body></html>
+"""

@@ -1,0 +1,168 @@
+"""The `hub` command: run, seed, demo and operate the hub."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from hub import logs
+from hub.clock import SystemClock
+from hub.db import make_engine, make_session_factory, unit_of_work
+from hub.migrate import upgrade
+from hub.settings import get_settings
+
+app = typer.Typer(help="省级网上审批平台数据交换中心 — provincial approval exchange hub",
+                  no_args_is_help=True)
+audit_app = typer.Typer(help="审计：事件哈希链校验")
+calendar_app = typer.Typer(help="工作日历：国务院节假日安排")
+db_app = typer.Typer(help="数据库迁移与初始数据")
+app.add_typer(audit_app, name="audit")
+app.add_typer(calendar_app, name="calendar")
+app.add_typer(db_app, name="db")
+console = Console()
+log = logging.getLogger("hub.cli")
+
+HostOpt = Annotated[str, typer.Option(help="address to listen on")]
+PortOpt = Annotated[int, typer.Option(help="port to listen on")]
+
+
+def _prepare(seed: bool) -> None:
+    settings = get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.resolved_database_url())
+    upgrade(engine)
+    if seed:
+        from hub.seed.service import seed_demo
+
+        with unit_of_work(make_session_factory(engine)) as session:
+            report = seed_demo(session, now=SystemClock().now())
+        console.print(
+            f"[green]seeded[/] {report.regions} regions, {report.departments} departments, "
+            f"{report.items} items, {report.officers} officers"
+        )
+    engine.dispose()
+
+
+@app.command()
+def up(host: HostOpt = "127.0.0.1", port: PortOpt = 8000) -> None:
+    """Everything for a newcomer: migrate a SQLite file, seed the demo province, serve the API."""
+    import uvicorn
+
+    from hub.app import create_app
+    from hub.seed.service import demo_accounts
+
+    settings = get_settings()
+    logs.configure(settings.log_level, settings.log_json)
+    _prepare(seed=True)
+    _print_welcome(host, port, demo_accounts())
+    uvicorn.run(create_app(settings), host=host, port=port, log_config=None)
+
+
+def _print_welcome(host: str, port: int, accounts: list[dict[str, object]]) -> None:
+    base = f"http://{host}:{port}"
+    console.print(f"\n[bold]审批交换中心已启动[/] — database: {get_settings().resolved_database_url()}")
+    console.print(f"  API docs      {base}/docs")
+    console.print(f"  OpenAPI       {base}/openapi.json")
+    console.print(f"  catalogue     {base}/api/v1/items")
+    console.print(f"  disclosure    {base}/api/v1/transparency/cases")
+    console.print(f"  health        {base}/health   ready {base}/ready   metrics {base}/metrics")
+    console.print(f"  demo          hub demo --base-url {base}   (in another terminal)\n")
+    table = Table(title="演示账号 demo officers (password for all: see below)")
+    for column in ("username", "name", "region", "department", "roles"):
+        table.add_column(column)
+    for account in accounts:
+        table.add_row(str(account["username"]), str(account["name"]), str(account["region"]),
+                      str(account["department"]), ",".join(account["roles"]))  # type: ignore[arg-type]
+    console.print(table)
+    passwords = sorted({str(a["password"]) for a in accounts})
+    console.print(f"password: {', '.join(passwords)}\n")
+
+
+@app.command()
+def api(host: HostOpt = "127.0.0.1", port: PortOpt = 8000, workers: int = 1) -> None:
+    """Serve the FastAPI app under uvicorn (migrates first; does not seed)."""
+    import uvicorn
+
+    settings = get_settings()
+    logs.configure(settings.log_level, settings.log_json)
+    _prepare(seed=False)
+    uvicorn.run("hub.asgi:app", host=host, port=port, workers=workers, log_config=None)
+
+
+@app.command()
+def demo(
+    base_url: Annotated[str, typer.Option(help="a running hub")] = "http://127.0.0.1:8000",
+) -> None:
+    """Drive one complete case through the HTTP API and print its timeline."""
+    from hub.demo import run_demo
+
+    raise typer.Exit(run_demo(base_url, console))
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply Alembic migrations to HUB_DATABASE_URL."""
+    _prepare(seed=False)
+    console.print("[green]database at head[/]")
+
+
+@db_app.command("seed")
+def db_seed() -> None:
+    """Migrate, then load the demo province (idempotent)."""
+    _prepare(seed=True)
+
+
+@audit_app.command("verify")
+def audit_verify(
+    tracking_no: Annotated[str | None, typer.Option(help="only this case")] = None,
+) -> None:
+    """Recompute every case's event hash chain; exit 1 and list what was edited or deleted."""
+    from hub.audit.service import verify
+
+    settings = get_settings()
+    engine = make_engine(settings.resolved_database_url())
+    with make_session_factory(engine)() as session:
+        checked, findings = verify(session, tracking_no=tracking_no)
+    if not findings:
+        console.print(f"[green]审计通过[/] {checked} events verified, chains intact")
+        return
+    table = Table(title=f"审计发现 {len(findings)} 处问题 ({checked} events checked)")
+    for column in ("case", "event", "problem", "detail"):
+        table.add_column(column)
+    for f in findings:
+        table.add_row(f.tracking_no, str(f.seq or "-"), f.problem, f.detail)
+    console.print(table)
+    raise typer.Exit(1)
+
+
+@calendar_app.command("load")
+def calendar_load(notice: Annotated[Path, typer.Argument(help="holiday notice JSON file")]) -> None:
+    """Load a year's State Council holiday notice into the working-day calendar."""
+    from hub.calendar.service import load_notice
+
+    data = json.loads(notice.read_text(encoding="utf-8"))
+    engine = make_engine(get_settings().resolved_database_url())
+    with unit_of_work(make_session_factory(engine)) as session:
+        days = load_notice(session, notice=data, now=SystemClock().now())
+    console.print(f"[green]loaded[/] {days} days for {data.get('year')}")
+
+
+@calendar_app.command("show")
+def calendar_show(year: int) -> None:
+    """Show a year's coverage, working-day count and loaded overrides."""
+    from hub.calendar.service import year_overview
+
+    engine = make_engine(get_settings().resolved_database_url())
+    with make_session_factory(engine)() as session:
+        overview = year_overview(session, year)
+    console.print_json(json.dumps(overview, ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,24 @@
+"""Imports every domain's tables so that metadata (and Alembic) sees all of them."""
+
+from hub.auth.models import Officer
+from hub.calendar.models import CalendarOverride
+from hub.cases.models import Case, CaseEvent, Material, TrackingSequence
+from hub.catalog.models import Item, ItemType
+from hub.db import Base
+from hub.org.models import Department, Region
+from hub.outbox.models import OutboxMessage
+
+__all__ = [
+    "Base",
+    "CalendarOverride",
+    "Case",
+    "CaseEvent",
+    "Department",
+    "Item",
+    "ItemType",
+    "Material",
+    "Officer",
+    "OutboxMessage",
+    "Region",
+    "TrackingSequence",
+]

@@ -1,0 +1,69 @@
+"""JSON Schema validation that reports every error by field and rule, in the hub's error type."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from functools import lru_cache
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+
+from hub.errors import FieldError
+
+RULE_TEXT = {
+    "required": "缺少必填项",
+    "type": "类型不正确",
+    "enum": "取值不在允许范围内",
+    "const": "取值不正确",
+    "pattern": "格式不正确",
+    "format": "格式不正确",
+    "minLength": "内容过短",
+    "maxLength": "内容过长",
+    "minimum": "数值过小",
+    "maximum": "数值过大",
+    "exclusiveMinimum": "数值过小",
+    "exclusiveMaximum": "数值过大",
+    "additionalProperties": "包含未定义的字段",
+    "minItems": "项目过少",
+    "maxItems": "项目过多",
+    "uniqueItems": "存在重复项",
+    "multipleOf": "数值不符合步长",
+}
+
+
+def validator_for(schema: dict[str, Any]) -> Draft202012Validator:
+    return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+
+
+@lru_cache(maxsize=512)
+def cached_validator(cache_key: tuple[object, ...], schema_json: str) -> Draft202012Validator:
+    import json
+
+    return validator_for(json.loads(schema_json))
+
+
+def field_errors(errors: Iterable[ValidationError], *, prefix: str) -> list[FieldError]:
+    result = [_field_error(error, prefix) for error in errors]
+    return sorted(result, key=lambda e: (e.field, e.rule))
+
+
+def _field_error(error: ValidationError, prefix: str) -> FieldError:
+    path = [str(p) for p in error.absolute_path]
+    if error.validator == "required" and isinstance(error.instance, dict):
+        missing = _missing_property(error)
+        if missing:
+            path.append(missing)
+    field = ".".join([prefix, *path]) if prefix else ".".join(path) or "(root)"
+    rule = str(error.validator)
+    text = RULE_TEXT.get(rule, "不符合要求")
+    title = error.schema.get("title") if isinstance(error.schema, dict) else None
+    label = f"「{title}」" if title and rule != "required" else ""
+    return FieldError(field=field, rule=rule, message=f"{label}{text} ({error.message})")
+
+
+def _missing_property(error: ValidationError) -> str | None:
+    for name in error.validator_value:
+        if name not in error.instance:
+            return str(name)
+    return None

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh clone: installs what it needs (.venv; PostgreSQL from
+# Debian's packages where missing), starts it, then runs ruff and pytest against SQLite and
+# PostgreSQL. Extra arguments go to pytest.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+source scripts/bootstrap.sh
+source scripts/services.sh
+ensure_postgres
+
+echo "==> ruff"
+.venv/bin/ruff check workflow hub adapters mocks tests bench
+
+echo "==> pytest (backends: sqlite, postgresql)"
+export HUB_TEST_BACKENDS="${HUB_TEST_BACKENDS:-sqlite,postgresql}"
+exec .venv/bin/python -m pytest "$@"

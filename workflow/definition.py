@@ -1,0 +1,333 @@
+"""Workflow definitions: states, steps and transitions, loaded from JSON.
+
+A definition is data (``workflow/definitions/*.json``), validated in two passes: the JSON Schema
+(``schemas/workflow-definition.v1.json``) checks the shape, then ``_check_semantics`` checks what a
+schema cannot express — references between states, steps and transitions, reachability, and that the
+time-limit clock is in one well-defined condition in every state. Every error names the JSON pointer
+of the offending field, so whoever edits a definition knows where to look.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache, lru_cache
+from importlib import resources
+from types import MappingProxyType
+from typing import Any, Literal
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError, best_match
+
+from workflow.errors import ActionNotAvailable, UnknownState
+
+Clock = Literal["start", "suspend", "resume", "stop", "none"]
+Actor = Literal["officer", "applicant"]
+# Condition of the statutory clock while a case sits in a state: not yet started (before
+# acceptance), running, suspended (补正 during review, Art. 45 procedures), or stopped for good.
+ClockStatus = Literal["idle", "running", "suspended", "stopped"]
+
+SCHEMA_RESOURCE = "workflow-definition.v1.json"
+STANDARD_RESOURCE = "standard.v1.json"
+
+
+class DefinitionError(ValueError):
+    """A workflow definition is invalid; ``path`` is the JSON pointer of the offending field."""
+
+    def __init__(self, path: str, message: str) -> None:
+        self.path = path
+        self.message = message
+        super().__init__(f"{path or '/'}: {message}")
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    label: str
+    # For the intake step: working days allowed from submission to the intake decision.
+    # For the steps after acceptance: a weight, their share of the case's time limit.
+    time_allocation_days: int
+
+
+@dataclass(frozen=True)
+class Transition:
+    action: str
+    label: str
+    source: str
+    target: str
+    roles: frozenset[str]
+    step: str
+    requires_opinion: bool
+    clock: Clock
+    actor: Actor
+
+
+@dataclass(frozen=True)
+class WorkflowDefinition:
+    id: str
+    version: int
+    initial_state: str
+    states: Mapping[str, str]  # state -> Chinese label
+    terminal_states: frozenset[str]
+    steps: tuple[Step, ...]
+    transitions: tuple[Transition, ...]
+
+    # The generated hash would fail on the ``states`` mapping; (id, version) identifies a definition
+    # and is consistent with equality, so definitions can key caches.
+    def __hash__(self) -> int:
+        return hash((self.id, self.version))
+
+    def transition_for(self, state: str, action: str) -> Transition:
+        self._require_state(state)
+        for transition in self.transitions:
+            if transition.source == state and transition.action == action:
+                return transition
+        raise ActionNotAvailable(
+            state,
+            action,
+            state_label=self.states[state],
+            action_label=self.action_label(action),
+        )
+
+    def available_actions(self, state: str, actor: str = "officer") -> list[Transition]:
+        self._require_state(state)
+        return [t for t in self.transitions if t.source == state and t.actor == actor]
+
+    def step(self, name: str) -> Step:
+        for step in self.steps:
+            if step.name == name:
+                return step
+        raise KeyError(f"workflow {self.id} v{self.version} has no step {name!r}")
+
+    def is_terminal(self, state: str) -> bool:
+        self._require_state(state)
+        return state in self.terminal_states
+
+    def action_label(self, action: str) -> str:
+        """Chinese label of an action (the id itself when the definition has no such action)."""
+        for transition in self.transitions:
+            if transition.action == action:
+                return transition.label
+        return action
+
+    def clock_status(self, state: str) -> ClockStatus:
+        """Whether the time-limit clock runs while a case is in ``state``."""
+        self._require_state(state)
+        return _clock_statuses(self)[state]
+
+    def _require_state(self, state: str) -> None:
+        if state not in self.states:
+            raise UnknownState(state)
+
+
+def load_definition(data: dict[str, Any]) -> WorkflowDefinition:
+    """Validate a definition document and build the definition; raises ``DefinitionError``."""
+    _validate_schema(data)
+    definition = _build(data)
+    _check_semantics(definition)
+    return definition
+
+
+@cache
+def standard_definition() -> WorkflowDefinition:
+    text = resources.files("workflow.definitions").joinpath(STANDARD_RESOURCE).read_text("utf-8")
+    return load_definition(json.loads(text))
+
+
+@cache
+def _schema_validator() -> Draft202012Validator:
+    text = resources.files("schemas").joinpath(SCHEMA_RESOURCE).read_text("utf-8")
+    schema = json.loads(text)
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema)
+
+
+def _validate_schema(data: object) -> None:
+    error = best_match(_schema_validator().iter_errors(data))
+    if error is not None:
+        raise DefinitionError(_error_pointer(error), error.message)
+
+
+def _error_pointer(error: ValidationError) -> str:
+    parts = [str(part) for part in error.absolute_path]
+    # Point at the missing or unexpected key itself rather than at the object holding it.
+    if error.validator == "required" and isinstance(error.instance, dict):
+        missing = [key for key in error.validator_value if key not in error.instance]
+        parts += missing[:1]
+    elif error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        declared = error.schema.get("properties", {}) if isinstance(error.schema, dict) else {}
+        extra = [key for key in error.instance if key not in declared]
+        parts += extra[:1]
+    return _pointer(*parts)
+
+
+def _pointer(*parts: object) -> str:
+    """RFC 6901 JSON pointer."""
+    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
+
+
+def _build(data: dict[str, Any]) -> WorkflowDefinition:
+    states = data["states"]
+    return WorkflowDefinition(
+        id=data["id"],
+        version=data["version"],
+        initial_state=data["initial_state"],
+        states=MappingProxyType({name: state["label"] for name, state in states.items()}),
+        terminal_states=frozenset(
+            name for name, state in states.items() if state.get("terminal", False)
+        ),
+        steps=tuple(Step(s["name"], s["label"], s["time_allocation_days"]) for s in data["steps"]),
+        transitions=tuple(_build_transition(t) for t in data["transitions"]),
+    )
+
+
+def _build_transition(data: dict[str, Any]) -> Transition:
+    # Defaults mirror the "default" keywords of the schema.
+    return Transition(
+        action=data["action"],
+        label=data["label"],
+        source=data["source"],
+        target=data["target"],
+        roles=frozenset(data.get("roles", ())),
+        step=data["step"],
+        requires_opinion=data.get("requires_opinion", False),
+        clock=data["clock"],
+        actor=data.get("actor", "officer"),
+    )
+
+
+def _check_semantics(definition: WorkflowDefinition) -> None:
+    _check_initial_state(definition)
+    _check_steps(definition)
+    for index, transition in enumerate(definition.transitions):
+        _check_transition(definition, index, transition)
+    _check_unique_actions(definition)
+    _check_graph(definition)
+
+
+def _check_initial_state(definition: WorkflowDefinition) -> None:
+    if definition.initial_state not in definition.states:
+        raise DefinitionError(
+            "/initial_state", f"initial state {definition.initial_state!r} is not declared"
+        )
+    if definition.initial_state in definition.terminal_states:
+        raise DefinitionError("/initial_state", "the initial state cannot be terminal")
+
+
+def _check_steps(definition: WorkflowDefinition) -> None:
+    seen: set[str] = set()
+    for index, step in enumerate(definition.steps):
+        if step.name in seen:
+            raise DefinitionError(_pointer("steps", index, "name"), f"duplicate step {step.name!r}")
+        seen.add(step.name)
+
+
+def _check_transition(definition: WorkflowDefinition, index: int, transition: Transition) -> None:
+    def fail(field: str, message: str) -> DefinitionError:
+        return DefinitionError(_pointer("transitions", index, field), message)
+
+    for field in ("source", "target"):
+        state = getattr(transition, field)
+        if state not in definition.states:
+            raise fail(field, f"{field} state {state!r} is not declared in /states")
+    if transition.source in definition.terminal_states:
+        raise fail("source", f"terminal state {transition.source!r} cannot have transitions")
+    if transition.target in definition.terminal_states and transition.clock != "stop":
+        raise fail("clock", "a transition into a terminal state must stop the clock")
+    if transition.step not in {step.name for step in definition.steps}:
+        raise fail("step", f"step {transition.step!r} is not declared in /steps")
+    if transition.actor == "officer" and not transition.roles:
+        raise fail("roles", "an officer action must list the roles allowed to take it")
+    if transition.actor == "applicant" and transition.roles:
+        raise fail("roles", "an applicant action takes no officer roles")
+
+
+def _check_unique_actions(definition: WorkflowDefinition) -> None:
+    # One transition per (state, action) keeps the machine deterministic; one label per action keeps
+    # what officers see consistent wherever the action appears.
+    seen: dict[tuple[str, str], int] = {}
+    labels: dict[str, str] = {}
+    for index, transition in enumerate(definition.transitions):
+        key = (transition.source, transition.action)
+        if key in seen:
+            raise DefinitionError(
+                _pointer("transitions", index, "action"),
+                f"action {transition.action!r} from {transition.source!r} is already defined "
+                f"at /transitions/{seen[key]}",
+            )
+        seen[key] = index
+        label = labels.setdefault(transition.action, transition.label)
+        if label != transition.label:
+            raise DefinitionError(
+                _pointer("transitions", index, "label"),
+                f"action {transition.action!r} is labelled {label!r} elsewhere",
+            )
+
+
+def _check_graph(definition: WorkflowDefinition) -> None:
+    statuses = _walk_clock(definition)
+    for state in definition.states:
+        if state in definition.terminal_states:
+            continue
+        if state not in statuses:
+            raise DefinitionError(
+                _pointer("states", state),
+                f"state {state!r} is not reachable from the initial state",
+            )
+        if not any(t.source == state for t in definition.transitions):
+            raise DefinitionError(
+                _pointer("states", state),
+                f"non-terminal state {state!r} has no way out; mark it terminal or add a way out",
+            )
+
+
+# Clock status after a transition, given the status before it; a missing entry is an error.
+_CLOCK_EFFECTS: dict[tuple[ClockStatus, Clock], ClockStatus] = {
+    ("idle", "start"): "running",
+    ("running", "suspend"): "suspended",
+    ("suspended", "resume"): "running",
+    **{(status, "stop"): "stopped" for status in ("idle", "running", "suspended", "stopped")},
+    **{(status, "none"): status for status in ("idle", "running", "suspended", "stopped")},
+}
+
+
+def _walk_clock(definition: WorkflowDefinition) -> dict[str, ClockStatus]:
+    """Clock status of every state reachable from the initial state.
+
+    Raises DefinitionError when a transition's clock effect is impossible (suspending a clock that
+    is not running...) or when two paths reach a state with different clock statuses — then the
+    state alone would not say whether time is counting.
+    """
+    statuses: dict[str, ClockStatus] = {definition.initial_state: "idle"}
+    queue = deque([definition.initial_state])
+    while queue:
+        state = queue.popleft()
+        for index, transition in enumerate(definition.transitions):
+            if transition.source != state:
+                continue
+            after = _CLOCK_EFFECTS.get((statuses[state], transition.clock))
+            where = _pointer("transitions", index, "clock")
+            if after is None:
+                raise DefinitionError(
+                    where,
+                    f"cannot {transition.clock} the clock: it is {statuses[state]} in {state!r}",
+                )
+            known = statuses.get(transition.target)
+            if known is None:
+                statuses[transition.target] = after
+                queue.append(transition.target)
+            elif known != after:
+                raise DefinitionError(
+                    where,
+                    f"state {transition.target!r} would have the clock both {known} and {after}",
+                )
+    return statuses
+
+
+@lru_cache(maxsize=64)
+def _clock_statuses(definition: WorkflowDefinition) -> dict[str, ClockStatus]:
+    statuses = _walk_clock(definition)
+    # Unreachable terminal states are harmless; a case can only be there with its clock stopped.
+    return {state: statuses.get(state, "stopped") for state in definition.states}

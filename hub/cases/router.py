@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Header, Path, UploadFile
+from fastapi import APIRouter, File, Form, Header, Path, Query, UploadFile
 
 from hub.auth.service import require_role
 from hub.calendar.service import load_calendar
@@ -111,13 +111,17 @@ def withdraw(
 
 
 @cases.get("/queue", response_model=QueueOut, responses=problem_responses(401))
-def work_queue(session: SessionDep, officer: OfficerDep, now: NowDep) -> QueueOut:
+def work_queue(
+    session: SessionDep, officer: OfficerDep, now: NowDep,
+    offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> QueueOut:
     """The signed-in officer's work queue, nearest deadline first."""
-    rows = service.work_queue(session, officer=officer)
+    total, rows = service.work_queue(session, officer=officer, offset=offset, limit=limit)
     calendar = load_calendar(session)
     today = business_date(now)
     return QueueOut(
-        officer=officer.username, total=len(rows),
+        officer=officer.username, total=total,
         entries=[presenters.queue_entry(c, officer, today, calendar) for c in rows],
     )
 

@@ -15,7 +15,9 @@ class StrictModel(BaseModel):
 
 
 class ApplicantIn(StrictModel):
-    type: ApplicantType = Field(description="1 自然人, 2 企业法人, 3 事业单位, 4 社会组织, 5 非法人企业, 6 行政机关, 9 其他")
+    type: ApplicantType = Field(
+        description="1 自然人, 2 企业法人, 3 事业单位, 4 社会组织, 5 非法人企业, 6 行政机关, 9 其他"
+    )
     name: str = Field(min_length=1, max_length=128)
     id_type: IdType
     id_number: str = Field(min_length=5, max_length=32)

@@ -387,7 +387,9 @@ def missing_materials(session: Session, case: Case) -> list[str]:
 # --- officer work queue ---------------------------------------------------------------------
 
 
-def work_queue(session: Session, *, officer: Officer, limit: int = 100) -> list[Case]:
+def work_queue(
+    session: Session, *, officer: Officer, offset: int = 0, limit: int = 100
+) -> tuple[int, list[Case]]:
     """Open cases of the officer's department on which one of the officer's roles can act."""
     definition = standard_definition()
     roles = set(officer.roles)
@@ -395,11 +397,10 @@ def work_queue(session: Session, *, officer: Officer, limit: int = 100) -> list[
         t.source for t in definition.transitions if t.actor == "officer" and roles & t.roles
     })
     if not states:
-        return []
-    query = (
-        select(Case)
-        .where(Case.department_id == officer.department_id, Case.state.in_(states))
-        .order_by(func.coalesce(Case.deadline, Case.intake_deadline), Case.submitted_at)
-        .limit(limit)
+        return 0, []
+    query = select(Case).where(Case.department_id == officer.department_id, Case.state.in_(states))
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    ordered = query.order_by(
+        func.coalesce(Case.deadline, Case.intake_deadline), Case.submitted_at, Case.id
     )
-    return list(session.scalars(query).unique())
+    return total, list(session.scalars(ordered.offset(offset).limit(limit)).unique())

@@ -17,6 +17,7 @@ from hub.catalog.router import router as catalog_router
 from hub.clock import Clock, SystemClock
 from hub.db import make_engine, make_session_factory
 from hub.health.router import router as health_router
+from hub.problems import MEDIA_TYPE, Problem
 from hub.problems import install as install_problems
 from hub.settings import Settings, get_settings
 from hub.transparency.router import router as transparency_router
@@ -54,7 +55,37 @@ def create_app(
     ):
         app.include_router(router)
     app.add_middleware(MetricsMiddleware)
+    document_common_problems(app)
     return app
+
+
+def document_common_problems(app: FastAPI) -> None:
+    """Every operation that takes a body may answer 400 (unparseable) and 422 (invalid)."""
+    original = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        document = original()
+        problem = {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+        for path in document.get("paths", {}).values():
+            for operation in path.values():
+                responses = operation.setdefault("responses", {})
+                if "requestBody" in operation:
+                    responses.setdefault("400", {"description": "请求格式错误", "content": problem})
+                    responses.setdefault("422", {"description": "数据未通过校验", "content": problem})
+                if "422" in responses:
+                    # FastAPI documents its own validation error; the hub answers with a problem.
+                    responses["422"] = {"description": "数据未通过校验", "content": problem}
+        document.setdefault("components", {}).setdefault("schemas", {})["Problem"] = (
+            Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+        )
+        defs = document["components"]["schemas"]["Problem"].pop("$defs", {})
+        document["components"]["schemas"].update(defs)
+        app.openapi_schema = document
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 class MetricsMiddleware:

@@ -20,6 +20,11 @@ def act(client: TestClient, officers, key: str, role: str, number: str, action: 
     return {"status": response.status_code, **response.json()}
 
 
+def queue_of(client: TestClient, officers, role: str):
+    return client.get("/api/v1/cases/queue", params={"limit": 500},
+                      headers=officers.headers(officer_of(KEY, role)))
+
+
 def status(client: TestClient, receipt: dict) -> dict:
     response = client.get(f"/api/v1/applications/{receipt['tracking_no']}",
                           headers={"X-Query-Code": receipt["query_code"]})
@@ -32,7 +37,7 @@ def test_application_from_another_region_goes_to_the_items_department(client: Te
     row = ITEM_KEYS[KEY]
     assert receipt["department"] == row["region"] + row["department"]
     assert receipt["tracking_no"].startswith(row["region"])
-    queue = client.get("/api/v1/cases/queue", params={"limit": 500}, headers=officers.headers(officer_of(KEY, "intake")))
+    queue = queue_of(client, officers, "intake")
     assert receipt["tracking_no"] in {e["tracking_no"] for e in queue.json()["entries"]}
 
 
@@ -140,10 +145,10 @@ def test_supervisor_of_the_province_may_read_but_not_act(client: TestClient, off
 
 def test_queue_lists_only_cases_the_role_can_act_on(client: TestClient, officers) -> None:
     number = submit(client, KEY)["tracking_no"]
-    reviewer = client.get("/api/v1/cases/queue", params={"limit": 500}, headers=officers.headers(officer_of(KEY, "reviewer")))
+    reviewer = queue_of(client, officers, "reviewer")
     assert number not in {e["tracking_no"] for e in reviewer.json()["entries"]}
     act(client, officers, KEY, "intake", number, "accept")
-    reviewer = client.get("/api/v1/cases/queue", params={"limit": 500}, headers=officers.headers(officer_of(KEY, "reviewer")))
+    reviewer = queue_of(client, officers, "reviewer")
     entry = next(e for e in reviewer.json()["entries"] if e["tracking_no"] == number)
     assert sorted(entry["actions"]) == ["request_supplement", "review"]
     assert entry["step_deadline"] is not None

@@ -15,7 +15,7 @@ ITEMS = read_seed("items")
 
 def test_every_seeded_item_has_a_valid_province_code(client: TestClient) -> None:
     page = client.get("/api/v1/items", params={"limit": 100}).json()
-    assert page["total"] == len(ITEMS)
+    assert {i["key"] for i in ITEMS} <= {i["key"] for i in page["items"]}
     for item in page["items"]:
         code = parse_item_code(item["code"])
         assert (code.region, code.department) == (item["region"], item["department"]["code"])

@@ -17,6 +17,7 @@ from hub.catalog.router import router as catalog_router
 from hub.clock import Clock, SystemClock
 from hub.db import make_engine, make_session_factory
 from hub.health.router import router as health_router
+from hub.nul_guard import NulGuardMiddleware
 from hub.problems import MEDIA_TYPE, Problem
 from hub.problems import install as install_problems
 from hub.settings import Settings, get_settings
@@ -54,6 +55,7 @@ def create_app(
         calendar_router,
     ):
         app.include_router(router)
+    app.add_middleware(NulGuardMiddleware)
     app.add_middleware(MetricsMiddleware)
     document_common_problems(app)
     return app

@@ -76,7 +76,9 @@ class MockServer:
             self.faults.listening = True
 
     def _bind(self) -> socket.socket:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # proto=IPPROTO_TCP matters: asyncio only sets TCP_NODELAY on accepted sockets whose proto says
+        # TCP, and without it every keep-alive response stalls ~40 ms (Nagle vs delayed ACK).
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         # SO_REUSEADDR lets recover() bind the same port while old connections sit in TIME_WAIT.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.host, self.port))
@@ -102,6 +104,10 @@ class MockServer:
 
     def stop(self) -> None:
         """Shut down for good (used when the runner stops)."""
+        self.join(self.signal_stop())
+
+    def signal_stop(self) -> list[threading.Thread]:
+        """Ask the server to shut down; returns the threads to join (lets a runner stop many at once)."""
         with self._lock:
             self._cancel_timer()
             if self._server is not None:
@@ -109,6 +115,10 @@ class MockServer:
             threads = [*self._old_threads, *([self._thread] if self._thread else [])]
             self._server, self._thread, self._old_threads = None, None, []
             self.faults.listening = False
+        return threads
+
+    @staticmethod
+    def join(threads: list[threading.Thread]) -> None:
         for thread in threads:
             thread.join(_STOP_TIMEOUT_S)
 

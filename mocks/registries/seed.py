@@ -295,7 +295,9 @@ def _org_plan(rng: random.Random, index: int) -> _OrgPlan:
 
 
 # A revoked licence leaves the taxpayer registered but "abnormal" (非正常户) until it is closed.
-_TAX_STATUS: Mapping[EnterpriseStatus, TaxStatus] = {"active": "normal", "revoked": "abnormal", "cancelled": "cancelled"}
+_TAX_STATUS: Mapping[EnterpriseStatus, TaxStatus] = {
+    "active": "normal", "revoked": "abnormal", "cancelled": "cancelled",
+}
 
 
 def _unique_name(make: Callable[[], str], taken: set[str]) -> str:
@@ -324,8 +326,7 @@ def _make_enterprise(rng: random.Random, index: int, rep: Person, taken_codes: s
     enterprise_type, suffix = rng.choice(_ENTERPRISE_TYPES)
     name = _unique_name(lambda: f"{_city_short(city)}{rng.choice(_BRANDS)}{industry}{suffix}", taken_names)
     plan = _org_plan(rng, index)
-    established = _random_date(rng, max(date(1995, 1, 1), rep.birth_date + timedelta(days=18 * 366)),
-                               date(2024, 12, 31))
+    established = _random_date(rng, _adult_on(rep, date(1995, 1, 1)), date(2024, 12, 31))
     credit = _credit_code(rng, "91", code, taken_codes)
     return Organisation(
         credit_code=credit, organisation_code=f"{credit[8:16]}-{credit[16]}", kind="enterprise",
@@ -346,7 +347,7 @@ def _make_institution(rng: random.Random, rep: Person, taken_codes: set[str], ta
         kind = rng.choice(_INSTITUTION_KINDS).format(n=rng.randrange(1, 60))
         return f"{city}{district}{kind}"
 
-    established = _random_date(rng, date(1995, 1, 1), date(2020, 12, 31))
+    established = _random_date(rng, _adult_on(rep, date(1995, 1, 1)), date(2024, 12, 31))
     credit = _credit_code(rng, "12", code, taken_codes)
     return Organisation(
         credit_code=credit, organisation_code=f"{credit[8:16]}-{credit[16]}", kind="institution",
@@ -358,6 +359,11 @@ def _make_institution(rng: random.Random, rep: Person, taken_codes: set[str], ta
         tax_status="normal", tax_office=f"国家税务总局{city}{district}税务局",
         credit_grade=rng.choices(_GRADES[:3])[0], arrears=False,
     )
+
+
+def _adult_on(person: Person, earliest: date) -> date:
+    """The first date from ``earliest`` on which ``person`` is an adult (18), so can represent an organisation."""
+    return max(earliest, person.birth_date + timedelta(days=18 * 366))
 
 
 def _representatives(people: tuple[Person, ...]) -> list[Person]:

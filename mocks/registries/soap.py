@@ -111,7 +111,8 @@ class SoapContract:
         if root.tag == f"{{{SOAP12_ENV}}}Envelope":
             raise SoapFault("VersionMismatch", "INVALID_REQUEST", "仅支持SOAP 1.1 (only SOAP 1.1 is supported)")
         if root.tag != f"{{{SOAP11_ENV}}}Envelope":
-            raise SoapFault("Client", "INVALID_REQUEST", "根元素必须是SOAP 1.1 Envelope (root must be a SOAP 1.1 Envelope)")
+            raise SoapFault("Client", "INVALID_REQUEST",
+                            "根元素必须是SOAP 1.1 Envelope (root must be a SOAP 1.1 Envelope)")
         return root
 
     @staticmethod
@@ -119,7 +120,8 @@ class SoapContract:
         body = envelope.find(f"{{{SOAP11_ENV}}}Body")
         children = [] if body is None else [c for c in body if isinstance(c.tag, str)]
         if len(children) != 1:
-            raise SoapFault("Client", "INVALID_REQUEST", "Body必须恰好包含一个元素 (Body must hold exactly one element)")
+            raise SoapFault("Client", "INVALID_REQUEST",
+                            "Body必须恰好包含一个元素 (Body must hold exactly one element)")
         return children[0]
 
     def _operation_of(self, payload: etree._Element) -> str:

@@ -1,0 +1,546 @@
+"""Application submissions per second through the real stack, beside a minimal baseline.
+
+    .venv/bin/python -m bench.submit [--requests 2000] [--concurrency 16] [--database-url URL]
+                                     [--warmup [N]] [--rounds 2] [--client raw|httpx] [--json PATH]
+
+What it does, in one run:
+
+1. creates a fresh PostgreSQL database (``hub_bench_<pid>``, owned by the role of ``--database-url``,
+   which needs CREATEDB), migrates it with ``hub.migrate.upgrade`` and seeds the demo province;
+2. starts two servers, each ``uvicorn`` with one worker in its own process on 127.0.0.1:
+   the hub (``bench.hub_app``: ``hub.app.create_app``, log level WARNING) and the baseline
+   (``bench.baseline_app``: one endpoint inserting the JSON body into one table);
+3. sends the same kind of body — a valid application for the item "physician-practice-registration"
+   with a different, valid citizen ID number each time — ``--requests`` times at ``--concurrency``
+   to each server, alternating baseline, hub, baseline, hub (``--rounds``), and keeps each side's
+   best round; every answer must be 201, otherwise it lists the failures and exits 1;
+4. prints both rates, the ratio hub/baseline, p50/p95/p99 latencies and the CPU each server process
+   used per request, then the figures as one JSON line (also to ``--json PATH``); drops the database.
+
+The target is a ratio of at least 0.5; the benchmark says whether it is met and never fails on speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as `python bench/submit.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import httpx
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import URL, make_url
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATABASE_URL = "postgresql+psycopg://hub_test:hub_test@127.0.0.1:5432/hub_test"
+ITEM_KEY = "physician-practice-registration"
+FORM_FILE = f"{ITEM_KEY}.v1.json"
+HUB_PATH = "/api/v1/applications"
+BASELINE_PATH = "/submit"
+TARGET_RATIO = 0.5
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+# --- request bodies ---------------------------------------------------------------------------
+
+
+def citizen_ids(count: int, *, region: str = "210102") -> list[str]:
+    """``count`` distinct valid GB 11643 numbers (birth dates from 1970 on, sequence 001-999)."""
+    from workflow.identifiers import citizen_id_check_char
+
+    numbers = []
+    for i in range(count):
+        born = date(1970, 1, 1) + timedelta(days=i // 999)
+        first17 = f"{region}{born:%Y%m%d}{i % 999 + 1:03d}"
+        numbers.append(first17 + citizen_id_check_char(first17))
+    return numbers
+
+
+def example_form() -> dict[str, Any]:
+    schema = json.loads((files("schemas") / "forms" / FORM_FILE).read_text(encoding="utf-8"))
+    return schema["examples"][0]
+
+
+def application_bodies(item_code: str, count: int) -> list[bytes]:
+    form = example_form()
+    bodies = []
+    for number in citizen_ids(count):
+        application = {
+            "item_code": item_code,
+            "applicant": {
+                "type": "1", "name": "张三", "id_type": "citizen_id", "id_number": number,
+                "phone": "13812345678",
+            },
+            "form": form,
+        }
+        bodies.append(json.dumps(application, ensure_ascii=False).encode())
+    return bodies
+
+
+# --- the database -----------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def fresh_database(admin_url: str, name: str, *, keep: bool) -> Iterator[str]:
+    """Create database ``name`` on the server of ``admin_url``; yield its URL; drop it afterwards."""
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    url: URL = make_url(admin_url).set(database=name)
+    owner = make_url(admin_url).username
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            connection.execute(text(f'CREATE DATABASE "{name}" OWNER "{owner}" ENCODING \'UTF8\''))
+        yield url.render_as_string(hide_password=False)
+    finally:
+        if not keep:
+            with contextlib.suppress(Exception), admin.connect() as connection:
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def prepare_database(url: str) -> None:
+    """Migrate with Alembic (the only way the hub's schema is made) and seed the demo province."""
+    from hub.db import make_engine, make_session_factory, unit_of_work
+    from hub.migrate import upgrade
+    from hub.seed.service import seed_demo
+
+    engine = make_engine(url)
+    try:
+        upgrade(engine)
+        with unit_of_work(make_session_factory(engine)) as session:
+            seed_demo(session, now=datetime.now(UTC))
+    finally:
+        engine.dispose()
+
+
+# --- the servers ------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Server:
+    name: str
+    factory: str
+    env: dict[str, str]
+    health_path: str
+    port: int = 0
+    process: subprocess.Popen[bytes] | None = None
+    log: Any = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, log_dir: Path) -> None:
+        self.port = free_port()
+        self.log = (log_dir / f"{self.name}.log").open("w+b")
+        command = [
+            sys.executable, "-m", "uvicorn", self.factory, "--factory",
+            "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
+            "--app-dir", str(ROOT), "--log-level", "warning", "--no-access-log",
+        ]
+        self.process = subprocess.Popen(
+            command, cwd=ROOT, env={**os.environ, **self.env}, stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} server exited ({self.process.returncode}):\n{self.tail()}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(self.base_url + self.health_path, timeout=2).status_code == 200:
+                    return
+            time.sleep(0.2)
+        raise RuntimeError(f"{self.name} server not ready after {timeout:.0f}s:\n{self.tail()}")
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the server process so far (Linux /proc)."""
+        assert self.process is not None
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+    def tail(self, lines: int = 40) -> str:
+        if self.log is None:
+            return ""
+        self.log.flush()
+        self.log.seek(0)
+        return "\n".join(self.log.read().decode(errors="replace").splitlines()[-lines:])
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.log is not None:
+            self.log.close()
+
+
+# --- the load generator -----------------------------------------------------------------------
+
+# A poster sends one body to one path and returns (status, response body).
+Poster = Callable[[bytes], Awaitable[tuple[int, bytes]]]
+
+
+class RawHttpConnection:
+    """A keep-alive HTTP/1.1 connection that does just what the benchmark needs, cheaply.
+
+    The load generator shares two cores with the servers and PostgreSQL; the fewer cycles it uses
+    per request, the less it steals from the side being measured (``--client httpx`` compares).
+    """
+
+    def __init__(self, host: str, port: int, path: str) -> None:
+        self.host, self.port = host, port
+        self.head = (
+            f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+            "Accept: application/json\r\nContent-Length: "
+        ).encode()
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def post(self, body: bytes) -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None
+        self.writer.write(self.head + str(len(body)).encode() + b"\r\n\r\n" + body)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        status = int(lines[0].split(b" ", 2)[1])
+        headers = {}
+        for line in lines[1:]:
+            if line:
+                key, _, value = line.partition(b":")
+                headers[key.strip().lower()] = value.strip()
+        if headers.get(b"transfer-encoding", b"").lower() == b"chunked":
+            content = await self._read_chunked()
+        else:
+            content = await self.reader.readexactly(int(headers.get(b"content-length", b"0")))
+        if headers.get(b"connection", b"").lower() == b"close":
+            await self.close()
+        return status, content
+
+    async def _read_chunked(self) -> bytes:
+        assert self.reader is not None
+        parts = []
+        while True:
+            size = int((await self.reader.readuntil(b"\r\n")).split(b";")[0], 16)
+            chunk = await self.reader.readexactly(size + 2)
+            if size == 0:
+                return b"".join(parts)
+            parts.append(chunk[:-2])
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            with contextlib.suppress(Exception):
+                await self.writer.wait_closed()
+        self.reader = self.writer = None
+
+
+@dataclass
+class Failure:
+    index: int
+    status: int | None
+    detail: str
+
+
+@dataclass
+class Round:
+    server: str
+    requests: int
+    concurrency: int
+    seconds: float
+    latencies_ms: list[float] = field(repr=False)
+    failures: list[Failure]
+    server_cpu_s: float
+    client_cpu_s: float
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.seconds
+
+    def percentile(self, p: float) -> float:
+        ordered = sorted(self.latencies_ms)
+        if not ordered:
+            return float("nan")
+        return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+    def figures(self) -> dict[str, Any]:
+        return {
+            "rate_per_s": round(self.rate, 1),
+            "seconds": round(self.seconds, 3),
+            "p50_ms": round(self.percentile(50), 2),
+            "p95_ms": round(self.percentile(95), 2),
+            "p99_ms": round(self.percentile(99), 2),
+            "max_ms": round(max(self.latencies_ms, default=float("nan")), 2),
+            "server_cpu_ms_per_request": round(1000 * self.server_cpu_s / self.requests, 3),
+            "client_cpu_ms_per_request": round(1000 * self.client_cpu_s / self.requests, 3),
+        }
+
+
+async def send_all(
+    make_poster: Callable[[], Awaitable[tuple[Poster, Callable[[], Awaitable[None]]]]],
+    bodies: list[bytes], concurrency: int, expect: int = 201,
+) -> tuple[float, list[float], list[Failure]]:
+    """Send every body once with ``concurrency`` workers, each on its own keep-alive connection."""
+    latencies: list[float] = [0.0] * len(bodies)
+    failures: list[Failure] = []
+    next_index = iter(range(len(bodies)))
+    posters = [await make_poster() for _ in range(concurrency)]
+
+    async def worker(post: Poster) -> None:
+        for index in next_index:
+            started = time.perf_counter()
+            try:
+                status, content = await post(bodies[index])
+            except Exception as exc:
+                failures.append(Failure(index, None, f"{type(exc).__name__}: {exc}"))
+                continue
+            latencies[index] = (time.perf_counter() - started) * 1000
+            if status != expect:
+                failures.append(Failure(index, status, content[:500].decode(errors="replace")))
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker(post) for post, _ in posters))
+    elapsed = time.perf_counter() - started
+    for _, close in posters:
+        await close()
+    return elapsed, latencies, failures
+
+
+def poster_factory(
+    kind: str, base_url: str, path: str, concurrency: int
+) -> tuple[Callable[[], Awaitable[tuple[Poster, Callable[[], Awaitable[None]]]]], httpx.AsyncClient | None]:
+    url = httpx.URL(base_url)
+    if kind == "raw":
+        async def make_raw() -> tuple[Poster, Callable[[], Awaitable[None]]]:
+            connection = RawHttpConnection(url.host, url.port or 80, path)
+            return connection.post, connection.close
+        return make_raw, None
+
+    client = httpx.AsyncClient(
+        base_url=base_url, timeout=60,
+        limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
+        headers={"Content-Type": "application/json"},
+    )
+
+    async def post(body: bytes) -> tuple[int, bytes]:
+        response = await client.post(path, content=body)
+        return response.status_code, response.content
+
+    async def no_close() -> None:
+        return None
+
+    async def make_httpx() -> tuple[Poster, Callable[[], Awaitable[None]]]:
+        return post, no_close
+
+    return make_httpx, client
+
+
+async def run_round(server: Server, path: str, bodies: list[bytes], concurrency: int, client: str) -> Round:
+    make_poster, shared = poster_factory(client, server.base_url, path, concurrency)
+    try:
+        cpu_before = server.cpu_seconds()
+        client_before = resource.getrusage(resource.RUSAGE_SELF)
+        seconds, latencies, failures = await send_all(make_poster, bodies, concurrency)
+        client_after = resource.getrusage(resource.RUSAGE_SELF)
+        server_cpu = server.cpu_seconds() - cpu_before
+    finally:
+        if shared is not None:
+            await shared.aclose()
+    client_cpu = (client_after.ru_utime - client_before.ru_utime) + (client_after.ru_stime - client_before.ru_stime)
+    return Round(server.name, len(bodies), concurrency, seconds, latencies, failures, server_cpu, client_cpu)
+
+
+# --- the run ----------------------------------------------------------------------------------
+
+
+def find_item_code(base_url: str) -> str:
+    response = httpx.get(f"{base_url}/api/v1/items", params={"q": ITEM_KEY, "limit": 100}, timeout=30)
+    response.raise_for_status()
+    for item in response.json()["items"]:
+        if item["key"] == ITEM_KEY:
+            return str(item["code"])
+    raise RuntimeError(f"the seeded catalogue has no item with key {ITEM_KEY!r}")
+
+
+def report_failures(round_: Round) -> None:
+    print(f"\n{round_.server}: {len(round_.failures)} of {round_.requests} requests did not answer 201",
+          file=sys.stderr)
+    by_status: dict[str, int] = {}
+    for failure in round_.failures:
+        by_status[str(failure.status)] = by_status.get(str(failure.status), 0) + 1
+    print(f"  by status: {by_status}", file=sys.stderr)
+    for failure in round_.failures[:5]:
+        print(f"  #{failure.index}: {failure.status} {failure.detail}", file=sys.stderr)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.submit", description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--requests", type=int, default=2000, help="submissions per round (default 2000)")
+    parser.add_argument("--concurrency", type=int, default=16, help="requests in flight (default 16)")
+    parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL,
+                        help="a PostgreSQL role with CREATEDB; the benchmark makes its own database "
+                             "on that server (default: the hub_test URL)")
+    parser.add_argument("--warmup", type=int, nargs="?", const=200, default=200, metavar="N",
+                        help="requests sent to each server before measuring (default 200; 0 = none)")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="alternating measurements per server, the best is kept (default 2)")
+    parser.add_argument("--client", choices=("raw", "httpx"), default="raw",
+                        help="load generator: a minimal keep-alive HTTP/1.1 client (default) or httpx")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also write the figures to this file")
+    parser.add_argument("--keep-database", action="store_true", help="do not drop the benchmark database")
+    args = parser.parse_args(argv)
+    if args.requests < 1 or args.concurrency < 1 or args.rounds < 1 or args.warmup < 0:
+        parser.error("--requests, --concurrency and --rounds must be positive, --warmup not negative")
+    if not make_url(args.database_url).get_backend_name().startswith("postgresql"):
+        parser.error("--database-url must be a PostgreSQL URL")
+    return args
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {"cpus": os.cpu_count(), "cpu_model": model, "python": platform.python_version(),
+            "platform": platform.platform()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    database = f"hub_bench_{os.getpid()}"
+    with tempfile.TemporaryDirectory(prefix="hub-bench-") as tmp, \
+            fresh_database(args.database_url, database, keep=args.keep_database) as url:
+        print(f"database {database}: migrating and seeding …", flush=True)
+        prepare_database(url)
+        hub = Server("hub", "bench.hub_app:app_from_env",
+                     {"BENCH_DATABASE_URL": url, "BENCH_DATA_DIR": tmp, "HUB_LOG_LEVEL": "WARNING"},
+                     "/health")
+        baseline = Server("baseline", "bench.baseline_app:app_from_env", {"BENCH_DATABASE_URL": url}, "/health")
+        try:
+            for server in (hub, baseline):
+                server.start(Path(tmp))
+            for server in (hub, baseline):
+                server.wait_ready()
+            return asyncio.run(measure(args, hub, baseline))
+        except RuntimeError as exc:
+            print(f"benchmark setup failed: {exc}", file=sys.stderr)
+            return 2
+        finally:
+            for server in (hub, baseline):
+                server.stop()
+
+
+async def measure(args: argparse.Namespace, hub: Server, baseline: Server) -> int:
+    item_code = find_item_code(hub.base_url)
+    total = args.warmup + args.rounds * args.requests
+    bodies = application_bodies(item_code, total)
+    print(f"item {ITEM_KEY} = {item_code}; {args.requests} requests × {args.rounds} rounds per server "
+          f"at concurrency {args.concurrency} ({args.client} client, {os.cpu_count()} CPUs)", flush=True)
+
+    sides = {"baseline": (baseline, BASELINE_PATH), "hub": (hub, HUB_PATH)}
+    if args.warmup:
+        for name, (server, path) in sides.items():
+            warm = await run_round(server, path, bodies[: args.warmup], args.concurrency, args.client)
+            if warm.failures:
+                report_failures(warm)
+                return 1
+            print(f"  warm-up {name:8} {warm.rate:8.1f} req/s", flush=True)
+
+    rounds: dict[str, list[Round]] = {"baseline": [], "hub": []}
+    offset = args.warmup
+    for number in range(args.rounds):
+        # Each round has its own ID numbers; the order alternates so neither side always goes first.
+        order = ("baseline", "hub") if number % 2 == 0 else ("hub", "baseline")
+        for name in order:
+            server, path = sides[name]
+            chunk = bodies[offset : offset + args.requests]
+            result = await run_round(server, path, chunk, args.concurrency, args.client)
+            if result.failures:
+                report_failures(result)
+                return 1
+            rounds[name].append(result)
+            print(f"  round {number + 1} {name:8} {result.rate:8.1f} req/s  p50 {result.percentile(50):6.1f} ms"
+                  f"  p95 {result.percentile(95):6.1f} ms", flush=True)
+        offset += args.requests
+
+    best = {name: max(results, key=lambda r: r.rate) for name, results in rounds.items()}
+    ratio = best["hub"].rate / best["baseline"].rate
+    figures = {
+        "benchmark": "submit",
+        "date": datetime.now(UTC).date().isoformat(),
+        "requests": args.requests,
+        "concurrency": args.concurrency,
+        "rounds": args.rounds,
+        "warmup": args.warmup,
+        "client": args.client,
+        "machine": machine(),
+        "hub": best["hub"].figures(),
+        "baseline": best["baseline"].figures(),
+        "ratio": round(ratio, 3),
+        "target_ratio": TARGET_RATIO,
+        "target_met": ratio >= TARGET_RATIO,
+        "all_rounds": {name: [round(r.rate, 1) for r in results] for name, results in rounds.items()},
+    }
+    print_summary(figures)
+    if args.json:
+        args.json.write_text(json.dumps(figures, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    print(json.dumps(figures, ensure_ascii=False))
+    return 0
+
+
+def print_summary(figures: dict[str, Any]) -> None:
+    hub, base = figures["hub"], figures["baseline"]
+    print()
+    print(f"requests      {figures['requests']} per round, best of {figures['rounds']}")
+    print(f"concurrency   {figures['concurrency']}")
+    print(f"{'':14}{'rate req/s':>12}{'p50 ms':>10}{'p95 ms':>10}{'p99 ms':>10}{'server CPU ms/req':>19}")
+    for name, side in (("hub", hub), ("baseline", base)):
+        print(f"{name:14}{side['rate_per_s']:>12.1f}{side['p50_ms']:>10.1f}{side['p95_ms']:>10.1f}"
+              f"{side['p99_ms']:>10.1f}{side['server_cpu_ms_per_request']:>19.2f}")
+    verdict = "met" if figures["target_met"] else "NOT met"
+    print(f"ratio         hub/baseline = {figures['ratio']:.3f}  (target ≥ {figures['target_ratio']}: {verdict})")
+    print()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

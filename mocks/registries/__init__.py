@@ -1,0 +1,1 @@
+"""Mock registries: population (SOAP), enterprise (REST), tax (SOAP), organisation code (REST)."""

@@ -1,0 +1,72 @@
+"""The runner: fixed port layout, addresses for the hub's settings, and the printing ``main``."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from mocks.runner import start_all
+from tests.mocks.support import HTTP
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_block(size: int) -> int:
+    """A base port whose next ``size`` ports are free right now."""
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            base = probe.getsockname()[1]
+        if base + size > 65535:
+            continue
+        sockets = []
+        try:
+            for port in range(base, base + size):
+                s = socket.socket()
+                sockets.append(s)
+                s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in sockets:
+                s.close()
+    raise RuntimeError("no free port block")
+
+
+def test_start_all_uses_base_port_then_consecutive_ports() -> None:
+    base = free_block(5)
+    with start_all(base_port=base) as mocks:
+        assert mocks.control_url == f"http://127.0.0.1:{base}/_control"
+        assert mocks.population_wsdl == f"http://127.0.0.1:{base + 1}/population?wsdl"
+        assert mocks.enterprise_url == f"http://127.0.0.1:{base + 2}"
+        assert mocks.tax_wsdl == f"http://127.0.0.1:{base + 3}/tax?wsdl"
+        assert mocks.organisation_url == f"http://127.0.0.1:{base + 4}"
+        assert HTTP.get(mocks.population_wsdl).status_code == 200
+    with socket.socket() as probe:  # stopped: the port is free again
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind(("127.0.0.1", base + 1))
+
+
+def test_main_prints_every_address_including_wsdls() -> None:
+    base = free_block(5)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mocks.runner", "--base-port", str(base)], cwd=ROOT,
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    try:
+        assert process.stdout is not None
+        lines = [process.stdout.readline() for _ in range(6)]
+        output = "".join(lines)
+        assert f"http://127.0.0.1:{base}/_control" in output
+        assert f"http://127.0.0.1:{base + 1}/population?wsdl" in output
+        assert f"http://127.0.0.1:{base + 3}/tax?wsdl" in output
+        assert f"http://127.0.0.1:{base + 2}/api/enterprises" in output
+        assert f"http://127.0.0.1:{base + 4}/api/organisations" in output
+        # The addresses are printed only once the servers accept connections.
+        assert HTTP.get(f"http://127.0.0.1:{base + 1}/population?wsdl").status_code == 200
+    finally:
+        process.terminate()
+        process.wait(10)

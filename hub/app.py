@@ -16,6 +16,7 @@ from hub.cases.router import applications, cases
 from hub.catalog.router import router as catalog_router
 from hub.clock import Clock, SystemClock
 from hub.db import make_engine, make_session_factory
+from hub.exchange.router import router as exchange_router
 from hub.health.router import router as health_router
 from hub.nul_guard import NulGuardMiddleware
 from hub.problems import MEDIA_TYPE, Problem
@@ -52,7 +53,7 @@ def create_app(
     install_problems(app)
     for router in (
         health_router, auth_router, catalog_router, applications, cases, transparency_router,
-        calendar_router,
+        calendar_router, exchange_router,
     ):
         app.include_router(router)
     app.add_middleware(NulGuardMiddleware)

@@ -44,7 +44,7 @@ def _prepare(seed: bool) -> None:
             report = seed_demo(session, now=SystemClock().now())
         console.print(
             f"[green]seeded[/] {report.regions} regions, {report.departments} departments, "
-            f"{report.items} items, {report.officers} officers"
+            f"{report.items} items, {report.officers} officers, {report.partners} partners"
         )
     engine.dispose()
 

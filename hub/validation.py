@@ -36,6 +36,29 @@ def validator_for(schema: dict[str, Any]) -> Draft202012Validator:
     return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
 
 
+@lru_cache(maxsize=64)
+def load_schema(name: str) -> dict[str, Any]:
+    """A schema from the shared `schemas/` package, e.g. ``case-record.v1.json``."""
+    import json
+    from importlib.resources import files
+
+    return dict(json.loads((files("schemas") / name).read_text(encoding="utf-8")))
+
+
+@lru_cache(maxsize=64)
+def shared_validator(name: str) -> Draft202012Validator:
+    """A validator for a shared schema; `$ref`s between shared schemas resolve by their `$id`."""
+    from referencing import Registry, Resource
+
+    names = ("envelope.v1.json", "case-record.v1.json", "case-event.v1.json")
+    registry: Registry = Registry().with_resources(
+        (load_schema(n)["$id"], Resource.from_contents(load_schema(n))) for n in names
+    )
+    return Draft202012Validator(
+        load_schema(name), registry=registry, format_checker=Draft202012Validator.FORMAT_CHECKER
+    )
+
+
 @lru_cache(maxsize=512)
 def cached_validator(cache_key: tuple[object, ...], schema_json: str) -> Draft202012Validator:
     import json

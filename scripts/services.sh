@@ -45,3 +45,89 @@ SQL
   fi
   export HUB_TEST_POSTGRES_URL="postgresql+psycopg://$PG_USER:$PG_PASSWORD@127.0.0.1:$PG_PORT/$PG_DB"
 }
+
+# RabbitMQ for the AMQP tests (docs/amqp.md). The broker runs as the rabbitmq user: the Debian
+# wrappers in /usr/sbin switch to it with su when called as root, so every command below runs as root.
+RMQ_USER=hub_test
+RMQ_PASSWORD=hub_test
+RMQ_VHOST=hub_test
+RMQ_STARTUP_TIMEOUT_S="${HUB_TEST_RABBITMQ_STARTUP_TIMEOUT_S:-90}"
+
+rmq_ctl() { as_root rabbitmqctl -q "$@"; }
+
+# A fresh install gets a config that binds AMQP and the management API to loopback only: the test
+# user is an administrator with a published password. An existing rabbitmq.conf is never touched.
+rmq_write_loopback_config() {
+  [[ -e /etc/rabbitmq/rabbitmq.conf ]] && return 0
+  as_root mkdir -p /etc/rabbitmq
+  as_root tee /etc/rabbitmq/rabbitmq.conf >/dev/null <<CONF
+# Written by approval-hub scripts/services.sh (ensure_rabbitmq): a test broker for this machine only.
+listeners.tcp.1 = 127.0.0.1:5672
+management.tcp.ip = 127.0.0.1
+management.tcp.port = 15672
+CONF
+}
+
+# The node is called rabbit@<short hostname>; Erlang distribution (and so rabbitmqctl) needs that
+# name to resolve. Minimal images sometimes lack the /etc/hosts entry: fall back to localhost.
+rmq_ensure_resolvable_nodename() {
+  getent hosts "$(hostname -s)" >/dev/null 2>&1 && return 0
+  grep -q '^NODENAME=' /etc/rabbitmq/rabbitmq-env.conf 2>/dev/null && return 0
+  echo "NODENAME=rabbit@localhost" | as_root tee -a /etc/rabbitmq/rabbitmq-env.conf >/dev/null
+}
+
+# `await_startup` fails at once while the node is not yet registered with epmd, so poll it (bounded).
+rmq_wait_until_started() {
+  local deadline=$((SECONDS + RMQ_STARTUP_TIMEOUT_S))
+  until as_root rabbitmqctl -q await_startup --timeout 30 >/dev/null 2>&1; do
+    if (( SECONDS >= deadline )); then
+      echo "RabbitMQ did not start within ${RMQ_STARTUP_TIMEOUT_S}s; see /var/log/rabbitmq/" >&2
+      return 1
+    fi
+    sleep 1
+  done
+}
+
+rmq_wait_for_port() {
+  local port=$1 deadline=$((SECONDS + 30))
+  until as_root rabbitmq-diagnostics -q check_port_listener "$port" >/dev/null 2>&1; do
+    if (( SECONDS >= deadline )); then echo "RabbitMQ is not listening on port $port" >&2; return 1; fi
+    sleep 1
+  done
+}
+
+rmq_ensure_test_account() {
+  rmq_ctl add_vhost "$RMQ_VHOST" >/dev/null  # a no-op when it exists
+  if ! rmq_ctl list_users | cut -f1 | grep -qx "$RMQ_USER"; then
+    rmq_ctl add_user "$RMQ_USER" "$RMQ_PASSWORD" >/dev/null
+  else
+    rmq_ctl change_password "$RMQ_USER" "$RMQ_PASSWORD" >/dev/null  # keep the documented password
+  fi
+  rmq_ctl set_user_tags "$RMQ_USER" administrator >/dev/null
+  rmq_ctl set_permissions -p "$RMQ_VHOST" "$RMQ_USER" ".*" ".*" ".*" >/dev/null
+}
+
+ensure_rabbitmq() {
+  if [[ ! -x /usr/sbin/rabbitmq-server ]]; then
+    rmq_write_loopback_config
+    echo "==> installing RabbitMQ (Debian package rabbitmq-server)"
+    apt_install rabbitmq-server
+  fi
+  rmq_write_loopback_config
+  rmq_ensure_resolvable_nodename
+  if ! as_root rabbitmqctl -q status >/dev/null 2>&1; then
+    echo "==> starting RabbitMQ (usually ready in about 10 s)"
+    # -detached: no systemd in containers/CI; the wrapper runs the node as the rabbitmq user.
+    as_root rabbitmq-server -detached
+  fi
+  rmq_wait_until_started
+  # At-least-once dead-lettering needs the stream_queue flag; a node upgraded from < 3.9 may lack it.
+  rmq_ctl enable_feature_flag all >/dev/null
+  # The management API provisions one RabbitMQ user per partner (hub partners sync); enabling an
+  # enabled plugin is a no-op.
+  as_root rabbitmq-plugins -q enable rabbitmq_management >/dev/null
+  rmq_wait_for_port 15672
+  rmq_ensure_test_account
+  export HUB_TEST_AMQP_URL="amqp://$RMQ_USER:$RMQ_PASSWORD@127.0.0.1:5672/$RMQ_VHOST"
+  export HUB_TEST_RABBITMQ_MANAGEMENT_URL="http://127.0.0.1:15672"
+}

@@ -73,3 +73,38 @@ def officer_of(key: str, role: str) -> str:
                 and role in officer["roles"]:
             return str(officer["username"])
     raise LookupError(f"no {role} officer for {key}")
+
+
+PARTNER_SECRET = "demo-Partner-1"
+
+
+def case_record(item_code_value: str, *, external_id: str, version: int = 1, steps: int = 2,
+                region: str = "210100", applicant: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A city platform's case record with `steps` steps of the standard flow."""
+    flow = [("submit", "submitted"), ("accept", "under_review"), ("review", "pending_decision"),
+            ("grant", "granted"), ("complete", "completed")]
+    chosen = flow[:steps]
+    record: dict[str, Any] = {
+        "external_id": external_id, "record_version": version, "item_code": item_code_value,
+        "region": region, "applicant": applicant or {
+            "type": "1", "name": "赵六", "id_type": "citizen_id", "id_number": citizen_id(seq=321)},
+        "submitted_at": "2026-03-09T09:00:00+08:00", "state": chosen[-1][1],
+        "steps": [step(i + 1, action, state) for i, (action, state) in enumerate(chosen)],
+    }
+    if steps >= 2:
+        record["accepted_at"] = "2026-03-09T10:00:00+08:00"
+    return record
+
+
+def step(seq: int, action: str, to_state: str) -> dict[str, Any]:
+    return {"seq": seq, "action": action, "to_state": to_state,
+            "at": f"2026-03-{9 + seq:02d}T10:00:00+08:00", "officer": "王科员", "opinion": f"第{seq}步"}
+
+
+def envelope(payload: dict[str, Any], *, source: str = "shenyang", region: str = "210100",
+             record_type: str = "case-record", message_id: str | None = None) -> dict[str, Any]:
+    import uuid
+
+    return {"message_id": message_id or str(uuid.uuid4()), "type": record_type, "version": 1,
+            "source": source, "region": region, "occurred_at": "2026-03-11T10:00:00+08:00",
+            "correlation_id": payload.get("external_id"), "payload": payload}

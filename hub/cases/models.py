@@ -31,6 +31,7 @@ class Case(Base):
     origin_partner: Mapped[str | None] = mapped_column(String(64))
     external_id: Mapped[str | None] = mapped_column(String(64))
     record_version: Mapped[int | None] = mapped_column(Integer)
+    partner_event_seq: Mapped[int] = mapped_column(Integer, default=0)
 
     applicant_type: Mapped[str] = mapped_column(String(1))
     applicant_name: Mapped[str] = mapped_column(String(128))

@@ -88,14 +88,14 @@ def submit_application(
     applicant_id = _check_applicant(item, data.applicant, today)
     catalog.validate_form(item, data.form)
     calendar = load_calendar(session)
-    query_code = _new_query_code()
+    query_code = new_query_code()
     tracking_no = ids.build_tracking_number(
-        item.region_code, today, _next_sequence(session, item.region_code, today)
+        item.region_code, today, next_sequence(session, item.region_code, today)
     )
     definition = standard_definition()
     case = Case(
         tracking_no=tracking_no,
-        query_code_hash=_query_code_digest(tracking_no, query_code),
+        query_code_hash=query_code_digest(tracking_no, query_code),
         item=item,
         item_id=item.id,
         region_code=item.region_code,
@@ -165,15 +165,15 @@ def _check_applicant(item: Item, applicant: ApplicantIn, today: date) -> str:
     return number
 
 
-def _new_query_code() -> str:
+def new_query_code() -> str:
     return "".join(secrets.choice(QUERY_CODE_ALPHABET) for _ in range(8))
 
 
-def _query_code_digest(tracking_no: str, query_code: str) -> str:
+def query_code_digest(tracking_no: str, query_code: str) -> str:
     return hashlib.sha256(f"{tracking_no}:{query_code.strip().upper()}".encode()).hexdigest()
 
 
-def _next_sequence(session: Session, region_code: str, day: date) -> int:
+def next_sequence(session: Session, region_code: str, day: date) -> int:
     bump = (
         update(TrackingSequence)
         .where(TrackingSequence.region_code == region_code, TrackingSequence.day == day)
@@ -205,7 +205,7 @@ def get_case(session: Session, tracking_no: str) -> Case:
 def case_for_applicant(session: Session, *, tracking_no: str, query_code: str) -> Case:
     """Same answer for a wrong number and a wrong code, so neither can be probed alone."""
     case = session.scalar(select(Case).where(Case.tracking_no == tracking_no))
-    given = _query_code_digest(tracking_no, query_code or "")
+    given = query_code_digest(tracking_no, query_code or "")
     if case is None or not hmac.compare_digest(case.query_code_hash, given):
         raise NotFound("办件编号或查询码不正确 (tracking number or query code wrong)")
     return case

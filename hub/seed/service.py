@@ -19,6 +19,7 @@ from hub.auth.service import hash_password
 from hub.catalog import service as catalog
 from hub.catalog.models import Item, ItemType
 from hub.catalog.schemas import ItemWrite
+from hub.exchange.partners import seed_partners
 from hub.org.models import Department, Region
 from hub.org.service import get_department
 
@@ -29,6 +30,7 @@ class SeedReport:
     departments: int
     items: int
     officers: int
+    partners: int
 
 
 def read_seed(name: str) -> Any:
@@ -74,7 +76,8 @@ def seed_demo(session: Session, *, now: datetime) -> SeedReport:
             catalog.write_item(session, data=_item_write(row), now=now)
             items += 1
     officers = seed_officers(session, now=now)
-    return SeedReport(regions, departments, items, officers)
+    partners = seed_partners(session, read_seed("partners"), now=now)
+    return SeedReport(regions, departments, items, officers, partners)
 
 
 def _item_write(row: dict[str, Any]) -> ItemWrite:

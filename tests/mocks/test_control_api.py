@@ -16,6 +16,12 @@ def enterprise(mocks: RunningMocks, seed: Seed) -> httpx.Response:
     return HTTP.get(f"{mocks.enterprise_url}/api/enterprises/{seed.active_company.credit_code}")
 
 
+def enterprise_on_new_connection(mocks: RunningMocks, seed: Seed) -> httpx.Response:
+    # A pooled keep-alive connection closed by the mock may surface as a reset instead; a new
+    # connection shows what the port itself does.
+    return httpx.get(f"{mocks.enterprise_url}/api/enterprises/{seed.active_company.credit_code}", trust_env=False)
+
+
 def tax(mocks: RunningMocks, seed: Seed) -> httpx.Response:
     body = (f'<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/" xmlns:t="urn:ln:registry:tax:v1">'
             f"<s:Body><t:GetTaxRegistration><t:creditCode>{seed.active_company.credit_code}</t:creditCode>"
@@ -31,7 +37,7 @@ def test_state_reports_defaults_counts_and_exchange_identifiers(control: MockCon
     state = control.state("enterprise")
     assert state["listening"] is True
     assert state["faults"] == {"latency_ms": 0, "error_rate": 0.0, "error": "http_5xx", "error_status": 503,
-                               "malformed": None}
+                               "malformed": None, "fail_next": 0}
     assert state["requests"] == {"total": 1, "by_operation": {"lookup": 1}}
     assert state["recent"][-1]["message_id"] == "m-1"
     assert state["recent"][-1]["case"] == "CASE-1"
@@ -66,6 +72,12 @@ def test_partial_error_rate_fails_some_but_not_all_requests(control: MockControl
     codes = [enterprise(mocks, seed).status_code for _ in range(40)]
     assert 5 <= codes.count(503) <= 35
     assert codes.count(200) + codes.count(503) == 40
+
+
+def test_fail_next_fails_exactly_that_many_requests(control: MockControl, mocks: RunningMocks, seed: Seed) -> None:
+    control.set_faults("enterprise", fail_next=2)
+    assert [enterprise(mocks, seed).status_code for _ in range(3)] == [503, 503, 200]
+    assert control.state("enterprise")["faults"]["fail_next"] == 0
 
 
 def test_soap_mock_fails_with_a_server_fault_or_a_plain_5xx(control: MockControl, mocks: RunningMocks,
@@ -117,7 +129,7 @@ def test_refuse_closes_the_port_and_the_control_plane_brings_it_back(control: Mo
                                                                     seed: Seed) -> None:
     assert control.refuse("enterprise")["listening"] is False
     with pytest.raises(httpx.ConnectError):
-        enterprise(mocks, seed)
+        enterprise_on_new_connection(mocks, seed)
     assert control.state("enterprise")["listening"] is False
     assert control.recover("enterprise")["listening"] is True
     assert enterprise(mocks, seed).status_code == 200
@@ -128,7 +140,7 @@ def test_refuse_through_the_mocks_own_port_takes_effect_before_the_answer(contro
     response = HTTP.post(f"{mocks.endpoint('enterprise').control_url}/refuse")
     assert response.status_code == 202
     with pytest.raises(httpx.ConnectError):
-        enterprise(mocks, seed)
+        enterprise_on_new_connection(mocks, seed)
 
 
 def test_refuse_for_a_while_recovers_by_itself(control: MockControl, mocks: RunningMocks, seed: Seed) -> None:
@@ -144,7 +156,7 @@ def test_recover_clears_every_fault(control: MockControl, mocks: RunningMocks, s
     control.set_faults("enterprise", latency_ms=10, error_rate=1, malformed="schema")
     state = control.recover("enterprise")
     assert state["faults"] == {"latency_ms": 0, "error_rate": 0.0, "error": "http_5xx", "error_status": 503,
-                               "malformed": None}
+                               "malformed": None, "fail_next": 0}
     assert enterprise(mocks, seed).status_code == 200
 
 

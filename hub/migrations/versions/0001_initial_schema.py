@@ -9,7 +9,6 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy import Text
 from sqlalchemy.dialects import postgresql
 
 import hub.db
@@ -43,7 +42,7 @@ def upgrade() -> None:
     sa.Column('routing_key', sa.String(length=128), nullable=False),
     sa.Column('region_code', sa.String(length=6), nullable=False),
     sa.Column('correlation_id', sa.String(length=64), nullable=True),
-    sa.Column('payload', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=False),
+    sa.Column('payload', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
     sa.Column('occurred_at', hub.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('sent_at', hub.db.UTCDateTime(timezone=True), nullable=True),
     sa.Column('attempts', sa.Integer(), nullable=False),
@@ -104,8 +103,8 @@ def upgrade() -> None:
     sa.Column('promised_limit_days', sa.Integer(), nullable=False),
     sa.Column('fee_fen', sa.Integer(), nullable=True),
     sa.Column('national_reporting', sa.Boolean(), nullable=False),
-    sa.Column('guide', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=False),
-    sa.Column('form_schema', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=False),
+    sa.Column('guide', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
+    sa.Column('form_schema', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
     sa.Column('co_department_ids', sa.JSON(), nullable=False),
     sa.Column('applicant_types', sa.JSON(), nullable=False),
     sa.Column('search_text', sa.Text(), nullable=False),
@@ -168,7 +167,7 @@ def upgrade() -> None:
     sa.Column('applicant_id_number', sa.String(length=32), nullable=False),
     sa.Column('applicant_phone', sa.String(length=20), nullable=True),
     sa.Column('applicant_region_code', sa.String(length=6), nullable=True),
-    sa.Column('form_data', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=False),
+    sa.Column('form_data', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
     sa.Column('submitted_at', hub.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('intake_deadline', sa.Date(), nullable=True),
     sa.Column('accepted_on', sa.Date(), nullable=True),
@@ -176,7 +175,7 @@ def upgrade() -> None:
     sa.Column('statutory_limit_days', sa.Integer(), nullable=False),
     sa.Column('deadline', sa.Date(), nullable=True),
     sa.Column('statutory_deadline', sa.Date(), nullable=True),
-    sa.Column('step_deadlines', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=False),
+    sa.Column('step_deadlines', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
     sa.Column('suspended_since', sa.Date(), nullable=True),
     sa.Column('suspended_working_days', sa.Integer(), nullable=False),
     sa.Column('decided_at', hub.db.UTCDateTime(timezone=True), nullable=True),
@@ -218,7 +217,7 @@ def upgrade() -> None:
     sa.Column('department_id', sa.Integer(), nullable=True),
     sa.Column('opinion', sa.Text(), nullable=True),
     sa.Column('occurred_at', hub.db.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('data', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=False),
+    sa.Column('data', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
     sa.Column('prev_hash', sa.String(length=64), nullable=True),
     sa.Column('hash', sa.String(length=64), nullable=False),
     sa.ForeignKeyConstraint(['case_id'], ['cases.id'], name=op.f('fk_case_events_case_id_cases')),

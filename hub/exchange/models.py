@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Integer, String, Text, UniqueConstraint, Uuid
+from sqlalchemy.orm import Mapped, mapped_column
+
+from hub.db import Base
+
+
+class Partner(Base):
+    """A system that exchanges data with the hub: a city platform, a national or a legacy system."""
+
+    __tablename__ = "partners"
+
+    code: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(24))
+    region_code: Mapped[str] = mapped_column(ForeignKey("regions.code"), index=True)
+    secret_hash: Mapped[str] = mapped_column(String(255))
+    record_types: Mapped[list[str]] = mapped_column(JSON, default=list)
+    department_id: Mapped[int | None] = mapped_column(ForeignKey("departments.id"))
+    endpoint: Mapped[str | None] = mapped_column(String(255))
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime]
+
+
+class InboxMessage(Base):
+    """Every inbound message id the hub has applied: redelivery finds it here and changes nothing."""
+
+    __tablename__ = "inbox"
+
+    message_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    partner_code: Mapped[str] = mapped_column(String(40), index=True)
+    type: Mapped[str] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(32))
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"))
+    received_at: Mapped[datetime]
+
+
+class PendingEvent(Base):
+    """A partner's case step that arrived before its predecessor; applied once the gap is filled."""
+
+    __tablename__ = "pending_events"
+    __table_args__ = (UniqueConstraint("partner_code", "external_id", "seq"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    partner_code: Mapped[str] = mapped_column(String(40))
+    external_id: Mapped[str] = mapped_column(String(64))
+    seq: Mapped[int] = mapped_column(Integer)
+    step: Mapped[dict[str, Any]]
+    received_at: Mapped[datetime]
+
+
+class DeadLetter(Base):
+    """A message the hub could not apply, kept with the reason for inspection and replay."""
+
+    __tablename__ = "dead_letters"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    routing_key: Mapped[str] = mapped_column(String(255))
+    source: Mapped[str | None] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text)
+    headers: Mapped[dict[str, Any]]
+    body: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[datetime]
+    replayed_at: Mapped[datetime | None]
+
+
+class NationalSubmission(Base):
+    """A completed result forwarded (or waiting to be forwarded) to a national system."""
+
+    __tablename__ = "national_submissions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), unique=True)
+    partner_code: Mapped[str] = mapped_column(String(40))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    receipt: Mapped[str | None] = mapped_column(String(128))
+    message_id: Mapped[uuid.UUID] = mapped_column(Uuid, default=uuid.uuid4)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]

@@ -1,0 +1,245 @@
+"""Inbound exchange: partner records and events become cases in the one case model.
+
+Idempotent twice over: by message id (the inbox) and by record version / step sequence, so a
+redelivered, repeated or older message changes nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from hub.audit.service import NewEvent, append_event
+from hub.calendar.service import load_calendar
+from hub.cases.models import Case
+from hub.cases.service import case_event_payload, new_query_code, next_sequence, query_code_digest
+from hub.catalog.models import Item
+from hub.clock import business_date
+from hub.exchange.models import InboxMessage, Partner, PendingEvent
+from hub.org.service import is_within
+from hub.outbox import service as outbox
+from hub.validation import shared_validator
+from workflow import identifiers as ids
+from workflow.definition import standard_definition
+from workflow.timelimits import compute_deadline
+
+RECORD_TYPES = {"case-record.v1": "case-record.v1.json", "case-event.v1": "case-event.v1.json"}
+
+
+class RecordRejected(Exception):
+    """A message that will never apply: it goes to the dead letters with this reason."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    outcome: str  # applied | duplicate | stale | held
+    tracking_no: str | None = None
+    detail: str = ""
+
+
+def ingest(session: Session, *, envelope: Any, authenticated_source: str, now: datetime) -> IngestResult:
+    """Check and apply one envelope; raises RecordRejected for anything that can never apply."""
+    _check_schema("envelope.v1.json", envelope, "envelope")
+    partner = _authorised_partner(session, envelope, authenticated_source)
+    message_id = uuid.UUID(envelope["message_id"])
+    if session.get(InboxMessage, message_id) is not None:
+        return IngestResult("duplicate", detail="message_id already applied")
+    record_type = f"{envelope['type']}.v{envelope['version']}"
+    _check_schema(RECORD_TYPES[record_type], envelope["payload"], "payload")
+    if record_type == "case-record.v1":
+        result = _apply_record(session, partner, envelope["payload"], now)
+    else:
+        result = _apply_event(session, partner, envelope["payload"], now)
+    case = _partner_case(session, partner, envelope["payload"]["external_id"])
+    session.add(InboxMessage(
+        message_id=message_id, partner_code=partner.code, type=record_type,
+        outcome=result.outcome, case_id=case.id if case else None, received_at=now,
+    ))
+    session.flush()
+    return result
+
+
+def _check_schema(schema: str, document: Any, prefix: str) -> None:
+    errors = sorted(shared_validator(schema).iter_errors(document), key=lambda e: list(e.absolute_path))
+    if errors:
+        first = errors[0]
+        path = ".".join([prefix, *(str(p) for p in first.absolute_path)])
+        raise RecordRejected("schema", f"{path}: {first.message}"[:500])
+
+
+def _authorised_partner(session: Session, envelope: dict[str, Any], source: str) -> Partner:
+    if envelope["source"] != source:
+        raise RecordRejected("source_mismatch", f"envelope source {envelope['source']} is not the sender {source}")
+    partner = session.get(Partner, source)
+    if partner is None or not partner.active:
+        raise RecordRejected("unknown_partner", f"{source} is not a registered, active partner")
+    record_type = f"{envelope['type']}.v{envelope['version']}"
+    if record_type not in RECORD_TYPES or record_type not in partner.record_types:
+        raise RecordRejected("type_not_allowed", f"{source} may not send {record_type}")
+    _check_region(session, partner, envelope["region"], "envelope.region")
+    region = envelope["payload"].get("region")
+    if isinstance(region, str):
+        _check_region(session, partner, region, "payload.region")
+    return partner
+
+
+def _check_region(session: Session, partner: Partner, region: str, field: str) -> None:
+    if not is_within(session, region_code=region, ancestor=partner.region_code):
+        raise RecordRejected("wrong_region", f"{field} {region} is outside the partner's region {partner.region_code}")
+
+
+def _partner_case(session: Session, partner: Partner, external_id: str) -> Case | None:
+    return session.scalar(
+        select(Case).where(Case.origin_partner == partner.code, Case.external_id == external_id)
+    )
+
+
+# --- case records ---------------------------------------------------------------------------
+
+
+def _apply_record(session: Session, partner: Partner, record: dict[str, Any], now: datetime) -> IngestResult:
+    steps = sorted(record["steps"], key=lambda s: s["seq"])
+    if [s["seq"] for s in steps] != list(range(1, len(steps) + 1)):
+        raise RecordRejected("schema", "payload.steps: seq must run 1, 2, 3 … without gaps or repeats")
+    case = _partner_case(session, partner, record["external_id"])
+    if case is not None and (case.record_version or 0) >= record["record_version"]:
+        return IngestResult("stale", case.tracking_no, f"record version {case.record_version} already applied")
+    if case is None:
+        case = _new_partner_case(session, partner, record, now)
+    for step in steps:
+        if step["seq"] > case.partner_event_seq:
+            _append_step(session, case, partner, step, record["record_version"])
+    _update_from_record(session, case, record, now)
+    _drain_pending(session, case, partner)
+    _publish(session, case, now)
+    return IngestResult("applied", case.tracking_no)
+
+
+def _new_partner_case(session: Session, partner: Partner, record: dict[str, Any], now: datetime) -> Case:
+    item = session.scalar(select(Item).where(Item.code == record["item_code"]))
+    if item is None:
+        raise RecordRejected("unknown_item", f"payload.item_code {record['item_code']} is not in the catalogue")
+    if item.region_code != record["region"]:
+        raise RecordRejected("wrong_region", f"payload.region {record['region']} is not the item's region")
+    applicant = record["applicant"]
+    submitted_at = datetime.fromisoformat(record["submitted_at"])
+    day = business_date(submitted_at)
+    tracking_no = ids.build_tracking_number(item.region_code, day, next_sequence(session, item.region_code, day))
+    definition = standard_definition()
+    case = Case(
+        tracking_no=tracking_no, query_code_hash=query_code_digest(tracking_no, new_query_code()),
+        item=item, item_id=item.id, region_code=item.region_code, department_id=item.department_id,
+        department=item.department, state=record["state"],
+        workflow_id=f"{definition.id}.v{definition.version}", channel="partner", origin="partner",
+        origin_partner=partner.code, external_id=record["external_id"], record_version=0,
+        partner_event_seq=0, applicant_type=applicant["type"], applicant_name=applicant["name"],
+        applicant_id_type=applicant["id_type"], applicant_id_number=_checked_id(applicant, day),
+        applicant_phone=applicant.get("phone"), form_data={}, submitted_at=submitted_at,
+        intake_deadline=None, promised_limit_days=item.promised_limit_days,
+        statutory_limit_days=item.statutory_limit_days, step_deadlines={}, updated_at=now,
+        event_count=0,
+    )
+    session.add(case)
+    session.flush()
+    return case
+
+
+def _checked_id(applicant: dict[str, Any], today: date) -> str:
+    try:
+        if applicant["id_type"] == "citizen_id":
+            return ids.validate_citizen_id(applicant["id_number"], today=today)
+        if applicant["id_type"] == "credit_code":
+            return ids.validate_credit_code(applicant["id_number"])
+    except ids.IdentifierError as exc:
+        raise RecordRejected("identifier", f"payload.applicant.id_number: {exc}") from exc
+    return str(applicant["id_number"]).strip()
+
+
+def _append_step(session: Session, case: Case, partner: Partner, step: dict[str, Any], version: int | None) -> None:
+    definition = standard_definition()
+    known = {t.action: t.step for t in definition.transitions}
+    append_event(session, case, NewEvent(
+        action=step["action"], step=known.get(step["action"]), from_state=case.state if case.event_count else None,
+        to_state=step["to_state"], actor_type="partner", actor_id=f"{partner.code}:{step['officer']}"[:64],
+        actor_name=step["officer"][:64], department_id=case.department_id,
+        opinion=step.get("opinion"), occurred_at=datetime.fromisoformat(step["at"]),
+        data={"partner": partner.code, "partner_seq": step["seq"], "record_version": version},
+    ))
+    case.partner_event_seq = step["seq"]
+    case.state = step["to_state"]
+
+
+def _update_from_record(session: Session, case: Case, record: dict[str, Any], now: datetime) -> None:
+    case.state = record["state"]
+    case.record_version = record["record_version"]
+    case.updated_at = now
+    accepted_at = record.get("accepted_at")
+    if accepted_at and case.accepted_on is None:
+        calendar = load_calendar(session)
+        case.accepted_on = business_date(datetime.fromisoformat(accepted_at))
+        case.statutory_deadline = compute_deadline(calendar, case.accepted_on, case.statutory_limit_days)
+        case.deadline = compute_deadline(calendar, case.accepted_on, case.promised_limit_days)
+    if record.get("promised_completion_date"):
+        case.deadline = date.fromisoformat(record["promised_completion_date"])
+    result = record.get("result")
+    if result:
+        case.result = result["outcome"]
+        case.completed_at = datetime.fromisoformat(result["at"])
+        case.decided_at = case.decided_at or case.completed_at
+
+
+# --- single events --------------------------------------------------------------------------
+
+
+def _apply_event(session: Session, partner: Partner, payload: dict[str, Any], now: datetime) -> IngestResult:
+    step = payload["step"]
+    case = _partner_case(session, partner, payload["external_id"])
+    if case is not None and step["seq"] <= case.partner_event_seq:
+        return IngestResult("duplicate", case.tracking_no, f"step {step['seq']} already applied")
+    if case is None or step["seq"] > case.partner_event_seq + 1:
+        _hold(session, partner, payload["external_id"], step, now)
+        return IngestResult("held", case.tracking_no if case else None,
+                            f"step {step['seq']} waits for its predecessor")
+    _append_step(session, case, partner, step, case.record_version)
+    case.updated_at = now
+    _drain_pending(session, case, partner)
+    _publish(session, case, now)
+    return IngestResult("applied", case.tracking_no)
+
+
+def _hold(session: Session, partner: Partner, external_id: str, step: dict[str, Any], now: datetime) -> None:
+    exists = session.scalar(select(PendingEvent).where(
+        PendingEvent.partner_code == partner.code, PendingEvent.external_id == external_id,
+        PendingEvent.seq == step["seq"]))
+    if exists is None:
+        session.add(PendingEvent(partner_code=partner.code, external_id=external_id, seq=step["seq"],
+                                 step=step, received_at=now))
+
+
+def _drain_pending(session: Session, case: Case, partner: Partner) -> None:
+    """Apply held steps that now follow on, and drop the ones a full record already covered."""
+    session.flush()
+    pending = session.scalars(select(PendingEvent).where(
+        PendingEvent.partner_code == partner.code, PendingEvent.external_id == case.external_id,
+    ).order_by(PendingEvent.seq)).all()
+    for held in pending:
+        if held.seq == case.partner_event_seq + 1:
+            _append_step(session, case, partner, held.step, case.record_version)
+        if held.seq <= case.partner_event_seq:
+            session.execute(delete(PendingEvent).where(PendingEvent.id == held.id))
+
+
+def _publish(session: Session, case: Case, now: datetime) -> None:
+    outbox.enqueue(session, event_type="case.reported.v1", region_code=case.region_code,
+                   payload={**case_event_payload(case), "origin_partner": case.origin_partner},
+                   occurred_at=now, correlation_id=case.tracking_no)

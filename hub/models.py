@@ -5,7 +5,7 @@ from hub.calendar.models import CalendarOverride
 from hub.cases.models import Case, CaseEvent, Material, TrackingSequence
 from hub.catalog.models import Item, ItemType
 from hub.db import Base
-from hub.exchange.models import DeadLetter, InboxMessage, NationalSubmission, Partner, PendingEvent
+from hub.exchange.models import DeadLetter, InboxMessage, Partner, PendingEvent
 from hub.org.models import Department, Region
 from hub.outbox.models import OutboxMessage
 
@@ -20,7 +20,6 @@ __all__ = [
     "Item",
     "ItemType",
     "Material",
-    "NationalSubmission",
     "Officer",
     "OutboxMessage",
     "Partner",

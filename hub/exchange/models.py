@@ -68,20 +68,3 @@ class DeadLetter(Base):
     body: Mapped[str] = mapped_column(Text)
     received_at: Mapped[datetime]
     replayed_at: Mapped[datetime | None]
-
-
-class NationalSubmission(Base):
-    """A completed result forwarded (or waiting to be forwarded) to a national system."""
-
-    __tablename__ = "national_submissions"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), unique=True)
-    partner_code: Mapped[str] = mapped_column(String(40))
-    status: Mapped[str] = mapped_column(String(16), index=True)
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    last_error: Mapped[str | None] = mapped_column(Text)
-    receipt: Mapped[str | None] = mapped_column(String(128))
-    message_id: Mapped[uuid.UUID] = mapped_column(Uuid, default=uuid.uuid4)
-    created_at: Mapped[datetime]
-    updated_at: Mapped[datetime]

@@ -1,4 +1,4 @@
-"""exchange: partners, inbox, pending events, dead letters, national submissions
+"""exchange: partners, inbox, pending events, dead letters
 
 Revision ID: 0002
 Revises: 0001
@@ -77,24 +77,6 @@ def upgrade() -> None:
     with op.batch_alter_table('inbox', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_inbox_partner_code'), ['partner_code'], unique=False)
 
-    op.create_table('national_submissions',
-    sa.Column('id', sa.Integer(), nullable=False),
-    sa.Column('case_id', sa.Integer(), nullable=False),
-    sa.Column('partner_code', sa.String(length=40), nullable=False),
-    sa.Column('status', sa.String(length=16), nullable=False),
-    sa.Column('attempts', sa.Integer(), nullable=False),
-    sa.Column('last_error', sa.Text(), nullable=True),
-    sa.Column('receipt', sa.String(length=128), nullable=True),
-    sa.Column('message_id', sa.Uuid(), nullable=False),
-    sa.Column('created_at', hub.db.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', hub.db.UTCDateTime(timezone=True), nullable=False),
-    sa.ForeignKeyConstraint(['case_id'], ['cases.id'], name=op.f('fk_national_submissions_case_id_cases')),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_national_submissions')),
-    sa.UniqueConstraint('case_id', name=op.f('uq_national_submissions_case_id'))
-    )
-    with op.batch_alter_table('national_submissions', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_national_submissions_status'), ['status'], unique=False)
-
     with op.batch_alter_table('cases', schema=None) as batch_op:
         batch_op.add_column(sa.Column('partner_event_seq', sa.Integer(), nullable=False, server_default='0'))
 
@@ -106,10 +88,6 @@ def downgrade() -> None:
     with op.batch_alter_table('cases', schema=None) as batch_op:
         batch_op.drop_column('partner_event_seq')
 
-    with op.batch_alter_table('national_submissions', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_national_submissions_status'))
-
-    op.drop_table('national_submissions')
     with op.batch_alter_table('inbox', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_inbox_partner_code'))
 

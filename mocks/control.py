@@ -23,6 +23,7 @@ class FaultsUpdate(BaseModel):
 
     latency_ms: int | None = Field(default=None, ge=0, le=120_000, description="added latency per request")
     error_rate: float | None = Field(default=None, ge=0, le=1, description="share of requests that fail")
+    fail_next: int | None = Field(default=None, ge=0, le=10_000, description="fail exactly the next N requests")
     error: Literal["http_5xx", "soap_fault"] | None = Field(
         default=None, description="how a failing request fails: HTTP 5xx, or a SOAP Server fault (SOAP mocks)"
     )

@@ -14,7 +14,7 @@ from collections import Counter, deque
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
-Protocol = Literal["soap", "rest"]
+WireProtocol = Literal["soap", "rest"]
 ErrorKind = Literal["http_5xx", "soap_fault"]
 MalformedMode = Literal["syntax", "schema"]
 
@@ -38,6 +38,7 @@ class Faults:
     error: ErrorKind = "http_5xx"
     error_status: int = 503
     malformed: MalformedMode | None = None
+    fail_next: int = 0  # the next N requests fail whatever error_rate says (a deterministic error burst)
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ class Exchange:
 class FaultState:
     """Thread-safe switches, counters and the most recent exchange identifiers of one mock."""
 
-    def __init__(self, registry: str, protocol: Protocol, *, rng_seed: int = 0) -> None:
+    def __init__(self, registry: str, protocol: WireProtocol, *, rng_seed: int = 0) -> None:
         self.registry = registry
         self.protocol = protocol
         self._lock = threading.Lock()
@@ -115,7 +116,9 @@ class FaultState:
             faults = self._faults
             self._counts[exchange.operation] += 1
             self._recent.append(exchange)
-            fail = faults.error_rate > 0 and self._rng.random() < faults.error_rate
+            fail = faults.fail_next > 0 or (faults.error_rate > 0 and self._rng.random() < faults.error_rate)
+            if faults.fail_next > 0:
+                self._faults = replace(faults, fail_next=faults.fail_next - 1)
             if faults.latency_ms:
                 self._injected["latency"] += 1
             if fail:

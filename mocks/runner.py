@@ -24,7 +24,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from mocks.control import plane_control_router
-from mocks.faults import Protocol
+from mocks.faults import WireProtocol
 from mocks.registries import enterprise, organisation, population, tax
 from mocks.registries.seed import DEFAULT_SEED, Seed, build_seed
 from mocks.server import MockServer
@@ -35,7 +35,7 @@ CONTROL_OFFSET = 0
 @dataclass(frozen=True)
 class _Spec:
     name: str
-    protocol: Protocol
+    protocol: WireProtocol
     offset: int
     factory: Callable[[MockServer, Seed], Any]
     service_path: str
@@ -55,7 +55,7 @@ class MockEndpoint:
     """Where one mock is reached."""
 
     name: str
-    protocol: Protocol
+    protocol: WireProtocol
     url: str  # scheme://host:port
     service_url: str  # SOAP endpoint, or REST collection
     wsdl_url: str | None

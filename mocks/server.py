@@ -17,7 +17,7 @@ from typing import Any
 
 import uvicorn
 
-from mocks.faults import FaultState, Protocol
+from mocks.faults import FaultState, WireProtocol
 
 _START_TIMEOUT_S = 10.0
 _STOP_TIMEOUT_S = 5.0
@@ -29,7 +29,7 @@ AppFactory = Callable[["MockServer"], Any]
 class MockServer:
     """A named mock on ``host:port`` (port 0 picks a free port, kept across refuse/recover)."""
 
-    def __init__(self, name: str, protocol: Protocol, app_factory: AppFactory, *, host: str = "127.0.0.1",
+    def __init__(self, name: str, protocol: WireProtocol, app_factory: AppFactory, *, host: str = "127.0.0.1",
                  port: int = 0) -> None:
         self.name = name
         self.protocol = protocol

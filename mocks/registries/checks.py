@@ -65,8 +65,3 @@ def is_credit_code(value: str) -> bool:
         return False
     return value[17] == credit_code_check(value[:17]) and value[16] == organisation_code_check(value[8:16])
 
-
-def organisation_code_display(value: str) -> str:
-    """The 'XXXXXXXX-X' form of a 9-character organisation code."""
-    plain = value.replace("-", "")
-    return f"{plain[:8]}-{plain[8]}"

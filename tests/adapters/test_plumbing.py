@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from urllib.parse import unquote
 
 import httpx
 import pytest
 import requests
+from lxml import etree
 
 from adapters.cache import TtlCache
 from adapters.errors import (
@@ -17,8 +19,11 @@ from adapters.errors import (
     RegistryUnavailable,
 )
 from adapters.http import build_http_client, exchange_headers, json_body, raise_for_registry_status
-from adapters.soap import classify_soap_error
+from adapters.soap import _contract_schema, _OnceTransport, classify_soap_error
+from mocks.runner import RunningMocks
 from tests.adapters.conftest import FakeClock
+
+SCHEMAS = Path(__file__).resolve().parents[2] / "schemas" / "soap"
 
 
 def test_exchange_headers_carry_every_identifier_ascii_safe() -> None:
@@ -30,13 +35,17 @@ def test_exchange_headers_carry_every_identifier_ascii_safe() -> None:
     assert "X-Case" not in exchange_headers(message_id="m", client="c", service="s", on_behalf_of="o", purpose="p")
 
 
-def test_http_client_has_timeouts_and_ignores_proxy_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HTTP_PROXY", "http://proxy.invalid:3128")
-    client = build_http_client(base_url="http://127.0.0.1:1", timeout_s=1.5, max_connections=3)
-    assert client.timeout == httpx.Timeout(1.5)
-    assert not client._trust_env
-    assert "ln-approval-hub" in client.headers["User-Agent"]
-    client.close()
+def test_http_client_has_timeouts_and_ignores_proxy_settings(monkeypatch: pytest.MonkeyPatch,
+                                                             mocks: RunningMocks) -> None:
+    # A proxy variable must not divert registry traffic: the request still reaches the loopback mock.
+    for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    with build_http_client(base_url=mocks.enterprise_url, timeout_s=1.5, max_connections=3) as client:
+        assert client.timeout == httpx.Timeout(1.5)
+        assert "ln-approval-hub" in client.headers["User-Agent"]
+        assert client.get("/_control").status_code == 200
 
 
 def response(status: int, content_type: str = "application/json", body: bytes = b"{}") -> httpx.Response:
@@ -115,3 +124,23 @@ def test_a_zero_ttl_disables_the_cache() -> None:
     cache: TtlCache[str, int] = TtlCache(0, clock=FakeClock())
     cache.put("a", 1)
     assert cache.get("a") is None
+
+
+def test_a_wsdl_with_an_inline_schema_still_gets_its_answers_validated(tmp_path: Path) -> None:
+    # Real registries often inline their types in the WSDL instead of importing an XSD.
+    xsd = etree.parse(str(SCHEMAS / "tax.v1.xsd")).getroot()
+    wsdl = etree.parse(str(SCHEMAS / "tax.v1.wsdl")).getroot()
+    types = wsdl.find("{http://schemas.xmlsoap.org/wsdl/}types")
+    types.clear()
+    types.append(xsd)
+    path = tmp_path / "inline.wsdl"
+    path.write_bytes(etree.tostring(wsdl))
+    schema = _contract_schema(path.as_uri(), _OnceTransport(timeout_s=1))
+    assert schema is not None
+    ns = "urn:ln:registry:tax:v1"
+    good = etree.fromstring(f'<t:GetTaxRegistration xmlns:t="{ns}"><t:creditCode>91110000600037341L</t:creditCode>'
+                            "</t:GetTaxRegistration>")
+    bad = etree.fromstring(f'<t:GetTaxRegistration xmlns:t="{ns}"><t:creditCode>nope</t:creditCode>'
+                           "</t:GetTaxRegistration>")
+    assert schema.validate(good)
+    assert not schema.validate(bad)

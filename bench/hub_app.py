@@ -1,9 +1,10 @@
 """The hub as ``bench.submit`` serves it: ``hub.app.create_app`` with explicit settings.
 
 ``uvicorn --factory bench.hub_app:app_from_env`` with ``BENCH_DATABASE_URL`` and ``BENCH_DATA_DIR``
-set. Settings are built here rather than read from ``HUB_*`` variables or a ``.env`` file, so a
-developer's local configuration cannot change what is measured; logging is configured as
-``hub.asgi`` does it, at WARNING so log lines do not dominate the measurement.
+set. Settings are built here, ignoring any ``.env`` file (and ``bench.submit`` starts the server
+without the caller's ``HUB_*`` variables), so a developer's local configuration cannot change what is
+measured: no registry is configured, so a submission makes no network call beyond PostgreSQL.
+Logging is configured as ``hub.asgi`` does it, at WARNING (``HUB_LOG_LEVEL``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from hub.settings import Settings
 
 def app_from_env() -> FastAPI:
     settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]  # a developer's .env must not change what is measured
         database_url=os.environ["BENCH_DATABASE_URL"],
         data_dir=Path(os.environ["BENCH_DATA_DIR"]),
         log_level=os.environ.get("HUB_LOG_LEVEL", "WARNING"),

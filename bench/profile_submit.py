@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="hub-profile-") as tmp, \
             fresh_database(args.database_url, database, keep=False) as url:
         prepare_database(url)
-        settings = Settings(database_url=url, data_dir=Path(tmp), log_level="WARNING")
+        settings = Settings(_env_file=None, database_url=url, data_dir=Path(tmp), log_level="WARNING")  # type: ignore[call-arg]
         logs.configure(settings.log_level, settings.log_json)
         app = create_app(settings)
         statements: Counter[str] = Counter()

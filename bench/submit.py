@@ -161,8 +161,11 @@ class Server:
             "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
             "--app-dir", str(ROOT), "--log-level", "warning", "--no-access-log",
         ]
+        # The servers see only the settings the benchmark gives them: no HUB_* from the caller's
+        # shell (a configured registry would put its network calls into the measurement).
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("HUB_", "BENCH_"))}
         self.process = subprocess.Popen(
-            command, cwd=ROOT, env={**os.environ, **self.env}, stdout=self.log,
+            command, cwd=ROOT, env={**env, **self.env}, stdout=self.log,
             stderr=subprocess.STDOUT,
         )
 
@@ -225,6 +228,13 @@ class RawHttpConnection:
         self.writer: asyncio.StreamWriter | None = None
 
     async def post(self, body: bytes) -> tuple[int, bytes]:
+        try:
+            return await self._post(body)
+        except BaseException:
+            await self.close()  # the next request opens a fresh connection
+            raise
+
+    async def _post(self, body: bytes) -> tuple[int, bytes]:
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
         assert self.reader is not None
@@ -390,7 +400,7 @@ def find_item_code(base_url: str) -> str:
     raise RuntimeError(f"the seeded catalogue has no item with key {ITEM_KEY!r}")
 
 
-def report_failures(round_: Round) -> None:
+def report_failures(round_: Round, server: Server) -> None:
     print(f"\n{round_.server}: {len(round_.failures)} of {round_.requests} requests did not answer 201",
           file=sys.stderr)
     by_status: dict[str, int] = {}
@@ -399,6 +409,7 @@ def report_failures(round_: Round) -> None:
     print(f"  by status: {by_status}", file=sys.stderr)
     for failure in round_.failures[:5]:
         print(f"  #{failure.index}: {failure.status} {failure.detail}", file=sys.stderr)
+    print(f"last lines of the {round_.server} server's log:\n{server.tail(60)}", file=sys.stderr)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -435,7 +446,16 @@ def machine() -> dict[str, Any]:
                 model = line.split(":", 1)[1].strip()
                 break
     return {"cpus": os.cpu_count(), "cpu_model": model, "python": platform.python_version(),
-            "platform": platform.platform()}
+            "platform": platform.platform(), "load_average_1m": round(os.getloadavg()[0], 2)}
+
+
+def warn_if_busy() -> None:
+    """Other processes on the machine skew both rates; the ratio suffers less (rounds alternate)."""
+    load = os.getloadavg()[0]
+    if load > (os.cpu_count() or 1):
+        print(f"warning: load average {load:.1f} on {os.cpu_count()} CPUs before the run — "
+              "other work competes with the benchmark; compare the ratio, not the absolute rates",
+              file=sys.stderr, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -470,6 +490,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 async def measure(args: argparse.Namespace, hub: Server, baseline: Server) -> int:
+    load_before = round(os.getloadavg()[0], 2)
+    warn_if_busy()
     item_code = find_item_code(hub.base_url)
     total = args.warmup + args.rounds * args.requests
     bodies = application_bodies(item_code, total)
@@ -481,7 +503,7 @@ async def measure(args: argparse.Namespace, hub: Server, baseline: Server) -> in
         for name, (server, path) in sides.items():
             warm = await run_round(server, path, bodies[: args.warmup], args.concurrency, args.client)
             if warm.failures:
-                report_failures(warm)
+                report_failures(warm, server)
                 return 1
             print(f"  warm-up {name:8} {warm.rate:8.1f} req/s", flush=True)
 
@@ -495,7 +517,7 @@ async def measure(args: argparse.Namespace, hub: Server, baseline: Server) -> in
             chunk = bodies[offset : offset + args.requests]
             result = await run_round(server, path, chunk, args.concurrency, args.client)
             if result.failures:
-                report_failures(result)
+                report_failures(result, server)
                 return 1
             rounds[name].append(result)
             print(f"  round {number + 1} {name:8} {result.rate:8.1f} req/s  p50 {result.percentile(50):6.1f} ms"
@@ -512,7 +534,7 @@ async def measure(args: argparse.Namespace, hub: Server, baseline: Server) -> in
         "rounds": args.rounds,
         "warmup": args.warmup,
         "client": args.client,
-        "machine": machine(),
+        "machine": {**machine(), "load_average_1m_before": load_before},
         "hub": best["hub"].figures(),
         "baseline": best["baseline"].figures(),
         "ratio": round(ratio, 3),

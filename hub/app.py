@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from prometheus_client import Counter, Histogram
 from sqlalchemy.engine import Engine
 
+from adapters.registries import Registries
 from hub.auth.router import router as auth_router
 from hub.calendar.router import router as calendar_router
 from hub.cases.router import applications, cases
@@ -18,11 +19,14 @@ from hub.clock import Clock, SystemClock
 from hub.db import make_engine, make_session_factory
 from hub.exchange.router import router as exchange_router
 from hub.health.router import router as health_router
+from hub.legacy.router import router as legacy_soap_router
 from hub.nul_guard import NulGuardMiddleware
 from hub.problems import MEDIA_TYPE, Problem
 from hub.problems import install as install_problems
 from hub.settings import Settings, get_settings
 from hub.transparency.router import router as transparency_router
+from hub.verification import registries as registry_setup
+from hub.verification.router import router as verification_router
 
 REQUESTS = Counter("hub_http_requests_total", "HTTP requests", ["method", "route", "status"])
 LATENCY = Histogram("hub_http_request_seconds", "HTTP request latency", ["method", "route"])
@@ -39,23 +43,27 @@ Errors are RFC 9457 problem documents naming the field and the rule.
 
 
 def create_app(
-    settings: Settings | None = None, *, clock: Clock | None = None, engine: Engine | None = None
+    settings: Settings | None = None, *, clock: Clock | None = None, engine: Engine | None = None,
+    registries: Registries | None = None,
 ) -> FastAPI:
     settings = settings or get_settings()
     app = FastAPI(
         title="Provincial approval exchange hub", version="1.0.0", description=DESCRIPTION,
-        openapi_url="/openapi.json",
+        openapi_url="/openapi.json", lifespan=registry_setup.lifespan,
     )
     app.state.settings = settings
     app.state.clock = clock or SystemClock()
     app.state.engine = engine or make_engine(settings.resolved_database_url())
     app.state.session_factory = make_session_factory(app.state.engine)
+    registry_setup.install(app, settings, registries)  # app.state.registries; None: not configured
     install_problems(app)
     for router in (
         health_router, auth_router, catalog_router, applications, cases, transparency_router,
         calendar_router, exchange_router,
     ):
         app.include_router(router)
+    app.include_router(verification_router)  # prefill, access log, /admin/registries
+    app.include_router(legacy_soap_router)  # SOAP department-exchange for legacy systems (WSDL-first)
     app.add_middleware(NulGuardMiddleware)
     app.add_middleware(MetricsMiddleware)
     document_common_problems(app)

@@ -14,8 +14,11 @@ from rich.table import Table
 from hub import logs
 from hub.clock import SystemClock
 from hub.db import make_engine, make_session_factory, unit_of_work
+from hub.exchange.cli import dlq_app, exchange_app, partners_app
 from hub.migrate import upgrade
 from hub.settings import get_settings
+from hub.verification.cli import _start_mock_registries, registries_app
+from hub.verification.cli import mocks as mock_registries
 
 app = typer.Typer(help="省级网上审批平台数据交换中心 — provincial approval exchange hub",
                   no_args_is_help=True)
@@ -25,6 +28,11 @@ db_app = typer.Typer(help="数据库迁移与初始数据")
 app.add_typer(audit_app, name="audit")
 app.add_typer(calendar_app, name="calendar")
 app.add_typer(db_app, name="db")
+app.add_typer(registries_app, name="registries")
+app.add_typer(dlq_app, name="dlq")
+app.add_typer(partners_app, name="partners")
+app.add_typer(exchange_app, name="exchange")
+app.command("mocks")(mock_registries)
 console = Console()
 log = logging.getLogger("hub.cli")
 
@@ -60,8 +68,38 @@ def up(host: HostOpt = "127.0.0.1", port: PortOpt = 8000) -> None:
     settings = get_settings()
     logs.configure(settings.log_level, settings.log_json)
     _prepare(seed=True)
+    _start_mock_registries(settings)  # when no HUB_*_WSDL/_URL is set: mocks on 8100-8104, settings point at them
+    worker = _build_worker(settings)
+    worker.start()
     _print_welcome(host, port, demo_accounts())
-    uvicorn.run(create_app(settings), host=host, port=port, log_config=None)
+    try:
+        uvicorn.run(create_app(settings), host=host, port=port, log_config=None, access_log=False)
+    finally:
+        worker.stop()
+
+
+def _build_worker(settings: object):  # type: ignore[no-untyped-def]
+    from hub.clock import SystemClock
+    from hub.worker import Worker
+
+    factory = make_session_factory(make_engine(get_settings().resolved_database_url()))
+    return Worker(settings=get_settings(), factory=factory, clock=SystemClock())
+
+
+@app.command()
+def worker(check: Annotated[bool, typer.Option(help="check database and broker, then exit")] = False) -> None:
+    """AMQP consumers (inbound records, dead letters), the outbox relay and the periodic jobs."""
+    from hub.worker import run_forever
+
+    settings = get_settings()
+    logs.configure(settings.log_level, settings.log_json)
+    _prepare(seed=False)
+    built = _build_worker(settings)
+    if check:
+        built.stop()
+        console.print("[green]worker check passed[/]: database migrated, broker reachable")
+        return
+    run_forever(built)
 
 
 def _print_welcome(host: str, port: int, accounts: list[dict[str, object]]) -> None:
@@ -92,7 +130,7 @@ def api(host: HostOpt = "127.0.0.1", port: PortOpt = 8000, workers: int = 1) -> 
     settings = get_settings()
     logs.configure(settings.log_level, settings.log_json)
     _prepare(seed=False)
-    uvicorn.run("hub.asgi:app", host=host, port=port, workers=workers, log_config=None)
+    uvicorn.run("hub.asgi:app", host=host, port=port, workers=workers, log_config=None, access_log=False)
 
 
 @app.command()

@@ -46,6 +46,9 @@ def _run(client: httpx.Client, console: Console) -> None:
     receipt = _submit(client, item)
     number, code = receipt["tracking_no"], receipt["query_code"]
     console.print(f"提交成功：办件编号 [bold]{number}[/]，查询码 [bold]{code}[/]")
+    replaced = [m["name"] for m in receipt["materials"] if m.get("replaced_by_registry")]
+    console.print(f"申请人核验：{receipt.get('verification', 'none')}"
+                  + (f"；经信息库核验免交材料：{'、'.join(replaced)}" if replaced else ""))
     _upload_materials(client, receipt)
     department = item["department"]
     for role, action, opinion in STEPS:
@@ -74,18 +77,29 @@ def _find_item(client: httpx.Client) -> dict[str, Any]:
 
 def _submit(client: httpx.Client, item: dict[str, Any]) -> dict[str, Any]:
     schema = _expect(client.get(f"/api/v1/items/{item['code']}/form-schema"), 200)
-    body = f"210102{date(1990, 3, 7):%Y%m%d}{date.today().toordinal() % 1000:03d}"
-    applicant = {"type": "1", "name": "张晓明", "id_type": "citizen_id",
-                 "id_number": body + citizen_id_check_char(body), "phone": "13812345678",
-                 "region": "210102"}
+    applicant = {"type": "1", **_identity(client), "phone": "13812345678", "region": "210102"}
     return _expect(client.post("/api/v1/applications", json={
         "item_code": item["code"], "applicant": applicant, "form": schema["examples"][0],
     }), 201)
 
 
+def _identity(client: httpx.Client) -> dict[str, str]:
+    """A person the population registry knows when the hub has registries (the mocks' seed), else an
+    invented one — which a configured population registry would rightly refuse."""
+    from mocks.registries.seed import build_seed
+
+    known = build_seed().normal_person
+    identity = {"name": known.name, "id_type": "citizen_id", "id_number": known.id_number}
+    answer = client.get("/api/v1/prefill", params=identity)
+    if answer.status_code == 200 and answer.json().get("verified"):
+        return identity
+    body = f"210102{date(1990, 3, 7):%Y%m%d}{date.today().toordinal() % 1000:03d}"
+    return {"name": "张晓明", "id_type": "citizen_id", "id_number": body + citizen_id_check_char(body)}
+
+
 def _upload_materials(client: httpx.Client, receipt: dict[str, Any]) -> None:
     for material in receipt["materials"]:
-        if material["required"]:
+        if material["required"] and not material.get("replaced_by_registry"):
             _expect(client.post(
                 f"/api/v1/applications/{receipt['tracking_no']}/materials",
                 data={"key": material["key"]},

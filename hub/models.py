@@ -5,16 +5,20 @@ from hub.calendar.models import CalendarOverride
 from hub.cases.models import Case, CaseEvent, Material, TrackingSequence
 from hub.catalog.models import Item, ItemType
 from hub.db import Base
+from hub.deliveries.models import Delivery
 from hub.exchange.models import DeadLetter, InboxMessage, Partner, PendingEvent
 from hub.org.models import Department, Region
 from hub.outbox.models import OutboxMessage
+from hub.verification.models import CaseVerification, RegistryAccess
 
 __all__ = [
     "Base",
     "CalendarOverride",
     "Case",
     "CaseEvent",
+    "CaseVerification",
     "DeadLetter",
+    "Delivery",
     "Department",
     "InboxMessage",
     "Item",
@@ -25,5 +29,6 @@ __all__ = [
     "Partner",
     "PendingEvent",
     "Region",
+    "RegistryAccess",
     "TrackingSequence",
 ]

@@ -35,6 +35,22 @@ class Settings(BaseSettings):
 
     public_base_url: str = "http://127.0.0.1:8000"
 
+    # Registries (docs/registries.md). None: not configured, verification is "not_configured".
+    population_wsdl: str | None = None
+    enterprise_url: str | None = None
+    tax_wsdl: str | None = None
+    organisation_url: str | None = None
+    registry_timeout_s: float = Field(default=1.5, gt=0, le=60)  # per attempt, in API requests
+    registry_attempts: int = Field(default=2, ge=1, le=10)  # in API requests
+    registry_worker_timeout_s: float = Field(default=5.0, gt=0, le=120)  # per attempt, worker re-verification
+    registry_worker_attempts: int = Field(default=3, ge=1, le=10)
+    registry_breaker_failures: int = Field(default=5, ge=1)
+    registry_breaker_reset_s: float = Field(default=30.0, gt=0)
+    registry_cache_ttl_s: float = Field(default=60.0, ge=0)
+    verification_budget_s: float = Field(default=3.0, ge=0, le=60)  # registry time a submission may spend
+    reverify_batch: int = Field(default=50, ge=1, le=10_000)  # cases per worker re-verification round
+    mock_registries_base_port: int = 8100  # `hub up` starts the mocks here when no registry is configured
+
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url

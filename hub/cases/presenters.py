@@ -19,13 +19,15 @@ from hub.cases.schemas import (
     StatusOut,
     StepOut,
 )
+from hub.verification import service as verification
 from workflow import identifiers as ids
 from workflow.definition import WorkflowDefinition
 from workflow.timelimits import working_days_left
 
 
-def receipt(case: Case, query_code: str) -> ApplicationReceipt:
+def receipt(case: Case, query_code: str, session: Session | None = None) -> ApplicationReceipt:
     definition = service.definition_for(case)
+    replaced = verification.replaced_material_keys(session, case) if session is not None else set()
     return ApplicationReceipt(
         tracking_no=case.tracking_no,
         query_code=query_code,
@@ -40,7 +42,9 @@ def receipt(case: Case, query_code: str) -> ApplicationReceipt:
         materials=[MaterialRequest(
             key=m["key"], name=m["name"], form=m["form"], count=m["count"],
             required=m.get("required", True), replaceable_by=m.get("replaceable_by"),
+            replaced_by_registry=m["key"] in replaced,
         ) for m in case.item.guide.get("materials", [])],
+        verification=verification.case_summary(session, case) if session is not None else "none",
         status_url=f"/api/v1/applications/{case.tracking_no}",
     )
 
@@ -102,6 +106,8 @@ def _status_fields(
         "steps": [step_out(e, definition, public=public) for e in events],
         "materials": [] if public else [material_out(m) for m in service.materials_of(session, case)],
         "applicant_actions": [] if public else service.applicant_actions(case),
+        "verifications": [] if public else [verification.brief(v) for v in verification.verifications_of(
+            session, case)],
     }
 
 
@@ -119,6 +125,7 @@ def officer_view(session: Session, case: Case, officer: Officer, today: date) ->
     fields = _status_fields(session, case, definition, public=False)
     fields["applicant_name"] = case.applicant_name
     fields["applicant_id_number"] = case.applicant_id_number
+    fields["verifications"] = [verification.officer_out(v) for v in verification.verifications_of(session, case)]
     left = (
         working_days_left(load_calendar(session), today, case.deadline)
         if case.deadline and not definition.is_terminal(case.state) else None

@@ -23,6 +23,8 @@ from hub.cases.schemas import (
 from hub.clock import business_date
 from hub.deps import NowDep, OfficerDep, SessionDep, SettingsDep
 from hub.problems import problem_responses
+from hub.verification import service as verification
+from hub.verification.registries import RegistriesDep
 
 applications = APIRouter(prefix="/api/v1/applications", tags=["applications"])
 cases = APIRouter(prefix="/api/v1/cases", tags=["cases"])
@@ -36,11 +38,18 @@ QueryCode = Annotated[
 @applications.post(
     "", response_model=ApplicationReceipt, status_code=201, responses=problem_responses(422)
 )
-def submit(data: ApplicationIn, session: SessionDep, now: NowDep) -> ApplicationReceipt:
-    """Submit an application (any hour, any region); returns the tracking number and query code."""
-    case, query_code = service.submit_application(session, data=data, now=now)
+def submit(
+    data: ApplicationIn, session: SessionDep, now: NowDep, settings: SettingsDep, registries: RegistriesDep
+) -> ApplicationReceipt:
+    """Submit an application (any hour, any region); returns the tracking number and query code.
+
+    The applicant is verified against the registries after the application is stored; when a registry
+    is down the answer is the same 201 with ``verification: pending``, and the hub re-verifies later."""
+    case, query_code = service.submit_application(session, data=data, now=now, registries=registries)
     session.commit()
-    return presenters.receipt(case, query_code)
+    verification.verify_on_submission(session, case, registries=registries, now=now, settings=settings)
+    verification.commit_quietly(session)  # the case is stored already: its checks may stay pending
+    return presenters.receipt(case, query_code, session)
 
 
 @applications.get(

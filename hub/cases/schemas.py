@@ -5,6 +5,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from hub.verification.schemas import VerificationBrief, VerificationOut, VerificationSummary
+
 ApplicantType = Literal["1", "2", "3", "4", "5", "6", "9"]
 IdType = Literal["citizen_id", "credit_code", "passport", "other"]
 Channel = Literal["online", "window", "partner"]
@@ -39,6 +41,8 @@ class MaterialRequest(BaseModel):
     count: int
     required: bool
     replaceable_by: str | None
+    replaced_by_registry: bool = Field(
+        default=False, description="a registry check of this applicant succeeded: the material is not needed")
 
 
 class ApplicationReceipt(BaseModel):
@@ -53,6 +57,9 @@ class ApplicationReceipt(BaseModel):
     submitted_at: datetime
     intake_deadline: date | None
     materials: list[MaterialRequest]
+    verification: VerificationSummary = Field(
+        default="none", description="registry checks of the applicant: verified, failed, pending (re-verified "
+                                    "later; the application is accepted all the same), not_configured, none")
     status_url: str
 
 
@@ -97,6 +104,7 @@ class StatusOut(BaseModel):
     steps: list[StepOut]
     materials: list[MaterialOut]
     applicant_actions: list[str]
+    verifications: list[VerificationBrief] = Field(default_factory=list, description="registry checks (masked)")
 
 
 class CaseOut(StatusOut):
@@ -114,6 +122,8 @@ class CaseOut(StatusOut):
     working_days_left: int | None
     available_actions: list[str]
     missing_materials: list[str]
+    verifications: list[VerificationOut] = Field(  # type: ignore[assignment]
+        default_factory=list, description="registry checks with source registry, time and outcome")
 
 
 class ActionIn(StrictModel):

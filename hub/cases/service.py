@@ -13,6 +13,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from adapters.registries import Registries
 from hub.audit.service import NewEvent, append_event
 from hub.auth.models import Officer
 from hub.auth.service import can_oversee_region
@@ -22,8 +23,10 @@ from hub.cases.schemas import ApplicantIn, ApplicationIn
 from hub.catalog import service as catalog
 from hub.catalog.models import Item
 from hub.clock import business_date
+from hub.deliveries import service as deliveries
 from hub.errors import Conflict, FieldError, Forbidden, NotFound, ValidationFailed
 from hub.outbox import service as outbox
+from hub.verification import service as verification
 from workflow import identifiers as ids
 from workflow.calendar import WorkingCalendar
 from workflow.definition import Transition, WorkflowDefinition, standard_definition
@@ -80,9 +83,12 @@ def definition_for(case: Case) -> WorkflowDefinition:
 
 
 def submit_application(
-    session: Session, *, data: ApplicationIn, now: datetime
+    session: Session, *, data: ApplicationIn, now: datetime, registries: Registries | None = None
 ) -> tuple[Case, str]:
-    """Validate and store a new application; returns the case and its one-time query code."""
+    """Validate and store a new application; returns the case and its one-time query code.
+
+    The applicant's registry checks are stored pending with the case; the caller runs them after
+    committing (hub.verification.service.verify_on_submission), so a registry can never cost a case."""
     item = _item_for_submission(session, data.item_code)
     today = business_date(now)
     applicant_id = _check_applicant(item, data.applicant, today)
@@ -122,11 +128,13 @@ def submit_application(
     )
     session.add(case)
     session.flush()
+    verification.plan_checks(session, case, registries=registries, now=now)
     append_event(session, case, NewEvent(
         action="submit", to_state=case.state, actor_type="applicant", actor_id=data.channel,
         actor_name="申请人", occurred_at=now, data={"channel": data.channel},
     ))
     _publish(session, case, "submit", now)
+    deliveries.on_case_change(session, case, "submit", now)
     return case, query_code
 
 
@@ -235,6 +243,8 @@ def act(
         raise Forbidden("只能办理本部门的办件 (case belongs to another department)")
     definition = definition_for(case)
     transition = _checked_transition(definition, case, actor, action, opinion)
+    if action == "grant":
+        verification.ensure_grantable(session, case)
     from_state = case.state
     _apply_clock(session, case, transition, business_date(now), definition)
     case.state = transition.target
@@ -252,6 +262,7 @@ def act(
         opinion=(opinion or "").strip() or None, occurred_at=now,
     ))
     _publish(session, case, action, now)
+    deliveries.on_case_change(session, case, action, now)
     return event
 
 
@@ -377,7 +388,7 @@ def materials_of(session: Session, case: Case) -> list[Material]:
 
 
 def missing_materials(session: Session, case: Case) -> list[str]:
-    have = {m.material_key for m in materials_of(session, case)}
+    have = {m.material_key for m in materials_of(session, case)} | verification.replaced_material_keys(session, case)
     return [
         m["key"] for m in case.item.guide.get("materials", [])
         if m.get("required", True) and m["key"] not in have

@@ -1,0 +1,72 @@
+"""The bus interface the hub depends on, its RabbitMQ implementation, and the choice between the two."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from pika.adapters.blocking_connection import BlockingChannel
+
+from adapters.amqp.consumer import consume
+from adapters.amqp.inprocess import InProcessBus
+from adapters.amqp.messages import Handler, OutboundMessage
+from adapters.amqp.publisher import Publisher, close_quietly
+from adapters.amqp.settings import AmqpSettings, open_connection
+from adapters.amqp.topology import HUB_TOPOLOGY, Topology, declare_topology
+
+
+class MessageBus(Protocol):
+    def publish(self, message: OutboundMessage) -> None: ...
+
+    def publish_many(self, messages: Sequence[OutboundMessage]) -> None: ...
+
+    def consume(self, queue: str, handler: Handler, *, stop_event: threading.Event) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class AmqpBus:
+    """RabbitMQ behind the MessageBus interface. ``publish`` may be called from any thread (one shared
+    confirm channel behind a lock); each ``consume`` call opens its own connection, so run one per thread."""
+
+    def __init__(self, settings: AmqpSettings, *, topology: Topology = HUB_TOPOLOGY) -> None:
+        self.settings = settings
+        self.topology = topology
+        self._publisher = Publisher(settings)
+        self._lock = threading.Lock()
+
+    def declare_topology(self) -> None:
+        connection = open_connection(self.settings)
+        try:
+            self._declare(connection.channel())
+        finally:
+            close_quietly(connection)
+
+    def publish(self, message: OutboundMessage) -> None:
+        with self._lock:
+            self._publisher.publish(message)
+
+    def publish_many(self, messages: Sequence[OutboundMessage]) -> None:
+        with self._lock:
+            self._publisher.publish_many(messages)
+
+    def consume(self, queue: str, handler: Handler, *, stop_event: threading.Event) -> None:
+        consume(self.settings, queue, handler, stop_event=stop_event, setup=self._declare,
+                dead_letter_exchange=self.topology.dead_letter_exchange)
+
+    def close(self) -> None:
+        with self._lock:
+            self._publisher.close()
+
+    def _declare(self, channel: BlockingChannel) -> None:
+        # On every (re)connection: after a broker reset the topology is back before the first delivery.
+        declare_topology(channel, self.topology, delivery_limit=self.settings.delivery_limit)
+
+
+def make_bus(amqp_url: str | None, **settings: Any) -> AmqpBus | InProcessBus:
+    """RabbitMQ when ``amqp_url`` (HUB_AMQP_URL) is set, else the in-process bus. ``settings`` are
+    AmqpSettings fields; ``delivery_limit`` also applies to the in-process bus."""
+    if amqp_url:
+        return AmqpBus(AmqpSettings(url=amqp_url, **settings))
+    return InProcessBus(delivery_limit=settings.get("delivery_limit", AmqpSettings.delivery_limit))

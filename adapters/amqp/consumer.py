@@ -1,0 +1,229 @@
+"""The consumer runner: deliveries to a handler, settled as the handler says, surviving broker restarts.
+
+``consume(settings, queue, handler, stop_event=...)`` runs until ``stop_event`` is set:
+
+* connects (retrying with backoff and jitter for as long as it takes — a broker restart is routine), calls
+  ``setup(channel)`` (e.g. ``declare_topology``) on every new connection, sets ``basic_qos(prefetch)`` and
+  consumes with manual acks;
+* settles each delivery (``settlement.settle``): ACK → basic.ack; RETRY or a handler exception →
+  basic.nack(requeue=True), which counts toward ``x-delivery-limit``; REJECT, or the last allowed delivery
+  of a retried message → dead letter with the reason;
+* after a lost connection, reconnects; unacknowledged deliveries return to the queue, so a message may be
+  handled twice (the hub deduplicates by ``message_id``) but is never lost.
+
+Dead letters with a reason. ``basic.reject(requeue=False)`` would make the broker dead-letter the message,
+but its ``x-death`` header can only say "rejected" or "delivery_limit" and a consumer cannot add headers to
+a rejected message. So the runner publishes a copy itself to the dead-letter exchange (hub.dlx) with
+``x-hub-reason``, the original exchange, routing key, queue and source, and the first-seen time — on a
+confirm channel, and only after the broker confirmed the copy does it ack the original. In that order a
+crash in between leaves a duplicate dead letter (same message_id), never a lost one. If the copy is nacked,
+unroutable or refused, the runner falls back to basic.reject(requeue=False): the broker's at-least-once
+dead-lettering still delivers the message to hub.dlx, only without the reason (which is logged).
+
+A BlockingConnection answers heartbeats only while pika runs, i.e. between handler calls: a handler must
+finish well within 2 × ``settings.heartbeat`` or the broker drops the connection (and redelivers).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import pika
+import pika.exceptions
+import pika.spec
+from pika.adapters.blocking_connection import BlockingChannel
+
+from adapters.amqp.errors import AmqpError, PublishError, PublishInterrupted
+from adapters.amqp.messages import JSON, Handler, InboundMessage, OutboundMessage, new_message_id, utc_from_epoch
+from adapters.amqp.publisher import (
+    CONNECTION_ERRORS,
+    ChannelRefused,
+    ConfirmChannel,
+    ConfirmsOverdue,
+    basic_properties,
+    close_quietly,
+    raise_for_state,
+)
+from adapters.amqp.settings import AmqpSettings, open_connection
+from adapters.amqp.settlement import (
+    Action,
+    FirstSeen,
+    Settlement,
+    dead_letter_headers,
+    delivery_count,
+    run_handler,
+    settle,
+)
+from adapters.amqp.topology import DEAD_LETTER_EXCHANGE
+from adapters.resilience import backoff_s
+
+log = logging.getLogger(__name__)
+
+POLL_S = 0.25  # how quickly an idle consumer notices stop_event
+Setup = Callable[[BlockingChannel], None]
+Clock = Callable[[], datetime]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def consume(settings: AmqpSettings, queue: str, handler: Handler, *, stop_event: threading.Event,
+            setup: Setup | None = None, dead_letter_exchange: str = DEAD_LETTER_EXCHANGE,
+            clock: Clock = _utcnow) -> None:
+    """Consume ``queue`` until ``stop_event`` is set. Never raises for broker trouble; it reconnects."""
+    first_seen = FirstSeen()
+    failures = 0
+    while not stop_event.is_set():
+        session = _Session(settings, queue, handler, stop_event, dead_letter_exchange, first_seen, clock)
+        try:
+            session.run(setup)
+        except (pika.exceptions.AMQPError, AmqpError, *CONNECTION_ERRORS) as exc:
+            if stop_event.is_set():
+                break
+            log.warning("consumer of %s on %s lost its connection (%s); reconnecting", queue, settings.where,
+                        _describe(exc))
+        finally:
+            session.close()
+        failures = 1 if session.consumed else failures + 1
+        if not stop_event.is_set():
+            stop_event.wait(backoff_s(settings.backoff_policy, failures))
+    log.info("consumer of %s stopped", queue)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, pika.exceptions.ConnectionClosedByBroker | pika.exceptions.ChannelClosedByBroker):
+        return f"{exc.reply_code} {exc.reply_text}"
+    if isinstance(exc, AmqpError):
+        return exc.message
+    return type(exc).__name__
+
+
+class _Session:
+    """One connection's worth of consuming."""
+
+    def __init__(self, settings: AmqpSettings, queue: str, handler: Handler, stop_event: threading.Event,
+                 dead_letter_exchange: str, first_seen: FirstSeen, clock: Clock) -> None:
+        self.settings = settings
+        self.queue = queue
+        self.handler = handler
+        self.stop_event = stop_event
+        self.dead_letter_exchange = dead_letter_exchange
+        self.first_seen = first_seen
+        self.clock = clock
+        self.consumed = False  # reached the consuming state: the next reconnect starts with a short wait
+        self._connection: pika.BlockingConnection | None = None
+        self._dead_letters: ConfirmChannel | None = None
+        self._pending: deque[tuple[pika.spec.Basic.Deliver, pika.BasicProperties, bytes]] = deque()
+
+    def run(self, setup: Setup | None) -> None:
+        self._connection = open_connection(self.settings, attempts=1, stop_event=self.stop_event)
+        channel = self._connection.channel()
+        if setup is not None:
+            setup(channel)
+        channel.basic_qos(prefetch_count=self.settings.prefetch)
+        tag = channel.basic_consume(self.queue, self._on_delivery)
+        self.consumed = True
+        while not self.stop_event.is_set():
+            if not self._pending:
+                self._connection.process_data_events(time_limit=POLL_S)
+            if self._pending:
+                self._deliver(channel, *self._pending.popleft())
+            elif tag not in channel.consumer_tags:
+                # Cancelled by the broker (queue deleted, leader moved): reconnect and consume again.
+                log.warning("broker cancelled the consumer of %s", self.queue)
+                return
+        # Cancel first so nothing new arrives; deliveries prefetched but not handled go back to the queue
+        # once, when the connection closes. (pika's generator API instead nacks them before its cancel
+        # takes effect, so they can come back and be returned twice — on RabbitMQ 3.x every return counts
+        # toward x-delivery-limit.)
+        channel.basic_cancel(tag)
+
+    def _on_delivery(self, _channel: BlockingChannel, method: pika.spec.Basic.Deliver,
+                     properties: pika.BasicProperties, body: bytes) -> None:
+        # Only queue it: handling happens in run(), outside pika's event dispatch, where waiting for the
+        # dead-letter confirm can end as soon as the confirm arrives.
+        self._pending.append((method, properties, body))
+
+    def close(self) -> None:
+        close_quietly(self._connection)
+        self._connection = None
+
+    def _deliver(self, channel: BlockingChannel, method: pika.spec.Basic.Deliver,
+                 properties: pika.BasicProperties, body: bytes) -> None:
+        message = inbound_message(self.queue, method, properties, body)
+        self.first_seen.note(message.message_id, self.clock())
+        settlement = settle(message, run_handler(self.handler, message), self.settings.delivery_limit)
+        tag = method.delivery_tag
+        if settlement.action is Action.ACK:
+            channel.basic_ack(tag)
+            self.first_seen.forget(message.message_id)
+        elif settlement.action is Action.REQUEUE:
+            channel.basic_nack(tag, requeue=True)
+        else:
+            self._dead_letter(channel, tag, message, settlement)
+
+    def _dead_letter(self, channel: BlockingChannel, tag: int, message: InboundMessage,
+                     settlement: Settlement) -> None:
+        reason = settlement.reason or "rejected"
+        now = self.clock()
+        copy = OutboundMessage(
+            exchange=self.dead_letter_exchange, routing_key=message.routing_key, body=message.body,
+            type=message.type or "", message_id=message.message_id or new_message_id(),
+            correlation_id=message.correlation_id, content_type=message.content_type or JSON,
+            timestamp=message.timestamp,
+            headers=dead_letter_headers(message, reason, first_seen=self.first_seen.note(message.message_id, now),
+                                        now=now))
+        try:
+            self._publish_dead_letter(copy)
+        except PublishInterrupted:
+            raise  # the connection is gone; the original comes back and is handled again
+        except PublishError as exc:
+            log.error("could not publish dead letter %s with its reason (%s); rejecting it to the broker's "
+                      "dead-lettering instead; reason was: %s", message.message_id, exc.message, reason)
+            channel.basic_reject(tag, requeue=False)
+            return
+        channel.basic_ack(tag)
+        self.first_seen.forget(message.message_id)
+        log.info("dead-lettered message %s from %s (routing key %s): %s", message.message_id, self.queue,
+                 message.routing_key, reason)
+
+    def _publish_dead_letter(self, copy: OutboundMessage) -> None:
+        assert self._connection is not None
+        timeout_s = self.settings.confirm_timeout_s
+        try:
+            if self._dead_letters is None or not self._dead_letters.is_open:
+                self._dead_letters = ConfirmChannel(self._connection, timeout_s=timeout_s)
+            properties = basic_properties(copy, self.settings.username, self.settings.connection_name)
+            state = self._dead_letters.publish([(copy, properties)], timeout_s=timeout_s)
+        except ChannelRefused as exc:
+            self._dead_letters = None
+            raise PublishError(f"rabbitmq refused the dead letter: {exc.reply_code} {exc.reply_text}") from None
+        except (ConfirmsOverdue, *CONNECTION_ERRORS) as exc:
+            raise PublishInterrupted(f"dead letter not confirmed ({type(exc).__name__})") from None
+        raise_for_state(state)
+
+
+def inbound_message(queue: str, method: pika.spec.Basic.Deliver, properties: pika.BasicProperties,
+                    body: bytes) -> InboundMessage:
+    headers: dict[str, Any] = dict(properties.headers or {})
+    return InboundMessage(
+        body=body,
+        routing_key=method.routing_key,
+        exchange=method.exchange,
+        queue=queue,
+        message_id=properties.message_id,
+        user_id=properties.user_id,
+        type=properties.type,
+        correlation_id=properties.correlation_id,
+        content_type=properties.content_type,
+        timestamp=utc_from_epoch(properties.timestamp),
+        headers=headers,
+        redelivered=bool(method.redelivered),
+        delivery_count=delivery_count(headers),
+    )

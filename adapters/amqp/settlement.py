@@ -1,0 +1,129 @@
+"""How a delivery is settled, shared by the RabbitMQ consumer and the in-process bus so both behave alike.
+
+* ACK → acknowledge.
+* REJECT(reason) → dead-letter with the reason.
+* RETRY, or a handler exception → requeue, except on the last delivery the queue allows
+  (``delivery_count >= delivery_limit``): the broker would dead-letter it on this requeue with only
+  "delivery_limit" in ``x-death``, so the consumer dead-letters it itself, saying why.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from adapters.amqp.messages import (
+    BROKER_DELIVERY_COUNT_HEADER,
+    DEAD_LETTERED_AT_HEADER,
+    DELIVERY_COUNT_HEADER,
+    FIRST_SEEN_HEADER,
+    ORIGINAL_EXCHANGE_HEADER,
+    ORIGINAL_QUEUE_HEADER,
+    ORIGINAL_ROUTING_KEY_HEADER,
+    REASON_HEADER,
+    SOURCE_HEADER,
+    Handler,
+    InboundMessage,
+    Outcome,
+    OutcomeKind,
+)
+
+log = logging.getLogger("adapters.amqp.consumer")
+
+MAX_REASON_CHARS = 500
+
+
+class Action(StrEnum):
+    ACK = "ack"
+    REQUEUE = "requeue"
+    DEAD_LETTER = "dead_letter"
+
+
+@dataclass(frozen=True)
+class Settlement:
+    action: Action
+    reason: str | None = None
+
+
+def settle(message: InboundMessage, outcome: Outcome, delivery_limit: int) -> Settlement:
+    if outcome.kind is OutcomeKind.ACK:
+        return Settlement(Action.ACK)
+    if outcome.kind is OutcomeKind.REJECT:
+        return Settlement(Action.DEAD_LETTER, outcome.reason)
+    if message.delivery_count >= delivery_limit:
+        why = outcome.reason or "handler asked to retry"
+        return Settlement(Action.DEAD_LETTER,
+                          f"retries exhausted after {message.delivery_count + 1} deliveries; last: {why}")
+    return Settlement(Action.REQUEUE, outcome.reason)
+
+
+def run_handler(handler: Handler, message: InboundMessage) -> Outcome:
+    """Call the handler; an exception or a wrong return value becomes RETRY, so one bad message never stops
+    the consumer. Only the exception's class is logged: its text may quote personal data from the body."""
+    try:
+        outcome = handler(message)
+    except Exception as exc:
+        log.warning("handler raised %s for message %s (routing key %s, delivery %d)", type(exc).__name__,
+                    message.message_id, message.routing_key, message.delivery_count + 1)
+        return Outcome.retry(f"handler raised {type(exc).__name__}")
+    if not isinstance(outcome, Outcome):
+        log.error("handler returned %s instead of an Outcome for message %s", type(outcome).__name__,
+                  message.message_id)
+        return Outcome.retry(f"handler returned {type(outcome).__name__}, not an Outcome")
+    return outcome
+
+
+class FirstSeen:
+    """When this process first saw each recent message id (bounded), for the ``x-hub-first-seen`` header.
+    Best effort by design: another worker or a restart only makes the time later, never wrong in kind."""
+
+    def __init__(self, capacity: int = 10_000) -> None:
+        self._capacity = capacity
+        self._seen: OrderedDict[str, datetime] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def note(self, message_id: str | None, now: datetime) -> datetime:
+        if message_id is None:
+            return now
+        with self._lock:
+            seen = self._seen.setdefault(message_id, now)
+            self._seen.move_to_end(message_id)
+            while len(self._seen) > self._capacity:
+                self._seen.popitem(last=False)
+            return seen
+
+    def forget(self, message_id: str | None) -> None:
+        if message_id is not None:
+            with self._lock:
+                self._seen.pop(message_id, None)
+
+
+def dead_letter_headers(message: InboundMessage, reason: str, *, first_seen: datetime,
+                        now: datetime) -> dict[str, Any]:
+    """The original headers plus where the message came from and why it died. A replayed dead letter keeps
+    its original first-seen time, routing key and source."""
+    headers: dict[str, Any] = {k: v for k, v in message.headers.items() if k != BROKER_DELIVERY_COUNT_HEADER}
+    headers[REASON_HEADER] = reason[:MAX_REASON_CHARS]
+    headers.setdefault(FIRST_SEEN_HEADER, first_seen.isoformat())
+    headers.setdefault(ORIGINAL_EXCHANGE_HEADER, message.exchange)
+    headers.setdefault(ORIGINAL_ROUTING_KEY_HEADER, message.routing_key)
+    headers.setdefault(ORIGINAL_QUEUE_HEADER, message.queue)
+    if message.user_id:
+        headers.setdefault(SOURCE_HEADER, message.user_id)
+    headers[DEAD_LETTERED_AT_HEADER] = now.isoformat()
+    headers[DELIVERY_COUNT_HEADER] = message.delivery_count + 1
+    return headers
+
+
+def delivery_count(headers: Mapping[str, Any] | None) -> int:
+    value = (headers or {}).get(BROKER_DELIVERY_COUNT_HEADER, 0)
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0

@@ -1,0 +1,1 @@
+"""Outbound deliveries: case results to national systems, new cases to departments' legacy systems."""

@@ -1,0 +1,102 @@
+"""`hub dlq …`, `hub partners …` and `hub exchange status`."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from hub.clock import SystemClock
+from hub.db import make_engine, make_session_factory, unit_of_work
+from hub.settings import get_settings
+
+dlq_app = typer.Typer(help="死信队列：查看与重放 (dead letters: list, show, replay)")
+partners_app = typer.Typer(help="交换伙伴 (exchange partners)")
+exchange_app = typer.Typer(help="数据交换状态 (exchange status)")
+console = Console()
+
+
+def _factory():  # type: ignore[no-untyped-def]
+    return make_session_factory(make_engine(get_settings().resolved_database_url()))
+
+
+@dlq_app.command("list")
+def dlq_list(all_letters: Annotated[bool, typer.Option("--all", help="include replayed ones")] = False,
+             limit: int = 50) -> None:
+    """Dead letters, newest first, with their reasons."""
+    from hub.exchange.dlq import list_letters
+
+    with _factory()() as session:
+        letters = list_letters(session, pending_only=not all_letters, limit=limit)
+        table = Table(title=f"死信 dead letters ({len(letters)})")
+        for column in ("id", "received", "source", "routing key", "reason", "replayed"):
+            table.add_column(column)
+        for letter in letters:
+            table.add_row(str(letter.id), letter.received_at.isoformat(timespec="seconds"), letter.source or "-",
+                          letter.routing_key, letter.reason[:80],
+                          letter.replayed_at.isoformat(timespec="seconds") if letter.replayed_at else "")
+    console.print(table)
+
+
+@dlq_app.command("show")
+def dlq_show(letter_id: int) -> None:
+    """One dead letter: reason, headers and body."""
+    from hub.exchange.dlq import get_letter
+
+    with _factory()() as session:
+        letter = get_letter(session, letter_id)
+        console.print(f"[bold]#{letter.id}[/] {letter.routing_key} from {letter.source} — {letter.reason}")
+        console.print_json(json.dumps(letter.headers, ensure_ascii=False, default=str))
+        console.print(letter.body[:20000])
+
+
+@dlq_app.command("replay")
+def dlq_replay(letter_ids: Annotated[list[int], typer.Argument(help="dead letter ids")]) -> None:
+    """Publish dead letters back to hub.inbound (after fixing their cause)."""
+    from hub.exchange.dlq import replay
+    from hub.exchange.replay import republisher
+
+    settings = get_settings()
+    with unit_of_work(_factory()) as session, republisher(settings, session) as republish:
+        count = replay(session, letter_ids=letter_ids, republish=republish, now=SystemClock().now())
+    console.print(f"[green]replayed[/] {count} dead letter(s)")
+
+
+@partners_app.command("list")
+def partners_list() -> None:
+    from hub.exchange.partners import list_partners
+
+    with _factory()() as session:
+        table = Table(title="交换伙伴 partners")
+        for column in ("code", "name", "kind", "region", "record types", "active"):
+            table.add_column(column)
+        for p in list_partners(session):
+            table.add_row(p.code, p.name, p.kind, p.region_code, ", ".join(p.record_types), str(p.active))
+    console.print(table)
+
+
+@partners_app.command("sync")
+def partners_sync(
+    management_url: Annotated[str, typer.Option(envvar="HUB_RABBITMQ_MANAGEMENT_URL")] = "http://127.0.0.1:15672",
+    secret: Annotated[str, typer.Option(envvar="HUB_PARTNER_DEMO_SECRET",
+                                        help="password to set for every partner (demo)")] = "demo-Partner-1",
+) -> None:
+    """Provision one RabbitMQ user per partner, allowed to publish only its own routing keys."""
+    from hub.exchange.provisioning import sync_partners
+
+    settings = get_settings()
+    with _factory()() as session:
+        done = sync_partners(session, settings=settings, management_url=management_url, secret_for=lambda _: secret)
+    console.print(f"[green]provisioned[/] {len(done)} partner user(s): {', '.join(done)}")
+
+
+@exchange_app.command("status")
+def exchange_status() -> None:
+    """Outbox backlog, dead letters waiting, inbox counts."""
+    from hub.exchange.status import exchange_overview
+
+    with _factory()() as session:
+        console.print_json(json.dumps(exchange_overview(session), ensure_ascii=False, default=str))

@@ -1,0 +1,28 @@
+"""What an operator asks first: is anything stuck between the hub and its partners?"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from hub.exchange.models import DeadLetter, InboxMessage, PendingEvent
+from hub.outbox.relay import backlog
+
+
+def exchange_overview(session: Session) -> dict[str, Any]:
+    inbox = dict(session.execute(
+        select(InboxMessage.outcome, func.count()).group_by(InboxMessage.outcome)).all())
+    waiting = session.scalar(select(func.count()).where(DeadLetter.replayed_at.is_(None))) or 0
+    reasons = dict(session.execute(
+        select(DeadLetter.reason, func.count()).where(DeadLetter.replayed_at.is_(None))
+        .group_by(DeadLetter.reason).order_by(func.count().desc()).limit(10)).all())
+    held = session.scalar(select(func.count()).select_from(PendingEvent)) or 0
+    return {
+        "outbox": backlog(session),
+        "inbox": inbox,
+        "dead_letters_waiting": waiting,
+        "dead_letter_reasons": reasons,
+        "held_out_of_order_events": held,
+    }

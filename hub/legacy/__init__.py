@@ -1,0 +1,1 @@
+"""Legacy department systems: the hub's schema-first SOAP department-exchange service."""

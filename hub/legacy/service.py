@@ -1,0 +1,165 @@
+"""The department-exchange operations: a legacy department system acting as one of its officers.
+
+The same rules as the REST officer API, by calling the same case service functions: the officer is
+authenticated with the same password check, sees the same work queue, may act only on the
+department's cases, only with the officer's roles and only where the workflow allows it. A
+SubmitDecision is applied at most once per message id: a retry after a lost answer gets the original
+outcome back (``duplicate=true``) through the same inbox the other exchanges use.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from hub.auth.models import Officer
+from hub.auth.service import authenticate, require_role
+from hub.calendar.service import load_calendar
+from hub.cases import presenters
+from hub.cases import service as cases
+from hub.cases.models import Case, CaseEvent
+from hub.clock import business_date
+from hub.exchange.models import InboxMessage
+from hub.legacy.soap import SoapCall, client_fault
+
+DEFAULT_LIMIT = 100
+DECISION_TYPE = "soap.SubmitDecision"
+OFFICER_ROLES = ("intake", "reviewer", "approver")
+
+
+def handle(session: Session, call: SoapCall, *, now: datetime) -> Mapping[str, Any]:
+    officer = _officer(session, call)
+    if call.operation == "FetchPendingCases":
+        return fetch_pending_cases(session, officer, call, now=now)
+    if call.operation == "SubmitDecision":
+        return submit_decision(session, officer, call, now=now)
+    return get_case(session, officer, call, now=now)
+
+
+def _officer(session: Session, call: SoapCall) -> Officer:
+    officer = authenticate(session, username=call.credentials.username, password=call.credentials.password)
+    if call.exchange.on_behalf_of != officer.username:
+        raise client_fault(
+            "on_behalf_of", "交换标识 onBehalfOf 必须是认证的工作人员 (Exchange/onBehalfOf must name the officer "
+                            "authenticated by the UsernameToken)", field="onBehalfOf",
+        )
+    return officer
+
+
+def fetch_pending_cases(session: Session, officer: Officer, call: SoapCall, *, now: datetime) -> dict[str, Any]:
+    offset = int(call.params.get("offset") or 0)
+    limit = int(call.params.get("limit") or DEFAULT_LIMIT)
+    total, rows = cases.work_queue(session, officer=officer, offset=offset, limit=limit)
+    calendar = load_calendar(session)
+    today = business_date(now)
+    entries = []
+    for case in rows:
+        entry = presenters.queue_entry(case, officer, today, calendar)
+        entries.append({
+            "trackingNo": case.tracking_no,
+            "itemCode": case.item.code,
+            "itemName": case.item.name,
+            "state": case.state,
+            "stateLabel": entry.state_label,
+            "submittedAt": case.submitted_at,
+            "intakeDeadline": case.intake_deadline,
+            "deadline": case.deadline,
+            "stepDeadline": entry.step_deadline,
+            "overdue": entry.overdue,
+            "applicant": _applicant(case),
+            "availableAction": entry.actions,
+        })
+    return {"total": total, "offset": offset, "limit": limit, "case": entries}
+
+
+def submit_decision(session: Session, officer: Officer, call: SoapCall, *, now: datetime) -> dict[str, Any]:
+    require_role(officer, OFFICER_ROLES)
+    case = cases.get_case(session, call.params["trackingNo"])
+    action = call.params["action"]
+    message_id = uuid.UUID(call.exchange.message_id)
+    earlier = session.get(InboxMessage, message_id)
+    if earlier is not None:
+        return _replay(session, earlier, case, action)
+    opinion = call.params.get("opinion") or None
+    event = cases.act(session, case=case, actor=cases.Actor.officer(officer), action=action, opinion=opinion,
+                      now=now)
+    session.add(InboxMessage(
+        message_id=message_id, partner_code=call.exchange.client[:40], type=DECISION_TYPE,
+        outcome=f"{action}#{event.seq}"[:32], case_id=case.id, received_at=now,
+    ))
+    session.flush()
+    return _decision(case, event, action, duplicate=False)
+
+
+def _replay(session: Session, earlier: InboxMessage, case: Case, action: str) -> dict[str, Any]:
+    """The answer to a message id applied before, or a fault if the id was used for something else."""
+    recorded_action, _, seq = earlier.outcome.partition("#")
+    if earlier.type != DECISION_TYPE or earlier.case_id != case.id or recorded_action != action:
+        raise client_fault(
+            "message_id_unique", "消息标识已用于另一请求 (this messageId was already used for a different request; "
+                                 "use a new UUID for every new request)", field="messageId", code="DUPLICATE_MESSAGE",
+        )
+    event = session.scalars(select(CaseEvent).where(CaseEvent.case_id == case.id, CaseEvent.seq == int(seq))).one()
+    return _decision(case, event, action, duplicate=True)
+
+
+def _decision(case: Case, event: CaseEvent, action: str, *, duplicate: bool) -> dict[str, Any]:
+    definition = cases.definition_for(case)
+    return {
+        "trackingNo": case.tracking_no,
+        "action": action,
+        "fromState": event.from_state or "",
+        "state": event.to_state,
+        "stateLabel": definition.states.get(event.to_state, event.to_state),
+        "seq": event.seq,
+        "deadline": case.deadline,
+        "duplicate": duplicate,
+    }
+
+
+def get_case(session: Session, officer: Officer, call: SoapCall, *, now: datetime) -> dict[str, Any]:
+    case = cases.case_for_officer(session, tracking_no=call.params["trackingNo"], officer=officer)
+    view = presenters.officer_view(session, case, officer, business_date(now))
+    return {"case": {
+        "trackingNo": case.tracking_no,
+        "itemCode": case.item.code,
+        "itemName": case.item.name,
+        "nationalCode": case.item.national_code,
+        "region": case.region_code,
+        "department": case.department.key,
+        "departmentName": case.department.name,
+        "state": case.state,
+        "stateLabel": view.state_label,
+        "channel": case.channel,
+        "origin": case.origin,
+        "submittedAt": case.submitted_at,
+        "intakeDeadline": case.intake_deadline,
+        "acceptedOn": case.accepted_on,
+        "deadline": case.deadline,
+        "statutoryDeadline": case.statutory_deadline,
+        "suspended": view.suspended,
+        "result": case.result,
+        "completedAt": case.completed_at,
+        "applicant": _applicant(case),
+        "availableAction": view.available_actions,
+        "step": [{
+            "seq": step.seq, "action": step.action, "label": step.label, "state": step.state,
+            "stateLabel": step.state_label, "at": step.at, "department": step.department,
+            "actor": step.actor or "—", "opinion": step.opinion,
+        } for step in view.steps],
+    }}
+
+
+def _applicant(case: Case) -> dict[str, Any]:
+    return {
+        "type": case.applicant_type,
+        "name": case.applicant_name,
+        "idType": case.applicant_id_type,
+        "idNumber": case.applicant_id_number,
+        "phone": case.applicant_phone or None,
+    }

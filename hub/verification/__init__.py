@@ -1,0 +1,1 @@
+"""Applicant verification against the registries, prefill, and the personal-data access log."""

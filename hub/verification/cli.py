@@ -1,0 +1,143 @@
+"""`hub registries …` and `hub mocks`, and the mock registries that `hub up` starts for a newcomer."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any
+
+import httpx
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from hub.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from mocks.runner import RunningMocks
+
+registries_app = typer.Typer(help="信息库：熔断状态、重新核验 (population, enterprise, tax, organisation registries)",
+                             no_args_is_help=True)
+console = Console()
+
+
+@registries_app.command("status")
+def status(
+    base_url: Annotated[str, typer.Option(help="a running hub (its API process answers for itself)")] =
+    "http://127.0.0.1:8000",
+    username: Annotated[str, typer.Option(envvar="HUB_OPS_USERNAME", prompt=True,
+                                          help="an admin or supervisor account")] = "",
+    password: Annotated[str, typer.Option(envvar="HUB_OPS_PASSWORD", prompt=True, hide_input=True)] = "",
+) -> None:
+    """Each registry's circuit breaker, recent latency and error rate, as the running hub sees them."""
+    try:
+        with httpx.Client(base_url=base_url, timeout=10.0, trust_env=False) as client:
+            token = client.post("/api/v1/auth/token", data={"username": username, "password": password})
+            if token.status_code != 200:
+                console.print(f"[red]sign-in failed[/] ({token.status_code}): {_detail(token)}")
+                raise typer.Exit(1)
+            answer = client.get("/api/v1/admin/registries",
+                                headers={"Authorization": f"Bearer {token.json()['access_token']}"})
+    except httpx.TransportError as exc:
+        console.print(f"[red]cannot reach the hub at {base_url}[/]: {exc}. Start it with `hub up` or `hub api`.")
+        raise typer.Exit(1) from None
+    if answer.status_code != 200:
+        console.print(f"[red]{answer.status_code}[/]: {_detail(answer)}")
+        raise typer.Exit(1)
+    print_status(answer.json())
+
+
+def print_status(data: dict[str, Any]) -> None:
+    table = Table(title="信息库状态 registries (this API process)")
+    for column in ("registry", "", "breaker", "p50 ms", "p95 ms", "error rate", "calls", "failures",
+                   "fast fails", "cache hits"):
+        table.add_column(column, justify="left" if column in ("registry", "", "breaker") else "right")
+    colours = {"closed": "green", "half_open": "yellow", "open": "red", "not_configured": "dim"}
+    for r in data["registries"]:
+        breaker = str(r["breaker"])
+        table.add_row(
+            r["name"], r["label"], f"[{colours.get(breaker, 'white')}]{breaker}[/]", _num(r.get("latency_p50_ms")),
+            _num(r.get("latency_p95_ms")),
+            "-" if r.get("error_rate") is None else f"{100 * float(r['error_rate']):.1f}%",
+            _num(r.get("calls")), _num(r.get("failures")), _num(r.get("fast_failures")), _num(r.get("cache_hits")),
+        )
+    console.print(table)
+    console.print(f"cases waiting for re-verification: {data['pending_cases']}   "
+                  f"open cases with a failed check: {data['failed_cases']}")
+    if not data["configured"]:
+        console.print("[yellow]no registry is configured[/]: set HUB_POPULATION_WSDL, HUB_ENTERPRISE_URL, "
+                      "HUB_TAX_WSDL, HUB_ORGANISATION_URL (docs/registries.md)")
+
+
+def _num(value: Any) -> str:
+    return "-" if value is None else str(value)
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        return str(response.json().get("detail", response.text[:300]))
+    except ValueError:
+        return response.text[:300]
+
+
+@registries_app.command("reverify")
+def reverify(
+    limit: Annotated[int | None, typer.Option(help="cases in this round (default HUB_REVERIFY_BATCH)")] = None,
+) -> None:
+    """Re-verify cases whose registry checks are pending, once (the worker does this in a loop)."""
+    from hub.clock import SystemClock
+    from hub.db import make_engine, make_session_factory, unit_of_work
+    from hub.verification.registries import build_from_settings
+    from hub.verification.service import pending_count, reverify_pending
+
+    settings = get_settings()
+    registries = build_from_settings(settings, worker=True)
+    if registries is None:
+        console.print("[yellow]no registry is configured[/]; nothing to verify against (docs/registries.md)")
+        return
+    engine = make_engine(settings.resolved_database_url())
+    try:
+        with unit_of_work(make_session_factory(engine)) as session:
+            settled = reverify_pending(session, registries=registries, now=SystemClock().now(),
+                                       limit=limit or settings.reverify_batch, settings=settings)
+        with make_session_factory(engine)() as session:
+            left = pending_count(session)
+    finally:
+        registries.close()
+        engine.dispose()
+    console.print(f"[green]{settled}[/] checks settled; {left} cases still pending")
+
+
+def mocks(
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    base_port: Annotated[int, typer.Option(help="control plane port; the mocks take the next four")] = 8100,
+    seed: Annotated[int, typer.Option(help="seed of the generated people and organisations")] = 2026,
+) -> None:
+    """All mock registries on their own ports, with a control API for fault injection; prints every address."""
+    from mocks.runner import main
+
+    raise typer.Exit(main(["--host", host, "--base-port", str(base_port), "--seed", str(seed)]))
+
+
+def _start_mock_registries(settings: Settings) -> RunningMocks | None:
+    """For `hub up`: when no registry is configured, start the mocks and point ``settings`` at them.
+
+    Returns the running mocks (daemon threads; they end with the process), or None when a registry is
+    configured or the ports are taken (e.g. `hub mocks` already runs: then set the HUB_* URLs)."""
+    if any((settings.population_wsdl, settings.enterprise_url, settings.tax_wsdl, settings.organisation_url)):
+        return None
+    from mocks.runner import start_all
+
+    try:
+        running = start_all("127.0.0.1", settings.mock_registries_base_port)
+    except (OSError, RuntimeError) as exc:
+        console.print(f"[yellow]mock registries not started[/] ({exc}); registries stay unconfigured. "
+                      f"Free ports {settings.mock_registries_base_port}–{settings.mock_registries_base_port + 4} "
+                      "or set HUB_MOCK_REGISTRIES_BASE_PORT.")
+        return None
+    settings.population_wsdl = running.population_wsdl
+    settings.enterprise_url = running.enterprise_url
+    settings.tax_wsdl = running.tax_wsdl
+    settings.organisation_url = running.organisation_url
+    console.print("[bold]模拟信息库 mock registries[/] (the hub verifies applicants against them)")
+    for line in running.describe():
+        console.print(f"  {line}", highlight=False)
+    return running

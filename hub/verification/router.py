@@ -1,0 +1,126 @@
+"""HTTP: prefill for the portal, an officer's re-check, the access log for supervisors, the ops view."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+from sqlalchemy.orm import Session
+
+from adapters.registries import Registries
+from hub.auth.service import require_role
+from hub.cases import presenters
+from hub.cases import service as cases
+from hub.cases.router import TrackingNo
+from hub.cases.schemas import CaseOut
+from hub.clock import CHINA_TZ, business_date
+from hub.deps import NowDep, OfficerDep, SessionDep, SettingsDep
+from hub.errors import Forbidden, HubError
+from hub.problems import MEDIA_TYPE, Problem, problem_responses
+from hub.settings import Settings
+from hub.verification import service
+from hub.verification.registries import RegistriesDep
+from hub.verification.schemas import AccessLogPage, PrefillIn, PrefillOut, RegistriesStatusOut
+
+router = APIRouter(prefix="/api/v1", tags=["registries"])
+
+UNAVAILABLE = {503: {"model": Problem, "content": {MEDIA_TYPE: {}},
+                     "description": "信息库暂时无法访问或未接入 (registry unavailable or not configured)"}}
+RegistryName = Literal["population", "enterprise", "tax", "organisation"]
+
+
+@router.get("/prefill", response_model=PrefillOut,
+            responses={**problem_responses(404, 422), **UNAVAILABLE})  # type: ignore[dict-item]
+def prefill(
+    session: SessionDep, settings: SettingsDep, now: NowDep, registries: RegistriesDep,
+    id_type: Annotated[Literal["citizen_id", "credit_code"], Query(description="证件类型")],
+    id_number: Annotated[str, Query(min_length=15, max_length=18, description="身份证号码或统一社会信用代码")],
+    name: Annotated[str | None, Query(max_length=128, description="姓名（自然人必填）或单位名称")] = None,
+) -> PrefillOut:
+    """Form fields the registries know about an applicant, for the portal (no sign-in).
+
+    An organisation's registration data is public (name, type, status, address, scope; the legal
+    representative's name masked). For a person the registry only confirms that the name is
+    registered under the number and the person is living — then the gender and birth date the number
+    itself encodes are filled in; nothing else (no address, no photo), and no reason when it is not.
+    Every look-up is recorded in the personal-data access log (actor ``portal``).
+
+    Portals should prefer ``POST /api/v1/prefill``: query strings end up in proxies' access logs."""
+    return _prefill(session, settings, now, registries, PrefillIn(id_type=id_type, id_number=id_number, name=name))
+
+
+@router.post("/prefill", response_model=PrefillOut,
+             responses={**problem_responses(404, 422), **UNAVAILABLE})  # type: ignore[dict-item]
+def prefill_post(
+    data: PrefillIn, session: SessionDep, settings: SettingsDep, now: NowDep, registries: RegistriesDep,
+) -> PrefillOut:
+    """The same as ``GET /api/v1/prefill``, with the identifier and name in the body instead of the URL."""
+    return _prefill(session, settings, now, registries, data)
+
+
+def _prefill(session: Session, settings: Settings, now: datetime, registries: Registries | None,
+             data: PrefillIn) -> PrefillOut:
+    try:
+        result = service.prefill(session, registries=registries, id_type=data.id_type, id_number=data.id_number,
+                                 name=data.name, now=now, settings=settings)
+    except HubError:
+        session.commit()  # the access log keeps failed look-ups too
+        raise
+    session.commit()
+    return result
+
+
+@router.post("/cases/{tracking_no}/verifications", response_model=CaseOut,
+             responses={**problem_responses(401, 403, 404, 409, 422)}, tags=["cases"])
+def recheck(
+    tracking_no: TrackingNo, session: SessionDep, officer: OfficerDep, now: NowDep, settings: SettingsDep,
+    registries: RegistriesDep,
+) -> CaseOut:
+    """Run the case's failed and pending registry checks again (an officer of the case's department)."""
+    require_role(officer, ["intake", "reviewer", "approver"])
+    case = cases.case_for_officer(session, tracking_no=tracking_no, officer=officer)
+    if officer.department_id != case.department_id:
+        raise Forbidden("只能复核本部门的办件 (case belongs to another department)")
+    service.recheck(session, case, officer=officer, registries=registries, now=now, settings=settings)
+    session.commit()
+    return presenters.officer_view(session, case, officer, business_date(now))
+
+
+@router.get("/supervision/access-log", response_model=AccessLogPage,
+            responses=problem_responses(401, 403, 422), tags=["supervision"])
+def access_log(
+    session: SessionDep, officer: OfficerDep, settings: SettingsDep,
+    registry: Annotated[RegistryName | None, Query()] = None,
+    case: Annotated[str | None, Query(pattern=r"^\d{20}[0-9X]$", description="办件编号")] = None,
+    actor: Annotated[str | None, Query(max_length=64, description="officer username, or hub / worker / portal")] = None,
+    id_number: Annotated[str | None, Query(min_length=5, max_length=32,
+                                           description="matched by keyed hash; never stored")] = None,
+    since: Annotated[datetime | None, Query(alias="from", description="inclusive; naive = China time")] = None,
+    until: Annotated[datetime | None, Query(alias="to", description="exclusive; naive = China time")] = None,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> AccessLogPage:
+    """The personal-data access log: who looked up whom in which registry, for which case, why and
+    when — for supervisors, within their regions. Searching by ID number compares keyed hashes."""
+    require_role(officer, ["supervisor"])
+    total, entries = service.access_log(
+        session, officer=officer, settings=settings, registry=registry, tracking_no=case, actor=actor,
+        id_number=id_number, since=_aware(since), until=_aware(until), offset=offset, limit=limit,
+    )
+    return AccessLogPage(total=total, offset=offset, limit=limit, entries=entries)
+
+
+@router.get("/admin/registries", response_model=RegistriesStatusOut, responses=problem_responses(401, 403),
+            tags=["admin"])
+def registries_status(session: SessionDep, officer: OfficerDep, registries: RegistriesDep) -> RegistriesStatusOut:
+    """Each registry's circuit breaker, recent latency and error rate (this API process), and the backlog
+    of cases waiting for re-verification."""
+    require_role(officer, ["admin", "supervisor"])
+    return service.registries_status(session, registries)
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=CHINA_TZ)

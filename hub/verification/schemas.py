@@ -1,0 +1,99 @@
+"""API shapes of verification results, prefill, the access log and the registries' ops view."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Outcome = Literal["verified", "failed", "pending", "not_configured"]
+VerificationSummary = Literal["verified", "failed", "pending", "not_configured", "none"]
+
+
+class VerificationBrief(BaseModel):
+    """What the applicant's status query shows of a check: registry, outcome, time."""
+
+    registry: str
+    registry_label: str
+    outcome: Outcome
+    outcome_label: str
+    checked_at: datetime | None
+
+
+class VerificationOut(VerificationBrief):
+    """What an officer sees of a check; ``detail`` never holds the identifier or the name."""
+
+    check: str = Field(description="registry.subject, e.g. population.applicant")
+    subject: str = Field(description="applicant | legal_representative")
+    detail: str | None
+    attempts: int
+    message_id: str | None = Field(description="exchange message id of the last look-up, as the registry logged it")
+
+
+class PrefillIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id_type: Literal["citizen_id", "credit_code"]
+    id_number: str = Field(min_length=15, max_length=18, description="身份证号码或统一社会信用代码")
+    name: str | None = Field(default=None, max_length=128, description="姓名（自然人必填）或单位名称")
+
+
+class PrefillOut(BaseModel):
+    """Form fields the registry knows. Persons: only a yes/no and what the ID number itself encodes."""
+
+    id_type: Literal["citizen_id", "credit_code"]
+    registry: str
+    registry_label: str
+    verified: bool = Field(description="person: the name is registered under the number and the person is "
+                                        "living; organisation: registered and active/valid")
+    fields: dict[str, str | None]
+    checked_at: datetime
+
+
+class AccessLogEntry(BaseModel):
+    id: int
+    occurred_at: datetime
+    actor: str
+    actor_kind: str
+    tracking_no: str | None
+    region: str | None
+    purpose: str
+    registry: str
+    operation: str
+    subject_kind: str
+    outcome: str
+    message_id: str
+    duration_ms: int
+
+
+class AccessLogPage(BaseModel):
+    total: int
+    offset: int
+    limit: int
+    entries: list[AccessLogEntry]
+
+
+class RegistryStatusOut(BaseModel):
+    name: str
+    label: str
+    configured: bool
+    breaker: str = Field(description="closed | open | half_open | not_configured")
+    consecutive_failures: int | None = None
+    latency_p50_ms: float | None = None
+    latency_p95_ms: float | None = None
+    error_rate: float | None = Field(default=None, description="share of failed attempts in the recent window")
+    window: int | None = None
+    calls: int | None = None
+    attempts: int | None = None
+    failures: int | None = None
+    fast_failures: int | None = None
+    cache_hits: int | None = None
+
+
+class RegistriesStatusOut(BaseModel):
+    configured: bool
+    registries: list[RegistryStatusOut]
+    pending_cases: int = Field(description="cases with a check waiting for re-verification")
+    failed_cases: int = Field(description="open cases with a failed check")
+    note: str = "breaker and latency figures are this API process's own; each replica and worker keeps its own"

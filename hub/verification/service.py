@@ -1,0 +1,688 @@
+"""Verifying applicants against the registries, prefill, and the personal-data access log.
+
+How a submission is verified (docs/registries.md, "How the hub uses the registries"):
+
+1. ``plan_checks`` — inside the submission's transaction — stores one ``CaseVerification`` row per
+   check the applicant and the item call for, ``pending`` (or ``not_configured``). The case and its
+   pending checks commit together, before any registry is asked: a registry that is down, slow or
+   crashing can never cost a submission.
+2. ``verify_on_submission`` — after that commit, in the same request — runs the pending checks within
+   a short time budget. A retryable failure (down, timeout, breaker open, busy) and a registry
+   answering out of contract (malformed, rejected) leave the check ``pending``; it never raises.
+3. ``reverify_pending`` — the worker, later — runs every pending check again.
+
+Registry calls are made before anything is written, so no database lock is held while a registry is
+being waited for. Every look-up, answered or not, is written to the access log (``RegistryAccess``)
+with a keyed hash of the identifier instead of the identifier.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import distinct, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from adapters.errors import (
+    AdapterError,
+    CircuitOpen,
+    InvalidIdentifier,
+    MalformedResponse,
+    NotFoundInRegistry,
+    RegistryBusy,
+    RegistryRejected,
+    RegistryTimeout,
+    RegistryUnavailable,
+    label,
+)
+from adapters.registries import EnterpriseRecord, IdentityCheck, LookupContext, Registries
+from hub.auth.models import Officer
+from hub.cases.models import Case
+from hub.clock import business_date
+from hub.errors import Conflict, FieldError, HubError, NotFound, ValidationFailed
+from hub.org import service as org_service
+from hub.org.models import Region
+from hub.settings import Settings, get_settings
+from hub.verification.models import CaseVerification, RegistryAccess
+from hub.verification.registries import RegistryNotConfigured, is_configured
+from hub.verification.schemas import (
+    AccessLogEntry,
+    PrefillOut,
+    RegistriesStatusOut,
+    RegistryStatusOut,
+    VerificationBrief,
+    VerificationOut,
+)
+from workflow import identifiers as ids
+
+log = logging.getLogger("hub.verification")
+T = TypeVar("T")
+
+OUTCOME_LABELS = {
+    "verified": "核验通过",
+    "failed": "核验未通过",
+    "pending": "待核验",
+    "not_configured": "未接入",
+}
+# Enterprise first: the legal representative's check needs its record.
+CHECK_ORDER = ("enterprise.applicant", "organisation.applicant", "tax.applicant", "population.applicant",
+               "population.legal_representative")
+PURPOSES = {
+    "applicant": "申请人身份核验 (applicant identity verification)",
+    "legal_representative": "法定代表人身份核验 (legal representative verification)",
+    "tax": "申请人税务登记核验 (applicant tax registration check)",
+    "prefill": "表单预填 (form prefill)",
+    "officer": "经办人复核 (officer re-check)",
+}
+SYSTEM_ACTOR = "hub"
+WORKER_ACTOR = "worker"
+PORTAL_ACTOR = "portal"
+
+
+# --- the access log --------------------------------------------------------------------------
+
+
+def access_log_key(secret_key: str) -> bytes:
+    """The HMAC key of the access log, derived from the hub's secret (its own purpose, its own key)."""
+    return hmac.new(secret_key.encode(), b"hub/registry-access-log/v1", hashlib.sha256).digest()
+
+
+def subject_hash(key: bytes, identifier: str) -> str:
+    """Keyed hash of an identifier: searchable by whoever holds the key, meaningless to anyone else."""
+    return hmac.new(key, identifier.strip().upper().encode(), hashlib.sha256).hexdigest()
+
+
+def access_outcome(exc: BaseException) -> str:
+    """What became of a look-up that raised, in the access log's words."""
+    for kind, name in ((CircuitOpen, "circuit_open"), (RegistryBusy, "busy"), (RegistryTimeout, "timeout"),
+                       (RegistryUnavailable, "unavailable"), (MalformedResponse, "malformed"),
+                       (NotFoundInRegistry, "not_found"), (RegistryRejected, "rejected"),
+                       (InvalidIdentifier, "invalid_identifier")):
+        if isinstance(exc, kind):
+            return name
+    return "error"
+
+
+@dataclass
+class Lookups:
+    """Registry look-ups on behalf of one actor; each is timed and becomes one access-log row.
+
+    Rows are kept in memory until ``flush_to`` so that nothing is written while a registry is awaited.
+    """
+
+    key: bytes
+    actor: str
+    actor_kind: str
+    now: datetime
+    tracking_no: str | None = None
+    region_code: str | None = None
+    rows: list[RegistryAccess] = field(default_factory=list)
+
+    def call(self, registry: str, operation: str, *, subject_kind: str, subject: str, purpose: str,
+             fn: Callable[[LookupContext], T]) -> tuple[T, str]:
+        """Run one look-up; returns its result and the exchange's message id."""
+        context = LookupContext(actor=self.actor, purpose=purpose, case=self.tracking_no)
+        started = time.perf_counter()
+        outcome = "answered"
+        try:
+            return fn(context), context.message_id
+        except RegistryNotConfigured:
+            outcome = ""  # nothing was looked up, so nothing to log
+            raise
+        except BaseException as exc:
+            outcome = access_outcome(exc)
+            raise
+        finally:
+            if outcome:
+                self.rows.append(RegistryAccess(
+                    occurred_at=self.now, actor=self.actor[:64], actor_kind=self.actor_kind,
+                    tracking_no=self.tracking_no, region_code=self.region_code, purpose=purpose[:128],
+                    registry_name=registry, operation=operation, subject_kind=subject_kind,
+                    subject_hash=subject_hash(self.key, subject), outcome=outcome,
+                    message_id=context.message_id, duration_ms=round((time.perf_counter() - started) * 1000),
+                ))
+
+    def flush_to(self, session: Session) -> None:
+        session.add_all(self.rows)
+        self.rows = []
+
+
+# --- which checks a case needs -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    key: str
+    registry: str
+    subject: str
+
+
+def _spec(key: str) -> CheckSpec:
+    registry, subject = key.split(".", 1)
+    return CheckSpec(key, registry, subject)
+
+
+def replaceable_registries(case: Case) -> set[str]:
+    return {str(m["replaceable_by"]) for m in case.item.guide.get("materials", []) if m.get("replaceable_by")}
+
+
+def planned_checks(case: Case) -> list[CheckSpec]:
+    """The checks for the applicant and item: identity always; tax, organisation code and the legal
+    representative when one of the item's materials can be replaced by them."""
+    needs = replaceable_registries(case)
+    keys: list[str] = []
+    if case.applicant_id_type == "citizen_id":
+        keys.append("population.applicant")
+    elif case.applicant_id_type == "credit_code":
+        # GB 32100: registration authority "9" is market supervision (enterprises); institutions,
+        # social organisations and organs are registered elsewhere, so the organisation-code registry.
+        if case.applicant_id_number.startswith("9"):
+            keys.append("enterprise.applicant")
+            if "population" in needs:
+                keys.append("population.legal_representative")
+        else:
+            keys.append("organisation.applicant")
+        if "tax" in needs:
+            keys.append("tax.applicant")
+        if "organisation" in needs and "organisation.applicant" not in keys:
+            keys.append("organisation.applicant")
+    return [_spec(k) for k in sorted(keys, key=CHECK_ORDER.index)]
+
+
+def plan_checks(session: Session, case: Case, *, registries: Registries | None, now: datetime) -> None:
+    """Store the case's checks, pending where the registry is configured (part of the submission)."""
+    for spec in planned_checks(case):
+        configured = is_configured(registries, spec.registry)
+        session.add(CaseVerification(
+            case_id=case.id, check_key=spec.key, registry_name=spec.registry, subject=spec.subject,
+            outcome="pending" if configured else "not_configured",
+            detail=None if configured else RegistryNotConfigured(spec.registry).message,
+            attempts=0, created_at=now,
+        ))
+    session.flush()
+
+
+# --- running checks ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    outcome: str
+    detail: str | None
+    message_id: str | None = None
+
+
+class _CaseRun:
+    """The checks of one case in one run: shares the enterprise record between its two checks."""
+
+    def __init__(self, case: Case, registries: Registries, lookups: Lookups, purpose: str | None) -> None:
+        self.case = case
+        self.registries = registries
+        self.lookups = lookups
+        self.purpose = purpose  # overrides the per-check purpose (officer re-check)
+        self.today = business_date(lookups.now)
+        self._enterprise: tuple[EnterpriseRecord, str] | AdapterError | None = None
+        self.message_id: str | None = None
+
+    def _purpose(self, default: str) -> str:
+        return self.purpose or PURPOSES[default]
+
+    def run(self, spec: CheckSpec) -> CheckResult:
+        self.message_id = None
+        try:
+            outcome, detail = getattr(self, "_" + spec.key.replace(".", "_"))()
+        except RegistryNotConfigured as exc:
+            return CheckResult("not_configured", exc.message)
+        except (NotFoundInRegistry, InvalidIdentifier) as exc:
+            return CheckResult("failed", exc.message[:255], self.message_id)
+        except AdapterError as exc:
+            # Unavailable, timeout, breaker open, busy — and answers out of contract: not the applicant's
+            # fault, so never a failure; the worker tries again.
+            return CheckResult("pending", exc.message[:255], self.message_id)
+        except Exception:
+            log.exception("registry check crashed", extra={"tracking_no": self.case.tracking_no})
+            return CheckResult("pending", "核验出错，将稍后重试 (internal error; will retry)", self.message_id)
+        return CheckResult(outcome, detail, self.message_id)
+
+    def _call(self, registry: str, operation: str, subject_kind: str, subject: str, purpose: str,
+              fn: Callable[[LookupContext], T]) -> T:
+        result, self.message_id = self.lookups.call(registry, operation, subject_kind=subject_kind,
+                                                    subject=subject, purpose=purpose, fn=fn)
+        return result
+
+    def _enterprise_record(self, purpose: str) -> EnterpriseRecord:
+        if isinstance(self._enterprise, AdapterError):
+            raise self._enterprise
+        if self._enterprise is not None:
+            record, self.message_id = self._enterprise
+            return record
+        code = self.case.applicant_id_number
+        try:
+            record = self._call("enterprise", "lookup", "credit_code", code, purpose,
+                                lambda ctx: self.registries.enterprise.lookup(code, context=ctx))
+        except AdapterError as exc:
+            self._enterprise = exc
+            raise
+        self._enterprise = (record, self.message_id or "")
+        return record
+
+    # one method per check key ------------------------------------------------------------------
+
+    def _population_applicant(self) -> tuple[str, str]:
+        number, name = self.case.applicant_id_number, self.case.applicant_name
+        check = self._call("population", "verify_identity", "citizen_id", number, self._purpose("applicant"),
+                           lambda ctx: self.registries.population.verify_identity(number, name, context=ctx))
+        return identity_outcome(check, who="")
+
+    def _population_legal_representative(self) -> tuple[str, str]:
+        try:
+            company = self._enterprise_record(self._purpose("legal_representative"))
+        except NotFoundInRegistry:
+            return "failed", "企业未在企业登记信息库登记，无法核验法定代表人 (enterprise not registered)"
+        number = company.legal_representative_id_number
+        if not number:
+            return "failed", "企业登记信息未含法定代表人身份证号码 (the register gives no ID number for the legal " \
+                             "representative)"
+        name = company.legal_representative
+        check = self._call("population", "verify_identity", "citizen_id", number, self._purpose("legal_representative"),
+                           lambda ctx: self.registries.population.verify_identity(number, name, context=ctx))
+        return identity_outcome(check, who="法定代表人")
+
+    def _enterprise_applicant(self) -> tuple[str, str]:
+        company = self._enterprise_record(self._purpose("applicant"))
+        if company.status != "active":
+            text = {"revoked": "吊销", "cancelled": "注销"}.get(company.status, company.status)
+            return "failed", f"企业登记状态为{text} (enterprise {company.status})"
+        if not same_name(company.name, self.case.applicant_name):
+            return "failed", "申请人名称与企业登记名称不一致 (name differs from the enterprise register)"
+        return "verified", "企业登记状态为存续，名称一致 (registered, active, name matches)"
+
+    def _organisation_applicant(self) -> tuple[str, str]:
+        code = self.case.applicant_id_number
+        record = self._call("organisation", "lookup", "credit_code", code, self._purpose("applicant"),
+                            lambda ctx: self.registries.organisation.lookup(code, context=ctx))
+        if not record.valid_on(self.today):
+            return "failed", f"组织机构代码已于 {record.valid_to} 失效 (organisation code no longer valid)"
+        if not same_name(record.name, self.case.applicant_name):
+            return "failed", "申请人名称与组织机构代码登记名称不一致 (name differs from the register)"
+        return "verified", "组织机构代码有效，名称一致 (valid, name matches)"
+
+    def _tax_applicant(self) -> tuple[str, str]:
+        code = self.case.applicant_id_number
+        record = self._call("tax", "registration", "credit_code", code, self._purpose("tax"),
+                            lambda ctx: self.registries.tax.registration(code, context=ctx))
+        if record.registration_status == "cancelled":
+            return "failed", "税务登记已注销 (tax registration cancelled)"
+        if record.registration_status == "abnormal":
+            return "failed", "税务登记为非正常户 (abnormal taxpayer)"
+        if record.arrears:
+            return "failed", "存在欠税 (tax arrears)"
+        return "verified", f"税务登记正常，无欠税，纳税信用等级 {record.credit_grade} (registered, no arrears)"
+
+
+def identity_outcome(check: IdentityCheck, *, who: str) -> tuple[str, str]:
+    """The population registry's verdict as outcome and detail — without the number or the name."""
+    if check.verified:
+        return "verified", f"{who}身份信息一致 (identity confirmed)"
+    if check.status == "not_found":
+        return "failed", f"人口信息库中无{who}此身份证号码 (ID number not registered)"
+    if check.status == "deceased":
+        return "failed", f"{who}户籍登记状态为死亡 (registered as deceased)"
+    if check.status == "cancelled":
+        return "failed", f"{who}户籍已注销 (registration cancelled)"
+    return "failed", f"{who}姓名与身份证号码不一致 (name does not match the ID number)"
+
+
+def same_name(registered: str, given: str) -> bool:
+    """Organisation names compared as a clerk would: ignoring spaces and full/half-width brackets."""
+    def norm(value: str) -> str:
+        return "".join(value.split()).replace("(", "（").replace(")", "）")
+    return norm(registered) == norm(given)
+
+
+def _pending_rows(session: Session, case_ids: Sequence[int]) -> list[CaseVerification]:
+    rows = session.scalars(select(CaseVerification).where(
+        CaseVerification.case_id.in_(case_ids), CaseVerification.outcome == "pending",
+    )).all()
+    return sorted(rows, key=lambda r: (r.case_id, CHECK_ORDER.index(r.check_key)
+                                       if r.check_key in CHECK_ORDER else len(CHECK_ORDER)))
+
+
+def _run_case(case: Case, rows: Sequence[CaseVerification], *, registries: Registries, lookups: Lookups,
+              deadline: float | None, purpose: str | None) -> list[tuple[CaseVerification, CheckResult]]:
+    lookups.tracking_no, lookups.region_code = case.tracking_no, case.region_code
+    run = _CaseRun(case, registries, lookups, purpose)
+    results = []
+    for row in rows:
+        if deadline is not None and time.monotonic() >= deadline:
+            break  # out of budget: stays pending for the worker
+        results.append((row, run.run(_spec(row.check_key))))
+    return results
+
+
+def _apply(session: Session, results: Sequence[tuple[CaseVerification, CheckResult]], now: datetime) -> int:
+    """Write the outcomes; a row somebody else settled meanwhile is left alone. Returns rows settled."""
+    settled = 0
+    for row, result in results:
+        changed = session.execute(
+            update(CaseVerification)
+            .where(CaseVerification.id == row.id, CaseVerification.outcome == "pending")
+            .values(outcome=result.outcome, detail=result.detail, checked_at=now,
+                    attempts=CaseVerification.attempts + 1, message_id=result.message_id)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        settled += int(bool(changed) and result.outcome != "pending")
+        session.expire(row)
+    return settled
+
+
+def verify_case(session: Session, case: Case, *, registries: Registries, actor: str, actor_kind: str,
+                now: datetime, settings: Settings, deadline: float | None = None,
+                purpose: str | None = None) -> int:
+    """Run the case's pending checks (within ``deadline``, a time.monotonic() value); flushes, never commits.
+
+    Returns the number of checks settled (no longer pending)."""
+    rows = _pending_rows(session, [case.id])
+    if not rows:
+        return 0
+    lookups = Lookups(access_log_key(settings.secret_key), actor, actor_kind, now)
+    results = _run_case(case, rows, registries=registries, lookups=lookups, deadline=deadline, purpose=purpose)
+    settled = _apply(session, results, now)
+    lookups.flush_to(session)
+    session.flush()
+    return settled
+
+
+def verify_on_submission(session: Session, case: Case, *, registries: Registries | None, now: datetime,
+                         settings: Settings) -> None:
+    """Verify a just-committed submission within ``settings.verification_budget_s``. Never raises:
+    whatever goes wrong, the case keeps its pending checks and the worker re-verifies it."""
+    if registries is None:
+        return
+    try:
+        verify_case(session, case, registries=registries, actor=SYSTEM_ACTOR, actor_kind="system", now=now,
+                    settings=settings, deadline=time.monotonic() + settings.verification_budget_s)
+    except Exception:
+        session.rollback()
+        log.exception("verification after submission failed; left for the worker",
+                      extra={"tracking_no": case.tracking_no})
+
+
+def reverify_pending(session: Session, *, registries: Registries | None, now: datetime, limit: int = 50,
+                     settings: Settings | None = None) -> int:
+    """One worker round: re-run the pending checks of up to ``limit`` cases, oldest first.
+
+    Flushes, never commits (the worker commits). Returns the number of checks settled — 0 while the
+    registries are still down, so the loop can back off."""
+    if registries is None:
+        return 0
+    settings = settings or get_settings()
+    oldest = func.min(func.coalesce(CaseVerification.checked_at, CaseVerification.created_at))
+    case_ids = list(session.scalars(
+        select(CaseVerification.case_id).where(CaseVerification.outcome == "pending")
+        .group_by(CaseVerification.case_id).order_by(oldest, CaseVerification.case_id).limit(limit)
+    ))
+    if not case_ids:
+        return 0
+    cases = {c.id: c for c in session.scalars(select(Case).where(Case.id.in_(case_ids))).unique()}
+    rows = _pending_rows(session, case_ids)
+    lookups = Lookups(access_log_key(settings.secret_key), WORKER_ACTOR, "system", now)
+    results: list[tuple[CaseVerification, CheckResult]] = []
+    for case_id in case_ids:
+        results += _run_case(cases[case_id], [r for r in rows if r.case_id == case_id], registries=registries,
+                             lookups=lookups, deadline=None, purpose=None)
+    settled = _apply(session, results, now)
+    lookups.flush_to(session)
+    session.flush()
+    return settled
+
+
+def recheck(session: Session, case: Case, *, officer: Officer, registries: Registries | None, now: datetime,
+            settings: Settings) -> None:
+    """An officer asks for the case's failed and pending checks to be run again (e.g. the register was
+    corrected). Within the request's budget; what does not finish stays pending for the worker."""
+    if registries is None:
+        raise Conflict("未接入任何信息库，无法核验 (no registry is configured)", type_slug="registries-not-configured")
+    session.execute(
+        update(CaseVerification)
+        .where(CaseVerification.case_id == case.id, CaseVerification.outcome.in_(("failed", "pending")))
+        .values(outcome="pending")
+        .execution_options(synchronize_session=False)
+    )
+    session.expire_all()
+    verify_case(session, case, registries=registries, actor=officer.username, actor_kind="officer", now=now,
+                settings=settings, deadline=time.monotonic() + settings.verification_budget_s,
+                purpose=PURPOSES["officer"])
+
+
+# --- reading results ---------------------------------------------------------------------------
+
+
+def verifications_of(session: Session, case: Case) -> list[CaseVerification]:
+    rows = session.scalars(select(CaseVerification).where(CaseVerification.case_id == case.id)).all()
+    return sorted(rows, key=lambda r: CHECK_ORDER.index(r.check_key) if r.check_key in CHECK_ORDER else 99)
+
+
+def summary(outcomes: Sequence[str]) -> str:
+    """One word for a case: failed > pending > verified > not_configured; "none" without checks."""
+    for word in ("failed", "pending", "verified", "not_configured"):
+        if word in outcomes:
+            return word
+    return "none"
+
+
+def case_summary(session: Session, case: Case) -> str:
+    return summary([r.outcome for r in verifications_of(session, case)])
+
+
+def verified_registries(session: Session, case: Case) -> frozenset[str]:
+    return frozenset(r.registry_name for r in verifications_of(session, case) if r.outcome == "verified")
+
+
+def replaced_material_keys(session: Session, case: Case) -> set[str]:
+    """Materials of the item that a successful registry check replaces: not asked for."""
+    verified = verified_registries(session, case)
+    return {m["key"] for m in case.item.guide.get("materials", []) if m.get("replaceable_by") in verified}
+
+
+def brief(row: CaseVerification) -> VerificationBrief:
+    return VerificationBrief(registry=row.registry_name, registry_label=label(row.registry_name), outcome=row.outcome,
+                             outcome_label=OUTCOME_LABELS.get(row.outcome, row.outcome), checked_at=row.checked_at)
+
+
+def officer_out(row: CaseVerification) -> VerificationOut:
+    return VerificationOut(
+        **brief(row).model_dump(), check=row.check_key, subject=row.subject, detail=row.detail,
+        attempts=row.attempts, message_id=row.message_id,
+    )
+
+
+def ensure_grantable(session: Session, case: Case) -> None:
+    """A case whose applicant failed a registry check — or is still waiting for one — is not granted."""
+    rows = verifications_of(session, case)
+    failed = [r.registry_name for r in rows if r.outcome == "failed"]
+    if failed:
+        names = "、".join(dict.fromkeys(label(r) for r in failed))
+        raise Conflict(
+            f"申请人未通过{names}核验，不能批准；可不予批准或要求补正 (applicant verification failed at the "
+            f"{', '.join(dict.fromkeys(failed))} registry: the case cannot be granted)",
+            type_slug="verification-failed",
+        )
+    pending = [r.registry_name for r in rows if r.outcome == "pending"]
+    if pending:
+        names = "、".join(dict.fromkeys(label(r) for r in pending))
+        raise Conflict(
+            f"申请人{names}核验尚未完成（信息库暂时无法访问，系统将自动重新核验），核验完成前不能批准 "
+            f"(verification pending at the {', '.join(dict.fromkeys(pending))} registry: the case cannot be "
+            f"granted until it is re-verified)",
+            type_slug="verification-pending",
+        )
+
+
+# --- prefill -----------------------------------------------------------------------------------
+
+
+class RegistryUnavailableProblem(HubError):
+    def __init__(self, detail: str, type_slug: str = "registry-unavailable") -> None:
+        super().__init__(detail=detail, title="信息库暂时无法访问", status=503, type_slug=type_slug)
+
+
+def prefill(session: Session, *, registries: Registries | None, id_type: str, id_number: str, name: str | None,
+            now: datetime, settings: Settings) -> PrefillOut:
+    """What a portal may fill in for an applicant. Adds access-log rows (also when it raises)."""
+    today = business_date(now)
+    number = id_number.strip().upper()
+    try:
+        number = (ids.validate_citizen_id(number, today=today) if id_type == "citizen_id"
+                  else ids.validate_credit_code(number))
+    except ids.IdentifierError as exc:
+        raise ValidationFailed([FieldError("id_number", exc.rule, str(exc))]) from exc
+    clean_name = (name or "").strip()
+    if id_type == "citizen_id" and not clean_name:
+        raise ValidationFailed([FieldError(
+            "name", "required_for_person", "自然人须同时提供姓名，核验一致后才预填 (a person's name is required)")])
+    registry = "population" if id_type == "citizen_id" else "enterprise" if number.startswith("9") else "organisation"
+    if not is_configured(registries, registry):
+        raise RegistryUnavailableProblem(RegistryNotConfigured(registry).message, "registry-not-configured")
+    assert registries is not None
+    lookups = Lookups(access_log_key(settings.secret_key), PORTAL_ACTOR, "portal", now)
+    try:
+        verified, fields = _prefill_lookup(registries, lookups, registry, number, clean_name, today)
+    except NotFoundInRegistry as exc:
+        raise NotFound(exc.message) from exc
+    except InvalidIdentifier as exc:
+        raise ValidationFailed([FieldError("name" if exc.rule == "name" else "id_number", exc.rule,
+                                           exc.message)]) from exc
+    except AdapterError as exc:
+        raise RegistryUnavailableProblem(exc.message) from exc
+    finally:
+        lookups.flush_to(session)
+    return PrefillOut(id_type=id_type, registry=registry, registry_label=label(registry),  # type: ignore[arg-type]
+                      verified=verified, fields=fields, checked_at=now)
+
+
+def _prefill_lookup(registries: Registries, lookups: Lookups, registry: str, number: str, name: str,
+                    today: date) -> tuple[bool, dict[str, str | None]]:
+    purpose = PURPOSES["prefill"]
+    if registry == "population":
+        check, _ = lookups.call("population", "verify_identity", subject_kind="citizen_id", subject=number,
+                                purpose=purpose,
+                                fn=lambda ctx: registries.population.verify_identity(number, name, context=ctx))
+        if not check.verified:
+            # Neither why (unknown number, other name, deceased) nor anything else: the caller is anonymous.
+            return False, {}
+        # Only what the number itself encodes, echoed once the name is confirmed; no address, no photo.
+        return True, {"name": name, "gender": ids.citizen_id_gender(number, today=today),
+                      "birth_date": ids.citizen_id_birth_date(number, today=today).isoformat()}
+    if registry == "enterprise":
+        company, _ = lookups.call("enterprise", "lookup", subject_kind="credit_code", subject=number, purpose=purpose,
+                                  fn=lambda ctx: registries.enterprise.lookup(number, context=ctx))
+        # Publicly disclosed registration data (企业信用信息公示); the representative's name masked.
+        return company.active, {
+            "credit_code": company.credit_code, "name": company.name, "type": company.type,
+            "legal_representative": ids.mask_name(company.legal_representative),
+            "registered_capital": str(company.registered_capital), "address": company.address,
+            "status": company.status, "business_scope": company.business_scope,
+            "established_on": company.established_on.isoformat(),
+        }
+    org, _ = lookups.call("organisation", "lookup", subject_kind="credit_code", subject=number, purpose=purpose,
+                          fn=lambda ctx: registries.organisation.lookup(number, context=ctx))
+    return org.valid_on(today), {
+        "credit_code": org.credit_code, "organisation_code": org.organisation_code, "name": org.name,
+        "type": org.type, "valid_from": org.valid_from.isoformat(),
+        "valid_to": org.valid_to.isoformat() if org.valid_to else None,
+    }
+
+
+# --- supervision: the access log ---------------------------------------------------------------
+
+
+def regions_overseen(session: Session, officer: Officer) -> list[str]:
+    codes = session.scalars(select(Region.code)).all()
+    return [c for c in codes if org_service.is_within(session, region_code=c, ancestor=officer.region_code)]
+
+
+def is_root_region(session: Session, code: str) -> bool:
+    region = session.get(Region, code)
+    return region is not None and region.parent_code is None
+
+
+def access_log(session: Session, *, officer: Officer, settings: Settings, registry: str | None = None,
+               tracking_no: str | None = None, actor: str | None = None, id_number: str | None = None,
+               since: datetime | None = None, until: datetime | None = None, offset: int = 0,
+               limit: int = 50) -> tuple[int, list[AccessLogEntry]]:
+    """Look-ups in the supervisor's regions, newest first. Look-ups without a case (portal prefill)
+    belong to no region and are shown to supervisors of the province (the root region) only."""
+    scope = RegistryAccess.region_code.in_(regions_overseen(session, officer))
+    if is_root_region(session, officer.region_code):
+        scope = or_(scope, RegistryAccess.region_code.is_(None))
+    query = select(RegistryAccess).where(scope)
+    if registry:
+        query = query.where(RegistryAccess.registry_name == registry)
+    if tracking_no:
+        query = query.where(RegistryAccess.tracking_no == tracking_no)
+    if actor:
+        query = query.where(RegistryAccess.actor == actor)
+    if id_number:
+        query = query.where(RegistryAccess.subject_hash == subject_hash(access_log_key(settings.secret_key),
+                                                                        id_number))
+    if since:
+        query = query.where(RegistryAccess.occurred_at >= since)
+    if until:
+        query = query.where(RegistryAccess.occurred_at < until)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(query.order_by(RegistryAccess.occurred_at.desc(), RegistryAccess.id.desc())
+                           .offset(offset).limit(limit)).all()
+    return total, [AccessLogEntry(
+        id=r.id, occurred_at=r.occurred_at, actor=r.actor, actor_kind=r.actor_kind, tracking_no=r.tracking_no,
+        region=r.region_code, purpose=r.purpose, registry=r.registry_name, operation=r.operation,
+        subject_kind=r.subject_kind, outcome=r.outcome, message_id=r.message_id, duration_ms=r.duration_ms,
+    ) for r in rows]
+
+
+# --- ops view ----------------------------------------------------------------------------------
+
+
+def pending_count(session: Session) -> int:
+    """Cases with at least one check waiting for re-verification."""
+    return session.scalar(select(func.count(distinct(CaseVerification.case_id)))
+                          .where(CaseVerification.outcome == "pending")) or 0
+
+
+def registries_status(session: Session, registries: Registries | None) -> RegistriesStatusOut:
+    """Breaker state, latency and error rate per registry (this process's), plus the backlog."""
+    snapshot: dict[str, dict[str, Any]] = registries.status() if registries is not None else {}
+    out = []
+    for name in ("population", "enterprise", "tax", "organisation"):
+        configured = is_configured(registries, name)
+        figures = snapshot.get(name, {}) if configured else {}
+        out.append(RegistryStatusOut(
+            name=name, label=label(name), configured=configured,
+            **{"breaker": "not_configured", **{k: v for k, v in figures.items()
+                                                if k in RegistryStatusOut.model_fields}},
+        ))
+    pending = pending_count(session)
+    failed = session.scalar(
+        select(func.count(distinct(CaseVerification.case_id)))
+        .join(Case, Case.id == CaseVerification.case_id)
+        .where(CaseVerification.outcome == "failed", Case.completed_at.is_(None))
+    ) or 0
+    return RegistriesStatusOut(configured=any(r.configured for r in out), registries=out,
+                               pending_cases=pending, failed_cases=failed)
+
+
+def commit_quietly(session: Session) -> None:
+    """Commit the verification results of a submission that is already stored. If even that fails,
+    the case keeps its pending checks (the worker re-verifies) and the applicant still gets the receipt."""
+    try:
+        session.commit()
+    except Exception:
+        session.rollback()
+        log.exception("could not store verification results; left for the worker")

@@ -1,0 +1,125 @@
+"""`hub worker`: AMQP consumers, the outbox relay and the periodic jobs, each on its own thread.
+
+Nothing here holds state another process needs: run as many workers as the load wants.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from urllib.parse import urlparse
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from adapters.amqp import make_bus
+from adapters.amqp.messages import OutboundMessage
+from adapters.amqp.topology import DEAD_LETTER_QUEUE, EVENTS_EXCHANGE, INBOUND_QUEUE
+from hub.clock import Clock
+from hub.exchange.consumer import DeadLetterHandler, InboundHandler
+from hub.outbox.relay import OutgoingEvent, relay_once
+from hub.settings import Settings
+
+log = logging.getLogger("hub.worker")
+IN_PROCESS_USER = "hub"
+
+
+@dataclass
+class Job:
+    """A periodic job: `run()` returns how much it did; a busy job runs again at once."""
+
+    name: str
+    run: Callable[[], int]
+    idle_seconds: float = 1.0
+
+
+def hub_user(amqp_url: str | None) -> str:
+    if not amqp_url:
+        return IN_PROCESS_USER
+    return urlparse(amqp_url).username or "guest"
+
+
+@dataclass
+class Worker:
+    settings: Settings
+    factory: sessionmaker[Session]
+    clock: Clock
+    bus: object = None
+    jobs: list[Job] = field(default_factory=list)
+    consume_inbound: bool = True
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.bus is None:
+            self.bus = make_bus(self.settings.amqp_url)
+        declare = getattr(self.bus, "declare_topology", None)
+        if declare is not None:
+            declare()
+        self.jobs.insert(0, Job("outbox-relay", self._relay, idle_seconds=0.5))
+
+    def start(self) -> None:
+        user = hub_user(self.settings.amqp_url)
+        if self.consume_inbound:
+            self._spawn("inbound", lambda: self.bus.consume(  # type: ignore[attr-defined]
+                INBOUND_QUEUE, InboundHandler(self.factory, self.clock, user), stop_event=self._stop))
+            self._spawn("dead-letters", lambda: self.bus.consume(  # type: ignore[attr-defined]
+                DEAD_LETTER_QUEUE, DeadLetterHandler(self.factory, self.clock), stop_event=self._stop))
+        for job in self.jobs:
+            self._spawn(job.name, lambda job=job: self._loop(job))
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=timeout)
+        close = getattr(self.bus, "close", None)
+        if close is not None:
+            close()
+
+    def wait(self) -> None:
+        while not self._stop.wait(1.0):
+            pass
+
+    def _spawn(self, name: str, target: Callable[[], None]) -> None:
+        thread = threading.Thread(target=target, name=f"hub-worker-{name}", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _loop(self, job: Job) -> None:
+        failures = 0
+        while not self._stop.is_set():
+            try:
+                done = job.run()
+                failures = 0
+            except Exception:
+                failures += 1
+                log.exception("job %s failed (%d in a row)", job.name, failures)
+                done = 0
+            if done == 0:
+                self._stop.wait(min(job.idle_seconds * (2 ** min(failures, 5)), 30.0))
+
+    def _relay(self) -> int:
+        return relay_once(self.factory, self._publish, now=self.clock.now())
+
+    def _publish(self, events: Sequence[OutgoingEvent]) -> None:
+        self.bus.publish_many([  # type: ignore[attr-defined]
+            OutboundMessage(
+                exchange=EVENTS_EXCHANGE, routing_key=e.routing_key, body=e.body, type=e.event_type,
+                message_id=e.message_id, correlation_id=e.correlation_id, headers=e.headers,
+            )
+            for e in events
+        ])
+
+
+def run_forever(worker: Worker) -> None:
+    worker.start()
+    log.info("worker started: %s", ", ".join(t.name for t in worker._threads))
+    try:
+        worker.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        worker.stop()
+        time.sleep(0)

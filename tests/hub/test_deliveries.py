@@ -1,0 +1,284 @@
+"""Outbound deliveries: national result reporting and legacy case pushes, over real sockets to the mocks.
+
+Time is the FixedClock: the delivery schedule (next_attempt_at) and the circuit breaker both read it,
+so backoff and breaker reset are tested by moving the clock, never by sleeping.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from adapters.resilience import ResiliencePolicy
+from hub.cases.models import Case
+from hub.clock import FixedClock
+from hub.db import unit_of_work
+from hub.deliveries import service as deliveries
+from hub.deliveries.clients import DeliveryClients
+from hub.deliveries.models import Delivery
+from hub.exchange.models import Partner
+from mocks.legacy_department import LegacyMock, start_legacy
+from mocks.national import NationalMock, start_national
+from tests.support import officer_of, submit
+
+KEY = "physician-practice-registration"  # 沈阳市卫健委 (210100-007): national reporting, legacy system
+NOT_REPORTED = "food-business-licence"  # 和平区市场监管局 (210102-001): no national reporting, no legacy system
+OTHER_DEPARTMENT = "teacher-qualification-senior"  # 沈阳市教育局 (210100-008)
+# Quick immediate retries, no sleeping; a breaker that stays closed unless a test wants it open.
+POLICY = ResiliencePolicy(timeout_s=2.0, attempts=3, backoff_initial_s=0.001, backoff_max_s=0.002,
+                          breaker_failures=50, breaker_reset_s=60.0, max_concurrency=4)
+SCHEDULE = deliveries.DeliveryPolicy(max_attempts=3, backoff_initial_s=30.0, backoff_max_s=3600.0, jitter=0.2)
+
+
+@pytest.fixture(scope="module")
+def national() -> Iterator[NationalMock]:
+    mock = start_national()
+    yield mock
+    mock.stop()
+
+
+@pytest.fixture(scope="module")
+def legacy() -> Iterator[LegacyMock]:
+    mock = start_legacy(hub_url=None)
+    yield mock
+    mock.stop()
+
+
+def _point(factory: sessionmaker[Session], national: str | None, legacy: str | None) -> None:
+    with unit_of_work(factory) as session:
+        session.get(Partner, "national-results").endpoint = national  # type: ignore[union-attr]
+        session.get(Partner, "legacy-sy-wj").endpoint = legacy  # type: ignore[union-attr]
+
+
+@pytest.fixture
+def partners(session_factory: sessionmaker[Session], national: NationalMock, legacy: LegacyMock) -> Iterator[None]:
+    """Partners pointed at the mocks, mocks healthy and empty; deliveries left by other tests parked."""
+    _point(session_factory, national.wsdl_url, legacy.wsdl_url)
+    with unit_of_work(session_factory) as session:
+        session.execute(update(Delivery).where(Delivery.status != "sent")
+                        .values(status="failed", next_attempt_at=None, last_error="parked by the test set-up"))
+    for mock in (national, legacy):
+        mock.server.recover()
+        mock.server.faults.reset_counts()
+    national.state.clear()
+    yield
+    _point(session_factory, None, None)
+    for mock in (national, legacy):
+        mock.server.recover()
+
+
+@pytest.fixture
+def clients(clock: FixedClock) -> DeliveryClients:
+    return DeliveryClients(POLICY, clock=lambda: clock.now().timestamp(), sleep=lambda _: None)
+
+
+def decide(client: TestClient, officers, number: str, key: str = KEY) -> None:
+    for role, action, opinion in (("intake", "accept", None), ("reviewer", "review", "材料齐全"),
+                                  ("approver", "grant", "准予许可"), ("approver", "complete", None)):
+        response = client.post(f"/api/v1/cases/{number}/actions", json={"action": action, "opinion": opinion},
+                               headers=officers.headers(officer_of(key, role)))
+        assert response.status_code == 200, response.text
+
+
+def of_case(session: Session, number: str, kind: str | None = None) -> list[Delivery]:
+    session.expire_all()
+    query = select(Delivery).join(Case, Case.id == Delivery.case_id).where(Case.tracking_no == number)
+    if kind:
+        query = query.where(Delivery.kind == kind)
+    return list(session.scalars(query.order_by(Delivery.id)))
+
+
+def run(session: Session, clock: FixedClock, clients: DeliveryClients) -> deliveries.RunReport:
+    report = deliveries.run_due(session, now=clock.now(), clients=clients, policy=SCHEDULE, rng=random.Random(7))
+    session.commit()
+    return report
+
+
+def received_cases(mock: NationalMock) -> list[str]:
+    return [r["caseNumber"] for r in mock.received()]
+
+
+# --- creation -------------------------------------------------------------------------------------
+
+
+def test_completing_a_nationally_reported_case_creates_a_delivery(client: TestClient, officers, session: Session,
+                                                                  clock: FixedClock, partners: None) -> None:
+    number = submit(client, KEY)["tracking_no"]
+    assert of_case(session, number, "national_result") == []
+    clock.advance(days=1)
+    decide(client, officers, number)
+    [delivery] = of_case(session, number, "national_result")
+    assert (delivery.partner_code, delivery.status, delivery.attempts) == ("national-results", "pending", 0)
+    assert delivery.next_attempt_at == clock.now()  # due at once, written with the completion
+
+
+def test_other_items_owe_nothing_to_the_national_system(client: TestClient, officers, session: Session,
+                                                        partners: None) -> None:
+    number = submit(client, NOT_REPORTED)["tracking_no"]
+    decide(client, officers, number, NOT_REPORTED)
+    assert of_case(session, number) == []
+
+
+# --- national forwarding ----------------------------------------------------------------------------
+
+
+def test_run_due_reports_the_result_to_the_national_system(client: TestClient, officers, session: Session,
+                                                           clock: FixedClock, clients: DeliveryClients,
+                                                           national: NationalMock, partners: None) -> None:
+    number = submit(client, KEY)["tracking_no"]
+    decide(client, officers, number)
+    [delivery] = of_case(session, number, "national_result")
+    report = run(session, clock, clients)
+    assert delivery.id in report.sent
+    [got] = [r for r in national.received() if r["caseNumber"] == number]
+    assert got["messageId"] == str(delivery.message_id)
+    assert (got["itemNationalCode"], got["region"], got["result"]) == ("000114016000", "210100", "granted")
+    assert got["departmentCreditCode"] == "11210100035341606A"
+    assert got["exchange"] == {"client": "ln-approval-hub", "service": "national-results.SubmitResult",
+                               "onBehalfOf": "210100007", "case": number}
+    assert "applicantName" not in got and "idNumber" not in json.dumps(got)  # no personal data leaves
+    [delivery] = of_case(session, number, "national_result")
+    assert (delivery.status, delivery.receipt, delivery.attempts) == ("sent", got["receiptId"], 1)
+    assert run(session, clock, clients).total == 0  # nothing twice
+
+
+def test_a_failing_national_system_is_retried_with_backoff_then_given_up_then_retried_by_hand(
+        client: TestClient, officers, session: Session, clock: FixedClock, clients: DeliveryClients,
+        national: NationalMock, partners: None) -> None:
+    number = submit(client, KEY)["tracking_no"]
+    decide(client, officers, number)
+    [delivery] = of_case(session, number, "national_result")
+    national.server.faults.update({"error_rate": 1.0, "error": "soap_fault"})
+
+    started = clock.now()
+    assert delivery.id in run(session, clock, clients).failed
+    [delivery] = of_case(session, number, "national_result")
+    assert (delivery.status, delivery.attempts) == ("failed", 1)
+    assert "SOAP Server fault" in (delivery.last_error or "")
+    assert started + timedelta(seconds=30) <= delivery.next_attempt_at <= started + timedelta(seconds=36)
+    assert national.server.faults.requests_total() == POLICY.attempts  # quick retries inside one attempt
+
+    assert run(session, clock, clients).total == 0  # not due yet: no call at all
+    assert national.server.faults.requests_total() == POLICY.attempts
+
+    clock.advance(seconds=40)
+    run(session, clock, clients)
+    [delivery] = of_case(session, number, "national_result")
+    assert delivery.attempts == 2
+    assert clock.now() + timedelta(seconds=60) <= delivery.next_attempt_at <= clock.now() + timedelta(seconds=72)
+
+    clock.advance(seconds=80)
+    run(session, clock, clients)
+    [delivery] = of_case(session, number, "national_result")
+    assert (delivery.status, delivery.attempts, delivery.next_attempt_at) == ("failed", 3, None)  # gave up
+
+    report = deliveries.status(session)
+    [failure] = [f for f in report.failures if f.id == delivery.id]
+    assert failure.gave_up and failure.tracking_no == number and "SOAP Server fault" in (failure.last_error or "")
+    assert report.count(partner="national-results", kind="national_result", status="failed") >= 1
+    clock.advance(hours=2)
+    assert delivery.id not in run(session, clock, clients).failed  # given up: not retried on its own
+    assert number not in received_cases(national)
+
+    national.server.recover()
+    assert deliveries.retry(session, now=clock.now(), ids=[delivery.id]) == 1
+    session.commit()
+    assert delivery.id in run(session, clock, clients).sent
+    assert number in received_cases(national)
+    [delivery] = of_case(session, number, "national_result")
+    assert (delivery.status, delivery.last_error) == ("sent", None)
+
+
+def test_retry_of_every_failed_delivery(client: TestClient, officers, session: Session, clock: FixedClock,
+                                        clients: DeliveryClients, national: NationalMock, partners: None) -> None:
+    number = submit(client, KEY)["tracking_no"]
+    decide(client, officers, number)
+    national.server.faults.update({"error_rate": 1.0, "error": "http_5xx", "error_status": 500})
+    run(session, clock, clients)
+    [delivery] = of_case(session, number, "national_result")
+    assert delivery.status == "failed" and "HTTP 500" in (delivery.last_error or "")
+    national.server.recover()
+    assert deliveries.retry(session, now=clock.now(), ids=[]) == 0
+    assert deliveries.retry(session, now=clock.now()) >= 1  # every failed one, the parked ones included
+    session.commit()
+    run(session, clock, clients)
+    assert of_case(session, number, "national_result")[0].status == "sent"
+
+
+def test_the_breaker_opens_after_repeated_failures_and_closes_after_recovery(
+        client: TestClient, officers, session: Session, clock: FixedClock, national: NationalMock,
+        partners: None) -> None:
+    policy = ResiliencePolicy(timeout_s=2.0, attempts=1, backoff_initial_s=0.001, backoff_max_s=0.002,
+                              breaker_failures=2, breaker_reset_s=60.0, max_concurrency=4)
+    clients = DeliveryClients(policy, clock=lambda: clock.now().timestamp(), sleep=lambda _: None)
+    numbers = [submit(client, KEY)["tracking_no"] for _ in range(3)]
+    for number in numbers:
+        decide(client, officers, number)
+    national.server.faults.update({"error_rate": 1.0, "error": "http_5xx", "error_status": 503})
+
+    run(session, clock, clients)
+    assert national.server.faults.requests_total() == 2  # the third failed fast: breaker open, no network
+    assert clients.status()["national-results"]["breaker"] == "open"
+    third = of_case(session, numbers[2], "national_result")[0]
+    assert third.attempts == 0 and "circuit breaker open" in (third.last_error or "")
+
+    clock.advance(seconds=40)
+    run(session, clock, clients)
+    assert national.server.faults.requests_total() == 2  # still open: nothing went out
+    assert {of_case(session, n, "national_result")[0].attempts for n in numbers} == {0, 1}
+
+    national.server.recover()
+    clock.advance(minutes=5)  # past the reset time: a trial call is let through and succeeds
+    report = run(session, clock, clients)
+    assert {of_case(session, n, "national_result")[0].status for n in numbers} == {"sent"}
+    assert clients.status()["national-results"]["breaker"] == "closed"
+    assert set(numbers) <= set(received_cases(national))
+    assert len(report.sent) >= 3
+
+
+def test_a_partner_without_endpoint_keeps_its_deliveries(client: TestClient, officers, session: Session,
+                                                         clock: FixedClock, clients: DeliveryClients,
+                                                         session_factory: sessionmaker[Session],
+                                                         partners: None) -> None:
+    number = submit(client, KEY)["tracking_no"]
+    decide(client, officers, number)
+    _point(session_factory, None, None)
+    run(session, clock, clients)
+    [delivery] = of_case(session, number, "national_result")
+    assert delivery.status == "failed" and delivery.attempts == 0 and delivery.next_attempt_at is not None
+    assert "no endpoint configured" in (delivery.last_error or "")
+
+
+# --- legacy push ------------------------------------------------------------------------------------
+
+
+def test_a_new_case_of_a_legacy_department_is_pushed_to_its_system(client: TestClient, session: Session,
+                                                                   clock: FixedClock, clients: DeliveryClients,
+                                                                   legacy: LegacyMock, partners: None) -> None:
+    receipt = submit(client, KEY)
+    number = receipt["tracking_no"]
+    [delivery] = of_case(session, number)
+    assert (delivery.partner_code, delivery.kind, delivery.status) == ("legacy-sy-wj", "legacy_case", "pending")
+    assert delivery.id in run(session, clock, clients).sent
+    [pushed] = [c for c in legacy.received() if c["trackingNo"] == number]
+    assert (pushed["department"], pushed["itemCode"], pushed["state"]) == ("210100007", receipt["item_code"],
+                                                                           "submitted")
+    assert pushed["applicant"]["name"] == "张三丰" and len(pushed["applicant"]["idNumber"]) == 18
+    assert json.loads(pushed["formJson"]) == session.scalar(select(Case.form_data).where(Case.tracking_no == number))
+    assert pushed["exchange"]["case"] == number and pushed["messageId"] == str(delivery.message_id)
+    assert of_case(session, number)[0].receipt == pushed["ackId"]
+
+
+def test_only_departments_with_a_configured_legacy_system_get_pushes(client: TestClient, session: Session,
+                                                                     session_factory: sessionmaker[Session],
+                                                                     partners: None) -> None:
+    assert of_case(session, submit(client, OTHER_DEPARTMENT)["tracking_no"]) == []
+    _point(session_factory, None, None)  # the legacy partner without an endpoint: not configured
+    assert of_case(session, submit(client, KEY)["tracking_no"]) == []

@@ -1,0 +1,119 @@
+"""The legacy department mock: receives the hub's pushes and decides cases through the hub's SOAP service
+(zeep), and the applicant sees those decisions in the status query. Real sockets on 127.0.0.1."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from adapters.resilience import ResiliencePolicy
+from hub.cases.models import Case
+from hub.db import unit_of_work
+from hub.deliveries import service as deliveries
+from hub.deliveries.clients import DeliveryClients
+from hub.deliveries.models import Delivery
+from hub.exchange.models import Partner
+from mocks.legacy_department import GRANT_OPINION, REVIEW_OPINION, LegacyMock, start_legacy
+from tests.servers import serving
+from tests.support import submit
+
+KEY = "physician-practice-registration"  # 沈阳市卫生健康委员会 (210100-007)
+POLICY = ResiliencePolicy(timeout_s=5.0, attempts=2, backoff_initial_s=0.001, backoff_max_s=0.002)
+
+
+@pytest.fixture
+def hub_url(app: Any) -> Iterator[str]:
+    with serving(app) as url:
+        yield url
+
+
+@pytest.fixture
+def legacy(hub_url: str, session_factory: sessionmaker[Session]) -> Iterator[LegacyMock]:
+    """The mock, decisions on demand only (no background loop), registered as the department's system."""
+    mock = start_legacy(hub_url=hub_url, interval_s=None)
+    with unit_of_work(session_factory) as session:
+        session.get(Partner, "legacy-sy-wj").endpoint = mock.wsdl_url  # type: ignore[union-attr]
+        session.execute(update(Delivery).where(Delivery.status != "sent")
+                        .values(status="failed", next_attempt_at=None, last_error="parked by the test set-up"))
+    yield mock
+    with unit_of_work(session_factory) as session:
+        session.get(Partner, "legacy-sy-wj").endpoint = None  # type: ignore[union-attr]
+    mock.stop()
+
+
+def test_the_legacy_system_decides_through_the_hub_and_the_applicant_sees_it(
+        client: TestClient, session: Session, clock: Any, legacy: LegacyMock) -> None:
+    receipt = submit(client, KEY)
+    number = receipt["tracking_no"]
+
+    # The hub pushes the new case to the department's own system ...
+    report = deliveries.run_due(session, now=clock.now(), clients=DeliveryClients(POLICY, sleep=lambda _: None))
+    session.commit()
+    assert report.failed == []
+    assert number in {c["trackingNo"] for c in legacy.received()}
+
+    # ... whose users decide it there; the legacy system reports each step through the hub's SOAP service.
+    decisions = [d for d in legacy.run_once(only={number}) if d.tracking_no == number]
+    assert [(d.officer, d.action, d.state, d.fault) for d in decisions] == [
+        ("sy_wj_intake", "accept", "under_review", None),
+        ("sy_wj_reviewer", "review", "pending_decision", None),
+        ("sy_wj_approver", "grant", "granted", None),
+        ("sy_wj_approver", "complete", "completed", None),
+    ]
+
+    status = client.get(f"/api/v1/applications/{number}", headers={"X-Query-Code": receipt["query_code"]})
+    assert status.status_code == 200, status.text
+    body = status.json()
+    assert (body["state"], body["result"]) == ("completed", "granted")
+    steps = body["steps"]
+    assert [s["action"] for s in steps] == ["submit", "accept", "review", "grant", "complete"]
+    assert {s["department"] for s in steps[1:]} == {"沈阳市卫生健康委员会"}
+    assert [s["opinion"] for s in steps if s["action"] in ("review", "grant")] == [REVIEW_OPINION, GRANT_OPINION]
+
+    # Completion of a nationally reported item owes the national system its result.
+    session.expire_all()
+    kinds = session.scalars(select(Delivery.kind).join(Case, Case.id == Delivery.case_id)
+                            .where(Case.tracking_no == number)).all()
+    assert sorted(kinds) == ["legacy_case", "national_result"]
+    assert legacy.run_once(only={number}) == []  # nothing left to decide
+
+
+def test_the_control_api_runs_a_pass_and_shows_what_arrived(client: TestClient, legacy: LegacyMock) -> None:
+    number = submit(client, KEY)["tracking_no"]
+    with httpx.Client(base_url=legacy.control_url, timeout=30, trust_env=False) as http:
+        made = http.post("/run-once").json()["decisions"]
+        assert {"tracking_no": number, "officer": "sy_wj_intake", "action": "accept", "state": "under_review",
+                "fault": None} in made
+        assert any(d["tracking_no"] == number for d in http.get("/decisions").json()["decisions"])
+        assert http.get("/received").json()["count"] == len(legacy.received())
+        assert http.post("/faults", json={"latency_ms": 5}).json()["faults"]["latency_ms"] == 5
+
+
+def test_the_legacy_endpoint_validates_what_the_hub_sends(legacy: LegacyMock) -> None:
+    envelope = (
+        '<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" '
+        'xmlns:l="urn:ln:legacy:department:v1"><soapenv:Header><l:Exchange>'
+        f"<l:messageId>{uuid.uuid4()}</l:messageId><l:client>hub</l:client><l:service>x</l:service>"
+        "<l:onBehalfOf>hub</l:onBehalfOf></l:Exchange></soapenv:Header>"
+        "<soapenv:Body><l:ReceiveCase><l:trackingNo>123</l:trackingNo></l:ReceiveCase></soapenv:Body>"
+        "</soapenv:Envelope>"
+    )
+    with httpx.Client(timeout=10, trust_env=False) as http:
+        answer = http.post(legacy.service_url, content=envelope.encode(), headers={"Content-Type": "text/xml"})
+        assert answer.status_code == 500
+        assert b"soap:Client" in answer.content and b"INVALID_REQUEST" in answer.content
+        wsdl = http.get(legacy.wsdl_url)
+        assert f'location="{legacy.service_url}"'.encode() in wsdl.content
+
+
+def test_a_looping_mock_stops_promptly(hub_url: str) -> None:
+    mock = start_legacy(hub_url=hub_url, interval_s=3600)
+    mock.stop()
+    assert not mock.server.listening

@@ -55,6 +55,7 @@ FORM_FILE = f"{ITEM_KEY}.v1.json"
 HUB_PATH = "/api/v1/applications"
 BASELINE_PATH = "/submit"
 TARGET_RATIO = 0.5
+REQUEST_TIMEOUT_S = 60.0
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -328,7 +329,8 @@ async def send_all(
         for index in next_index:
             started = time.perf_counter()
             try:
-                status, content = await post(bodies[index])
+                async with asyncio.timeout(REQUEST_TIMEOUT_S):
+                    status, content = await post(bodies[index])
             except Exception as exc:
                 failures.append(Failure(index, None, f"{type(exc).__name__}: {exc}"))
                 continue
@@ -460,12 +462,11 @@ def warn_if_busy() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        import uvloop
+    run: Callable[[Any], Any] = asyncio.run
+    with contextlib.suppress(ImportError):
+        import uvloop  # the client's event loop costs less CPU per request on uvloop
 
-        uvloop.install()
-    except ImportError:
-        pass
+        run = uvloop.run
     database = f"hub_bench_{os.getpid()}"
     with tempfile.TemporaryDirectory(prefix="hub-bench-") as tmp, \
             fresh_database(args.database_url, database, keep=args.keep_database) as url:
@@ -480,8 +481,8 @@ def main(argv: list[str] | None = None) -> int:
                 server.start(Path(tmp))
             for server in (hub, baseline):
                 server.wait_ready()
-            return asyncio.run(measure(args, hub, baseline))
-        except RuntimeError as exc:
+            return int(run(measure(args, hub, baseline)))
+        except (RuntimeError, httpx.HTTPError) as exc:
             print(f"benchmark setup failed: {exc}", file=sys.stderr)
             return 2
         finally:

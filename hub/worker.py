@@ -107,7 +107,7 @@ class Worker:
         self.bus.publish_many([  # type: ignore[attr-defined]
             OutboundMessage(
                 exchange=EVENTS_EXCHANGE, routing_key=e.routing_key, body=e.body, type=e.event_type,
-                message_id=e.message_id, correlation_id=e.correlation_id, headers=e.headers,
+                message_id=e.message_id, correlation_id=e.correlation_id, headers=e.headers, mandatory=False,
             )
             for e in events
         ])

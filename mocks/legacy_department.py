@@ -5,7 +5,7 @@
 
       POST /legacy                ReceiveCase          GET /legacy?wsdl      the WSDL
       GET  /_control/received     the pushed cases     POST /_control/faults, /refuse, /recover (fault switches)
-      POST /_control/run-once     one decision pass against the hub (needs hub_url)
+      POST /_control/run-once     one decision pass against the hub (needs hub_url); {"only": [numbers]}
       GET  /_control/decisions    every decision made so far
 
 * **Client** — with **zeep** against the hub's department-exchange WSDL, signed in (WS-Security
@@ -34,7 +34,8 @@ from typing import Any
 import requests
 import zeep
 import zeep.exceptions
-from fastapi import FastAPI, HTTPException
+from fastapi import Body, FastAPI, HTTPException
+from pydantic import BaseModel, ConfigDict, Field
 from zeep.wsse.username import UsernameToken
 
 from mocks.server import MockServer
@@ -256,6 +257,12 @@ class LegacyMock:
         self.server.stop()
 
 
+class RunRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    only: list[str] | None = Field(default=None, description="decide only these tracking numbers")
+
+
 def create_app(server: MockServer, state: LegacyState, mock: Callable[[], LegacyMock | None]) -> FastAPI:
     app = soap_app(server, CONTRACT, PATH, {"ReceiveCase": state.receive},
                    "Mock legacy department system (沈阳市卫生健康委员会)")
@@ -270,12 +277,13 @@ def create_app(server: MockServer, state: LegacyState, mock: Callable[[], Legacy
         return {"decisions": [asdict(d) for d in state.decisions()]}
 
     @app.post("/_control/run-once", tags=["control"])
-    def run() -> dict[str, Any]:
+    def run(request: RunRequest | None = Body(default=None)) -> dict[str, Any]:
         running = mock()
         if running is None or not running.hub_url:
             raise HTTPException(status_code=409, detail="started without hub_url: nothing to decide against")
+        only = set(request.only) if request and request.only is not None else None
         try:
-            made = running.run_once()
+            made = running.run_once(only=only)
         except Exception as exc:
             raise HTTPException(status_code=502, detail=f"decision pass failed: {type(exc).__name__}: {exc}") from None
         return {"decisions": [asdict(d) for d in made]}

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite, on a fresh clone: installs what it needs (.venv; PostgreSQL from
-# Debian's packages where missing), starts it, then runs ruff and pytest against SQLite and
+# The whole test suite, on a fresh clone: installs what it needs (.venv; PostgreSQL and RabbitMQ from
+# Debian's packages where missing), starts them, then runs ruff and pytest against SQLite and
 # PostgreSQL. Extra arguments go to pytest.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -8,6 +8,7 @@ cd "$ROOT"
 source scripts/bootstrap.sh
 source scripts/services.sh
 ensure_postgres
+ensure_rabbitmq
 
 echo "==> ruff"
 .venv/bin/ruff check workflow hub adapters mocks tests bench

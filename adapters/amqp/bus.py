@@ -66,7 +66,9 @@ class AmqpBus:
 
 def make_bus(amqp_url: str | None, **settings: Any) -> AmqpBus | InProcessBus:
     """RabbitMQ when ``amqp_url`` (HUB_AMQP_URL) is set, else the in-process bus. ``settings`` are
-    AmqpSettings fields; ``delivery_limit`` also applies to the in-process bus."""
+    AmqpSettings fields; ``delivery_limit``, ``retry_initial_s`` and ``retry_max_s`` also apply to the
+    in-process bus."""
     if amqp_url:
         return AmqpBus(AmqpSettings(url=amqp_url, **settings))
-    return InProcessBus(delivery_limit=settings.get("delivery_limit", AmqpSettings.delivery_limit))
+    shared = {k: v for k, v in settings.items() if k in ("delivery_limit", "retry_initial_s", "retry_max_s")}
+    return InProcessBus(**shared)

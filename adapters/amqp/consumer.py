@@ -5,9 +5,10 @@
 * connects (retrying with backoff and jitter for as long as it takes — a broker restart is routine), calls
   ``setup(channel)`` (e.g. ``declare_topology``) on every new connection, sets ``basic_qos(prefetch)`` and
   consumes with manual acks;
-* settles each delivery (``settlement.settle``): ACK → basic.ack; RETRY or a handler exception →
-  basic.nack(requeue=True), which counts toward ``x-delivery-limit``; REJECT, or the last allowed delivery
-  of a retried message → dead letter with the reason;
+* settles each delivery (``settlement.settle``): ACK → basic.ack; RETRY or a handler exception → after a
+  backoff delay (``retry_initial_s`` … ``retry_max_s``), basic.reject(requeue=True), which counts toward
+  ``x-delivery-limit``; REJECT, or the last allowed delivery of a retried message → dead letter with the
+  reason;
 * after a lost connection, reconnects; unacknowledged deliveries return to the queue, so a message may be
   handled twice (the hub deduplicates by ``message_id``) but is never lost.
 
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -56,6 +58,7 @@ from adapters.amqp.settlement import (
     Settlement,
     dead_letter_headers,
     delivery_count,
+    retry_delay_s,
     run_handler,
     settle,
 )
@@ -86,7 +89,7 @@ def consume(settings: AmqpSettings, queue: str, handler: Handler, *, stop_event:
         except (pika.exceptions.AMQPError, AmqpError, *CONNECTION_ERRORS) as exc:
             if stop_event.is_set():
                 break
-            log.warning("consumer of %s on %s lost its connection (%s); reconnecting", queue, settings.where,
+            log.warning("consumer of %s on %s interrupted (%s); reconnecting", queue, settings.where,
                         _describe(exc))
         finally:
             session.close()
@@ -158,15 +161,26 @@ class _Session:
                  properties: pika.BasicProperties, body: bytes) -> None:
         message = inbound_message(self.queue, method, properties, body)
         self.first_seen.note(message.message_id, self.clock())
-        settlement = settle(message, run_handler(self.handler, message), self.settings.delivery_limit)
+        settlement = settle(message, run_handler(self.handler, message), self.settings.delivery_limit,
+                            dead_letter_exchange=self.dead_letter_exchange)
         tag = method.delivery_tag
         if settlement.action is Action.ACK:
             channel.basic_ack(tag)
             self.first_seen.forget(message.message_id)
         elif settlement.action is Action.REQUEUE:
-            channel.basic_nack(tag, requeue=True)
+            self._pause(retry_delay_s(message, self.settings.retry_policy))
+            # reject, not nack: from RabbitMQ 4.3 only basic.reject(requeue) counts toward x-delivery-limit
+            # (basic.nack means "not now", not "failed"); on 3.x both count.
+            channel.basic_reject(tag, requeue=True)
         else:
             self._dead_letter(channel, tag, message, settlement)
+
+    def _pause(self, seconds: float) -> None:
+        # Waits while pika keeps running (heartbeats); new deliveries just queue up in _pending.
+        assert self._connection is not None
+        deadline = time.monotonic() + seconds
+        while not self.stop_event.is_set() and (remaining := deadline - time.monotonic()) > 0:
+            self._connection.process_data_events(time_limit=min(remaining, POLL_S))
 
     def _dead_letter(self, channel: BlockingChannel, tag: int, message: InboundMessage,
                      settlement: Settlement) -> None:

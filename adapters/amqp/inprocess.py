@@ -1,8 +1,8 @@
 """An in-memory bus with the AMQP bus's interface and semantics, for ``hub up`` without RabbitMQ.
 
 Same topology names (topic exchanges, bindings with '*' and '#'), same publish errors (unroutable, wrong
-``user_id``, unknown exchange), same settlement (``settlement.settle``: requeue counts deliveries,
-dead letters carry ``x-hub-reason`` and the other ``x-hub-*`` headers). Thread-safe: publishers and any
+``user_id``, unknown exchange), same settlement (``settlement.settle``: requeue after a backoff delay counts
+deliveries, dead letters carry ``x-hub-reason`` and the other ``x-hub-*`` headers). Thread-safe: publishers and any
 number of consumers per queue may run in different threads.
 
 What it does not pretend: messages live in this process only (gone on exit), there is no prefetch, and
@@ -20,8 +20,9 @@ from datetime import UTC, datetime
 
 from adapters.amqp.errors import PublishRefused, PublishUnroutable
 from adapters.amqp.messages import Handler, InboundMessage, OutboundMessage
-from adapters.amqp.settlement import Action, FirstSeen, dead_letter_headers, run_handler, settle
+from adapters.amqp.settlement import Action, FirstSeen, dead_letter_headers, retry_delay_s, run_handler, settle
 from adapters.amqp.topology import ALL_ROUTING_KEYS, DEFAULT_DELIVERY_LIMIT, HUB_TOPOLOGY, Topology, topic_matches
+from adapters.resilience import ResiliencePolicy
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +48,11 @@ class InProcessBus:
     """The hub topology in memory. ``user`` plays the connection's user (checked against ``user_id``)."""
 
     def __init__(self, *, user: str = "hub", delivery_limit: int = DEFAULT_DELIVERY_LIMIT,
-                 topology: Topology = HUB_TOPOLOGY, clock: Clock = _utcnow) -> None:
+                 topology: Topology = HUB_TOPOLOGY, clock: Clock = _utcnow, retry_initial_s: float = 0.5,
+                 retry_max_s: float = 10.0) -> None:
         self.user = user
         self.delivery_limit = delivery_limit
+        self.retry_policy = ResiliencePolicy(backoff_initial_s=retry_initial_s, backoff_max_s=retry_max_s)
         self.topology = topology
         self._clock = clock
         self._changed = threading.Condition()
@@ -95,7 +98,7 @@ class InProcessBus:
                 code, text = refusal
                 raise PublishRefused(f"消息服务器拒绝发布 (in-process bus refused the publish: {code} {text})",
                                      reply_code=code, reply_text=text, confirmed=tuple(confirmed), failed=failed)
-            if self._route(replace(message, user_id=message.user_id or self.user)):
+            if self._route(replace(message, user_id=message.user_id or self.user)) or not message.mandatory:
                 confirmed.append(message.message_id)
             else:
                 unroutable.append(message.message_id)
@@ -113,10 +116,12 @@ class InProcessBus:
                 continue
             message = self._inbound(queue, stored)
             self._first_seen.note(message.message_id, self._clock())
-            settlement = settle(message, run_handler(handler, message), self.delivery_limit)
+            settlement = settle(message, run_handler(handler, message), self.delivery_limit,
+                                dead_letter_exchange=dlx)
             if settlement.action is Action.ACK:
                 self._first_seen.forget(message.message_id)
             elif settlement.action is Action.REQUEUE:
+                stop_event.wait(retry_delay_s(message, self.retry_policy))
                 self._put(queue, replace(stored, delivery_count=stored.delivery_count + 1, redelivered=True))
             else:
                 self._dead_letter(message, settlement.reason or "rejected", dlx)

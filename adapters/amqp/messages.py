@@ -44,6 +44,9 @@ class OutboundMessage:
     content_type: str = JSON
     timestamp: datetime | None = None
     user_id: str | None = None
+    # Records must reach the hub's queue, so an unroutable one is an error. Events on hub.events are
+    # broadcast: when no partner has bound a queue yet nobody is waiting, and that is not a failure.
+    mandatory: bool = True
 
 
 @dataclass(frozen=True)

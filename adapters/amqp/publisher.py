@@ -116,8 +116,8 @@ class ConfirmChannel:
         self._closed_by_broker: pika.exceptions.ChannelClosedByBroker | None = None
         impl = self._channel._impl  # see the module docstring
         impl.add_on_close_callback(self._on_close)
-        # Returns also on the impl channel: BlockingChannel hands them out only when it may dispatch events,
-        # which it may not while a consumer callback runs (the consumer publishes dead letters from there).
+        # Returns on the impl channel too: BlockingChannel queues them until it may dispatch events (never
+        # inside a pika callback), but a return must be seen as its frame arrives, before its message's ack.
         impl.add_on_return_callback(self._on_return)
         impl.confirm_delivery(ack_nack_callback=self._on_confirm, callback=self._on_select_ok)
         self._wait(lambda: self._selected, time.monotonic() + timeout_s)
@@ -128,7 +128,7 @@ class ConfirmChannel:
 
     def publish(self, items: Sequence[tuple[OutboundMessage, pika.BasicProperties]], *,
                 timeout_s: float) -> ConfirmState:
-        """Publish all items (mandatory) and wait for every confirm. Raises ChannelRefused,
+        """Publish all items (mandatory unless a message says otherwise) and wait for every confirm. Raises ChannelRefused,
         ConfirmsOverdue or a connection error; ``self.state`` then tells what was confirmed."""
         self._state = ConfirmState()
         try:
@@ -136,7 +136,7 @@ class ConfirmChannel:
                 self._next_tag += 1
                 self._state.outstanding[self._next_tag] = message.message_id
                 self._channel.basic_publish(message.exchange, message.routing_key, message.body, properties,
-                                            mandatory=True)
+                                            mandatory=message.mandatory)
                 self._raise_if_refused()
         except pika.exceptions.ChannelClosedByBroker as exc:
             raise ChannelRefused(exc.reply_code, exc.reply_text) from None
@@ -151,10 +151,6 @@ class ConfirmChannel:
     @property
     def state(self) -> ConfirmState:
         return self._state
-
-    def close(self) -> None:
-        if self._channel.is_open:
-            self._channel.close()
 
     def _wait(self, done: Callable[[], bool], deadline: float) -> None:
         while not done():

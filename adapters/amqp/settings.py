@@ -36,6 +36,9 @@ class AmqpSettings:
     * ``prefetch``: unacknowledged deliveries per consumer (basic.qos); 100–300 suits the inbound queue.
     * ``delivery_limit``: the queues' ``x-delivery-limit``; the consumer dead-letters a message itself, with
       the reason, on its last allowed delivery.
+    * ``retry_initial_s`` doubling up to ``retry_max_s`` (plus jitter): how long the consumer waits before
+      requeueing a message the handler asked to retry, so a database outage of a few seconds does not burn
+      through the delivery limit of every waiting message.
     """
 
     url: str
@@ -48,6 +51,8 @@ class AmqpSettings:
     confirm_timeout_s: float = 30.0
     prefetch: int = 200
     delivery_limit: int = 5
+    retry_initial_s: float = 0.5
+    retry_max_s: float = 10.0
     connection_name: str = "approval-hub"
 
     def __post_init__(self) -> None:
@@ -79,6 +84,10 @@ class AmqpSettings:
     @property
     def backoff_policy(self) -> ResiliencePolicy:
         return ResiliencePolicy(backoff_initial_s=self.reconnect_initial_s, backoff_max_s=self.reconnect_max_s)
+
+    @property
+    def retry_policy(self) -> ResiliencePolicy:
+        return ResiliencePolicy(backoff_initial_s=self.retry_initial_s, backoff_max_s=self.retry_max_s)
 
     def parameters(self) -> pika.URLParameters:
         params = pika.URLParameters(self.url)

@@ -2,9 +2,11 @@
 
 * ACK → acknowledge.
 * REJECT(reason) → dead-letter with the reason.
-* RETRY, or a handler exception → requeue, except on the last delivery the queue allows
-  (``delivery_count >= delivery_limit``): the broker would dead-letter it on this requeue with only
+* RETRY, or a handler exception → requeue after a backoff delay, except on the last delivery the queue
+  allows (``delivery_count >= delivery_limit``): the broker would dead-letter it on this requeue with only
   "delivery_limit" in ``x-death``, so the consumer dead-letters it itself, saying why.
+* A message that came from the dead-letter exchange is never dead-lettered again (that would overwrite its
+  reason and loop); it is requeued instead.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from adapters.amqp.messages import (
     Outcome,
     OutcomeKind,
 )
+from adapters.resilience import ResiliencePolicy, backoff_s
 
 log = logging.getLogger("adapters.amqp.consumer")
 
@@ -51,16 +54,29 @@ class Settlement:
     reason: str | None = None
 
 
-def settle(message: InboundMessage, outcome: Outcome, delivery_limit: int) -> Settlement:
+def settle(message: InboundMessage, outcome: Outcome, delivery_limit: int, *, dead_letter_exchange: str) -> Settlement:
     if outcome.kind is OutcomeKind.ACK:
         return Settlement(Action.ACK)
     if outcome.kind is OutcomeKind.REJECT:
-        return Settlement(Action.DEAD_LETTER, outcome.reason)
-    if message.delivery_count >= delivery_limit:
+        settlement = Settlement(Action.DEAD_LETTER, outcome.reason)
+    elif message.delivery_count >= delivery_limit:
         why = outcome.reason or "handler asked to retry"
-        return Settlement(Action.DEAD_LETTER,
-                          f"retries exhausted after {message.delivery_count + 1} deliveries; last: {why}")
-    return Settlement(Action.REQUEUE, outcome.reason)
+        settlement = Settlement(Action.DEAD_LETTER,
+                                f"retries exhausted after {message.delivery_count + 1} deliveries; last: {why}")
+    else:
+        return Settlement(Action.REQUEUE, outcome.reason)
+    if message.exchange == dead_letter_exchange:
+        # Already a dead letter (e.g. the handler storing dead letters cannot reach its database): sending it
+        # round again would replace its reason and loop. It stays where it is and is tried again later.
+        log.error("dead letter %s from %s failed again and stays queued: %s", message.message_id, message.queue,
+                  settlement.reason)
+        return Settlement(Action.REQUEUE, settlement.reason)
+    return settlement
+
+
+def retry_delay_s(message: InboundMessage, policy: ResiliencePolicy) -> float:
+    """How long to hold a message before requeueing it: exponential in its delivery count, with jitter."""
+    return backoff_s(policy, message.delivery_count + 1)
 
 
 def run_handler(handler: Handler, message: InboundMessage) -> Outcome:

@@ -76,7 +76,7 @@ def settings(amqp_url: str) -> AmqpSettings:
     # Production shape, test-sized numbers: short backoff so reconnects take tenths of a second.
     return AmqpSettings(url=amqp_url, heartbeat=10, reconnect_initial_s=0.05, reconnect_max_s=0.5,
                         confirm_timeout_s=10, prefetch=50, delivery_limit=TEST_DELIVERY_LIMIT,
-                        connection_name=f"test-{uuid.uuid4().hex[:8]}")
+                        retry_initial_s=0.005, retry_max_s=0.02, connection_name=f"test-{uuid.uuid4().hex[:8]}")
 
 
 @pytest.fixture

@@ -147,6 +147,27 @@ def test_retry_redelivers_until_the_handler_succeeds(settings: AmqpSettings, top
     assert queue_depth(channel, topology.dead_letter_queue) == 0
 
 
+def test_a_dead_letter_whose_handler_keeps_failing_stays_in_the_dead_letter_queue(
+        settings: AmqpSettings, topology: Topology, channel: BlockingChannel) -> None:
+    publish(settings, message(topology.inbound_exchange))
+    with running_consumer(settings, topology.inbound_queue, Recorder(lambda _m: Outcome.reject("schema violation")),
+                          dead_letter_exchange=topology.dead_letter_exchange):
+        wait_for(lambda: queue_depth(channel, topology.dead_letter_queue) == 1, timeout_s=10, what="the dead letter")
+
+    def store(delivered: InboundMessage) -> Outcome:
+        if delivered.delivery_count <= TEST_DELIVERY_LIMIT + 1:  # past the limit: sending it round would loop
+            raise ConnectionError("database unavailable")
+        return Outcome.ACK
+
+    handler = Recorder(store)
+    with running_consumer(settings, topology.dead_letter_queue, handler,
+                          dead_letter_exchange=topology.dead_letter_exchange):
+        wait_for(lambda: handler.count() == TEST_DELIVERY_LIMIT + 3, timeout_s=10, what="the dead letter stored")
+    assert [d.delivery_count for d in handler.deliveries] == list(range(TEST_DELIVERY_LIMIT + 3))
+    assert {d.reason for d in handler.deliveries} == {"schema violation"}  # never replaced
+    assert queue_depth(channel, topology.dead_letter_queue) == 0
+
+
 def test_without_a_route_for_the_copy_the_broker_dead_letters_the_message_itself(
         settings: AmqpSettings, topology: Topology, channel: BlockingChannel) -> None:
     # The consumer's dead-letter exchange has no queue bound, so its copy is unroutable; it falls back to

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -26,7 +27,8 @@ from adapters.amqp import (
     make_bus,
     topic_matches,
 )
-from adapters.amqp.settlement import Action, settle
+from adapters.amqp.settlement import Action, Settlement, retry_delay_s, settle
+from adapters.resilience import ResiliencePolicy
 from tests.adapters.amqp.conftest import message, wait_for
 
 LIMIT = 3
@@ -34,13 +36,14 @@ LIMIT = 3
 
 @pytest.fixture
 def bus() -> InProcessBus:
-    return InProcessBus(user="hub", delivery_limit=LIMIT)
+    return InProcessBus(user="hub", delivery_limit=LIMIT, retry_initial_s=0.001, retry_max_s=0.005)
 
 
 @contextmanager
-def consuming(bus: InProcessBus, handler: Handler, *, threads: int = 1) -> Iterator[None]:
+def consuming(bus: InProcessBus, handler: Handler, *, threads: int = 1, queue: str = INBOUND_QUEUE
+              ) -> Iterator[None]:
     stop = threading.Event()
-    workers = [threading.Thread(target=bus.consume, args=(INBOUND_QUEUE, handler), kwargs={"stop_event": stop})
+    workers = [threading.Thread(target=bus.consume, args=(queue, handler), kwargs={"stop_event": stop})
                for _ in range(threads)]
     for worker in workers:
         worker.start()
@@ -164,13 +167,51 @@ def test_settlement_dead_letters_on_the_last_allowed_delivery() -> None:
                               type=None, correlation_id=None, content_type=None, timestamp=None, headers={},
                               redelivered=count > 0, delivery_count=count)
 
-    assert settle(delivered(LIMIT - 1), Outcome.RETRY, LIMIT).action is Action.REQUEUE
-    assert settle(delivered(LIMIT), Outcome.retry("busy"), LIMIT).reason == (
-        f"retries exhausted after {LIMIT + 1} deliveries; last: busy")
-    assert settle(delivered(0), Outcome.ACK, LIMIT).action is Action.ACK
-    assert settle(delivered(0), Outcome.reject("bad"), LIMIT).reason == "bad"
+    def settled(count: int, outcome: Outcome) -> Settlement:
+        return settle(delivered(count), outcome, LIMIT, dead_letter_exchange="hub.dlx")
+
+    assert settled(LIMIT - 1, Outcome.RETRY).action is Action.REQUEUE
+    assert settled(LIMIT, Outcome.retry("busy")) == Settlement(
+        Action.DEAD_LETTER, f"retries exhausted after {LIMIT + 1} deliveries; last: busy")
+    assert settled(0, Outcome.ACK).action is Action.ACK
+    assert settled(0, Outcome.reject("bad")) == Settlement(Action.DEAD_LETTER, "bad")
+    # A dead letter is never dead-lettered again: it stays in its queue.
+    assert settle(delivered(LIMIT), Outcome.reject("bad"), LIMIT, dead_letter_exchange="x").action is Action.REQUEUE
     with pytest.raises(ValueError):
         Outcome.reject("")
+
+
+def test_retries_back_off_exponentially_up_to_the_cap() -> None:
+    policy = ResiliencePolicy(backoff_initial_s=0.5, backoff_max_s=10.0)
+
+    def delay(count: int) -> float:
+        return retry_delay_s(dataclasses.replace(message_in_queue, delivery_count=count), policy)
+
+    message_in_queue = InboundMessage(body=b"", routing_key="k", exchange="x", queue="q", message_id="m",
+                                      user_id=None, type=None, correlation_id=None, content_type=None,
+                                      timestamp=None, headers={}, redelivered=False, delivery_count=0)
+    assert 0.5 <= delay(0) <= 1.0
+    assert 2.0 <= delay(2) <= 2.5
+    assert delay(10) == 10.0
+
+
+def test_a_dead_letter_whose_handler_fails_stays_queued_with_its_reason(bus: InProcessBus) -> None:
+    bus.publish(message(INBOUND_EXCHANGE))
+    with consuming(bus, lambda _m: Outcome.reject("schema violation")):
+        wait_for(lambda: bool(bus.messages(DEAD_LETTER_QUEUE)), timeout_s=5, what="the dead letter")
+
+    attempts: list[InboundMessage] = []
+
+    def store_dead_letter(delivered: InboundMessage) -> Outcome:
+        attempts.append(delivered)
+        if len(attempts) <= LIMIT + 2:
+            raise ConnectionError("database unavailable")
+        return Outcome.ACK
+
+    with consuming(bus, store_dead_letter, queue=DEAD_LETTER_QUEUE):
+        wait_for(lambda: len(attempts) == LIMIT + 3, timeout_s=5, what="the dead letter to be stored at last")
+    assert {a.reason for a in attempts} == {"schema violation"}
+    assert bus.messages(DEAD_LETTER_QUEUE) == []
 
 
 def test_without_an_amqp_url_the_hub_gets_the_in_process_bus() -> None:

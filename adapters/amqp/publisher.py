@@ -128,7 +128,7 @@ class ConfirmChannel:
 
     def publish(self, items: Sequence[tuple[OutboundMessage, pika.BasicProperties]], *,
                 timeout_s: float) -> ConfirmState:
-        """Publish all items (mandatory unless a message says otherwise) and wait for every confirm. Raises ChannelRefused,
+        """Publish all items (mandatory unless a message says otherwise), wait for every confirm. Raises ChannelRefused,
         ConfirmsOverdue or a connection error; ``self.state`` then tells what was confirmed."""
         self._state = ConfirmState()
         try:

@@ -11,6 +11,8 @@ a message is requeued at the tail.
 
 from __future__ import annotations
 
+import copy
+
 import logging
 import threading
 from collections import deque
@@ -139,6 +141,12 @@ class InProcessBus:
 
     def close(self) -> None:
         """Nothing to release; present so both buses can be closed alike."""
+
+    def as_user(self, user: str) -> InProcessBus:
+        """Another connection to the same in-memory broker, authenticated as ``user`` (e.g. a partner)."""
+        view = copy.copy(self)
+        view.user = user
+        return view
 
     def _refusal(self, message: OutboundMessage) -> tuple[int, str] | None:
         # The same checks, codes and wording as RabbitMQ, so callers handle both buses alike.

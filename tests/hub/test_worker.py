@@ -1,0 +1,103 @@
+"""The worker on the in-process bus (what `hub up` runs): records in, dead letters kept, events out."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from adapters.amqp import InProcessBus
+from adapters.amqp.messages import OutboundMessage
+from adapters.amqp.topology import EVENTS_EXCHANGE, INBOUND_EXCHANGE
+from hub.clock import FixedClock
+from hub.exchange.models import DeadLetter
+from hub.outbox.models import OutboxMessage
+from hub.settings import Settings
+from hub.worker import Worker
+from tests.support import case_record, envelope, item_code
+
+KEY = "physician-practice-registration"
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def bus() -> InProcessBus:
+    bus = InProcessBus(user="hub", retry_initial_s=0.01, retry_max_s=0.02)
+    bus.bind(bus.declare_queue("partner.test.events"), EVENTS_EXCHANGE, "case.#")
+    return bus
+
+
+@pytest.fixture
+def worker(settings: Settings, session_factory: sessionmaker[Session], clock: FixedClock,
+           bus: InProcessBus) -> Iterator[Worker]:
+    worker = Worker(settings=settings, factory=session_factory, clock=clock, bus=bus)
+    worker.start()
+    yield worker
+    worker.stop(timeout=5)
+
+
+def publish(bus: InProcessBus, body: bytes, *, user: str = "shenyang", routing_key: str = "shenyang.case-record.v1",
+            message_id: str | None = None) -> str:
+    message_id = message_id or str(uuid.uuid4())
+    bus.as_user(user).publish(OutboundMessage(exchange=INBOUND_EXCHANGE, routing_key=routing_key, body=body,
+                                              type="case-record", message_id=message_id, user_id=user))
+    return message_id
+
+
+def dead_letters(session_factory: sessionmaker[Session], message_id: str) -> list[DeadLetter]:
+    with session_factory() as session:
+        return list(session.scalars(select(DeadLetter).where(DeadLetter.message_id == message_id)))
+
+
+def test_record_published_on_the_bus_becomes_a_case_and_an_event(
+    client: TestClient, worker: Worker, bus: InProcessBus, session_factory: sessionmaker[Session]
+) -> None:
+    ext = f"SY-{uuid.uuid4().hex[:10]}"
+    doc = envelope(case_record(item_code(client, KEY), external_id=ext))
+    publish(bus, json.dumps(doc).encode(), message_id=doc["message_id"])
+
+    def reported() -> bool:
+        return any(json.loads(m.body)["payload"].get("tracking_no") and
+                   json.loads(m.body)["type"] == "case.reported" and
+                   json.loads(m.body)["payload"]["origin_partner"] == "shenyang"
+                   for m in bus.messages("partner.test.events"))
+
+    wait_until(reported)
+    with session_factory() as session:
+        unsent = session.scalar(select(func.count()).where(OutboxMessage.sent_at.is_(None)))
+    assert unsent == 0
+
+
+def test_poison_message_is_kept_with_its_reason_and_the_consumer_goes_on(
+    client: TestClient, worker: Worker, bus: InProcessBus, session_factory: sessionmaker[Session]
+) -> None:
+    bad = publish(bus, b"{not json")
+    wrong_region = envelope(case_record(item_code(client, KEY), external_id=f"DL-{uuid.uuid4().hex[:8]}"),
+                            source="dalian", region="210100")
+    wrong = publish(bus, json.dumps(wrong_region).encode(), user="dalian", routing_key="dalian.case-record.v1",
+                    message_id=wrong_region["message_id"])
+    good = envelope(case_record(item_code(client, KEY), external_id=f"SY-{uuid.uuid4().hex[:10]}"))
+    publish(bus, json.dumps(good).encode(), message_id=good["message_id"])
+
+    wait_until(lambda: bool(dead_letters(session_factory, bad)) and bool(dead_letters(session_factory, wrong)))
+    assert dead_letters(session_factory, bad)[0].reason.startswith("bad_json")
+    assert dead_letters(session_factory, wrong)[0].reason.startswith("wrong_region")
+    from hub.exchange.models import InboxMessage
+
+    def applied() -> bool:
+        with session_factory() as session:
+            return session.get(InboxMessage, uuid.UUID(good["message_id"])) is not None
+
+    wait_until(applied)

@@ -12,7 +12,6 @@ a message is requeued at the tail.
 from __future__ import annotations
 
 import copy
-
 import logging
 import threading
 from collections import deque

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from html import escape
 from typing import Any
@@ -199,9 +198,7 @@ def _publish(session: Session, item: Item, event_type: str) -> None:
 
 def validate_form(item: Item, form: dict[str, Any]) -> None:
     """Validate an application form against its item's schema, naming every bad field."""
-    validator = cached_validator(
-        (item.id, item.version), json.dumps(item.form_schema, sort_keys=True)
-    )
+    validator = cached_validator((item.code, item.version, item.updated_at), item.form_schema)
     errors = field_errors(validator.iter_errors(form), prefix="form")
     if errors:
         raise ValidationFailed(errors)

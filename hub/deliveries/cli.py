@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.orm import Session, sessionmaker
 
 from hub.clock import SystemClock
 from hub.db import make_engine, make_session_factory, unit_of_work
@@ -22,7 +23,7 @@ deliveries_app = typer.Typer(help="对外投递：国家系统办件结果上报
 console = Console()
 
 
-def _factory():  # type: ignore[no-untyped-def]
+def _factory() -> sessionmaker[Session]:
     return make_session_factory(make_engine(get_settings().resolved_database_url()))
 
 

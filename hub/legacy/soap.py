@@ -288,6 +288,9 @@ def _describe(error: Any) -> tuple[str, str]:
     named = re.match(r"Element '(?:\{[^}]*\})?([^']+)'", message)
     if named:
         element = named.group(1)
+    missing = re.search(r"Missing child element\(s\)\. Expected is \( (?:\{[^}]*\})?([A-Za-z]+)", message)
+    if missing:
+        element = missing.group(1)  # name the element that is missing, not its parent
     return element, _sanitise(message.split(": ", 1)[-1])
 
 

@@ -282,3 +282,39 @@ def test_only_departments_with_a_configured_legacy_system_get_pushes(client: Tes
     assert of_case(session, submit(client, OTHER_DEPARTMENT)["tracking_no"]) == []
     _point(session_factory, None, None)  # the legacy partner without an endpoint: not configured
     assert of_case(session, submit(client, KEY)["tracking_no"]) == []
+
+
+# --- the operator's commands --------------------------------------------------------------------------
+
+
+def test_cli_status_retry_and_run(client: TestClient, officers, session: Session, settings,
+                                  national: NationalMock, partners: None,
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from hub.deliveries.cli import deliveries_app
+    from hub.settings import get_settings
+
+    number = submit(client, KEY)["tracking_no"]
+    decide(client, officers, number)
+    national.server.faults.update({"error_rate": 1.0})
+    monkeypatch.setenv("HUB_DATABASE_URL", settings.database_url)
+    get_settings.cache_clear()
+    try:
+        runner = CliRunner()
+        failed = runner.invoke(deliveries_app, ["run"])
+        assert failed.exit_code == 1, failed.output
+        shown = runner.invoke(deliveries_app, ["status", "--json"])
+        assert shown.exit_code == 0, shown.output
+        report = json.loads(shown.output)
+        [failure] = [f for f in report["failures"] if f["tracking_no"] == number and f["kind"] == "national_result"]
+        assert "SOAP Server fault" in failure["last_error"] and not failure["gave_up"]
+        assert runner.invoke(deliveries_app, ["retry"]).exit_code == 2
+        national.server.recover()
+        assert runner.invoke(deliveries_app, ["retry", str(failure["id"])]).exit_code == 0
+        sent = runner.invoke(deliveries_app, ["run"])
+        assert sent.exit_code == 0, sent.output
+        assert number in received_cases(national)
+        assert "national-results" in runner.invoke(deliveries_app, ["status"]).output
+    finally:
+        get_settings.cache_clear()

@@ -264,6 +264,10 @@ def test_a_schema_violation_is_a_client_fault_naming_the_element(client: TestCli
     _, payload = raw.post("SubmitDecision", "<d:trackingNo>210100202603110000010</d:trackingNo>"
                                             "<d:action>approve</d:action>", username="sy_wj_intake")
     assert raw_fault(payload)["field"] == "action"
+    _, payload = raw.post("SubmitDecision", "<d:trackingNo>210100202603110000010</d:trackingNo>",
+                          username="sy_wj_intake")
+    missing = raw_fault(payload)
+    assert missing["field"] == "action" and "Missing child element" in missing["faultstring"]
 
 
 def test_headers_are_required_and_checked(raw: RawClient) -> None:

@@ -136,7 +136,9 @@ class CircuitBreaker:
         with self._lock:
             if self._current() is not BreakerState.OPEN:
                 return 0.0
-            return max(0.0, self._opened_at + self.reset_timeout_s - self._clock())
+            # reset - elapsed (not opened + reset - now): the same arithmetic as _current(), so an open
+            # breaker never reports zero seconds left through float rounding.
+            return self.reset_timeout_s - (self._clock() - self._opened_at)
 
     def record_success(self) -> None:
         with self._lock:

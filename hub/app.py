@@ -125,5 +125,6 @@ class MetricsMiddleware:
             elapsed = time.perf_counter() - started
             REQUESTS.labels(scope["method"], name, str(status["code"])).inc()
             LATENCY.labels(scope["method"], name).observe(elapsed)
-            if status["code"] >= 500:
+            # SOAP 1.1 answers every fault with HTTP 500; those are replies, not hub failures.
+            if status["code"] >= 500 and not scope["path"].startswith("/soap/"):
                 log.error("request failed", extra={"path": name, "status": status["code"]})

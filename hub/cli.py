@@ -14,6 +14,7 @@ from rich.table import Table
 from hub import logs
 from hub.clock import SystemClock
 from hub.db import make_engine, make_session_factory, unit_of_work
+from hub.deliveries.cli import deliveries_app
 from hub.exchange.cli import dlq_app, exchange_app, partners_app
 from hub.migrate import upgrade
 from hub.settings import get_settings
@@ -32,6 +33,7 @@ app.add_typer(registries_app, name="registries")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(partners_app, name="partners")
 app.add_typer(exchange_app, name="exchange")
+app.add_typer(deliveries_app, name="deliveries")
 app.command("mocks")(mock_registries)
 console = Console()
 log = logging.getLogger("hub.cli")

@@ -8,6 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hub.errors import FieldError, HubError
@@ -92,6 +93,14 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
     return _response(request, problem, getattr(exc, "headers", None))
 
 
+async def _concurrent_change(request: Request, exc: StaleDataError) -> JSONResponse:
+    problem = Problem(
+        type=PROBLEM_TYPE_BASE + "concurrent-change", title="状态冲突", status=409,
+        detail="办件已被他人同时处理，请刷新后重试 (the case changed meanwhile; reload and try again)",
+    )
+    return _response(request, problem)
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error", extra={"path": request.url.path})
     problem = Problem(
@@ -105,4 +114,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(HubError, _hub_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _request_validation)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StaleDataError, _concurrent_change)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _unexpected)

@@ -53,12 +53,17 @@ class Worker:
     _threads: list[threading.Thread] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        from hub.deliveries.clients import DeliveryClients
+
+        # One per process, so each partner's circuit breaker remembers across ticks.
+        self._delivery_clients = DeliveryClients()
         if self.bus is None:
             self.bus = make_bus(self.settings.amqp_url)
         declare = getattr(self.bus, "declare_topology", None)
         if declare is not None:
             declare()
         self.jobs.insert(0, Job("outbox-relay", self._relay, idle_seconds=0.5))
+        self.jobs.append(Job("deliveries", self._deliver, idle_seconds=2.0))
 
     def start(self) -> None:
         user = hub_user(self.settings.amqp_url)
@@ -99,6 +104,12 @@ class Worker:
                 done = 0
             if done == 0:
                 self._stop.wait(min(job.idle_seconds * (2 ** min(failures, 5)), 30.0))
+
+    def _deliver(self) -> int:
+        from hub.deliveries.service import drain
+
+        report = drain(self.factory, clock=self.clock, clients=self._delivery_clients)
+        return report.sent
 
     def _relay(self) -> int:
         return relay_once(self.factory, self._publish, now=self.clock.now())

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -24,6 +25,10 @@ from hub.db import make_engine, make_session_factory, unit_of_work
 from hub.migrate import upgrade
 from hub.seed.service import seed_demo
 from hub.settings import Settings
+
+# Machines here are shared and loaded: timing-based Hypothesis deadlines only make tests flaky.
+hypothesis_settings.register_profile("hub", deadline=None)
+hypothesis_settings.load_profile("hub")
 
 BACKENDS = [b.strip() for b in os.environ.get("HUB_TEST_BACKENDS", "sqlite").split(",") if b]
 # A Wednesday in an ordinary working week, 10:00 China time.

@@ -20,6 +20,7 @@ from hub.cases.models import Case
 from hub.cases.service import case_event_payload, new_query_code, next_sequence, query_code_digest
 from hub.catalog.models import Item
 from hub.clock import business_date
+from hub.deliveries import service as deliveries
 from hub.exchange.models import InboxMessage, Partner, PendingEvent
 from hub.org.service import is_within
 from hub.outbox import service as outbox
@@ -240,6 +241,8 @@ def _drain_pending(session: Session, case: Case, partner: Partner) -> None:
 
 
 def _publish(session: Session, case: Case, now: datetime) -> None:
+    # A case a city platform completed owes the national system its result, like a hub case.
+    deliveries.on_case_change(session, case, "complete" if case.state == "completed" else "report", now)
     outbox.enqueue(session, event_type="case.reported.v1", region_code=case.region_code,
                    payload={**case_event_payload(case), "origin_partner": case.origin_partner},
                    occurred_at=now, correlation_id=case.tracking_no)

@@ -84,24 +84,26 @@ def reverify(
 ) -> None:
     """Re-verify cases whose registry checks are pending, once (the worker does this in a loop)."""
     from hub.clock import SystemClock
-    from hub.db import make_engine, make_session_factory, unit_of_work
-    from hub.verification.registries import build_from_settings
-    from hub.verification.service import pending_count, reverify_pending
+    from hub.db import make_engine, make_session_factory
+    from hub.verification.jobs import ReverifyJob
+    from hub.verification.service import pending_count
 
     settings = get_settings()
-    registries = build_from_settings(settings, worker=True)
-    if registries is None:
+    if limit:
+        settings = settings.model_copy(update={"reverify_batch": limit})
+    engine = make_engine(settings.resolved_database_url())
+    factory = make_session_factory(engine)
+    job = ReverifyJob.from_settings(settings, factory, SystemClock())
+    if job is None:
+        engine.dispose()
         console.print("[yellow]no registry is configured[/]; nothing to verify against (docs/registries.md)")
         return
-    engine = make_engine(settings.resolved_database_url())
     try:
-        with unit_of_work(make_session_factory(engine)) as session:
-            settled = reverify_pending(session, registries=registries, now=SystemClock().now(),
-                                       limit=limit or settings.reverify_batch, settings=settings)
-        with make_session_factory(engine)() as session:
+        settled = job()
+        with factory() as session:
             left = pending_count(session)
     finally:
-        registries.close()
+        job.close()
         engine.dispose()
     console.print(f"[green]{settled}[/] checks settled; {left} cases still pending")
 

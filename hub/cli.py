@@ -17,9 +17,9 @@ from hub.db import make_engine, make_session_factory, unit_of_work
 from hub.deliveries.cli import deliveries_app
 from hub.exchange.cli import dlq_app, exchange_app, partners_app
 from hub.migrate import upgrade
+from hub.mocks_cli import start_for_up
 from hub.settings import get_settings
-from hub.verification.cli import _start_mock_registries, registries_app
-from hub.verification.cli import mocks as mock_registries
+from hub.verification.cli import registries_app
 
 app = typer.Typer(help="省级网上审批平台数据交换中心 — provincial approval exchange hub",
                   no_args_is_help=True)
@@ -34,7 +34,6 @@ app.add_typer(dlq_app, name="dlq")
 app.add_typer(partners_app, name="partners")
 app.add_typer(exchange_app, name="exchange")
 app.add_typer(deliveries_app, name="deliveries")
-app.command("mocks")(mock_registries)
 console = Console()
 log = logging.getLogger("hub.cli")
 
@@ -70,7 +69,7 @@ def up(host: HostOpt = "127.0.0.1", port: PortOpt = 8000) -> None:
     settings = get_settings()
     logs.configure(settings.log_level, settings.log_json)
     _prepare(seed=True)
-    _start_mock_registries(settings)  # when no HUB_*_WSDL/_URL is set: mocks on 8100-8104, settings point at them
+    start_for_up(settings, hub_url=f"http://{host}:{port}", console=console)  # when no registry is configured
     worker = _build_worker(settings)
     worker.start()
     _print_welcome(host, port, demo_accounts())
@@ -122,6 +121,20 @@ def _print_welcome(host: str, port: int, accounts: list[dict[str, object]]) -> N
     console.print(table)
     passwords = sorted({str(a["password"]) for a in accounts})
     console.print(f"password: {', '.join(passwords)}\n")
+
+
+@app.command()
+def mocks(
+    host: HostOpt = "127.0.0.1",
+    base_port: Annotated[int, typer.Option(help="first port; the mocks take it and the next six")] = 8100,
+    hub_url: Annotated[str | None, typer.Option(envvar="HUB_MOCKS_HUB_URL",
+                                                help="a hub for the legacy department mock to work against")] = None,
+    seed: Annotated[int, typer.Option(help="seed of the generated people and organisations")] = 2026,
+) -> None:
+    """Every mock counterpart on its own port (registries, national system, legacy department)."""
+    from hub.mocks_cli import serve_forever
+
+    serve_forever(host, base_port, hub_url, seed, console)
 
 
 @app.command()

@@ -78,6 +78,18 @@ def partners_list() -> None:
     console.print(table)
 
 
+@partners_app.command("endpoint")
+def partners_endpoint(
+    code: str, url: Annotated[str, typer.Argument(help="the partner's WSDL URL, or '-' for none")]
+) -> None:
+    """Set where the hub calls a national or legacy-department partner."""
+    from hub.exchange.partners import set_endpoint
+
+    with unit_of_work(_factory()) as session:
+        set_endpoint(session, code=code, endpoint=None if url == "-" else url)
+    console.print(f"[green]{code}[/] → {url}")
+
+
 @partners_app.command("sync")
 def partners_sync(
     management_url: Annotated[str, typer.Option(envvar="HUB_RABBITMQ_MANAGEMENT_URL")] = "http://127.0.0.1:15672",

@@ -54,3 +54,15 @@ def seed_partners(session: Session, rows: list[dict[str, Any]], *, now: datetime
         created += 1
     session.flush()
     return created
+
+
+def set_endpoint(session: Session, *, code: str, endpoint: str | None) -> Partner:
+    """Where the hub calls a national or legacy partner (its WSDL); None stops outbound calls."""
+    from hub.errors import NotFound
+
+    partner = session.get(Partner, code)
+    if partner is None:
+        raise NotFound(f"交换伙伴 {code} 不存在 (unknown partner)")
+    partner.endpoint = endpoint
+    session.flush()
+    return partner

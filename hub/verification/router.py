@@ -77,7 +77,8 @@ def recheck(
     tracking_no: TrackingNo, session: SessionDep, officer: OfficerDep, now: NowDep, settings: SettingsDep,
     registries: RegistriesDep,
 ) -> CaseOut:
-    """Run the case's failed and pending registry checks again (an officer of the case's department)."""
+    """Run the case's failed and pending registry checks again, and those of registries connected since
+    submission (an officer of the case's department). The look-ups are logged under the officer's name."""
     require_role(officer, ["intake", "reviewer", "approver"])
     case = cases.case_for_officer(session, tracking_no=tracking_no, officer=officer)
     if officer.department_id != case.department_id:

@@ -200,6 +200,8 @@ def plan_checks(session: Session, case: Case, *, registries: Registries | None, 
     """Store the case's checks, pending where the registry is configured (part of the submission)."""
     for spec in planned_checks(case):
         configured = is_configured(registries, spec.registry)
+        if spec.key == "population.legal_representative" and not is_configured(registries, "enterprise"):
+            configured = False  # the representative is known from the enterprise register only
         session.add(CaseVerification(
             case_id=case.id, check_key=spec.key, registry_name=spec.registry, subject=spec.subject,
             outcome="pending" if configured else "not_configured",
@@ -239,7 +241,10 @@ class _CaseRun:
         try:
             outcome, detail = getattr(self, "_" + spec.key.replace(".", "_"))()
         except RegistryNotConfigured as exc:
-            return CheckResult("not_configured", exc.message)
+            # Planned as pending by a process that had this registry: this one lacks the setting. Never
+            # settle it as not_configured here — that would let a misconfigured worker unblock grants.
+            return CheckResult("pending", f"{exc.message}；本进程未配置，等待已配置的进程核验 "
+                                          f"(not configured in this process)"[:255])
         except (NotFoundInRegistry, InvalidIdentifier) as exc:
             return CheckResult("failed", exc.message[:255], self.message_id)
         except AdapterError as exc:
@@ -447,12 +452,19 @@ def reverify_pending(session: Session, *, registries: Registries | None, now: da
 def recheck(session: Session, case: Case, *, officer: Officer, registries: Registries | None, now: datetime,
             settings: Settings) -> None:
     """An officer asks for the case's failed and pending checks to be run again (e.g. the register was
-    corrected). Within the request's budget; what does not finish stays pending for the worker."""
+    corrected), and for checks of registries connected since. Within the request's budget; what does
+    not finish stays pending for the worker."""
     if registries is None:
         raise Conflict("未接入任何信息库，无法核验 (no registry is configured)", type_slug="registries-not-configured")
+    configured = [name for name in ("population", "enterprise", "tax", "organisation")
+                  if is_configured(registries, name)]
+    connected_since = (CaseVerification.outcome == "not_configured") & CaseVerification.registry_name.in_(configured)
+    if "enterprise" not in configured:  # the representative is known from the enterprise register only
+        connected_since &= CaseVerification.check_key != "population.legal_representative"
     session.execute(
         update(CaseVerification)
-        .where(CaseVerification.case_id == case.id, CaseVerification.outcome.in_(("failed", "pending")))
+        .where(CaseVerification.case_id == case.id,
+               or_(CaseVerification.outcome.in_(("failed", "pending")), connected_since))
         .values(outcome="pending")
         .execution_options(synchronize_session=False)
     )

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from rich.console import Console
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
@@ -29,6 +29,7 @@ from hub.demo import run_demo
 from hub.seed.service import read_seed
 from hub.settings import Settings, get_settings
 from hub.verification.models import CaseVerification, RegistryAccess
+from hub.verification.registries import build_from_settings
 from hub.verification.service import reverify_pending
 from mocks.registries.seed import Seed
 from mocks.runner import RunningMocks
@@ -565,3 +566,46 @@ def test_the_docs_state_how_many_materials_a_registry_check_replaces() -> None:
     docs = (Path(__file__).parents[2] / "docs" / "registries.md").read_text(encoding="utf-8")
     assert (f"**{len(replaceable)} of the {len(materials)} materials** of the {len(items)} demo items "
             f"({len(items_with)} items)") in docs
+
+
+def test_registries_can_be_connected_one_at_a_time(
+        settings: Settings, clock: FixedClock, engine: Engine, hub: TestClient, staff: Officers, seed: Seed,
+        mocks: RunningMocks, session_factory: sessionmaker[Session]) -> None:
+    key = "dangerous-goods-road-transport-licence"  # enterprise + legal representative
+    population_only = settings.model_copy(update={"population_wsdl": mocks.population_wsdl})
+    partial = build_from_settings(population_only)
+    assert partial is not None
+    try:
+        with TestClient(create_app(population_only, clock=clock, engine=engine, registries=partial)) as client:
+            receipt = apply(client, key, firm(seed.active_company))
+            ops = client.get("/api/v1/admin/registries", headers=Officers(client).headers("ln_admin")).json()
+        assert {r["name"]: r["configured"] for r in ops["registries"]} == {
+            "population": True, "enterprise": False, "tax": False, "organisation": False}
+    finally:
+        partial.close()
+    number = receipt["tracking_no"]
+    assert receipt["verification"] == "not_configured"  # the representative needs the enterprise register too
+    assert outcomes(session_factory, [number]) == {number: {"not_configured"}}
+
+    # A worker without the population registry leaves a pending check alone instead of settling it.
+    with session_factory() as session:
+        session.execute(update(CaseVerification).where(
+            CaseVerification.case_id == select(Case.id).where(Case.tracking_no == number).scalar_subquery(),
+            CaseVerification.registry_name == "population").values(outcome="pending"))
+        session.commit()
+    enterprise_only = build_from_settings(settings.model_copy(update={"enterprise_url": mocks.enterprise_url}))
+    assert enterprise_only is not None
+    try:
+        with session_factory() as session:
+            reverify_pending(session, registries=enterprise_only, now=clock.now(), limit=1000)
+            session.commit()
+    finally:
+        enterprise_only.close()
+    assert outcomes(session_factory, [number]) == {number: {"pending", "not_configured"}}
+
+    # Once every registry is connected, an officer's re-check runs them all.
+    again = hub.post(f"/api/v1/cases/{number}/verifications", headers=staff.headers(officer_of(key, "intake")))
+    assert again.status_code == 200, again.text
+    assert {v["check"]: v["outcome"] for v in again.json()["verifications"]} == {
+        "enterprise.applicant": "verified", "population.legal_representative": "verified"}
+    assert {"business_licence", "legal_rep_id"}.isdisjoint(again.json()["missing_materials"])

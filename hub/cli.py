@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -18,7 +18,7 @@ from hub.deliveries.cli import deliveries_app
 from hub.exchange.cli import dlq_app, exchange_app, partners_app
 from hub.migrate import upgrade
 from hub.mocks_cli import start_for_up
-from hub.settings import get_settings
+from hub.settings import Settings, get_settings
 from hub.verification.cli import registries_app
 
 app = typer.Typer(help="省级网上审批平台数据交换中心 — provincial approval exchange hub",
@@ -36,6 +36,9 @@ app.add_typer(exchange_app, name="exchange")
 app.add_typer(deliveries_app, name="deliveries")
 console = Console()
 log = logging.getLogger("hub.cli")
+
+if TYPE_CHECKING:
+    from hub.worker import Worker
 
 HostOpt = Annotated[str, typer.Option(help="address to listen on")]
 PortOpt = Annotated[int, typer.Option(help="port to listen on")]
@@ -79,12 +82,11 @@ def up(host: HostOpt = "127.0.0.1", port: PortOpt = 8000) -> None:
         worker.stop()
 
 
-def _build_worker(settings: object):  # type: ignore[no-untyped-def]
-    from hub.clock import SystemClock
+def _build_worker(settings: Settings) -> Worker:
     from hub.worker import Worker
 
-    factory = make_session_factory(make_engine(get_settings().resolved_database_url()))
-    return Worker(settings=get_settings(), factory=factory, clock=SystemClock())
+    factory = make_session_factory(make_engine(settings.resolved_database_url()))
+    return Worker(settings=settings, factory=factory, clock=SystemClock())
 
 
 @app.command()

@@ -64,6 +64,11 @@ class Worker:
             declare()
         self.jobs.insert(0, Job("outbox-relay", self._relay, idle_seconds=0.5))
         self.jobs.append(Job("deliveries", self._deliver, idle_seconds=2.0))
+        from hub.verification.jobs import ReverifyJob
+
+        self._reverify = ReverifyJob.from_settings(self.settings, self.factory, self.clock)
+        if self._reverify is not None:  # registries configured: re-check applicants left pending
+            self.jobs.append(Job("reverify", self._reverify, idle_seconds=5.0))
 
     def start(self) -> None:
         user = hub_user(self.settings.amqp_url)
@@ -82,6 +87,8 @@ class Worker:
         close = getattr(self.bus, "close", None)
         if close is not None:
             close()
+        if self._reverify is not None:
+            self._reverify.close()
 
     def wait(self) -> None:
         while not self._stop.wait(1.0):

@@ -39,7 +39,7 @@ class Finding:
 
 def append_event(session: Session, case: Case, new: NewEvent) -> CaseEvent:
     event = CaseEvent(
-        case_id=case.id,
+        case=case,
         seq=case.event_count + 1,
         action=new.action,
         step=new.step,

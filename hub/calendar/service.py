@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import date, datetime
 from typing import Any
 
@@ -12,10 +13,25 @@ from hub.calendar.models import CalendarOverride
 from hub.errors import FieldError, ValidationFailed
 from workflow.calendar import WorkingCalendar, overrides_from_notice, parse_notice
 
+CACHE_SECONDS = 60.0
+_cache: dict[str, tuple[float, WorkingCalendar]] = {}
+
 
 def load_calendar(session: Session) -> WorkingCalendar:
+    """The calendar with the loaded notices. Cached per process for a minute: notices change once a
+    year, and a process that loads one forgets its copy at once (other processes within the minute)."""
+    key = session.get_bind().url.render_as_string()
+    cached = _cache.get(key)
+    if cached is not None and time.monotonic() - cached[0] < CACHE_SECONDS:
+        return cached[1]
     rows = session.execute(select(CalendarOverride.day, CalendarOverride.working))
-    return WorkingCalendar({day: working for day, working in rows})
+    calendar = WorkingCalendar({day: working for day, working in rows})
+    _cache[key] = (time.monotonic(), calendar)
+    return calendar
+
+
+def forget_cached_calendars() -> None:
+    _cache.clear()
 
 
 def load_notice(session: Session, *, notice: dict[str, Any], now: datetime) -> int:
@@ -39,6 +55,7 @@ def load_notice(session: Session, *, notice: dict[str, Any], now: datetime) -> i
             )
         )
     session.flush()
+    forget_cached_calendars()
     return len(overrides)
 
 

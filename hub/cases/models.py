@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import BigInteger, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -9,6 +9,9 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from hub.catalog.models import Item
 from hub.db import Base
 from hub.org.models import Department
+
+if TYPE_CHECKING:
+    from hub.verification.models import CaseVerification
 
 
 class Case(Base):
@@ -62,6 +65,8 @@ class Case(Base):
 
     item: Mapped[Item] = relationship(lazy="joined")
     department: Mapped[Department] = relationship(lazy="joined")
+    # Kept on the case so a new submission's receipt reads them without another query.
+    verifications: Mapped[list[CaseVerification]] = relationship(lazy="select")
 
     __mapper_args__ = {"version_id_col": lock_version}  # noqa: RUF012
 
@@ -90,6 +95,8 @@ class CaseEvent(Base):
     hash: Mapped[str] = mapped_column(String(64))
 
     department: Mapped[Department | None] = relationship(lazy="joined")
+    # Lets a new case and its first event go to the database in one flush, without an UPDATE after.
+    case: Mapped[Case] = relationship(lazy="select")
 
 
 class Material(Base):

@@ -202,13 +202,12 @@ def plan_checks(session: Session, case: Case, *, registries: Registries | None, 
         configured = is_configured(registries, spec.registry)
         if spec.key == "population.legal_representative" and not is_configured(registries, "enterprise"):
             configured = False  # the representative is known from the enterprise register only
-        session.add(CaseVerification(
-            case_id=case.id, check_key=spec.key, registry_name=spec.registry, subject=spec.subject,
+        case.verifications.append(CaseVerification(
+            check_key=spec.key, registry_name=spec.registry, subject=spec.subject,
             outcome="pending" if configured else "not_configured",
             detail=None if configured else RegistryNotConfigured(spec.registry).message,
             attempts=0, created_at=now,
         ))
-    session.flush()
 
 
 # --- running checks ----------------------------------------------------------------------------
@@ -478,7 +477,7 @@ def recheck(session: Session, case: Case, *, officer: Officer, registries: Regis
 
 
 def verifications_of(session: Session, case: Case) -> list[CaseVerification]:
-    rows = session.scalars(select(CaseVerification).where(CaseVerification.case_id == case.id)).all()
+    rows = case.verifications
     return sorted(rows, key=lambda r: CHECK_ORDER.index(r.check_key) if r.check_key in CHECK_ORDER else 99)
 
 

@@ -280,9 +280,20 @@ def wait_until_settled(factory: sessionmaker[Session], report: SimulationReport,
                        stable_s: float = 2.0) -> HubState:
     """Poll (bounded) until every expected message is applied or dead-lettered, then until nothing changes for
     ``stable_s`` — duplicates that would land late get their chance to show."""
-    wait_for(lambda: hub_state(factory, report).settled(report), timeout_s=timeout_s, interval_s=0.5,
-             what=f"{len(report.expected_apply)} applied and {len(report.expected_dead)} dead-lettered messages")
+    deadline = time.monotonic() + timeout_s
+    progress_at = time.monotonic() + 15
     state = hub_state(factory, report)
+    while not state.settled(report):
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout_s:g} s waiting for {len(report.expected_apply)} applied and "
+                        f"{len(report.expected_dead)} dead-lettered messages; the hub has {state.applied_messages} "
+                        f"applied and {len(state.dead_letters)} dead letters")
+        if time.monotonic() > progress_at:
+            print(f"[{time.strftime('%H:%M:%S')}] {state.applied_messages}/{len(report.expected_apply)} applied, "
+                  f"{len(state.dead_letters)}/{len(report.expected_dead)} dead-lettered", file=sys.stderr)
+            progress_at = time.monotonic() + 15
+        time.sleep(0.5)
+        state = hub_state(factory, report)
     deadline = time.monotonic() + stable_s
     while time.monotonic() < deadline:
         time.sleep(0.5)

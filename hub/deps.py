@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated
 
@@ -19,25 +19,30 @@ from hub.settings import Settings
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
 
 
-def get_session(request: Request) -> Iterator[Session]:
+# The light dependencies are `async def` on purpose: FastAPI runs a plain `def` dependency in the
+# thread pool, and a hop there per dependency cost more than the rest of a submission's Python work.
+
+
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    # Making a session does no I/O (a connection is taken on first use, in the endpoint's thread).
     session: Session = request.app.state.session_factory()
     try:
         yield session
     finally:
-        # Routers commit explicitly; anything left uncommitted here is abandoned on purpose.
-        session.rollback()
+        # Routers commit explicitly; anything left uncommitted is abandoned on purpose. After a commit
+        # this does no I/O; after a failed request the rollback is brief and keeps the pool clean.
         session.close()
 
 
-def get_clock(request: Request) -> Clock:
+async def get_clock(request: Request) -> Clock:
     return request.app.state.clock
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_now(clock: Annotated[Clock, Depends(get_clock)]) -> datetime:
+async def get_now(clock: Annotated[Clock, Depends(get_clock)]) -> datetime:
     return clock.now()
 
 

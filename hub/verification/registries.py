@@ -126,7 +126,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             registries.close()
 
 
-def get_registries(request: Request) -> Registries | None:
+async def get_registries(request: Request) -> Registries | None:
     return getattr(request.app.state, "registries", None)
 
 

@@ -48,6 +48,7 @@ from tests.adapters.amqp.conftest import wait_for
 from tests.support import PARTNER_SECRET
 
 PARTNERS = ("shenyang", "dalian")
+KEEP = os.environ.get("HUB_TEST_EXCHANGE_KEEP") == "1"  # keep database and vhost for a post-mortem
 HOW_TO_START = "run scripts/test.sh, or `source scripts/services.sh; ensure_postgres; ensure_rabbitmq` before pytest"
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -93,7 +94,10 @@ def broker() -> Iterator[Broker]:
         url = urlunsplit(parts._replace(path=f"/{vhost}"))
         wait_for(lambda: _can_connect(url), timeout_s=15, what=f"the new vhost {vhost}")
         yield Broker(url, management_url, user, password, vhost)
-        api.delete(f"/api/vhosts/{vhost}")
+        if KEEP:
+            print(f"\nkept RabbitMQ vhost {vhost}")
+        else:
+            api.delete(f"/api/vhosts/{vhost}")
 
 
 def _can_connect(url: str) -> bool:
@@ -138,8 +142,11 @@ def database_url() -> Iterator[str]:
         seed_demo(session, now=SystemClock().now())
     engine.dispose()
     yield url
-    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    if KEEP:
+        print(f"\nkept database {name}")
+    else:
+        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
 
 

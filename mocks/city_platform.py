@@ -552,9 +552,7 @@ class Planner:
             elif variant == "item_code":
                 record["item_code"] = record["item_code"][:-1]
             elif variant == "seq_gap":
-                case.add_step(self.rng, self.now)
-                record = case.record(self.city)
-                del record["steps"][1]
+                del record["steps"][0]  # the steps no longer start at 1
             elif variant == "event_seq":
                 record_type = "case-event"
                 record = {"external_id": external_id, "step": {**record["steps"][0], "seq": 0}}

@@ -565,6 +565,9 @@ class Planner:
                 region = other.region
         elif kind == "unknown_item":
             record["item_code"] = self._unknown_item_code()
+            if record["item_code"][:4] == self.city.region[:4]:
+                # The record is otherwise right: once the item is in the catalogue, a replay applies it.
+                record["region"] = region = record["item_code"][:6]
         elif kind == "identifier":
             number = record["applicant"]["id_number"]
             wrong = next(ch for ch in "0123456789X" if ch != number[-1])

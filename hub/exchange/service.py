@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, text
 from sqlalchemy.orm import Session
 
 from hub.audit.service import NewEvent, append_event
@@ -57,6 +57,7 @@ def ingest(session: Session, *, envelope: Any, authenticated_source: str, now: d
         return IngestResult("duplicate", detail="message_id already applied")
     record_type = f"{envelope['type']}.v{envelope['version']}"
     _check_schema(RECORD_TYPES[record_type], envelope["payload"], "payload")
+    _serialise_case(session, partner, envelope["payload"]["external_id"])
     if record_type == "case-record.v1":
         result = _apply_record(session, partner, envelope["payload"], now)
     else:
@@ -97,6 +98,17 @@ def _authorised_partner(session: Session, envelope: dict[str, Any], source: str)
 def _check_region(session: Session, partner: Partner, region: str, field: str) -> None:
     if not is_within(session, region_code=region, ancestor=partner.region_code):
         raise RecordRejected("wrong_region", f"{field} {region} is outside the partner's region {partner.region_code}")
+
+
+def _serialise_case(session: Session, partner: Partner, external_id: str) -> None:
+    """One message about a partner case at a time, across all consumers (PostgreSQL advisory lock until commit).
+
+    Without it two workers race: an event that finds its predecessor not yet committed is held, while the
+    message applying that predecessor has already looked for held events — and the held one waits forever.
+    SQLite runs one writer at a time anyway."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+                        {"key": f"partner-case:{partner.code}:{external_id}"})
 
 
 def _partner_case(session: Session, partner: Partner, external_id: str) -> Case | None:
@@ -181,7 +193,8 @@ def _append_step(session: Session, case: Case, partner: Partner, step: dict[str,
 
 
 def _update_from_record(session: Session, case: Case, record: dict[str, Any], now: datetime) -> None:
-    case.state = record["state"]
+    if max(s["seq"] for s in record["steps"]) >= case.partner_event_seq:
+        case.state = record["state"]  # else single events already took the case further than this record
     case.record_version = record["record_version"]
     case.updated_at = now
     accepted_at = record.get("accepted_at")

@@ -36,7 +36,14 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapters.amqp import AmqpSettings, delete_partner_user, make_bus, open_connection, provision_partner_user
+from adapters.amqp import (
+    AmqpSettings,
+    declare_topology,
+    delete_partner_user,
+    make_bus,
+    open_connection,
+    provision_partner_user,
+)
 from hub.clock import SystemClock
 from hub.db import make_engine, make_session_factory, unit_of_work
 from hub.migrate import upgrade
@@ -93,6 +100,9 @@ def broker() -> Iterator[Broker]:
             pytest.fail(f"cannot create a RabbitMQ vhost through {management_url} ({exc}); {HOW_TO_START}")
         url = urlunsplit(parts._replace(path=f"/{vhost}"))
         wait_for(lambda: _can_connect(url), timeout_s=15, what=f"the new vhost {vhost}")
+        connection = open_connection(AmqpSettings(url=url))
+        declare_topology(connection.channel())  # as every hub worker does at start (same arguments)
+        connection.close()
         yield Broker(url, management_url, user, password, vhost)
         if KEEP:
             print(f"\nkept RabbitMQ vhost {vhost}")
@@ -151,15 +161,16 @@ def database_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def engine(database_url: str) -> Iterator[Engine]:
+def exchange_engine(database_url: str) -> Iterator[Engine]:
     engine = make_engine(database_url)
     yield engine
     engine.dispose()
 
 
 @pytest.fixture(scope="session")
-def factory(engine: Engine) -> sessionmaker[Session]:
-    return make_session_factory(engine)
+def factory(exchange_engine: Engine) -> sessionmaker[Session]:
+    """Sessions on the exchange tests' own database (not the suite's ``session_factory``)."""
+    return make_session_factory(exchange_engine)
 
 
 @pytest.fixture
@@ -299,11 +310,11 @@ def wait_until_settled(factory: sessionmaker[Session], report: SimulationReport,
             print(f"[{time.strftime('%H:%M:%S')}] {state.applied_messages}/{len(report.expected_apply)} applied, "
                   f"{len(state.dead_letters)}/{len(report.expected_dead)} dead-lettered", file=sys.stderr)
             progress_at = time.monotonic() + 15
-        time.sleep(0.5)
+        time.sleep(2.0)
         state = hub_state(factory, report)
     deadline = time.monotonic() + stable_s
     while time.monotonic() < deadline:
-        time.sleep(0.5)
+        time.sleep(1.0)
         again = hub_state(factory, report)
         if again != state:
             state, deadline = again, time.monotonic() + stable_s

@@ -13,24 +13,25 @@ database must hold exactly what the simulator's report predicts.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
-from hub.settings import Settings
 from mocks.city_platform import CityPlatform
 from tests.adapters.amqp.conftest import rabbitmqctl, wait_for
 from tests.exchange.conftest import (
     Broker,
+    WorkerProcess,
     hub_state,
     queue_depth,
     run_cases,
-    running_workers,
     wait_until_settled,
 )
 
@@ -38,7 +39,10 @@ N = int(os.environ.get("HUB_TEST_EXCHANGE_RECORDS", "10000"))
 # Poison of every kind, re-sent message ids and out-of-order pairs; the rest are valid records and events.
 FAULTS = {"schema": 40, "wrong_region": 30, "bad_json": 30, "unknown_item": 30, "identifier": 20,
           "duplicate": 200, "out_of_order": 80}
-WORKERS = int(os.environ.get("HUB_TEST_EXCHANGE_WORKERS", "1"))
+# `hub worker` processes (replicas); each consumes hub.inbound.records and relays the outbox. Two, because
+# one worker process applies ~55 records/s on the 2-core CI machine (threads do not help: the handler is
+# CPU-bound under the GIL) and two also exercise concurrent consumers of the same partner's cases.
+WORKERS = int(os.environ.get("HUB_TEST_EXCHANGE_WORKERS", "2"))
 
 
 def _dump_if_asked(platform: CityPlatform, planned: list) -> None:
@@ -59,7 +63,8 @@ def _scaled(faults: dict[str, int], n: int) -> dict[str, int]:
 
 @pytest.mark.slow
 def test_city_platform_run_with_broker_restart_leaves_exactly_the_expected_cases(
-        broker: Broker, partner_urls: dict[str, str], hub_settings: Settings, factory: sessionmaker[Session]) -> None:
+        broker: Broker, partner_urls: dict[str, str], database_url: str, factory: sessionmaker[Session],
+        tmp_path: Path) -> None:
     durations: dict[str, float] = {}
     started = time.monotonic()
     platform = CityPlatform(partner_urls["shenyang"], "shenyang", seed=2026, reconnect_timeout_s=240)
@@ -84,7 +89,11 @@ def test_city_platform_run_with_broker_restart_leaves_exactly_the_expected_cases
             failures.append(exc)
             halfway.set()
 
-    with running_workers(hub_settings, factory, count=WORKERS), platform.listening():
+    workers = WorkerProcess(database_url, broker.url, tmp_path)
+    for _ in range(WORKERS):
+        workers.start()
+    with platform.listening(), contextlib.ExitStack() as stack:
+        stack.callback(workers.stop_all)
         publisher = threading.Thread(target=publish, name="city-platform", daemon=True)
         publisher.start()
         assert halfway.wait(timeout=180), "the simulator did not get halfway"

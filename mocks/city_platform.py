@@ -236,12 +236,15 @@ class _Case:
                      now)
         else:
             at = self.submitted_at
-        applicant_side = action in ("submit", "supplement", "withdraw")
+        if action == "submit":
+            officer = self.window  # the window (or online hall) that took the application in
+        elif action in ("supplement", "withdraw"):
+            officer = "申请人"  # the applicant's own step
+        else:
+            officer = rng.choice(self.clerks)
         step = {
             "seq": len(self.steps) + 1, "action": action, "to_state": TRANSITIONS[(self.state, action)],
-            "at": at.astimezone(CHINA).isoformat(timespec="seconds"),
-            "officer": ("申请人" if applicant_side else rng.choice(self.clerks)) if action != "submit"
-            else f"{self.window}",
+            "at": at.astimezone(CHINA).isoformat(timespec="seconds"), "officer": officer,
             "opinion": rng.choice(OPINIONS[action]),
         }
         self.steps.append(step)
@@ -252,7 +255,7 @@ class _Case:
                                  "end": (start + timedelta(days=rng.randint(1, 10))).isoformat(), "result": "通过"})
         return step
 
-    def record(self, city: City) -> dict[str, Any]:
+    def record(self) -> dict[str, Any]:
         self.version += 1
         record: dict[str, Any] = {
             "external_id": self.external_id, "record_version": self.version, "item_code": self.item.code,
@@ -498,7 +501,7 @@ class Planner:
     def _record(self, case: _Case, *, steps: int, category: str) -> Planned:
         for _ in range(max(1, min(steps, case.remaining))):
             case.add_step(self.rng, self.now)
-        record = case.record(self.city)
+        record = case.record()
         return self._planned(category, "case-record", record, case.item.region, case.external_id, case.window)
 
     def _event(self, case: _Case) -> Planned:
@@ -535,7 +538,7 @@ class Planner:
                      PATHS[0][1], "窗口", ("王科员", "李科员"))
         for _ in range(self.rng.randint(1, 3)):
             case.add_step(self.rng, self.now)
-        record = case.record(self.city)
+        record = case.record()
         record_type, region = "case-record", item.region
         variant = ""
         if kind == "schema":
@@ -915,8 +918,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", dest="json_path", help="also write the report (and expectations) to this file")
     parser.add_argument("--list-expected", action="store_true",
                         help="with --json: include every message id to be applied / dead-lettered")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log reconnects and pika's own messages")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if not args.verbose:
+        logging.getLogger("pika").setLevel(logging.CRITICAL)  # its connection errors are reported below
     try:
         faults = parse_faults(args.fault)
         report = run(args.amqp_url, args.partner, args.count, faults, args.seed, region=args.region,

@@ -45,16 +45,6 @@ FAULTS = {"schema": 40, "wrong_region": 30, "bad_json": 30, "unknown_item": 30, 
 WORKERS = int(os.environ.get("HUB_TEST_EXCHANGE_WORKERS", "2"))
 
 
-def _dump_if_asked(platform: CityPlatform, planned: list) -> None:
-    path = os.environ.get("HUB_TEST_EXCHANGE_DUMP")
-    if path:
-        import json
-
-        with open(path, "w") as handle:
-            json.dump({"report": platform.report.to_dict(), "dead": platform.report.expected_dead,
-                       "planned": [[m.category, m.message_id, m.expect, m.reason] for m in planned]}, handle)
-
-
 def _scaled(faults: dict[str, int], n: int) -> dict[str, int]:
     if n >= 10_000:
         return faults
@@ -112,10 +102,7 @@ def test_city_platform_run_with_broker_restart_leaves_exactly_the_expected_cases
         assert not failures, f"the simulator failed: {failures[0]!r}"
         durations["publishing (incl. restart)"] = report.finished_at - report.started_at
 
-        try:
-            state = wait_until_settled(factory, report, timeout_s=300)
-        finally:
-            _dump_if_asked(platform, planned)
+        state = wait_until_settled(factory, report, timeout_s=300)
         durations["until settled"] = time.monotonic() - started
 
         # Every event the hub wrote for these cases is published and reaches the city's own queue.

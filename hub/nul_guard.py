@@ -25,9 +25,10 @@ class NulGuardMiddleware:
             await self.app(scope, receive, send)
             return
         error = _url_error(scope)
-        if error is None and _is_json(scope):
+        kind = _body_kind(scope)
+        if error is None and kind is not None:
             body, receive = await _buffer(receive)
-            error = _json_error(body)
+            error = _json_error(body) if kind == "json" else _form_error(body)
         if error is None:
             await self.app(scope, receive, send)
             return
@@ -47,11 +48,23 @@ def _url_error(scope: Scope) -> FieldError | None:
     return None
 
 
-def _is_json(scope: Scope) -> bool:
+def _body_kind(scope: Scope) -> str | None:
     for name, value in scope.get("headers", []):
         if name == b"content-type":
-            return b"json" in value
-    return False
+            if b"json" in value:
+                return "json"
+            if b"x-www-form-urlencoded" in value:
+                return "form"
+    return None
+
+
+def _form_error(body: bytes) -> FieldError | None:
+    if b"%00" not in body and b"\x00" not in body:
+        return None
+    for name, value in parse_qsl(body.decode("latin-1"), keep_blank_values=True):
+        if "\x00" in name or "\x00" in value:
+            return FieldError(name.replace("\x00", ""), "no_nul_character", "不得包含 NUL 字符")
+    return None
 
 
 async def _buffer(receive: Any) -> tuple[bytes, Any]:

@@ -13,7 +13,7 @@ from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select, update
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.resilience import ResiliencePolicy
@@ -59,11 +59,11 @@ def _point(factory: sessionmaker[Session], national: str | None, legacy: str | N
 
 @pytest.fixture
 def partners(session_factory: sessionmaker[Session], national: NationalMock, legacy: LegacyMock) -> Iterator[None]:
-    """Partners pointed at the mocks, mocks healthy and empty; deliveries left by other tests parked."""
+    """Partners pointed at the mocks, mocks healthy and empty; unsent deliveries left by other tests removed
+    (parking them as failed would put them in "retry all failed" and in the recent-failures list)."""
     _point(session_factory, national.wsdl_url, legacy.wsdl_url)
     with unit_of_work(session_factory) as session:
-        session.execute(update(Delivery).where(Delivery.status != "sent")
-                        .values(status="failed", next_attempt_at=None, last_error="parked by the test set-up"))
+        session.execute(delete(Delivery).where(Delivery.status != "sent"))
     for mock in (national, legacy):
         mock.server.recover()
         mock.server.faults.reset_counts()

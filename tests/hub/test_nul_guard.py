@@ -33,3 +33,9 @@ def test_material_uploads_may_contain_nul_bytes(client: TestClient) -> None:
         headers={"X-Query-Code": receipt["query_code"]},
     )
     assert response.status_code == 201, response.text
+
+
+def test_nul_in_a_form_field_is_named(client: TestClient) -> None:
+    response = client.post("/api/v1/auth/token", data={"username": "ln_admin\x00", "password": "x"})
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "username"

@@ -32,7 +32,7 @@ def test_declaring_twice_is_idempotent_and_everything_exists(channel: BlockingCh
     for exchange in (INBOUND_EXCHANGE, DEAD_LETTER_EXCHANGE, EVENTS_EXCHANGE):
         channel.exchange_declare(exchange, passive=True)
     for queue in (INBOUND_QUEUE, DEAD_LETTER_QUEUE):
-        channel.queue_declare(queue, passive=True)
+        assert channel.queue_declare(queue, passive=True).method.queue == queue
 
 
 def test_queues_and_exchanges_have_the_designed_arguments(channel: BlockingChannel, management: httpx.Client,

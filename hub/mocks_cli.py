@@ -96,7 +96,7 @@ def start_for_up(settings: Any, *, hub_url: str, console: Console) -> AllMocks |
     return mocks
 
 
-def set_partner_endpoints(settings: Any, endpoints: dict[str, str]) -> None:
+def set_partner_endpoints(settings: Any, endpoints: dict[str, str | None]) -> None:
     from hub.db import make_engine, make_session_factory, unit_of_work
     from hub.exchange.partners import set_endpoint
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
@@ -140,4 +139,3 @@ def run_forever(worker: Worker) -> None:
         pass
     finally:
         worker.stop()
-        time.sleep(0)

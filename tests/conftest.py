@@ -25,6 +25,9 @@ from hub.db import make_engine, make_session_factory, unit_of_work
 from hub.migrate import upgrade
 from hub.seed.service import seed_demo
 from hub.settings import Settings
+from mocks.registries.seed import Seed
+from mocks.runner import RunningMocks
+from tests.mocks.support import MockControl, running_mocks
 
 # Machines here are shared and loaded: timing-based Hypothesis deadlines only make tests flaky.
 hypothesis_settings.register_profile("hub", deadline=None)
@@ -127,3 +130,23 @@ class Officers:
 @pytest.fixture
 def officers(client: TestClient) -> Officers:
     return Officers(client)
+
+
+# The mock registries: one set per session on free loopback ports, faults cleared around each test.
+@pytest.fixture(scope="session")
+def mocks() -> Iterator[RunningMocks]:
+    with running_mocks() as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def seed(mocks: RunningMocks) -> Seed:
+    return mocks.seed
+
+
+@pytest.fixture
+def control(mocks: RunningMocks) -> Iterator[MockControl]:
+    control = MockControl(mocks)
+    control.fresh()
+    yield control
+    control.fresh()

@@ -9,10 +9,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from hub.settings import Settings, get_settings
+from hub.settings import get_settings
 
 if TYPE_CHECKING:
-    from mocks.runner import RunningMocks
+    pass
 
 registries_app = typer.Typer(help="信息库：熔断状态、重新核验 (population, enterprise, tax, organisation registries)",
                              no_args_is_help=True)
@@ -106,40 +106,3 @@ def reverify(
         job.close()
         engine.dispose()
     console.print(f"[green]{settled}[/] checks settled; {left} cases still pending")
-
-
-def mocks(
-    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
-    base_port: Annotated[int, typer.Option(help="control plane port; the mocks take the next four")] = 8100,
-    seed: Annotated[int, typer.Option(help="seed of the generated people and organisations")] = 2026,
-) -> None:
-    """All mock registries on their own ports, with a control API for fault injection; prints every address."""
-    from mocks.runner import main
-
-    raise typer.Exit(main(["--host", host, "--base-port", str(base_port), "--seed", str(seed)]))
-
-
-def _start_mock_registries(settings: Settings) -> RunningMocks | None:
-    """For `hub up`: when no registry is configured, start the mocks and point ``settings`` at them.
-
-    Returns the running mocks (daemon threads; they end with the process), or None when a registry is
-    configured or the ports are taken (e.g. `hub mocks` already runs: then set the HUB_* URLs)."""
-    if any((settings.population_wsdl, settings.enterprise_url, settings.tax_wsdl, settings.organisation_url)):
-        return None
-    from mocks.runner import start_all
-
-    try:
-        running = start_all("127.0.0.1", settings.mock_registries_base_port)
-    except (OSError, RuntimeError) as exc:
-        console.print(f"[yellow]mock registries not started[/] ({exc}); registries stay unconfigured. "
-                      f"Free ports {settings.mock_registries_base_port}–{settings.mock_registries_base_port + 4} "
-                      "or set HUB_MOCK_REGISTRIES_BASE_PORT.")
-        return None
-    settings.population_wsdl = running.population_wsdl
-    settings.enterprise_url = running.enterprise_url
-    settings.tax_wsdl = running.tax_wsdl
-    settings.organisation_url = running.organisation_url
-    console.print("[bold]模拟信息库 mock registries[/] (the hub verifies applicants against them)")
-    for line in running.describe():
-        console.print(f"  {line}", highlight=False)
-    return running

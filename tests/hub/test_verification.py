@@ -34,7 +34,7 @@ from hub.verification.service import reverify_pending
 from mocks.registries.seed import Seed
 from mocks.runner import RunningMocks
 from tests.conftest import Officers
-from tests.mocks.support import MockControl, running_mocks
+from tests.mocks.support import ManualMonotonic, MockControl
 from tests.servers import serving
 from tests.support import company, example_form, item_code, officer_of, person
 
@@ -44,36 +44,7 @@ POLICY = ResiliencePolicy(timeout_s=0.5, attempts=2, backoff_initial_s=0.001, ba
 PHYSICIAN = "physician-practice-registration"  # id_card replaceable by the population registry
 
 
-class Monotonic:
-    """The adapters' monotonic clock (breaker, cache): moves only when a test says so."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-@pytest.fixture(scope="module")
-def mocks() -> Iterator[RunningMocks]:
-    with running_mocks() as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def seed(mocks: RunningMocks) -> Seed:
-    return mocks.seed
-
-
-@pytest.fixture
-def control(mocks: RunningMocks) -> Iterator[MockControl]:
-    control = MockControl(mocks)
-    control.fresh()
-    yield control
-    control.fresh()
+Monotonic = ManualMonotonic
 
 
 @pytest.fixture
@@ -533,17 +504,20 @@ def test_hub_registries_status_prints_the_breakers(hub: TestClient, monkeypatch:
 
 
 def test_hub_up_starts_the_mocks_only_when_no_registry_is_configured(settings: Settings) -> None:
-    from hub.verification.cli import _start_mock_registries
+    from hub.mocks_cli import set_partner_endpoints, start_for_up
 
+    console = Console(record=True, width=200)
     configured = settings.model_copy(update={"population_wsdl": "http://127.0.0.1:9/population?wsdl"})
-    assert _start_mock_registries(configured) is None
+    assert start_for_up(configured, hub_url="http://127.0.0.1:9", console=console) is None
     fresh = settings.model_copy(update={"mock_registries_base_port": 0})
-    running = _start_mock_registries(fresh)
+    running = start_for_up(fresh, hub_url="http://127.0.0.1:9", console=console)
     assert running is not None
     try:
-        assert fresh.population_wsdl == running.population_wsdl and fresh.organisation_url == running.organisation_url
+        assert fresh.population_wsdl == running.registries.population_wsdl
+        assert fresh.organisation_url == running.registries.organisation_url
     finally:
         running.stop()
+        set_partner_endpoints(fresh, dict.fromkeys(running.endpoints()))  # leave the shared database as it was
 
 
 def test_the_demo_uses_a_registered_person_when_the_hub_has_registries(

@@ -13,6 +13,19 @@ from mocks.runner import RunningMocks, start_all
 REGISTRIES = ("population", "enterprise", "tax", "organisation")
 
 
+class ManualMonotonic:
+    """A monotonic clock (breakers, caches) that only moves when a test says so."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 @contextmanager
 def running_mocks() -> Iterator[RunningMocks]:
     """Every mock on a free loopback port (base_port=0), stopped afterwards."""

@@ -9,6 +9,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_SECRET = "dev-only-secret-change-me-in-production-0123456789"
+DEV_AUDIT_KEY = "dev-only-audit-key-change-me-in-production-9876543210"
 
 
 class Settings(BaseSettings):
@@ -19,6 +20,8 @@ class Settings(BaseSettings):
     amqp_url: str | None = None
 
     secret_key: str = DEV_SECRET
+    # Keys the audit chain (HMAC); kept outside the database so a database writer cannot recompute it.
+    audit_key: str = DEV_AUDIT_KEY
     token_ttl_minutes: int = Field(default=30, ge=1, le=24 * 60)
 
     max_material_bytes: int = 10 * 1024 * 1024

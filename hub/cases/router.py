@@ -129,18 +129,22 @@ def work_queue(
     total, rows = service.work_queue(session, officer=officer, offset=offset, limit=limit)
     calendar = load_calendar(session)
     today = business_date(now)
+    taken = service.once_taken(session, rows)
     return QueueOut(
         officer=officer.username, total=total,
-        entries=[presenters.queue_entry(c, officer, today, calendar) for c in rows],
+        entries=[presenters.queue_entry(c, officer, today, calendar, taken.get(c.id, frozenset()))
+                 for c in rows],
     )
 
 
 @cases.get(
-    "/{tracking_no}", response_model=CaseOut, responses=problem_responses(401, 403, 404, 422)
+    "/{tracking_no}", response_model=CaseOut, responses=problem_responses(401, 404, 422)
 )
 def get_case(
     tracking_no: TrackingNo, session: SessionDep, officer: OfficerDep, now: NowDep
 ) -> CaseOut:
+    """The whole case, unmasked, for its department and supervisors over its region; any other
+    officer gets the same 404 as for an unknown number."""
     case = service.case_for_officer(session, tracking_no=tracking_no, officer=officer)
     return presenters.officer_view(session, case, officer, business_date(now))
 
@@ -153,9 +157,13 @@ def act(
     tracking_no: TrackingNo, data: ActionIn, session: SessionDep, officer: OfficerDep,
     now: NowDep,
 ) -> ActionOut:
-    """受理 / 不予受理 / 补正 / 审核 / 批准 / 不予批准 / 办结, with the officer's opinion."""
+    """受理 / 不予受理 / 补正 / 审核 / 批准 / 不予批准 / 办结, with the officer's opinion.
+
+    404 for a case the officer may not see (as for an unknown number); 409 ``once-per-step`` for a
+    second one-time supplement notice (一次性告知补正, Art. 32) in the same step (intake, review);
+    409 ``partner-system-of-record`` for a case a partner platform reports (read-only in the hub)."""
     require_role(officer, ["intake", "reviewer", "approver"])
-    case = service.get_case(session, tracking_no)
+    case = service.case_for_officer(session, tracking_no=tracking_no, officer=officer)
     event = service.act(
         session, case=case, actor=service.Actor.officer(officer), action=data.action,
         opinion=data.opinion, now=now,

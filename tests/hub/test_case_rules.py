@@ -148,7 +148,8 @@ def test_a_second_supplement_notice_is_a_soap_fault_naming_the_rule(client: Test
     receipt = submit(client, KEY)
     number = receipt["tracking_no"]
     intake = officer_of(KEY, "intake")
-    assert answered_state(decide(client, clock, intake, number, "request_supplement", "请补齐")) == "awaiting_supplement"
+    asked = decide(client, clock, intake, number, "request_supplement", "请补齐")
+    assert answered_state(asked) == "awaiting_supplement"
     supplement(client, receipt)
     assert "request_supplement" not in pending_actions(client, clock, intake, number)
 
@@ -158,7 +159,8 @@ def test_a_second_supplement_notice_is_a_soap_fault_naming_the_rule(client: Test
     assert ART_32 in refused["faultstring"] and "may be taken once in step 'intake'" in refused["faultstring"]
     assert answered_state(decide(client, clock, intake, number, "accept")) == "under_review"
     reviewer = officer_of(KEY, "reviewer")
-    assert answered_state(decide(client, clock, reviewer, number, "request_supplement", "请补交")) == "review_supplement"
+    asked = decide(client, clock, reviewer, number, "request_supplement", "请补交")
+    assert answered_state(asked) == "review_supplement"
     supplement(client, receipt)
     assert fault(decide(client, clock, reviewer, number, "request_supplement", "再补"))["rule"] == "once_per_step"
 

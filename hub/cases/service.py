@@ -281,8 +281,7 @@ def act(
     if actor.kind == "officer" and actor.department_id != case.department_id:
         raise Forbidden("只能办理本部门的办件 (case belongs to another department)")
     definition = definition_for(case)
-    taken = once_taken(session, [case], definition).get(case.id, frozenset())
-    transition = _checked_transition(definition, case, actor, action, opinion, taken)
+    transition = _checked_transition(definition, case, actor, action, opinion, _taken_for(session, case, action))
     if action == "grant":
         verification.ensure_grantable(session, case)
     from_state = case.state
@@ -338,6 +337,14 @@ def _check_system_of_record(case: Case) -> None:
                    "it is read-only in the hub)",
             title="办件只读", status=409, type_slug="partner-system-of-record",
         )
+
+
+def _taken_for(session: Session, case: Case, action: str) -> frozenset[tuple[str, str]]:
+    """The case's history, read only when the action asked for is a once-per-step one."""
+    definition = definition_for(case)
+    if not any(t.once_per_step and t.action == action for t in definition.transitions):
+        return frozenset()
+    return once_taken(session, [case], definition).get(case.id, frozenset())
 
 
 def once_taken(

@@ -144,3 +144,18 @@ def test_the_header_is_documented_in_the_openapi_document(client: TestClient) ->
     [parameter] = [p for p in operation["parameters"] if p["name"] == HEADER]
     assert parameter["in"] == "header" and parameter["required"] is False
     assert "same tracking number" in parameter["description"] and "422" in parameter["description"]
+
+
+def test_a_stored_answer_edited_in_the_database_is_never_replayed(client: TestClient, engine: Engine,
+                                                                  session: Session) -> None:
+    body, key = application(client), str(uuid.uuid4())
+    receipt = client.post("/api/v1/applications", json=body, headers={HEADER: key}).json()
+    with engine.begin() as connection:
+        case_id = connection.scalar(select(Case.id).where(Case.tracking_no == receipt["tracking_no"]))
+        sealed = connection.scalar(select(IdempotencyKey.response).where(IdempotencyKey.case_id == case_id))
+        flipped = sealed[:30] + ("A" if sealed[30] != "A" else "B") + sealed[31:]
+        connection.execute(IdempotencyKey.__table__.update().where(IdempotencyKey.case_id == case_id)
+                           .values(response=flipped))
+    again = client.post("/api/v1/applications", json=body, headers={HEADER: key})
+    assert again.status_code == 409, again.text
+    assert again.json()["type"].endswith("/idempotency-answer-unavailable")

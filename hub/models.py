@@ -7,6 +7,7 @@ from hub.catalog.models import Item, ItemType
 from hub.db import Base
 from hub.deliveries.models import Delivery
 from hub.exchange.models import DeadLetter, InboxMessage, Partner, PendingEvent
+from hub.idempotency.models import IdempotencyKey
 from hub.org.models import Department, Region
 from hub.outbox.models import OutboxMessage
 from hub.verification.models import CaseVerification, RegistryAccess
@@ -20,6 +21,7 @@ __all__ = [
     "DeadLetter",
     "Delivery",
     "Department",
+    "IdempotencyKey",
     "InboxMessage",
     "Item",
     "ItemType",

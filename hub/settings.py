@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     reverify_batch: int = Field(default=50, ge=1, le=10_000)  # cases per worker re-verification round
     mock_registries_base_port: int = 8100  # `hub up` starts the mocks here when no registry is configured
 
+    # Idempotency (rules): how long the first answer to an `Idempotency-Key` is kept (it holds the
+    # applicant's query code, encrypted); a retry after that is a new request.
+    idempotency_key_ttl_s: int = Field(default=24 * 3600, ge=60, le=30 * 24 * 3600)
+
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url

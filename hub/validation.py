@@ -92,7 +92,13 @@ def _field_error(error: ValidationError, prefix: str) -> FieldError:
 
 
 def _missing_property(error: ValidationError) -> str | None:
-    for name in error.validator_value:
-        if name not in error.instance:
+    """The property this ``required`` error is about.
+
+    jsonschema yields one error per missing property, each with the whole object as its instance and
+    the whole list as its value; only the message tells them apart ("'name' is a required property").
+    Taking the first missing name would name that one field once per missing field."""
+    missing = [name for name in error.validator_value if name not in error.instance]
+    for name in missing:
+        if error.message == f"{name!r} is a required property":
             return str(name)
-    return None
+    return str(missing[0]) if missing else None

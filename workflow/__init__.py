@@ -22,6 +22,7 @@ from workflow.errors import ROLE_LABELS, ROLES
 from workflow.machine import (
     ActionNotAvailable,
     ActorNotAllowed,
+    OncePerStep,
     OpinionRequired,
     RoleNotAllowed,
     UnknownState,
@@ -44,6 +45,7 @@ __all__ = [
     "ActorNotAllowed",
     "DefinitionError",
     "HolidayNoticeEntry",
+    "OncePerStep",
     "OpinionRequired",
     "RoleNotAllowed",
     "Step",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from importlib import resources
@@ -62,6 +62,13 @@ class Transition:
     requires_opinion: bool
     clock: Clock
     actor: Actor
+    # At most once per step of a case (the one-time supplement notice of Art. 32); see machine.apply.
+    once_per_step: bool = False
+    legal_basis: str | None = None
+
+    def used_up(self, taken: Collection[tuple[str, str]]) -> bool:
+        """True when this action may be taken once per step and ``taken`` holds it for its step."""
+        return self.once_per_step and (self.step, self.action) in taken
 
 
 @dataclass(frozen=True)
@@ -91,9 +98,16 @@ class WorkflowDefinition:
             action_label=self.action_label(action),
         )
 
-    def available_actions(self, state: str, actor: str = "officer") -> list[Transition]:
+    def available_actions(
+        self, state: str, actor: str = "officer", *, taken: Collection[tuple[str, str]] = ()
+    ) -> list[Transition]:
+        """Transitions from ``state`` for this kind of actor, leaving out the once-per-step actions
+        already ``taken`` — (step, action) pairs of what the case has recorded."""
         self._require_state(state)
-        return [t for t in self.transitions if t.source == state and t.actor == actor]
+        return [
+            t for t in self.transitions
+            if t.source == state and t.actor == actor and not t.used_up(taken)
+        ]
 
     def step(self, name: str) -> Step:
         for step in self.steps:
@@ -195,6 +209,8 @@ def _build_transition(data: dict[str, Any]) -> Transition:
         requires_opinion=data.get("requires_opinion", False),
         clock=data["clock"],
         actor=data.get("actor", "officer"),
+        once_per_step=data.get("once_per_step", False),
+        legal_basis=data.get("legal_basis"),
     )
 
 

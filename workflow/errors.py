@@ -102,3 +102,31 @@ class OpinionRequired(WorkflowError):
     def __init__(self, action: str, *, action_label: str | None = None) -> None:
         self.action = action
         super().__init__(f"执行「{action_label or action}」必须填写意见")
+
+
+class OncePerStep(WorkflowError):
+    """The action may be taken once per step of a case and was taken in this step already.
+
+    The one-time supplement notice (一次性告知, Administrative Licensing Law Art. 32) is the case in
+    point: all missing materials are asked for in one notice, so a second notice in the same step
+    (intake or review) is refused — not merely unavailable in the state, which is why this is not an
+    ``ActionNotAvailable``.
+    """
+
+    def __init__(
+        self,
+        action: str,
+        step: str,
+        *,
+        action_label: str | None = None,
+        step_label: str | None = None,
+        legal_basis: str | None = None,
+    ) -> None:
+        self.action = action
+        self.step = step
+        self.legal_basis = legal_basis
+        basis = f"（依据{legal_basis}）" if legal_basis else ""
+        super().__init__(
+            f"「{action_label or action}」在「{step_label or step}」环节只能办理一次，"
+            f"本环节已经办理过{basis}"
+        )

@@ -12,6 +12,7 @@ from workflow.definition import Transition, WorkflowDefinition
 from workflow.errors import (
     ActionNotAvailable,
     ActorNotAllowed,
+    OncePerStep,
     OpinionRequired,
     RoleNotAllowed,
     UnknownState,
@@ -21,6 +22,7 @@ from workflow.errors import (
 __all__ = [
     "ActionNotAvailable",
     "ActorNotAllowed",
+    "OncePerStep",
     "OpinionRequired",
     "RoleNotAllowed",
     "UnknownState",
@@ -39,12 +41,15 @@ def apply(
     actor: str,
     roles: Collection[str],
     opinion: str | None,
+    taken: Collection[tuple[str, str]] = (),
 ) -> Transition:
     """Check that ``action`` may be taken now and return the transition to record.
 
     Checks, in order: the action exists from ``state``; it belongs to this kind of actor; an
     officer holds one of its roles (applicants are identified by tracking number and query code
-    instead, so their roles are ignored); a required opinion is not blank.
+    instead, so their roles are ignored); a once-per-step action is not in ``taken`` for its step
+    — ``taken`` holds the (step, action) pairs the case has recorded so far; a required opinion is
+    not blank.
     """
     if actor not in ACTORS:
         # A caller bug, not a refused action: fail loudly rather than as a workflow error.
@@ -60,6 +65,14 @@ def apply(
         )
     if actor == "officer" and transition.roles.isdisjoint(roles):
         raise RoleNotAllowed(action, transition.roles, action_label=transition.label)
+    if transition.used_up(taken):
+        raise OncePerStep(
+            action,
+            transition.step,
+            action_label=transition.label,
+            step_label=definition.step(transition.step).label,
+            legal_basis=transition.legal_basis,
+        )
     if transition.requires_opinion and not (opinion and opinion.strip()):
         raise OpinionRequired(action, action_label=transition.label)
     return transition

@@ -144,12 +144,17 @@ def officer_view(session: Session, case: Case, officer: Officer, today: date) ->
         step_deadlines=case.step_deadlines,
         suspended_working_days=case.suspended_working_days,
         working_days_left=left,
-        available_actions=service.officer_actions(case, officer),
+        available_actions=service.officer_actions(
+            case, officer, service.once_taken(session, [case]).get(case.id, frozenset())
+        ),
         missing_materials=service.missing_materials(session, case),
     )
 
 
-def queue_entry(case: Case, officer: Officer, today: date, calendar: object) -> QueueEntry:
+def queue_entry(
+    case: Case, officer: Officer, today: date, calendar: object,
+    taken: frozenset[tuple[str, str]] = frozenset(),
+) -> QueueEntry:
     definition = service.definition_for(case)
     step_deadline = _current_step_deadline(case, definition)
     due = case.deadline or case.intake_deadline
@@ -165,7 +170,7 @@ def queue_entry(case: Case, officer: Officer, today: date, calendar: object) -> 
         step_deadline=step_deadline,
         working_days_left=left,
         overdue=bool(due and today > due),
-        actions=service.officer_actions(case, officer),
+        actions=service.officer_actions(case, officer, taken),
     )
 
 

@@ -1,9 +1,13 @@
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Header, Path, Query, UploadFile
+from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session
 
+from adapters.registries import Registries
 from hub.auth.service import require_role
 from hub.calendar.service import load_calendar
 from hub.cases import presenters, service
@@ -22,7 +26,9 @@ from hub.cases.schemas import (
 )
 from hub.clock import business_date
 from hub.deps import NowDep, OfficerDep, SessionDep, SettingsDep
+from hub.idempotency import service as idempotency
 from hub.problems import problem_responses
+from hub.settings import Settings
 from hub.verification import service as verification
 from hub.verification.registries import RegistriesDep
 
@@ -33,23 +39,63 @@ TrackingNo = Annotated[str, Path(pattern=r"^\d{20}[0-9X]$", description="办件�
 QueryCode = Annotated[
     str, Header(alias="X-Query-Code", min_length=4, max_length=16, description="查询码")
 ]
+IdempotencyKeyHeader = Annotated[str | None, Header(
+    alias=idempotency.HEADER, min_length=1, max_length=255, pattern=r"^[\x21-\x7e]+$",
+    description="幂等键 (optional): a new random value (a UUID) per application. A retry with the same key "
+                "and the same body — after a timeout or a lost answer — gets the first answer again (same "
+                "status and body, same tracking number and query code, header `Idempotent-Replayed: true`) "
+                "and creates no second case, even when the requests run at the same time. The same key "
+                "with a different body is refused with 422 naming this header. Keys are kept for "
+                "`HUB_IDEMPOTENCY_KEY_TTL_S` seconds (default 24 h); a retry after that is a new "
+                "application. Visible ASCII, at most 255 characters.",
+)]
 
 
 @applications.post(
-    "", response_model=ApplicationReceipt, status_code=201, responses=problem_responses(422)
+    "", response_model=ApplicationReceipt, status_code=201, responses=problem_responses(409, 422)
 )
 def submit(
-    data: ApplicationIn, session: SessionDep, now: NowDep, settings: SettingsDep, registries: RegistriesDep
-) -> ApplicationReceipt:
+    data: ApplicationIn, session: SessionDep, now: NowDep, settings: SettingsDep, registries: RegistriesDep,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> ApplicationReceipt | JSONResponse:
     """Submit an application (any hour, any region); returns the tracking number and query code.
 
     The applicant is verified against the registries after the application is stored; when a registry
-    is down the answer is the same 201 with ``verification: pending``, and the hub re-verifies later."""
+    is down the answer is the same 201 with ``verification: pending``, and the hub re-verifies later.
+    Send an ``Idempotency-Key`` so that retrying a submission whose answer was lost is safe."""
+    if idempotency_key is not None:
+        return _submit_once(session, data, now, settings, registries, idempotency_key)
     case, query_code = service.submit_application(session, data=data, now=now, registries=registries)
     session.commit()
     verification.verify_on_submission(session, case, registries=registries, now=now, settings=settings)
     verification.commit_quietly(session)  # the case is stored already: its checks may stay pending
     return presenters.receipt(case, query_code, session)
+
+
+def _submit_once(
+    session: Session, data: ApplicationIn, now: datetime, settings: Settings, registries: Registries | None,
+    key: str,
+) -> JSONResponse:
+    """The submission under an ``Idempotency-Key``: the key is claimed in the case's transaction and the
+    answer stored with it (then replaced by the answer after the registry checks), so a retry gets the
+    first answer back and concurrent duplicates make one case."""
+    outcome = idempotency.claim(
+        session, scope=idempotency.SUBMISSION, key=key, request=data.model_dump(mode="json"),
+        secret=settings.secret_key, ttl_s=settings.idempotency_key_ttl_s, now=now,
+    )
+    if isinstance(outcome, idempotency.Replay):
+        session.commit()  # the claim purged expired keys
+        return JSONResponse(outcome.body, status_code=outcome.status, headers={"Idempotent-Replayed": "true"})
+    case, query_code = service.submit_application(session, data=data, now=now, registries=registries)
+    # Until the registry checks are stored, a retry gets this answer (same case and code, checks pending).
+    idempotency.record(session, outcome, status=201, case_id=case.id,
+                       body=presenters.receipt(case, query_code, session).model_dump(mode="json"))
+    session.commit()
+    verification.verify_on_submission(session, case, registries=registries, now=now, settings=settings)
+    body = presenters.receipt(case, query_code, session).model_dump(mode="json")
+    idempotency.record(session, outcome, status=201, body=body)
+    verification.commit_quietly(session)
+    return JSONResponse(body, status_code=201)
 
 
 @applications.get(
@@ -129,18 +175,22 @@ def work_queue(
     total, rows = service.work_queue(session, officer=officer, offset=offset, limit=limit)
     calendar = load_calendar(session)
     today = business_date(now)
+    taken = service.once_taken(session, rows)
     return QueueOut(
         officer=officer.username, total=total,
-        entries=[presenters.queue_entry(c, officer, today, calendar) for c in rows],
+        entries=[presenters.queue_entry(c, officer, today, calendar, taken.get(c.id, frozenset()))
+                 for c in rows],
     )
 
 
 @cases.get(
-    "/{tracking_no}", response_model=CaseOut, responses=problem_responses(401, 403, 404, 422)
+    "/{tracking_no}", response_model=CaseOut, responses=problem_responses(401, 404, 422)
 )
 def get_case(
     tracking_no: TrackingNo, session: SessionDep, officer: OfficerDep, now: NowDep
 ) -> CaseOut:
+    """The whole case, unmasked, for its department and supervisors over its region; any other
+    officer gets the same 404 as for an unknown number."""
     case = service.case_for_officer(session, tracking_no=tracking_no, officer=officer)
     return presenters.officer_view(session, case, officer, business_date(now))
 
@@ -153,9 +203,13 @@ def act(
     tracking_no: TrackingNo, data: ActionIn, session: SessionDep, officer: OfficerDep,
     now: NowDep,
 ) -> ActionOut:
-    """受理 / 不予受理 / 补正 / 审核 / 批准 / 不予批准 / 办结, with the officer's opinion."""
+    """受理 / 不予受理 / 补正 / 审核 / 批准 / 不予批准 / 办结, with the officer's opinion.
+
+    404 for a case the officer may not see (as for an unknown number); 409 ``once-per-step`` for a
+    second one-time supplement notice (一次性告知补正, Art. 32) in the same step (intake, review);
+    409 ``partner-system-of-record`` for a case a partner platform reports (read-only in the hub)."""
     require_role(officer, ["intake", "reviewer", "approver"])
-    case = service.get_case(session, tracking_no)
+    case = service.case_for_officer(session, tracking_no=tracking_no, officer=officer)
     event = service.act(
         session, case=case, actor=service.Actor.officer(officer), action=data.action,
         opinion=data.opinion, now=now,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -24,13 +25,13 @@ from hub.catalog import service as catalog
 from hub.catalog.models import Item
 from hub.clock import business_date
 from hub.deliveries import service as deliveries
-from hub.errors import Conflict, FieldError, Forbidden, NotFound, ValidationFailed
+from hub.errors import Conflict, FieldError, Forbidden, HubError, NotFound, ValidationFailed
 from hub.outbox import service as outbox
 from hub.verification import service as verification
 from workflow import identifiers as ids
 from workflow.calendar import WorkingCalendar
 from workflow.definition import Transition, WorkflowDefinition, standard_definition
-from workflow.machine import ActionNotAvailable, OpinionRequired, RoleNotAllowed, apply
+from workflow.machine import ActionNotAvailable, OncePerStep, OpinionRequired, RoleNotAllowed, apply
 from workflow.timelimits import (
     allocate_step_deadlines,
     compute_deadline,
@@ -235,8 +236,13 @@ def _next_sequence_in_transaction(session: Session, region_code: str, day: date)
 def get_case(session: Session, tracking_no: str) -> Case:
     case = session.scalar(select(Case).where(Case.tracking_no == tracking_no))
     if case is None:
-        raise NotFound(f"办件 {tracking_no} 不存在 (unknown tracking number)")
+        raise case_not_found(tracking_no)
     return case
+
+
+def case_not_found(tracking_no: str) -> NotFound:
+    """The one answer for a case that does not exist or that the caller may not see."""
+    return NotFound(f"办件 {tracking_no} 不存在 (unknown tracking number)")
 
 
 def case_for_applicant(session: Session, *, tracking_no: str, query_code: str) -> Case:
@@ -249,9 +255,11 @@ def case_for_applicant(session: Session, *, tracking_no: str, query_code: str) -
 
 
 def case_for_officer(session: Session, *, tracking_no: str, officer: Officer) -> Case:
-    case = get_case(session, tracking_no)
-    if not may_view(session, officer, case):
-        raise Forbidden("该办件不属于本部门，且不在监察范围内 (case outside your department)")
+    """A case the officer may see; any other is answered exactly as an unknown number, so an officer
+    cannot learn that another department's case exists (a 403 would tell)."""
+    case = session.scalar(select(Case).where(Case.tracking_no == tracking_no))
+    if case is None or not may_view(session, officer, case):
+        raise case_not_found(tracking_no)
     return case
 
 
@@ -267,11 +275,13 @@ def may_view(session: Session, officer: Officer, case: Case) -> bool:
 def act(
     session: Session, *, case: Case, actor: Actor, action: str, opinion: str | None, now: datetime
 ) -> CaseEvent:
-    """Apply one workflow action after checking department scope, state, role and opinion."""
+    """Apply one workflow action after checking the system of record, department scope, state, role,
+    the once-per-step rule and the opinion."""
+    _check_system_of_record(case)
     if actor.kind == "officer" and actor.department_id != case.department_id:
         raise Forbidden("只能办理本部门的办件 (case belongs to another department)")
     definition = definition_for(case)
-    transition = _checked_transition(definition, case, actor, action, opinion)
+    transition = _checked_transition(definition, case, actor, action, opinion, _taken_for(session, case, action))
     if action == "grant":
         verification.ensure_grantable(session, case)
     from_state = case.state
@@ -296,17 +306,64 @@ def act(
 
 
 def _checked_transition(
-    definition: WorkflowDefinition, case: Case, actor: Actor, action: str, opinion: str | None
+    definition: WorkflowDefinition, case: Case, actor: Actor, action: str, opinion: str | None,
+    taken: frozenset[tuple[str, str]],
 ) -> Transition:
     try:
         return apply(definition, case.state, action, actor=actor.kind, roles=actor.roles,
-                     opinion=opinion)
+                     opinion=opinion, taken=taken)
     except RoleNotAllowed as exc:
         raise Forbidden(str(exc)) from exc
     except ActionNotAvailable as exc:
         raise Conflict(str(exc), type_slug="action-not-available") from exc
+    except OncePerStep as exc:
+        raise HubError(
+            detail=str(exc), title="状态冲突", status=409, type_slug="once-per-step",
+            errors=[FieldError("action", "once_per_step", str(exc))],
+        ) from exc
     except OpinionRequired as exc:
         raise ValidationFailed([FieldError("opinion", "required", str(exc))]) from exc
+
+
+def _check_system_of_record(case: Case) -> None:
+    """A case a partner platform reports is handled there: the hub only mirrors its record.
+
+    Acting on it here would fork the case (a hub 办结 beside the platform's own), so every hub-side
+    action is refused; 409 rather than 403 because it is the case, not the caller, that rules it out."""
+    if case.origin == "partner":
+        raise HubError(
+            detail=f"该办件由合作平台 {case.origin_partner} 办理，省平台只读，请在该平台办理 "
+                   f"(the case's system of record is partner platform {case.origin_partner}; "
+                   "it is read-only in the hub)",
+            title="办件只读", status=409, type_slug="partner-system-of-record",
+        )
+
+
+def _taken_for(session: Session, case: Case, action: str) -> frozenset[tuple[str, str]]:
+    """The case's history, read only when the action asked for is a once-per-step one."""
+    definition = definition_for(case)
+    if not any(t.once_per_step and t.action == action for t in definition.transitions):
+        return frozenset()
+    return once_taken(session, [case], definition).get(case.id, frozenset())
+
+
+def once_taken(
+    session: Session, cases: Sequence[Case], definition: WorkflowDefinition | None = None
+) -> dict[int, frozenset[tuple[str, str]]]:
+    """Per case id, the (step, action) pairs of once-per-step actions it has recorded; one query."""
+    definition = definition or standard_definition()
+    actions = {t.action for t in definition.transitions if t.once_per_step}
+    case_ids = [case.id for case in cases if case.id is not None]
+    if not actions or not case_ids:
+        return {}
+    rows = session.execute(
+        select(CaseEvent.case_id, CaseEvent.step, CaseEvent.action)
+        .where(CaseEvent.case_id.in_(case_ids), CaseEvent.action.in_(actions))
+    )
+    taken: dict[int, set[tuple[str, str]]] = {}
+    for case_id, step, action in rows:
+        taken.setdefault(case_id, set()).add((step or "", action))
+    return {case_id: frozenset(pairs) for case_id, pairs in taken.items()}
 
 
 def _apply_clock(
@@ -390,16 +447,21 @@ def withdraw(session: Session, *, case: Case, reason: str, now: datetime) -> Cas
 
 
 def applicant_actions(case: Case) -> list[str]:
+    if case.origin == "partner":
+        return []
     return [t.action for t in definition_for(case).available_actions(case.state, actor="applicant")]
 
 
-def officer_actions(case: Case, officer: Officer) -> list[str]:
-    if officer.department_id != case.department_id:
+def officer_actions(
+    case: Case, officer: Officer, taken: frozenset[tuple[str, str]] = frozenset()
+) -> list[str]:
+    """What the officer may do now; ``taken`` (from ``once_taken``) hides a used once-per-step action."""
+    if officer.department_id != case.department_id or case.origin == "partner":
         return []
     roles = set(officer.roles)
     return [
         t.action
-        for t in definition_for(case).available_actions(case.state, actor="officer")
+        for t in definition_for(case).available_actions(case.state, actor="officer", taken=taken)
         if roles & t.roles
     ]
 
@@ -430,7 +492,8 @@ def missing_materials(session: Session, case: Case) -> list[str]:
 def work_queue(
     session: Session, *, officer: Officer, offset: int = 0, limit: int = 100
 ) -> tuple[int, list[Case]]:
-    """Open cases of the officer's department on which one of the officer's roles can act."""
+    """Open cases of the officer's department on which one of the officer's roles can act (not the
+    cases partner platforms report: those are handled on the platform)."""
     definition = standard_definition()
     roles = set(officer.roles)
     states = sorted({
@@ -438,7 +501,9 @@ def work_queue(
     })
     if not states:
         return 0, []
-    query = select(Case).where(Case.department_id == officer.department_id, Case.state.in_(states))
+    query = select(Case).where(
+        Case.department_id == officer.department_id, Case.state.in_(states), Case.origin != "partner"
+    )
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     ordered = query.order_by(
         func.coalesce(Case.deadline, Case.intake_deadline), Case.submitted_at, Case.id

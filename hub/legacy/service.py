@@ -57,9 +57,10 @@ def fetch_pending_cases(session: Session, officer: Officer, call: SoapCall, *, n
     total, rows = cases.work_queue(session, officer=officer, offset=offset, limit=limit)
     calendar = load_calendar(session)
     today = business_date(now)
+    taken = cases.once_taken(session, rows)
     entries = []
     for case in rows:
-        entry = presenters.queue_entry(case, officer, today, calendar)
+        entry = presenters.queue_entry(case, officer, today, calendar, taken.get(case.id, frozenset()))
         entries.append({
             "trackingNo": case.tracking_no,
             "itemCode": case.item.code,
@@ -79,7 +80,8 @@ def fetch_pending_cases(session: Session, officer: Officer, call: SoapCall, *, n
 
 def submit_decision(session: Session, officer: Officer, call: SoapCall, *, now: datetime) -> dict[str, Any]:
     require_role(officer, OFFICER_ROLES)
-    case = cases.get_case(session, call.params["trackingNo"])
+    # Another department's case is "not found", exactly like an unknown number (no existence leak).
+    case = cases.case_for_officer(session, tracking_no=call.params["trackingNo"], officer=officer)
     action = call.params["action"]
     message_id = uuid.UUID(call.exchange.message_id)
     earlier = session.get(InboxMessage, message_id)

@@ -33,7 +33,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 
 from hub.errors import HubError
-from workflow.errors import ActionNotAvailable, OpinionRequired, RoleNotAllowed
+from workflow.errors import ActionNotAvailable, OncePerStep, OpinionRequired, RoleNotAllowed
 
 SOAP11_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 SOAP12_ENV = "http://www.w3.org/2003/05/soap-envelope"
@@ -391,6 +391,9 @@ def fault_for(exc: HubError) -> SoapFault:
     if isinstance(cause, ActionNotAvailable):
         return SoapFault(kind, code, "state", f"{exc.detail} (rule state: action '{cause.action}' is not available "
                                               f"in state '{cause.state}')", field="action")
+    if isinstance(cause, OncePerStep):
+        return SoapFault(kind, code, "once_per_step", f"{exc.detail} (rule once_per_step: action '{cause.action}' "
+                                                      f"may be taken once in step '{cause.step}')", field="action")
     if isinstance(cause, OpinionRequired):
         return SoapFault(kind, code, "required", f"{exc.detail} (rule required: action '{cause.action}' needs an "
                                                  f"opinion)", field="opinion")

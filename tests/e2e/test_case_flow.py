@@ -44,14 +44,14 @@ def test_case_runs_from_submission_to_completion(client: TestClient, officers) -
     assert body["deadline"] is not None
 
 
-def test_officer_of_another_department_gets_403(client: TestClient, officers) -> None:
+def test_officer_of_another_department_gets_404_as_for_an_unknown_case(client: TestClient, officers) -> None:
     number = submit(client, KEY)["tracking_no"]
     other = next(k for k, row in ITEM_KEYS.items()
                  if (row["region"], row["department"]) != (ITEM_KEYS[KEY]["region"],
                                                            ITEM_KEYS[KEY]["department"]))
     result = act(client, officers, officer_of(other, "intake"), number, "accept")
-    assert result["status"] == 403
-    assert result["title"] == "无权操作"
+    assert result["status"] == 404
+    assert result["title"] == "未找到"
 
 
 def test_reviewer_cannot_decide(client: TestClient, officers) -> None:

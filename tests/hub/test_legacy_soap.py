@@ -211,11 +211,12 @@ def test_an_officer_of_another_department_may_not_decide(client: TestClient, hub
         education.submit_decision(number, "accept")
     detail = fault_detail(caught.value)
     assert caught.value.code == "soap:Client"
-    assert (detail["code"], detail["rule"], detail["field"]) == ("FORBIDDEN", "department_scope", "trackingNo")
-    assert "本部门" in caught.value.message and "another department" in caught.value.message
+    # Not found, exactly like an unknown number: the fault must not tell that the case exists.
+    assert (detail["code"], detail["rule"], detail["field"]) == ("NOT_FOUND", "exists", "trackingNo")
+    assert "unknown tracking number" in caught.value.message
     with pytest.raises(zeep.exceptions.Fault) as reading:
         education.get_case(number)
-    assert fault_detail(reading.value)["rule"] == "department_scope"
+    assert fault_detail(reading.value)["code"] == "NOT_FOUND"
     assert number not in {c.trackingNo for c in education.fetch_pending_cases(limit=500).case}
 
 

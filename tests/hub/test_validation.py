@@ -1,0 +1,36 @@
+"""Form validation over HTTP: every error names its own field, once."""
+
+from __future__ import annotations
+
+import json
+from importlib.resources import files
+
+from fastapi.testclient import TestClient
+
+from tests.support import ITEM_KEYS, company, example_form, item_code, person
+
+KEY = "physician-practice-registration"
+
+
+def test_each_missing_required_field_is_named_once(client: TestClient) -> None:
+    schema = json.loads((files("schemas") / "forms" / ITEM_KEYS[KEY]["form"]).read_text("utf-8"))
+    required = list(schema["required"])
+    assert len(required) >= 7
+    form = {name: value for name, value in example_form(KEY).items() if name not in required[:7]}
+    response = client.post("/api/v1/applications",
+                           json={"item_code": item_code(client, KEY), "applicant": person(), "form": form})
+    assert response.status_code == 422
+    errors = response.json()["errors"]
+    assert all(e["rule"] == "required" for e in errors)
+    assert sorted(e["field"] for e in errors) == sorted(f"form.{name}" for name in required[:7])
+
+
+def test_missing_fields_of_a_nested_object_are_named_with_their_path(client: TestClient) -> None:
+    key = "enterprise-establishment"
+    form = example_form(key)
+    form["legal_representative"] = {}  # name, id_number, mobile and position are required
+    response = client.post("/api/v1/applications",
+                           json={"item_code": item_code(client, key), "applicant": company(), "form": form})
+    assert response.status_code == 422, response.text
+    fields = sorted(e["field"] for e in response.json()["errors"] if e["rule"] == "required")
+    assert fields == [f"form.legal_representative.{name}" for name in ("id_number", "mobile", "name", "position")]

@@ -9,7 +9,7 @@ from hub.deliveries.models import Delivery
 from hub.exchange.models import DeadLetter, InboxMessage, Partner, PendingEvent
 from hub.org.models import Department, Region
 from hub.outbox.models import OutboxMessage
-from hub.verification.models import CaseVerification, RegistryAccess
+from hub.verification.models import CaseVerification, ManualVerification, RegistryAccess
 
 __all__ = [
     "Base",
@@ -23,6 +23,7 @@ __all__ = [
     "InboxMessage",
     "Item",
     "ItemType",
+    "ManualVerification",
     "Material",
     "Officer",
     "OutboxMessage",

@@ -83,10 +83,12 @@ def record(session: Session, *, case: Case, officer: Officer, data: ManualVerifi
     evidence = _evidence(session, case, data)
     before, answer = check.outcome, check.answer
     _take_over(session, check, seen=before, now=now)
+    # The reason goes into the event's data, not its opinion: opinions are shown on the applicant's and
+    # the public timeline, and an officer's note about someone's identity documents belongs to neither.
     event = cases.record_event(
-        session, case=case, actor=cases.Actor.officer(officer), action=ACTION, opinion=reason,
+        session, case=case, actor=cases.Actor.officer(officer), action=ACTION, opinion=None,
         data={"check": check.check_key, "registry_outcome": before, "registry_answer": answer,
-              "evidence": [e.as_dict() for e in evidence]},
+              "evidence": [e.as_dict() for e in evidence], "reason": reason},
         now=now,
     )
     manual = ManualVerification(

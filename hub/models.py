@@ -10,7 +10,7 @@ from hub.exchange.models import DeadLetter, InboxMessage, Partner, PendingEvent
 from hub.idempotency.models import IdempotencyKey
 from hub.org.models import Department, Region
 from hub.outbox.models import OutboxMessage
-from hub.verification.models import CaseVerification, RegistryAccess
+from hub.verification.models import CaseVerification, ManualVerification, RegistryAccess
 
 __all__ = [
     "Base",
@@ -25,6 +25,7 @@ __all__ = [
     "InboxMessage",
     "Item",
     "ItemType",
+    "ManualVerification",
     "Material",
     "Officer",
     "OutboxMessage",

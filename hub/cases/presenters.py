@@ -63,6 +63,8 @@ def step_out(event: CaseEvent, definition: WorkflowDefinition, *, public: bool) 
 def _action_label(definition: WorkflowDefinition, action: str) -> str:
     if action == "submit":
         return "提交申请"
+    if action == "verify_manually":
+        return "人工核验申请人身份"
     for transition in definition.transitions:
         if transition.action == action:
             return transition.label
@@ -113,7 +115,7 @@ def _status_fields(
 
 def material_out(material: Material) -> MaterialOut:
     return MaterialOut(
-        key=material.material_key, filename=material.filename,
+        id=material.id, key=material.material_key, filename=material.filename,
         content_type=material.content_type, size=material.size, sha256=material.sha256,
         purpose=material.purpose, uploaded_at=material.uploaded_at,
     )

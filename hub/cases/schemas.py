@@ -76,6 +76,7 @@ class StepOut(BaseModel):
 
 
 class MaterialOut(BaseModel):
+    id: int = Field(description="referenced as evidence of a manual verification")
     key: str
     filename: str
     content_type: str

@@ -305,6 +305,20 @@ def act(
     return event
 
 
+def record_event(
+    session: Session, *, case: Case, actor: Actor, action: str, opinion: str | None, data: dict[str, Any],
+    now: datetime,
+) -> CaseEvent:
+    """Record something done on a case that does not move it (e.g. an officer's manual verification):
+    one more event in the case's chain, on its timeline, with the state unchanged."""
+    case.updated_at = now
+    return append_event(session, case, NewEvent(
+        action=action, from_state=case.state, to_state=case.state, actor_type=actor.kind, actor_id=actor.id,
+        actor_name=actor.name, department_id=actor.department_id if actor.kind == "officer" else None,
+        opinion=opinion, occurred_at=now, data=data,
+    ))
+
+
 def _checked_transition(
     definition: WorkflowDefinition, case: Case, actor: Actor, action: str, opinion: str | None,
     taken: frozenset[tuple[str, str]],

@@ -2,13 +2,24 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Level = Literal["province", "city", "county"]
 Kind = Literal["instant", "promised"]
 MaterialForm = Literal["original", "copy", "electronic"]
 Registry = Literal["population", "enterprise", "tax", "organisation"]
 ApplicantType = Literal["1", "2", "3", "4", "5", "6", "9"]
+# Whom or what a material is about. Only the applicant and the applicant enterprise's legal
+# representative are ever looked up in a registry; everybody else in this list (the other party of a
+# marriage, shareholders, directors, staff, an agent, family members, a household) is not.
+Subject = Literal["applicant", "legal_representative", "both_parties", "shareholders", "management", "staff",
+                  "agent", "family", "household", "matter"]
+# Which registry can vouch for which subject: exactly the checks the hub runs (check key
+# "<registry>.<subject>", hub/verification/service.py). A material about anyone else cannot be replaced.
+REPLACEABLE_FOR: dict[str, frozenset[str]] = {
+    "applicant": frozenset({"population", "enterprise", "tax", "organisation"}),
+    "legal_representative": frozenset({"population"}),
+}
 
 
 class StrictModel(BaseModel):
@@ -22,7 +33,22 @@ class MaterialSpec(StrictModel):
     count: int = Field(ge=1, le=99)
     required: bool = True
     legal_basis: str | None = Field(default=None, max_length=500)
-    replaceable_by: Registry | None = None
+    subject: Subject | None = Field(
+        default=None, description="whom the material is about; required when replaceable_by is set")
+    replaceable_by: Registry | None = Field(
+        default=None, description="the registry whose successful check of `subject` makes the material unnecessary")
+
+    @model_validator(mode="after")
+    def _replaceable_only_for_a_verified_subject(self) -> MaterialSpec:
+        if self.replaceable_by is None:
+            return self
+        if self.subject is None:
+            raise ValueError("replaceable_by 须同时注明材料所涉主体 subject (a replaceable material must name its "
+                             "subject)")
+        if self.replaceable_by not in REPLACEABLE_FOR.get(self.subject, frozenset()):
+            raise ValueError(f"{self.replaceable_by} 信息库不核验 {self.subject}，该材料不能以核验代替 (the "
+                             f"{self.replaceable_by} registry does not verify the {self.subject}: not replaceable)")
+        return self
 
 
 class Fee(StrictModel):

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Integer, String, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import JSON, BigInteger, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from hub.db import Base
 
@@ -14,7 +15,10 @@ class CaseVerification(Base):
     """One registry check of a case's applicant: what was checked, where, when, and the outcome.
 
     ``outcome`` is ``verified`` | ``failed`` | ``pending`` (to be re-verified by the worker) |
-    ``not_configured``. ``detail`` is for officers and never contains the identifier or the name.
+    ``not_configured`` | ``manual`` (a registry could not know the applicant; an officer verified the
+    uploaded material instead, see ``ManualVerification``). ``detail`` is for officers and never contains
+    the identifier or the name; ``answer`` is what the registry said about the subject in one word
+    (``not_found``, ``deceased``, ``name_mismatch``, ``revoked``…), kept when an officer takes over.
     """
 
     __tablename__ = "case_verifications"
@@ -31,6 +35,36 @@ class CaseVerification(Base):
     message_id: Mapped[str | None] = mapped_column(String(36))
     created_at: Mapped[datetime]
     checked_at: Mapped[datetime | None]
+    answer: Mapped[str | None] = mapped_column(String(24))
+
+    manual: Mapped[ManualVerification | None] = relationship(lazy="select", uselist=False,
+                                                             back_populates="verification")
+
+
+class ManualVerification(Base):
+    """An officer's verification of an applicant whom the registry cannot know (out of the province):
+    who, when, which uploaded materials were inspected (id, key and SHA-256 at the time) and why.
+
+    One per check; the check's outcome becomes ``manual``. The same facts are in the case event of seq
+    ``event_seq`` (the audit chain) and in the personal-data access log."""
+
+    __tablename__ = "manual_verifications"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    verification_id: Mapped[int] = mapped_column(ForeignKey("case_verifications.id"), unique=True)
+    check_key: Mapped[str] = mapped_column(String(48))
+    registry_outcome: Mapped[str] = mapped_column(String(16))  # the check's outcome before: failed | pending | …
+    registry_answer: Mapped[str | None] = mapped_column(String(24))
+    officer: Mapped[str] = mapped_column(String(64))
+    officer_name: Mapped[str] = mapped_column(String(64))
+    department_id: Mapped[int] = mapped_column(ForeignKey("departments.id"))
+    reason: Mapped[str] = mapped_column(Text)
+    evidence: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    recorded_at: Mapped[datetime]
+    event_seq: Mapped[int] = mapped_column(Integer)
+
+    verification: Mapped[CaseVerification] = relationship(back_populates="manual")
 
 
 class RegistryAccess(Base):

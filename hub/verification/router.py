@@ -1,4 +1,5 @@
-"""HTTP: prefill for the portal, an officer's re-check, the access log for supervisors, the ops view."""
+"""HTTP: prefill for the portal, an officer's re-check and manual verification, the access log for supervisors,
+the ops view."""
 
 from __future__ import annotations
 
@@ -19,9 +20,15 @@ from hub.deps import NowDep, OfficerDep, SessionDep, SettingsDep
 from hub.errors import Forbidden, HubError
 from hub.problems import MEDIA_TYPE, Problem, problem_responses
 from hub.settings import Settings
-from hub.verification import service
+from hub.verification import manual, service
 from hub.verification.registries import RegistriesDep
-from hub.verification.schemas import AccessLogPage, PrefillIn, PrefillOut, RegistriesStatusOut
+from hub.verification.schemas import (
+    AccessLogPage,
+    ManualVerificationIn,
+    PrefillIn,
+    PrefillOut,
+    RegistriesStatusOut,
+)
 
 router = APIRouter(prefix="/api/v1", tags=["registries"])
 
@@ -84,6 +91,27 @@ def recheck(
     if officer.department_id != case.department_id:
         raise Forbidden("只能复核本部门的办件 (case belongs to another department)")
     service.recheck(session, case, officer=officer, registries=registries, now=now, settings=settings)
+    session.commit()
+    return presenters.officer_view(session, case, officer, business_date(now))
+
+
+@router.post("/cases/{tracking_no}/verification/manual", response_model=CaseOut, status_code=201,
+             responses={**problem_responses(401, 403, 404, 409, 422)}, tags=["cases"])
+def manual_verification(
+    tracking_no: TrackingNo, data: ManualVerificationIn, session: SessionDep, officer: OfficerDep, now: NowDep,
+    settings: SettingsDep,
+) -> CaseOut:
+    """Record that an officer verified the applicant by hand because the registry cannot know them (an ID
+    number or credit code issued outside the province that the registry does not have): which uploaded
+    materials were inspected (``evidence``, by material id or key) and why (``reason``). The check becomes
+    ``manual`` and the case can be granted. A reviewer or approver of the case's department, while the
+    case is undecided; refused (409) when the registry verified the applicant or knows them. Recorded on
+    the case's timeline (audit chain) and in the personal-data access log."""
+    require_role(officer, ["reviewer", "approver"])
+    case = cases.case_for_officer(session, tracking_no=tracking_no, officer=officer)
+    if officer.department_id != case.department_id:
+        raise Forbidden("只能核验本部门的办件 (case belongs to another department)")
+    manual.record(session, case=case, officer=officer, data=data, now=now, settings=settings)
     session.commit()
     return presenters.officer_view(session, case, officer, business_date(now))
 

@@ -7,8 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Outcome = Literal["verified", "failed", "pending", "not_configured"]
-VerificationSummary = Literal["verified", "failed", "pending", "not_configured", "none"]
+Outcome = Literal["verified", "failed", "pending", "not_configured", "manual"]
+VerificationSummary = Literal["verified", "failed", "pending", "not_configured", "manual", "none"]
 
 
 class VerificationBrief(BaseModel):
@@ -21,6 +21,24 @@ class VerificationBrief(BaseModel):
     checked_at: datetime | None
 
 
+class EvidenceOut(BaseModel):
+    material_id: int
+    key: str
+    sha256: str = Field(description="the file as it was when the officer inspected it")
+
+
+class ManualVerificationOut(BaseModel):
+    """An officer's verification of an applicant the registry cannot know."""
+
+    officer: str
+    officer_name: str
+    reason: str
+    evidence: list[EvidenceOut]
+    registry_outcome: str = Field(description="the check's outcome before the officer took over")
+    recorded_at: datetime
+    event_seq: int = Field(description="the case event (timeline, audit chain) that records it")
+
+
 class VerificationOut(VerificationBrief):
     """What an officer sees of a check; ``detail`` never holds the identifier or the name."""
 
@@ -29,6 +47,29 @@ class VerificationOut(VerificationBrief):
     detail: str | None
     attempts: int
     message_id: str | None = Field(description="exchange message id of the last look-up, as the registry logged it")
+    answer: str | None = Field(default=None, description="the registry's answer about the subject: not_found, "
+                                                          "deceased, cancelled, name_mismatch, normal, active, …")
+    manual: ManualVerificationOut | None = None
+
+
+class EvidenceIn(BaseModel):
+    """One uploaded material of the case that the officer inspected: by its id, or by its key (every
+    upload under that key)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    material_id: int | None = Field(default=None, ge=1)
+    key: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[a-z0-9_]+$")
+
+
+class ManualVerificationIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    check: Literal["population.applicant", "enterprise.applicant", "organisation.applicant"] = Field(
+        default="population.applicant", description="the check the officer verifies by hand")
+    evidence: list[EvidenceIn] = Field(min_length=1, max_length=20,
+                                       description="the uploaded materials inspected (material id or key)")
+    reason: str = Field(min_length=1, max_length=2000, description="核验说明：核对了什么、如何核对")
 
 
 class PrefillIn(BaseModel):

@@ -54,6 +54,8 @@ from hub.verification.models import CaseVerification, RegistryAccess
 from hub.verification.registries import RegistryNotConfigured, is_configured
 from hub.verification.schemas import (
     AccessLogEntry,
+    EvidenceOut,
+    ManualVerificationOut,
     PrefillOut,
     RegistriesStatusOut,
     RegistryStatusOut,
@@ -70,6 +72,7 @@ OUTCOME_LABELS = {
     "failed": "核验未通过",
     "pending": "待核验",
     "not_configured": "未接入",
+    "manual": "人工核验通过",
 }
 # Enterprise first: the legal representative's check needs its record.
 CHECK_ORDER = ("enterprise.applicant", "organisation.applicant", "tax.applicant", "population.applicant",
@@ -169,14 +172,25 @@ def _spec(key: str) -> CheckSpec:
     return CheckSpec(key, registry, subject)
 
 
-def replaceable_registries(case: Case) -> set[str]:
-    return {str(m["replaceable_by"]) for m in case.item.guide.get("materials", []) if m.get("replaceable_by")}
+def replacing_check(material: dict[str, Any]) -> str | None:
+    """The check whose success makes a material unnecessary: the registry named by ``replaceable_by``
+    vouching for the material's own ``subject`` (``population.applicant`` for the applicant's ID card,
+    ``population.legal_representative`` for the representative's). A material that does not name its
+    subject (stored before subjects existed) is replaced by nothing."""
+    registry, subject = material.get("replaceable_by"), material.get("subject")
+    if not registry or not subject:
+        return None
+    return f"{registry}.{subject}"
+
+
+def replaceable_checks(case: Case) -> set[str]:
+    return {key for m in case.item.guide.get("materials", []) if (key := replacing_check(m))}
 
 
 def planned_checks(case: Case) -> list[CheckSpec]:
     """The checks for the applicant and item: identity always; tax, organisation code and the legal
-    representative when one of the item's materials can be replaced by them."""
-    needs = replaceable_registries(case)
+    representative when one of the item's materials about that subject can be replaced by them."""
+    needs = replaceable_checks(case)
     keys: list[str] = []
     if case.applicant_id_type == "citizen_id":
         keys.append("population.applicant")
@@ -185,13 +199,13 @@ def planned_checks(case: Case) -> list[CheckSpec]:
         # social organisations and organs are registered elsewhere, so the organisation-code registry.
         if case.applicant_id_number.startswith("9"):
             keys.append("enterprise.applicant")
-            if "population" in needs:
+            if "population.legal_representative" in needs:
                 keys.append("population.legal_representative")
         else:
             keys.append("organisation.applicant")
-        if "tax" in needs:
+        if "tax.applicant" in needs:
             keys.append("tax.applicant")
-        if "organisation" in needs and "organisation.applicant" not in keys:
+        if "organisation.applicant" in needs and "organisation.applicant" not in keys:
             keys.append("organisation.applicant")
     return [_spec(k) for k in sorted(keys, key=CHECK_ORDER.index)]
 
@@ -218,6 +232,7 @@ class CheckResult:
     outcome: str
     detail: str | None
     message_id: str | None = None
+    answer: str | None = None  # what the registry said about the subject, e.g. not_found
 
 
 class _CaseRun:
@@ -231,12 +246,13 @@ class _CaseRun:
         self.today = business_date(lookups.now)
         self._enterprise: tuple[EnterpriseRecord, str] | AdapterError | None = None
         self.message_id: str | None = None
+        self.answer: str | None = None
 
     def _purpose(self, default: str) -> str:
         return self.purpose or PURPOSES[default]
 
     def run(self, spec: CheckSpec) -> CheckResult:
-        self.message_id = None
+        self.message_id = self.answer = None
         try:
             outcome, detail = getattr(self, "_" + spec.key.replace(".", "_"))()
         except RegistryNotConfigured as exc:
@@ -245,7 +261,8 @@ class _CaseRun:
             return CheckResult("pending", f"{exc.message}；本进程未配置，等待已配置的进程核验 "
                                           f"(not configured in this process)"[:255])
         except (NotFoundInRegistry, InvalidIdentifier) as exc:
-            return CheckResult("failed", exc.message[:255], self.message_id)
+            answer = "not_found" if isinstance(exc, NotFoundInRegistry) else "invalid_identifier"
+            return CheckResult("failed", exc.message[:255], self.message_id, answer)
         except AdapterError as exc:
             # Unavailable, timeout, breaker open, busy — and answers out of contract: not the applicant's
             # fault, so never a failure; the worker tries again.
@@ -253,7 +270,7 @@ class _CaseRun:
         except Exception:
             log.exception("registry check crashed", extra={"tracking_no": self.case.tracking_no})
             return CheckResult("pending", "核验出错，将稍后重试 (internal error; will retry)", self.message_id)
-        return CheckResult(outcome, detail, self.message_id)
+        return CheckResult(outcome, detail, self.message_id, self.answer)
 
     def _call(self, registry: str, operation: str, subject_kind: str, subject: str, purpose: str,
               fn: Callable[[LookupContext], T]) -> T:
@@ -283,12 +300,14 @@ class _CaseRun:
         number, name = self.case.applicant_id_number, self.case.applicant_name
         check = self._call("population", "verify_identity", "citizen_id", number, self._purpose("applicant"),
                            lambda ctx: self.registries.population.verify_identity(number, name, context=ctx))
+        self.answer = identity_answer(check)
         return identity_outcome(check, who="")
 
     def _population_legal_representative(self) -> tuple[str, str]:
         try:
             company = self._enterprise_record(self._purpose("legal_representative"))
         except NotFoundInRegistry:
+            self.answer = "enterprise_not_found"
             return "failed", "企业未在企业登记信息库登记，无法核验法定代表人 (enterprise not registered)"
         number = company.legal_representative_id_number
         if not number:
@@ -297,10 +316,12 @@ class _CaseRun:
         name = company.legal_representative
         check = self._call("population", "verify_identity", "citizen_id", number, self._purpose("legal_representative"),
                            lambda ctx: self.registries.population.verify_identity(number, name, context=ctx))
+        self.answer = identity_answer(check)
         return identity_outcome(check, who="法定代表人")
 
     def _enterprise_applicant(self) -> tuple[str, str]:
         company = self._enterprise_record(self._purpose("applicant"))
+        self.answer = company.status
         if company.status != "active":
             text = {"revoked": "吊销", "cancelled": "注销"}.get(company.status, company.status)
             return "failed", f"企业登记状态为{text} (enterprise {company.status})"
@@ -329,6 +350,13 @@ class _CaseRun:
         if record.arrears:
             return "failed", "存在欠税 (tax arrears)"
         return "verified", f"税务登记正常，无欠税，纳税信用等级 {record.credit_grade} (registered, no arrears)"
+
+
+def identity_answer(check: IdentityCheck) -> str:
+    """The population registry's answer in one word: not_found, deceased, cancelled, name_mismatch, normal."""
+    if check.status in ("not_found", "deceased", "cancelled"):
+        return check.status
+    return "normal" if check.verified else "name_mismatch"
 
 
 def identity_outcome(check: IdentityCheck, *, who: str) -> tuple[str, str]:
@@ -379,7 +407,7 @@ def _apply(session: Session, results: Sequence[tuple[CaseVerification, CheckResu
             update(CaseVerification)
             .where(CaseVerification.id == row.id, CaseVerification.outcome == "pending")
             .values(outcome=result.outcome, detail=result.detail, checked_at=now,
-                    attempts=CaseVerification.attempts + 1, message_id=result.message_id)
+                    attempts=CaseVerification.attempts + 1, message_id=result.message_id, answer=result.answer)
             .execution_options(synchronize_session=False)
         ).rowcount
         settled += int(bool(changed) and result.outcome != "pending")
@@ -482,8 +510,8 @@ def verifications_of(session: Session, case: Case) -> list[CaseVerification]:
 
 
 def summary(outcomes: Sequence[str]) -> str:
-    """One word for a case: failed > pending > verified > not_configured; "none" without checks."""
-    for word in ("failed", "pending", "verified", "not_configured"):
+    """One word for a case: failed > pending > manual > verified > not_configured; "none" without checks."""
+    for word in ("failed", "pending", "manual", "verified", "not_configured"):
         if word in outcomes:
             return word
     return "none"
@@ -493,14 +521,16 @@ def case_summary(session: Session, case: Case) -> str:
     return summary([r.outcome for r in verifications_of(session, case)])
 
 
-def verified_registries(session: Session, case: Case) -> frozenset[str]:
-    return frozenset(r.registry_name for r in verifications_of(session, case) if r.outcome == "verified")
+def verified_checks(session: Session, case: Case) -> frozenset[str]:
+    return frozenset(r.check_key for r in verifications_of(session, case) if r.outcome == "verified")
 
 
 def replaced_material_keys(session: Session, case: Case) -> set[str]:
-    """Materials of the item that a successful registry check replaces: not asked for."""
-    verified = verified_registries(session, case)
-    return {m["key"] for m in case.item.guide.get("materials", []) if m.get("replaceable_by") in verified}
+    """Materials of the item that a successful registry check replaces: not asked for. Only a material
+    about the subject the registry verified (the applicant's own ID card, not the spouse's); a manual
+    verification replaces nothing — the officer inspected the uploaded material instead."""
+    verified = verified_checks(session, case)
+    return {m["key"] for m in case.item.guide.get("materials", []) if replacing_check(m) in verified}
 
 
 def brief(row: CaseVerification) -> VerificationBrief:
@@ -509,9 +539,15 @@ def brief(row: CaseVerification) -> VerificationBrief:
 
 
 def officer_out(row: CaseVerification) -> VerificationOut:
+    manual = row.manual
     return VerificationOut(
         **brief(row).model_dump(), check=row.check_key, subject=row.subject, detail=row.detail,
-        attempts=row.attempts, message_id=row.message_id,
+        attempts=row.attempts, message_id=row.message_id, answer=row.answer,
+        manual=None if manual is None else ManualVerificationOut(
+            officer=manual.officer, officer_name=manual.officer_name, reason=manual.reason,
+            evidence=[EvidenceOut(**e) for e in manual.evidence], registry_outcome=manual.registry_outcome,
+            recorded_at=manual.recorded_at, event_seq=manual.event_seq,
+        ),
     )
 
 

@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     reverify_batch: int = Field(default=50, ge=1, le=10_000)  # cases per worker re-verification round
     mock_registries_base_port: int = 8100  # `hub up` starts the mocks here when no registry is configured
 
+    # Audit (audit): how often the worker publishes `audit.checkpoint.v1` (all chain heads); 0 = never.
+    audit_checkpoint_interval_s: float = Field(default=3600.0, ge=0)
+
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url

@@ -63,6 +63,8 @@ def step_out(event: CaseEvent, definition: WorkflowDefinition, *, public: bool) 
 def _action_label(definition: WorkflowDefinition, action: str) -> str:
     if action == "submit":
         return "提交申请"
+    if action == "update_record":  # a partner record changed the case without a new step (hub/exchange)
+        return "更新办件信息"
     for transition in definition.transitions:
         if transition.action == action:
             return transition.label

@@ -45,7 +45,8 @@ def submit(
 
     The applicant is verified against the registries after the application is stored; when a registry
     is down the answer is the same 201 with ``verification: pending``, and the hub re-verifies later."""
-    case, query_code = service.submit_application(session, data=data, now=now, registries=registries)
+    case, query_code = service.submit_application(session, data=data, now=now, registries=registries,
+                                                  audit_key=settings.audit_key)
     session.commit()
     verification.verify_on_submission(session, case, registries=registries, now=now, settings=settings)
     verification.commit_quietly(session)  # the case is stored already: its checks may stay pending
@@ -95,11 +96,11 @@ def upload_material(
 )
 def submit_supplement(
     tracking_no: TrackingNo, query_code: QueryCode, data: SupplementIn, session: SessionDep,
-    now: NowDep,
+    now: NowDep, settings: SettingsDep,
 ) -> StatusOut:
     """Tell the department the requested supplement (补正) is complete; the clock resumes."""
     case = service.case_for_applicant(session, tracking_no=tracking_no, query_code=query_code)
-    service.supplement(session, case=case, note=data.note, now=now)
+    service.supplement(session, case=case, note=data.note, now=now, audit_key=settings.audit_key)
     session.commit()
     return presenters.status(session, case)
 
@@ -110,11 +111,11 @@ def submit_supplement(
 )
 def withdraw(
     tracking_no: TrackingNo, query_code: QueryCode, data: WithdrawIn, session: SessionDep,
-    now: NowDep,
+    now: NowDep, settings: SettingsDep,
 ) -> StatusOut:
     """Withdraw (撤回) the application before it is decided."""
     case = service.case_for_applicant(session, tracking_no=tracking_no, query_code=query_code)
-    service.withdraw(session, case=case, reason=data.reason, now=now)
+    service.withdraw(session, case=case, reason=data.reason, now=now, audit_key=settings.audit_key)
     session.commit()
     return presenters.status(session, case)
 
@@ -151,14 +152,14 @@ def get_case(
 )
 def act(
     tracking_no: TrackingNo, data: ActionIn, session: SessionDep, officer: OfficerDep,
-    now: NowDep,
+    now: NowDep, settings: SettingsDep,
 ) -> ActionOut:
     """受理 / 不予受理 / 补正 / 审核 / 批准 / 不予批准 / 办结, with the officer's opinion."""
     require_role(officer, ["intake", "reviewer", "approver"])
     case = service.get_case(session, tracking_no)
     event = service.act(
         session, case=case, actor=service.Actor.officer(officer), action=data.action,
-        opinion=data.opinion, now=now,
+        opinion=data.opinion, now=now, audit_key=settings.audit_key,
     )
     session.commit()
     return ActionOut(

@@ -83,7 +83,8 @@ def definition_for(case: Case) -> WorkflowDefinition:
 
 
 def submit_application(
-    session: Session, *, data: ApplicationIn, now: datetime, registries: Registries | None = None
+    session: Session, *, data: ApplicationIn, now: datetime, audit_key: str,
+    registries: Registries | None = None,
 ) -> tuple[Case, str]:
     """Validate and store a new application; returns the case and its one-time query code.
 
@@ -131,7 +132,7 @@ def submit_application(
     append_event(session, case, NewEvent(
         action="submit", to_state=case.state, actor_type="applicant", actor_id=data.channel,
         actor_name="申请人", occurred_at=now, data={"channel": data.channel},
-    ))
+    ), key=audit_key)
     verification.plan_checks(session, case, registries=registries, now=now)
     _publish(session, case, "submit", now)
     session.flush()
@@ -265,9 +266,13 @@ def may_view(session: Session, officer: Officer, case: Case) -> bool:
 
 
 def act(
-    session: Session, *, case: Case, actor: Actor, action: str, opinion: str | None, now: datetime
+    session: Session, *, case: Case, actor: Actor, action: str, opinion: str | None, now: datetime,
+    audit_key: str,
 ) -> CaseEvent:
-    """Apply one workflow action after checking department scope, state, role and opinion."""
+    """Apply one workflow action after checking department scope, state, role and opinion.
+
+    Every change to the case row happens before the event is appended: the event seals the row as
+    the action left it (hub/audit/service.py)."""
     if actor.kind == "officer" and actor.department_id != case.department_id:
         raise Forbidden("只能办理本部门的办件 (case belongs to another department)")
     definition = definition_for(case)
@@ -289,7 +294,7 @@ def act(
         actor_type=actor.kind, actor_id=actor.id, actor_name=actor.name,
         department_id=case.department_id if actor.kind == "officer" else None,
         opinion=(opinion or "").strip() or None, occurred_at=now,
-    ))
+    ), key=audit_key)
     _publish(session, case, action, now)
     deliveries.on_case_change(session, case, action, now)
     return event
@@ -379,14 +384,14 @@ def case_event_payload(case: Case) -> dict[str, Any]:
 # --- applicant side ------------------------------------------------------------------------
 
 
-def supplement(session: Session, *, case: Case, note: str, now: datetime) -> CaseEvent:
+def supplement(session: Session, *, case: Case, note: str, now: datetime, audit_key: str) -> CaseEvent:
     return act(session, case=case, actor=Actor.applicant(), action="supplement", opinion=note,
-               now=now)
+               now=now, audit_key=audit_key)
 
 
-def withdraw(session: Session, *, case: Case, reason: str, now: datetime) -> CaseEvent:
+def withdraw(session: Session, *, case: Case, reason: str, now: datetime, audit_key: str) -> CaseEvent:
     return act(session, case=case, actor=Actor.applicant(), action="withdraw", opinion=reason,
-               now=now)
+               now=now, audit_key=audit_key)
 
 
 def applicant_actions(case: Case) -> list[str]:

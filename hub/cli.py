@@ -192,7 +192,7 @@ def audit_verify(
         checked, findings = verify(session, key=settings.audit_key, tracking_no=tracking_no)
         if saved is not None:
             findings += [f for f in checkpoints.compare(session, checkpoint=saved, key=settings.audit_key)
-                         if tracking_no in (None, f.tracking_no)]
+                         if tracking_no in (None, f.tracking_no) or f.tracking_no == "-"]
     if not findings:
         against = f", matching checkpoint {saved['checkpoint_at']}" if saved else ""
         console.print(f"[green]审计通过[/] {checked} events verified, chains intact{against}")

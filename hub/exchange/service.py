@@ -135,11 +135,12 @@ def _apply_record(
         case = _new_partner_case(session, partner, record, now)
     sealed = case_row(case, key=key) if case.event_count else None
     head: CaseEvent | None = None
-    for step in steps:
-        if step["seq"] > case.partner_event_seq:
-            head = _append_step(session, case, partner, step, record["record_version"], key)
-    _update_from_record(session, case, record, now)
-    _seal_record(session, case, partner, record, head, sealed, now, key)
+    with session.no_autoflush:  # the last step is resealed below: insert it once, sealed, not twice
+        for step in steps:
+            if step["seq"] > case.partner_event_seq:
+                head = _append_step(session, case, partner, step, record["record_version"], key)
+        _update_from_record(session, case, record, now)
+        _seal_record(session, case, partner, record, head, sealed, now, key)
     _drain_pending(session, case, partner, key)
     _publish(session, case, now)
     return IngestResult("applied", case.tracking_no)

@@ -134,3 +134,16 @@ def test_saved_checkpoint_names_a_case_rewritten_since(
     code, output = hub_audit(engine, tmp_path, "verify", "--tracking-no", decided, "--checkpoint", str(saved))
     assert code == 1, output
     assert ("4", "head_changed") in named(output, decided)
+
+
+def test_reseal_upgrades_a_chain_written_before_the_key(
+    decided: str, engine: Engine, session_factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """What migration 0007 leaves: unkeyed events without a row seal, failing until the operator reseals."""
+    rewrite_with_plain_hashes(engine, session_factory, decided, drop_row_seal=True)
+    code, output = hub_audit(engine, tmp_path, "verify", "--tracking-no", decided)
+    assert code == 1 and {p for _, p in named(output, decided)} == {"unkeyed"}, output
+    code, output = hub_audit(engine, tmp_path, "reseal", "--tracking-no", decided)
+    assert code == 0 and "1 cases, 4 events" in output, output
+    code, output = hub_audit(engine, tmp_path, "verify", "--tracking-no", decided)
+    assert code == 0, output

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -38,6 +38,7 @@ console = Console()
 log = logging.getLogger("hub.cli")
 
 if TYPE_CHECKING:
+    from hub.audit.service import Finding
     from hub.worker import Worker
 
 HostOpt = Annotated[str, typer.Option(help="address to listen on")]
@@ -201,7 +202,7 @@ def audit_verify(
     raise typer.Exit(1)
 
 
-def _print_findings(findings: list[Any], title: str) -> None:
+def _print_findings(findings: list[Finding], title: str) -> None:
     table = Table(title=title)
     for column in ("case", "event", "problem", "detail"):
         table.add_column(column, overflow="fold")

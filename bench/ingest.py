@@ -83,6 +83,7 @@ DEFAULT_DATABASE_URL = "postgresql+psycopg://hub_test:hub_test@127.0.0.1:5432/hu
 DEFAULT_AMQP_URL = "amqp://hub_test:hub_test@127.0.0.1:5672/hub_test"
 DEFAULT_MANAGEMENT_URL = "http://127.0.0.1:15672"
 PARTNER, PARTNER_SECRET = "shenyang", "demo-Partner-1"
+BENCH_AUDIT_KEY = "bench-audit-key-not-a-secret-0123456789abcdef"  # a throwaway database: any key
 BASELINE_QUEUE = "bench.baseline"
 EVENTS_QUEUE = "bench.events"
 TARGET_RATIO = 0.5
@@ -208,7 +209,7 @@ class Drain:
 
 
 def drain_hub(broker: Broker, factory: sessionmaker[Session], count: int, prefetch: int) -> Drain:
-    handler = InboundHandler(factory, SystemClock(), urlsplit(broker.admin_url).username or "guest")
+    handler = InboundHandler(factory, SystemClock(), urlsplit(broker.admin_url).username or "guest", BENCH_AUDIT_KEY)
     outcomes: Counter[str] = Counter()
     done = threading.Event()
     stop = threading.Event()
@@ -333,7 +334,7 @@ GROUPS = (("psycopg", "PostgreSQL driver (psycopg, incl. waiting for the server)
 
 def profile_handler(factory: sessionmaker[Session], planned: list[Planned], user: str) -> str:
     """cProfile of the handler alone (no broker) over ``planned``; where the time goes."""
-    handler = InboundHandler(factory, SystemClock(), user)
+    handler = InboundHandler(factory, SystemClock(), user, BENCH_AUDIT_KEY)
     messages = [InboundMessage(body=m.body, routing_key=f"{PARTNER}.{m.type}", exchange="hub.inbound",
                                queue=INBOUND_QUEUE, message_id=m.message_id, user_id=PARTNER, type=m.type,
                                correlation_id=None, content_type="application/json", timestamp=None, headers={},
@@ -377,7 +378,7 @@ def statements_per_message(engine: Engine, factory: sessionmaker[Session], plann
         counts[current[0]] += 1
 
     event.listen(engine, "before_cursor_execute", count)
-    handler = InboundHandler(factory, SystemClock(), user)
+    handler = InboundHandler(factory, SystemClock(), user, BENCH_AUDIT_KEY)
     for m in planned:
         current[0] = m.category
         seen[m.category] += 1

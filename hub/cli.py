@@ -23,7 +23,7 @@ from hub.verification.cli import registries_app
 
 app = typer.Typer(help="省级网上审批平台数据交换中心 — provincial approval exchange hub",
                   no_args_is_help=True)
-audit_app = typer.Typer(help="审计：事件哈希链校验")
+audit_app = typer.Typer(help="审计：事件密钥哈希链校验、检查点与重新封存")
 calendar_app = typer.Typer(help="工作日历：国务院节假日安排")
 db_app = typer.Typer(help="数据库迁移与初始数据")
 app.add_typer(audit_app, name="audit")
@@ -38,6 +38,7 @@ console = Console()
 log = logging.getLogger("hub.cli")
 
 if TYPE_CHECKING:
+    from hub.audit.service import Finding
     from hub.worker import Worker
 
 HostOpt = Annotated[str, typer.Option(help="address to listen on")]
@@ -176,24 +177,77 @@ def db_seed() -> None:
 @audit_app.command("verify")
 def audit_verify(
     tracking_no: Annotated[str | None, typer.Option(help="only this case")] = None,
+    checkpoint: Annotated[Path | None, typer.Option(
+        help="a saved audit.checkpoint.v1 message: also name every case whose head changed since")] = None,
 ) -> None:
-    """Recompute every case's event hash chain; exit 1 and list what was edited or deleted."""
+    """Recompute every case's keyed event chain and its seal of the case row; exit 1 and list what was
+    edited, deleted or recomputed (and, with --checkpoint, what changed since that checkpoint)."""
+    import hub.models  # noqa: F401  (every mapped class, so relationships resolve in a fresh process)
+    from hub.audit import checkpoints
     from hub.audit.service import verify
 
     settings = get_settings()
+    saved = checkpoints.load(json.loads(checkpoint.read_text(encoding="utf-8"))) if checkpoint else None
     engine = make_engine(settings.resolved_database_url())
     with make_session_factory(engine)() as session:
-        checked, findings = verify(session, tracking_no=tracking_no)
+        checked, findings = verify(session, key=settings.audit_key, tracking_no=tracking_no)
+        if saved is not None:
+            findings += [f for f in checkpoints.compare(session, checkpoint=saved, key=settings.audit_key)
+                         if tracking_no in (None, f.tracking_no) or f.tracking_no == "-"]
     if not findings:
-        console.print(f"[green]审计通过[/] {checked} events verified, chains intact")
+        against = f", matching checkpoint {saved['checkpoint_at']}" if saved else ""
+        console.print(f"[green]审计通过[/] {checked} events verified, chains intact{against}")
         return
-    table = Table(title=f"审计发现 {len(findings)} 处问题 ({checked} events checked)")
+    _print_findings(findings, f"审计发现 {len(findings)} 处问题 ({checked} events checked)")
+    raise typer.Exit(1)
+
+
+def _print_findings(findings: list[Finding], title: str) -> None:
+    table = Table(title=title)
     for column in ("case", "event", "problem", "detail"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for f in findings:
         table.add_row(f.tracking_no, str(f.seq or "-"), f.problem, f.detail)
     console.print(table)
-    raise typer.Exit(1)
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint(
+    save: Annotated[Path | None, typer.Option(help="also write the checkpoint message to this file")] = None,
+) -> None:
+    """Publish an audit.checkpoint.v1 of every chain head now (through the outbox, on hub.events)."""
+    import hub.models  # noqa: F401
+    from hub.audit import checkpoints
+    from hub.outbox.relay import envelope_of
+
+    settings = get_settings()
+    engine = make_engine(settings.resolved_database_url())
+    with unit_of_work(make_session_factory(engine)) as session:
+        message = checkpoints.emit(session, key=settings.audit_key, now=SystemClock().now())
+        session.flush()
+        document = envelope_of(message)
+    if save is not None:
+        save.write_text(json.dumps(document, ensure_ascii=False, indent=1), encoding="utf-8")
+    console.print(f"[green]检查点已写入发件箱[/] {document['payload']['case_count']} cases, "
+                  f"message {document['message_id']}; the worker publishes it as {checkpoints.EVENT_TYPE}")
+
+
+@audit_app.command("reseal")
+def audit_reseal(
+    tracking_no: Annotated[str | None, typer.Option(help="only this case")] = None,
+) -> None:
+    """Once after upgrading past migration 0007: seal chains written before the key, with HUB_AUDIT_KEY."""
+    import hub.models  # noqa: F401
+    from hub.audit.service import reseal
+
+    settings = get_settings()
+    engine = make_engine(settings.resolved_database_url())
+    with unit_of_work(make_session_factory(engine)) as session:
+        report = reseal(session, key=settings.audit_key, tracking_no=tracking_no)
+    console.print(f"[green]已重新封存[/] {report.cases} cases, {report.events} events")
+    if report.refused:
+        _print_findings(report.refused, f"{len(report.refused)} 个办件未封存 (refused: verify them first)")
+        raise typer.Exit(1)
 
 
 @calendar_app.command("load")

@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     # Idempotency (rules): how long the first answer to an `Idempotency-Key` is kept (it holds the
     # applicant's query code, encrypted); a retry after that is a new request.
     idempotency_key_ttl_s: int = Field(default=24 * 3600, ge=60, le=30 * 24 * 3600)
+    # Audit (audit): how often the worker publishes `audit.checkpoint.v1` (all chain heads); 0 = never.
+    audit_checkpoint_interval_s: float = Field(default=3600.0, ge=0)
 
     def resolved_database_url(self) -> str:
         if self.database_url:

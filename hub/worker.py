@@ -16,7 +16,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from adapters.amqp import make_bus
 from adapters.amqp.messages import OutboundMessage
 from adapters.amqp.topology import DEAD_LETTER_QUEUE, EVENTS_EXCHANGE, INBOUND_QUEUE
+from hub.audit import checkpoints
 from hub.clock import Clock
+from hub.db import unit_of_work
 from hub.exchange.consumer import DeadLetterHandler, InboundHandler
 from hub.outbox.relay import OutgoingEvent, relay_once
 from hub.settings import Settings
@@ -68,12 +70,16 @@ class Worker:
         self._reverify = ReverifyJob.from_settings(self.settings, self.factory, self.clock)
         if self._reverify is not None:  # registries configured: re-check applicants left pending
             self.jobs.append(Job("reverify", self._reverify, idle_seconds=5.0))
+        interval = self.settings.audit_checkpoint_interval_s
+        if interval > 0:
+            self.jobs.append(Job("audit-checkpoint", self.checkpoint, idle_seconds=min(interval, 60.0)))
 
     def start(self) -> None:
         user = hub_user(self.settings.amqp_url)
         if self.consume_inbound:
+            inbound = InboundHandler(self.factory, self.clock, user, self.settings.audit_key)
             self._spawn("inbound", lambda: self.bus.consume(  # type: ignore[attr-defined]
-                INBOUND_QUEUE, InboundHandler(self.factory, self.clock, user), stop_event=self._stop))
+                INBOUND_QUEUE, inbound, stop_event=self._stop))
             self._spawn("dead-letters", lambda: self.bus.consume(  # type: ignore[attr-defined]
                 DEAD_LETTER_QUEUE, DeadLetterHandler(self.factory, self.clock), stop_event=self._stop))
         for job in self.jobs:
@@ -116,6 +122,13 @@ class Worker:
 
         report = drain(self.factory, clock=self.clock, clients=self._delivery_clients)
         return report.sent
+
+    def checkpoint(self) -> int:
+        """Publish the chain heads when the last checkpoint is one interval old (hub/audit/checkpoints.py)."""
+        with unit_of_work(self.factory) as session:
+            checkpoints.emit_if_due(session, key=self.settings.audit_key, now=self.clock.now(),
+                                    interval_s=self.settings.audit_checkpoint_interval_s)
+        return 0  # at most one per interval: never "busy"
 
     def _relay(self) -> int:
         return relay_once(self.factory, self._publish, now=self.clock.now())

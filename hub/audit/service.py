@@ -1,17 +1,27 @@
-"""Case events are append-only and hash-chained; verification says which case and event broke."""
+"""Case events are append-only and chained with a keyed MAC; verification says which case and event broke.
+
+Each event's MAC (HMAC-SHA256 with ``Settings.audit_key``, which is never stored in the database) covers
+the event, the previous event's MAC and the case row's decisive fields as they stand after the event
+(`case_row`). The newest event must therefore match the current case row: a row edited in the database
+(a case set to ``granted``) no longer matches the seal, and without the key nobody can make a new one.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hub.cases.models import Case, CaseEvent
+
+ALGORITHM = "hmac-sha256"
 
 
 @dataclass(frozen=True)
@@ -37,7 +47,11 @@ class Finding:
     detail: str
 
 
-def append_event(session: Session, case: Case, new: NewEvent) -> CaseEvent:
+# --- sealing -------------------------------------------------------------------------------
+
+
+def append_event(session: Session, case: Case, new: NewEvent, *, key: str) -> CaseEvent:
+    """Append one event, sealed over the case row as it stands now: change the case first, then append."""
     event = CaseEvent(
         case=case,
         seq=case.event_count + 1,
@@ -54,14 +68,73 @@ def append_event(session: Session, case: Case, new: NewEvent) -> CaseEvent:
         data=new.data or {},
         prev_hash=case.last_event_hash,
     )
-    event.hash = event_digest(case.tracking_no, event)
     case.event_count = event.seq
-    case.last_event_hash = event.hash
+    _seal(case, event, key)
     session.add(event)
     return event
 
 
-def event_digest(tracking_no: str, event: CaseEvent) -> str:
+def reseal_head(case: Case, event: CaseEvent, *, key: str) -> None:
+    """Seal the case's newest event again over the row as it stands now.
+
+    Only for an event appended in the caller's own unit of work (a partner record applies its steps, then
+    the record's deadlines and result): the old seal was never committed, so nothing outside has seen it."""
+    if event.seq != case.event_count:
+        raise ValueError(f"event {event.seq} is not the head ({case.event_count}) of {case.tracking_no}")
+    _seal(case, event, key)
+
+
+def _seal(case: Case, event: CaseEvent, key: str) -> None:
+    event.case_row = case_row(case, key=key)
+    event.hash = event_mac(case.tracking_no, event, key=key)
+    case.last_event_hash = event.hash
+
+
+def case_row(case: Case, *, key: str) -> dict[str, Any]:
+    """The case row's decisive fields, as the chain commits to them (personal data only as a keyed digest)."""
+    return {
+        "state": case.state,
+        "result": case.result,
+        "item_id": case.item_id,
+        "region": case.region_code,
+        "department_id": case.department_id,
+        "parent_id": case.parent_id,
+        "origin": case.origin,
+        "origin_partner": case.origin_partner,
+        "external_id": case.external_id,
+        "applicant": applicant_digest(case, key=key),
+        "submitted_at": _instant(case.submitted_at),
+        "intake_deadline": _day(case.intake_deadline),
+        "accepted_on": _day(case.accepted_on),
+        "promised_limit_days": case.promised_limit_days,
+        "statutory_limit_days": case.statutory_limit_days,
+        "deadline": _day(case.deadline),
+        "statutory_deadline": _day(case.statutory_deadline),
+        "step_deadlines": dict(case.step_deadlines or {}),
+        "suspended_since": _day(case.suspended_since),
+        # Column defaults are applied at the insert: before it the attribute is still None.
+        "suspended_working_days": case.suspended_working_days or 0,
+        "decided_at": _instant(case.decided_at),
+        "completed_at": _instant(case.completed_at),
+    }
+
+
+def applicant_digest(case: Case, *, key: str) -> str:
+    # Keyed, so the events hold no second copy of the identity, not even a guessable hash of it.
+    who = [case.applicant_type, case.applicant_id_type, case.applicant_id_number, case.applicant_name]
+    return _mac(key, _canonical(who))
+
+
+def event_mac(tracking_no: str, event: CaseEvent, *, key: str) -> str:
+    return _mac(key, _canonical(_event_body(tracking_no, event, row=True)))
+
+
+def plain_digest(tracking_no: str, event: CaseEvent) -> str:
+    """The unkeyed SHA-256 of releases before 0007 — accepted by nothing, only used to name what it is."""
+    return hashlib.sha256(_canonical(_event_body(tracking_no, event, row=False))).hexdigest()
+
+
+def _event_body(tracking_no: str, event: CaseEvent, *, row: bool) -> dict[str, Any]:
     body = {
         "case": tracking_no,
         "seq": event.seq,
@@ -72,51 +145,176 @@ def event_digest(tracking_no: str, event: CaseEvent) -> str:
         "actor": [event.actor_type, event.actor_id, event.actor_name],
         "department_id": event.department_id,
         "opinion": event.opinion,
-        "at": event.occurred_at.astimezone(UTC).isoformat(timespec="microseconds"),
+        "at": _instant(event.occurred_at),
         "data": event.data,
         "prev": event.prev_hash,
     }
-    canonical = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    if row:
+        body["row"] = event.case_row
+    return body
 
 
-def verify(session: Session, *, tracking_no: str | None = None) -> tuple[int, list[Finding]]:
+def _mac(key: str, message: bytes) -> str:
+    return hmac.new(key.encode(), message, hashlib.sha256).hexdigest()
+
+
+def _canonical(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _instant(value: datetime | None) -> str | None:
+    return value.astimezone(UTC).isoformat(timespec="microseconds") if value is not None else None
+
+
+def _day(value: date | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+# --- verification --------------------------------------------------------------------------
+
+
+def verify(session: Session, *, key: str, tracking_no: str | None = None) -> tuple[int, list[Finding]]:
     """Walk every case's chain; return how many events were checked and what is wrong."""
-    cases = select(Case.id, Case.tracking_no, Case.event_count, Case.last_event_hash)
+    query = select(Case).order_by(Case.id)
     if tracking_no:
-        cases = cases.where(Case.tracking_no == tracking_no)
+        query = query.where(Case.tracking_no == tracking_no)
     findings: list[Finding] = []
     checked = 0
-    for case_id, number, count, head in session.execute(cases.order_by(Case.id)):
-        events = session.scalars(
-            select(CaseEvent).where(CaseEvent.case_id == case_id).order_by(CaseEvent.seq)
-        ).all()
+    for case in session.scalars(query).unique():
+        events = list(session.scalars(
+            select(CaseEvent).where(CaseEvent.case_id == case.id).order_by(CaseEvent.seq)
+        ).unique())
         checked += len(events)
-        findings.extend(_verify_chain(number, count, head, list(events)))
+        findings.extend(verify_chain(case, events, key=key))
     return checked, findings
 
 
-def _verify_chain(
-    number: str, count: int, head: str | None, events: list[CaseEvent]
-) -> list[Finding]:
+def verify_chain(case: Case, events: Sequence[CaseEvent], *, key: str) -> list[Finding]:
+    number = case.tracking_no
     findings: list[Finding] = []
-    previous_hash: str | None = None
+    previous: CaseEvent | None = None
     expected_seq = 1
+    keyed_seen = False
     for event in events:
         if event.seq != expected_seq:
             missing = ", ".join(str(s) for s in range(expected_seq, event.seq))
             findings.append(Finding(number, expected_seq, "deleted", f"事件 {missing} 缺失 (deleted)"))
-        elif event.prev_hash != previous_hash:
+        elif event.prev_hash != (previous.hash if previous else None):
             findings.append(Finding(number, event.seq, "chain_broken", "前序哈希不一致 (chain broken)"))
-        if event_digest(number, event) != event.hash:
-            findings.append(Finding(number, event.seq, "edited", "事件内容与哈希不符 (edited)"))
-        previous_hash = event.hash
+        problems = _check_event(number, event, previous, key)
+        if keyed_seen and any(p.problem == "unkeyed" for p in problems):
+            # Old unkeyed events can only precede the keyed ones: this one was recomputed without the key.
+            problems = [Finding(number, event.seq, "unkeyed", "哈希为不带密钥的 SHA-256，且位于密钥事件之后："
+                                "被无密钥重算 (plain hash after keyed events: recomputed without the key)")]
+        keyed_seen = keyed_seen or event.case_row is not None
+        findings.extend(problems)
+        previous = event
         expected_seq = event.seq + 1
+    findings.extend(_check_head(case, events, key))
+    return findings
+
+
+def _check_event(number: str, event: CaseEvent, previous: CaseEvent | None, key: str) -> list[Finding]:
+    if not hmac.compare_digest(event_mac(number, event, key=key), event.hash):
+        if event.hash == plain_digest(number, event):
+            return [Finding(number, event.seq, "unkeyed",
+                            "哈希为不带密钥的 SHA-256：被无密钥重算，或为 0007 之前的数据尚未 reseal "
+                            "(plain hash: recomputed without the key, or written before 0007 and not resealed)")]
+        return [Finding(number, event.seq, "edited", "事件内容与密钥哈希不符 (edited)")]
+    sealed_before = previous.case_row if previous is not None else None
+    if event.from_state is not None and sealed_before and event.from_state != sealed_before.get("state"):
+        # The row was changed between two events, and the second one sealed the changed row.
+        return [Finding(number, event.seq, "row_changed_between_events",
+                        f"事件起始状态 {event.from_state} 与上一事件封存的状态 {sealed_before.get('state')} 不符")]
+    return []
+
+
+def _check_head(case: Case, events: Sequence[CaseEvent], key: str) -> list[Finding]:
+    number, count = case.tracking_no, case.event_count
     if count > len(events) and (not events or events[-1].seq < count):
         last = events[-1].seq if events else 0
-        findings.append(
-            Finding(number, last + 1, "deleted", f"末尾事件 {last + 1}..{count} 缺失 (deleted)")
-        )
-    elif events and head != events[-1].hash:
-        findings.append(Finding(number, events[-1].seq, "head_mismatch", "案件记录的链尾哈希不一致"))
-    return findings
+        return [Finding(number, last + 1, "deleted", f"末尾事件 {last + 1}..{count} 缺失 (deleted)")]
+    if not events:
+        return []
+    head = events[-1]
+    if case.last_event_hash != head.hash:
+        return [Finding(number, head.seq, "head_mismatch", "案件记录的链尾哈希不一致 (case row head differs)")]
+    if head.case_row is None or not hmac.compare_digest(event_mac(number, head, key=key), head.hash):
+        return []  # the seal itself does not hold (reported above): comparing the row with it says nothing
+    now = case_row(case, key=key)
+    changed = sorted(name for name in now.keys() | head.case_row.keys() if now.get(name) != head.case_row.get(name))
+    if changed:
+        # The applicant is sealed as a keyed digest: name the field, not two meaningless digests.
+        detail = "; ".join(name if name == "applicant" else f"{name}: {head.case_row.get(name)} → {now.get(name)}"
+                           for name in changed)
+        return [Finding(number, head.seq, "case_row_edited",
+                        f"案件记录与最新事件封存的不符 (case row edited): {detail}")]
+    return []
+
+
+# --- upgrading chains written before the key (migration 0007) --------------------------------
+
+
+@dataclass(frozen=True)
+class ResealReport:
+    cases: int
+    events: int
+    refused: list[Finding]
+
+
+def reseal(session: Session, *, key: str, tracking_no: str | None = None) -> ResealReport:
+    """Re-seal, with the key, chains whose events carry the unkeyed SHA-256 of releases before 0007.
+
+    Run once after the upgrade. A chain is re-sealed only when every event verifies either with the key
+    or, as a prefix of the chain, under the old unkeyed digest, and the chain is complete: anything else
+    is refused and reported, never laundered. It trusts the unkeyed history as it stands (nothing can
+    tell a genuine old event from one recomputed without a key) — which is why it is a one-off."""
+    query = select(Case).order_by(Case.id)
+    if tracking_no:
+        query = query.where(Case.tracking_no == tracking_no)
+    cases = events_done = 0
+    refused: list[Finding] = []
+    for case in session.scalars(query).unique():
+        events = list(session.scalars(
+            select(CaseEvent).where(CaseEvent.case_id == case.id).order_by(CaseEvent.seq)
+        ).unique())
+        if not any(e.case_row is None for e in events):
+            continue  # keyed from the start: nothing to upgrade
+        problems = _legacy_problems(case, events, key)
+        if problems:
+            refused.extend(problems)
+            continue
+        previous: str | None = None
+        for event in events:
+            event.prev_hash = previous
+            if event is events[-1] and event.case_row is None:
+                event.case_row = case_row(case, key=key)
+            event.hash = event_mac(case.tracking_no, event, key=key)
+            previous = event.hash
+        case.last_event_hash = previous
+        cases += 1
+        events_done += len(events)
+    session.flush()
+    return ResealReport(cases, events_done, refused)
+
+
+def _legacy_problems(case: Case, events: Sequence[CaseEvent], key: str) -> list[Finding]:
+    number = case.tracking_no
+    if [e.seq for e in events] != list(range(1, len(events) + 1)) or case.event_count != len(events):
+        return [Finding(number, None, "refused", "事件序号不连续或缺失，不予重新封存 (chain incomplete)")]
+    previous: str | None = None
+    keyed_seen = False
+    for event in events:
+        if event.prev_hash != previous:
+            return [Finding(number, event.seq, "refused", "前序哈希不一致，不予重新封存 (chain broken)")]
+        if hmac.compare_digest(event_mac(number, event, key=key), event.hash):
+            keyed_seen = True
+        elif keyed_seen or event.case_row is not None or event.hash != plain_digest(number, event):
+            return [Finding(number, event.seq, "refused", "事件既非密钥哈希也非旧版哈希，不予重新封存 (edited)")]
+        previous = event.hash
+    if case.last_event_hash != previous:
+        return [Finding(number, events[-1].seq if events else None, "refused", "链尾哈希不一致 (head mismatch)")]
+    head = events[-1] if events else None
+    if head is not None and head.case_row is not None and head.case_row != case_row(case, key=key):
+        return [Finding(number, head.seq, "refused", "案件记录与最新事件封存的不符 (case row edited)")]
+    return []

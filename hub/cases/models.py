@@ -72,7 +72,7 @@ class Case(Base):
 
 
 class CaseEvent(Base):
-    """An append-only, hash-chained step of a case: what happened, who did it, and why."""
+    """An append-only, MAC-chained step of a case: what happened, who did it, and why."""
 
     __tablename__ = "case_events"
     __table_args__ = (UniqueConstraint("case_id", "seq"),)
@@ -92,7 +92,9 @@ class CaseEvent(Base):
     occurred_at: Mapped[datetime]
     data: Mapped[dict[str, Any]] = mapped_column(default=dict)
     prev_hash: Mapped[str | None] = mapped_column(String(64))
-    hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))  # HMAC-SHA256 with the audit key (hub/audit/service.py)
+    # The case row's decisive fields as this event left them, covered by `hash`; None before migration 0007.
+    case_row: Mapped[dict[str, Any] | None]
 
     department: Mapped[Department | None] = relationship(lazy="joined")
     # Lets a new case and its first event go to the database in one flush, without an UPDATE after.

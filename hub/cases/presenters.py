@@ -65,6 +65,8 @@ def _action_label(definition: WorkflowDefinition, action: str) -> str:
         return "提交申请"
     if action == "verify_manually":
         return "人工核验申请人身份"
+    if action == "update_record":  # a partner record changed the case without a new step (hub/exchange)
+        return "更新办件信息"
     for transition in definition.transitions:
         if transition.action == action:
             return transition.label

@@ -65,7 +65,8 @@ def submit(
     Send an ``Idempotency-Key`` so that retrying a submission whose answer was lost is safe."""
     if idempotency_key is not None:
         return _submit_once(session, data, now, settings, registries, idempotency_key)
-    case, query_code = service.submit_application(session, data=data, now=now, registries=registries)
+    case, query_code = service.submit_application(session, data=data, now=now, registries=registries,
+                                                  audit_key=settings.audit_key)
     session.commit()
     verification.verify_on_submission(session, case, registries=registries, now=now, settings=settings)
     verification.commit_quietly(session)  # the case is stored already: its checks may stay pending
@@ -86,7 +87,8 @@ def _submit_once(
     if isinstance(outcome, idempotency.Replay):
         session.commit()  # the claim purged expired keys
         return JSONResponse(outcome.body, status_code=outcome.status, headers={"Idempotent-Replayed": "true"})
-    case, query_code = service.submit_application(session, data=data, now=now, registries=registries)
+    case, query_code = service.submit_application(session, data=data, now=now, registries=registries,
+                                                  audit_key=settings.audit_key)
     # Until the registry checks are stored, a retry gets this answer (same case and code, checks pending).
     idempotency.record(session, outcome, status=201, case_id=case.id,
                        body=presenters.receipt(case, query_code, session).model_dump(mode="json"))
@@ -141,11 +143,11 @@ def upload_material(
 )
 def submit_supplement(
     tracking_no: TrackingNo, query_code: QueryCode, data: SupplementIn, session: SessionDep,
-    now: NowDep,
+    now: NowDep, settings: SettingsDep,
 ) -> StatusOut:
     """Tell the department the requested supplement (补正) is complete; the clock resumes."""
     case = service.case_for_applicant(session, tracking_no=tracking_no, query_code=query_code)
-    service.supplement(session, case=case, note=data.note, now=now)
+    service.supplement(session, case=case, note=data.note, now=now, audit_key=settings.audit_key)
     session.commit()
     return presenters.status(session, case)
 
@@ -156,11 +158,11 @@ def submit_supplement(
 )
 def withdraw(
     tracking_no: TrackingNo, query_code: QueryCode, data: WithdrawIn, session: SessionDep,
-    now: NowDep,
+    now: NowDep, settings: SettingsDep,
 ) -> StatusOut:
     """Withdraw (撤回) the application before it is decided."""
     case = service.case_for_applicant(session, tracking_no=tracking_no, query_code=query_code)
-    service.withdraw(session, case=case, reason=data.reason, now=now)
+    service.withdraw(session, case=case, reason=data.reason, now=now, audit_key=settings.audit_key)
     session.commit()
     return presenters.status(session, case)
 
@@ -201,7 +203,7 @@ def get_case(
 )
 def act(
     tracking_no: TrackingNo, data: ActionIn, session: SessionDep, officer: OfficerDep,
-    now: NowDep,
+    now: NowDep, settings: SettingsDep,
 ) -> ActionOut:
     """受理 / 不予受理 / 补正 / 审核 / 批准 / 不予批准 / 办结, with the officer's opinion.
 
@@ -212,7 +214,7 @@ def act(
     case = service.case_for_officer(session, tracking_no=tracking_no, officer=officer)
     event = service.act(
         session, case=case, actor=service.Actor.officer(officer), action=data.action,
-        opinion=data.opinion, now=now,
+        opinion=data.opinion, now=now, audit_key=settings.audit_key,
     )
     session.commit()
     return ActionOut(

@@ -84,7 +84,8 @@ def definition_for(case: Case) -> WorkflowDefinition:
 
 
 def submit_application(
-    session: Session, *, data: ApplicationIn, now: datetime, registries: Registries | None = None
+    session: Session, *, data: ApplicationIn, now: datetime, audit_key: str,
+    registries: Registries | None = None,
 ) -> tuple[Case, str]:
     """Validate and store a new application; returns the case and its one-time query code.
 
@@ -132,7 +133,7 @@ def submit_application(
     append_event(session, case, NewEvent(
         action="submit", to_state=case.state, actor_type="applicant", actor_id=data.channel,
         actor_name="申请人", occurred_at=now, data={"channel": data.channel},
-    ))
+    ), key=audit_key)
     verification.plan_checks(session, case, registries=registries, now=now)
     _publish(session, case, "submit", now)
     session.flush()
@@ -273,10 +274,14 @@ def may_view(session: Session, officer: Officer, case: Case) -> bool:
 
 
 def act(
-    session: Session, *, case: Case, actor: Actor, action: str, opinion: str | None, now: datetime
+    session: Session, *, case: Case, actor: Actor, action: str, opinion: str | None, now: datetime,
+    audit_key: str,
 ) -> CaseEvent:
     """Apply one workflow action after checking the system of record, department scope, state, role,
-    the once-per-step rule and the opinion."""
+    the once-per-step rule and the opinion.
+
+    Every change to the case row happens before the event is appended: the event seals the row as
+    the action left it (hub/audit/service.py)."""
     _check_system_of_record(case)
     if actor.kind == "officer" and actor.department_id != case.department_id:
         raise Forbidden("只能办理本部门的办件 (case belongs to another department)")
@@ -299,7 +304,7 @@ def act(
         actor_type=actor.kind, actor_id=actor.id, actor_name=actor.name,
         department_id=case.department_id if actor.kind == "officer" else None,
         opinion=(opinion or "").strip() or None, occurred_at=now,
-    ))
+    ), key=audit_key)
     _publish(session, case, action, now)
     deliveries.on_case_change(session, case, action, now)
     return event
@@ -307,7 +312,7 @@ def act(
 
 def record_event(
     session: Session, *, case: Case, actor: Actor, action: str, opinion: str | None, data: dict[str, Any],
-    now: datetime,
+    now: datetime, audit_key: str,
 ) -> CaseEvent:
     """Record something done on a case that does not move it (e.g. an officer's manual verification):
     one more event in the case's chain, on its timeline, with the state unchanged."""
@@ -316,7 +321,7 @@ def record_event(
         action=action, from_state=case.state, to_state=case.state, actor_type=actor.kind, actor_id=actor.id,
         actor_name=actor.name, department_id=actor.department_id if actor.kind == "officer" else None,
         opinion=opinion, occurred_at=now, data=data,
-    ))
+    ), key=audit_key)
 
 
 def _checked_transition(
@@ -450,14 +455,14 @@ def case_event_payload(case: Case) -> dict[str, Any]:
 # --- applicant side ------------------------------------------------------------------------
 
 
-def supplement(session: Session, *, case: Case, note: str, now: datetime) -> CaseEvent:
+def supplement(session: Session, *, case: Case, note: str, now: datetime, audit_key: str) -> CaseEvent:
     return act(session, case=case, actor=Actor.applicant(), action="supplement", opinion=note,
-               now=now)
+               now=now, audit_key=audit_key)
 
 
-def withdraw(session: Session, *, case: Case, reason: str, now: datetime) -> CaseEvent:
+def withdraw(session: Session, *, case: Case, reason: str, now: datetime, audit_key: str) -> CaseEvent:
     return act(session, case=case, actor=Actor.applicant(), action="withdraw", opinion=reason,
-               now=now)
+               now=now, audit_key=audit_key)
 
 
 def applicant_actions(case: Case) -> list[str]:

@@ -29,6 +29,7 @@ class InboundHandler:
     factory: sessionmaker[Session]
     clock: Clock
     hub_user: str
+    audit_key: str
 
     def __call__(self, message: InboundMessage) -> Outcome:
         source = self._authenticated_source(message)
@@ -41,7 +42,7 @@ class InboundHandler:
         try:
             with unit_of_work(self.factory) as session:
                 result = service.ingest(session, envelope=envelope, authenticated_source=source,
-                                        now=self.clock.now())
+                                        now=self.clock.now(), audit_key=self.audit_key)
         except service.RecordRejected as exc:
             return Outcome.reject(f"{exc.reason}: {exc.detail}")
         except IntegrityError:

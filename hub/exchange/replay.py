@@ -21,7 +21,7 @@ from hub.settings import Settings
 @contextmanager
 def republisher(settings: Settings, session: Session) -> Iterator[dlq.Republish]:
     if not settings.amqp_url:
-        yield lambda letter: _apply_directly(session, letter)
+        yield lambda letter: _apply_directly(session, letter, settings.audit_key)
         return
     bus = make_bus(settings.amqp_url)
     try:
@@ -39,10 +39,10 @@ def _message(letter: DeadLetter) -> OutboundMessage:
     )
 
 
-def _apply_directly(session: Session, letter: DeadLetter) -> None:
+def _apply_directly(session: Session, letter: DeadLetter, audit_key: str) -> None:
     try:
         with session.begin_nested():
             service.ingest(session, envelope=json.loads(letter.body), authenticated_source=letter.source or "",
-                           now=SystemClock().now())
+                           now=SystemClock().now(), audit_key=audit_key)
     except (service.RecordRejected, ValueError) as exc:
         raise Conflict(f"死信 {letter.id} 仍无法处理 (still fails): {exc}") from exc

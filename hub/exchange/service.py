@@ -14,9 +14,9 @@ from typing import Any
 from sqlalchemy import delete, select, text
 from sqlalchemy.orm import Session
 
-from hub.audit.service import NewEvent, append_event
+from hub.audit.service import NewEvent, append_event, case_row, reseal_head
 from hub.calendar.service import load_calendar
-from hub.cases.models import Case
+from hub.cases.models import Case, CaseEvent
 from hub.cases.service import case_event_payload, new_query_code, next_sequence, query_code_digest
 from hub.catalog.models import Item
 from hub.clock import business_date
@@ -48,7 +48,9 @@ class IngestResult:
     detail: str = ""
 
 
-def ingest(session: Session, *, envelope: Any, authenticated_source: str, now: datetime) -> IngestResult:
+def ingest(
+    session: Session, *, envelope: Any, authenticated_source: str, now: datetime, audit_key: str
+) -> IngestResult:
     """Check and apply one envelope; raises RecordRejected for anything that can never apply."""
     _check_schema("envelope.v1.json", envelope, "envelope")
     partner = _authorised_partner(session, envelope, authenticated_source)
@@ -59,9 +61,9 @@ def ingest(session: Session, *, envelope: Any, authenticated_source: str, now: d
     _check_schema(RECORD_TYPES[record_type], envelope["payload"], "payload")
     _serialise_case(session, partner, envelope["payload"]["external_id"])
     if record_type == "case-record.v1":
-        result = _apply_record(session, partner, envelope["payload"], now)
+        result = _apply_record(session, partner, envelope["payload"], now, audit_key)
     else:
-        result = _apply_event(session, partner, envelope["payload"], now)
+        result = _apply_event(session, partner, envelope["payload"], now, audit_key)
     case = _partner_case(session, partner, envelope["payload"]["external_id"])
     session.add(InboxMessage(
         message_id=message_id, partner_code=partner.code, type=record_type,
@@ -120,7 +122,9 @@ def _partner_case(session: Session, partner: Partner, external_id: str) -> Case 
 # --- case records ---------------------------------------------------------------------------
 
 
-def _apply_record(session: Session, partner: Partner, record: dict[str, Any], now: datetime) -> IngestResult:
+def _apply_record(
+    session: Session, partner: Partner, record: dict[str, Any], now: datetime, key: str
+) -> IngestResult:
     steps = sorted(record["steps"], key=lambda s: s["seq"])
     if [s["seq"] for s in steps] != list(range(1, len(steps) + 1)):
         raise RecordRejected("schema", "payload.steps: seq must run 1, 2, 3 … without gaps or repeats")
@@ -129,11 +133,15 @@ def _apply_record(session: Session, partner: Partner, record: dict[str, Any], no
         return IngestResult("stale", case.tracking_no, f"record version {case.record_version} already applied")
     if case is None:
         case = _new_partner_case(session, partner, record, now)
-    for step in steps:
-        if step["seq"] > case.partner_event_seq:
-            _append_step(session, case, partner, step, record["record_version"])
-    _update_from_record(session, case, record, now)
-    _drain_pending(session, case, partner)
+    sealed = case_row(case, key=key) if case.event_count else None
+    head: CaseEvent | None = None
+    with session.no_autoflush:  # the last step is resealed below: insert it once, sealed, not twice
+        for step in steps:
+            if step["seq"] > case.partner_event_seq:
+                head = _append_step(session, case, partner, step, record["record_version"], key)
+        _update_from_record(session, case, record, now)
+        _seal_record(session, case, partner, record, head, sealed, now, key)
+    _drain_pending(session, case, partner, key)
     _publish(session, case, now)
     return IngestResult("applied", case.tracking_no)
 
@@ -178,18 +186,42 @@ def _checked_id(applicant: dict[str, Any], today: date) -> str:
     return str(applicant["id_number"]).strip()
 
 
-def _append_step(session: Session, case: Case, partner: Partner, step: dict[str, Any], version: int | None) -> None:
+def _append_step(
+    session: Session, case: Case, partner: Partner, step: dict[str, Any], version: int | None, key: str
+) -> CaseEvent:
     definition = standard_definition()
     known = {t.action: t.step for t in definition.transitions}
-    append_event(session, case, NewEvent(
-        action=step["action"], step=known.get(step["action"]), from_state=case.state if case.event_count else None,
+    from_state = case.state if case.event_count else None
+    # The row changes first: the event seals the case as the step left it.
+    case.partner_event_seq = step["seq"]
+    case.state = step["to_state"]
+    return append_event(session, case, NewEvent(
+        action=step["action"], step=known.get(step["action"]), from_state=from_state,
         to_state=step["to_state"], actor_type="partner", actor_id=f"{partner.code}:{step['officer']}"[:64],
         actor_name=step["officer"][:64], department_id=case.department_id,
         opinion=step.get("opinion"), occurred_at=datetime.fromisoformat(step["at"]),
         data={"partner": partner.code, "partner_seq": step["seq"], "record_version": version},
-    ))
-    case.partner_event_seq = step["seq"]
-    case.state = step["to_state"]
+    ), key=key)
+
+
+def _seal_record(
+    session: Session, case: Case, partner: Partner, record: dict[str, Any], head: CaseEvent | None,
+    sealed: dict[str, Any] | None, now: datetime, key: str,
+) -> None:
+    """Seal what the record itself changed (state, deadlines, result) after its steps.
+
+    A step appended by this record is resealed over the final row (it was never committed otherwise);
+    a record without new steps that still changes the row gets an event of its own, so no change to
+    the case goes unrecorded."""
+    if head is not None:
+        reseal_head(case, head, key=key)
+    elif case_row(case, key=key) != sealed:
+        append_event(session, case, NewEvent(
+            action="update_record", from_state=sealed["state"] if sealed else None, to_state=case.state,
+            actor_type="partner", actor_id=partner.code, actor_name=partner.code[:64],
+            department_id=case.department_id, occurred_at=now,
+            data={"partner": partner.code, "record_version": record["record_version"]},
+        ), key=key)
 
 
 def _update_from_record(session: Session, case: Case, record: dict[str, Any], now: datetime) -> None:
@@ -215,7 +247,9 @@ def _update_from_record(session: Session, case: Case, record: dict[str, Any], no
 # --- single events --------------------------------------------------------------------------
 
 
-def _apply_event(session: Session, partner: Partner, payload: dict[str, Any], now: datetime) -> IngestResult:
+def _apply_event(
+    session: Session, partner: Partner, payload: dict[str, Any], now: datetime, key: str
+) -> IngestResult:
     step = payload["step"]
     case = _partner_case(session, partner, payload["external_id"])
     if case is not None and step["seq"] <= case.partner_event_seq:
@@ -224,9 +258,9 @@ def _apply_event(session: Session, partner: Partner, payload: dict[str, Any], no
         _hold(session, partner, payload["external_id"], step, now)
         return IngestResult("held", case.tracking_no if case else None,
                             f"step {step['seq']} waits for its predecessor")
-    _append_step(session, case, partner, step, case.record_version)
+    _append_step(session, case, partner, step, case.record_version, key)
     case.updated_at = now
-    _drain_pending(session, case, partner)
+    _drain_pending(session, case, partner, key)
     _publish(session, case, now)
     return IngestResult("applied", case.tracking_no)
 
@@ -240,7 +274,7 @@ def _hold(session: Session, partner: Partner, external_id: str, step: dict[str, 
                                  step=step, received_at=now))
 
 
-def _drain_pending(session: Session, case: Case, partner: Partner) -> None:
+def _drain_pending(session: Session, case: Case, partner: Partner, key: str) -> None:
     """Apply held steps that now follow on, and drop the ones a full record already covered."""
     session.flush()
     pending = session.scalars(select(PendingEvent).where(
@@ -248,7 +282,7 @@ def _drain_pending(session: Session, case: Case, partner: Partner) -> None:
     ).order_by(PendingEvent.seq)).all()
     for held in pending:
         if held.seq == case.partner_event_seq + 1:
-            _append_step(session, case, partner, held.step, case.record_version)
+            _append_step(session, case, partner, held.step, case.record_version, key)
         if held.seq <= case.partner_event_seq:
             session.execute(delete(PendingEvent).where(PendingEvent.id == held.id))
 

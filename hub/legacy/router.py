@@ -50,6 +50,7 @@ def _serve(app: FastAPI, body: bytes, soap_action: str | None) -> Any:
     def run(call: SoapCall, render: Callable[[Mapping[str, Any]], bytes]) -> bytes:
         # One transaction per request; the answer is rendered (and checked against the XSD) before commit.
         with unit_of_work(app.state.session_factory) as session:
-            return render(service.handle(session, call, now=app.state.clock.now()))
+            return render(service.handle(session, call, now=app.state.clock.now(),
+                                         audit_key=app.state.settings.audit_key))
 
     return dispatch(CONTRACT, body, soap_action, run)

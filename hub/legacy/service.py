@@ -32,12 +32,12 @@ DECISION_TYPE = "soap.SubmitDecision"
 OFFICER_ROLES = ("intake", "reviewer", "approver")
 
 
-def handle(session: Session, call: SoapCall, *, now: datetime) -> Mapping[str, Any]:
+def handle(session: Session, call: SoapCall, *, now: datetime, audit_key: str) -> Mapping[str, Any]:
     officer = _officer(session, call)
     if call.operation == "FetchPendingCases":
         return fetch_pending_cases(session, officer, call, now=now)
     if call.operation == "SubmitDecision":
-        return submit_decision(session, officer, call, now=now)
+        return submit_decision(session, officer, call, now=now, audit_key=audit_key)
     return get_case(session, officer, call, now=now)
 
 
@@ -78,7 +78,9 @@ def fetch_pending_cases(session: Session, officer: Officer, call: SoapCall, *, n
     return {"total": total, "offset": offset, "limit": limit, "case": entries}
 
 
-def submit_decision(session: Session, officer: Officer, call: SoapCall, *, now: datetime) -> dict[str, Any]:
+def submit_decision(
+    session: Session, officer: Officer, call: SoapCall, *, now: datetime, audit_key: str
+) -> dict[str, Any]:
     require_role(officer, OFFICER_ROLES)
     # Another department's case is "not found", exactly like an unknown number (no existence leak).
     case = cases.case_for_officer(session, tracking_no=call.params["trackingNo"], officer=officer)
@@ -89,7 +91,7 @@ def submit_decision(session: Session, officer: Officer, call: SoapCall, *, now: 
         return _replay(session, earlier, case, action)
     opinion = call.params.get("opinion") or None
     event = cases.act(session, case=case, actor=cases.Actor.officer(officer), action=action, opinion=opinion,
-                      now=now)
+                      now=now, audit_key=audit_key)
     session.add(InboxMessage(
         message_id=message_id, partner_code=call.exchange.client[:40], type=DECISION_TYPE,
         outcome=f"{action}#{event.seq}"[:32], case_id=case.id, received_at=now,

@@ -89,7 +89,7 @@ def record(session: Session, *, case: Case, officer: Officer, data: ManualVerifi
         session, case=case, actor=cases.Actor.officer(officer), action=ACTION, opinion=None,
         data={"check": check.check_key, "registry_outcome": before, "registry_answer": answer,
               "evidence": [e.as_dict() for e in evidence], "reason": reason},
-        now=now,
+        now=now, audit_key=settings.audit_key,
     )
     manual = ManualVerification(
         case_id=case.id, verification=check, check_key=check.check_key, registry_outcome=before,

@@ -21,6 +21,7 @@ from adapters.amqp.messages import InboundMessage, OutcomeKind
 from hub.clock import SystemClock
 from hub.exchange.consumer import InboundHandler
 from hub.seed.service import read_seed
+from hub.settings import Settings
 from hub.validation import shared_validator
 from mocks.city_data import CITIES, DEMO_ITEMS
 from mocks.city_platform import APPLY, FAULT_KINDS, CityPlatform, Planned, parse_faults
@@ -78,7 +79,7 @@ def test_every_expectation_holds_against_the_hubs_inbound_handler(session_factor
     platform = CityPlatform(URL, "shenyang", seed=3)
     planned = platform.plan(400, FAULTS)
     report = platform.report
-    handler = InboundHandler(session_factory, SystemClock(), "hub")
+    handler = InboundHandler(session_factory, SystemClock(), "hub", Settings().audit_key)
     outcomes: dict[str, list[tuple[OutcomeKind, str]]] = {}
     for message in planned:
         outcome = handler(InboundMessage(

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from hub.clock import SystemClock
 from hub.db import unit_of_work
 from hub.exchange import service
+from hub.settings import Settings
 from mocks.city_platform import CityPlatform
 from tests.adapters.amqp.conftest import wait_for
 from tests.exchange.conftest import Broker, EventCollector, WorkerProcess
@@ -52,7 +53,7 @@ def test_sigkilled_worker_loses_no_event(broker: Broker, partner_urls: dict[str,
                     return
                 with unit_of_work(factory) as session:
                     service.ingest(session, envelope=json.loads(message.body), authenticated_source="shenyang",
-                                   now=SystemClock().now())
+                                   now=SystemClock().now(), audit_key=Settings().audit_key)
                 written[0] += 1
         except BaseException as exc:
             writer_failed.append(exc)

@@ -16,7 +16,7 @@ from lxml import etree
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from hub.cases.models import Case
+from hub.cases.models import Case, CaseEvent
 from hub.db import unit_of_work
 from hub.outbox.alerts import ALERT_TYPE, Unserialisable, first_unsafe_text
 from hub.outbox.models import OutboxMessage
@@ -114,3 +114,25 @@ def test_first_unsafe_text_names_the_path_of_the_first_bad_string() -> None:
                       {"applicant": {"name": "a\x0bb"}, "step": [{"opinion": "\ud800"}]}]}
     assert first_unsafe_text(value) == Unserialisable("case.1.applicant.name", "xml_characters")
     assert first_unsafe_text({"a": "tab\tnewline\nreturn\r", "b": None, "c": 3, "d": ["\u0085\u3000"]}) is None
+
+
+def test_a_bad_opinion_stored_on_a_step_is_named_by_get_case_and_does_not_touch_the_queue(
+        client: TestClient, officers, raw: RawClient, session_factory: sessionmaker[Session]) -> None:
+    number = submit(client, KEY)["tracking_no"]
+    response = client.post(f"/api/v1/cases/{number}/actions", json={"action": "request_supplement",
+                                                                    "opinion": "请补正"},
+                           headers=officers.headers("sy_wj_intake"))
+    assert response.status_code == 200, response.text
+    step = (select(CaseEvent.id).join(Case, Case.id == CaseEvent.case_id)
+            .where(Case.tracking_no == number, CaseEvent.seq == 2).scalar_subquery())
+    with unit_of_work(session_factory) as session:
+        session.execute(update(CaseEvent).where(CaseEvent.id == step).values(opinion="请补正\x08"))
+    try:
+        status, payload = raw.post("GetCase", f"<d:trackingNo>{number}</d:trackingNo>", username="sy_wj_intake")
+        fault = raw_fault(payload)
+        assert (fault["rule"], fault["field"]) == ("unserialisable_case", "step.1.opinion")
+    finally:
+        with unit_of_work(session_factory) as session:
+            session.execute(update(CaseEvent).where(CaseEvent.id == step).values(opinion="请补正"))
+    status, payload = raw.post("GetCase", f"<d:trackingNo>{number}</d:trackingNo>", username="sy_wj_intake")
+    assert status == 200 and raw_values(payload)["case"][0]["step"][1]["opinion"] == "请补正"

@@ -19,8 +19,8 @@ from hub.cases.schemas import (
     StatusOut,
     StepOut,
 )
+from hub.transparency import redact
 from hub.verification import service as verification
-from workflow import identifiers as ids
 from workflow.definition import WorkflowDefinition
 from workflow.timelimits import working_days_left
 
@@ -97,8 +97,10 @@ def _status_fields(
         "item_name": case.item.name,
         "department": case.department.key,
         "department_name": case.department.name,
-        "applicant_name": ids.mask_applicant_name(case.applicant_name, case.applicant_type),
-        "applicant_id_number": ids.mask_identifier(case.applicant_id_number, case.applicant_type),
+        # Masked by what the identifier is, not by the applicant type a record claims.
+        "applicant_name": redact.mask_applicant_name(case.applicant_name, case.applicant_type,
+                                                     case.applicant_id_number, case.applicant_id_type),
+        "applicant_id_number": redact.mask_identifier(case.applicant_id_number, case.applicant_id_type),
         "state": case.state,
         "state_label": definition.states.get(case.state, case.state),
         "submitted_at": case.submitted_at,

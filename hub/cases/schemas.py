@@ -5,6 +5,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from hub.text_fields import FreeText, Name, OptionalFreeText
 from hub.verification.schemas import VerificationBrief, VerificationOut, VerificationSummary
 
 ApplicantType = Literal["1", "2", "3", "4", "5", "6", "9"]
@@ -20,7 +21,8 @@ class ApplicantIn(StrictModel):
     type: ApplicantType = Field(
         description="1 自然人, 2 企业法人, 3 事业单位, 4 社会组织, 5 非法人企业, 6 行政机关, 9 其他"
     )
-    name: str = Field(min_length=1, max_length=128)
+    name: Name = Field(min_length=1, max_length=128, description="normalised (NFC, edges trimmed); blank, "
+                                                                  "invisible or control characters are refused")
     id_type: IdType
     id_number: str = Field(min_length=5, max_length=32)
     phone: str = Field(pattern=r"^(1[3-9]\d{9}|0\d{2,3}-?\d{7,8})$")
@@ -129,7 +131,7 @@ class CaseOut(StatusOut):
 
 class ActionIn(StrictModel):
     action: str = Field(min_length=1, max_length=32, pattern=r"^[a-z_]+$")
-    opinion: str | None = Field(default=None, max_length=2000)
+    opinion: OptionalFreeText = Field(default=None, max_length=2000)
 
 
 class ActionOut(BaseModel):
@@ -143,11 +145,11 @@ class ActionOut(BaseModel):
 
 
 class SupplementIn(StrictModel):
-    note: str = Field(min_length=1, max_length=2000)
+    note: FreeText = Field(min_length=1, max_length=2000)
 
 
 class WithdrawIn(StrictModel):
-    reason: str = Field(min_length=1, max_length=500)
+    reason: FreeText = Field(min_length=1, max_length=500)
 
 
 class QueueEntry(BaseModel):

@@ -27,6 +27,7 @@ from hub.clock import business_date
 from hub.deliveries import service as deliveries
 from hub.errors import Conflict, FieldError, Forbidden, HubError, NotFound, ValidationFailed
 from hub.outbox import service as outbox
+from hub.text_fields import normalize_form
 from hub.verification import service as verification
 from workflow import identifiers as ids
 from workflow.calendar import WorkingCalendar
@@ -94,7 +95,9 @@ def submit_application(
     item = _item_for_submission(session, data.item_code)
     today = business_date(now)
     applicant_id = _check_applicant(item, data.applicant, today)
-    catalog.validate_form(item, data.form)
+    # Normalised before the schema check, so lengths and patterns apply to what is stored.
+    form = normalize_form(data.form, item.form_schema)
+    catalog.validate_form(item, form)
     calendar = load_calendar(session)
     query_code = new_query_code()
     tracking_no = ids.build_tracking_number(
@@ -119,7 +122,7 @@ def submit_application(
         applicant_id_number=applicant_id,
         applicant_phone=data.applicant.phone,
         applicant_region_code=data.applicant.region,
-        form_data=data.form,
+        form_data=form,
         submitted_at=now,
         intake_deadline=calendar.add_working_days(today, INTAKE_NOTICE_DAYS),
         promised_limit_days=item.promised_limit_days,

@@ -4,6 +4,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from hub.text_fields import Name
+
 Level = Literal["province", "city", "county"]
 Kind = Literal["instant", "promised"]
 MaterialForm = Literal["original", "copy", "electronic"]
@@ -94,7 +96,8 @@ class ItemWrite(Guide):
     main_item: str = Field(pattern=r"^\d{3}$")
     sub_item: str = Field(default="000", pattern=r"^\d{3}$")
     national_code: str = Field(min_length=12, max_length=12)
-    name: str = Field(min_length=2, max_length=128)
+    name: Name = Field(min_length=2, max_length=128, description="sent in SOAP documents: blank, invisible or "
+                                                                   "control characters are refused")
     level: Level
     kind: Kind
     statutory_limit_days: int = Field(ge=0, le=365)

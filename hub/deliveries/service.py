@@ -36,6 +36,7 @@ from hub.clock import Clock
 from hub.db import unit_of_work
 from hub.deliveries.models import Delivery
 from hub.exchange.models import Partner
+from hub.outbox.alerts import Unserialisable, first_unsafe_text, report_withheld
 
 NATIONAL_RESULT = "national_result"
 LEGACY_CASE = "legacy_case"
@@ -176,7 +177,21 @@ def _send(session: Session, delivery: Delivery, *, now: datetime, clients: Clien
                           "WSDL URL)", now=now, retry_in=policy.delay(max(1, delivery.attempts), rng), count=False)
         return False
     try:
-        receipt = _deliver(delivery, partner, case, clients)
+        message = _message(delivery, case)
+    except Exception as exc:  # a bug building the message must not stop the other deliveries
+        log.exception("delivery %s to %s could not be built", delivery.id, partner.code)
+        _failed(delivery, f"内部错误 (internal error building the message: {type(exc).__name__}); fix and retry",
+                now=now, retry_in=None, count=True)
+        return False
+    problem = unserialisable(message)
+    if problem is not None:
+        # Sending cannot succeed until the case is corrected: no retries, a clear reason and an alert.
+        _failed(delivery, f"办件含有无法在XML中传输的内容，未发送 (unserialisable case, {problem.describe()}); correct "
+                          f"the case, then `hub deliveries retry {delivery.id}`", now=now, retry_in=None, count=False)
+        report_withheld(session, case, channel=f"delivery.{delivery.kind}", problem=problem, now=now)
+        return False
+    try:
+        receipt = _deliver(delivery, partner, case, message, clients)
     except AdapterError as exc:
         _record_failure(delivery, exc, now=now, policy=policy, rng=rng)
         log.warning("delivery %s to %s failed: %s", delivery.id, partner.code, exc.message,
@@ -199,16 +214,33 @@ def _send(session: Session, delivery: Delivery, *, now: datetime, clients: Clien
     return True
 
 
-def _deliver(delivery: Delivery, partner: Partner, case: Case, clients: Clients) -> Receipt:
-    endpoint = str(partner.endpoint)
+def _message(delivery: Delivery, case: Case) -> NationalResult | LegacyCase:
     if delivery.kind == NATIONAL_RESULT:
-        context = OutboundContext(str(delivery.message_id), on_behalf_of=case.department.key, case=case.tracking_no)
-        return clients.national(partner.code, endpoint).submit_result(national_result(case, delivery),
-                                                                      context=context)
+        return national_result(case, delivery)
     if delivery.kind == LEGACY_CASE:
-        context = OutboundContext(str(delivery.message_id), on_behalf_of=HUB_SYSTEM, case=case.tracking_no)
-        return clients.legacy(partner.code, endpoint).receive_case(legacy_case(case, delivery), context=context)
+        return legacy_case(case, delivery)
     raise ValueError(f"unknown delivery kind {delivery.kind!r}")
+
+
+def unserialisable(message: NationalResult | LegacyCase) -> Unserialisable | None:
+    """Why ``message`` cannot be sent as XML (characters XML 1.0 cannot hold, or a blank applicant name
+    that the partner's XSD refuses), or None."""
+    unsafe = first_unsafe_text(message)
+    if unsafe is not None:
+        return unsafe
+    if isinstance(message, LegacyCase) and not message.applicant.name.strip():
+        return Unserialisable("applicant.name", "not_blank")
+    return None
+
+
+def _deliver(delivery: Delivery, partner: Partner, case: Case, message: NationalResult | LegacyCase,
+             clients: Clients) -> Receipt:
+    endpoint = str(partner.endpoint)
+    if isinstance(message, NationalResult):
+        context = OutboundContext(str(delivery.message_id), on_behalf_of=case.department.key, case=case.tracking_no)
+        return clients.national(partner.code, endpoint).submit_result(message, context=context)
+    context = OutboundContext(str(delivery.message_id), on_behalf_of=HUB_SYSTEM, case=case.tracking_no)
+    return clients.legacy(partner.code, endpoint).receive_case(message, context=context)
 
 
 def _record_failure(delivery: Delivery, exc: AdapterError, *, now: datetime, policy: DeliveryPolicy,

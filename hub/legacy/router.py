@@ -49,8 +49,13 @@ async def endpoint(request: Request) -> Response:
 def _serve(app: FastAPI, body: bytes, soap_action: str | None) -> Any:
     def run(call: SoapCall, render: Callable[[Mapping[str, Any]], bytes]) -> bytes:
         # One transaction per request; the answer is rendered (and checked against the XSD) before commit.
+        withheld: service.CaseWithheld | None = None
         with unit_of_work(app.state.session_factory) as session:
-            return render(service.handle(session, call, now=app.state.clock.now(),
-                                         audit_key=app.state.settings.audit_key))
+            try:
+                return render(service.handle(session, call, now=app.state.clock.now(), contract=CONTRACT,
+                                             audit_key=app.state.settings.audit_key))
+            except service.CaseWithheld as exc:
+                withheld = exc  # its alert commits with this unit of work; the fault is answered after
+        raise withheld
 
     return dispatch(CONTRACT, body, soap_action, run)

@@ -25,20 +25,34 @@ from hub.cases import service as cases
 from hub.cases.models import Case, CaseEvent
 from hub.clock import business_date
 from hub.exchange.models import InboxMessage
-from hub.legacy.soap import SoapCall, client_fault
+from hub.legacy.soap import SoapCall, SoapContract, SoapFault, client_fault
+from hub.outbox.alerts import Unserialisable, report_withheld
+from hub.text_fields import checked_text
 
 DEFAULT_LIMIT = 100
 DECISION_TYPE = "soap.SubmitDecision"
 OFFICER_ROLES = ("intake", "reviewer", "approver")
 
 
-def handle(session: Session, call: SoapCall, *, now: datetime, audit_key: str) -> Mapping[str, Any]:
+class CaseWithheld(SoapFault):
+    """GetCase of a case that cannot be serialised: answered as a fault after the alert is committed."""
+
+    def __init__(self, problem: Unserialisable) -> None:
+        super().__init__(
+            "Server", "INTERNAL_ERROR", "unserialisable_case",
+            f"办件含有无法传输的字符，已暂停发送并通知运维更正 (the case holds text that XML cannot carry, "
+            f"{problem.describe()}; it is withheld and the hub's operators are alerted)", field=problem.field[:64],
+        )
+
+
+def handle(session: Session, call: SoapCall, *, now: datetime, contract: SoapContract,
+           audit_key: str) -> Mapping[str, Any]:
     officer = _officer(session, call)
     if call.operation == "FetchPendingCases":
-        return fetch_pending_cases(session, officer, call, now=now)
+        return fetch_pending_cases(session, officer, call, now=now, contract=contract)
     if call.operation == "SubmitDecision":
         return submit_decision(session, officer, call, now=now, audit_key=audit_key)
-    return get_case(session, officer, call, now=now)
+    return get_case(session, officer, call, now=now, contract=contract)
 
 
 def _officer(session: Session, call: SoapCall) -> Officer:
@@ -51,7 +65,9 @@ def _officer(session: Session, call: SoapCall) -> Officer:
     return officer
 
 
-def fetch_pending_cases(session: Session, officer: Officer, call: SoapCall, *, now: datetime) -> dict[str, Any]:
+def fetch_pending_cases(session: Session, officer: Officer, call: SoapCall, *, now: datetime,
+                        contract: SoapContract) -> dict[str, Any]:
+    """The officer's work queue; a case that cannot be serialised is left out (and alerted), the others go."""
     offset = int(call.params.get("offset") or 0)
     limit = int(call.params.get("limit") or DEFAULT_LIMIT)
     total, rows = cases.work_queue(session, officer=officer, offset=offset, limit=limit)
@@ -75,7 +91,29 @@ def fetch_pending_cases(session: Session, officer: Officer, call: SoapCall, *, n
             "applicant": _applicant(case),
             "availableAction": entry.actions,
         })
-    return {"total": total, "offset": offset, "limit": limit, "case": entries}
+    return {"total": total, "offset": offset, "limit": limit,
+            "case": _serialisable(session, contract, rows, entries, now=now)}
+
+
+def _serialisable(session: Session, contract: SoapContract, rows: list[Case], entries: list[dict[str, Any]], *,
+                  now: datetime) -> list[dict[str, Any]]:
+    kept = []
+    for case, entry in zip(rows, entries, strict=True):
+        problem = _unserialisable(contract, "FetchPendingCasesResponse",
+                                  {"total": 0, "offset": 0, "limit": 1, "case": [entry]}, within="case.0.")
+        if problem is None:
+            kept.append(entry)
+        else:
+            report_withheld(session, case, channel="soap.FetchPendingCases", problem=problem, now=now)
+    return kept
+
+
+def _unserialisable(contract: SoapContract, name: str, value: Mapping[str, Any], *,
+                    within: str) -> Unserialisable | None:
+    problem = contract.unserialisable(name, value)
+    if problem is None or not problem.field.startswith(within):
+        return problem
+    return Unserialisable(problem.field.removeprefix(within), problem.rule)
 
 
 def submit_decision(
@@ -89,7 +127,8 @@ def submit_decision(
     earlier = session.get(InboxMessage, message_id)
     if earlier is not None:
         return _replay(session, earlier, case, action)
-    opinion = call.params.get("opinion") or None
+    # The same text rules as the REST officer API: refused with a fault naming the field and the rule.
+    opinion = checked_text(call.params.get("opinion"), field="opinion", optional=True, max_length=2000)
     event = cases.act(session, case=case, actor=cases.Actor.officer(officer), action=action, opinion=opinion,
                       now=now, audit_key=audit_key)
     session.add(InboxMessage(
@@ -126,8 +165,18 @@ def _decision(case: Case, event: CaseEvent, action: str, *, duplicate: bool) -> 
     }
 
 
-def get_case(session: Session, officer: Officer, call: SoapCall, *, now: datetime) -> dict[str, Any]:
+def get_case(session: Session, officer: Officer, call: SoapCall, *, now: datetime,
+             contract: SoapContract) -> dict[str, Any]:
     case = cases.case_for_officer(session, tracking_no=call.params["trackingNo"], officer=officer)
+    result = _case_detail(session, case, officer, now=now)
+    problem = _unserialisable(contract, "GetCaseResponse", result, within="case.")
+    if problem is not None:
+        report_withheld(session, case, channel="soap.GetCase", problem=problem, now=now)
+        raise CaseWithheld(problem)
+    return result
+
+
+def _case_detail(session: Session, case: Case, officer: Officer, *, now: datetime) -> dict[str, Any]:
     view = presenters.officer_view(session, case, officer, business_date(now))
     return {"case": {
         "trackingNo": case.tracking_no,

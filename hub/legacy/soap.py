@@ -33,6 +33,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 
 from hub.errors import HubError
+from hub.outbox.alerts import Unserialisable, first_unsafe_text
 from workflow.errors import ActionNotAvailable, OncePerStep, OpinionRequired, RoleNotAllowed
 
 SOAP11_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
@@ -208,6 +209,19 @@ class SoapContract:
         envelope = etree.Element(f"{{{SOAP11_ENV}}}Envelope", nsmap={"soap": SOAP11_ENV})
         etree.SubElement(envelope, f"{{{SOAP11_ENV}}}Body").append(payload)
         return etree.tostring(envelope, xml_declaration=True, encoding="utf-8")
+
+    def unserialisable(self, name: str, value: Mapping[str, Any]) -> Unserialisable | None:
+        """Why the ``name`` response holding ``value`` could not go out (a character XML 1.0 cannot
+        hold, or a value outside the XSD), or None when it fits. Used per case, before the response is
+        built, so one case is left out instead of failing the whole answer."""
+        unsafe = first_unsafe_text(value)
+        if unsafe is not None:
+            return unsafe
+        payload = self.element(name, value)
+        if self.schema.validate(etree.fromstring(etree.tostring(payload))):
+            return None
+        field, _ = _describe(self.schema.error_log.last_error)
+        return Unserialisable(field, "schema")
 
     def fault(self, fault: SoapFault) -> bytes:
         envelope = etree.Element(f"{{{SOAP11_ENV}}}Envelope", nsmap={"soap": SOAP11_ENV})

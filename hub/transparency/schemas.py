@@ -2,29 +2,46 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
-from hub.cases.schemas import StepOut
+
+class DisclosedStep(BaseModel):
+    """One step as the public sees it: who acted only as a role, free text redacted or withheld."""
+
+    seq: int
+    action: str
+    label: str
+    state: str
+    state_label: str
+    at: datetime = Field(description="China Standard Time (+08:00)")
+    department: str | None
+    actor: str = Field(description="申请人 or 经办人: never a person's name")
+    opinion: str | None = Field(
+        description="the officer's or platform's opinion with ID numbers, credit codes, phone numbers, long "
+                    "numbers and personal names masked; applicants' own notes and reasons are not published")
 
 
 class DisclosedCase(BaseModel):
-    """办件公示: a case as the public sees it; names, ID numbers and phones masked."""
+    """办件公示: a case as the public sees it; structured fields only, personal data masked."""
 
     tracking_no: str
     item_code: str
     item_name: str
     department_name: str
     region: str
-    applicant_name: str
-    applicant_id_number: str
+    applicant_name: str = Field(description="natural persons masked (张*明); organisations in full")
+    applicant_id_number: str = Field(
+        description="masked by what the number is, whatever applicant type the record claims: citizen ID "
+                    "numbers 210102********123X, credit codes in full, other documents first and last character")
     state: str
     state_label: str
-    submitted_at: datetime
+    submitted_at: datetime = Field(description="China Standard Time (+08:00)")
     accepted_on: date | None
     deadline: date | None
-    result: str | None
-    completed_at: datetime | None
-    steps: list[StepOut]
+    result: str | None = Field(description="办理结果 in Chinese: 准予许可, 不予许可, 不予受理, 已撤回")
+    result_code: str | None = Field(description="the same result as a code: granted, denied, intake_refused, withdrawn")
+    completed_at: datetime | None = Field(description="China Standard Time (+08:00)")
+    steps: list[DisclosedStep]
 
 
 class DisclosurePage(BaseModel):

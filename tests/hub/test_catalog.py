@@ -105,3 +105,14 @@ def test_only_admins_write_items(client: TestClient, officers) -> None:
     response = client.post("/api/v1/items", json=body,
                            headers=officers.headers(officer_of("food-business-licence", "approver")))
     assert response.status_code == 403
+
+
+def test_an_item_name_with_control_or_invisible_characters_is_refused(client: TestClient, officers) -> None:
+    # Item names go out in every SOAP document about the item's cases.
+    for name, rule in (("食品\x01经营许可", "no_control_characters"), ("\u200b\u3000\u200b", "not_blank"),
+                       ("食品经营\ufffe许可", "valid_characters")):
+        body = _item_body()
+        body.update(key="bad-name-item", main_item="903", name=name)
+        response = client.post("/api/v1/items", json=body, headers=officers.headers("ln_admin"))
+        assert response.status_code == 422, response.text
+        assert [(e["field"], e["rule"]) for e in response.json()["errors"]] == [("name", rule)]

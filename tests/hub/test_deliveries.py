@@ -13,7 +13,7 @@ from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.resilience import ResiliencePolicy
@@ -24,6 +24,8 @@ from hub.deliveries import service as deliveries
 from hub.deliveries.clients import DeliveryClients
 from hub.deliveries.models import Delivery
 from hub.exchange.models import Partner
+from hub.outbox.alerts import ALERT_TYPE
+from hub.outbox.models import OutboxMessage
 from mocks.legacy_department import LegacyMock, start_legacy
 from mocks.national import NationalMock, start_national
 from tests.support import officer_of, submit
@@ -274,6 +276,31 @@ def test_a_new_case_of_a_legacy_department_is_pushed_to_its_system(client: TestC
     assert json.loads(pushed["formJson"]) == session.scalar(select(Case.form_data).where(Case.tracking_no == number))
     assert pushed["exchange"]["case"] == number and pushed["messageId"] == str(delivery.message_id)
     assert of_case(session, number)[0].receipt == pushed["ackId"]
+
+
+def test_a_case_that_cannot_be_serialised_fails_alone_with_its_reason_and_an_alert(
+        client: TestClient, session: Session, session_factory: sessionmaker[Session], clock: FixedClock,
+        clients: DeliveryClients, legacy: LegacyMock, partners: None) -> None:
+    good, bad = submit(client, KEY)["tracking_no"], submit(client, KEY)["tracking_no"]
+    # Stored before the entrance rules existed: a control character XML 1.0 cannot carry.
+    with unit_of_work(session_factory) as spoil:
+        real_name = spoil.scalar(select(Case.applicant_name).where(Case.tracking_no == bad))
+        spoil.execute(update(Case).where(Case.tracking_no == bad).values(applicant_name="张\x01三"))
+    try:
+        report = run(session, clock, clients)
+        [sent], [failed] = of_case(session, good), of_case(session, bad)
+        assert sent.id in report.sent and failed.id in report.failed
+        assert good in [c["trackingNo"] for c in legacy.received()]
+        assert bad not in [c["trackingNo"] for c in legacy.received()]
+        assert failed.status == "failed" and failed.next_attempt_at is None  # retrying cannot help
+        assert "unserialisable case, field applicant.name: rule xml_characters" in (failed.last_error or "")
+        [alert] = session.scalars(select(OutboxMessage.payload).where(
+            OutboxMessage.type == ALERT_TYPE, OutboxMessage.correlation_id == bad)).all()
+        assert (alert["channel"], alert["field"]) == ("delivery.legacy_case", "applicant.name")
+        assert "张" not in json.dumps(alert, ensure_ascii=False)
+    finally:
+        with unit_of_work(session_factory) as fix:
+            fix.execute(update(Case).where(Case.tracking_no == bad).values(applicant_name=real_name))
 
 
 def test_only_departments_with_a_configured_legacy_system_get_pushes(client: TestClient, session: Session,

@@ -9,9 +9,11 @@ from hub.deliveries.models import Delivery
 from hub.exchange.models import DeadLetter, InboxMessage, Partner, PendingEvent
 from hub.org.models import Department, Region
 from hub.outbox.models import OutboxMessage
+from hub.throttle.models import AttemptCounter, SeenNonce
 from hub.verification.models import CaseVerification, RegistryAccess
 
 __all__ = [
+    "AttemptCounter",
     "Base",
     "CalendarOverride",
     "Case",
@@ -30,5 +32,6 @@ __all__ = [
     "PendingEvent",
     "Region",
     "RegistryAccess",
+    "SeenNonce",
     "TrackingSequence",
 ]

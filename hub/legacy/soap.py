@@ -7,7 +7,8 @@ from ``schemas/soap/`` and
   client used (what every SOAP server does);
 * parses a request without DTDs, entities or network access, checks the SOAPAction against the
   body, honours ``mustUnderstand``, reads the exchange-identifier header and the WS-Security
-  UsernameToken, and validates the header and the body against the XSD;
+  UsernameToken (with its Nonce and Created: ``fresh_token`` checks them against the hub's clock),
+  and validates the header and the body against the XSD;
 * renders a response from plain Python values (mappings, lists, dates) and validates it against the
   XSD before it leaves, so the hub can never answer outside its own contract;
 * renders faults: faultcode ``soap:Client`` / ``soap:Server``, a bilingual faultstring and a detail

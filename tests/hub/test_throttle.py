@@ -13,7 +13,7 @@ import httpx
 import pytest
 from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from hub.app import create_app
@@ -125,6 +125,16 @@ def test_one_source_address_is_limited_across_accounts(app: Any) -> None:
         blocked = sign_in(guesser, OFFICER)
         assert blocked.status_code == 429 and int(blocked.headers["retry-after"]) > 0
         assert sign_in(colleague, OFFICER).status_code == 200  # the account itself is not locked
+
+
+def test_counters_of_ended_windows_are_purged(client: TestClient, clock: FixedClock,
+                                              session_factory: sessionmaker[Session]) -> None:
+    assert sign_in(client, "someone_forgotten", "x").status_code == 401
+    clock.advance(seconds=WINDOW_S)
+    assert sign_in(client, "someone_else", "x").status_code == 401  # opens a window: ended ones go
+    with session_factory() as session:
+        keys = set(session.scalars(select(AttemptCounter.key)))
+    assert "someone_forgotten" not in keys and "someone_else" in keys
 
 
 def test_two_processes_share_the_counters(settings: Settings, clock: FixedClock) -> None:

@@ -24,6 +24,7 @@ from hub.nul_guard import NulGuardMiddleware
 from hub.problems import MEDIA_TYPE, Problem
 from hub.problems import install as install_problems
 from hub.settings import Settings, get_settings
+from hub.throttle.http import BodyLimitMiddleware, BodyLimits
 from hub.transparency.router import router as transparency_router
 from hub.verification import registries as registry_setup
 from hub.verification.router import router as verification_router
@@ -65,6 +66,8 @@ def create_app(
     app.include_router(verification_router)  # prefill, access log, /admin/registries
     app.include_router(legacy_soap_router)  # SOAP department-exchange for legacy systems (WSDL-first)
     app.add_middleware(NulGuardMiddleware)
+    # Outside every body reader (the NUL guard included): oversized bodies are refused before parsing.
+    app.add_middleware(BodyLimitMiddleware, limits=BodyLimits.from_settings(settings))
     app.add_middleware(MetricsMiddleware)
     document_common_problems(app)
     return app

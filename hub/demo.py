@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -11,7 +11,6 @@ from rich.table import Table
 
 from hub.clock import CHINA_TZ
 from hub.seed.service import demo_accounts
-from workflow.identifiers import citizen_id_check_char
 
 DEMO_ITEM = "physician-practice-registration"
 STEPS = [
@@ -77,24 +76,20 @@ def _find_item(client: httpx.Client) -> dict[str, Any]:
 
 def _submit(client: httpx.Client, item: dict[str, Any]) -> dict[str, Any]:
     schema = _expect(client.get(f"/api/v1/items/{item['code']}/form-schema"), 200)
-    applicant = {"type": "1", **_identity(client), "phone": "13812345678", "region": "210102"}
+    applicant = {"type": "1", **_identity(), "phone": "13812345678", "region": "210102"}
     return _expect(client.post("/api/v1/applications", json={
         "item_code": item["code"], "applicant": applicant, "form": schema["examples"][0],
     }), 201)
 
 
-def _identity(client: httpx.Client) -> dict[str, str]:
-    """A person the population registry knows when the hub has registries (the mocks' seed), else an
-    invented one — which a configured population registry would rightly refuse."""
+def _identity() -> dict[str, str]:
+    """The mocks' well-known living person: verified at submission when the hub uses the mock registries
+    (`hub up`), unchecked (`not_configured`) when it has none. The anonymous prefill cannot tell which
+    (it confirms nothing about a person), and need not."""
     from mocks.registries.seed import build_seed
 
     known = build_seed().normal_person
-    identity = {"name": known.name, "id_type": "citizen_id", "id_number": known.id_number}
-    answer = client.post("/api/v1/prefill", json=identity)  # POST: identifiers stay out of URLs and logs
-    if answer.status_code == 200 and answer.json().get("verified"):
-        return identity
-    body = f"210102{date(1990, 3, 7):%Y%m%d}{date.today().toordinal() % 1000:03d}"
-    return {"name": "张晓明", "id_type": "citizen_id", "id_number": body + citizen_id_check_char(body)}
+    return {"name": known.name, "id_type": "citizen_id", "id_number": known.id_number}
 
 
 def _upload_materials(client: httpx.Client, receipt: dict[str, Any]) -> None:

@@ -10,9 +10,11 @@ from hub.exchange.models import DeadLetter, InboxMessage, Partner, PendingEvent
 from hub.idempotency.models import IdempotencyKey
 from hub.org.models import Department, Region
 from hub.outbox.models import OutboxMessage
+from hub.throttle.models import AttemptCounter, SeenNonce
 from hub.verification.models import CaseVerification, ManualVerification, RegistryAccess
 
 __all__ = [
+    "AttemptCounter",
     "Base",
     "CalendarOverride",
     "Case",
@@ -33,5 +35,6 @@ __all__ = [
     "PendingEvent",
     "Region",
     "RegistryAccess",
+    "SeenNonce",
     "TrackingSequence",
 ]

@@ -61,6 +61,8 @@ async def _hub_error(request: Request, exc: HubError) -> JSONResponse:
         detail=exc.detail, errors=[FieldProblem(**e.as_dict()) for e in exc.errors],
     )
     headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    if "retry_after" in exc.extra:  # 429 too many attempts: when the window ends
+        headers = {"Retry-After": str(exc.extra["retry_after"])}
     return _response(request, problem, headers)
 
 

@@ -59,6 +59,16 @@ class Settings(BaseSettings):
     idempotency_key_ttl_s: int = Field(default=24 * 3600, ge=60, le=30 * 24 * 3600)
     # Audit (audit): how often the worker publishes `audit.checkpoint.v1` (all chain heads); 0 = never.
     audit_checkpoint_interval_s: float = Field(default=3600.0, ge=0)
+    # Abuse limits (throttle): counters live in the database, so every API process shares them.
+    login_account_attempts: int = Field(default=5, ge=1)  # failed sign-ins per username and window
+    login_address_attempts: int = Field(default=20, ge=1)  # failed sign-ins per source address and window
+    login_window_s: int = Field(default=900, ge=1)
+    query_code_attempts: int = Field(default=5, ge=1)  # wrong query codes per tracking number and window
+    query_code_window_s: int = Field(default=900, ge=1)
+    max_json_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)  # every body but uploads and SOAP
+    max_soap_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    multipart_overhead_bytes: int = Field(default=64 * 1024, ge=0)  # boundaries and form fields of an upload
+    wsse_created_window_s: int = Field(default=300, ge=1)  # UsernameToken Created: at most this far from now
 
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -23,7 +23,9 @@ Knows nothing of the hub's internals: only the WSDLs and zeep. Every zeep call s
 from __future__ import annotations
 
 import argparse
+import base64
 import logging
+import os
 import threading
 import uuid
 from collections.abc import Callable, Sequence
@@ -36,6 +38,7 @@ import zeep
 import zeep.exceptions
 from fastapi import Body, FastAPI, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
+from zeep.wsse import utils as wsse_utils
 from zeep.wsse.username import UsernameToken
 
 from mocks.server import MockServer
@@ -59,18 +62,44 @@ logging.getLogger("zeep").setLevel(logging.WARNING)
 # --- client of the hub's department-exchange service --------------------------------------------
 
 
+Now = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class FreshUsernameToken(UsernameToken):
+    """PasswordText plus a new wsse:Nonce and wsu:Created on every request (UsernameToken Profile 1.1),
+    which the hub requires so that a captured request cannot be replayed. zeep adds Nonce and Created
+    only to PasswordDigest tokens, which the hub cannot check (it stores one-way password hashes)."""
+
+    def __init__(self, username: str, password: str, *, now: Now = utc_now) -> None:
+        super().__init__(username, password)
+        self._now = now
+
+    def _create_password_text(self) -> list[Any]:
+        created = self._now().astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+        nonce = base64.b64encode(os.urandom(16)).decode("ascii")
+        return [*super()._create_password_text(),
+                wsse_utils.WSSE.Nonce(nonce, EncodingType=f"{self.soap_message_secutity_ns}#Base64Binary"),
+                wsse_utils.WSU.Created(created)]
+
+
 class HubDepartmentExchange:
-    """The hub's department-exchange service as one officer, through zeep and the hub's WSDL."""
+    """The hub's department-exchange service as one officer, through zeep and the hub's WSDL.
+
+    ``now``: the clock the token's Created is taken from (tests pass the hub's test clock)."""
 
     def __init__(self, hub_url: str, username: str, password: str, *, system: str = SYSTEM_CODE,
-                 timeout_s: float = 10.0) -> None:
+                 timeout_s: float = 10.0, now: Now = utc_now) -> None:
         session = requests.Session()
         session.trust_env = False  # loopback demo traffic never goes through a proxy
         transport = zeep.Transport(session=session, timeout=timeout_s, operation_timeout=timeout_s)
         self.username = username
         self.system = system
         self.client = zeep.Client(hub_url.rstrip("/") + HUB_WSDL_PATH, transport=transport,
-                                  wsse=UsernameToken(username, password))
+                                  wsse=FreshUsernameToken(username, password, now=now))
 
     def _headers(self, operation: str, case: str | None = None, message_id: str | None = None) -> dict[str, Any]:
         exchange = {"messageId": message_id or str(uuid.uuid4()), "client": self.system,
@@ -94,17 +123,18 @@ class HubDepartmentExchange:
         return self.client.service.GetCase(trackingNo=tracking_no, _soapheaders=self._headers("GetCase", tracking_no))
 
 
-_CLIENTS: dict[tuple[str, str], HubDepartmentExchange] = {}
+_CLIENTS: dict[tuple[str, str, Now], HubDepartmentExchange] = {}
 _CLIENTS_LOCK = threading.Lock()
 
 
-def hub_client(hub_url: str, username: str, password: str = DEMO_PASSWORD) -> HubDepartmentExchange:
-    """The cached client of one officer (the WSDL is loaded once per hub and officer)."""
-    key = (hub_url.rstrip("/"), username)
+def hub_client(hub_url: str, username: str, password: str = DEMO_PASSWORD, *,
+               now: Now = utc_now) -> HubDepartmentExchange:
+    """The cached client of one officer (the WSDL is loaded once per hub, officer and clock)."""
+    key = (hub_url.rstrip("/"), username, now)
     with _CLIENTS_LOCK:
         client = _CLIENTS.get(key)
         if client is None:
-            client = _CLIENTS[key] = HubDepartmentExchange(hub_url, username, password)
+            client = _CLIENTS[key] = HubDepartmentExchange(hub_url, username, password, now=now)
         return client
 
 
@@ -132,12 +162,13 @@ def default_decide(case: Any) -> Plan | None:
 
 
 def run_once(hub_url: str, *, officers: Sequence[str] = OFFICERS, password: str = DEMO_PASSWORD,
-             decide: Decide = default_decide, only: set[str] | None = None, limit: int = 100) -> list[Decision]:
+             decide: Decide = default_decide, only: set[str] | None = None, limit: int = 100,
+             now: Now = utc_now) -> list[Decision]:
     """One pass: every officer in turn fetches the pending cases and decides them (``only``: just these
     tracking numbers). A refused decision (the case moved on meanwhile) is recorded and skipped."""
     decisions: list[Decision] = []
     for username in officers:
-        client = hub_client(hub_url, username, password)
+        client = hub_client(hub_url, username, password, now=now)
         for _ in range(MAX_ROUNDS):
             page = client.fetch_pending_cases(limit=limit)
             acted = False
@@ -204,8 +235,10 @@ class LegacyState:
 class LegacyMock:
     """A running legacy department mock: its endpoint, what it received, its decision loop."""
 
-    def __init__(self, server: MockServer, state: LegacyState, hub_url: str | None, interval_s: float | None) -> None:
+    def __init__(self, server: MockServer, state: LegacyState, hub_url: str | None, interval_s: float | None,
+                 now: Now = utc_now) -> None:
         self.server = server
+        self.now = now
         self.state = state
         self.hub_url = hub_url
         self._run_lock = threading.Lock()
@@ -239,7 +272,7 @@ class LegacyMock:
         if not self.hub_url:
             raise RuntimeError("this legacy mock was started without hub_url")
         with self._run_lock:  # the loop and the control API never decide concurrently
-            decisions = run_once(self.hub_url, **kwargs)
+            decisions = run_once(self.hub_url, **{"now": self.now, **kwargs})
         self.state.record(decisions)
         return decisions
 
@@ -292,15 +325,16 @@ def create_app(server: MockServer, state: LegacyState, mock: Callable[[], Legacy
 
 
 def start_legacy(host: str = "127.0.0.1", port: int = 0, hub_url: str | None = None, *,
-                 interval_s: float | None = 5.0) -> LegacyMock:
+                 interval_s: float | None = 5.0, now: Now = utc_now) -> LegacyMock:
     """Serve the legacy mock on ``host:port`` (0: a free port); with ``hub_url`` (and ``interval_s``) it
-    also decides the department's pending cases through the hub every ``interval_s`` seconds."""
+    also decides the department's pending cases through the hub every ``interval_s`` seconds. ``now``:
+    the clock of its WS-Security timestamps (the hub refuses a Created far from its own time)."""
     state = LegacyState()
     holder: list[LegacyMock] = []
     server = MockServer("legacy-sy-wj", "soap", lambda s: create_app(s, state, lambda: holder[0] if holder else None),
                         host=host, port=port)
     server.start()
-    mock = LegacyMock(server, state, hub_url, interval_s)
+    mock = LegacyMock(server, state, hub_url, interval_s, now)
     holder.append(mock)
     return mock
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from hypothesis import settings as hypothesis_settings
-from sqlalchemy import text
+from sqlalchemy import delete, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -102,6 +102,22 @@ def settings(tmp_path: Path, engine: Engine) -> Settings:
 @pytest.fixture
 def app(settings: Settings, clock: FixedClock, engine: Engine) -> Any:
     return create_app(settings, clock=clock, engine=engine)
+
+
+@pytest.fixture(autouse=True)
+def fresh_abuse_counters(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every test starts at the same instant on one shared database: one test's failed sign-ins and
+    wrong query codes (hub/throttle) must not lock the next test out."""
+    if "app" not in request.fixturenames:
+        yield
+        return
+    factory: sessionmaker[Session] = request.getfixturevalue("session_factory")
+    yield
+    from hub.throttle.models import AttemptCounter, SeenNonce
+
+    with unit_of_work(factory) as session:
+        session.execute(delete(AttemptCounter))
+        session.execute(delete(SeenNonce))
 
 
 @pytest.fixture

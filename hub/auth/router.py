@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.security import OAuth2PasswordRequestForm
 
 from hub.auth import service
@@ -10,19 +10,31 @@ from hub.auth.models import Officer
 from hub.auth.schemas import OfficerOut, TokenOut
 from hub.deps import NowDep, OfficerDep, SessionDep, SettingsDep
 from hub.problems import problem_responses
+from hub.throttle import service as throttle
+from hub.throttle.http import source_address
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 
 
-@router.post("/token", response_model=TokenOut, responses=problem_responses(401, 422))
+@router.post("/token", response_model=TokenOut, responses=problem_responses(401, 422, 429))
 def login(
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    request: Request,
     session: SessionDep,
     settings: SettingsDep,
     now: NowDep,
 ) -> TokenOut:
-    """OAuth2 password flow for officers: a short-lived bearer token."""
+    """OAuth2 password flow for officers: a short-lived bearer token.
+
+    After too many failed sign-ins for the account or from the source address within the window, 429
+    with ``Retry-After`` (the right password included) until the window ends."""
+    address = source_address(request)
+    verdict = throttle.begin_login(session, username=form.username, address=address, settings=settings, now=now)
+    session.commit()  # the attempt counts even when the password check below fails
+    verdict.raise_if_blocked()
     officer = service.authenticate(session, username=form.username, password=form.password)
+    throttle.login_succeeded(session, username=form.username, address=address, settings=settings)
+    session.commit()
     token = service.issue_token(
         officer, secret=settings.secret_key, now=now, ttl_minutes=settings.token_ttl_minutes
     )

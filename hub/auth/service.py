@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 
 import jwt
 from argon2 import PasswordHasher
@@ -32,15 +34,30 @@ def hash_password(password: str) -> str:
 
 
 def authenticate(session: Session, *, username: str, password: str) -> Officer:
+    """The officer, or 401. An unknown username costs the same argon2 verification as a known one
+    (against a dummy hash), so the answer's timing does not tell which usernames exist."""
     officer = session.scalar(select(Officer).where(Officer.username == username))
-    if officer is None or not officer.active or not _password_matches(officer, password):
+    stored = officer.password_hash if officer is not None else _dummy_hash()
+    matches = _password_matches(stored, password)
+    if officer is None or not officer.active or not matches:
         raise Unauthorized("用户名或密码错误 (invalid username or password)")
     return officer
 
 
-def _password_matches(officer: Officer, password: str) -> bool:
+# The hash of a random, forgotten password, made with the hasher's own parameters.
+_DUMMY_HASH = "$argon2id$v=19$m=65536,t=3,p=4$bTa6MjDXCrKCqUnA3IG17w$MWcH5SjyAf6a5DiXemFbMxwsF1zBZcAMVo5SwDo/lcc"
+
+
+@cache
+def _dummy_hash() -> str:
+    if _hasher.check_needs_rehash(_DUMMY_HASH):  # the hasher's parameters changed: match them
+        return _hasher.hash(secrets.token_urlsafe(24))
+    return _DUMMY_HASH
+
+
+def _password_matches(password_hash: str, password: str) -> bool:
     try:
-        return _hasher.verify(officer.password_hash, password)
+        return _hasher.verify(password_hash, password)
     except (VerificationError, InvalidHashError):
         return False
 

@@ -12,6 +12,7 @@ from hub.auth.service import require_role
 from hub.calendar.service import load_calendar
 from hub.cases import presenters, service
 from hub.cases.materials import add_material
+from hub.cases.models import Case
 from hub.cases.schemas import (
     ActionIn,
     ActionOut,
@@ -26,9 +27,11 @@ from hub.cases.schemas import (
 )
 from hub.clock import business_date
 from hub.deps import NowDep, OfficerDep, SessionDep, SettingsDep
+from hub.errors import HubError
 from hub.idempotency import service as idempotency
 from hub.problems import problem_responses
 from hub.settings import Settings
+from hub.throttle import service as throttle
 from hub.verification import service as verification
 from hub.verification.registries import RegistriesDep
 
@@ -101,19 +104,19 @@ def _submit_once(
 
 
 @applications.get(
-    "/{tracking_no}", response_model=StatusOut, responses=problem_responses(404, 422)
+    "/{tracking_no}", response_model=StatusOut, responses=problem_responses(404, 422, 429)
 )
 def application_status(
-    tracking_no: TrackingNo, query_code: QueryCode, session: SessionDep
+    tracking_no: TrackingNo, query_code: QueryCode, session: SessionDep, settings: SettingsDep, now: NowDep,
 ) -> StatusOut:
     """Every step of the case with its time, department and opinion."""
-    case = service.case_for_applicant(session, tracking_no=tracking_no, query_code=query_code)
+    case = applicant_case(session, tracking_no, query_code, settings=settings, now=now)
     return presenters.status(session, case)
 
 
 @applications.post(
     "/{tracking_no}/materials", response_model=MaterialOut, status_code=201,
-    responses=problem_responses(404, 409, 413, 415, 422),
+    responses=problem_responses(404, 409, 413, 415, 422, 429),
 )
 def upload_material(
     tracking_no: TrackingNo,
@@ -125,7 +128,7 @@ def upload_material(
     now: NowDep,
 ) -> MaterialOut:
     """Upload one material of the item's list (PDF, JPEG, PNG or OFD), stored with its SHA-256."""
-    case = service.case_for_applicant(session, tracking_no=tracking_no, query_code=query_code)
+    case = applicant_case(session, tracking_no, query_code, settings=settings, now=now)
     content = file.file.read(settings.max_material_bytes + 1)
     material = add_material(
         session, case=case, key=key, filename=file.filename or "material",
@@ -139,14 +142,14 @@ def upload_material(
 
 @applications.post(
     "/{tracking_no}/supplement", response_model=StatusOut,
-    responses=problem_responses(404, 409, 422),
+    responses=problem_responses(404, 409, 422, 429),
 )
 def submit_supplement(
     tracking_no: TrackingNo, query_code: QueryCode, data: SupplementIn, session: SessionDep,
     now: NowDep, settings: SettingsDep,
 ) -> StatusOut:
     """Tell the department the requested supplement (补正) is complete; the clock resumes."""
-    case = service.case_for_applicant(session, tracking_no=tracking_no, query_code=query_code)
+    case = applicant_case(session, tracking_no, query_code, settings=settings, now=now, audit_key=settings.audit_key)
     service.supplement(session, case=case, note=data.note, now=now, audit_key=settings.audit_key)
     session.commit()
     return presenters.status(session, case)
@@ -154,17 +157,34 @@ def submit_supplement(
 
 @applications.post(
     "/{tracking_no}/withdraw", response_model=StatusOut,
-    responses=problem_responses(404, 409, 422),
+    responses=problem_responses(404, 409, 422, 429),
 )
 def withdraw(
     tracking_no: TrackingNo, query_code: QueryCode, data: WithdrawIn, session: SessionDep,
     now: NowDep, settings: SettingsDep,
 ) -> StatusOut:
     """Withdraw (撤回) the application before it is decided."""
-    case = service.case_for_applicant(session, tracking_no=tracking_no, query_code=query_code)
+    case = applicant_case(session, tracking_no, query_code, settings=settings, now=now, audit_key=settings.audit_key)
     service.withdraw(session, case=case, reason=data.reason, now=now, audit_key=settings.audit_key)
     session.commit()
     return presenters.status(session, case)
+
+
+def applicant_case(session: Session, tracking_no: str, query_code: str, *, settings: Settings,
+                   now: datetime) -> Case:
+    """The case of a tracking number and its query code, within the tracking number's budget of wrong
+    codes: past it, 429 until the window ends, even for the right code. The attempt is counted and
+    committed in this transaction (held briefly: the code check is one hash), whatever the answer."""
+    verdict = throttle.begin_query_code(session, tracking_no=tracking_no, settings=settings, now=now)
+    try:
+        verdict.raise_if_blocked()
+        case = service.case_for_applicant(session, tracking_no=tracking_no, query_code=query_code)
+    except HubError:
+        session.commit()
+        raise
+    throttle.query_code_accepted(session, tracking_no=tracking_no)
+    session.commit()
+    return case
 
 
 @cases.get("/queue", response_model=QueueOut, responses=problem_responses(401))

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hub.auth.models import Officer
-from hub.auth.service import authenticate, require_role
+from hub.auth.service import require_role
 from hub.calendar.service import load_calendar
 from hub.cases import presenters
 from hub.cases import service as cases
@@ -45,9 +45,11 @@ class CaseWithheld(SoapFault):
         )
 
 
-def handle(session: Session, call: SoapCall, *, now: datetime, contract: SoapContract,
+def handle(session: Session, call: SoapCall, *, officer: Officer, now: datetime, contract: SoapContract,
            audit_key: str) -> Mapping[str, Any]:
-    officer = _officer(session, call)
+    """``officer``: the one the UsernameToken signed in (the router checks the token, the password and
+    the sign-in limits in transactions of their own)."""
+    _check_on_behalf_of(call, officer)
     if call.operation == "FetchPendingCases":
         return fetch_pending_cases(session, officer, call, now=now, contract=contract)
     if call.operation == "SubmitDecision":
@@ -55,14 +57,12 @@ def handle(session: Session, call: SoapCall, *, now: datetime, contract: SoapCon
     return get_case(session, officer, call, now=now, contract=contract)
 
 
-def _officer(session: Session, call: SoapCall) -> Officer:
-    officer = authenticate(session, username=call.credentials.username, password=call.credentials.password)
+def _check_on_behalf_of(call: SoapCall, officer: Officer) -> None:
     if call.exchange.on_behalf_of != officer.username:
         raise client_fault(
             "on_behalf_of", "交换标识 onBehalfOf 必须是认证的工作人员 (Exchange/onBehalfOf must name the officer "
                             "authenticated by the UsernameToken)", field="onBehalfOf",
         )
-    return officer
 
 
 def fetch_pending_cases(session: Session, officer: Officer, call: SoapCall, *, now: datetime,

@@ -7,7 +7,8 @@ from ``schemas/soap/`` and
   client used (what every SOAP server does);
 * parses a request without DTDs, entities or network access, checks the SOAPAction against the
   body, honours ``mustUnderstand``, reads the exchange-identifier header and the WS-Security
-  UsernameToken, and validates the header and the body against the XSD;
+  UsernameToken (with its Nonce and Created: ``fresh_token`` checks them against the hub's clock),
+  and validates the header and the body against the XSD;
 * renders a response from plain Python values (mappings, lists, dates) and validates it against the
   XSD before it leaves, so the hub can never answer outside its own contract;
 * renders faults: faultcode ``soap:Client`` / ``soap:Server``, a bilingual faultstring and a detail
@@ -24,7 +25,7 @@ import logging
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from importlib.resources import files
 from typing import Any, Literal
 
@@ -41,6 +42,7 @@ SOAP12_ENV = "http://www.w3.org/2003/05/soap-envelope"
 WSDL_NS = "http://schemas.xmlsoap.org/wsdl/"
 WSDL_SOAP_NS = "http://schemas.xmlsoap.org/wsdl/soap/"
 WSSE_NS = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
+WSU_NS = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd"
 PASSWORD_TEXT = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-username-token-profile-1.0#PasswordText"
 XML_CONTENT_TYPE = "text/xml; charset=utf-8"
 # WS-I Basic Profile R1126: a fault travels with HTTP 500, whichever side is at fault.
@@ -88,6 +90,8 @@ class ExchangeIds:
 class Credentials:
     username: str
     password: str
+    nonce: str | None = None  # wsse:Nonce of the UsernameToken
+    created: str | None = None  # its wsu:Created (or the wsu:Timestamp's), as sent
 
 
 @dataclass(frozen=True)
@@ -289,7 +293,41 @@ def _credentials(header: etree._Element | None) -> Credentials:
         raise SoapFault("Client", "UNAUTHENTICATED", "password_type",
                         "仅支持PasswordText类型的密码 (only PasswordText passwords are supported; officer passwords "
                         "are stored as one-way hashes, so a digest cannot be checked)", field="wsse:Password")
-    return Credentials(username=username, password=password_node.text or "")
+    created = token.findtext(f"{{{WSU_NS}}}Created")
+    if created is None and header is not None:
+        created = header.findtext(f"{{{WSSE_NS}}}Security/{{{WSU_NS}}}Timestamp/{{{WSU_NS}}}Created")
+    nonce = token.findtext(f"{{{WSSE_NS}}}Nonce")
+    return Credentials(username=username, password=password_node.text or "",
+                       nonce=(nonce or "").strip() or None, created=(created or "").strip() or None)
+
+
+def fresh_token(credentials: Credentials, *, now: datetime, window: timedelta) -> datetime:
+    """Check a UsernameToken's freshness: a Nonce, and a Created within ``window`` of ``now``. Returns
+    until when its nonce must be remembered (after that the token is stale anyway)."""
+    if not credentials.nonce or not credentials.created:
+        missing = "wsse:Nonce" if not credentials.nonce else "wsu:Created"
+        raise SoapFault("Client", "UNAUTHENTICATED", "token_freshness",
+                        f"用户名令牌必须包含 Nonce 和 Created (the UsernameToken needs a wsse:Nonce and a wsu:Created; "
+                        f"{missing} is missing)", field=missing)
+    try:
+        created = datetime.fromisoformat(credentials.created.replace("z", "Z"))
+    except ValueError:
+        raise SoapFault("Client", "UNAUTHENTICATED", "created_format",
+                        "Created 不是合法的时间 (wsu:Created is not an xs:dateTime)", field="wsu:Created") from None
+    if created.tzinfo is None:
+        created = created.replace(tzinfo=UTC)  # WS-Security times are UTC
+    if abs(created - now) > window:
+        seconds = int(window.total_seconds())
+        raise SoapFault("Client", "UNAUTHENTICATED", "created_window",
+                        f"用户名令牌已过期或时间不符，请校准时钟 (wsu:Created must be within {seconds} s of the hub's "
+                        f"time {now.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ})", field="wsu:Created")
+    return created + window
+
+
+def replay_fault() -> SoapFault:
+    return SoapFault("Client", "UNAUTHENTICATED", "nonce_reused",
+                     "用户名令牌的 Nonce 已使用过，疑似重放 (this wsse:Nonce was already used: a replayed request)",
+                     field="wsse:Nonce")
 
 
 def _describe(error: Any) -> tuple[str, str]:
@@ -390,7 +428,7 @@ def _evidence(call: SoapCall | None, answer: Answer) -> None:
 
 
 _STATUS_CODES = {401: "UNAUTHENTICATED", 403: "FORBIDDEN", 404: "NOT_FOUND", 409: "CONFLICT",
-                 422: "VALIDATION_FAILED"}
+                 422: "VALIDATION_FAILED", 429: "TOO_MANY_ATTEMPTS"}
 
 
 def fault_for(exc: HubError) -> SoapFault:

@@ -43,15 +43,16 @@ def prefill(
     session: SessionDep, settings: SettingsDep, now: NowDep, registries: RegistriesDep,
     id_type: Annotated[Literal["citizen_id", "credit_code"], Query(description="证件类型")],
     id_number: Annotated[str, Query(min_length=15, max_length=18, description="身份证号码或统一社会信用代码")],
-    name: Annotated[str | None, Query(max_length=128, description="姓名（自然人必填）或单位名称")] = None,
+    name: Annotated[str | None, Query(max_length=128, description="单位名称（自然人无需填写，不予核验）")] = None,
 ) -> PrefillOut:
     """Form fields the registries know about an applicant, for the portal (no sign-in).
 
     An organisation's registration data is public (name, type, status, address, scope; the legal
-    representative's name masked). For a person the registry only confirms that the name is
-    registered under the number and the person is living — then the gender and birth date the number
-    itself encodes are filled in; nothing else (no address, no photo), and no reason when it is not.
-    Every look-up is recorded in the personal-data access log (actor ``portal``).
+    representative's name masked). For a person only the gender and birth date the ID number itself
+    encodes, ``verified: null``: the population registry is not asked for an anonymous caller, so the
+    answer confirms neither that a name belongs to the number nor that the person is living (the
+    applicant is verified at submission). Every look-up is recorded in the personal-data access log
+    (actor ``portal``).
 
     Portals should prefer ``POST /api/v1/prefill``: query strings end up in proxies' access logs."""
     return _prefill(session, settings, now, registries, PrefillIn(id_type=id_type, id_number=id_number, name=name))

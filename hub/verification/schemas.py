@@ -77,17 +77,18 @@ class PrefillIn(BaseModel):
 
     id_type: Literal["citizen_id", "credit_code"]
     id_number: str = Field(min_length=15, max_length=18, description="身份证号码或统一社会信用代码")
-    name: str | None = Field(default=None, max_length=128, description="姓名（自然人必填）或单位名称")
+    name: str | None = Field(default=None, max_length=128, description="单位名称（自然人无需填写，不予核验）")
 
 
 class PrefillOut(BaseModel):
-    """Form fields the registry knows. Persons: only a yes/no and what the ID number itself encodes."""
+    """Form fields the registry knows. Persons: only what the ID number itself encodes, nothing confirmed."""
 
     id_type: Literal["citizen_id", "credit_code"]
     registry: str
     registry_label: str
-    verified: bool = Field(description="person: the name is registered under the number and the person is "
-                                        "living; organisation: registered and active/valid")
+    verified: bool | None = Field(description="organisation: registered and active/valid; person: always null — "
+                                               "the registry is not asked for an anonymous caller (the applicant "
+                                               "is verified at submission)")
     fields: dict[str, str | None]
     checked_at: datetime
 

@@ -583,7 +583,11 @@ class RegistryUnavailableProblem(HubError):
 
 def prefill(session: Session, *, registries: Registries | None, id_type: str, id_number: str, name: str | None,
             now: datetime, settings: Settings) -> PrefillOut:
-    """What a portal may fill in for an applicant. Adds access-log rows (also when it raises)."""
+    """What a portal may fill in for an applicant. Adds access-log rows (also when it raises).
+
+    A person gets only what the ID number itself encodes, and the population registry is not asked:
+    an anonymous answer must not confirm that a name belongs to a number or that the person is living
+    (docs/registries.md). The applicant is verified at submission, for the case."""
     today = business_date(now)
     number = id_number.strip().upper()
     try:
@@ -591,11 +595,13 @@ def prefill(session: Session, *, registries: Registries | None, id_type: str, id
                   else ids.validate_credit_code(number))
     except ids.IdentifierError as exc:
         raise ValidationFailed([FieldError("id_number", exc.rule, str(exc))]) from exc
+    if id_type == "citizen_id":
+        return PrefillOut(id_type="citizen_id", registry="population", registry_label=label("population"),
+                          verified=None, checked_at=now,
+                          fields={"gender": ids.citizen_id_gender(number, today=today),
+                                  "birth_date": ids.citizen_id_birth_date(number, today=today).isoformat()})
     clean_name = (name or "").strip()
-    if id_type == "citizen_id" and not clean_name:
-        raise ValidationFailed([FieldError(
-            "name", "required_for_person", "自然人须同时提供姓名，核验一致后才预填 (a person's name is required)")])
-    registry = "population" if id_type == "citizen_id" else "enterprise" if number.startswith("9") else "organisation"
+    registry = "enterprise" if number.startswith("9") else "organisation"
     if not is_configured(registries, registry):
         raise RegistryUnavailableProblem(RegistryNotConfigured(registry).message, "registry-not-configured")
     assert registries is not None
@@ -618,16 +624,6 @@ def prefill(session: Session, *, registries: Registries | None, id_type: str, id
 def _prefill_lookup(registries: Registries, lookups: Lookups, registry: str, number: str, name: str,
                     today: date) -> tuple[bool, dict[str, str | None]]:
     purpose = PURPOSES["prefill"]
-    if registry == "population":
-        check, _ = lookups.call("population", "verify_identity", subject_kind="citizen_id", subject=number,
-                                purpose=purpose,
-                                fn=lambda ctx: registries.population.verify_identity(number, name, context=ctx))
-        if not check.verified:
-            # Neither why (unknown number, other name, deceased) nor anything else: the caller is anonymous.
-            return False, {}
-        # Only what the number itself encodes, echoed once the name is confirmed; no address, no photo.
-        return True, {"name": name, "gender": ids.citizen_id_gender(number, today=today),
-                      "birth_date": ids.citizen_id_birth_date(number, today=today).isoformat()}
     if registry == "enterprise":
         company, _ = lookups.call("enterprise", "lookup", subject_kind="credit_code", subject=number, purpose=purpose,
                                   fn=lambda ctx: registries.enterprise.lookup(number, context=ctx))

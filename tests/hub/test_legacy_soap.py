@@ -7,6 +7,7 @@ endpoint address and the soapActions from the WSDL as a partner's developer woul
 
 from __future__ import annotations
 
+import base64
 import uuid
 from collections.abc import Iterator
 from datetime import date, datetime
@@ -23,6 +24,7 @@ from sqlalchemy.orm import Session
 from zeep.helpers import serialize_object
 
 from hub.cases.models import Case, CaseEvent
+from hub.clock import FixedClock
 from mocks.legacy_department import HubDepartmentExchange
 from tests.conftest import DEMO_PASSWORD
 from tests.servers import serving
@@ -34,18 +36,25 @@ WSDL_NS = "http://schemas.xmlsoap.org/wsdl/"
 WSDL_SOAP = "http://schemas.xmlsoap.org/wsdl/soap/"
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 WSSE = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
+WSU = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd"
 PASSWORD_TEXT = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-username-token-profile-1.0#PasswordText"
 REPEATED = {"case", "availableAction", "step"}
 
 
+# The test clock of each served hub: clients stamp their WS-Security Created with the hub's own time.
+_CLOCKS: dict[str, FixedClock] = {}
+
+
 @pytest.fixture
-def hub_url(app: Any) -> Iterator[str]:
+def hub_url(app: Any, clock: FixedClock) -> Iterator[str]:
     with serving(app) as url:
+        _CLOCKS[url] = clock
         yield url
+        _CLOCKS.pop(url, None)
 
 
 def officer(hub_url: str, username: str, password: str = DEMO_PASSWORD) -> HubDepartmentExchange:
-    return HubDepartmentExchange(hub_url, username, password, timeout_s=10)
+    return HubDepartmentExchange(hub_url, username, password, timeout_s=10, now=_CLOCKS[hub_url].now)
 
 
 def fault_detail(fault: zeep.exceptions.Fault) -> dict[str, str]:
@@ -60,8 +69,9 @@ def fault_detail(fault: zeep.exceptions.Fault) -> dict[str, str]:
 class RawClient:
     """httpx + lxml: reads address and soapActions from the WSDL, posts hand-written envelopes."""
 
-    def __init__(self, http: httpx.Client, wsdl_url: str) -> None:
+    def __init__(self, http: httpx.Client, wsdl_url: str, clock: FixedClock) -> None:
         self.http = http
+        self.clock = clock
         wsdl = etree.fromstring(http.get(wsdl_url).content)
         self.namespace = wsdl.get("targetNamespace")
         self.address = wsdl.find(f"{{{WSDL_NS}}}service/{{{WSDL_NS}}}port/{{{WSDL_SOAP}}}address").get("location")
@@ -72,22 +82,39 @@ class RawClient:
 
     def post(self, operation: str, fields: str, *, username: str, password: str = DEMO_PASSWORD,
              exchange: bool = True, security: bool = True, message_id: str | None = None,
-             on_behalf_of: str | None = None) -> tuple[int, etree._Element]:
+             on_behalf_of: str | None = None, nonce: str | None = None, created: str | None = None,
+             freshness: bool = True) -> tuple[int, etree._Element]:
+        return self.post_envelope(operation, self.envelope(
+            operation, fields, username=username, password=password, exchange=exchange, security=security,
+            message_id=message_id, on_behalf_of=on_behalf_of, nonce=nonce, created=created, freshness=freshness))
+
+    def envelope(self, operation: str, fields: str, *, username: str, password: str = DEMO_PASSWORD,
+                 exchange: bool = True, security: bool = True, message_id: str | None = None,
+                 on_behalf_of: str | None = None, nonce: str | None = None, created: str | None = None,
+                 freshness: bool = True) -> bytes:
+        """A literal request; the UsernameToken carries a fresh Nonce and Created unless told otherwise."""
+        nonce = nonce or base64.b64encode(uuid.uuid4().bytes).decode()
+        created = created or self.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ")
+        fresh = (f"<wsse:Nonce>{escape(nonce)}</wsse:Nonce><wsu:Created>{escape(created)}</wsu:Created>"
+                 if freshness else "")
         header = ""
         if exchange:
             header += (f"<d:Exchange><d:messageId>{message_id or uuid.uuid4()}</d:messageId>"
                        f"<d:client>raw-client</d:client><d:service>{operation}</d:service>"
                        f"<d:onBehalfOf>{escape(on_behalf_of or username)}</d:onBehalfOf></d:Exchange>")
         if security:
-            header += (f'<wsse:Security xmlns:wsse="{WSSE}"><wsse:UsernameToken>'
+            header += (f'<wsse:Security xmlns:wsse="{WSSE}" xmlns:wsu="{WSU}"><wsse:UsernameToken>'
                        f"<wsse:Username>{escape(username)}</wsse:Username>"
                        f'<wsse:Password Type="{PASSWORD_TEXT}">{escape(password)}</wsse:Password>'
-                       f"</wsse:UsernameToken></wsse:Security>")
+                       f"{fresh}</wsse:UsernameToken></wsse:Security>")
         envelope = (f'<?xml version="1.0" encoding="utf-8"?>'
                     f'<soapenv:Envelope xmlns:soapenv="{SOAP_ENV}" xmlns:d="{self.namespace}">'
                     f"<soapenv:Header>{header}</soapenv:Header>"
                     f"<soapenv:Body><d:{operation}>{fields}</d:{operation}></soapenv:Body></soapenv:Envelope>")
-        response = self.http.post(self.address, content=envelope.encode(),
+        return envelope.encode()
+
+    def post_envelope(self, operation: str, envelope: bytes) -> tuple[int, etree._Element]:
+        response = self.http.post(self.address, content=envelope,
                                   headers={"Content-Type": "text/xml; charset=utf-8",
                                            "SOAPAction": f'"{self.actions[operation]}"'})
         assert response.headers["content-type"].startswith("text/xml")
@@ -123,9 +150,9 @@ def canonical(value: Any) -> Any:
 
 
 @pytest.fixture
-def raw(hub_url: str) -> Iterator[RawClient]:
+def raw(hub_url: str, clock: FixedClock) -> Iterator[RawClient]:
     with httpx.Client(timeout=10, trust_env=False) as http:
-        yield RawClient(http, f"{hub_url}/soap/department-exchange?wsdl")
+        yield RawClient(http, f"{hub_url}/soap/department-exchange?wsdl", clock)
 
 
 def raw_fault(payload: etree._Element) -> dict[str, str]:

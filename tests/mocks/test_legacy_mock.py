@@ -35,9 +35,10 @@ def hub_url(app: Any) -> Iterator[str]:
 
 
 @pytest.fixture
-def legacy(hub_url: str, session_factory: sessionmaker[Session]) -> Iterator[LegacyMock]:
-    """The mock, decisions on demand only (no background loop), registered as the department's system."""
-    mock = start_legacy(hub_url=hub_url, interval_s=None)
+def legacy(hub_url: str, session_factory: sessionmaker[Session], clock: Any) -> Iterator[LegacyMock]:
+    """The mock, decisions on demand only (no background loop), registered as the department's system;
+    its WS-Security timestamps come from the hub's test clock."""
+    mock = start_legacy(hub_url=hub_url, interval_s=None, now=clock.now)
     with unit_of_work(session_factory) as session:
         session.get(Partner, "legacy-sy-wj").endpoint = mock.wsdl_url  # type: ignore[union-attr]
         session.execute(update(Delivery).where(Delivery.status != "sent")

@@ -1,0 +1,117 @@
+"""HTTP side of the abuse limits: the caller's address, and request bodies limited before parsing.
+
+``BodyLimitMiddleware`` is a plain ASGI middleware placed outside everything that reads a body: a
+declared ``Content-Length`` over the limit is answered 413 at once, without reading a byte; a body
+without one (chunked) is counted as it streams, and the request is cut off with 413 as soon as it
+passes the limit, so no body is ever held in full beyond its limit. Limits by kind of request:
+SOAP (``/soap/…``), uploads (``multipart/form-data``: the material limit plus the form's overhead),
+and every other body (JSON, forms).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import Request
+
+from hub.problems import MEDIA_TYPE, PROBLEM_TYPE_BASE
+from hub.settings import Settings
+
+Scope = dict[str, Any]
+
+
+def source_address(request: Request) -> str:
+    """The peer's address as the server saw it (behind a proxy: run uvicorn with --proxy-headers and
+    --forwarded-allow-ips for that proxy only, never trust a header any client can set)."""
+    return request.client.host if request.client else "unknown"
+
+
+@dataclass(frozen=True)
+class BodyLimits:
+    json: int
+    upload: int
+    soap: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> BodyLimits:
+        return cls(json=settings.max_json_body_bytes, soap=settings.max_soap_body_bytes,
+                   upload=settings.max_material_bytes + settings.multipart_overhead_bytes)
+
+    def for_request(self, scope: Scope) -> tuple[int, str]:
+        if scope.get("path", "").startswith("/soap/"):
+            return self.soap, "SOAP"
+        if b"multipart/form-data" in _header(scope, b"content-type").lower():
+            return self.upload, "upload"
+        return self.json, "JSON"
+
+
+class BodyTooLarge(Exception):
+    """Raised inside the application's ``receive`` once a streamed body passes its limit."""
+
+
+class BodyLimitMiddleware:
+    def __init__(self, app: Any, *, limits: BodyLimits) -> None:
+        self.app = app
+        self.limits = limits
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit, kind = self.limits.for_request(scope)
+        declared = _content_length(scope)
+        if declared is not None and declared > limit:
+            await _reject(scope, send, limit, kind)
+            return
+        state = {"received": 0, "exceeded": False, "started": False}
+
+        async def counted_receive() -> dict[str, Any]:
+            message: dict[str, Any] = await receive()
+            if message["type"] == "http.request":
+                state["received"] += len(message.get("body", b""))
+                if state["received"] > limit:
+                    state["exceeded"] = True
+                    raise BodyTooLarge()
+            return message
+
+        async def guarded_send(message: dict[str, Any]) -> None:
+            if state["exceeded"]:
+                return  # whatever the application made of the cut-off body: the answer is 413
+            if message["type"] == "http.response.start":
+                state["started"] = True
+            await send(message)
+
+        try:
+            await self.app(scope, counted_receive, guarded_send)
+        except Exception:
+            if not state["exceeded"]:
+                raise
+        if state["exceeded"] and not state["started"]:
+            await _reject(scope, send, limit, kind)
+
+
+def _header(scope: Scope, name: bytes) -> bytes:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return bytes(value)
+    return b""
+
+
+def _content_length(scope: Scope) -> int | None:
+    raw = _header(scope, b"content-length").strip()
+    return int(raw) if raw.isdigit() else None
+
+
+async def _reject(scope: Scope, send: Any, limit: int, kind: str) -> None:
+    problem = {
+        "type": PROBLEM_TYPE_BASE + "payload-too-large", "title": "请求体过大", "status": 413,
+        "detail": f"请求体超过上限 {limit} 字节 ({kind} request bodies are limited to {limit} bytes)",
+        "instance": scope.get("path"), "errors": [],
+    }
+    body = json.dumps(problem, ensure_ascii=False).encode()
+    await send({"type": "http.response.start", "status": 413,
+                "headers": [(b"content-type", MEDIA_TYPE.encode()), (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body})

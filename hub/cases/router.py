@@ -149,7 +149,7 @@ def submit_supplement(
     now: NowDep, settings: SettingsDep,
 ) -> StatusOut:
     """Tell the department the requested supplement (补正) is complete; the clock resumes."""
-    case = applicant_case(session, tracking_no, query_code, settings=settings, now=now, audit_key=settings.audit_key)
+    case = applicant_case(session, tracking_no, query_code, settings=settings, now=now)
     service.supplement(session, case=case, note=data.note, now=now, audit_key=settings.audit_key)
     session.commit()
     return presenters.status(session, case)
@@ -164,7 +164,7 @@ def withdraw(
     now: NowDep, settings: SettingsDep,
 ) -> StatusOut:
     """Withdraw (撤回) the application before it is decided."""
-    case = applicant_case(session, tracking_no, query_code, settings=settings, now=now, audit_key=settings.audit_key)
+    case = applicant_case(session, tracking_no, query_code, settings=settings, now=now)
     service.withdraw(session, case=case, reason=data.reason, now=now, audit_key=settings.audit_key)
     session.commit()
     return presenters.status(session, case)

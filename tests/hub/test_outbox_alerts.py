@@ -17,6 +17,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from hub.cases.models import Case, CaseEvent
+from hub.clock import FixedClock
 from hub.db import unit_of_work
 from hub.outbox.alerts import ALERT_TYPE, Unserialisable, first_unsafe_text
 from hub.outbox.models import OutboxMessage
@@ -28,9 +29,9 @@ KEY = "physician-practice-registration"  # 沈阳市卫健委: officers sy_wj_*
 
 
 @pytest.fixture
-def raw(app: Any) -> Iterator[RawClient]:
+def raw(app: Any, clock: FixedClock) -> Iterator[RawClient]:
     with serving(app) as url, httpx.Client(timeout=10, trust_env=False) as http:
-        yield RawClient(http, f"{url}/soap/department-exchange?wsdl")
+        yield RawClient(http, f"{url}/soap/department-exchange?wsdl", clock)
 
 
 @pytest.fixture

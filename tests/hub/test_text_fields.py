@@ -12,6 +12,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from hub.clock import FixedClock
 from tests.hub.test_legacy_soap import RawClient, raw_fault
 from tests.servers import serving
 from tests.support import example_form, item_code, officer_of, person, submit
@@ -131,9 +132,9 @@ def test_bad_supplement_notes_and_withdrawal_reasons_are_refused(client: TestCli
 
 
 @pytest.fixture
-def raw(app: Any) -> Iterator[RawClient]:
+def raw(app: Any, clock: FixedClock) -> Iterator[RawClient]:
     with serving(app) as url, httpx.Client(timeout=10, trust_env=False) as http:
-        yield RawClient(http, f"{url}/soap/department-exchange?wsdl")
+        yield RawClient(http, f"{url}/soap/department-exchange?wsdl", clock)
 
 
 @pytest.mark.parametrize(("opinion", "rule"), [

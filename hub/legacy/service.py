@@ -82,7 +82,7 @@ def submit_decision(session: Session, officer: Officer, call: SoapCall, *, now: 
     case = cases.get_case(session, call.params["trackingNo"])
     action = call.params["action"]
     message_id = uuid.UUID(call.exchange.message_id)
-    earlier = session.get(InboxMessage, message_id)
+    earlier = session.get(InboxMessage, (call.exchange.client[:40], message_id))  # ids are unique per sender
     if earlier is not None:
         return _replay(session, earlier, case, action)
     opinion = call.params.get("opinion") or None

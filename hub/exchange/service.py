@@ -49,6 +49,7 @@ class CheckedMessage:
     message_id: uuid.UUID
     record_type: str
     payload: dict[str, Any]
+    item: Item | None = None  # a record's catalogue item
 
 
 def ingest(session: Session, *, envelope: Any, authenticated_source: str, now: datetime) -> IngestResult:
@@ -74,19 +75,20 @@ def check(session: Session, *, envelope: Any, authenticated_source: str) -> Chec
     record_type = f"{envelope['type']}.v{envelope['version']}"
     payload = envelope["payload"]
     _check_schema(RECORD_TYPES[record_type], payload, "payload")
+    item = None
     if record_type == "case-record.v1":
         payload = checks.check_record(payload)
-        _check_item(session, payload)
+        item = _check_item(session, payload)
     else:
         payload = checks.check_event(payload)
-    return CheckedMessage(partner, uuid.UUID(envelope["message_id"]), record_type, payload)
+    return CheckedMessage(partner, uuid.UUID(envelope["message_id"]), record_type, payload, item)
 
 
 def _apply(session: Session, checked: CheckedMessage, now: datetime) -> IngestResult:
     partner, payload = checked.partner, checked.payload
     _serialise_case(session, partner, payload["external_id"])
-    if checked.record_type == "case-record.v1":
-        result = _apply_record(session, partner, payload, now)
+    if checked.item is not None:
+        result = _apply_record(session, partner, checked.item, payload, now)
     else:
         result = _apply_event(session, partner, payload, now)
     case = _partner_case(session, partner, payload["external_id"])
@@ -162,13 +164,14 @@ def _partner_case(session: Session, partner: Partner, external_id: str) -> Case 
 # --- case records ---------------------------------------------------------------------------
 
 
-def _apply_record(session: Session, partner: Partner, record: dict[str, Any], now: datetime) -> IngestResult:
+def _apply_record(session: Session, partner: Partner, item: Item, record: dict[str, Any],
+                  now: datetime) -> IngestResult:
     steps = record["steps"]  # checked: sorted, seq 1, 2, 3 … in the standard flow
     case = _partner_case(session, partner, record["external_id"])
     if case is not None and (case.record_version or 0) >= record["record_version"]:
         return IngestResult("stale", case.tracking_no, f"record version {case.record_version} already applied")
     if case is None:
-        case = _new_partner_case(session, partner, record, now)
+        case = _new_partner_case(session, partner, item, record, now)
     for step in steps:
         if step["seq"] > case.partner_event_seq:
             _append_step(session, case, partner, step, record["record_version"])
@@ -178,8 +181,8 @@ def _apply_record(session: Session, partner: Partner, record: dict[str, Any], no
     return IngestResult("applied", case.tracking_no)
 
 
-def _new_partner_case(session: Session, partner: Partner, record: dict[str, Any], now: datetime) -> Case:
-    item = _check_item(session, record)
+def _new_partner_case(session: Session, partner: Partner, item: Item, record: dict[str, Any],
+                      now: datetime) -> Case:
     applicant = record["applicant"]
     submitted_at = datetime.fromisoformat(record["submitted_at"])
     day = business_date(submitted_at)

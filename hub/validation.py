@@ -32,8 +32,19 @@ RULE_TEXT = {
 }
 
 
+# Formats the hub's schemas declare (grep schemas/ for "format"). jsonschema silently skips a format whose
+# checker's package is missing (date-time: rfc3339-validator; uri: rfc3986-validator), so the hub refuses
+# to start without them rather than accept "garbage" as a timestamp.
+DECLARED_FORMATS = ("date-time", "date", "uuid", "uri")
+FORMAT_CHECKER = Draft202012Validator.FORMAT_CHECKER
+_missing = [name for name in DECLARED_FORMATS if name not in FORMAT_CHECKER.checkers]
+if _missing:  # pragma: no cover - a broken installation
+    raise ImportError(f"jsonschema cannot check the formats {_missing}: install the project's dependencies "
+                      "(rfc3339-validator, rfc3986-validator)")
+
+
 def validator_for(schema: dict[str, Any]) -> Draft202012Validator:
-    return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    return Draft202012Validator(schema, format_checker=FORMAT_CHECKER)
 
 
 @lru_cache(maxsize=64)
@@ -55,7 +66,7 @@ def shared_validator(name: str) -> Draft202012Validator:
         (load_schema(n)["$id"], Resource.from_contents(load_schema(n))) for n in names
     )
     return Draft202012Validator(
-        load_schema(name), registry=registry, format_checker=Draft202012Validator.FORMAT_CHECKER
+        load_schema(name), registry=registry, format_checker=FORMAT_CHECKER
     )
 
 

@@ -81,7 +81,7 @@ class Worker:
             self._spawn("inbound", lambda: self.bus.consume(  # type: ignore[attr-defined]
                 INBOUND_QUEUE, inbound, stop_event=self._stop))
             self._spawn("dead-letters", lambda: self.bus.consume(  # type: ignore[attr-defined]
-                DEAD_LETTER_QUEUE, DeadLetterHandler(self.factory, self.clock), stop_event=self._stop))
+                DEAD_LETTER_QUEUE, DeadLetterHandler(self.factory, self.clock, user), stop_event=self._stop))
         for job in self.jobs:
             self._spawn(job.name, lambda job=job: self._loop(job))
 

@@ -668,11 +668,11 @@ class PartnerPublisher:
 
     def publish(self, routing_key: str, body: bytes, *, message_id: str, type_: str,
                 correlation_id: str | None = None, user_id: str | None = None,
-                exchange: str = INBOUND_EXCHANGE) -> None:
+                exchange: str = INBOUND_EXCHANGE, headers: Mapping[str, Any] | None = None) -> None:
         properties = pika.BasicProperties(
             content_type="application/json", delivery_mode=2, message_id=message_id, type=type_,
             user_id=user_id or self.user, app_id=self.app_id, correlation_id=correlation_id,
-            timestamp=int(time.time()))
+            timestamp=int(time.time()), headers=dict(headers) if headers else None)
         deadline = time.monotonic() + self.reconnect_timeout_s
         failures = 0
         while True:

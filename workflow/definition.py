@@ -155,7 +155,8 @@ def _schema_validator() -> Draft202012Validator:
     text = resources.files("schemas").joinpath(SCHEMA_RESOURCE).read_text("utf-8")
     schema = json.loads(text)
     Draft202012Validator.check_schema(schema)
-    return Draft202012Validator(schema)
+    # Formats are checked like everywhere else (the checker's packages are project dependencies).
+    return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
 
 
 def _validate_schema(data: object) -> None:

@@ -192,7 +192,7 @@ class _Session:
             correlation_id=message.correlation_id, content_type=message.content_type or JSON,
             timestamp=message.timestamp,
             headers=dead_letter_headers(message, reason, first_seen=self.first_seen.note(message.message_id, now),
-                                        now=now))
+                                        now=now, trusted_publisher=self.settings.username))
         try:
             self._publish_dead_letter(copy)
         except PublishInterrupted:

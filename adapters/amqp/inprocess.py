@@ -182,7 +182,7 @@ class InProcessBus:
     def _dead_letter(self, message: InboundMessage, reason: str, dead_letter_exchange: str) -> None:
         now = self._clock()
         headers = dead_letter_headers(message, reason, first_seen=self._first_seen.note(message.message_id, now),
-                                      now=now)
+                                      now=now, trusted_publisher=self.user)
         copy = OutboundMessage(exchange=dead_letter_exchange, routing_key=message.routing_key, body=message.body,
                                type=message.type or "", message_id=message.message_id or "",
                                correlation_id=message.correlation_id, headers=headers,

@@ -120,11 +120,17 @@ class FirstSeen:
                 self._seen.pop(message_id, None)
 
 
-def dead_letter_headers(message: InboundMessage, reason: str, *, first_seen: datetime,
-                        now: datetime) -> dict[str, Any]:
-    """The original headers plus where the message came from and why it died. A replayed dead letter keeps
-    its original first-seen time, routing key and source."""
-    headers: dict[str, Any] = {k: v for k, v in message.headers.items() if k != BROKER_DELIVERY_COUNT_HEADER}
+def dead_letter_headers(message: InboundMessage, reason: str, *, first_seen: datetime, now: datetime,
+                        trusted_publisher: str | None = None) -> dict[str, Any]:
+    """The original headers plus where the message came from and why it died.
+
+    ``x-hub-*`` headers are the hub's own and are kept only on a message the hub itself published (its
+    ``user_id``, which the broker checks, is ``trusted_publisher``): a replayed dead letter keeps its original
+    first-seen time, routing key and source. On anyone else's message they are dropped and the source is the
+    broker-checked ``user_id`` — a partner cannot make its dead letter say it came from another partner."""
+    trusted = trusted_publisher is not None and message.user_id == trusted_publisher
+    headers: dict[str, Any] = {k: v for k, v in message.headers.items()
+                               if k != BROKER_DELIVERY_COUNT_HEADER and (trusted or not k.lower().startswith("x-hub-"))}
     headers[REASON_HEADER] = reason[:MAX_REASON_CHARS]
     headers.setdefault(FIRST_SEEN_HEADER, first_seen.isoformat())
     headers.setdefault(ORIGINAL_EXCHANGE_HEADER, message.exchange)

@@ -28,12 +28,16 @@ class Partner(Base):
 
 
 class InboxMessage(Base):
-    """Every inbound message id the hub has applied: redelivery finds it here and changes nothing."""
+    """Every inbound message id the hub has applied: redelivery finds it here and changes nothing.
+
+    Keyed by (sender, message id): a message id is unique only within its sender, so one partner's id
+    can never make the hub drop another partner's message. ``partner_code`` is the authenticated sender.
+    """
 
     __tablename__ = "inbox"
 
+    partner_code: Mapped[str] = mapped_column(String(40), primary_key=True)
     message_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
-    partner_code: Mapped[str] = mapped_column(String(40), index=True)
     type: Mapped[str] = mapped_column(String(64))
     outcome: Mapped[str] = mapped_column(String(32))
     case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"))

@@ -30,8 +30,16 @@ def republisher(settings: Settings, session: Session) -> Iterator[dlq.Republish]
         bus.close()
 
 
+def _source(letter: DeadLetter) -> str:
+    """The sender the broker proved when the letter first arrived (stored by the dead-letter handler); a
+    replay is applied as that partner and no other."""
+    if not letter.source:
+        raise Conflict(f"死信 {letter.id} 没有经认证的发送方，不能重放 (no authenticated source; cannot replay)")
+    return letter.source
+
+
 def _message(letter: DeadLetter) -> OutboundMessage:
-    headers = {dlq.REPLAY_HEADER: str(letter.id), SOURCE_HEADER: letter.source or ""}
+    headers = {dlq.REPLAY_HEADER: str(letter.id), SOURCE_HEADER: _source(letter)}
     return OutboundMessage(
         exchange=INBOUND_EXCHANGE, routing_key=letter.routing_key, body=letter.body.encode(),
         type=str(letter.headers.get("type") or "record"), message_id=letter.message_id or str(letter.id),
@@ -42,7 +50,7 @@ def _message(letter: DeadLetter) -> OutboundMessage:
 def _apply_directly(session: Session, letter: DeadLetter, audit_key: str) -> None:
     try:
         with session.begin_nested():
-            service.ingest(session, envelope=json.loads(letter.body), authenticated_source=letter.source or "",
+            service.ingest(session, envelope=json.loads(letter.body), authenticated_source=_source(letter),
                            now=SystemClock().now(), audit_key=audit_key)
     except (service.RecordRejected, ValueError) as exc:
         raise Conflict(f"死信 {letter.id} 仍无法处理 (still fails): {exc}") from exc

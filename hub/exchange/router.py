@@ -4,10 +4,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from hub.deps import NowDep, SessionDep, SettingsDep
-from hub.errors import Unauthorized
+from hub.errors import Conflict, Unauthorized
 from hub.exchange import service
 from hub.exchange.models import Partner
 from hub.exchange.partners import authenticate_partner
@@ -26,32 +27,41 @@ def current_partner(
     return authenticate_partner(session, code=credentials.username, secret=credentials.password)
 
 
-@router.post("/records", response_model=BatchResult, responses=problem_responses(401, 422))
+@router.post("/records", response_model=BatchResult, responses=problem_responses(401, 409, 422))
 def push_records(
     batch: RecordBatch, session: SessionDep, now: NowDep, settings: SettingsDep,
     partner: Annotated[Partner, Depends(current_partner)],
 ) -> BatchResult:
     """For partners without AMQP: a batch of case records/events, with a result for each record.
 
-    Each record is applied in its own savepoint, so one bad record does not hold back the others.
+    A record that can never apply is answered ``rejected`` with its ``field`` and ``rule`` and leaves
+    nothing behind (every check runs before the record's first write); the others are applied and the
+    batch commits once, as a whole. The sender is the partner of the credentials, never the envelope.
     """
-    results = [_apply_one(session, partner.code, index, envelope, now, settings.audit_key)
-               for index, envelope in enumerate(batch.records)]
-    session.commit()
+    try:
+        results = [_apply_one(session, partner.code, index, envelope, now, settings.audit_key)
+                   for index, envelope in enumerate(batch.records)]
+        session.commit()
+    except IntegrityError as exc:
+        # Another request applied one of these message ids at the same moment; nothing of this batch was
+        # kept, and sending it again answers those records as duplicates.
+        session.rollback()
+        raise Conflict("同一消息正被并发处理，请重发整批 (a message of this batch was applied concurrently; "
+                       "send the batch again)") from exc
     rejected = sum(1 for r in results if r.status == "rejected")
     return BatchResult(accepted=len(results) - rejected, rejected=rejected, results=results)
 
 
 def _apply_one(
-    session: Session, source: str, index: int, envelope: dict[str, Any], now: Any, audit_key: str
+    session: Session, source: str, index: int, envelope: Any, now: Any, audit_key: str
 ) -> RecordResult:
-    message_id = envelope.get("message_id") if isinstance(envelope.get("message_id"), str) else None
+    message_id = envelope.get("message_id") if isinstance(envelope, dict) else None
+    message_id = message_id if isinstance(message_id, str) else None
     try:
-        with session.begin_nested():
-            outcome = service.ingest(session, envelope=envelope, authenticated_source=source, now=now,
-                                     audit_key=audit_key)
+        outcome = service.ingest(session, envelope=envelope, authenticated_source=source, now=now,
+                                 audit_key=audit_key)
     except service.RecordRejected as exc:
         return RecordResult(index=index, message_id=message_id, status="rejected", reason=exc.reason,
-                            detail=exc.detail)
+                            field=exc.field, rule=exc.rule, detail=exc.detail)
     return RecordResult(index=index, message_id=message_id, status=outcome.outcome,  # type: ignore[arg-type]
                         tracking_no=outcome.tracking_no, detail=outcome.detail)

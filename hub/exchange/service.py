@@ -21,24 +21,17 @@ from hub.cases.service import case_event_payload, new_query_code, next_sequence,
 from hub.catalog.models import Item
 from hub.clock import business_date
 from hub.deliveries import service as deliveries
+from hub.exchange import checks
+from hub.exchange.checks import RecordRejected
 from hub.exchange.models import InboxMessage, Partner, PendingEvent
 from hub.org.service import is_within
 from hub.outbox import service as outbox
-from hub.validation import shared_validator
+from hub.validation import field_errors, shared_validator
 from workflow import identifiers as ids
 from workflow.definition import standard_definition
 from workflow.timelimits import compute_deadline
 
 RECORD_TYPES = {"case-record.v1": "case-record.v1.json", "case-event.v1": "case-event.v1.json"}
-
-
-class RecordRejected(Exception):
-    """A message that will never apply: it goes to the dead letters with this reason."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
 
 
 @dataclass(frozen=True)
@@ -48,25 +41,61 @@ class IngestResult:
     detail: str = ""
 
 
+@dataclass(frozen=True)
+class CheckedMessage:
+    """An envelope that passed every check; ``payload`` carries the normalised names and texts."""
+
+    partner: Partner
+    message_id: uuid.UUID
+    record_type: str
+    payload: dict[str, Any]
+    item: Item | None = None  # a record's catalogue item
+
+
 def ingest(
     session: Session, *, envelope: Any, authenticated_source: str, now: datetime, audit_key: str
 ) -> IngestResult:
-    """Check and apply one envelope; raises RecordRejected for anything that can never apply."""
-    _check_schema("envelope.v1.json", envelope, "envelope")
-    partner = _authorised_partner(session, envelope, authenticated_source)
-    message_id = uuid.UUID(envelope["message_id"])
-    if session.get(InboxMessage, message_id) is not None:
+    """Check and apply one envelope; raises RecordRejected for anything that can never apply.
+
+    Every check runs before the first write, so a rejected message leaves nothing behind — which lets a
+    REST batch reject one record and apply the others without savepoints (SQLite's driver commits on
+    RELEASE SAVEPOINT)."""
+    checked = check(session, envelope=envelope, authenticated_source=authenticated_source)
+    if session.get(InboxMessage, (checked.partner.code, checked.message_id)) is not None:
         return IngestResult("duplicate", detail="message_id already applied")
+    return _apply(session, checked, now, audit_key)
+
+
+def check(session: Session, *, envelope: Any, authenticated_source: str) -> CheckedMessage:
+    """Everything that makes a message permanently unacceptable, found without writing anything.
+
+    The sender is only ever ``authenticated_source`` — the broker-checked AMQP ``user_id`` or the partner
+    whose REST credentials were verified — never a header or envelope field the partner sets."""
+    _check_schema("envelope.v1.json", envelope, "envelope")
+    checks.timestamp(envelope["occurred_at"], "envelope.occurred_at")
+    partner = _authorised_partner(session, envelope, authenticated_source)
     record_type = f"{envelope['type']}.v{envelope['version']}"
-    _check_schema(RECORD_TYPES[record_type], envelope["payload"], "payload")
-    _serialise_case(session, partner, envelope["payload"]["external_id"])
+    payload = envelope["payload"]
+    _check_schema(RECORD_TYPES[record_type], payload, "payload")
+    item = None
     if record_type == "case-record.v1":
-        result = _apply_record(session, partner, envelope["payload"], now, audit_key)
+        payload = checks.check_record(payload)
+        item = _check_item(session, payload)
     else:
-        result = _apply_event(session, partner, envelope["payload"], now, audit_key)
-    case = _partner_case(session, partner, envelope["payload"]["external_id"])
+        payload = checks.check_event(payload)
+    return CheckedMessage(partner, uuid.UUID(envelope["message_id"]), record_type, payload, item)
+
+
+def _apply(session: Session, checked: CheckedMessage, now: datetime, key: str) -> IngestResult:
+    partner, payload = checked.partner, checked.payload
+    _serialise_case(session, partner, payload["external_id"])
+    if checked.item is not None:
+        result = _apply_record(session, partner, checked.item, payload, now, key)
+    else:
+        result = _apply_event(session, partner, payload, now, key)
+    case = _partner_case(session, partner, payload["external_id"])
     session.add(InboxMessage(
-        message_id=message_id, partner_code=partner.code, type=record_type,
+        message_id=checked.message_id, partner_code=partner.code, type=checked.record_type,
         outcome=result.outcome, case_id=case.id if case else None, received_at=now,
     ))
     session.flush()
@@ -74,24 +103,27 @@ def ingest(
 
 
 def _check_schema(schema: str, document: Any, prefix: str) -> None:
-    errors = sorted(shared_validator(schema).iter_errors(document), key=lambda e: list(e.absolute_path))
+    errors = field_errors(shared_validator(schema).iter_errors(document), prefix=prefix)
     if errors:
         first = errors[0]
-        path = ".".join([prefix, *(str(p) for p in first.absolute_path)])
-        raise RecordRejected("schema", f"{path}: {first.message}"[:500])
+        raise RecordRejected("schema", f"{first.field}: {first.message}"[:500], field=first.field,
+                             rule=first.rule)
 
 
 def _authorised_partner(session: Session, envelope: dict[str, Any], source: str) -> Partner:
     if envelope["source"] != source:
-        raise RecordRejected("source_mismatch", f"envelope source {envelope['source']} is not the sender {source}")
+        raise RecordRejected("source_mismatch", f"envelope.source {envelope['source']} is not the authenticated "
+                             f"sender {source}", field="envelope.source", rule="equals_authenticated_sender")
     partner = session.get(Partner, source)
     if partner is None or not partner.active:
-        raise RecordRejected("unknown_partner", f"{source} is not a registered, active partner")
+        raise RecordRejected("unknown_partner", f"{source} is not a registered, active partner",
+                             field="envelope.source", rule="registered_partner")
     record_type = f"{envelope['type']}.v{envelope['version']}"
     if record_type not in RECORD_TYPES or record_type not in partner.record_types:
-        raise RecordRejected("type_not_allowed", f"{source} may not send {record_type}")
+        raise RecordRejected("type_not_allowed", f"{source} may not send {record_type}", field="envelope.type",
+                             rule="allowed_record_type")
     _check_region(session, partner, envelope["region"], "envelope.region")
-    region = envelope["payload"].get("region")
+    region = envelope["payload"].get("region") if isinstance(envelope["payload"], dict) else None
     if isinstance(region, str):
         _check_region(session, partner, region, "payload.region")
     return partner
@@ -99,7 +131,19 @@ def _authorised_partner(session: Session, envelope: dict[str, Any], source: str)
 
 def _check_region(session: Session, partner: Partner, region: str, field: str) -> None:
     if not is_within(session, region_code=region, ancestor=partner.region_code):
-        raise RecordRejected("wrong_region", f"{field} {region} is outside the partner's region {partner.region_code}")
+        raise RecordRejected("wrong_region", f"{field} {region} is outside the partner's region {partner.region_code}",
+                             field=field, rule="within_partner_region")
+
+
+def _check_item(session: Session, record: dict[str, Any]) -> Item:
+    item = session.scalar(select(Item).where(Item.code == record["item_code"]))
+    if item is None:
+        raise RecordRejected("unknown_item", f"payload.item_code {record['item_code']} is not in the catalogue",
+                             field="payload.item_code", rule="in_catalogue")
+    if item.region_code != record["region"]:
+        raise RecordRejected("wrong_region", f"payload.region {record['region']} is not the item's region",
+                             field="payload.region", rule="item_region")
+    return item
 
 
 def _serialise_case(session: Session, partner: Partner, external_id: str) -> None:
@@ -123,16 +167,14 @@ def _partner_case(session: Session, partner: Partner, external_id: str) -> Case 
 
 
 def _apply_record(
-    session: Session, partner: Partner, record: dict[str, Any], now: datetime, key: str
+    session: Session, partner: Partner, item: Item, record: dict[str, Any], now: datetime, key: str
 ) -> IngestResult:
-    steps = sorted(record["steps"], key=lambda s: s["seq"])
-    if [s["seq"] for s in steps] != list(range(1, len(steps) + 1)):
-        raise RecordRejected("schema", "payload.steps: seq must run 1, 2, 3 … without gaps or repeats")
+    steps = record["steps"]  # checked: sorted, seq 1, 2, 3 … in the standard flow
     case = _partner_case(session, partner, record["external_id"])
     if case is not None and (case.record_version or 0) >= record["record_version"]:
         return IngestResult("stale", case.tracking_no, f"record version {case.record_version} already applied")
     if case is None:
-        case = _new_partner_case(session, partner, record, now)
+        case = _new_partner_case(session, partner, item, record, now)
     sealed = case_row(case, key=key) if case.event_count else None
     head: CaseEvent | None = None
     with session.no_autoflush:  # the last step is resealed below: insert it once, sealed, not twice
@@ -146,12 +188,8 @@ def _apply_record(
     return IngestResult("applied", case.tracking_no)
 
 
-def _new_partner_case(session: Session, partner: Partner, record: dict[str, Any], now: datetime) -> Case:
-    item = session.scalar(select(Item).where(Item.code == record["item_code"]))
-    if item is None:
-        raise RecordRejected("unknown_item", f"payload.item_code {record['item_code']} is not in the catalogue")
-    if item.region_code != record["region"]:
-        raise RecordRejected("wrong_region", f"payload.region {record['region']} is not the item's region")
+def _new_partner_case(session: Session, partner: Partner, item: Item, record: dict[str, Any],
+                      now: datetime) -> Case:
     applicant = record["applicant"]
     submitted_at = datetime.fromisoformat(record["submitted_at"])
     day = business_date(submitted_at)
@@ -164,7 +202,7 @@ def _new_partner_case(session: Session, partner: Partner, record: dict[str, Any]
         workflow_id=f"{definition.id}.v{definition.version}", channel="partner", origin="partner",
         origin_partner=partner.code, external_id=record["external_id"], record_version=0,
         partner_event_seq=0, applicant_type=applicant["type"], applicant_name=applicant["name"],
-        applicant_id_type=applicant["id_type"], applicant_id_number=_checked_id(applicant, day),
+        applicant_id_type=applicant["id_type"], applicant_id_number=applicant["id_number"],
         applicant_phone=applicant.get("phone"), form_data={}, submitted_at=submitted_at,
         intake_deadline=None, promised_limit_days=item.promised_limit_days,
         statutory_limit_days=item.statutory_limit_days, step_deadlines={}, updated_at=now,
@@ -173,17 +211,6 @@ def _new_partner_case(session: Session, partner: Partner, record: dict[str, Any]
     session.add(case)
     session.flush()
     return case
-
-
-def _checked_id(applicant: dict[str, Any], today: date) -> str:
-    try:
-        if applicant["id_type"] == "citizen_id":
-            return ids.validate_citizen_id(applicant["id_number"], today=today)
-        if applicant["id_type"] == "credit_code":
-            return ids.validate_credit_code(applicant["id_number"])
-    except ids.IdentifierError as exc:
-        raise RecordRejected("identifier", f"payload.applicant.id_number: {exc}") from exc
-    return str(applicant["id_number"]).strip()
 
 
 def _append_step(

@@ -124,7 +124,7 @@ def submit_decision(
     case = cases.case_for_officer(session, tracking_no=call.params["trackingNo"], officer=officer)
     action = call.params["action"]
     message_id = uuid.UUID(call.exchange.message_id)
-    earlier = session.get(InboxMessage, message_id)
+    earlier = session.get(InboxMessage, (call.exchange.client[:40], message_id))  # ids are unique per sender
     if earlier is not None:
         return _replay(session, earlier, case, action)
     # The same text rules as the REST officer API: refused with a fault naming the field and the rule.

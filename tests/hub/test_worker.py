@@ -102,6 +102,7 @@ def test_poison_message_is_kept_with_its_reason_and_the_consumer_goes_on(
 
     def applied() -> bool:
         with session_factory() as session:
-            return session.get(InboxMessage, uuid.UUID(good["message_id"])) is not None
+            return session.scalar(select(InboxMessage).where(
+                InboxMessage.message_id == uuid.UUID(good["message_id"]))) is not None
 
     wait_until(applied)

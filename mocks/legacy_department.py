@@ -28,7 +28,7 @@ import logging
 import os
 import threading
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -170,9 +170,8 @@ def run_once(hub_url: str, *, officers: Sequence[str] = OFFICERS, password: str 
     for username in officers:
         client = hub_client(hub_url, username, password, now=now)
         for _ in range(MAX_ROUNDS):
-            page = client.fetch_pending_cases(limit=limit)
             acted = False
-            for case in page.case or []:
+            for case in list(_pending_cases(client, limit)):  # every page first: deciding reorders the queue
                 if only is not None and case.trackingNo not in only:
                     continue
                 plan = decide(case)
@@ -189,6 +188,18 @@ def run_once(hub_url: str, *, officers: Sequence[str] = OFFICERS, password: str 
             if not acted:
                 break
     return decisions
+
+
+def _pending_cases(client: HubDepartmentExchange, limit: int) -> Iterator[Any]:
+    """Every page of the officer's queue: a department with more pending cases than one page holds still
+    sees them all."""
+    offset = 0
+    while True:
+        page = client.fetch_pending_cases(offset=offset, limit=limit)
+        yield from page.case or []
+        offset += limit
+        if offset >= (page.total or 0):
+            return
 
 
 # --- the department's own intake endpoint ---------------------------------------------------------

@@ -6,6 +6,7 @@ Nothing here holds state another process needs: run as many workers as the load 
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -131,6 +132,8 @@ class Worker:
 
 
 def run_forever(worker: Worker) -> None:
+    # `docker stop` and systemd send SIGTERM: finish as on Ctrl-C (consumers and relay stopped cleanly).
+    signal.signal(signal.SIGTERM, lambda *_: worker._stop.set())
     worker.start()
     log.info("worker started: %s", ", ".join(t.name for t in worker._threads))
     try:

@@ -11,7 +11,7 @@ from sqlalchemy.engine import Engine
 from typer.testing import CliRunner
 
 from hub.cli import app as cli
-from hub.settings import get_settings
+from hub.settings import DEV_AUDIT_KEY, get_settings
 from tests.support import officer_of, submit
 
 KEY = "physician-practice-registration"
@@ -31,6 +31,7 @@ def decided_case(client: TestClient, officers) -> str:
 @pytest.fixture
 def cli_env(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("HUB_DATABASE_URL", engine.url.render_as_string(hide_password=False))
+    monkeypatch.setenv("HUB_AUDIT_KEY", DEV_AUDIT_KEY)  # the key the test app chains with (tests/conftest.py)
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()

@@ -21,7 +21,6 @@ from hub.deliveries.cli import deliveries_app
 from hub.errors import HubError
 from hub.exchange.cli import dlq_app, exchange_app, partners_app
 from hub.keys import AUDIT_KEY, KeyRefused, Policy, resolve_keys
-from hub.migrate import upgrade
 from hub.mocks_cli import start_for_up
 from hub.settings import Settings, get_settings
 from hub.verification.cli import registries_app
@@ -78,6 +77,8 @@ PortOpt = Annotated[int, typer.Option(help="port to listen on")]
 
 
 def _prepare(seed: bool) -> None:
+    from hub.migrate import upgrade  # alembic: only the commands that migrate load it
+
     settings = get_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.resolved_database_url())

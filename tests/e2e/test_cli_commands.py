@@ -389,8 +389,8 @@ def test_worker_applies_partner_records_and_operators_work_the_dead_letters(
         assert stopped.code == 0 and f"{code} → -" in stopped.stdout, stopped
 
     with operator.serving("worker", log="worker.log", **broker, **operator.keys_from_data_folder()) as worker:
-        worker.wait_until(lambda: (vhost.queue("hub.inbound") or {}).get("consumers", 0) >= 1,
-                          "hub worker consuming hub.inbound")
+        worker.wait_until(lambda: (vhost.queue("hub.inbound.records") or {}).get("consumers", 0) >= 1,
+                          "hub worker consuming hub.inbound.records")
         parts = urlsplit(vhost.amqp_url)
         partner_url = urlunsplit(parts._replace(netloc=f"{parts.hostname}:{parts.port or 5672}"))
         report_path = operator.workdir / "city-run.json"

@@ -18,6 +18,7 @@ import signal
 import sys
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,6 +115,11 @@ class Operator:
         return run_process([*hub_executable(), *args], {**self.env, **variables}, cwd=self.workdir,
                            timeout_s=timeout_s)
 
+    def hub_at_once(self, *commands: tuple[str, ...], **variables: str) -> list[Ran]:
+        """Commands that do not depend on each other, each its own process, run side by side (answers in order)."""
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            return list(pool.map(lambda args: self.hub(*args, **variables), commands))
+
     @contextmanager
     def serving(self, *args: str, log: str, **variables: str) -> Iterator[Server]:
         self.ran.add(command_name(args))
@@ -183,13 +189,6 @@ class Vhost:
     management_url: str
     name: str
 
-    def queue(self, name: str) -> dict[str, Any] | None:
-        parts = urlsplit(self.amqp_url)
-        with httpx.Client(auth=(unquote(parts.username or ""), unquote(parts.password or "")), timeout=10,
-                          trust_env=False) as api:
-            answer = api.get(f"{self.management_url}/api/queues/{quote(self.name, safe='')}/{quote(name, safe='')}")
-        return answer.json() if answer.status_code == 200 else None
-
 
 @pytest.fixture(scope="module")
 def vhost() -> Iterator[Vhost]:
@@ -255,50 +254,44 @@ def test_calendar_show_and_load(operator: Operator) -> None:
 
 
 def test_partners_list_and_endpoint(operator: Operator) -> None:
-    listed = operator.hub("partners", "list")
+    wsdl = "http://127.0.0.1:9/national?wsdl"
+    listed, pointed, unknown, no_broker = operator.hub_at_once(
+        ("partners", "list"), ("partners", "endpoint", "national-results", wsdl),
+        ("partners", "endpoint", "no-such-partner", wsdl), ("partners", "sync"))
     assert listed.code == 0, listed
     for code in ("shenyang", "dalian", "national-results", "legacy-sy-wj"):
         assert code in listed.stdout, listed
-    wsdl = "http://127.0.0.1:9/national?wsdl"
-    pointed = operator.hub("partners", "endpoint", "national-results", wsdl)
     assert pointed.code == 0, pointed
     assert f"national-results → {wsdl}" in pointed.stdout
-    unknown = operator.hub("partners", "endpoint", "no-such-partner", wsdl)
     assert unknown.code == 1, unknown
     assert "unknown partner" in unknown.stderr and "Traceback" not in unknown.output, unknown
-    no_broker = operator.hub("partners", "sync")
     assert no_broker.code == 1, no_broker
     assert "HUB_AMQP_URL is not set" in no_broker.output, no_broker
 
 
 def test_exchange_deliveries_and_audit_views_of_a_quiet_hub(operator: Operator) -> None:
-    status = operator.hub("exchange", "status")
+    (status, letters, missing, deliveries, as_json, unnamed, retried, sent, unconfigured,
+     no_key) = operator.hub_at_once(
+        ("exchange", "status"), ("dlq", "list"), ("dlq", "show", "999"), ("deliveries", "status"),
+        ("deliveries", "status", "--json"), ("deliveries", "retry"), ("deliveries", "retry", "--all-failed"),
+        ("deliveries", "run"), ("registries", "reverify"), ("audit", "verify"))
     assert status.code == 0, status
     overview = json.loads(status.stdout)
     assert overview["dead_letters_waiting"] == 0 and overview["inbox"] == {}
     assert overview["outbox"]["unsent"] > 0  # the catalogue's events, waiting for a worker
 
-    letters = operator.hub("dlq", "list")
     assert letters.code == 0, letters
     assert "dead letters (0)" in letters.stdout
-    missing = operator.hub("dlq", "show", "999")
     assert missing.code == 1 and "unknown dead letter" in missing.stderr, missing
 
-    deliveries = operator.hub("deliveries", "status")
     assert deliveries.code == 0 and "no failed deliveries" in deliveries.stdout, deliveries
-    as_json = operator.hub("deliveries", "status", "--json")
     assert as_json.code == 0 and json.loads(as_json.stdout)["failures"] == [], as_json
-    unnamed = operator.hub("deliveries", "retry")
     assert unnamed.code == 2 and "name delivery ids" in unnamed.stdout, unnamed
-    retried = operator.hub("deliveries", "retry", "--all-failed")
     assert retried.code == 0 and "0 deliveries reset to pending" in retried.stdout, retried
-    sent = operator.hub("deliveries", "run")
     assert sent.code == 0 and "sent 0, failed 0" in sent.stdout, sent
 
-    unconfigured = operator.hub("registries", "reverify")
     assert unconfigured.code == 0 and "no registry is configured" in unconfigured.stdout, unconfigured
-
-    no_key = operator.hub("audit", "verify")  # no hub has run here yet: there is no key to check with
+    # No hub has run on this data folder yet: there is no key to check the chains with.
     assert no_key.code == 1 and "HUB_AUDIT_KEY is not set and there is no key file" in no_key.stderr, no_key
 
     checked = operator.hub("worker", "--check", **PROCESS_KEYS)
@@ -336,22 +329,19 @@ def test_up_serves_the_demo_and_operators_check_it(operator: Operator) -> None:
         assert number, demo
         operator.state["tracking_no"] = number.group(1)
 
-        breakers = operator.hub("registries", "status", "--base-url", base, "--username", "ln_admin",
-                                "--password", DEMO_PASSWORD)
+        login = ("--base-url", base, "--username", "ln_admin", "--password")
+        breakers, wrong, verified, one, delivered = operator.hub_at_once(
+            ("registries", "status", *login, DEMO_PASSWORD), ("registries", "status", *login, "wrong-password"),
+            ("audit", "verify"), ("audit", "verify", "--tracking-no", operator.state["tracking_no"]),
+            ("deliveries", "run"))
         assert breakers.code == 0, breakers
         assert "population" in breakers.stdout and "closed" in breakers.stdout, breakers
-        wrong = operator.hub("registries", "status", "--base-url", base, "--username", "ln_admin",
-                             "--password", "wrong-password")
         assert wrong.code == 1 and "sign-in failed" in wrong.stdout, wrong
-
         # A fresh process finds the key this hub chains with in the data folder, unasked.
-        verified = operator.hub("audit", "verify")
         assert verified.code == 0, verified
         assert re.search(r"审计通过 [1-9]\d* events verified", verified.stdout), verified
-        one = operator.hub("audit", "verify", "--tracking-no", operator.state["tracking_no"])
         assert one.code == 0 and "审计通过" in one.stdout, one
-
-        delivered = operator.hub("deliveries", "run")  # endpoints point at the mocks `hub up` started
+        # Due deliveries go to the mocks `hub up` started (its own worker may have sent them already).
         assert delivered.code == 0 and "failed 0" in delivered.stdout, delivered
         assert up.stop() == 0, up.output()[-3000:]
     assert not port_open(port)
@@ -388,9 +378,10 @@ def test_worker_applies_partner_records_and_operators_work_the_dead_letters(
         stopped = operator.hub("partners", "endpoint", code, "-")
         assert stopped.code == 0 and f"{code} → -" in stopped.stdout, stopped
 
-    with operator.serving("worker", log="worker.log", **broker, **operator.keys_from_data_folder()) as worker:
-        worker.wait_until(lambda: (vhost.queue("hub.inbound.records") or {}).get("consumers", 0) >= 1,
-                          "hub worker consuming hub.inbound.records")
+    with operator.serving("worker", log="worker.log", HUB_LOG_LEVEL="INFO", **broker,
+                          **operator.keys_from_data_folder()) as worker:
+        # Started means the topology is declared: what the simulator publishes waits in the queue.
+        worker.wait_until(lambda: "worker started" in worker.output(), "hub worker started")
         parts = urlsplit(vhost.amqp_url)
         partner_url = urlunsplit(parts._replace(netloc=f"{parts.hostname}:{parts.port or 5672}"))
         report_path = operator.workdir / "city-run.json"
@@ -411,9 +402,9 @@ def test_worker_applies_partner_records_and_operators_work_the_dead_letters(
             and operator.count("SELECT count(*) FROM dead_letters") == dead,
             "the worker applying the records and dead-lettering the faulty ones")
 
-        status = json.loads(operator.hub("exchange", "status").stdout)
-        assert status["inbox"] == {"applied": applied} and status["dead_letters_waiting"] == dead, status
-        listed = operator.hub("dlq", "list")
+        status, listed = operator.hub_at_once(("exchange", "status"), ("dlq", "list"))
+        assert json.loads(status.stdout)["inbox"] == {"applied": applied}, status
+        assert json.loads(status.stdout)["dead_letters_waiting"] == dead, status
         assert listed.code == 0 and "dead letters (2)" in listed.stdout and "schema" in listed.stdout, listed
         letter = re.search(r"│\s*(\d+)\s*│", listed.stdout)
         assert letter, listed
@@ -427,9 +418,9 @@ def test_worker_applies_partner_records_and_operators_work_the_dead_letters(
         # Still malformed: the worker dead-letters it again, with its reason, and the replay is recorded.
         worker.wait_until(lambda: operator.count("SELECT count(*) FROM dead_letters") == dead + 1,
                           "the replayed (still faulty) message dead-lettered again")
-        waiting = operator.hub("dlq", "list")
+        waiting, everything = operator.hub_at_once(("dlq", "list"), ("dlq", "list", "--all"))
         assert "dead letters (2)" in waiting.stdout, waiting
-        assert "dead letters (3)" in operator.hub("dlq", "list", "--all").stdout
+        assert "dead letters (3)" in everything.stdout, everything
         assert worker.stop(signal.SIGTERM) == 0, worker.output()[-3000:]  # as `docker stop` stops it
 
     cases = operator.count("SELECT count(*) FROM cases WHERE external_id IS NOT NULL")

@@ -107,7 +107,7 @@ def _resolve(settings: Settings, policy: Policy, spec: KeySpec) -> tuple[str, st
             f"hub uses (it {spec.purpose}). Set {spec.env} as the hub's api and worker have it, or point "
             f"HUB_DATA_DIR at the data folder `hub up` uses."
         )
-    return _generate(path), f"generated {path}"
+    return _generate(path, spec), f"generated {path}"
 
 
 def _check(value: str, what: str) -> None:
@@ -121,13 +121,13 @@ def _check(value: str, what: str) -> None:
 def _read(path: Path, spec: KeySpec) -> str:
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode & 0o077:
-        raise KeyRefused(f"key file {path} is readable by others (mode {mode:o}); `chmod 600 {path}`.")
+        raise KeyRefused(f"key file {path} is open to other users (mode {mode:o}); `chmod 600 {path}`.")
     value = path.read_text(encoding="utf-8").strip()
     _check(value, f"key file {path} ({spec.purpose})")
     return value
 
 
-def _generate(path: Path) -> str:
+def _generate(path: Path, spec: KeySpec) -> str:
     """A new random key, published atomically: two starts at once end up with one key, never a half-written one."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     value = secrets.token_urlsafe(48)
@@ -139,7 +139,7 @@ def _generate(path: Path) -> str:
         try:
             os.link(draft, path)  # fails if another start won the race: use its key
         except FileExistsError:
-            return path.read_text(encoding="utf-8").strip()
+            return _read(path, spec)
     finally:
         draft.unlink(missing_ok=True)
     return value

@@ -206,10 +206,11 @@ def vhost() -> Iterator[Vhost]:
         try:
             yield Vhost(urlunsplit(parts._replace(path=f"/{name}")), management_url, name)
         finally:
+            # Users are broker-wide: delete only those that are new *and* were given this vhost (by the sync).
+            ours = {p["user"] for p in api.get(f"/api/vhosts/{name}/permissions").json()} - existing
             api.delete(f"/api/vhosts/{name}")
-            for created in {u["name"] for u in api.get("/api/users").json()} - existing:
-                if api.get(f"/api/permissions/{name}/{quote(created, safe='')}").status_code == 404:
-                    api.delete(f"/api/users/{quote(created, safe='')}")
+            for created in ours:
+                api.delete(f"/api/users/{quote(created, safe='')}")
 
 
 # --- the commands, in an operator's order ----------------------------------------------------------------

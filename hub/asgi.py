@@ -1,9 +1,14 @@
-"""ASGI entry point for uvicorn workers: `uvicorn hub.asgi:app`."""
+"""ASGI entry point for uvicorn workers: `uvicorn hub.asgi:app` (a production entry: keys from the environment)."""
 
 from hub import logs
 from hub.app import create_app
+from hub.keys import KeyRefused, Policy, resolve_keys
 from hub.settings import get_settings
 
 _settings = get_settings()
 logs.configure(_settings.log_level, _settings.log_json)
+try:
+    resolve_keys(_settings, Policy.PRODUCTION)
+except KeyRefused as exc:
+    raise SystemExit(f"hub: refusing to serve: {exc}") from None
 app = create_app(_settings)

@@ -4,25 +4,57 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 from hub import logs
 from hub.clock import SystemClock
 from hub.db import make_engine, make_session_factory, unit_of_work
 from hub.deliveries.cli import deliveries_app
+from hub.errors import HubError
 from hub.exchange.cli import dlq_app, exchange_app, partners_app
-from hub.migrate import upgrade
+from hub.keys import AUDIT_KEY, KeyRefused, Policy, resolve_keys
 from hub.mocks_cli import start_for_up
 from hub.settings import Settings, get_settings
 from hub.verification.cli import registries_app
 
-app = typer.Typer(help="省级网上审批平台数据交换中心 — provincial approval exchange hub",
-                  no_args_is_help=True)
+
+class HubCli(typer.Typer):
+    """The root command: an operator's mistake (unknown id, bad file, missing key, unreachable database) is
+    answered with a clear message and exit code 1, not a traceback."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().__call__(*args, **kwargs)
+        except KeyRefused as exc:
+            _fail(f"refused: {exc}")
+        except HubError as exc:
+            _fail(_describe(exc))
+        except DBAPIError as exc:
+            url = make_url(get_settings().resolved_database_url()).render_as_string(hide_password=True)
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+            _fail(f"database error on {url}: {reason}\n(is it reachable, and migrated with `hub db upgrade`?)")
+
+
+def _describe(exc: HubError) -> str:
+    lines = [f"{exc.title}: {exc.detail}"]
+    lines += [f"  {e.field}: {e.message} ({e.rule})" for e in exc.errors if e.message not in exc.detail]
+    return "\n".join(lines)
+
+
+def _fail(message: str) -> NoReturn:
+    Console(stderr=True).print(f"[red]hub:[/] {message}", highlight=False, soft_wrap=True)
+    sys.exit(1)
+
+
+app = HubCli(help="省级网上审批平台数据交换中心 — provincial approval exchange hub", no_args_is_help=True)
 audit_app = typer.Typer(help="审计：事件密钥哈希链校验、检查点与重新封存")
 calendar_app = typer.Typer(help="工作日历：国务院节假日安排")
 db_app = typer.Typer(help="数据库迁移与初始数据")
@@ -46,6 +78,8 @@ PortOpt = Annotated[int, typer.Option(help="port to listen on")]
 
 
 def _prepare(seed: bool) -> None:
+    from hub.migrate import upgrade  # alembic: only the commands that migrate load it
+
     settings = get_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.resolved_database_url())
@@ -72,6 +106,9 @@ def up(host: HostOpt = "127.0.0.1", port: PortOpt = 8000) -> None:
 
     settings = get_settings()
     logs.configure(settings.log_level, settings.log_json)
+    # Without keys in the environment, this data folder's own random keys (generated on the first start).
+    for key in resolve_keys(settings, Policy.NEWCOMER):
+        console.print(f"{key.spec.env}: {key.source}", highlight=False)
     _prepare(seed=True)
     start_for_up(settings, hub_url=f"http://{host}:{port}", console=console)  # when no registry is configured
     worker = _build_worker(settings)
@@ -97,11 +134,13 @@ def worker(check: Annotated[bool, typer.Option(help="check database and broker, 
 
     settings = get_settings()
     logs.configure(settings.log_level, settings.log_json)
+    resolve_keys(settings, Policy.PRODUCTION)  # before anything runs: never on the published defaults
     _prepare(seed=False)
     built = _build_worker(settings)
     if check:
         built.stop()
-        console.print("[green]worker check passed[/]: database migrated, broker reachable")
+        bus = "broker reachable" if settings.amqp_url else "in-process bus (HUB_AMQP_URL is not set)"
+        console.print(f"[green]worker check passed[/]: database migrated, keys set, {bus}")
         return
     run_forever(built)
 
@@ -147,6 +186,7 @@ def api(host: HostOpt = "127.0.0.1", port: PortOpt = 8000, workers: int = 1) -> 
 
     settings = get_settings()
     logs.configure(settings.log_level, settings.log_json)
+    resolve_keys(settings, Policy.PRODUCTION)  # before serving: never on the published defaults
     _prepare(seed=False)
     uvicorn.run("hub.asgi:app", host=host, port=port, workers=workers, log_config=None, access_log=False)
 
@@ -182,11 +222,11 @@ def audit_verify(
 ) -> None:
     """Recompute every case's keyed event chain and its seal of the case row; exit 1 and list what was
     edited, deleted or recomputed (and, with --checkpoint, what changed since that checkpoint)."""
-    import hub.models  # noqa: F401  (every mapped class, so relationships resolve in a fresh process)
     from hub.audit import checkpoints
     from hub.audit.service import verify
 
     settings = get_settings()
+    resolve_keys(settings, Policy.OPERATOR, keys=[AUDIT_KEY])  # the key the running hub chains with
     saved = checkpoints.load(json.loads(checkpoint.read_text(encoding="utf-8"))) if checkpoint else None
     engine = make_engine(settings.resolved_database_url())
     with make_session_factory(engine)() as session:
@@ -216,11 +256,11 @@ def audit_checkpoint(
     save: Annotated[Path | None, typer.Option(help="also write the checkpoint message to this file")] = None,
 ) -> None:
     """Publish an audit.checkpoint.v1 of every chain head now (through the outbox, on hub.events)."""
-    import hub.models  # noqa: F401
     from hub.audit import checkpoints
     from hub.outbox.relay import envelope_of
 
     settings = get_settings()
+    resolve_keys(settings, Policy.OPERATOR, keys=[AUDIT_KEY])  # a checkpoint MACed with the hub's own key
     engine = make_engine(settings.resolved_database_url())
     with unit_of_work(make_session_factory(engine)) as session:
         message = checkpoints.emit(session, key=settings.audit_key, now=SystemClock().now())
@@ -237,10 +277,10 @@ def audit_reseal(
     tracking_no: Annotated[str | None, typer.Option(help="only this case")] = None,
 ) -> None:
     """Once after upgrading past migration 0007: seal chains written before the key, with HUB_AUDIT_KEY."""
-    import hub.models  # noqa: F401
     from hub.audit.service import reseal
 
     settings = get_settings()
+    resolve_keys(settings, Policy.OPERATOR, keys=[AUDIT_KEY])  # resealing with any other key breaks every chain
     engine = make_engine(settings.resolved_database_url())
     with unit_of_work(make_session_factory(engine)) as session:
         report = reseal(session, key=settings.audit_key, tracking_no=tracking_no)
@@ -251,11 +291,15 @@ def audit_reseal(
 
 
 @calendar_app.command("load")
-def calendar_load(notice: Annotated[Path, typer.Argument(help="holiday notice JSON file")]) -> None:
+def calendar_load(notice: Annotated[Path, typer.Argument(help="holiday notice JSON file", exists=True,
+                                                         dir_okay=False, readable=True)]) -> None:
     """Load a year's State Council holiday notice into the working-day calendar."""
     from hub.calendar.service import load_notice
 
-    data = json.loads(notice.read_text(encoding="utf-8"))
+    try:
+        data = json.loads(notice.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        _fail(f"{notice} is not a UTF-8 JSON document: {exc}")
     engine = make_engine(get_settings().resolved_database_url())
     with unit_of_work(make_session_factory(engine)) as session:
         days = load_notice(session, notice=data, now=SystemClock().now())

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 from sqlalchemy import JSON, DateTime, MetaData, create_engine, event
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect, Engine
-from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Session, configure_mappers, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
 NAMING_CONVENTION = {
@@ -71,7 +71,20 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Every session of every process comes from here, so this is where all mapped models are loaded.
+
+    Relationships name classes by string across domains (a case's verifications, …); a process that imported
+    only some domains — a CLI command in a fresh process — would otherwise fail on its first query.
+    """
+    load_all_models()
     return sessionmaker(engine, expire_on_commit=False, autoflush=True)
+
+
+def load_all_models() -> None:
+    """Import every domain's models (hub/models.py lists them) and resolve their relationships now."""
+    import hub.models  # noqa: F401  (imported for its side effect: every mapper registered)
+
+    configure_mappers()
 
 
 @contextmanager

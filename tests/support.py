@@ -76,6 +76,9 @@ def officer_of(key: str, role: str) -> str:
 
 
 PARTNER_SECRET = "demo-Partner-1"
+# For `hub api` / `hub worker` run as processes: production commands refuse the published development keys.
+PROCESS_KEYS = {"HUB_SECRET_KEY": "test-secret-key-for-subprocesses-0123456789abcdef",
+                "HUB_AUDIT_KEY": "test-audit-key-for-subprocesses-0123456789abcdef"}
 
 
 def case_record(item_code_value: str, *, external_id: str, version: int = 1, steps: int = 2,

@@ -15,7 +15,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from hub.clock import SystemClock
 from hub.db import make_engine, make_session_factory, unit_of_work
-from hub.deliveries import service
 from hub.settings import get_settings
 
 deliveries_app = typer.Typer(help="对外投递：国家系统办件结果上报、部门原系统新办件推送 (outbound deliveries)",
@@ -33,6 +32,8 @@ def status_command(
     recent: Annotated[int, typer.Option(help="how many recent failures to list")] = 20,
 ) -> None:
     """Deliveries per partner, kind and status, and the most recent failures with their errors."""
+    from hub.deliveries import service  # here, not at the top: it loads the SOAP stack every `hub` start paid for
+
     with _factory()() as session:
         report = service.status(session, recent=recent)
     if as_json:
@@ -66,6 +67,8 @@ def retry_command(
     if not ids and not all_failed:
         console.print("[red]name delivery ids, or pass --all-failed[/]")
         raise typer.Exit(2)
+    from hub.deliveries import service
+
     with unit_of_work(_factory()) as session:
         count = service.retry(session, now=SystemClock().now(), ids=None if all_failed else ids)
     console.print(f"[green]{count} deliveries reset to pending[/]")
@@ -76,6 +79,7 @@ def run_command(
     batch: Annotated[int, typer.Option(help="deliveries per transaction")] = 20,
 ) -> None:
     """Send every due delivery now (what the worker does on each tick)."""
+    from hub.deliveries import service
     from hub.deliveries.clients import DeliveryClients
 
     report = service.drain(_factory(), clock=SystemClock(), clients=DeliveryClients(), batch=batch)

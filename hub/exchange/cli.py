@@ -60,6 +60,10 @@ def dlq_replay(letter_ids: Annotated[list[int], typer.Argument(help="dead letter
     from hub.exchange.replay import republisher
 
     settings = get_settings()
+    if not settings.amqp_url:  # applied here, not by a worker: its case events need the hub's keys
+        from hub.keys import Policy, resolve_keys
+
+        resolve_keys(settings, Policy.OPERATOR)
     with unit_of_work(_factory()) as session, republisher(settings, session) as republish:
         count = replay(session, letter_ids=letter_ids, republish=republish, now=SystemClock().now())
     console.print(f"[green]replayed[/] {count} dead letter(s)")

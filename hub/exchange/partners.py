@@ -40,15 +40,18 @@ def list_partners(session: Session, *, kind: str | None = None) -> list[Partner]
 
 def seed_partners(session: Session, rows: list[dict[str, Any]], *, now: datetime) -> int:
     created = 0
+    hashes: dict[str, str] = {}  # the demo partners share one published secret: hash it once
     for row in rows:
         if session.get(Partner, row["code"]) is not None:
             continue
+        if row["secret"] not in hashes:
+            hashes[row["secret"]] = _hasher.hash(row["secret"])
         department_id = None
         if row.get("department"):
             department_id = get_department(session, region_code=row["region"], code=row["department"]).id
         session.add(Partner(
             code=row["code"], name=row["name"], kind=row["kind"], region_code=row["region"],
-            secret_hash=_hasher.hash(row["secret"]), record_types=row["record_types"],
+            secret_hash=hashes[row["secret"]], record_types=row["record_types"],
             department_id=department_id, endpoint=row.get("endpoint"), created_at=now,
         ))
         created += 1

@@ -88,12 +88,17 @@ def _item_write(row: dict[str, Any]) -> ItemWrite:
 
 def seed_officers(session: Session, *, now: datetime) -> int:
     created = 0
+    # The demo accounts share one published password: hash it once (argon2 costs ~0.1-0.3 s a hash, and
+    # every fresh `hub up` / `hub db seed` / test database seeds 60 officers).
+    hashes: dict[str, str] = {}
     for row in read_seed("officers"):
         if session.scalar(select(Officer).where(Officer.username == row["username"])):
             continue
         department = get_department(session, region_code=row["region"], code=row["department"])
+        if row["password"] not in hashes:
+            hashes[row["password"]] = hash_password(row["password"])
         session.add(Officer(
-            username=row["username"], password_hash=hash_password(row["password"]),
+            username=row["username"], password_hash=hashes[row["password"]],
             name=row["name"], region_code=row["region"], department_id=department.id,
             roles=row["roles"], created_at=now,
         ))

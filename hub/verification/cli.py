@@ -98,6 +98,14 @@ def reverify(
         engine.dispose()
         console.print("[yellow]no registry is configured[/]; nothing to verify against (docs/registries.md)")
         return
+    from hub.keys import Policy, resolve_keys
+
+    try:  # the access log's subject hashes and the case events must use the running hub's keys
+        resolve_keys(settings, Policy.OPERATOR)
+    except BaseException:
+        job.close()
+        engine.dispose()
+        raise
     try:
         settled = job()
         with factory() as session:

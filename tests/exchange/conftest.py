@@ -52,7 +52,7 @@ from hub.settings import Settings
 from hub.worker import Worker
 from mocks.city_platform import SimulationReport
 from tests.adapters.amqp.conftest import wait_for
-from tests.support import PARTNER_SECRET
+from tests.support import PARTNER_SECRET, PROCESS_KEYS
 
 PARTNERS = ("shenyang", "dalian")
 KEEP = os.environ.get("HUB_TEST_EXCHANGE_KEEP") == "1"  # keep database and vhost for a post-mortem
@@ -206,7 +206,7 @@ class WorkerProcess:
     def __init__(self, database_url: str, amqp_url: str, workdir: Path) -> None:
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
         self.env.update(HUB_DATABASE_URL=database_url, HUB_AMQP_URL=amqp_url, HUB_DATA_DIR=str(workdir),
-                        HUB_LOG_LEVEL="WARNING", HUB_LOG_JSON="false", PYTHONUNBUFFERED="1")
+                        HUB_LOG_LEVEL="WARNING", HUB_LOG_JSON="false", PYTHONUNBUFFERED="1", **PROCESS_KEYS)
         self.workdir = workdir
         self.started: list[subprocess.Popen[bytes]] = []
 

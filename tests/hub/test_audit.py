@@ -22,7 +22,7 @@ from hub.audit.service import Finding, reseal, verify
 from hub.cases.models import Case, CaseEvent
 from hub.cli import app as cli
 from hub.clock import FixedClock
-from hub.settings import Settings, get_settings
+from hub.settings import DEV_AUDIT_KEY, Settings, get_settings
 from hub.validation import load_schema, validator_for
 from hub.worker import Worker
 from tests.support import PARTNER_SECRET, case_record, envelope, item_code, officer_of, step, submit
@@ -45,6 +45,7 @@ def decided_case(client: TestClient, officers) -> str:
 @pytest.fixture
 def cli_env(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("HUB_DATABASE_URL", engine.url.render_as_string(hide_password=False))
+    monkeypatch.setenv("HUB_AUDIT_KEY", DEV_AUDIT_KEY)  # the key the test app chains with (tests/conftest.py)
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()

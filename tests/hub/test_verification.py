@@ -26,7 +26,7 @@ from hub.cli import app as cli
 from hub.clock import FixedClock
 from hub.demo import run_demo
 from hub.seed.service import read_seed
-from hub.settings import Settings, get_settings
+from hub.settings import DEV_AUDIT_KEY, DEV_SECRET, Settings, get_settings
 from hub.verification.models import CaseVerification, RegistryAccess
 from hub.verification.registries import build_from_settings
 from hub.verification.service import reverify_pending
@@ -478,7 +478,8 @@ def test_hub_registries_reverify_runs_one_round(
     control.recover("population")
     for name, value in (("HUB_DATABASE_URL", engine.url.render_as_string(hide_password=False)),
                         ("HUB_POPULATION_WSDL", mocks.population_wsdl), ("HUB_ENTERPRISE_URL", mocks.enterprise_url),
-                        ("HUB_TAX_WSDL", mocks.tax_wsdl), ("HUB_ORGANISATION_URL", mocks.organisation_url)):
+                        ("HUB_TAX_WSDL", mocks.tax_wsdl), ("HUB_ORGANISATION_URL", mocks.organisation_url),
+                        ("HUB_SECRET_KEY", DEV_SECRET), ("HUB_AUDIT_KEY", DEV_AUDIT_KEY)):  # the test app's keys
         monkeypatch.setenv(name, value)
     get_settings.cache_clear()
     try:

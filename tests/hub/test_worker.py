@@ -106,3 +106,16 @@ def test_poison_message_is_kept_with_its_reason_and_the_consumer_goes_on(
                 InboxMessage.message_id == uuid.UUID(good["message_id"]))) is not None
 
     wait_until(applied)
+
+
+def test_every_job_reports_zero_when_idle_so_the_worker_sleeps(settings: Settings,
+                                                                 session_factory: sessionmaker[Session],
+                                                                 clock: FixedClock, bus: InProcessBus) -> None:
+    worker = Worker(settings=settings, factory=session_factory, clock=clock, bus=bus)
+    try:
+        for job in worker.jobs:
+            job.run()  # whatever was due is done (or failed until a later attempt)
+        for job in worker.jobs:
+            assert job.run() == 0, f"the {job.name} job reports work when there is none: its loop never idles"
+    finally:
+        worker.stop(timeout=5)

@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, text, tuple_
+from sqlalchemy import select, text, tuple_
 from sqlalchemy.orm import Session
 
 from hub.audit.service import Finding
@@ -61,8 +61,11 @@ def emit_if_due(session: Session, *, key: str, now: datetime, interval_s: float)
     """The worker's periodic job: a checkpoint when the last one (by any worker) is `interval_s` old."""
     if session.get_bind().dialect.name == "postgresql":  # several workers: one checkpoint, not one each
         session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended('audit-checkpoint', 0))"))
-    last = session.scalar(select(func.max(OutboxMessage.occurred_at)).where(OutboxMessage.type == EVENT_TYPE))
-    if last is not None and now - last < timedelta(seconds=interval_s):
+    # The newest checkpoint written, not the latest time: one stamped far ahead (a process whose clock ran
+    # fast) must not silence the checkpoints for as long as that clock was ahead.
+    last = session.scalar(select(OutboxMessage.occurred_at).where(OutboxMessage.type == EVENT_TYPE)
+                          .order_by(OutboxMessage.id.desc()).limit(1))
+    if last is not None and abs(now - last) < timedelta(seconds=interval_s):
         return None
     return emit(session, key=key, now=now)
 

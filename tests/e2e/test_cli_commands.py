@@ -325,7 +325,7 @@ def test_up_serves_the_demo_and_operators_check_it(operator: Operator) -> None:
         demo = operator.hub("demo", "--base-url", base)
         assert demo.code == 0, demo
         assert "→ 已办结" in demo.stdout, demo
-        assert re.search(r"公示：申请人 \S\*+，证件 \d{6}\*{8}\d{3}[\dX]，结果 granted", demo.stdout), demo
+        assert re.search(r"公示：申请人 \S\*+，证件 \d{6}\*{8}\d{3}[\dX]，结果 准予许可", demo.stdout), demo
         number = re.search(r"办件编号 (\S+)，", demo.stdout)
         assert number, demo
         operator.state["tracking_no"] = number.group(1)
@@ -344,6 +344,16 @@ def test_up_serves_the_demo_and_operators_check_it(operator: Operator) -> None:
         assert one.code == 0 and "审计通过" in one.stdout, one
         # Due deliveries go to the mocks `hub up` started (its own worker may have sent them already).
         assert delivered.code == 0 and "failed 0" in delivered.stdout, delivered
+
+        # A checkpoint saved now still matches the chains (the running hub may only add to them).
+        saved = operator.workdir / "checkpoint.json"
+        emitted = operator.hub("audit", "checkpoint", "--save", str(saved))
+        assert emitted.code == 0 and "检查点已写入发件箱" in emitted.stdout, emitted
+        assert json.loads(saved.read_text(encoding="utf-8"))["type"] == "audit.checkpoint", saved
+        against = operator.hub("audit", "verify", "--checkpoint", str(saved))
+        assert against.code == 0 and "matching checkpoint" in against.stdout, against
+        resealed = operator.hub("audit", "reseal")  # every chain was keyed from the start: nothing to do
+        assert resealed.code == 0 and "已重新封存 0 cases" in resealed.stdout, resealed
         assert up.stop() == 0, up.output()[-3000:]
     assert not port_open(port)
 

@@ -99,7 +99,40 @@ def _field_error(error: ValidationError, prefix: str) -> FieldError:
     text = RULE_TEXT.get(rule, "不符合要求")
     title = error.schema.get("title") if isinstance(error.schema, dict) else None
     label = f"「{title}」" if title and rule != "required" else ""
-    return FieldError(field=field, rule=rule, message=f"{label}{text} ({error.message})")
+    return FieldError(field=field, rule=rule, message=f"{label}{text} ({_describe(error)})")
+
+
+# jsonschema's own messages quote the offending value ("'11010519491231002Y' does not match …"); these
+# messages travel into dead-letter reasons, AMQP headers and logs, so they say the rule, never the value.
+_RULE_DESCRIPTIONS = {
+    "type": "must be of type {}",
+    "enum": "must be one of {}",
+    "const": "must equal {}",
+    "pattern": "must match the pattern {}",
+    "format": "must be a valid {}",
+    "minLength": "must be at least {} characters long",
+    "maxLength": "must be at most {} characters long",
+    "minimum": "must be at least {}",
+    "maximum": "must be at most {}",
+    "exclusiveMinimum": "must be greater than {}",
+    "exclusiveMaximum": "must be less than {}",
+    "minItems": "must have at least {} items",
+    "maxItems": "must have at most {} items",
+    "uniqueItems": "items must be unique",
+    "multipleOf": "must be a multiple of {}",
+}
+# Messages that name properties, not values: kept as jsonschema writes them.
+_NAMES_ONLY = frozenset({"required", "additionalProperties", "dependentRequired", "unevaluatedProperties"})
+
+
+def _describe(error: ValidationError) -> str:
+    rule = str(error.validator)
+    if rule in _NAMES_ONLY:
+        return error.message
+    template = _RULE_DESCRIPTIONS.get(rule)
+    if template is None:
+        return f"fails the {rule!r} rule"
+    return template.format(str(error.validator_value)[:200])
 
 
 def _missing_property(error: ValidationError) -> str | None:

@@ -46,3 +46,24 @@ def test_every_validator_the_hub_builds_checks_formats() -> None:
     assert any(e.validator == "format" for e in shared_validator("envelope.v1.json").iter_errors(
         {"occurred_at": "garbage"}))  # exchange envelopes, records, events
     assert _schema_validator().format_checker is not None  # workflow definitions
+
+
+def test_errors_say_the_rule_but_never_quote_the_value() -> None:
+    from hub.validation import field_errors, validator_for
+
+    schema = {"type": "object", "properties": {
+        "id_number": {"type": "string", "pattern": "^[0-9]{17}[0-9X]$"},
+        "phone": {"type": "string", "maxLength": 11},
+        "at": {"type": "string", "format": "date-time"},
+        "kind": {"enum": ["1", "2"]},
+    }, "required": ["name"]}
+    document = {"id_number": "11010519491231002Y", "phone": "138123456789", "at": "1949-12-31 secret",
+                "kind": "13812345678"}
+    errors = {e.field: e for e in field_errors(validator_for(schema).iter_errors(document), prefix="form")}
+    assert set(errors) == {"form.id_number", "form.phone", "form.at", "form.kind", "form.name"}
+    for error in errors.values():
+        assert not any(value in error.message for value in document.values()), error.message
+    assert errors["form.id_number"].rule == "pattern" and "^[0-9]{17}[0-9X]$" in errors["form.id_number"].message
+    assert "at most 11 characters" in errors["form.phone"].message
+    assert "date-time" in errors["form.at"].message
+    assert "'name' is a required property" in errors["form.name"].message  # names, not values, are kept

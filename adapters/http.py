@@ -75,7 +75,8 @@ def classify_transport_error(exc: httpx.HTTPError, registry: str, timeout_s: flo
 
 
 def _media_type(response: httpx.Response) -> str:
-    return response.headers.get("content-type", "").split(";")[0].strip().lower()
+    content_type: str = response.headers.get("content-type", "")
+    return content_type.split(";")[0].strip().lower()
 
 
 def raise_for_registry_status(response: httpx.Response, registry: str, what: str) -> None:

@@ -225,7 +225,7 @@ def backoff_s(policy: ResiliencePolicy, attempt: int, *, rng: random.Random | No
     capped at backoff_max_s. The jitter keeps many hub workers from retrying a recovering registry in
     lockstep."""
     jitter = (rng or _JITTER).uniform(0, policy.backoff_initial_s)
-    return min(policy.backoff_max_s, policy.backoff_initial_s * 2 ** (attempt - 1) + jitter)
+    return min(policy.backoff_max_s, policy.backoff_initial_s * 2.0 ** (attempt - 1) + jitter)
 
 
 def _retry_now(exc: BaseException) -> bool:
@@ -272,7 +272,8 @@ def call_with_policy(fn: Callable[[], T], *, registry: str, policy: ResiliencePo
         sleep=sleep,
         reraise=True,
     )
-    return retrying(_attempt, fn, registry, policy, breaker, limiter, stats)
+    # A closure rather than (_attempt, *args): through tenacity's `*args: Any` the result type would be lost.
+    return retrying(lambda: _attempt(fn, registry, policy, breaker, limiter, stats))
 
 
 class RegistryGuard:

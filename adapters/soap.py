@@ -68,7 +68,7 @@ class _OnceTransport(Transport):
         self._lock = threading.Lock()
 
     def post(self, address: str, message: Any, headers: Any) -> requests.Response:
-        response = super().post(address, message, headers)
+        response: requests.Response = super().post(address, message, headers)
         # SOAP 1.1 answers 200 or, for a fault, 500 with an envelope. Anything else (a proxy's 502/503
         # page, a 404 from a wrong address) is not SOAP: classify it by its status before zeep tries
         # to read the page as an envelope.
@@ -101,7 +101,9 @@ class _Resolver(etree.Resolver):
         self._transport = transport
         self._inline = inline
 
-    def resolve(self, system_url: str, public_id: str, context: Any) -> Any:
+    def resolve(self, system_url: str | None, public_id: str | None, context: Any) -> Any:
+        if system_url is None:  # lxml passes None for an entity known only by its public id
+            return None
         if system_url in self._inline:
             return self.resolve_string(self._inline[system_url], context, base_url=system_url)
         if system_url.startswith(("http://", "https://", "file://")):
@@ -149,7 +151,7 @@ def _describe_schema_error(schema: etree.XMLSchema) -> str:
     return f"element '{element}': {detail}"
 
 
-class _ContractPlugin(Plugin):  # type: ignore[misc]
+class _ContractPlugin(Plugin):
     """Validates each response payload against the XSD before zeep deserialises it."""
 
     def __init__(self, schema: etree.XMLSchema) -> None:
@@ -168,7 +170,7 @@ class _ContractPlugin(Plugin):  # type: ignore[misc]
         return envelope, http_headers
 
 
-class _PrivacyLogPlugin(Plugin):  # type: ignore[misc]
+class _PrivacyLogPlugin(Plugin):
     """Logs that an exchange happened — operation and size only, never the envelope."""
 
     def egress(self, envelope: etree._Element, http_headers: Any, operation: Any,

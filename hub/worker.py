@@ -10,11 +10,12 @@ import signal
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from urllib.parse import urlparse
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapters.amqp import make_bus
+from adapters.amqp import MessageBus, make_bus
 from adapters.amqp.messages import OutboundMessage
 from adapters.amqp.topology import DEAD_LETTER_QUEUE, EVENTS_EXCHANGE, INBOUND_QUEUE
 from hub.audit import checkpoints
@@ -48,7 +49,7 @@ class Worker:
     settings: Settings
     factory: sessionmaker[Session]
     clock: Clock
-    bus: object = None
+    bus: MessageBus | None = None  # None: RabbitMQ when settings.amqp_url is set, else the in-process bus
     jobs: list[Job] = field(default_factory=list)
     consume_inbound: bool = True
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -59,9 +60,10 @@ class Worker:
 
         # One per process, so each partner's circuit breaker remembers across ticks.
         self._delivery_clients = DeliveryClients()
-        if self.bus is None:
-            self.bus = make_bus(self.settings.amqp_url)
-        declare = getattr(self.bus, "declare_topology", None)
+        self._bus: MessageBus = self.bus if self.bus is not None else make_bus(self.settings.amqp_url)
+        self.bus = self._bus
+        # Not part of MessageBus: only RabbitMQ has a topology to declare.
+        declare = getattr(self._bus, "declare_topology", None)
         if declare is not None:
             declare()
         self.jobs.insert(0, Job("outbox-relay", self._relay, idle_seconds=0.5))
@@ -79,20 +81,18 @@ class Worker:
         user = hub_user(self.settings.amqp_url)
         if self.consume_inbound:
             inbound = InboundHandler(self.factory, self.clock, user, self.settings.audit_key)
-            self._spawn("inbound", lambda: self.bus.consume(  # type: ignore[attr-defined]
+            self._spawn("inbound", lambda: self._bus.consume(
                 INBOUND_QUEUE, inbound, stop_event=self._stop))
-            self._spawn("dead-letters", lambda: self.bus.consume(  # type: ignore[attr-defined]
+            self._spawn("dead-letters", lambda: self._bus.consume(
                 DEAD_LETTER_QUEUE, DeadLetterHandler(self.factory, self.clock, user), stop_event=self._stop))
         for job in self.jobs:
-            self._spawn(job.name, lambda job=job: self._loop(job))
+            self._spawn(job.name, partial(self._loop, job))
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=timeout)
-        close = getattr(self.bus, "close", None)
-        if close is not None:
-            close()
+        self._bus.close()
         if self._reverify is not None:
             self._reverify.close()
 
@@ -135,7 +135,7 @@ class Worker:
         return relay_once(self.factory, self._publish, now=self.clock.now())
 
     def _publish(self, events: Sequence[OutgoingEvent]) -> None:
-        self.bus.publish_many([  # type: ignore[attr-defined]
+        self._bus.publish_many([
             OutboundMessage(
                 exchange=EVENTS_EXCHANGE, routing_key=e.routing_key, body=e.body, type=e.event_type,
                 message_id=e.message_id, correlation_id=e.correlation_id, headers=e.headers, mandatory=False,

@@ -168,7 +168,8 @@ def _validate_schema(data: object) -> None:
 def _error_pointer(error: ValidationError) -> str:
     parts = [str(part) for part in error.absolute_path]
     # Point at the missing or unexpected key itself rather than at the object holding it.
-    if error.validator == "required" and isinstance(error.instance, dict):
+    if (error.validator == "required" and isinstance(error.instance, dict)
+            and isinstance(error.validator_value, list)):
         missing = [key for key in error.validator_value if key not in error.instance]
         parts += missing[:1]
     elif error.validator == "additionalProperties" and isinstance(error.instance, dict):

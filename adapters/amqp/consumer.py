@@ -68,6 +68,9 @@ from adapters.resilience import backoff_s
 log = logging.getLogger(__name__)
 
 POLL_S = 0.25  # how quickly an idle consumer notices stop_event
+# A dead letter whose confirm never came: named so the tuple has one exception type for mypy.
+_CONFIRM_INTERRUPTIONS: tuple[type[Exception], ...] = (ConfirmsOverdue, *CONNECTION_ERRORS)
+
 Setup = Callable[[BlockingChannel], None]
 Clock = Callable[[], datetime]
 
@@ -218,7 +221,7 @@ class _Session:
         except ChannelRefused as exc:
             self._dead_letters = None
             raise PublishError(f"rabbitmq refused the dead letter: {exc.reply_code} {exc.reply_text}") from None
-        except (ConfirmsOverdue, *CONNECTION_ERRORS) as exc:
+        except _CONFIRM_INTERRUPTIONS as exc:
             raise PublishInterrupted(f"dead letter not confirmed ({type(exc).__name__})") from None
         raise_for_state(state)
 

@@ -311,7 +311,7 @@ def _alive(connection: pika.BlockingConnection) -> bool:
         connection.process_data_events(time_limit=0)
     except (pika.exceptions.AMQPError, *CONNECTION_ERRORS):
         return False
-    return connection.is_open
+    return bool(connection.is_open)
 
 
 def close_quietly(connection: pika.BlockingConnection | None) -> None:

@@ -47,7 +47,8 @@ def test_a_new_commit_in_a_router_fails_naming_file_line_and_function(hub_copy: 
 
 def test_a_commit_in_any_service_module_fails_even_one_not_named_service(hub_copy: Path) -> None:
     # Services split by concern (hub/verification/…) are still services: only named boundaries may commit.
-    append(hub_copy / "hub" / "exchange" / "replay.py", "\n\nclass Replayer:\n    def run(self, s):\n        s.commit()\n")
+    replay = hub_copy / "hub" / "exchange" / "replay.py"
+    append(replay, "\n\nclass Replayer:\n    def run(self, s):\n        s.commit()\n")
     result = run_check(hub_copy)
     assert result.returncode == 1
     assert "hub/exchange/replay.py:" in result.stderr and "Replayer.run calls commit()" in result.stderr

@@ -32,7 +32,7 @@ from hub.idempotency import service as idempotency
 from hub.problems import problem_responses
 from hub.settings import Settings
 from hub.throttle import service as throttle
-from hub.verification import service as verification
+from hub.verification import checks as verification
 from hub.verification.registries import RegistriesDep
 
 applications = APIRouter(prefix="/api/v1/applications", tags=["applications"])

@@ -28,7 +28,7 @@ from hub.deliveries import service as deliveries
 from hub.errors import Conflict, FieldError, Forbidden, HubError, NotFound, ValidationFailed
 from hub.outbox import service as outbox
 from hub.text_fields import normalize_form
-from hub.verification import service as verification
+from hub.verification import checks as verification
 from workflow import identifiers as ids
 from workflow.calendar import WorkingCalendar
 from workflow.definition import Transition, WorkflowDefinition, standard_definition
@@ -91,7 +91,7 @@ def submit_application(
     """Validate and store a new application; returns the case and its one-time query code.
 
     The applicant's registry checks are stored pending with the case; the caller runs them after
-    committing (hub.verification.service.verify_on_submission), so a registry can never cost a case."""
+    committing (hub.verification.checks.verify_on_submission), so a registry can never cost a case."""
     item = _item_for_submission(session, data.item_code)
     today = business_date(now)
     applicant_id = _check_applicant(item, data.applicant, today)

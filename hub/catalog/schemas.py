@@ -17,7 +17,7 @@ ApplicantType = Literal["1", "2", "3", "4", "5", "6", "9"]
 Subject = Literal["applicant", "legal_representative", "both_parties", "shareholders", "management", "staff",
                   "agent", "family", "household", "matter"]
 # Which registry can vouch for which subject: exactly the checks the hub runs (check key
-# "<registry>.<subject>", hub/verification/service.py). A material about anyone else cannot be replaced.
+# "<registry>.<subject>", hub/verification/checks.py). A material about anyone else cannot be replaced.
 REPLACEABLE_FOR: dict[str, frozenset[str]] = {
     "applicant": frozenset({"population", "enterprise", "tax", "organisation"}),
     "legal_representative": frozenset({"population"}),

@@ -194,14 +194,14 @@ def work_queue(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> QueueOut:
     """The signed-in officer's work queue, nearest deadline first."""
-    total, rows = service.work_queue(session, officer=officer, offset=offset, limit=limit)
+    page = service.work_queue(session, officer=officer, offset=offset, limit=limit)
     calendar = load_calendar(session)
     today = business_date(now)
-    taken = service.once_taken(session, rows)
+    taken = service.once_taken(session, page.rows)
     return QueueOut(
-        officer=officer.username, total=total,
+        officer=officer.username, total=page.total,
         entries=[presenters.queue_entry(c, officer, today, calendar, taken.get(c.id, frozenset()))
-                 for c in rows],
+                 for c in page.rows],
     )
 
 

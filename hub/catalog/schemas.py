@@ -4,6 +4,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from hub.pagination import PageOut
 from hub.text_fields import Name
 
 Level = Literal["province", "city", "county"]
@@ -150,8 +151,5 @@ class ItemOut(ItemSummary):
     blank_form_url: str
 
 
-class ItemPage(BaseModel):
-    total: int
-    offset: int
-    limit: int
+class ItemPage(PageOut):
     items: list[ItemSummary]

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeVar
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from adapters.errors import (
@@ -28,6 +28,7 @@ from adapters.registries import LookupContext
 from hub.auth.models import Officer
 from hub.org import service as org_service
 from hub.org.models import Region
+from hub.pagination import Page, paginate
 from hub.settings import Settings
 from hub.verification.models import RegistryAccess
 from hub.verification.registries import RegistryNotConfigured
@@ -131,7 +132,7 @@ def is_root_region(session: Session, code: str) -> bool:
 def access_log(session: Session, *, officer: Officer, settings: Settings, registry: str | None = None,
                tracking_no: str | None = None, actor: str | None = None, id_number: str | None = None,
                since: datetime | None = None, until: datetime | None = None, offset: int = 0,
-               limit: int = 50) -> tuple[int, list[AccessLogEntry]]:
+               limit: int = 50) -> Page[AccessLogEntry]:
     """Look-ups in the supervisor's regions, newest first. Look-ups without a case (portal prefill)
     belong to no region and are shown to supervisors of the province (the root region) only."""
     scope = RegistryAccess.region_code.in_(regions_overseen(session, officer))
@@ -151,11 +152,10 @@ def access_log(session: Session, *, officer: Officer, settings: Settings, regist
         query = query.where(RegistryAccess.occurred_at >= since)
     if until:
         query = query.where(RegistryAccess.occurred_at < until)
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = session.scalars(query.order_by(RegistryAccess.occurred_at.desc(), RegistryAccess.id.desc())
-                           .offset(offset).limit(limit)).all()
-    return total, [AccessLogEntry(
+    page = paginate(session, query, order_by=[RegistryAccess.occurred_at.desc(), RegistryAccess.id.desc()],
+                    offset=offset, limit=limit)
+    return Page(page.total, offset, limit, [AccessLogEntry(
         id=r.id, occurred_at=r.occurred_at, actor=r.actor, actor_kind=r.actor_kind, tracking_no=r.tracking_no,
         region=r.region_code, purpose=r.purpose, registry=r.registry_name, operation=r.operation,
         subject_kind=r.subject_kind, outcome=r.outcome, message_id=r.message_id, duration_ms=r.duration_ms,
-    ) for r in rows]
+    ) for r in page.rows])

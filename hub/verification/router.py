@@ -136,11 +136,11 @@ def access_log(
     """The personal-data access log: who looked up whom in which registry, for which case, why and
     when — for supervisors, within their regions. Searching by ID number compares keyed hashes."""
     require_role(officer, ["supervisor"])
-    total, entries = access_log_service.access_log(
+    page = access_log_service.access_log(
         session, officer=officer, settings=settings, registry=registry, tracking_no=case, actor=actor,
         id_number=id_number, since=_aware(since), until=_aware(until), offset=offset, limit=limit,
     )
-    return AccessLogPage(total=total, offset=offset, limit=limit, entries=entries)
+    return AccessLogPage(total=page.total, offset=page.offset, limit=page.limit, entries=page.rows)
 
 
 @router.get("/admin/registries", response_model=RegistriesStatusOut, responses=problem_responses(401, 403),

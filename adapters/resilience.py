@@ -56,6 +56,7 @@ __all__ = [
     "ResiliencePolicy",
     "backoff_s",
     "call_with_policy",
+    "exponential_backoff_s",
 ]
 
 T = TypeVar("T")
@@ -220,12 +221,29 @@ def _percentile(ordered: list[float], pct: int) -> float | None:
     return round(ordered[rank - 1], 1)
 
 
+def exponential_backoff_s(attempt: int, *, initial_s: float, max_s: float, factor: float = 2.0,
+                          jitter_s: float = 0.0, jitter_ratio: float = 0.0, rng: random.Random | None = None) -> float:
+    """The hub's one backoff formula — registries, AMQP reconnects and requeues, deliveries, the worker's jobs.
+
+    Wait after failed ``attempt`` (1-based; 0 counts as 1): ``initial_s·factor^(attempt-1)`` plus up to
+    ``jitter_s`` seconds, capped at ``max_s``; then stretched by up to ``jitter_ratio`` of itself. The
+    additive jitter never passes the cap (a caller's maximum stays a maximum); the proportional one spreads
+    even capped waits. Jitter keeps many processes from retrying a recovering peer in lockstep; without
+    any, the wait is exact."""
+    wait = initial_s * factor ** max(0, attempt - 1)
+    if jitter_s:
+        wait += (rng or _JITTER).uniform(0, jitter_s)
+    wait = min(max_s, wait)
+    if jitter_ratio:
+        wait *= 1 + (rng or _JITTER).uniform(0, jitter_ratio)
+    return wait
+
+
 def backoff_s(policy: ResiliencePolicy, attempt: int, *, rng: random.Random | None = None) -> float:
-    """Wait after failed ``attempt`` (1-based): initial·2^(attempt-1) plus up to ``initial`` of jitter,
-    capped at backoff_max_s. The jitter keeps many hub workers from retrying a recovering registry in
-    lockstep."""
-    jitter = (rng or _JITTER).uniform(0, policy.backoff_initial_s)
-    return min(policy.backoff_max_s, policy.backoff_initial_s * 2.0 ** (attempt - 1) + jitter)
+    """Wait after failed ``attempt`` (1-based) under ``policy``: initial·2^(attempt-1) plus up to ``initial``
+    of jitter, capped at backoff_max_s."""
+    return exponential_backoff_s(attempt, initial_s=policy.backoff_initial_s, max_s=policy.backoff_max_s,
+                                 jitter_s=policy.backoff_initial_s, rng=rng)
 
 
 def _retry_now(exc: BaseException) -> bool:

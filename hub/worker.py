@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from adapters.amqp import MessageBus, make_bus
 from adapters.amqp.messages import OutboundMessage
 from adapters.amqp.topology import DEAD_LETTER_QUEUE, EVENTS_EXCHANGE, INBOUND_QUEUE
+from adapters.resilience import exponential_backoff_s
 from hub.audit import checkpoints
 from hub.clock import Clock
 from hub.db import unit_of_work
@@ -36,6 +37,12 @@ class Job:
     name: str
     run: Callable[[], int]
     idle_seconds: float = 1.0
+
+    def pause_s(self, failures: int) -> float:
+        """How long to wait when idle: ``idle_seconds``, doubling per failure in a row (five doublings at
+        most), never over 30 s."""
+        return exponential_backoff_s(failures + 1, initial_s=self.idle_seconds,
+                                     max_s=min(30.0, self.idle_seconds * 2 ** 5))
 
 
 def hub_user(amqp_url: str | None) -> str:
@@ -116,7 +123,7 @@ class Worker:
                 log.exception("job %s failed (%d in a row)", job.name, failures)
                 done = 0
             if done == 0:
-                self._stop.wait(min(job.idle_seconds * (2 ** min(failures, 5)), 30.0))
+                self._stop.wait(job.pause_s(failures))
 
     def _deliver(self) -> int:
         from hub.deliveries.service import drain

@@ -20,7 +20,8 @@ from hub.cases.schemas import (
     StepOut,
 )
 from hub.transparency import redact
-from hub.verification import service as verification
+from hub.verification import checks as verification
+from hub.verification import presenters as verification_views
 from workflow.definition import WorkflowDefinition
 from workflow.timelimits import working_days_left
 
@@ -112,7 +113,7 @@ def _status_fields(
         "steps": [step_out(e, definition, public=public) for e in events],
         "materials": [] if public else [material_out(m) for m in service.materials_of(session, case)],
         "applicant_actions": [] if public else service.applicant_actions(case),
-        "verifications": [] if public else [verification.brief(v) for v in verification.verifications_of(
+        "verifications": [] if public else [verification_views.brief(v) for v in verification.verifications_of(
             session, case)],
     }
 
@@ -131,7 +132,7 @@ def officer_view(session: Session, case: Case, officer: Officer, today: date) ->
     fields = _status_fields(session, case, definition, public=False)
     fields["applicant_name"] = case.applicant_name
     fields["applicant_id_number"] = case.applicant_id_number
-    fields["verifications"] = [verification.officer_out(v) for v in verification.verifications_of(session, case)]
+    fields["verifications"] = [verification_views.officer_out(v) for v in verification.verifications_of(session, case)]
     left = (
         working_days_left(load_calendar(session), today, case.deadline)
         if case.deadline and not definition.is_terminal(case.state) else None

@@ -32,7 +32,7 @@ from hub.idempotency import service as idempotency
 from hub.problems import problem_responses
 from hub.settings import Settings
 from hub.throttle import service as throttle
-from hub.verification import service as verification
+from hub.verification import checks as verification
 from hub.verification.registries import RegistriesDep
 
 applications = APIRouter(prefix="/api/v1/applications", tags=["applications"])
@@ -194,14 +194,14 @@ def work_queue(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> QueueOut:
     """The signed-in officer's work queue, nearest deadline first."""
-    total, rows = service.work_queue(session, officer=officer, offset=offset, limit=limit)
+    page = service.work_queue(session, officer=officer, offset=offset, limit=limit)
     calendar = load_calendar(session)
     today = business_date(now)
-    taken = service.once_taken(session, rows)
+    taken = service.once_taken(session, page.rows)
     return QueueOut(
-        officer=officer.username, total=total,
+        officer=officer.username, total=page.total,
         entries=[presenters.queue_entry(c, officer, today, calendar, taken.get(c.id, frozenset()))
-                 for c in rows],
+                 for c in page.rows],
     )
 
 

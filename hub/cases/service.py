@@ -27,8 +27,9 @@ from hub.clock import business_date
 from hub.deliveries import service as deliveries
 from hub.errors import Conflict, FieldError, Forbidden, HubError, NotFound, ValidationFailed
 from hub.outbox import service as outbox
+from hub.pagination import Page, paginate
 from hub.text_fields import normalize_form
-from hub.verification import service as verification
+from hub.verification import checks as verification
 from workflow import identifiers as ids
 from workflow.calendar import WorkingCalendar
 from workflow.definition import Transition, WorkflowDefinition, standard_definition
@@ -91,7 +92,7 @@ def submit_application(
     """Validate and store a new application; returns the case and its one-time query code.
 
     The applicant's registry checks are stored pending with the case; the caller runs them after
-    committing (hub.verification.service.verify_on_submission), so a registry can never cost a case."""
+    committing (hub.verification.checks.verify_on_submission), so a registry can never cost a case."""
     item = _item_for_submission(session, data.item_code)
     today = business_date(now)
     applicant_id = _check_applicant(item, data.applicant, today)
@@ -513,7 +514,7 @@ def missing_materials(session: Session, case: Case) -> list[str]:
 
 def work_queue(
     session: Session, *, officer: Officer, offset: int = 0, limit: int = 100
-) -> tuple[int, list[Case]]:
+) -> Page[Case]:
     """Open cases of the officer's department on which one of the officer's roles can act (not the
     cases partner platforms report: those are handled on the platform)."""
     definition = standard_definition()
@@ -522,12 +523,9 @@ def work_queue(
         t.source for t in definition.transitions if t.actor == "officer" and roles & t.roles
     })
     if not states:
-        return 0, []
+        return Page(0, offset, limit)
     query = select(Case).where(
         Case.department_id == officer.department_id, Case.state.in_(states), Case.origin != "partner"
     )
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    ordered = query.order_by(
-        func.coalesce(Case.deadline, Case.intake_deadline), Case.submitted_at, Case.id
-    )
-    return total, list(session.scalars(ordered.offset(offset).limit(limit)).unique())
+    order = [func.coalesce(Case.deadline, Case.intake_deadline), Case.submitted_at, Case.id]
+    return paginate(session, query, order_by=order, offset=offset, limit=limit)

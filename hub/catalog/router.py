@@ -33,13 +33,13 @@ def search_items(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> ItemPage:
     """Search the catalogue by keyword, department, region, level and item type."""
-    total, items = service.search_items(
+    page = service.search_items(
         session, q=q, department=department, region=region, level=level,
         item_type=item_type, offset=offset, limit=limit,
     )
     return ItemPage(
-        total=total, offset=offset, limit=limit,
-        items=[service.item_summary(session, i) for i in items],
+        total=page.total, offset=page.offset, limit=page.limit,
+        items=[service.item_summary(session, i) for i in page.rows],
     )
 
 

@@ -4,6 +4,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from hub.pagination import PageOut
 from hub.text_fields import Name
 
 Level = Literal["province", "city", "county"]
@@ -17,7 +18,7 @@ ApplicantType = Literal["1", "2", "3", "4", "5", "6", "9"]
 Subject = Literal["applicant", "legal_representative", "both_parties", "shareholders", "management", "staff",
                   "agent", "family", "household", "matter"]
 # Which registry can vouch for which subject: exactly the checks the hub runs (check key
-# "<registry>.<subject>", hub/verification/service.py). A material about anyone else cannot be replaced.
+# "<registry>.<subject>", hub/verification/checks.py). A material about anyone else cannot be replaced.
 REPLACEABLE_FOR: dict[str, frozenset[str]] = {
     "applicant": frozenset({"population", "enterprise", "tax", "organisation"}),
     "legal_representative": frozenset({"population"}),
@@ -150,8 +151,5 @@ class ItemOut(ItemSummary):
     blank_form_url: str
 
 
-class ItemPage(BaseModel):
-    total: int
-    offset: int
-    limit: int
+class ItemPage(PageOut):
     items: list[ItemSummary]

@@ -8,7 +8,7 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
-from sqlalchemy import func, or_, select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from hub.catalog.models import Item, ItemType
@@ -24,6 +24,7 @@ from hub.errors import FieldError, NotFound, ValidationFailed
 from hub.org import service as org_service
 from hub.org.models import Department, Region
 from hub.outbox import service as outbox
+from hub.pagination import Page, paginate
 from hub.validation import cached_validator, field_errors
 from workflow.identifiers import IdentifierError, build_item_code, validate_national_basic_code
 
@@ -52,7 +53,7 @@ def search_items(
     item_type: str | None = None,
     offset: int = 0,
     limit: int = 20,
-) -> tuple[int, list[Item]]:
+) -> Page[Item]:
     query = select(Item).where(Item.active.is_(True))
     if q:
         terms = [t for t in q.lower().split() if t]
@@ -71,9 +72,7 @@ def search_items(
         query = query.where(Item.level == level)
     if item_type:
         query = query.where(Item.item_type == item_type)
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = session.scalars(query.order_by(Item.code).offset(offset).limit(limit)).unique()
-    return total, list(rows)
+    return paginate(session, query, order_by=[Item.code], offset=offset, limit=limit)
 
 
 def write_item(session: Session, *, data: ItemWrite, now: datetime) -> Item:

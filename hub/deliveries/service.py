@@ -31,6 +31,7 @@ from adapters.errors import AdapterError, CircuitOpen, RegistryBusy
 from adapters.legacy import LegacyApplicant, LegacyCase, LegacyDepartment
 from adapters.national import NationalResult, NationalResults
 from adapters.outbound import OutboundContext, Receipt
+from adapters.resilience import exponential_backoff_s
 from hub.cases.models import Case
 from hub.clock import Clock
 from hub.db import unit_of_work
@@ -45,7 +46,6 @@ HUB_SYSTEM = "ln-approval-hub"
 _ERROR_MAX = 2000
 
 log = logging.getLogger("hub.deliveries")
-_JITTER = random.Random()
 
 
 class Clients(Protocol):
@@ -67,8 +67,8 @@ class DeliveryPolicy:
 
     def delay(self, attempts: int, rng: random.Random | None = None) -> timedelta:
         """Wait after the ``attempts``-th failed attempt: initial·2^(attempts-1), capped, plus jitter."""
-        base = min(self.backoff_max_s, self.backoff_initial_s * 2 ** max(0, attempts - 1))
-        return timedelta(seconds=base * (1 + (rng or _JITTER).uniform(0, self.jitter)))
+        return timedelta(seconds=exponential_backoff_s(attempts, initial_s=self.backoff_initial_s,
+                                                       max_s=self.backoff_max_s, jitter_ratio=self.jitter, rng=rng))
 
 
 DEFAULT_POLICY = DeliveryPolicy()

@@ -70,7 +70,8 @@ def fetch_pending_cases(session: Session, officer: Officer, call: SoapCall, *, n
     """The officer's work queue; a case that cannot be serialised is left out (and alerted), the others go."""
     offset = int(call.params.get("offset") or 0)
     limit = int(call.params.get("limit") or DEFAULT_LIMIT)
-    total, rows = cases.work_queue(session, officer=officer, offset=offset, limit=limit)
+    page = cases.work_queue(session, officer=officer, offset=offset, limit=limit)
+    rows = page.rows
     calendar = load_calendar(session)
     today = business_date(now)
     taken = cases.once_taken(session, rows)
@@ -91,7 +92,7 @@ def fetch_pending_cases(session: Session, officer: Officer, call: SoapCall, *, n
             "applicant": _applicant(case),
             "availableAction": entry.actions,
         })
-    return {"total": total, "offset": offset, "limit": limit,
+    return {"total": page.total, "offset": offset, "limit": limit,
             "case": _serialisable(session, contract, rows, entries, now=now)}
 
 

@@ -22,11 +22,11 @@ def list_disclosed(
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> DisclosurePage:
-    total, rows = service.list_cases(
+    page = service.list_cases(
         session, region=region, item_code=item_code, state=state, offset=offset, limit=limit
     )
     return DisclosurePage(
-        total=total, offset=offset, limit=limit, cases=[service.disclose(session, c) for c in rows]
+        total=page.total, offset=page.offset, limit=page.limit, cases=[service.disclose(session, c) for c in page.rows]
     )
 
 

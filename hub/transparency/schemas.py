@@ -4,6 +4,8 @@ from datetime import date, datetime
 
 from pydantic import BaseModel, Field
 
+from hub.pagination import PageOut
+
 
 class DisclosedStep(BaseModel):
     """One step as the public sees it: who acted only as a role, free text redacted or withheld."""
@@ -44,8 +46,5 @@ class DisclosedCase(BaseModel):
     steps: list[DisclosedStep]
 
 
-class DisclosurePage(BaseModel):
-    total: int
-    offset: int
-    limit: int
+class DisclosurePage(PageOut):
     cases: list[DisclosedCase]

@@ -7,7 +7,7 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hub.cases import presenters
@@ -15,6 +15,7 @@ from hub.cases import service as cases
 from hub.cases.models import Case, CaseEvent
 from hub.catalog.models import Item
 from hub.clock import CHINA_TZ
+from hub.pagination import Page, paginate
 from hub.transparency import redact
 from hub.transparency.schemas import DisclosedCase, DisclosedStep
 from workflow.definition import WorkflowDefinition
@@ -29,7 +30,7 @@ _PERSON_TITLES = ("姓名", "负责人", "主持人", "人员")
 def list_cases(
     session: Session, *, region: str | None, item_code: str | None, state: str | None,
     offset: int, limit: int,
-) -> tuple[int, list[Case]]:
+) -> Page[Case]:
     query = select(Case)
     if region:
         query = query.where(Case.region_code == region)
@@ -37,10 +38,7 @@ def list_cases(
         query = query.join(Item, Case.item_id == Item.id).where(Item.code == item_code)
     if state:
         query = query.where(Case.state == state)
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = session.scalars(query.order_by(Case.submitted_at.desc(), Case.id.desc())
-                           .offset(offset).limit(limit)).unique()
-    return total, list(rows)
+    return paginate(session, query, order_by=[Case.submitted_at.desc(), Case.id.desc()], offset=offset, limit=limit)
 
 
 def disclose(session: Session, case: Case) -> DisclosedCase:

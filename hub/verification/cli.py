@@ -86,7 +86,7 @@ def reverify(
     from hub.clock import SystemClock
     from hub.db import make_engine, make_session_factory
     from hub.verification.jobs import ReverifyJob
-    from hub.verification.service import pending_count
+    from hub.verification.ops import pending_count
 
     settings = get_settings()
     if limit:

@@ -17,8 +17,8 @@ from adapters.registries import Registries
 from hub.clock import Clock
 from hub.db import unit_of_work
 from hub.settings import Settings
+from hub.verification.checks import reverify_pending
 from hub.verification.registries import build_from_settings
-from hub.verification.service import reverify_pending
 
 
 @dataclass

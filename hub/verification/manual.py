@@ -12,7 +12,7 @@ a manual verification replaces a registry that cannot answer, never one that sai
 three times, each for its own reader: the ``ManualVerification`` row (the officer's view), a case
 event (the timeline and the audit chain) and the personal-data access log (supervisors).
 
-Lives apart from ``service.py`` because it writes through the cases service, which imports that one.
+Lives apart from ``checks.py`` because it writes through the cases service, which imports that one.
 """
 
 from __future__ import annotations
@@ -31,9 +31,10 @@ from hub.errors import Conflict, FieldError, ValidationFailed
 from hub.org.models import Region
 from hub.settings import Settings
 from hub.text import TextRuleViolation, normalize_text
+from hub.verification.access_log import access_log_key, subject_hash
+from hub.verification.checks import verifications_of
 from hub.verification.models import CaseVerification, ManualVerification, RegistryAccess
 from hub.verification.schemas import ManualVerificationIn
-from hub.verification.service import access_log_key, subject_hash, verifications_of
 from workflow.definition import standard_definition
 
 ACTION = "verify_manually"

@@ -20,7 +20,9 @@ from hub.deps import NowDep, OfficerDep, SessionDep, SettingsDep
 from hub.errors import Forbidden, HubError
 from hub.problems import MEDIA_TYPE, Problem, problem_responses
 from hub.settings import Settings
-from hub.verification import manual, service
+from hub.verification import access_log as access_log_service
+from hub.verification import checks, manual, ops
+from hub.verification import prefill as prefill_service
 from hub.verification.registries import RegistriesDep
 from hub.verification.schemas import (
     AccessLogPage,
@@ -70,7 +72,7 @@ def prefill_post(
 def _prefill(session: Session, settings: Settings, now: datetime, registries: Registries | None,
              data: PrefillIn) -> PrefillOut:
     try:
-        result = service.prefill(session, registries=registries, id_type=data.id_type, id_number=data.id_number,
+        result = prefill_service.prefill(session, registries=registries, id_type=data.id_type, id_number=data.id_number,
                                  name=data.name, now=now, settings=settings)
     except HubError:
         session.commit()  # the access log keeps failed look-ups too
@@ -91,7 +93,7 @@ def recheck(
     case = cases.case_for_officer(session, tracking_no=tracking_no, officer=officer)
     if officer.department_id != case.department_id:
         raise Forbidden("只能复核本部门的办件 (case belongs to another department)")
-    service.recheck(session, case, officer=officer, registries=registries, now=now, settings=settings)
+    checks.recheck(session, case, officer=officer, registries=registries, now=now, settings=settings)
     session.commit()
     return presenters.officer_view(session, case, officer, business_date(now))
 
@@ -134,11 +136,11 @@ def access_log(
     """The personal-data access log: who looked up whom in which registry, for which case, why and
     when — for supervisors, within their regions. Searching by ID number compares keyed hashes."""
     require_role(officer, ["supervisor"])
-    total, entries = service.access_log(
+    page = access_log_service.access_log(
         session, officer=officer, settings=settings, registry=registry, tracking_no=case, actor=actor,
         id_number=id_number, since=_aware(since), until=_aware(until), offset=offset, limit=limit,
     )
-    return AccessLogPage(total=total, offset=offset, limit=limit, entries=entries)
+    return AccessLogPage(total=page.total, offset=page.offset, limit=page.limit, entries=page.rows)
 
 
 @router.get("/admin/registries", response_model=RegistriesStatusOut, responses=problem_responses(401, 403),
@@ -147,7 +149,7 @@ def registries_status(session: SessionDep, officer: OfficerDep, registries: Regi
     """Each registry's circuit breaker, recent latency and error rate (this API process), and the backlog
     of cases waiting for re-verification."""
     require_role(officer, ["admin", "supervisor"])
-    return service.registries_status(session, registries)
+    return ops.registries_status(session, registries)
 
 
 def _aware(moment: datetime | None) -> datetime | None:

@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from hub.pagination import PageOut
+
 Outcome = Literal["verified", "failed", "pending", "not_configured", "manual"]
 VerificationSummary = Literal["verified", "failed", "pending", "not_configured", "manual", "none"]
 
@@ -109,10 +111,7 @@ class AccessLogEntry(BaseModel):
     duration_ms: int
 
 
-class AccessLogPage(BaseModel):
-    total: int
-    offset: int
-    limit: int
+class AccessLogPage(PageOut):
     entries: list[AccessLogEntry]
 
 

@@ -29,6 +29,7 @@ from adapters.resilience import (
     ResiliencePolicy,
     backoff_s,
     call_with_policy,
+    exponential_backoff_s,
 )
 from tests.adapters.conftest import FakeClock
 
@@ -124,6 +125,31 @@ def test_backoff_grows_exponentially_with_bounded_jitter(attempt: int) -> None:
         assert min(base, POLICY.backoff_max_s) <= wait <= min(base + POLICY.backoff_initial_s, POLICY.backoff_max_s)
     if base + POLICY.backoff_initial_s < POLICY.backoff_max_s:
         assert len(set(waits)) > 1  # jittered
+
+
+@pytest.mark.parametrize(("attempt", "factor", "expected"), [
+    (0, 2.0, 0.5), (1, 2.0, 0.5), (2, 2.0, 1.0), (4, 2.0, 4.0), (5, 2.0, 5.0), (9, 2.0, 5.0), (3, 3.0, 4.5),
+])
+def test_the_one_backoff_formula_without_jitter_is_exact(attempt: int, factor: float, expected: float) -> None:
+    assert exponential_backoff_s(attempt, initial_s=0.5, max_s=5.0, factor=factor) == expected
+
+
+@pytest.mark.parametrize("attempt", [1, 2, 3, 6, 12])
+def test_additive_jitter_never_passes_the_cap_and_proportional_jitter_spreads_capped_waits(attempt: int) -> None:
+    rng = random.Random(attempt)
+    base = min(8.0, 1.0 * 2 ** (attempt - 1))
+    additive = [exponential_backoff_s(attempt, initial_s=1.0, max_s=8.0, jitter_s=1.0, rng=rng) for _ in range(50)]
+    assert all(base <= w <= min(8.0, base + 1.0) for w in additive)
+    stretched = [exponential_backoff_s(attempt, initial_s=1.0, max_s=8.0, jitter_ratio=0.2, rng=rng)
+                 for _ in range(50)]
+    assert all(base <= w <= base * 1.2 for w in stretched) and len(set(stretched)) > 1
+
+
+def test_the_registry_backoff_is_the_one_formula_with_its_policys_numbers() -> None:
+    for attempt in (1, 2, 3, 5, 8):
+        expected = exponential_backoff_s(attempt, initial_s=POLICY.backoff_initial_s, max_s=POLICY.backoff_max_s,
+                                         jitter_s=POLICY.backoff_initial_s, rng=random.Random(attempt))
+        assert backoff_s(POLICY, attempt, rng=random.Random(attempt)) == expected
 
 
 def test_sleeps_between_attempts_follow_the_backoff() -> None:

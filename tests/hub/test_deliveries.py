@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapters.resilience import ResiliencePolicy
+from adapters.resilience import ResiliencePolicy, exponential_backoff_s
 from hub.cases.models import Case
 from hub.clock import FixedClock
 from hub.db import unit_of_work
@@ -345,3 +345,14 @@ def test_cli_status_retry_and_run(client: TestClient, officers, session: Session
         assert "national-results" in runner.invoke(deliveries_app, ["status"]).output
     finally:
         get_settings.cache_clear()
+
+
+@pytest.mark.parametrize("attempts", [0, 1, 2, 3, 9, 14])
+def test_the_delivery_schedule_is_the_one_backoff_formula_with_its_own_numbers(attempts: int) -> None:
+    """30 s doubling per failed attempt up to 6 h, then up to +20 % (the same jitter draw)."""
+    policy = deliveries.DeliveryPolicy()
+    expected = exponential_backoff_s(attempts, initial_s=30.0, max_s=6 * 3600.0, jitter_ratio=0.2,
+                                     rng=random.Random(attempts))
+    assert policy.delay(attempts, random.Random(attempts)) == timedelta(seconds=expected)
+    base = min(6 * 3600.0, 30.0 * 2 ** max(0, attempts - 1))
+    assert timedelta(seconds=base) <= policy.delay(attempts) <= timedelta(seconds=base * 1.2)

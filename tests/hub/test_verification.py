@@ -27,9 +27,9 @@ from hub.clock import FixedClock
 from hub.demo import run_demo
 from hub.seed.service import read_seed
 from hub.settings import DEV_AUDIT_KEY, DEV_SECRET, Settings, get_settings
+from hub.verification.checks import reverify_pending
 from hub.verification.models import CaseVerification, RegistryAccess
 from hub.verification.registries import build_from_settings
-from hub.verification.service import reverify_pending
 from mocks.registries.seed import Seed
 from mocks.runner import RunningMocks
 from tests.conftest import Officers

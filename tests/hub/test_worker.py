@@ -19,7 +19,7 @@ from hub.clock import FixedClock
 from hub.exchange.models import DeadLetter
 from hub.outbox.models import OutboxMessage
 from hub.settings import Settings
-from hub.worker import Worker
+from hub.worker import Job, Worker
 from tests.support import case_record, envelope, item_code
 
 KEY = "physician-practice-registration"
@@ -119,3 +119,11 @@ def test_every_job_reports_zero_when_idle_so_the_worker_sleeps(settings: Setting
             assert job.run() == 0, f"the {job.name} job reports work when there is none: its loop never idles"
     finally:
         worker.stop(timeout=5)
+
+
+@pytest.mark.parametrize(("idle", "failures", "pause"), [
+    (0.5, 0, 0.5), (0.5, 1, 1.0), (0.5, 5, 16.0), (0.5, 6, 16.0), (2.0, 4, 30.0), (60.0, 0, 30.0), (5.0, 0, 5.0),
+])
+def test_an_idle_job_pauses_doubling_per_failure_five_times_at_most_and_never_over_30_s(
+        idle: float, failures: int, pause: float) -> None:
+    assert Job("tick", lambda: 0, idle_seconds=idle).pause_s(failures) == pause

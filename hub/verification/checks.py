@@ -18,143 +18,40 @@ with a keyed hash of the identifier instead of the identifier.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import date, datetime
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import distinct, func, or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from adapters.errors import (
     AdapterError,
-    CircuitOpen,
     InvalidIdentifier,
-    MalformedResponse,
     NotFoundInRegistry,
-    RegistryBusy,
-    RegistryRejected,
-    RegistryTimeout,
-    RegistryUnavailable,
     label,
 )
 from adapters.registries import EnterpriseRecord, IdentityCheck, LookupContext, Registries
 from hub.auth.models import Officer
 from hub.cases.models import Case
 from hub.clock import business_date
-from hub.errors import Conflict, FieldError, HubError, NotFound, ValidationFailed
-from hub.org import service as org_service
-from hub.org.models import Region
+from hub.errors import Conflict
 from hub.settings import Settings, get_settings
-from hub.verification.models import CaseVerification, RegistryAccess
+from hub.verification.access_log import PURPOSES, Lookups, access_log_key
+from hub.verification.models import CaseVerification
 from hub.verification.registries import RegistryNotConfigured, is_configured
-from hub.verification.schemas import (
-    AccessLogEntry,
-    EvidenceOut,
-    ManualVerificationOut,
-    PrefillOut,
-    RegistriesStatusOut,
-    RegistryStatusOut,
-    VerificationBrief,
-    VerificationOut,
-)
-from workflow import identifiers as ids
 
 log = logging.getLogger("hub.verification")
 T = TypeVar("T")
 
-OUTCOME_LABELS = {
-    "verified": "核验通过",
-    "failed": "核验未通过",
-    "pending": "待核验",
-    "not_configured": "未接入",
-    "manual": "人工核验通过",
-}
 # Enterprise first: the legal representative's check needs its record.
 CHECK_ORDER = ("enterprise.applicant", "organisation.applicant", "tax.applicant", "population.applicant",
                "population.legal_representative")
-PURPOSES = {
-    "applicant": "申请人身份核验 (applicant identity verification)",
-    "legal_representative": "法定代表人身份核验 (legal representative verification)",
-    "tax": "申请人税务登记核验 (applicant tax registration check)",
-    "prefill": "表单预填 (form prefill)",
-    "officer": "经办人复核 (officer re-check)",
-}
 SYSTEM_ACTOR = "hub"
 WORKER_ACTOR = "worker"
-PORTAL_ACTOR = "portal"
-
-
-# --- the access log --------------------------------------------------------------------------
-
-
-def access_log_key(secret_key: str) -> bytes:
-    """The HMAC key of the access log, derived from the hub's secret (its own purpose, its own key)."""
-    return hmac.new(secret_key.encode(), b"hub/registry-access-log/v1", hashlib.sha256).digest()
-
-
-def subject_hash(key: bytes, identifier: str) -> str:
-    """Keyed hash of an identifier: searchable by whoever holds the key, meaningless to anyone else."""
-    return hmac.new(key, identifier.strip().upper().encode(), hashlib.sha256).hexdigest()
-
-
-def access_outcome(exc: BaseException) -> str:
-    """What became of a look-up that raised, in the access log's words."""
-    for kind, name in ((CircuitOpen, "circuit_open"), (RegistryBusy, "busy"), (RegistryTimeout, "timeout"),
-                       (RegistryUnavailable, "unavailable"), (MalformedResponse, "malformed"),
-                       (NotFoundInRegistry, "not_found"), (RegistryRejected, "rejected"),
-                       (InvalidIdentifier, "invalid_identifier")):
-        if isinstance(exc, kind):
-            return name
-    return "error"
-
-
-@dataclass
-class Lookups:
-    """Registry look-ups on behalf of one actor; each is timed and becomes one access-log row.
-
-    Rows are kept in memory until ``flush_to`` so that nothing is written while a registry is awaited.
-    """
-
-    key: bytes
-    actor: str
-    actor_kind: str
-    now: datetime
-    tracking_no: str | None = None
-    region_code: str | None = None
-    rows: list[RegistryAccess] = field(default_factory=list)
-
-    def call(self, registry: str, operation: str, *, subject_kind: str, subject: str, purpose: str,
-             fn: Callable[[LookupContext], T]) -> tuple[T, str]:
-        """Run one look-up; returns its result and the exchange's message id."""
-        context = LookupContext(actor=self.actor, purpose=purpose, case=self.tracking_no)
-        started = time.perf_counter()
-        outcome = "answered"
-        try:
-            return fn(context), context.message_id
-        except RegistryNotConfigured:
-            outcome = ""  # nothing was looked up, so nothing to log
-            raise
-        except BaseException as exc:
-            outcome = access_outcome(exc)
-            raise
-        finally:
-            if outcome:
-                self.rows.append(RegistryAccess(
-                    occurred_at=self.now, actor=self.actor[:64], actor_kind=self.actor_kind,
-                    tracking_no=self.tracking_no, region_code=self.region_code, purpose=purpose[:128],
-                    registry_name=registry, operation=operation, subject_kind=subject_kind,
-                    subject_hash=subject_hash(self.key, subject), outcome=outcome,
-                    message_id=context.message_id, duration_ms=round((time.perf_counter() - started) * 1000),
-                ))
-
-    def flush_to(self, session: Session) -> None:
-        session.add_all(self.rows)
-        self.rows = []
 
 
 # --- which checks a case needs -----------------------------------------------------------------
@@ -533,24 +430,6 @@ def replaced_material_keys(session: Session, case: Case) -> set[str]:
     return {m["key"] for m in case.item.guide.get("materials", []) if replacing_check(m) in verified}
 
 
-def brief(row: CaseVerification) -> VerificationBrief:
-    return VerificationBrief(registry=row.registry_name, registry_label=label(row.registry_name), outcome=row.outcome,
-                             outcome_label=OUTCOME_LABELS.get(row.outcome, row.outcome), checked_at=row.checked_at)
-
-
-def officer_out(row: CaseVerification) -> VerificationOut:
-    manual = row.manual
-    return VerificationOut(
-        **brief(row).model_dump(), check=row.check_key, subject=row.subject, detail=row.detail,
-        attempts=row.attempts, message_id=row.message_id, answer=row.answer,
-        manual=None if manual is None else ManualVerificationOut(
-            officer=manual.officer, officer_name=manual.officer_name, reason=manual.reason,
-            evidence=[EvidenceOut(**e) for e in manual.evidence], registry_outcome=manual.registry_outcome,
-            recorded_at=manual.recorded_at, event_seq=manual.event_seq,
-        ),
-    )
-
-
 def ensure_grantable(session: Session, case: Case) -> None:
     """A case whose applicant failed a registry check — or is still waiting for one — is not granted."""
     rows = verifications_of(session, case)
@@ -572,153 +451,6 @@ def ensure_grantable(session: Session, case: Case) -> None:
             type_slug="verification-pending",
         )
 
-
-# --- prefill -----------------------------------------------------------------------------------
-
-
-class RegistryUnavailableProblem(HubError):
-    def __init__(self, detail: str, type_slug: str = "registry-unavailable") -> None:
-        super().__init__(detail=detail, title="信息库暂时无法访问", status=503, type_slug=type_slug)
-
-
-def prefill(session: Session, *, registries: Registries | None, id_type: str, id_number: str, name: str | None,
-            now: datetime, settings: Settings) -> PrefillOut:
-    """What a portal may fill in for an applicant. Adds access-log rows (also when it raises).
-
-    A person gets only what the ID number itself encodes, and the population registry is not asked:
-    an anonymous answer must not confirm that a name belongs to a number or that the person is living
-    (docs/registries.md). The applicant is verified at submission, for the case."""
-    today = business_date(now)
-    number = id_number.strip().upper()
-    try:
-        number = (ids.validate_citizen_id(number, today=today) if id_type == "citizen_id"
-                  else ids.validate_credit_code(number))
-    except ids.IdentifierError as exc:
-        raise ValidationFailed([FieldError("id_number", exc.rule, str(exc))]) from exc
-    if id_type == "citizen_id":
-        return PrefillOut(id_type="citizen_id", registry="population", registry_label=label("population"),
-                          verified=None, checked_at=now,
-                          fields={"gender": ids.citizen_id_gender(number, today=today),
-                                  "birth_date": ids.citizen_id_birth_date(number, today=today).isoformat()})
-    clean_name = (name or "").strip()
-    registry = "enterprise" if number.startswith("9") else "organisation"
-    if not is_configured(registries, registry):
-        raise RegistryUnavailableProblem(RegistryNotConfigured(registry).message, "registry-not-configured")
-    assert registries is not None
-    lookups = Lookups(access_log_key(settings.secret_key), PORTAL_ACTOR, "portal", now)
-    try:
-        verified, fields = _prefill_lookup(registries, lookups, registry, number, clean_name, today)
-    except NotFoundInRegistry as exc:
-        raise NotFound(exc.message) from exc
-    except InvalidIdentifier as exc:
-        raise ValidationFailed([FieldError("name" if exc.rule == "name" else "id_number", exc.rule,
-                                           exc.message)]) from exc
-    except AdapterError as exc:
-        raise RegistryUnavailableProblem(exc.message) from exc
-    finally:
-        lookups.flush_to(session)
-    return PrefillOut(id_type=id_type, registry=registry, registry_label=label(registry),  # type: ignore[arg-type]
-                      verified=verified, fields=fields, checked_at=now)
-
-
-def _prefill_lookup(registries: Registries, lookups: Lookups, registry: str, number: str, name: str,
-                    today: date) -> tuple[bool, dict[str, str | None]]:
-    purpose = PURPOSES["prefill"]
-    if registry == "enterprise":
-        company, _ = lookups.call("enterprise", "lookup", subject_kind="credit_code", subject=number, purpose=purpose,
-                                  fn=lambda ctx: registries.enterprise.lookup(number, context=ctx))
-        # Publicly disclosed registration data (企业信用信息公示); the representative's name masked.
-        return company.active, {
-            "credit_code": company.credit_code, "name": company.name, "type": company.type,
-            "legal_representative": ids.mask_name(company.legal_representative),
-            "registered_capital": str(company.registered_capital), "address": company.address,
-            "status": company.status, "business_scope": company.business_scope,
-            "established_on": company.established_on.isoformat(),
-        }
-    org, _ = lookups.call("organisation", "lookup", subject_kind="credit_code", subject=number, purpose=purpose,
-                          fn=lambda ctx: registries.organisation.lookup(number, context=ctx))
-    return org.valid_on(today), {
-        "credit_code": org.credit_code, "organisation_code": org.organisation_code, "name": org.name,
-        "type": org.type, "valid_from": org.valid_from.isoformat(),
-        "valid_to": org.valid_to.isoformat() if org.valid_to else None,
-    }
-
-
-# --- supervision: the access log ---------------------------------------------------------------
-
-
-def regions_overseen(session: Session, officer: Officer) -> list[str]:
-    codes = session.scalars(select(Region.code)).all()
-    return [c for c in codes if org_service.is_within(session, region_code=c, ancestor=officer.region_code)]
-
-
-def is_root_region(session: Session, code: str) -> bool:
-    region = session.get(Region, code)
-    return region is not None and region.parent_code is None
-
-
-def access_log(session: Session, *, officer: Officer, settings: Settings, registry: str | None = None,
-               tracking_no: str | None = None, actor: str | None = None, id_number: str | None = None,
-               since: datetime | None = None, until: datetime | None = None, offset: int = 0,
-               limit: int = 50) -> tuple[int, list[AccessLogEntry]]:
-    """Look-ups in the supervisor's regions, newest first. Look-ups without a case (portal prefill)
-    belong to no region and are shown to supervisors of the province (the root region) only."""
-    scope = RegistryAccess.region_code.in_(regions_overseen(session, officer))
-    if is_root_region(session, officer.region_code):
-        scope = or_(scope, RegistryAccess.region_code.is_(None))
-    query = select(RegistryAccess).where(scope)
-    if registry:
-        query = query.where(RegistryAccess.registry_name == registry)
-    if tracking_no:
-        query = query.where(RegistryAccess.tracking_no == tracking_no)
-    if actor:
-        query = query.where(RegistryAccess.actor == actor)
-    if id_number:
-        query = query.where(RegistryAccess.subject_hash == subject_hash(access_log_key(settings.secret_key),
-                                                                        id_number))
-    if since:
-        query = query.where(RegistryAccess.occurred_at >= since)
-    if until:
-        query = query.where(RegistryAccess.occurred_at < until)
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = session.scalars(query.order_by(RegistryAccess.occurred_at.desc(), RegistryAccess.id.desc())
-                           .offset(offset).limit(limit)).all()
-    return total, [AccessLogEntry(
-        id=r.id, occurred_at=r.occurred_at, actor=r.actor, actor_kind=r.actor_kind, tracking_no=r.tracking_no,
-        region=r.region_code, purpose=r.purpose, registry=r.registry_name, operation=r.operation,
-        subject_kind=r.subject_kind, outcome=r.outcome, message_id=r.message_id, duration_ms=r.duration_ms,
-    ) for r in rows]
-
-
-# --- ops view ----------------------------------------------------------------------------------
-
-
-def pending_count(session: Session) -> int:
-    """Cases with at least one check waiting for re-verification."""
-    return session.scalar(select(func.count(distinct(CaseVerification.case_id)))
-                          .where(CaseVerification.outcome == "pending")) or 0
-
-
-def registries_status(session: Session, registries: Registries | None) -> RegistriesStatusOut:
-    """Breaker state, latency and error rate per registry (this process's), plus the backlog."""
-    snapshot: dict[str, dict[str, Any]] = registries.status() if registries is not None else {}
-    out = []
-    for name in ("population", "enterprise", "tax", "organisation"):
-        configured = is_configured(registries, name)
-        figures = snapshot.get(name, {}) if configured else {}
-        out.append(RegistryStatusOut(
-            name=name, label=label(name), configured=configured,
-            **{"breaker": "not_configured", **{k: v for k, v in figures.items()
-                                                if k in RegistryStatusOut.model_fields}},
-        ))
-    pending = pending_count(session)
-    failed = session.scalar(
-        select(func.count(distinct(CaseVerification.case_id)))
-        .join(Case, Case.id == CaseVerification.case_id)
-        .where(CaseVerification.outcome == "failed", Case.completed_at.is_(None))
-    ) or 0
-    return RegistriesStatusOut(configured=any(r.configured for r in out), registries=out,
-                               pending_cases=pending, failed_cases=failed)
 
 
 def commit_quietly(session: Session) -> None:

@@ -119,3 +119,93 @@ def test_every_job_reports_zero_when_idle_so_the_worker_sleeps(settings: Setting
             assert job.run() == 0, f"the {job.name} job reports work when there is none: its loop never idles"
     finally:
         worker.stop(timeout=5)
+
+
+# --- idle: the relay sleeps until a commit wakes it ---------------------------------------------------------
+
+HOUR = 3600.0
+
+
+def probe_row(occurred_at: object) -> dict[str, object]:
+    return {"type": "case.idle-probe.v1", "routing_key": "case.idle-probe.v1", "region_code": "210100",
+            "payload": {"probe": True}, "occurred_at": occurred_at, "message_id": uuid.uuid4()}
+
+
+def on_bus(bus: InProcessBus, message_id: uuid.UUID) -> bool:
+    return any(m.message_id == str(message_id) for m in bus.messages("partner.test.events"))
+
+
+def sent(session_factory: sessionmaker[Session], message_id: uuid.UUID) -> bool:
+    with session_factory() as session:
+        return session.scalar(select(OutboxMessage.sent_at).where(OutboxMessage.message_id == message_id)) is not None
+
+
+@pytest.fixture
+def sleepy_worker(settings: Settings, session_factory: sessionmaker[Session], clock: FixedClock,
+                  bus: InProcessBus) -> Iterator[Worker]:
+    """A worker whose relay polls once an hour: anything it publishes sooner, a notification woke it for."""
+    worker = Worker(settings=settings.model_copy(update={"outbox_relay_fallback_s": HOUR}),
+                    factory=session_factory, clock=clock, bus=bus, consume_inbound=False)
+    worker.start()
+    yield worker
+    worker.stop(timeout=5)
+
+
+def test_an_outbox_row_committed_in_the_process_wakes_the_sleeping_relay(
+    sleepy_worker: Worker, bus: InProcessBus, session_factory: sessionmaker[Session], clock: FixedClock
+) -> None:
+    from sqlalchemy import insert
+
+    from hub.db import unit_of_work
+    from hub.outbox.service import enqueue
+
+    first = probe_row(clock.now())
+    with unit_of_work(session_factory) as session:  # an ORM add, as the services write events
+        message = enqueue(session, event_type="case.idle-probe.v1", region_code="210100",
+                          payload={"probe": True}, occurred_at=clock.now())
+        session.flush()  # the message id is generated at the insert
+        first["message_id"] = message.message_id
+    wait_until(lambda: sent(session_factory, first["message_id"]))  # type: ignore[arg-type]
+    # The relay has published everything and now sleeps for an hour unless a commit wakes it.
+    second = probe_row(clock.now())
+    with unit_of_work(session_factory) as session:  # a Core insert, as a hot path may write them
+        session.execute(insert(OutboxMessage).values(**second))
+    wait_until(lambda: on_bus(bus, second["message_id"]) and sent(session_factory, second["message_id"]))  # type: ignore[arg-type]
+
+
+def test_a_rolled_back_outbox_row_wakes_nobody_and_is_not_published(
+    sleepy_worker: Worker, bus: InProcessBus, session_factory: sessionmaker[Session], clock: FixedClock
+) -> None:
+    from sqlalchemy import insert
+
+    row = probe_row(clock.now())
+    with session_factory() as session:
+        session.execute(insert(OutboxMessage).values(**row))
+        session.rollback()
+    from hub.outbox import wake
+
+    assert not getattr(wake._written, "flag", False), "a rolled-back insert left this thread marked"
+    assert not on_bus(bus, row["message_id"])  # type: ignore[arg-type]
+
+
+def test_on_postgresql_a_row_committed_elsewhere_wakes_the_relay_by_notify(
+    backend: str, sleepy_worker: Worker, bus: InProcessBus, session_factory: sessionmaker[Session],
+    clock: FixedClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if backend != "postgresql":
+        pytest.skip("LISTEN/NOTIFY is PostgreSQL's; on SQLite another process's rows wait for the fallback poll")
+    from sqlalchemy import insert
+
+    from hub.db import make_engine, unit_of_work
+    from hub.outbox import wake
+
+    # As if committed by another process: this process's own wake-up is switched off, only NOTIFY is left.
+    monkeypatch.setattr(wake, "notify", lambda: None)
+    other = make_engine(session_factory.kw["bind"].url.render_as_string(hide_password=False), pool_size=1)
+    try:
+        row = probe_row(clock.now())
+        with unit_of_work(sessionmaker(other)) as session:
+            session.execute(insert(OutboxMessage).values(**row))
+        wait_until(lambda: on_bus(bus, row["message_id"]) and sent(session_factory, row["message_id"]))  # type: ignore[arg-type]
+    finally:
+        other.dispose()

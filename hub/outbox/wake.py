@@ -1,8 +1,9 @@
 """Wakes the outbox relay when outbox rows are committed, so an idle relay sleeps instead of polling.
 
-* Same process (`hub up`, tests): an INSERT into the outbox marks the thread's transaction; the Session's
-  ``after_commit`` then sets every subscribed relay's event. Marked at the engine, so ORM adds and Core
-  inserts alike are seen.
+* Same process (`hub up`, tests): an INSERT into the outbox marks the Session whose connection ran it; the
+  Session's ``after_commit`` then sets every subscribed relay's event. Seen at the engine, so ORM adds and
+  Core inserts alike count, whichever thread commits (a request's dependency may commit in another thread
+  than the endpoint ran in).
 * Other processes on PostgreSQL: ``NOTIFY hub_outbox`` is sent inside the committing transaction (just before
   the COMMIT, on the same connection, so it is delivered only if the rows are), and a relay's
   ``PgListener`` thread LISTENs and sets its event.
@@ -17,6 +18,7 @@ import logging
 import os
 import selectors
 import threading
+import weakref
 from typing import Any
 
 from sqlalchemy import event
@@ -29,11 +31,12 @@ from adapters.resilience import ResiliencePolicy, backoff_s
 CHANNEL = "hub_outbox"
 TABLE = "outbox"
 _NOTIFY_KEY = "hub.outbox.notify"
+_SESSION_KEY = "hub.outbox.session"
+_WRITTEN_KEY = "hub.outbox.written"
 log = logging.getLogger("hub.outbox.wake")
 
 _subscribers: set[threading.Event] = set()
 _subscribers_lock = threading.Lock()
-_written = threading.local()  # this thread's open transaction inserted outbox rows
 
 
 def subscribe() -> threading.Event:
@@ -59,9 +62,16 @@ def _writes_outbox(statement: Any) -> bool:
     return isinstance(statement, Insert) and getattr(statement.table, "name", None) == TABLE
 
 
+def _after_begin(session: Session, _transaction: Any, conn: Connection) -> None:
+    conn.info[_SESSION_KEY] = weakref.ref(session)  # whose transaction this connection now runs
+
+
 def _after_execute(conn: Connection, statement: Any, *_: Any) -> None:
     if _writes_outbox(statement):
-        _written.flag = True
+        owner = conn.info.get(_SESSION_KEY)
+        session = owner() if owner is not None else None
+        if session is not None:
+            session.info[_WRITTEN_KEY] = True
         if conn.dialect.name == "postgresql":
             conn.info[_NOTIFY_KEY] = True
 
@@ -78,12 +88,14 @@ def _before_commit(conn: Connection) -> None:
 
 def _after_rollback(conn: Connection) -> None:
     conn.info.pop(_NOTIFY_KEY, None)
-    _written.flag = False
 
 
-def _after_session_commit(_session: Session) -> None:
-    if getattr(_written, "flag", False):
-        _written.flag = False
+def _after_session_rollback(session: Session) -> None:
+    session.info.pop(_WRITTEN_KEY, None)
+
+
+def _after_session_commit(session: Session) -> None:
+    if session.info.pop(_WRITTEN_KEY, False):
         notify()
 
 
@@ -94,7 +106,9 @@ def install() -> None:
     event.listen(Engine, "after_execute", _after_execute)
     event.listen(Engine, "commit", _before_commit)
     event.listen(Engine, "rollback", _after_rollback)
+    event.listen(Session, "after_begin", _after_begin)
     event.listen(Session, "after_commit", _after_session_commit)
+    event.listen(Session, "after_rollback", _after_session_rollback)
 
 
 class PgListener:

@@ -173,19 +173,40 @@ def test_an_outbox_row_committed_in_the_process_wakes_the_sleeping_relay(
     wait_until(lambda: on_bus(bus, second["message_id"]) and sent(session_factory, second["message_id"]))  # type: ignore[arg-type]
 
 
-def test_a_rolled_back_outbox_row_wakes_nobody_and_is_not_published(
+def test_a_rolled_back_outbox_row_is_never_published(
     sleepy_worker: Worker, bus: InProcessBus, session_factory: sessionmaker[Session], clock: FixedClock
 ) -> None:
     from sqlalchemy import insert
+
+    from hub.db import unit_of_work
 
     row = probe_row(clock.now())
     with session_factory() as session:
         session.execute(insert(OutboxMessage).values(**row))
         session.rollback()
-    from hub.outbox import wake
-
-    assert not getattr(wake._written, "flag", False), "a rolled-back insert left this thread marked"
+        session.commit()  # nothing written since the rollback: this commit must not publish the row
+    later = probe_row(clock.now())
+    with unit_of_work(session_factory) as session:
+        session.execute(insert(OutboxMessage).values(**later))
+    wait_until(lambda: on_bus(bus, later["message_id"]))  # type: ignore[arg-type]
     assert not on_bus(bus, row["message_id"])  # type: ignore[arg-type]
+
+
+def test_a_commit_in_another_thread_than_the_insert_still_wakes_the_relay(
+    sleepy_worker: Worker, bus: InProcessBus, session_factory: sessionmaker[Session], clock: FixedClock
+) -> None:
+    """A request's session may be committed by its dependency on another thread than the endpoint's."""
+    import threading
+
+    from sqlalchemy import insert
+
+    row = probe_row(clock.now())
+    with session_factory() as session:
+        writer = threading.Thread(target=lambda: session.execute(insert(OutboxMessage).values(**row)))
+        writer.start()
+        writer.join()
+        session.commit()
+    wait_until(lambda: on_bus(bus, row["message_id"]) and sent(session_factory, row["message_id"]))  # type: ignore[arg-type]
 
 
 def test_on_postgresql_a_row_committed_elsewhere_wakes_the_relay_by_notify(

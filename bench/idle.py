@@ -9,8 +9,8 @@ What one run does:
    process's user + system CPU time (Linux /proc, all threads) at the start and end of ``--window`` seconds
    in which no request is made;
 2. `hub worker` against RabbitMQ (``--amqp-url``, else HUB_AMQP_URL, else HUB_TEST_AMQP_URL; skipped when
-   none), on a SQLite file migrated by `hub db upgrade`, with random 40-character keys: waits until its
-   consumers are up, then measures the same way;
+   none), on a SQLite file (or ``--database-url``) migrated by `hub db upgrade`, with random 40-character
+   keys: waits until its consumers are up, then measures the same way;
 3. prints each figure's median over ``--rounds`` windows, the per-thread busiest consumers, and the load
    average. The target is under 2 % of a core; it never fails on the number (exit 0).
 """
@@ -166,9 +166,10 @@ def hub_up(data_dir: Path) -> tuple[Process, str]:
     return process, f"http://127.0.0.1:{port}/health"
 
 
-def hub_worker(data_dir: Path, amqp_url: str) -> Process:
+def hub_worker(data_dir: Path, amqp_url: str, database_url: str | None) -> Process:
     env = clean_env({
-        "HUB_DATA_DIR": str(data_dir), "HUB_DATABASE_URL": f"sqlite:///{(data_dir / 'worker.db').as_posix()}",
+        "HUB_DATA_DIR": str(data_dir),
+        "HUB_DATABASE_URL": database_url or f"sqlite:///{(data_dir / 'worker.db').as_posix()}",
         "HUB_AMQP_URL": amqp_url, "HUB_SECRET_KEY": random_key(), "HUB_AUDIT_KEY": random_key(),
     })
     subprocess.run([*HUB, "db", "upgrade"], cwd=ROOT, env=env, check=True, capture_output=True)
@@ -210,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--amqp-url", default=os.environ.get("HUB_AMQP_URL") or os.environ.get("HUB_TEST_AMQP_URL"))
     parser.add_argument("--only", choices=("up", "worker"))
+    parser.add_argument("--database-url", help="the worker's database (default: a fresh SQLite file); on "
+                        "PostgreSQL the relay also LISTENs for NOTIFY")
     args = parser.parse_args(argv)
 
     load_before = os.getloadavg()
@@ -226,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
                 print("hub worker: skipped (no --amqp-url, HUB_AMQP_URL or HUB_TEST_AMQP_URL)")
             else:
                 (base / "worker").mkdir()
-                worker = hub_worker(base / "worker", args.amqp_url)
+                worker = hub_worker(base / "worker", args.amqp_url, args.database_url)
                 processes.append(worker)
                 measure(worker, lambda: worker_ready(worker), args.window, args.rounds, base)
     load_after = os.getloadavg()

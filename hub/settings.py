@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     max_soap_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     multipart_overhead_bytes: int = Field(default=64 * 1024, ge=0)  # boundaries and form fields of an upload
     wsse_created_window_s: int = Field(default=300, ge=1)  # UsernameToken Created: at most this far from now
+    # Idle cost (issue 8, part 7): the relay wakes on commit (same process) and on NOTIFY (PostgreSQL);
+    # this poll only catches rows written by another process on SQLite, or by raw SQL.
+    outbox_relay_fallback_s: float = Field(default=5.0, gt=0)
 
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -23,6 +23,7 @@ from hub.audit import checkpoints
 from hub.clock import Clock
 from hub.db import unit_of_work
 from hub.exchange.consumer import DeadLetterHandler, InboundHandler
+from hub.outbox import wake
 from hub.outbox.relay import OutgoingEvent, relay_once
 from hub.settings import Settings
 
@@ -32,15 +33,19 @@ IN_PROCESS_USER = "hub"
 
 @dataclass
 class Job:
-    """A periodic job: `run()` returns how much it did; a busy job runs again at once."""
+    """A periodic job: `run()` returns how much it did; a busy job runs again at once. With ``wake``, an idle
+    job sleeps until the event is set (work was committed) or ``idle_seconds`` pass, whichever is first."""
 
     name: str
     run: Callable[[], int]
     idle_seconds: float = 1.0
+    wake: threading.Event | None = None
 
     def pause_s(self, failures: int) -> float:
-        """How long to wait when idle: ``idle_seconds``, doubling per failure in a row (five doublings at
-        most), never over 30 s."""
+        """How long to wait when idle: ``idle_seconds`` (a long fallback poll stays long); after failures in a
+        row, doubling per failure (five doublings at most), never over 30 s."""
+        if failures == 0:
+            return self.idle_seconds
         return exponential_backoff_s(failures + 1, initial_s=self.idle_seconds,
                                      max_s=min(30.0, self.idle_seconds * 2 ** 5))
 
@@ -73,7 +78,11 @@ class Worker:
         declare = getattr(self._bus, "declare_topology", None)
         if declare is not None:
             declare()
-        self.jobs.insert(0, Job("outbox-relay", self._relay, idle_seconds=0.5))
+        # Woken by commits that wrote outbox rows (hub/outbox/wake.py); the poll is only a fallback.
+        self._relay_wake = wake.subscribe()
+        self._listener = wake.PgListener.for_engine(self.factory.kw["bind"], self._relay_wake)
+        self.jobs.insert(0, Job("outbox-relay", self._relay, idle_seconds=self.settings.outbox_relay_fallback_s,
+                                wake=self._relay_wake))
         self.jobs.append(Job("deliveries", self._deliver, idle_seconds=2.0))
         from hub.verification.jobs import ReverifyJob
 
@@ -92,11 +101,19 @@ class Worker:
                 INBOUND_QUEUE, inbound, stop_event=self._stop))
             self._spawn("dead-letters", lambda: self._bus.consume(
                 DEAD_LETTER_QUEUE, DeadLetterHandler(self.factory, self.clock, user), stop_event=self._stop))
+        if self._listener is not None:
+            self._listener.start()
         for job in self.jobs:
             self._spawn(job.name, partial(self._loop, job))
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
+        for job in self.jobs:
+            if job.wake is not None:
+                job.wake.set()  # it sleeps on its wake event, not on _stop
+        if self._listener is not None:
+            self._listener.stop()
+        wake.unsubscribe(self._relay_wake)
         for thread in self._threads:
             thread.join(timeout=timeout)
         self._bus.close()
@@ -114,7 +131,10 @@ class Worker:
 
     def _loop(self, job: Job) -> None:
         failures = 0
+        sleep = job.wake or self._stop
         while not self._stop.is_set():
+            if job.wake is not None:
+                job.wake.clear()  # before looking: a commit from now on wakes the next wait
             try:
                 done = job.run()
                 failures = 0
@@ -122,8 +142,8 @@ class Worker:
                 failures += 1
                 log.exception("job %s failed (%d in a row)", job.name, failures)
                 done = 0
-            if done == 0:
-                self._stop.wait(job.pause_s(failures))
+            if done == 0 and not self._stop.is_set():
+                sleep.wait(job.pause_s(failures))
 
     def _deliver(self) -> int:
         from hub.deliveries.service import drain

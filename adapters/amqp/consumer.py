@@ -67,7 +67,8 @@ from adapters.resilience import backoff_s
 
 log = logging.getLogger(__name__)
 
-POLL_S = 0.25  # how quickly an idle consumer notices stop_event
+POLL_S = 0.25  # how quickly a consumer pausing before a retry notices stop_event
+IDLE_WAIT_S = 30.0  # an idle consumer blocks this long at most; deliveries and the stop wake it at once
 # A dead letter whose confirm never came: named so the tuple has one exception type for mypy.
 _CONFIRM_INTERRUPTIONS: tuple[type[Exception], ...] = (ConfirmsOverdue, *CONNECTION_ERRORS)
 
@@ -85,8 +86,9 @@ def consume(settings: AmqpSettings, queue: str, handler: Handler, *, stop_event:
     """Consume ``queue`` until ``stop_event`` is set. Never raises for broker trouble; it reconnects."""
     first_seen = FirstSeen()
     failures = 0
+    waker = _StopWaker(stop_event)
     while not stop_event.is_set():
-        session = _Session(settings, queue, handler, stop_event, dead_letter_exchange, first_seen, clock)
+        session = _Session(settings, queue, handler, stop_event, dead_letter_exchange, first_seen, clock, waker)
         try:
             session.run(setup)
         except (pika.exceptions.AMQPError, AmqpError, *CONNECTION_ERRORS) as exc:
@@ -102,6 +104,30 @@ def consume(settings: AmqpSettings, queue: str, handler: Handler, *, stop_event:
     log.info("consumer of %s stopped", queue)
 
 
+class _StopWaker:
+    """Wakes the current connection's blocking wait when ``stop_event`` is set, so an idle consumer
+    sleeps in pika's I/O wait instead of polling the event."""
+
+    def __init__(self, stop_event: threading.Event) -> None:
+        self._lock = threading.Lock()
+        self._connection: pika.BlockingConnection | None = None
+        threading.Thread(target=self._run, args=(stop_event,), name="amqp-consumer-stop", daemon=True).start()
+
+    def attach(self, connection: pika.BlockingConnection | None) -> None:
+        with self._lock:
+            self._connection = connection
+
+    def _run(self, stop_event: threading.Event) -> None:
+        stop_event.wait()
+        with self._lock:
+            connection = self._connection
+        if connection is not None:
+            try:  # the only thread-safe call into pika: a no-op callback ends process_data_events
+                connection.add_callback_threadsafe(lambda: None)
+            except Exception:  # closed meanwhile: nothing is waiting on it
+                log.debug("consumer connection closed before the stop reached it")
+
+
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, pika.exceptions.ConnectionClosedByBroker | pika.exceptions.ChannelClosedByBroker):
         return f"{exc.reply_code} {exc.reply_text}"
@@ -114,7 +140,7 @@ class _Session:
     """One connection's worth of consuming."""
 
     def __init__(self, settings: AmqpSettings, queue: str, handler: Handler, stop_event: threading.Event,
-                 dead_letter_exchange: str, first_seen: FirstSeen, clock: Clock) -> None:
+                 dead_letter_exchange: str, first_seen: FirstSeen, clock: Clock, waker: _StopWaker) -> None:
         self.settings = settings
         self.queue = queue
         self.handler = handler
@@ -122,6 +148,7 @@ class _Session:
         self.dead_letter_exchange = dead_letter_exchange
         self.first_seen = first_seen
         self.clock = clock
+        self.waker = waker
         self.consumed = False  # reached the consuming state: the next reconnect starts with a short wait
         self._connection: pika.BlockingConnection | None = None
         self._dead_letters: ConfirmChannel | None = None
@@ -129,6 +156,7 @@ class _Session:
 
     def run(self, setup: Setup | None) -> None:
         self._connection = open_connection(self.settings, attempts=1, stop_event=self.stop_event)
+        self.waker.attach(self._connection)
         channel = self._connection.channel()
         if setup is not None:
             setup(channel)
@@ -137,7 +165,7 @@ class _Session:
         self.consumed = True
         while not self.stop_event.is_set():
             if not self._pending:
-                self._connection.process_data_events(time_limit=POLL_S)
+                self._connection.process_data_events(time_limit=IDLE_WAIT_S)
             if self._pending:
                 self._deliver(channel, *self._pending.popleft())
             elif tag not in channel.consumer_tags:
@@ -157,6 +185,7 @@ class _Session:
         self._pending.append((method, properties, body))
 
     def close(self) -> None:
+        self.waker.attach(None)
         close_quietly(self._connection)
         self._connection = None
 

@@ -27,7 +27,6 @@ from adapters.resilience import ResiliencePolicy
 
 log = logging.getLogger(__name__)
 
-POLL_S = 0.05
 NOT_FOUND = 404
 PRECONDITION_FAILED = 406
 Clock = Callable[[], datetime]
@@ -111,8 +110,11 @@ class InProcessBus:
                 dead_letter_exchange: str | None = None) -> None:
         """Handle messages of ``queue`` until ``stop_event`` is set, settling them like the AMQP consumer."""
         dlx = dead_letter_exchange or self.topology.dead_letter_exchange
+        # An idle consumer blocks until a publish or the stop notifies it: no polling (hub up idles for free).
+        threading.Thread(target=self._notify_on, args=(stop_event,), name=f"inprocess-stop-{queue}",
+                         daemon=True).start()
         while not stop_event.is_set():
-            stored = self._take(queue)
+            stored = self._take(queue, stop_event)
             if stored is None:
                 continue
             message = self._inbound(queue, stored)
@@ -167,12 +169,16 @@ class InProcessBus:
                 self._changed.notify_all()
             return bool(targets)
 
-    def _take(self, queue: str) -> _Stored | None:
+    def _take(self, queue: str, stop_event: threading.Event) -> _Stored | None:
         with self._changed:
             items = self._queues[queue]
-            if not items:
-                self._changed.wait(POLL_S)
-            return items.popleft() if items else None
+            self._changed.wait_for(lambda: bool(items) or stop_event.is_set())
+            return items.popleft() if items and not stop_event.is_set() else None
+
+    def _notify_on(self, stop_event: threading.Event) -> None:
+        stop_event.wait()
+        with self._changed:
+            self._changed.notify_all()
 
     def _put(self, queue: str, stored: _Stored) -> None:
         with self._changed:

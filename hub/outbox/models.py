@@ -8,6 +8,7 @@ from sqlalchemy import Integer, String, Text, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hub.db import Base
+from hub.outbox import wake
 
 
 class OutboxMessage(Base):
@@ -26,3 +27,7 @@ class OutboxMessage(Base):
     sent_at: Mapped[datetime | None] = mapped_column(index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
+
+
+# Every process that can write outbox rows has loaded this model: register the hooks that wake the relay.
+wake.install()

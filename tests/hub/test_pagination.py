@@ -30,10 +30,11 @@ def test_paginate_counts_the_whole_list_and_returns_the_page_asked_for(session: 
 
 def walk(client: TestClient, url: str, rows: str, *, headers: dict[str, str] | None = None,
          **params: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The list read two at a time, and read at once."""
-    whole = client.get(url, params={**params, "offset": 0, "limit": 100}, headers=headers).json()
+    """The head of the list (20 rows: the shared test database holds other tests' rows too) read two at a
+    time, and read at once."""
+    whole = client.get(url, params={**params, "offset": 0, "limit": 20}, headers=headers).json()
     pages, offset = [], 0
-    while offset < whole["total"]:
+    while offset < len(whole[rows]):
         page = client.get(url, params={**params, "offset": offset, "limit": 2}, headers=headers).json()
         assert page["total"] == whole["total"]
         assert len(page[rows]) == min(2, whole["total"] - offset)

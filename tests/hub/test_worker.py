@@ -121,8 +121,119 @@ def test_every_job_reports_zero_when_idle_so_the_worker_sleeps(settings: Setting
 
 
 @pytest.mark.parametrize(("idle", "failures", "pause"), [
-    (0.5, 0, 0.5), (0.5, 1, 1.0), (0.5, 5, 16.0), (0.5, 6, 16.0), (2.0, 4, 30.0), (60.0, 0, 30.0), (5.0, 0, 5.0),
+    (0.5, 0, 0.5), (0.5, 1, 1.0), (0.5, 5, 16.0), (0.5, 6, 16.0), (2.0, 4, 30.0), (60.0, 0, 60.0), (5.0, 0, 5.0),
 ])
-def test_an_idle_job_pauses_doubling_per_failure_five_times_at_most_and_never_over_30_s(
+def test_an_idle_job_pauses_its_idle_time_then_doubles_per_failure_five_times_at_most_never_over_30_s(
         idle: float, failures: int, pause: float) -> None:
     assert Job("tick", lambda: 0, idle_seconds=idle).pause_s(failures) == pause
+
+
+# --- idle: the relay sleeps until a commit wakes it ---------------------------------------------------------
+
+HOUR = 3600.0
+
+
+def probe_row(occurred_at: object) -> dict[str, object]:
+    return {"type": "case.idle-probe.v1", "routing_key": "case.idle-probe.v1", "region_code": "210100",
+            "payload": {"probe": True}, "occurred_at": occurred_at, "message_id": uuid.uuid4()}
+
+
+def on_bus(bus: InProcessBus, message_id: uuid.UUID) -> bool:
+    return any(m.message_id == str(message_id) for m in bus.messages("partner.test.events"))
+
+
+def sent(session_factory: sessionmaker[Session], message_id: uuid.UUID) -> bool:
+    with session_factory() as session:
+        return session.scalar(select(OutboxMessage.sent_at).where(OutboxMessage.message_id == message_id)) is not None
+
+
+@pytest.fixture
+def sleepy_worker(settings: Settings, session_factory: sessionmaker[Session], clock: FixedClock,
+                  bus: InProcessBus) -> Iterator[Worker]:
+    """A worker whose relay polls once an hour: anything it publishes sooner, a notification woke it for."""
+    worker = Worker(settings=settings.model_copy(update={"outbox_relay_fallback_s": HOUR}),
+                    factory=session_factory, clock=clock, bus=bus, consume_inbound=False)
+    worker.start()
+    yield worker
+    worker.stop(timeout=5)
+
+
+def test_an_outbox_row_committed_in_the_process_wakes_the_sleeping_relay(
+    sleepy_worker: Worker, bus: InProcessBus, session_factory: sessionmaker[Session], clock: FixedClock
+) -> None:
+    from sqlalchemy import insert
+
+    from hub.db import unit_of_work
+    from hub.outbox.service import enqueue
+
+    first = probe_row(clock.now())
+    with unit_of_work(session_factory) as session:  # an ORM add, as the services write events
+        message = enqueue(session, event_type="case.idle-probe.v1", region_code="210100",
+                          payload={"probe": True}, occurred_at=clock.now())
+        session.flush()  # the message id is generated at the insert
+        first["message_id"] = message.message_id
+    wait_until(lambda: sent(session_factory, first["message_id"]))  # type: ignore[arg-type]
+    # The relay has published everything and now sleeps for an hour unless a commit wakes it.
+    second = probe_row(clock.now())
+    with unit_of_work(session_factory) as session:  # a Core insert, as a hot path may write them
+        session.execute(insert(OutboxMessage).values(**second))
+    wait_until(lambda: on_bus(bus, second["message_id"]) and sent(session_factory, second["message_id"]))  # type: ignore[arg-type]
+
+
+def test_a_rolled_back_outbox_row_is_never_published(
+    sleepy_worker: Worker, bus: InProcessBus, session_factory: sessionmaker[Session], clock: FixedClock
+) -> None:
+    from sqlalchemy import insert
+
+    from hub.db import unit_of_work
+
+    row = probe_row(clock.now())
+    with session_factory() as session:
+        session.execute(insert(OutboxMessage).values(**row))
+        session.rollback()
+        session.commit()  # nothing written since the rollback: this commit must not publish the row
+    later = probe_row(clock.now())
+    with unit_of_work(session_factory) as session:
+        session.execute(insert(OutboxMessage).values(**later))
+    wait_until(lambda: on_bus(bus, later["message_id"]))  # type: ignore[arg-type]
+    assert not on_bus(bus, row["message_id"])  # type: ignore[arg-type]
+
+
+def test_a_commit_in_another_thread_than_the_insert_still_wakes_the_relay(
+    sleepy_worker: Worker, bus: InProcessBus, session_factory: sessionmaker[Session], clock: FixedClock
+) -> None:
+    """A request's session may be committed by its dependency on another thread than the endpoint's."""
+    import threading
+
+    from sqlalchemy import insert
+
+    row = probe_row(clock.now())
+    with session_factory() as session:
+        writer = threading.Thread(target=lambda: session.execute(insert(OutboxMessage).values(**row)))
+        writer.start()
+        writer.join()
+        session.commit()
+    wait_until(lambda: on_bus(bus, row["message_id"]) and sent(session_factory, row["message_id"]))  # type: ignore[arg-type]
+
+
+def test_on_postgresql_a_row_committed_elsewhere_wakes_the_relay_by_notify(
+    backend: str, sleepy_worker: Worker, bus: InProcessBus, session_factory: sessionmaker[Session],
+    clock: FixedClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if backend != "postgresql":
+        pytest.skip("LISTEN/NOTIFY is PostgreSQL's; on SQLite another process's rows wait for the fallback poll")
+    from sqlalchemy import insert
+
+    from hub.db import make_engine, unit_of_work
+    from hub.outbox import wake
+
+    # As if committed by another process: this process's own wake-up is switched off, only NOTIFY is left.
+    monkeypatch.setattr(wake, "notify", lambda: None)
+    other = make_engine(session_factory.kw["bind"].url.render_as_string(hide_password=False), pool_size=1)
+    try:
+        row = probe_row(clock.now())
+        with unit_of_work(sessionmaker(other)) as session:
+            session.execute(insert(OutboxMessage).values(**row))
+        wait_until(lambda: on_bus(bus, row["message_id"]) and sent(session_factory, row["message_id"]))  # type: ignore[arg-type]
+    finally:
+        other.dispose()

@@ -11,7 +11,7 @@ ensure_postgres
 ensure_rabbitmq
 
 echo "==> ruff"
-.venv/bin/ruff check workflow hub adapters mocks tests bench
+.venv/bin/ruff check workflow hub adapters mocks tests bench scripts
 
 # Guards (docs/architecture.md, "Guards in the test command"): DESIGN §2's import rules, the type
 # checker, and no commit outside the transaction boundaries. Configuration in pyproject.toml.

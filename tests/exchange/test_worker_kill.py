@@ -79,6 +79,10 @@ def test_sigkilled_worker_loses_no_event(broker: Broker, partner_urls: dict[str,
                         time.sleep(0.003)
                 assert process.poll() is None, f"the worker died on its own:\n{workers.log(len(workers.started) - 1)}"
                 workers.kill(process)
+                # The relay wakes on every commit (LISTEN/NOTIFY), so it may have caught up just before the kill;
+                # the writer goes on while no worker runs, so the restarted one always has rows left to publish.
+                wait_for(lambda: _count(factory, "select count(*) from outbox where sent_at is null") > 0,
+                         timeout_s=60, what="rows left for the restarted worker")
                 kills.append({"in_publish": in_publish, "written": written[0], "unsent": _count(
                     factory, "select count(*) from outbox where sent_at is null")})
                 process = workers.start()

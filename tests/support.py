@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from datetime import date
 from importlib.resources import files
 from typing import Any
@@ -111,3 +113,14 @@ def envelope(payload: dict[str, Any], *, source: str = "shenyang", region: str =
     return {"message_id": message_id or str(uuid.uuid4()), "type": record_type, "version": 1,
             "source": source, "region": region, "occurred_at": "2026-03-11T10:00:00+08:00",
             "correlation_id": payload.get("external_id"), "payload": payload}
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 15.0) -> bool:
+    """Polls ``condition`` until it holds or ``timeout`` seconds pass; returns its last answer, for the
+    test to assert (a busy machine is slow, so tests wait on conditions, never on time)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() >= deadline:
+            return condition()
+        time.sleep(0.05)
+    return True

@@ -5,9 +5,8 @@ validation error is dead-lettered on its first delivery with its field and rule.
 from __future__ import annotations
 
 import json
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
@@ -26,14 +25,7 @@ from hub.exchange.models import DeadLetter
 from hub.exchange.replay import republisher
 from hub.settings import Settings
 from hub.worker import Worker
-from tests.support import case_record, envelope, item_code
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
+from tests.support import case_record, envelope, item_code, wait_until
 
 
 @pytest.fixture
@@ -74,7 +66,7 @@ def test_a_forged_source_header_neither_names_the_dead_letter_nor_the_replay(
     forged = envelope(record, source="dalian", region="210200")
     message_id = publish(bus, forged, user="shenyang",
                          headers={"x-hub-source": "dalian", "x-hub-original-routing-key": "dalian.case-record.v1"})
-    wait_until(lambda: bool(dead_letters(session_factory, message_id)))
+    assert wait_until(lambda: bool(dead_letters(session_factory, message_id)))
     letter = dead_letters(session_factory, message_id)[0]
     assert letter.source == "shenyang"
     assert letter.routing_key == "shenyang.case-record.v1"
@@ -98,7 +90,7 @@ def test_a_permanent_error_is_dead_lettered_on_its_first_delivery_with_field_and
                          external_id=f"SY-{uuid.uuid4().hex[:10]}")
     record["submitted_at"] = "garbage"
     message_id = publish(bus, envelope(record), user="shenyang")
-    wait_until(lambda: bool(dead_letters(session_factory, message_id)))
+    assert wait_until(lambda: bool(dead_letters(session_factory, message_id)))
     letter = dead_letters(session_factory, message_id)[0]
     assert letter.headers["x-hub-delivery-count"] == 1
     assert letter.reason.startswith("schema:") and "field payload.submitted_at, rule format" in letter.reason

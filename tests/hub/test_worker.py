@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
@@ -20,16 +19,10 @@ from hub.exchange.models import DeadLetter
 from hub.outbox.models import OutboxMessage
 from hub.settings import Settings
 from hub.worker import Job, Worker
-from tests.support import case_record, envelope, item_code
+from tests.support import case_record, envelope, item_code, wait_until
 
 KEY = "physician-practice-registration"
 
-
-def wait_until(condition: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -74,13 +67,13 @@ def test_record_published_on_the_bus_becomes_a_case_and_an_event(
                    json.loads(m.body)["payload"]["origin_partner"] == "shenyang"
                    for m in bus.messages("partner.test.events"))
 
-    wait_until(reported)
+    assert wait_until(reported)
 
     def all_marked_sent() -> bool:  # the relay marks a batch sent just after the bus confirmed it
         with session_factory() as session:
             return session.scalar(select(func.count()).where(OutboxMessage.sent_at.is_(None))) == 0
 
-    wait_until(all_marked_sent)  # asserts it held; re-reading it later would race the worker's other jobs
+    assert wait_until(all_marked_sent)  # checked once: a later re-read races the other jobs
 
 
 def test_poison_message_is_kept_with_its_reason_and_the_consumer_goes_on(
@@ -94,7 +87,7 @@ def test_poison_message_is_kept_with_its_reason_and_the_consumer_goes_on(
     good = envelope(case_record(item_code(client, KEY), external_id=f"SY-{uuid.uuid4().hex[:10]}"))
     publish(bus, json.dumps(good).encode(), message_id=good["message_id"])
 
-    wait_until(lambda: bool(dead_letters(session_factory, bad)) and bool(dead_letters(session_factory, wrong)))
+    assert wait_until(lambda: bool(dead_letters(session_factory, bad)) and bool(dead_letters(session_factory, wrong)))
     assert dead_letters(session_factory, bad)[0].reason.startswith("bad_json")
     assert dead_letters(session_factory, wrong)[0].reason.startswith("wrong_region")
     from hub.exchange.models import InboxMessage
@@ -104,7 +97,7 @@ def test_poison_message_is_kept_with_its_reason_and_the_consumer_goes_on(
             return session.scalar(select(InboxMessage).where(
                 InboxMessage.message_id == uuid.UUID(good["message_id"]))) is not None
 
-    wait_until(applied)
+    assert wait_until(applied)
 
 
 def test_every_job_reports_zero_when_idle_so_the_worker_sleeps(settings: Settings,
@@ -172,12 +165,12 @@ def test_an_outbox_row_committed_in_the_process_wakes_the_sleeping_relay(
                           payload={"probe": True}, occurred_at=clock.now())
         session.flush()  # the message id is generated at the insert
         first["message_id"] = message.message_id
-    wait_until(lambda: sent(session_factory, first["message_id"]))  # type: ignore[arg-type]
+    assert wait_until(lambda: sent(session_factory, first["message_id"]))  # type: ignore[arg-type]
     # The relay has published everything and now sleeps for an hour unless a commit wakes it.
     second = probe_row(clock.now())
     with unit_of_work(session_factory) as session:  # a Core insert, as a hot path may write them
         session.execute(insert(OutboxMessage).values(**second))
-    wait_until(lambda: on_bus(bus, second["message_id"]) and sent(session_factory, second["message_id"]))  # type: ignore[arg-type]
+    assert wait_until(lambda: on_bus(bus, second["message_id"]) and sent(session_factory, second["message_id"]))  # type: ignore[arg-type]
 
 
 def test_a_rolled_back_outbox_row_is_never_published(
@@ -195,7 +188,7 @@ def test_a_rolled_back_outbox_row_is_never_published(
     later = probe_row(clock.now())
     with unit_of_work(session_factory) as session:
         session.execute(insert(OutboxMessage).values(**later))
-    wait_until(lambda: on_bus(bus, later["message_id"]))  # type: ignore[arg-type]
+    assert wait_until(lambda: on_bus(bus, later["message_id"]))  # type: ignore[arg-type]
     assert not on_bus(bus, row["message_id"])  # type: ignore[arg-type]
 
 
@@ -213,7 +206,7 @@ def test_a_commit_in_another_thread_than_the_insert_still_wakes_the_relay(
         writer.start()
         writer.join()
         session.commit()
-    wait_until(lambda: on_bus(bus, row["message_id"]) and sent(session_factory, row["message_id"]))  # type: ignore[arg-type]
+    assert wait_until(lambda: on_bus(bus, row["message_id"]) and sent(session_factory, row["message_id"]))  # type: ignore[arg-type]
 
 
 def test_on_postgresql_a_row_committed_elsewhere_wakes_the_relay_by_notify(
@@ -234,6 +227,6 @@ def test_on_postgresql_a_row_committed_elsewhere_wakes_the_relay_by_notify(
         row = probe_row(clock.now())
         with unit_of_work(sessionmaker(other)) as session:
             session.execute(insert(OutboxMessage).values(**row))
-        wait_until(lambda: on_bus(bus, row["message_id"]) and sent(session_factory, row["message_id"]))  # type: ignore[arg-type]
+        assert wait_until(lambda: on_bus(bus, row["message_id"]) and sent(session_factory, row["message_id"]))  # type: ignore[arg-type]
     finally:
         other.dispose()

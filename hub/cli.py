@@ -226,7 +226,13 @@ def audit_verify(
     from hub.audit.service import verify
 
     settings = get_settings()
-    resolve_keys(settings, Policy.OPERATOR, keys=[AUDIT_KEY])  # the key the running hub chains with
+    try:
+        resolve_keys(settings, Policy.OPERATOR, keys=[AUDIT_KEY])  # the key the running hub chains with
+    except KeyRefused:
+        if checkpoint is None and not _has_case_events(settings):
+            console.print("[green]审计通过[/] 0 events verified: no case events yet, so no key is needed")
+            return
+        raise
     saved = checkpoints.load(json.loads(checkpoint.read_text(encoding="utf-8"))) if checkpoint else None
     engine = make_engine(settings.resolved_database_url())
     with make_session_factory(engine)() as session:
@@ -240,6 +246,20 @@ def audit_verify(
         return
     _print_findings(findings, f"审计发现 {len(findings)} 处问题 ({checked} events checked)")
     raise typer.Exit(1)
+
+
+def _has_case_events(settings: Settings) -> bool:
+    """Whether the database holds any chain to check (a fresh one, migrated or not, holds none)."""
+    from sqlalchemy import inspect, text
+
+    engine = make_engine(settings.resolved_database_url())
+    try:
+        if not inspect(engine).has_table("case_events"):
+            return False
+        with engine.connect() as connection:
+            return connection.execute(text("SELECT 1 FROM case_events LIMIT 1")).first() is not None
+    finally:
+        engine.dispose()
 
 
 def _print_findings(findings: list[Finding], title: str) -> None:

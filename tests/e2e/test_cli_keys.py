@@ -115,7 +115,34 @@ def test_hub_up_keeps_random_keys_per_data_folder(tmp_path: Path) -> None:
     assert "审计通过" in verified.stdout
 
 
-def test_operator_command_refuses_without_the_hubs_key(tmp_path: Path) -> None:
-    ran = run_process([*hub_executable(), "audit", "verify"], operator_env(tmp_path / "var"), cwd=tmp_path)
+def test_operator_command_refuses_without_the_hubs_key_once_there_are_chains(tmp_path: Path) -> None:
+    env = operator_env(tmp_path / "var")
+    assert run_process([*hub_executable(), "db", "upgrade"], env, cwd=tmp_path).code == 0
+    fresh = run_process([*hub_executable(), "audit", "verify"], env, cwd=tmp_path)
+    assert fresh.code == 0, fresh  # a fresh database holds no chain: nothing needs the key
+    assert "0 events verified: no case events yet" in fresh.stdout, fresh
+
+    submit_one_case(tmp_path / "var")
+    ran = run_process([*hub_executable(), "audit", "verify"], env, cwd=tmp_path)
     assert ran.code == 1, ran
     assert "HUB_AUDIT_KEY is not set and there is no key file" in ran.stderr, ran
+
+
+def submit_one_case(data_dir: Path) -> None:
+    """One application in the data folder's database, chained with some key the command is not told."""
+    from fastapi.testclient import TestClient
+
+    from hub.app import create_app
+    from hub.clock import SystemClock
+    from hub.db import make_engine, make_session_factory, unit_of_work
+    from hub.seed.service import seed_demo
+    from hub.settings import Settings
+    from tests.support import submit
+
+    settings = Settings(data_dir=data_dir, log_json=False)
+    engine = make_engine(settings.resolved_database_url())
+    with unit_of_work(make_session_factory(engine)) as session:
+        seed_demo(session, now=SystemClock().now())
+    with TestClient(create_app(settings, engine=engine)) as client:
+        submit(client, "physician-practice-registration")
+    engine.dispose()

@@ -18,6 +18,27 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def free_port_block(size: int) -> int:
+    """A first port such that it and the next ``size - 1`` are free (the mocks take consecutive ports)."""
+    for _ in range(50):
+        base = free_port()
+        if base + size >= 65535:
+            continue
+        sockets = []
+        try:
+            for port in range(base, base + size):
+                s = socket.socket()
+                sockets.append(s)
+                s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in sockets:
+                s.close()
+    raise RuntimeError(f"no {size} consecutive free ports")
+
+
 @contextmanager
 def serving(app: Any) -> Iterator[str]:
     port = free_port()

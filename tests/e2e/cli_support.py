@@ -21,6 +21,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.servers import free_port, free_port_block  # noqa: F401  (the CLI tests take them from here)
+
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_PASSWORD = "demo-Password-1"
 
@@ -107,31 +109,6 @@ def started(args: Sequence[str], env: dict[str, str], *, cwd: Path, log: Path) -
             server.process.wait(timeout=10)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def free_port_block(size: int) -> int:
-    """A first port such that it and the next ``size - 1`` are free (the mocks take consecutive ports)."""
-    for _ in range(50):
-        base = free_port()
-        if base + size >= 65535:
-            continue
-        sockets = []
-        try:
-            for port in range(base, base + size):
-                s = socket.socket()
-                sockets.append(s)
-                s.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in sockets:
-                s.close()
-    raise RuntimeError(f"no {size} consecutive free ports")
 
 
 def answers(url: str, status: int = 200) -> bool:

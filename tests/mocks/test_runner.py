@@ -9,35 +9,15 @@ from pathlib import Path
 
 from mocks.runner import start_all
 from tests.mocks.support import HTTP
+from tests.servers import free_port_block
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def free_block(size: int) -> int:
-    """A base port whose next ``size`` ports are free right now."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = probe.getsockname()[1]
-        if base + size > 65535:
-            continue
-        sockets = []
-        try:
-            for port in range(base, base + size):
-                s = socket.socket()
-                sockets.append(s)
-                s.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in sockets:
-                s.close()
-    raise RuntimeError("no free port block")
 
 
 def test_start_all_uses_base_port_then_consecutive_ports() -> None:
-    base = free_block(5)
+    base = free_port_block(5)
     with start_all(base_port=base) as mocks:
         assert mocks.control_url == f"http://127.0.0.1:{base}/_control"
         assert mocks.population_wsdl == f"http://127.0.0.1:{base + 1}/population?wsdl"
@@ -51,7 +31,7 @@ def test_start_all_uses_base_port_then_consecutive_ports() -> None:
 
 
 def test_main_prints_every_address_including_wsdls() -> None:
-    base = free_block(5)
+    base = free_port_block(5)
     process = subprocess.Popen(
         [sys.executable, "-m", "mocks.runner", "--base-port", str(base)], cwd=ROOT,
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,

@@ -5,7 +5,6 @@ a registry is down."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -18,8 +17,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
-from adapters.registries import AdapterOptions, Registries, RegistryEndpoints, build_registries
-from adapters.resilience import ResiliencePolicy
+from adapters.registries import Registries
 from hub.app import create_app
 from hub.cases.models import Case
 from hub.cli import app as cli
@@ -33,47 +31,15 @@ from hub.verification.registries import build_from_settings
 from mocks.registries.seed import Seed
 from mocks.runner import RunningMocks
 from tests.conftest import Officers
+from tests.hub.conftest import build
 from tests.mocks.support import ManualMonotonic, MockControl
 from tests.servers import serving
 from tests.support import company, example_form, item_code, officer_of, person
 
-# Short timeouts, two attempts, no real backoff: the production shape, fast enough for tests.
-POLICY = ResiliencePolicy(timeout_s=0.5, attempts=2, backoff_initial_s=0.001, backoff_max_s=0.005,
-                          breaker_failures=5, breaker_reset_s=30.0, max_concurrency=4)
 PHYSICIAN = "physician-practice-registration"  # id_card replaceable by the population registry
 
 
 Monotonic = ManualMonotonic
-
-
-@pytest.fixture
-def monotonic() -> Monotonic:
-    return Monotonic()
-
-
-def build(mocks: RunningMocks, monotonic: Monotonic | None = None) -> Registries:
-    endpoints = RegistryEndpoints(population_wsdl=mocks.population_wsdl, enterprise_url=mocks.enterprise_url,
-                                  tax_wsdl=mocks.tax_wsdl, organisation_url=mocks.organisation_url)
-    return build_registries(endpoints, POLICY, AdapterOptions(clock=monotonic or Monotonic()))
-
-
-@pytest.fixture
-def registries(mocks: RunningMocks, monotonic: Monotonic, control: MockControl) -> Iterator[Registries]:
-    built = build(mocks, monotonic)
-    yield built
-    built.close()
-
-
-@pytest.fixture
-def hub(settings: Settings, clock: FixedClock, engine: Engine, registries: Registries) -> Iterator[TestClient]:
-    """The API with registries pointed at the mocks (as `hub up` does)."""
-    with TestClient(create_app(settings, clock=clock, engine=engine, registries=registries)) as client:
-        yield client
-
-
-@pytest.fixture
-def staff(hub: TestClient) -> Officers:
-    return Officers(hub)
 
 
 def apply(client: TestClient, key: str, applicant: dict[str, Any]) -> dict[str, Any]:

@@ -5,50 +5,24 @@ chain and in the personal-data access log; everything else is refused with a cle
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import date
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
-from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapters.registries import Registries
-from hub.app import create_app
 from hub.cases.models import Case, CaseEvent
-from hub.clock import FixedClock
-from hub.settings import Settings
 from mocks.registries.seed import Seed
-from mocks.runner import RunningMocks
 from tests.conftest import Officers
-from tests.hub.test_verification import Monotonic, apply, build, someone
-from tests.mocks.support import MockControl
+from tests.hub.test_verification import apply, someone
 from tests.support import citizen_id, officer_of, person
 from workflow import identifiers as ids
 
 PHYSICIAN = "physician-practice-registration"  # id_card about the applicant, replaceable by population
 PDF = b"%PDF-1.4\n% ID card scan\n"
 OUTSIDE = "110101"  # Beijing, Dongcheng: a valid region code outside Liaoning (21xxxx)
-
-
-@pytest.fixture
-def registries(mocks: RunningMocks, control: MockControl) -> Iterator[Registries]:
-    built = build(mocks, Monotonic())
-    yield built
-    built.close()
-
-
-@pytest.fixture
-def hub(settings: Settings, clock: FixedClock, engine: Engine, registries: Registries) -> Iterator[TestClient]:
-    with TestClient(create_app(settings, clock=clock, engine=engine, registries=registries)) as client:
-        yield client
-
-
-@pytest.fixture
-def staff(hub: TestClient) -> Officers:
-    return Officers(hub)
 
 
 def outsider(seq: int) -> dict[str, Any]:

@@ -5,42 +5,22 @@ staff qualifications or a qualification certificate."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import update
-from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapters.registries import Registries
-from hub.app import create_app
 from hub.catalog.models import Item
 from hub.catalog.schemas import ItemWrite
 from hub.catalog.service import write_item
 from hub.clock import FixedClock
 from hub.seed.service import read_form, read_seed
-from hub.settings import Settings
 from mocks.registries.seed import Seed
-from mocks.runner import RunningMocks
 from tests.conftest import Officers
-from tests.hub.test_verification import Monotonic, apply, build, firm, someone
-from tests.mocks.support import MockControl
+from tests.hub.test_verification import apply, firm, someone
 from tests.support import example_form, item_code, officer_of
-
-
-@pytest.fixture
-def registries(mocks: RunningMocks, control: MockControl) -> Iterator[Registries]:
-    built = build(mocks, Monotonic())
-    yield built
-    built.close()
-
-
-@pytest.fixture
-def hub(settings: Settings, clock: FixedClock, engine: Engine, registries: Registries) -> Iterator[TestClient]:
-    with TestClient(create_app(settings, clock=clock, engine=engine, registries=registries)) as client:
-        yield client
 
 
 def view(client: TestClient, key: str, tracking_no: str) -> dict[str, Any]:

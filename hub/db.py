@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -87,6 +88,13 @@ def load_all_models() -> None:
     configure_mappers()
 
 
+# --- units of work ---------------------------------------------------------------------------------
+# Where a transaction is committed (docs/architecture.md, "Units of work"): the request dependency
+# (hub/deps.py) once per request, a consumer once per batch, a job once per tick, a flow (hub/<domain>/flows.py)
+# once per step after the commit it follows, a CLI command once. Routers and services only flush;
+# scripts/check_commits.py fails the test command when one of them commits.
+
+
 @contextmanager
 def unit_of_work(factory: sessionmaker[Session]) -> Iterator[Session]:
     """The one place a transaction is committed: services only flush."""
@@ -99,3 +107,76 @@ def unit_of_work(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+@contextmanager
+def separate_unit_of_work(
+    factory: sessionmaker[Session], *, commit_on: tuple[type[BaseException], ...] = (),
+) -> Iterator[Session]:
+    """A unit of work of its own beside the request's, for writes that must survive the request failing: a
+    sign-in attempt, a query-code attempt, the access log of a failed look-up. Committed when the block ends,
+    also when it raises one of ``commit_on`` (the refusal those writes record), whatever the request does
+    next; rolled back on any other error. Open it before the request's session writes anything (the two
+    would otherwise wait on each other's locks)."""
+    session = factory()
+    try:
+        yield session
+    except commit_on:
+        session.commit()
+        raise
+    except BaseException:
+        session.rollback()
+        raise
+    else:
+        session.commit()
+    finally:
+        session.close()
+
+
+# Whether a session's transaction wrote anything, so that its end needs a COMMIT: seen at the engine, so
+# ORM flushes, Core statements and session.connection().execute(...) all count. Any statement other than a
+# SELECT counts (a SAVEPOINT included: erring towards a needless COMMIT, never towards a lost write). Writes
+# through the DBAPI connection itself (driver_connection.cursor()) are not seen: mark them with
+# ``mark_written``.
+_OWNER_KEY = "hub.uow.session"
+_WROTE_KEY = "hub.uow.wrote"
+
+
+def wrote(session: Session) -> bool:
+    """Whether the session's open transaction has written, or holds changes not flushed yet."""
+    if not session.in_transaction():
+        return False
+    return bool(session.info.get(_WROTE_KEY) or session.new or session.dirty or session.deleted)
+
+
+def mark_written(session: Session) -> None:
+    session.info[_WROTE_KEY] = True
+
+
+def _transaction_began(session: Session, _transaction: Any, connection: Any) -> None:
+    session.info.pop(_WROTE_KEY, None)  # a new transaction: nothing written in it yet
+    connection.info[_OWNER_KEY] = weakref.ref(session)
+
+
+def _statement_sent(conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+    if statement.lstrip()[:6].upper() == "SELECT":
+        return
+    owner = conn.info.get(_OWNER_KEY)
+    session = owner() if owner is not None else None
+    if session is not None:
+        session.info[_WROTE_KEY] = True
+
+
+def _connection_began(conn: Any) -> None:
+    conn.info.pop(_OWNER_KEY, None)  # a session claims it again in its after_begin, right after this
+
+
+def _install_write_tracking() -> None:
+    if event.contains(Engine, "before_cursor_execute", _statement_sent):
+        return
+    event.listen(Engine, "begin", _connection_began)
+    event.listen(Engine, "before_cursor_execute", _statement_sent)
+    event.listen(Session, "after_begin", _transaction_began)
+
+
+_install_write_tracking()

@@ -8,11 +8,13 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
 
 from hub.auth import service as auth_service
 from hub.auth.models import Officer
 from hub.clock import Clock
+from hub.db import wrote
 from hub.errors import Unauthorized
 from hub.settings import Settings
 
@@ -24,14 +26,31 @@ oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=F
 
 
 async def get_session(request: Request) -> AsyncIterator[Session]:
+    """The request's unit of work: committed once when the endpoint returns, rolled back when it raises.
+
+    Used with ``scope="function"`` (``SessionDep``): the exit runs when the endpoint has returned and its
+    answer is serialised, before anything is sent, so a failing COMMIT becomes the error answer (a
+    problem document) instead of a success for something that was never stored. Routers and services
+    never commit; work that must follow a commit runs from a flow (hub/<domain>/flows.py), and writes that
+    must survive a failed request from ``hub.db.separate_unit_of_work``."""
     # Making a session does no I/O (a connection is taken on first use, in the endpoint's thread).
     session: Session = request.app.state.session_factory()
     try:
         yield session
+        if wrote(session):
+            # The COMMIT waits for the disk: in the thread pool, never on the event loop. A request that
+            # only read (or whose flow committed already) skips it and the hop.
+            await run_in_threadpool(session.commit)
     finally:
-        # Routers commit explicitly; anything left uncommitted is abandoned on purpose. After a commit
-        # this does no I/O; after a failed request the rollback is brief and keeps the pool clean.
+        # Anything left uncommitted (a failed request, a read) is rolled back here. After a commit this
+        # does no I/O; otherwise the rollback is brief and keeps the pool clean.
         session.close()
+
+
+async def get_session_factory(request: Request) -> sessionmaker[Session]:
+    """For the few writes that must survive the request failing (``hub.db.separate_unit_of_work``)."""
+    factory: sessionmaker[Session] = request.app.state.session_factory
+    return factory
 
 
 async def get_clock(request: Request) -> Clock:
@@ -46,8 +65,13 @@ async def get_now(clock: Annotated[Clock, Depends(get_clock)]) -> datetime:
     return clock.now()
 
 
+# One session per request: every user of it names this same dependency (same scope), so FastAPI makes it once.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+SessionFactoryDep = Annotated[sessionmaker[Session], Depends(get_session_factory)]
+
+
 def current_officer(
-    session: Annotated[Session, Depends(get_session)],
+    session: SessionDep,
     settings: Annotated[Settings, Depends(get_settings)],
     now: Annotated[datetime, Depends(get_now)],
     token: Annotated[str | None, Depends(oauth2_scheme)],
@@ -59,7 +83,6 @@ def current_officer(
     )
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
 NowDep = Annotated[datetime, Depends(get_now)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 OfficerDep = Annotated[Officer, Depends(current_officer)]

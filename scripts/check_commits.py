@@ -3,10 +3,10 @@
 
 Services and routers never commit: the request dependency commits once per request, the consumer once
 per batch, a job once per tick, a flow once per step after the commit it follows. So `.commit` may
-appear only in the boundary modules below; anywhere else in hub/ it is an offence, unless it is one of
-today's offenders listed in ALLOWLIST — debt that issue 8 pays off. The allowlist is exact: a function
-that gains a commit fails, and so does one that lost its commits while its entry stayed (remove the
-entry in the same change). Any `.commit` attribute counts, called or passed on (`callback=session.commit`).
+appear only in the boundary modules below; anywhere else in hub/ it is an offence (ALLOWLIST, empty since
+issue 8, could excuse a function as debt; it is exact: a function that gains a commit fails, and so does one
+that lost its commits while its entry stayed). Any `.commit` attribute counts, called or passed on
+(`callback=session.commit`).
 
 Usage: python scripts/check_commits.py [--root DIR]   (DIR holds hub/; default: this repository)
 Exit status 0 when clean, 1 with one line per finding.
@@ -37,32 +37,10 @@ BOUNDARY_FILE_NAMES = {
 }
 SKIPPED_DIRS = {"migrations"}  # Alembic runs each migration in its own transaction
 
-# Today's offenders: (module path, function qualname) -> how many `.commit` the function holds.
-# Each one is debt: move the commit to the request dependency (or a flow) and delete the entry.
-ALLOWLIST: dict[tuple[str, str], int] = {
-    # Commits the attempt before checking the password (a failed sign-in must still count), then the reset.
-    ("hub/auth/router.py", "login"): 2,
-    # Endpoints that commit their own change once before answering.
-    ("hub/calendar/router.py", "load_notice"): 1,
-    ("hub/cases/router.py", "upload_material"): 1,
-    ("hub/cases/router.py", "submit_supplement"): 1,
-    ("hub/cases/router.py", "withdraw"): 1,
-    ("hub/cases/router.py", "act"): 1,
-    ("hub/catalog/router.py", "write_item"): 1,
-    ("hub/exchange/router.py", "push_records"): 1,
-    ("hub/verification/router.py", "recheck"): 1,
-    ("hub/verification/router.py", "manual_verification"): 1,
-    # Submission: commits the case before the registry checks (then commit_quietly commits their results).
-    ("hub/cases/router.py", "submit"): 1,
-    # The same with an Idempotency-Key: one commit on a replay (the claim purged expired keys), one before the checks.
-    ("hub/cases/router.py", "_submit_once"): 2,
-    # Query-code look-ups: the attempt is committed whether the code is right (second) or wrong (first).
-    ("hub/cases/router.py", "applicant_case"): 2,
-    # Prefill: the personal-data access log is committed on the error path too.
-    ("hub/verification/router.py", "_prefill"): 2,
-    # A service that commits: the registry results after the submission's own commit, swallowing a failure.
-    ("hub/verification/checks.py", "commit_quietly"): 1,
-}
+# Functions outside the boundaries allowed to commit: (module path, function qualname) -> how many `.commit`.
+# Empty since issue 8: routers and services never commit. An entry would be debt to pay off; the check
+# stays exact (a function that gains a commit fails, an entry whose commits are gone fails as stale).
+ALLOWLIST: dict[tuple[str, str], int] = {}
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,8 @@ from fastapi.security import OAuth2PasswordRequestForm
 from hub.auth import service
 from hub.auth.models import Officer
 from hub.auth.schemas import OfficerOut, TokenOut
-from hub.deps import NowDep, OfficerDep, SessionDep, SettingsDep
+from hub.db import separate_unit_of_work
+from hub.deps import NowDep, OfficerDep, SessionDep, SessionFactoryDep, SettingsDep
 from hub.problems import problem_responses
 from hub.throttle import service as throttle
 from hub.throttle.http import source_address
@@ -21,6 +22,7 @@ def login(
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
     request: Request,
     session: SessionDep,
+    factory: SessionFactoryDep,
     settings: SettingsDep,
     now: NowDep,
 ) -> TokenOut:
@@ -29,12 +31,12 @@ def login(
     After too many failed sign-ins for the account or from the source address within the window, 429
     with ``Retry-After`` (the right password included) until the window ends."""
     address = source_address(request)
-    verdict = throttle.begin_login(session, username=form.username, address=address, settings=settings, now=now)
-    session.commit()  # the attempt counts even when the password check below fails
+    with separate_unit_of_work(factory) as attempts:  # committed now: it counts even if the password is wrong
+        verdict = throttle.begin_login(attempts, username=form.username, address=address, settings=settings,
+                                       now=now)
     verdict.raise_if_blocked()
     officer = service.authenticate(session, username=form.username, password=form.password)
     throttle.login_succeeded(session, username=form.username, address=address, settings=settings)
-    session.commit()
     token = service.issue_token(
         officer, secret=settings.secret_key, now=now, ttl_minutes=settings.token_ttl_minutes
     )

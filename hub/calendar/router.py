@@ -53,5 +53,4 @@ def load_notice(
     """Load a year's State Council holiday notice (administrators)."""
     require_role(officer, ["admin"])
     days = service.load_notice(session, notice=notice, now=now)
-    session.commit()
     return NoticeLoaded(year=int(notice["year"]), days=days)

@@ -5,12 +5,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Header, Path, Query, UploadFile
 from fastapi.responses import JSONResponse
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.registries import Registries
 from hub.auth.service import require_role
 from hub.calendar.service import load_calendar
-from hub.cases import presenters, service
+from hub.cases import flows, presenters, service
 from hub.cases.materials import add_material
 from hub.cases.models import Case
 from hub.cases.schemas import (
@@ -26,13 +26,13 @@ from hub.cases.schemas import (
     WithdrawIn,
 )
 from hub.clock import business_date
-from hub.deps import NowDep, OfficerDep, SessionDep, SettingsDep
+from hub.db import separate_unit_of_work
+from hub.deps import NowDep, OfficerDep, SessionDep, SessionFactoryDep, SettingsDep
 from hub.errors import HubError
 from hub.idempotency import service as idempotency
 from hub.problems import problem_responses
 from hub.settings import Settings
 from hub.throttle import service as throttle
-from hub.verification import checks as verification
 from hub.verification.registries import RegistriesDep
 
 applications = APIRouter(prefix="/api/v1/applications", tags=["applications"])
@@ -70,10 +70,8 @@ def submit(
         return _submit_once(session, data, now, settings, registries, idempotency_key)
     case, query_code = service.submit_application(session, data=data, now=now, registries=registries,
                                                   audit_key=settings.audit_key)
-    session.commit()
-    verification.verify_on_submission(session, case, registries=registries, now=now, settings=settings)
-    verification.commit_quietly(session)  # the case is stored already: its checks may stay pending
-    return presenters.receipt(case, query_code, session)
+    # Commits the case before any registry is asked, then the checks' results (hub/cases/flows.py).
+    return flows.submitted(session, case, query_code, registries=registries, now=now, settings=settings)
 
 
 def _submit_once(
@@ -88,18 +86,13 @@ def _submit_once(
         secret=settings.secret_key, ttl_s=settings.idempotency_key_ttl_s, now=now,
     )
     if isinstance(outcome, idempotency.Replay):
-        session.commit()  # the claim purged expired keys
+        # The request dependency commits what the claim purged (expired keys).
         return JSONResponse(outcome.body, status_code=outcome.status, headers={"Idempotent-Replayed": "true"})
     case, query_code = service.submit_application(session, data=data, now=now, registries=registries,
                                                   audit_key=settings.audit_key)
-    # Until the registry checks are stored, a retry gets this answer (same case and code, checks pending).
-    idempotency.record(session, outcome, status=201, case_id=case.id,
-                       body=presenters.receipt(case, query_code, session).model_dump(mode="json"))
-    session.commit()
-    verification.verify_on_submission(session, case, registries=registries, now=now, settings=settings)
-    body = presenters.receipt(case, query_code, session).model_dump(mode="json")
-    idempotency.record(session, outcome, status=201, body=body)
-    verification.commit_quietly(session)
+    # Until the registry checks are stored, a retry gets the first answer (same case and code, checks pending).
+    body = flows.submitted_once(session, outcome, case, query_code, registries=registries, now=now,
+                                settings=settings)
     return JSONResponse(body, status_code=201)
 
 
@@ -107,10 +100,11 @@ def _submit_once(
     "/{tracking_no}", response_model=StatusOut, responses=problem_responses(404, 422, 429)
 )
 def application_status(
-    tracking_no: TrackingNo, query_code: QueryCode, session: SessionDep, settings: SettingsDep, now: NowDep,
+    tracking_no: TrackingNo, query_code: QueryCode, session: SessionDep, factory: SessionFactoryDep,
+    settings: SettingsDep, now: NowDep,
 ) -> StatusOut:
     """Every step of the case with its time, department and opinion."""
-    case = applicant_case(session, tracking_no, query_code, settings=settings, now=now)
+    case = applicant_case(session, factory, tracking_no, query_code, settings=settings, now=now)
     return presenters.status(session, case)
 
 
@@ -124,11 +118,12 @@ def upload_material(
     key: Annotated[str, Form(min_length=1, max_length=64)],
     file: Annotated[UploadFile, File()],
     session: SessionDep,
+    factory: SessionFactoryDep,
     settings: SettingsDep,
     now: NowDep,
 ) -> MaterialOut:
     """Upload one material of the item's list (PDF, JPEG, PNG or OFD), stored with its SHA-256."""
-    case = applicant_case(session, tracking_no, query_code, settings=settings, now=now)
+    case = applicant_case(session, factory, tracking_no, query_code, settings=settings, now=now)
     content = file.file.read(settings.max_material_bytes + 1)
     material = add_material(
         session, case=case, key=key, filename=file.filename or "material",
@@ -136,7 +131,6 @@ def upload_material(
         purpose="supplement" if case.state.endswith("supplement") else "application",
         settings=settings, now=now,
     )
-    session.commit()
     return presenters.material_out(material)
 
 
@@ -146,12 +140,11 @@ def upload_material(
 )
 def submit_supplement(
     tracking_no: TrackingNo, query_code: QueryCode, data: SupplementIn, session: SessionDep,
-    now: NowDep, settings: SettingsDep,
+    factory: SessionFactoryDep, now: NowDep, settings: SettingsDep,
 ) -> StatusOut:
     """Tell the department the requested supplement (补正) is complete; the clock resumes."""
-    case = applicant_case(session, tracking_no, query_code, settings=settings, now=now)
+    case = applicant_case(session, factory, tracking_no, query_code, settings=settings, now=now)
     service.supplement(session, case=case, note=data.note, now=now, audit_key=settings.audit_key)
-    session.commit()
     return presenters.status(session, case)
 
 
@@ -161,29 +154,27 @@ def submit_supplement(
 )
 def withdraw(
     tracking_no: TrackingNo, query_code: QueryCode, data: WithdrawIn, session: SessionDep,
-    now: NowDep, settings: SettingsDep,
+    factory: SessionFactoryDep, now: NowDep, settings: SettingsDep,
 ) -> StatusOut:
     """Withdraw (撤回) the application before it is decided."""
-    case = applicant_case(session, tracking_no, query_code, settings=settings, now=now)
+    case = applicant_case(session, factory, tracking_no, query_code, settings=settings, now=now)
     service.withdraw(session, case=case, reason=data.reason, now=now, audit_key=settings.audit_key)
-    session.commit()
     return presenters.status(session, case)
 
 
-def applicant_case(session: Session, tracking_no: str, query_code: str, *, settings: Settings,
-                   now: datetime) -> Case:
+def applicant_case(session: Session, factory: sessionmaker[Session], tracking_no: str, query_code: str, *,
+                   settings: Settings, now: datetime) -> Case:
     """The case of a tracking number and its query code, within the tracking number's budget of wrong
-    codes: past it, 429 until the window ends, even for the right code. The attempt is counted and
-    committed in this transaction (held briefly: the code check is one hash), whatever the answer."""
-    verdict = throttle.begin_query_code(session, tracking_no=tracking_no, settings=settings, now=now)
-    try:
+    codes: past it, 429 until the window ends, even for the right code. The attempt is counted in a unit
+    of work of its own (held briefly: the code check is one hash), committed whatever the answer — a wrong
+    code counts although its request fails, a right one is given back although the request may fail
+    later — and the case then joins the request's session (loaded already: no second query)."""
+    with separate_unit_of_work(factory, commit_on=(HubError,)) as attempts:
+        verdict = throttle.begin_query_code(attempts, tracking_no=tracking_no, settings=settings, now=now)
         verdict.raise_if_blocked()
-        case = service.case_for_applicant(session, tracking_no=tracking_no, query_code=query_code)
-    except HubError:
-        session.commit()
-        raise
-    throttle.query_code_accepted(session, tracking_no=tracking_no)
-    session.commit()
+        case = service.case_for_applicant(attempts, tracking_no=tracking_no, query_code=query_code)
+        throttle.query_code_accepted(attempts, tracking_no=tracking_no)
+    session.add(case)
     return case
 
 
@@ -236,7 +227,6 @@ def act(
         session, case=case, actor=service.Actor.officer(officer), action=data.action,
         opinion=data.opinion, now=now, audit_key=settings.audit_key,
     )
-    session.commit()
     return ActionOut(
         tracking_no=case.tracking_no, action=data.action, from_state=event.from_state or "",
         state=case.state, state_label=service.definition_for(case).states[case.state],

@@ -81,5 +81,4 @@ def write_item(data: ItemWrite, session: SessionDep, officer: OfficerDep, now: N
     """Create or update an item (by key); administrators only. Codes are checked on every write."""
     require_role(officer, ["admin"])
     item = service.write_item(session, data=data, now=now)
-    session.commit()
     return service.item_out(session, item)

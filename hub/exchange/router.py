@@ -41,11 +41,12 @@ def push_records(
     try:
         results = [_apply_one(session, partner.code, index, envelope, now, settings.audit_key)
                    for index, envelope in enumerate(batch.records)]
-        session.commit()
+        # Flushed here, where a duplicate is still a 409; the request dependency commits the batch.
+        session.flush()
     except IntegrityError as exc:
-        # Another request applied one of these message ids at the same moment; nothing of this batch was
-        # kept, and sending it again answers those records as duplicates.
-        session.rollback()
+        # Another request applied one of these message ids at the same moment; nothing of this batch is
+        # kept (the request dependency rolls it back), and sending it again answers those records as
+        # duplicates.
         raise Conflict("同一消息正被并发处理，请重发整批 (a message of this batch was applied concurrently; "
                        "send the batch again)") from exc
     rejected = sum(1 for r in results if r.status == "rejected")

@@ -450,14 +450,3 @@ def ensure_grantable(session: Session, case: Case) -> None:
             f"granted until it is re-verified)",
             type_slug="verification-pending",
         )
-
-
-
-def commit_quietly(session: Session) -> None:
-    """Commit the verification results of a submission that is already stored. If even that fails,
-    the case keeps its pending checks (the worker re-verifies) and the applicant still gets the receipt."""
-    try:
-        session.commit()
-    except Exception:
-        session.rollback()
-        log.exception("could not store verification results; left for the worker")

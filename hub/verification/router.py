@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.registries import Registries
 from hub.auth.service import require_role
@@ -16,7 +16,8 @@ from hub.cases import service as cases
 from hub.cases.router import TrackingNo
 from hub.cases.schemas import CaseOut
 from hub.clock import CHINA_TZ, business_date
-from hub.deps import NowDep, OfficerDep, SessionDep, SettingsDep
+from hub.db import separate_unit_of_work
+from hub.deps import NowDep, OfficerDep, SessionDep, SessionFactoryDep, SettingsDep
 from hub.errors import Forbidden, HubError
 from hub.problems import MEDIA_TYPE, Problem, problem_responses
 from hub.settings import Settings
@@ -42,7 +43,7 @@ RegistryName = Literal["population", "enterprise", "tax", "organisation"]
 @router.get("/prefill", response_model=PrefillOut,
             responses={**problem_responses(404, 422), **UNAVAILABLE})  # type: ignore[dict-item]
 def prefill(
-    session: SessionDep, settings: SettingsDep, now: NowDep, registries: RegistriesDep,
+    factory: SessionFactoryDep, settings: SettingsDep, now: NowDep, registries: RegistriesDep,
     id_type: Annotated[Literal["citizen_id", "credit_code"], Query(description="证件类型")],
     id_number: Annotated[str, Query(min_length=15, max_length=18, description="身份证号码或统一社会信用代码")],
     name: Annotated[str | None, Query(max_length=128, description="单位名称（自然人无需填写，不予核验）")] = None,
@@ -57,28 +58,24 @@ def prefill(
     (actor ``portal``).
 
     Portals should prefer ``POST /api/v1/prefill``: query strings end up in proxies' access logs."""
-    return _prefill(session, settings, now, registries, PrefillIn(id_type=id_type, id_number=id_number, name=name))
+    return _prefill(factory, settings, now, registries, PrefillIn(id_type=id_type, id_number=id_number, name=name))
 
 
 @router.post("/prefill", response_model=PrefillOut,
              responses={**problem_responses(404, 422), **UNAVAILABLE})  # type: ignore[dict-item]
 def prefill_post(
-    data: PrefillIn, session: SessionDep, settings: SettingsDep, now: NowDep, registries: RegistriesDep,
+    data: PrefillIn, factory: SessionFactoryDep, settings: SettingsDep, now: NowDep, registries: RegistriesDep,
 ) -> PrefillOut:
     """The same as ``GET /api/v1/prefill``, with the identifier and name in the body instead of the URL."""
-    return _prefill(session, settings, now, registries, data)
+    return _prefill(factory, settings, now, registries, data)
 
 
-def _prefill(session: Session, settings: Settings, now: datetime, registries: Registries | None,
+def _prefill(factory: sessionmaker[Session], settings: Settings, now: datetime, registries: Registries | None,
              data: PrefillIn) -> PrefillOut:
-    try:
-        result = prefill_service.prefill(session, registries=registries, id_type=data.id_type, id_number=data.id_number,
-                                 name=data.name, now=now, settings=settings)
-    except HubError:
-        session.commit()  # the access log keeps failed look-ups too
-        raise
-    session.commit()
-    return result
+    # A unit of work of its own, committed whatever the answer: the access log keeps failed look-ups too.
+    with separate_unit_of_work(factory, commit_on=(HubError,)) as session:
+        return prefill_service.prefill(session, registries=registries, id_type=data.id_type,
+                                       id_number=data.id_number, name=data.name, now=now, settings=settings)
 
 
 @router.post("/cases/{tracking_no}/verifications", response_model=CaseOut,
@@ -94,7 +91,6 @@ def recheck(
     if officer.department_id != case.department_id:
         raise Forbidden("只能复核本部门的办件 (case belongs to another department)")
     checks.recheck(session, case, officer=officer, registries=registries, now=now, settings=settings)
-    session.commit()
     return presenters.officer_view(session, case, officer, business_date(now))
 
 
@@ -115,7 +111,6 @@ def manual_verification(
     if officer.department_id != case.department_id:
         raise Forbidden("只能核验本部门的办件 (case belongs to another department)")
     manual.record(session, case=case, officer=officer, data=data, now=now, settings=settings)
-    session.commit()
     return presenters.officer_view(session, case, officer, business_date(now))
 
 

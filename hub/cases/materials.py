@@ -47,6 +47,7 @@ def add_material(
         uploaded_at=now,
     )
     session.add(material)
+    session.flush()  # its id is in the answer; the request commits it
     return material
 
 

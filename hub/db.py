@@ -120,15 +120,15 @@ def separate_unit_of_work(
     would otherwise wait on each other's locks)."""
     session = factory()
     try:
-        yield session
-    except commit_on:
+        try:
+            yield session
+        except commit_on:
+            session.commit()
+            raise
         session.commit()
-        raise
     except BaseException:
-        session.rollback()
+        session.rollback()  # also after a failed COMMIT, which leaves the connection inside the transaction
         raise
-    else:
-        session.commit()
     finally:
         session.close()
 

@@ -41,9 +41,13 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
             # The COMMIT waits for the disk: in the thread pool, never on the event loop. A request that
             # only read (or whose flow committed already) skips it and the hop.
             await run_in_threadpool(session.commit)
+    except BaseException:
+        # Explicitly: after a failed COMMIT, closing alone would hand the pool a connection still inside
+        # the transaction, and the next request on it would see (and could commit) these writes.
+        session.rollback()
+        raise
     finally:
-        # Anything left uncommitted (a failed request, a read) is rolled back here. After a commit this
-        # does no I/O; otherwise the rollback is brief and keeps the pool clean.
+        # A read's transaction is rolled back here. After a commit or a rollback this does no I/O.
         session.close()
 
 

@@ -5,7 +5,8 @@ the new id. Same framework, server, database driver, connection pool and databas
 so the ratio hub/baseline measures what the hub does on top of "parse JSON, insert a row, commit".
 
 Served by ``bench.submit`` as ``uvicorn --factory bench.baseline_app:app_from_env`` with
-``BENCH_DATABASE_URL`` set; ``create_app(url)`` is there for use from Python.
+``BENCH_DATABASE_URL`` set; ``create_app(url)`` is there for use from Python. With ``BENCH_STATS_DIR`` set,
+the process counts its SQL statements and commits there (``bench.counting``), as the hub does.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import Any
 from fastapi import Body, FastAPI
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
+
+from bench import counting
 
 TABLE_DDL = """
 CREATE TABLE IF NOT EXISTS baseline_submissions (
@@ -55,4 +58,5 @@ def create_app(database_url: str) -> FastAPI:
 
 
 def app_from_env() -> FastAPI:
+    counting.install("baseline")
     return create_app(os.environ["BENCH_DATABASE_URL"])

@@ -6,8 +6,10 @@
 Builds a fresh PostgreSQL database as ``bench.submit`` does (migrated, demo province seeded), drives
 the hub app with Starlette's TestClient (no network, no server: the application's own work plus the
 database round trips), sends ``--warmup`` submissions unprofiled, then ``--requests`` under cProfile.
-Prints the SQL statements issued per submission (by kind), the mean wall time per submission, and
-the top functions; ``--output`` keeps the raw profile for ``snakeviz``/``pstats``.
+Prints the SQL statements issued per submission (by kind, counted at the driver as ``bench.submit``
+counts them: the pool's pre-ping ``;`` and the outbox ``NOTIFY`` included) and the commits, the mean
+wall time per submission, and the top functions; ``--output`` keeps the raw profile for
+``snakeviz``/``pstats``.
 """
 
 from __future__ import annotations
@@ -28,8 +30,6 @@ from typing import Any
 if __package__ in (None, ""):  # run as `python bench/profile_submit.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import event
-
 from bench.submit import (
     DEFAULT_DATABASE_URL,
     HUB_PATH,
@@ -38,6 +38,40 @@ from bench.submit import (
     fresh_database,
     prepare_database,
 )
+
+
+def statement_kind(statement: str) -> str:
+    """The kind of a statement: "INSERT cases", "SELECT items", "NOTIFY hub_outbox", ";" (a pre-ping) …"""
+    words = statement.split()
+    verb = words[0].upper() if words else "?"
+    table = ""
+    if verb == "SELECT" and "FROM" in statement:
+        table = statement.split("FROM", 1)[1].split()[0]
+    elif verb in {"INSERT", "DELETE"} and len(words) > 2:
+        table = words[2]
+    elif verb in {"UPDATE", "NOTIFY"} and len(words) > 1:
+        table = words[1]
+    return f"{verb} {table}".strip()
+
+
+def count_at_the_driver(statements: Counter[str]) -> None:
+    """Count every statement psycopg sends, and every commit (``bench.counting`` does the same in the
+    benchmark's servers), so pings and the commit hook's NOTIFY are in the figures too."""
+    import psycopg
+
+    execute, commit = psycopg.Cursor.execute, psycopg.Connection.commit
+
+    def counted_execute(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+        text = query.decode() if isinstance(query, bytes) else str(query)
+        statements[statement_kind(text)] += 1
+        return execute(self, query, *args, **kwargs)
+
+    def counted_commit(self: Any) -> None:
+        statements["(commit)"] += 1
+        commit(self)
+
+    psycopg.Cursor.execute = counted_execute  # type: ignore[method-assign]
+    psycopg.Connection.commit = counted_commit  # type: ignore[method-assign]
 
 
 def post_all(client: Any, bodies: list[bytes], headers: dict[str, str]) -> bool:
@@ -73,19 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         logs.configure(settings.log_level, settings.log_json)
         app = create_app(settings)
         statements: Counter[str] = Counter()
-
-        @event.listens_for(app.state.engine, "before_cursor_execute")
-        def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-            words = statement.split()
-            verb = words[0].upper() if words else "?"
-            table = ""
-            if verb == "SELECT" and "FROM" in statement:
-                table = statement.split("FROM", 1)[1].split()[0]
-            elif verb in {"INSERT", "DELETE"} and len(words) > 2:
-                table = words[2]
-            elif verb == "UPDATE" and len(words) > 1:
-                table = words[1]
-            statements[f"{verb} {table}".strip()] += 1
+        count_at_the_driver(statements)
 
         headers = {"Content-Type": "application/json"}
         with TestClient(app) as client:
@@ -111,14 +133,17 @@ def main(argv: list[str] | None = None) -> int:
                 if not post_all(client, bodies[args.warmup :], headers):
                     return 1
                 elapsed = time.perf_counter() - started
+                measured = Counter(statements)  # the profiled submissions' statements, nothing after
         finally:
             threading.setprofile(None)  # type: ignore[arg-type]
         app.state.engine.dispose()
 
-    per_request = {k: round(v / args.requests, 2) for k, v in statements.most_common()}
+    per_request = {k: round(v / args.requests, 2) for k, v in measured.most_common()}
+    commits = measured.pop("(commit)", 0)
     print(f"{args.requests} submissions, {1000 * elapsed / args.requests:.2f} ms each under cProfile "
           f"(sequential, TestClient; cProfile roughly doubles the time)")
-    print(f"SQL statements per submission: {sum(statements.values()) / args.requests:.1f}")
+    print(f"SQL statements per submission: {sum(measured.values()) / args.requests:.1f}, "
+          f"commits {commits / args.requests:.1f} (at the driver: pre-pings and NOTIFY included)")
     print(json.dumps(per_request, indent=2))
     stats = pstats.Stats(*profilers)
     if args.output:

@@ -1,23 +1,28 @@
 """Application submissions per second through the real stack, beside a minimal baseline.
 
     .venv/bin/python -m bench.submit [--requests 2000] [--concurrency 16] [--database-url URL]
-                                     [--warmup [N]] [--rounds 2] [--client raw|httpx] [--json PATH]
+                                     [--warmup [N]] [--rounds 3] [--workers 1,2] [--client raw|httpx]
+                                     [--json PATH]
 
 What it does, in one run:
 
 1. creates a fresh PostgreSQL database (``hub_bench_<pid>``, owned by the role of ``--database-url``,
    which needs CREATEDB), migrates it with ``hub.migrate.upgrade`` and seeds the demo province;
-2. starts two servers, each ``uvicorn`` with one worker in its own process on 127.0.0.1:
-   the hub (``bench.hub_app``: ``hub.app.create_app``, log level WARNING) and the baseline
-   (``bench.baseline_app``: one endpoint inserting the JSON body into one table);
+2. for each count N of ``--workers`` (default 1 then 2), starts two servers, each ``uvicorn
+   --workers N`` on 127.0.0.1 (what ``hub api --workers N`` runs): the hub (``bench.hub_app``:
+   ``hub.app.create_app``, log level WARNING) and the baseline (``bench.baseline_app``: one endpoint
+   inserting the JSON body into one table, same pool settings);
 3. sends the same kind of body — a valid application for the item "physician-practice-registration"
    with a different, valid citizen ID number each time — ``--requests`` times at ``--concurrency``
-   to each server, alternating baseline, hub, baseline, hub (``--rounds``), and keeps each side's
-   best round; every answer must be 201, otherwise it lists the failures and exits 1;
-4. prints both rates, the ratio hub/baseline, p50/p95/p99 latencies and the CPU each server process
-   used per request, then the figures as one JSON line (also to ``--json PATH``); drops the database.
+   to each server, alternating baseline, hub, hub, baseline, … (``--rounds``); every answer must be
+   201, otherwise it lists the failures and exits 1;
+4. prints, per worker count and side, the **median over the rounds** of each figure: rate, p50/p95/p99
+   latency, server CPU per request (every process of the server), SQL statements and commits per
+   request (counted inside the servers at the driver, ``bench.counting``), the ratio hub/baseline, and
+   the 1-minute load average before and after each round; then all figures as one JSON line (also to
+   ``--json PATH``); drops the database.
 
-The target is a ratio of at least 0.5; the benchmark says whether it is met and never fails on speed.
+The target is a ratio of at least 0.5; the benchmark says whether it is met and exits 0 either way.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import os
 import platform
 import resource
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -47,6 +53,8 @@ if __package__ in (None, ""):  # run as `python bench/submit.py`
 import httpx
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL, make_url
+
+from bench import counting
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE_URL = "postgresql+psycopg://hub_test:hub_test@127.0.0.1:5432/hub_test"
@@ -118,6 +126,7 @@ def fresh_database(admin_url: str, name: str, *, keep: bool) -> Iterator[str]:
 
 def prepare_database(url: str) -> None:
     """Migrate with Alembic (the only way the hub's schema is made) and seed the demo province."""
+    from bench.baseline_app import TABLE_DDL
     from hub.db import make_engine, make_session_factory, unit_of_work
     from hub.migrate import upgrade
     from hub.seed.service import seed_demo
@@ -127,6 +136,9 @@ def prepare_database(url: str) -> None:
         upgrade(engine)
         with unit_of_work(make_session_factory(engine)) as session:
             seed_demo(session, now=datetime.now(UTC))
+        # The baseline's table, made once here: two baseline workers would race on CREATE TABLE.
+        with engine.begin() as connection:
+            connection.execute(text(TABLE_DDL))
     finally:
         engine.dispose()
 
@@ -146,6 +158,8 @@ class Server:
     factory: str
     env: dict[str, str]
     health_path: str
+    workers: int = 1
+    stats_dir: Path | None = None
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
     log: Any = None
@@ -156,36 +170,45 @@ class Server:
 
     def start(self, log_dir: Path) -> None:
         self.port = free_port()
-        self.log = (log_dir / f"{self.name}.log").open("w+b")
+        self.stats_dir = log_dir / f"stats-{self.name}-{self.workers}"
+        self.stats_dir.mkdir()
+        self.log = (log_dir / f"{self.name}-{self.workers}.log").open("w+b")
         command = [
             sys.executable, "-m", "uvicorn", self.factory, "--factory",
-            "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
+            "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(self.workers),
             "--app-dir", str(ROOT), "--log-level", "warning", "--no-access-log",
         ]
         # The servers see only the settings the benchmark gives them: no HUB_* from the caller's
         # shell (a configured registry would put its network calls into the measurement).
         env = {k: v for k, v in os.environ.items() if not k.startswith(("HUB_", "BENCH_"))}
         self.process = subprocess.Popen(
-            command, cwd=ROOT, env={**env, **self.env}, stdout=self.log,
-            stderr=subprocess.STDOUT,
+            command, cwd=ROOT, env={**env, **self.env, "BENCH_STATS_DIR": str(self.stats_dir)},
+            stdout=self.log, stderr=subprocess.STDOUT,
         )
 
-    def wait_ready(self, timeout: float = 60.0) -> None:
+    def wait_ready(self, timeout: float = 90.0) -> None:
+        """Until /health answers and every worker process has built its app (its counter file exists)."""
+        assert self.stats_dir is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
                 raise RuntimeError(f"{self.name} server exited ({self.process.returncode}):\n{self.tail()}")
             with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(self.base_url + self.health_path, timeout=2).status_code == 200:
+                if (len(list(self.stats_dir.iterdir())) >= self.workers
+                        and httpx.get(self.base_url + self.health_path, timeout=2).status_code == 200):
                     return
             time.sleep(0.2)
         raise RuntimeError(f"{self.name} server not ready after {timeout:.0f}s:\n{self.tail()}")
 
     def cpu_seconds(self) -> float:
-        """User + system CPU time of the server process so far (Linux /proc)."""
+        """User + system CPU time so far of the server's processes: uvicorn and its workers (Linux /proc)."""
         assert self.process is not None
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        return sum(process_cpu_seconds(pid) for pid in process_tree(self.process.pid))
+
+    def statements(self) -> tuple[int, int, int]:
+        """SQL statements, commits and rollbacks the server's processes have sent so far."""
+        assert self.stats_dir is not None
+        return counting.read_totals(self.stats_dir, self.name)
 
     def tail(self, lines: int = 40) -> str:
         if self.log is None:
@@ -204,6 +227,30 @@ class Server:
                 self.process.wait()
         if self.log is not None:
             self.log.close()
+
+
+def process_cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0  # exited since it was listed
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def process_tree(root: int) -> list[int]:
+    """``root`` and every process descending from it (uvicorn's workers are its children)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                children.setdefault(parent, []).append(int(entry.name))
+    tree, pending = [], [root]
+    while pending:
+        pid = pending.pop()
+        tree.append(pid)
+        pending.extend(children.get(pid, []))
+    return tree
 
 
 # --- the load generator -----------------------------------------------------------------------
@@ -291,6 +338,11 @@ class Round:
     failures: list[Failure]
     server_cpu_s: float
     client_cpu_s: float
+    statements: int = 0
+    commits: int = 0
+    rollbacks: int = 0
+    load_before: float = 0.0
+    load_after: float = 0.0
 
     @property
     def rate(self) -> float:
@@ -312,7 +364,18 @@ class Round:
             "max_ms": round(max(self.latencies_ms, default=float("nan")), 2),
             "server_cpu_ms_per_request": round(1000 * self.server_cpu_s / self.requests, 3),
             "client_cpu_ms_per_request": round(1000 * self.client_cpu_s / self.requests, 3),
+            "sql_statements_per_request": round(self.statements / self.requests, 2),
+            "commits_per_request": round(self.commits / self.requests, 2),
+            "rollbacks_per_request": round(self.rollbacks / self.requests, 3),
+            "load_average_1m_before": round(self.load_before, 2),
+            "load_average_1m_after": round(self.load_after, 2),
         }
+
+
+def median_figures(rounds: list[Round]) -> dict[str, Any]:
+    """Each figure's median over the rounds (figure by figure: the medians may come from different rounds)."""
+    each = [r.figures() for r in rounds]
+    return {key: round(statistics.median(f[key] for f in each), 3) for key in each[0]}
 
 
 async def send_all(
@@ -378,16 +441,22 @@ def poster_factory(
 async def run_round(server: Server, path: str, bodies: list[bytes], concurrency: int, client: str) -> Round:
     make_poster, shared = poster_factory(client, server.base_url, path, concurrency)
     try:
+        load_before = os.getloadavg()[0]
+        sql_before = server.statements()
         cpu_before = server.cpu_seconds()
         client_before = resource.getrusage(resource.RUSAGE_SELF)
         seconds, latencies, failures = await send_all(make_poster, bodies, concurrency)
         client_after = resource.getrusage(resource.RUSAGE_SELF)
         server_cpu = server.cpu_seconds() - cpu_before
+        sql = [after - before for after, before in zip(server.statements(), sql_before, strict=True)]
+        load_after = os.getloadavg()[0]
     finally:
         if shared is not None:
             await shared.aclose()
     client_cpu = (client_after.ru_utime - client_before.ru_utime) + (client_after.ru_stime - client_before.ru_stime)
-    return Round(server.name, len(bodies), concurrency, seconds, latencies, failures, server_cpu, client_cpu)
+    return Round(server.name, len(bodies), concurrency, seconds, latencies, failures, server_cpu, client_cpu,
+                 statements=sql[0], commits=sql[1], rollbacks=sql[2], load_before=load_before,
+                 load_after=load_after)
 
 
 # --- the run ----------------------------------------------------------------------------------
@@ -414,6 +483,16 @@ def report_failures(round_: Round, server: Server) -> None:
     print(f"last lines of the {round_.server} server's log:\n{server.tail(60)}", file=sys.stderr)
 
 
+def worker_counts(value: str) -> list[int]:
+    try:
+        counts = [int(part) for part in value.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError("a comma-separated list of worker counts, e.g. 1,2") from None
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError("worker counts must be positive, e.g. 1,2")
+    return counts
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench.submit", description=__doc__.split("\n\n")[0],
@@ -426,8 +505,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "on that server (default: the hub_test URL)")
     parser.add_argument("--warmup", type=int, nargs="?", const=200, default=200, metavar="N",
                         help="requests sent to each server before measuring (default 200; 0 = none)")
-    parser.add_argument("--rounds", type=int, default=2,
-                        help="alternating measurements per server, the best is kept (default 2)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="alternating measurements per server; each figure is the median (default 3)")
+    parser.add_argument("--workers", type=worker_counts, default=[1, 2], metavar="N[,N…]",
+                        help="uvicorn worker processes per server, one measurement each (default 1,2)")
     parser.add_argument("--client", choices=("raw", "httpx"), default="raw",
                         help="load generator: a minimal keep-alive HTTP/1.1 client (default) or httpx")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the figures to this file")
@@ -472,32 +553,62 @@ def main(argv: list[str] | None = None) -> int:
             fresh_database(args.database_url, database, keep=args.keep_database) as url:
         print(f"database {database}: migrating and seeding …", flush=True)
         prepare_database(url)
-        hub = Server("hub", "bench.hub_app:app_from_env",
-                     {"BENCH_DATABASE_URL": url, "BENCH_DATA_DIR": tmp, "HUB_LOG_LEVEL": "WARNING"},
-                     "/health")
-        baseline = Server("baseline", "bench.baseline_app:app_from_env", {"BENCH_DATABASE_URL": url}, "/health")
-        try:
-            for server in (hub, baseline):
-                server.start(Path(tmp))
-            for server in (hub, baseline):
-                server.wait_ready()
-            return int(run(measure(args, hub, baseline)))
-        except (RuntimeError, httpx.HTTPError) as exc:
-            print(f"benchmark setup failed: {exc}", file=sys.stderr)
-            return 2
-        finally:
-            for server in (hub, baseline):
-                server.stop()
+        load_before = round(os.getloadavg()[0], 2)
+        warn_if_busy()
+        runs = []
+        for offset, workers in enumerate(args.workers):
+            hub = Server("hub", "bench.hub_app:app_from_env",
+                         {"BENCH_DATABASE_URL": url, "BENCH_DATA_DIR": tmp, "HUB_LOG_LEVEL": "WARNING"},
+                         "/health", workers=workers)
+            baseline = Server("baseline", "bench.baseline_app:app_from_env", {"BENCH_DATABASE_URL": url},
+                              "/health", workers=workers)
+            try:
+                for server in (hub, baseline):
+                    server.start(Path(tmp))
+                for server in (hub, baseline):
+                    server.wait_ready()
+                # Each worker count gets its own citizen ID numbers: no submission repeats an earlier one.
+                first_id = offset * (args.warmup + args.rounds * args.requests)
+                result = run(measure(args, hub, baseline, workers, first_id))
+            except (RuntimeError, httpx.HTTPError) as exc:
+                print(f"benchmark setup failed: {exc}", file=sys.stderr)
+                return 2
+            finally:
+                for server in (hub, baseline):
+                    server.stop()
+            if result is None:
+                return 1
+            runs.append(result)
+    figures = {
+        "benchmark": "submit",
+        "date": datetime.now(UTC).date().isoformat(),
+        "requests": args.requests,
+        "concurrency": args.concurrency,
+        "rounds": args.rounds,
+        "warmup": args.warmup,
+        "client": args.client,
+        "statistic": "median over the rounds, figure by figure",
+        "machine": {**machine(), "load_average_1m_before": load_before},
+        "target_ratio": TARGET_RATIO,
+        "runs": runs,
+    }
+    print_summary(figures)
+    if args.json:
+        args.json.write_text(json.dumps(figures, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    print(json.dumps(figures, ensure_ascii=False))
+    return 0
 
 
-async def measure(args: argparse.Namespace, hub: Server, baseline: Server) -> int:
-    load_before = round(os.getloadavg()[0], 2)
-    warn_if_busy()
+async def measure(
+    args: argparse.Namespace, hub: Server, baseline: Server, workers: int, first_id: int
+) -> dict[str, Any] | None:
+    """Warm-up, then ``--rounds`` alternating rounds; the run's figures, or None after a non-201 answer."""
     item_code = find_item_code(hub.base_url)
     total = args.warmup + args.rounds * args.requests
-    bodies = application_bodies(item_code, total)
-    print(f"item {ITEM_KEY} = {item_code}; {args.requests} requests × {args.rounds} rounds per server "
-          f"at concurrency {args.concurrency} ({args.client} client, {os.cpu_count()} CPUs)", flush=True)
+    bodies = application_bodies(item_code, first_id + total)[first_id:]
+    print(f"\n{workers} uvicorn worker(s) per server — item {ITEM_KEY} = {item_code}; {args.requests} "
+          f"requests × {args.rounds} rounds per server at concurrency {args.concurrency} "
+          f"({args.client} client, {os.cpu_count()} CPUs)", flush=True)
 
     sides = {"baseline": (baseline, BASELINE_PATH), "hub": (hub, HUB_PATH)}
     if args.warmup:
@@ -505,7 +616,7 @@ async def measure(args: argparse.Namespace, hub: Server, baseline: Server) -> in
             warm = await run_round(server, path, bodies[: args.warmup], args.concurrency, args.client)
             if warm.failures:
                 report_failures(warm, server)
-                return 1
+                return None
             print(f"  warm-up {name:8} {warm.rate:8.1f} req/s", flush=True)
 
     rounds: dict[str, list[Round]] = {"baseline": [], "hub": []}
@@ -519,51 +630,50 @@ async def measure(args: argparse.Namespace, hub: Server, baseline: Server) -> in
             result = await run_round(server, path, chunk, args.concurrency, args.client)
             if result.failures:
                 report_failures(result, server)
-                return 1
+                return None
             rounds[name].append(result)
             print(f"  round {number + 1} {name:8} {result.rate:8.1f} req/s  p50 {result.percentile(50):6.1f} ms"
-                  f"  p95 {result.percentile(95):6.1f} ms", flush=True)
+                  f"  p95 {result.percentile(95):6.1f} ms  CPU {1000 * result.server_cpu_s / result.requests:5.2f}"
+                  f" ms/req  SQL {result.statements / result.requests:4.1f}/req"
+                  f"  load {result.load_before:4.1f} → {result.load_after:4.1f}", flush=True)
         offset += args.requests
 
-    best = {name: max(results, key=lambda r: r.rate) for name, results in rounds.items()}
-    ratio = best["hub"].rate / best["baseline"].rate
-    figures = {
-        "benchmark": "submit",
-        "date": datetime.now(UTC).date().isoformat(),
-        "requests": args.requests,
-        "concurrency": args.concurrency,
-        "rounds": args.rounds,
-        "warmup": args.warmup,
-        "client": args.client,
-        "machine": {**machine(), "load_average_1m_before": load_before},
-        "hub": best["hub"].figures(),
-        "baseline": best["baseline"].figures(),
+    medians = {name: median_figures(results) for name, results in rounds.items()}
+    ratio = medians["hub"]["rate_per_s"] / medians["baseline"]["rate_per_s"]
+    pairs = [h.rate / b.rate for h, b in zip(rounds["hub"], rounds["baseline"], strict=True)]
+    return {
+        "workers": workers,
+        "hub": medians["hub"],
+        "baseline": medians["baseline"],
         "ratio": round(ratio, 3),
-        "target_ratio": TARGET_RATIO,
+        "ratio_per_round": [round(r, 3) for r in pairs],
         "target_met": ratio >= TARGET_RATIO,
-        "all_rounds": {name: [round(r.rate, 1) for r in results] for name, results in rounds.items()},
+        "all_rounds": {name: [r.figures() for r in results] for name, results in rounds.items()},
     }
-    print_summary(figures)
-    if args.json:
-        args.json.write_text(json.dumps(figures, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    print(json.dumps(figures, ensure_ascii=False))
-    return 0
 
 
 def print_summary(figures: dict[str, Any]) -> None:
-    hub, base = figures["hub"], figures["baseline"]
     print()
-    print(f"requests      {figures['requests']} per round, best of {figures['rounds']}")
+    print(f"requests      {figures['requests']} per round, {figures['rounds']} rounds per side; "
+          f"each figure is the median over the rounds")
     print(f"concurrency   {figures['concurrency']}")
-    print(f"{'':14}{'rate req/s':>12}{'p50 ms':>10}{'p95 ms':>10}{'p99 ms':>10}{'server CPU ms/req':>19}")
-    for name, side in (("hub", hub), ("baseline", base)):
-        print(f"{name:14}{side['rate_per_s']:>12.1f}{side['p50_ms']:>10.1f}{side['p95_ms']:>10.1f}"
-              f"{side['p99_ms']:>10.1f}{side['server_cpu_ms_per_request']:>19.2f}")
-    verdict = "met" if figures["target_met"] else "NOT met"
-    print(f"ratio         hub/baseline = {figures['ratio']:.3f}  (target ≥ {figures['target_ratio']}: {verdict})")
+    print(f"{'workers':9}{'side':10}{'rate req/s':>11}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}"
+          f"{'CPU ms/req':>12}{'SQL/req':>9}{'commits/req':>13}")
+    for run in figures["runs"]:
+        for name in ("hub", "baseline"):
+            side = run[name]
+            print(f"{run['workers']:<9}{name:10}{side['rate_per_s']:>11.1f}{side['p50_ms']:>9.1f}"
+                  f"{side['p95_ms']:>9.1f}{side['p99_ms']:>9.1f}{side['server_cpu_ms_per_request']:>12.2f}"
+                  f"{side['sql_statements_per_request']:>9.2f}{side['commits_per_request']:>13.2f}")
+    for run in figures["runs"]:
+        verdict = "met" if run["target_met"] else "NOT met"
+        loads = [r[key] for name in ("baseline", "hub") for r in run["all_rounds"][name]
+                 for key in ("load_average_1m_before", "load_average_1m_after")]
+        print(f"ratio {run['workers']} worker(s)  hub/baseline = {run['ratio']:.3f}  "
+              f"(per round {', '.join(f'{r:.3f}' for r in run['ratio_per_round'])}; "
+              f"target ≥ {figures['target_ratio']}: {verdict})  1-min load average {min(loads):.1f}–{max(loads):.1f}")
     print()
 
 
 if __name__ == "__main__":
     sys.exit(main())
-

@@ -20,11 +20,11 @@ from hub.db import make_engine, make_session_factory
 from hub.exchange.router import router as exchange_router
 from hub.health.router import router as health_router
 from hub.legacy.router import router as legacy_soap_router
-from hub.nul_guard import NulGuardMiddleware
 from hub.problems import MEDIA_TYPE, Problem
 from hub.problems import install as install_problems
+from hub.request_guard import RequestGuardMiddleware
 from hub.settings import Settings, get_settings
-from hub.throttle.http import BodyLimitMiddleware, BodyLimits
+from hub.throttle.http import BodyLimits
 from hub.transparency.router import router as transparency_router
 from hub.verification import registries as registry_setup
 from hub.verification.router import router as verification_router
@@ -65,9 +65,9 @@ def create_app(
         app.include_router(router)
     app.include_router(verification_router)  # prefill, access log, /admin/registries
     app.include_router(legacy_soap_router)  # SOAP department-exchange for legacy systems (WSDL-first)
-    app.add_middleware(NulGuardMiddleware)
-    # Outside every body reader (the NUL guard included): oversized bodies are refused before parsing.
-    app.add_middleware(BodyLimitMiddleware, limits=BodyLimits.from_settings(settings))
+    # Outside every body reader: oversized bodies are refused before parsing, NUL characters before the
+    # database; one pass over each request (hub.request_guard).
+    app.add_middleware(RequestGuardMiddleware, limits=BodyLimits.from_settings(settings))
     app.add_middleware(MetricsMiddleware)
     document_common_problems(app)
     return app
@@ -107,17 +107,21 @@ class MetricsMiddleware:
 
     def __init__(self, app: Any) -> None:
         self.app = app
+        # (method, route, status) → its labelled counter and histogram: prometheus_client's labels() takes a
+        # lock and validates the labels on every call; the set of routes is small and fixed.
+        self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status = {"code": 500}
+        status = 500
 
         async def send_with_status(message: dict[str, Any]) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
-                status["code"] = message["status"]
+                status = message["status"]
             await send(message)
 
         try:
@@ -126,8 +130,12 @@ class MetricsMiddleware:
             route = scope.get("route")
             name = getattr(route, "path", "unmatched")
             elapsed = time.perf_counter() - started
-            REQUESTS.labels(scope["method"], name, str(status["code"])).inc()
-            LATENCY.labels(scope["method"], name).observe(elapsed)
+            key = (scope["method"], name, status)
+            series = self._series.get(key)
+            if series is None:
+                series = self._series[key] = (REQUESTS.labels(key[0], name, str(status)), LATENCY.labels(key[0], name))
+            series[0].inc()
+            series[1].observe(elapsed)
             # SOAP 1.1 answers every fault with HTTP 500; those are replies, not hub failures.
-            if status["code"] >= 500 and not scope["path"].startswith("/soap/"):
-                log.error("request failed", extra={"path": name, "status": status["code"]})
+            if status >= 500 and not scope["path"].startswith("/soap/"):
+                log.error("request failed", extra={"path": name, "status": status})

@@ -180,7 +180,11 @@ def mocks(
 
 
 @app.command()
-def api(host: HostOpt = "127.0.0.1", port: PortOpt = 8000, workers: int = 1) -> None:
+def api(
+    host: HostOpt = "127.0.0.1", port: PortOpt = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="uvicorn worker processes, each with its own app and "
+                                                      "connection pool (they share the listening socket)")] = 1,
+) -> None:
     """Serve the FastAPI app under uvicorn (migrates first; does not seed)."""
     import uvicorn
 
@@ -188,6 +192,8 @@ def api(host: HostOpt = "127.0.0.1", port: PortOpt = 8000, workers: int = 1) -> 
     logs.configure(settings.log_level, settings.log_json)
     resolve_keys(settings, Policy.PRODUCTION)  # before serving: never on the published defaults
     _prepare(seed=False)
+    # An import string, not an app: with workers > 1 each worker process imports hub.asgi and builds its own
+    # app (engine, pool, registries) from the same environment; nothing is shared but the database.
     uvicorn.run("hub.asgi:app", host=host, port=port, workers=workers, log_config=None, access_log=False)
 
 

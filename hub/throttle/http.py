@@ -1,11 +1,11 @@
-"""HTTP side of the abuse limits: the caller's address, and request bodies limited before parsing.
+"""HTTP side of the abuse limits: the caller's address, and how large a request body may be.
 
-``BodyLimitMiddleware`` is a plain ASGI middleware placed outside everything that reads a body: a
-declared ``Content-Length`` over the limit is answered 413 at once, without reading a byte; a body
-without one (chunked) is counted as it streams, and the request is cut off with 413 as soon as it
-passes the limit, so no body is ever held in full beyond its limit. Limits by kind of request:
-SOAP (``/soap/…``), uploads (``multipart/form-data``: the material limit plus the form's overhead),
-and every other body (JSON, forms).
+``hub.request_guard`` enforces the limits before anything reads a body: a declared ``Content-Length``
+over the limit is answered 413 at once, without reading a byte; a body without one (chunked) is counted
+as it streams, and the request is cut off with 413 as soon as it passes the limit, so no body is ever
+held in full beyond its limit. Limits by kind of request: SOAP (``/soap/…``), uploads
+(``multipart/form-data``: the material limit plus the form's overhead), and every other body (JSON,
+forms).
 """
 
 from __future__ import annotations
@@ -39,10 +39,10 @@ class BodyLimits:
         return cls(json=settings.max_json_body_bytes, soap=settings.max_soap_body_bytes,
                    upload=settings.max_material_bytes + settings.multipart_overhead_bytes)
 
-    def for_request(self, scope: Scope) -> tuple[int, str]:
-        if scope.get("path", "").startswith("/soap/"):
+    def limit_for(self, path: str, content_type: bytes) -> tuple[int, str]:
+        if path.startswith("/soap/"):
             return self.soap, "SOAP"
-        if b"multipart/form-data" in _header(scope, b"content-type").lower():
+        if b"multipart/form-data" in content_type.lower():
             return self.upload, "upload"
         return self.json, "JSON"
 
@@ -51,60 +51,7 @@ class BodyTooLarge(Exception):
     """Raised inside the application's ``receive`` once a streamed body passes its limit."""
 
 
-class BodyLimitMiddleware:
-    def __init__(self, app: Any, *, limits: BodyLimits) -> None:
-        self.app = app
-        self.limits = limits
-
-    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        limit, kind = self.limits.for_request(scope)
-        declared = _content_length(scope)
-        if declared is not None and declared > limit:
-            await _reject(scope, send, limit, kind)
-            return
-        state = {"received": 0, "exceeded": False, "started": False}
-
-        async def counted_receive() -> dict[str, Any]:
-            message: dict[str, Any] = await receive()
-            if message["type"] == "http.request":
-                state["received"] += len(message.get("body", b""))
-                if state["received"] > limit:
-                    state["exceeded"] = True
-                    raise BodyTooLarge()
-            return message
-
-        async def guarded_send(message: dict[str, Any]) -> None:
-            if state["exceeded"]:
-                return  # whatever the application made of the cut-off body: the answer is 413
-            if message["type"] == "http.response.start":
-                state["started"] = True
-            await send(message)
-
-        try:
-            await self.app(scope, counted_receive, guarded_send)
-        except Exception:
-            if not state["exceeded"]:
-                raise
-        if state["exceeded"] and not state["started"]:
-            await _reject(scope, send, limit, kind)
-
-
-def _header(scope: Scope, name: bytes) -> bytes:
-    for key, value in scope.get("headers", []):
-        if key == name:
-            return bytes(value)
-    return b""
-
-
-def _content_length(scope: Scope) -> int | None:
-    raw = _header(scope, b"content-length").strip()
-    return int(raw) if raw.isdigit() else None
-
-
-async def _reject(scope: Scope, send: Any, limit: int, kind: str) -> None:
+async def reject_too_large(scope: Scope, send: Any, limit: int, kind: str) -> None:
     problem = {
         "type": PROBLEM_TYPE_BASE + "payload-too-large", "title": "请求体过大", "status": 413,
         "detail": f"请求体超过上限 {limit} 字节 ({kind} request bodies are limited to {limit} bytes)",

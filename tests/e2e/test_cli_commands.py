@@ -47,9 +47,10 @@ from tests.e2e.cli_support import (
     run_process,
     started,
 )
-from tests.support import PROCESS_KEYS
+from tests.support import PROCESS_KEYS, citizen_id, example_form, person
 
 SIMULATOR = "python -m mocks.city_platform"
+ITEM = "physician-practice-registration"
 
 
 # --- what the README documents ------------------------------------------------------------------------
@@ -310,6 +311,51 @@ def test_api_serves_the_migrated_database(operator: Operator) -> None:
         assert items.status_code == 200 and items.json()["items"], items.text
         assert api.stop() == 0, api.output()[-3000:]
     assert not port_open(port)
+
+
+def worker_processes(pid: int) -> list[int]:
+    """uvicorn's live worker processes under ``pid`` (`hub api --workers N`): its children started by
+    multiprocessing's spawn, not the resource tracker it starts beside them."""
+    workers = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                command = (entry / "cmdline").read_bytes()
+            except (OSError, IndexError):
+                continue  # gone since the listing
+            if int(fields[1]) == pid and fields[0] != "Z" and b"spawn_main" in command:
+                workers.append(int(entry.name))
+    return workers
+
+
+def test_api_with_two_workers_serves_concurrent_submissions_from_two_processes(operator: Operator) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with operator.serving("api", "--port", str(port), "--workers", "2", log="api-2.log", **PROCESS_KEYS) as api:
+        api.wait_until(lambda: answers(f"{base}/health") and len(worker_processes(api.process.pid)) == 2,
+                       "hub api --workers 2 answering /health with two worker processes")
+        workers = worker_processes(api.process.pid)
+        items = httpx.get(f"{base}/api/v1/items", params={"q": ITEM}, timeout=10, trust_env=False).json()["items"]
+        code = next(i["code"] for i in items if i["key"] == ITEM)
+
+        def submit(seq: int) -> httpx.Response:
+            body = {"item_code": code, "applicant": person(id_number=citizen_id(seq=seq)), "form": example_form(ITEM)}
+            # One connection per request: the two processes accept from the same socket.
+            return httpx.post(f"{base}/api/v1/applications", json=body, timeout=60, trust_env=False)
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            responses = list(pool.map(submit, range(1, 33)))
+        assert [r.status_code for r in responses] == [201] * 32, [r.text for r in responses if r.status_code != 201]
+        numbers = {r.json()["tracking_no"] for r in responses}
+        assert len(numbers) == 32  # one sequence for both processes: no tracking number given twice
+        assert operator.count("SELECT count(*) FROM cases") >= 32
+        assert sorted(worker_processes(api.process.pid)) == sorted(workers)  # neither worker died or restarted
+        assert api.stop() == 0, api.output()[-3000:]
+    assert "Traceback" not in api.output(), api.output()[-3000:]
+    assert not port_open(port)
+    left = {pid: Path(f"/proc/{pid}/stat").read_text() for pid in workers if Path(f"/proc/{pid}").exists()}
+    assert not left, f"a worker outlived `hub api`: {left}"
 
 
 def test_up_serves_the_demo_and_operators_check_it(operator: Operator) -> None:

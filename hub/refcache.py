@@ -36,7 +36,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import event, inspect
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import UpdateBase
 
 from hub.listen import Subscription, listener_for
@@ -192,6 +192,10 @@ class Snapshot:
     values: dict[str, Any]
     related: dict[str, Snapshot | None]
 
+    @property
+    def manager(self) -> Any:
+        return inspect(self.cls).class_manager
+
 
 def row_snapshot(cls: type, row: Mapping[str, Any], *, prefix: str = "",
                  related: dict[str, Snapshot | None] | None = None) -> Snapshot:
@@ -212,17 +216,32 @@ def read(session: Session, statement: Any) -> list[Any]:
 
 def attach(session: Session, snap: Snapshot) -> Any:
     """A persistent, clean instance of the snapshot's row in ``session``: the one the session already has
-    (its identity map), else one built from the snapshot and added without a query."""
+    (its identity map), else one built from the snapshot and added without a query (with its related rows,
+    by the relationships' save-update cascade: one ``add`` for the whole graph)."""
     existing = session.identity_map.get(snap.identity)
     if existing is not None:
         return existing
-    instance = inspect(snap.cls).class_manager.new_instance()
+    instance = _build(session, snap)
+    session.add(instance)
+    return instance
+
+
+def _build(session: Session, snap: Snapshot) -> Any:
+    instance = snap.manager.new_instance()  # as the ORM's loading does: no __init__, no attribute events
     state = instance.__dict__
     state.update(snap.values)
     for name, target in snap.related.items():
-        state[name] = attach(session, target) if target is not None else None
-    make_transient_to_detached(instance)  # committed values, no history: nothing to flush
-    session.add(instance)
+        if target is None:
+            state[name] = None
+        else:
+            state[name] = session.identity_map.get(target.identity) or _build(session, target)
+    # What make_transient_to_detached does, minus what a fresh instance does not need: values set in its
+    # __dict__ carry no history, and the identity key is known.
+    state = inspect(instance)
+    state.key = snap.identity
+    unloaded = state.unloaded
+    if unloaded:
+        state._expire_attributes(state.dict, unloaded)
     return instance
 
 

@@ -135,6 +135,12 @@ def _engine_disposed(engine: Engine) -> None:
         namespace.close()  # the last subscription stops the LISTEN thread (a dropped database is not retried)
 
 
+def listening(engine: Engine) -> bool:
+    """Whether this process hears every change on the engine's database right now (PostgreSQL, LISTEN
+    connected): its cached values are then trusted until told otherwise, without a TTL."""
+    return _namespace(engine).trusted()
+
+
 def lookup(session: Session, kind: str, key: Hashable, load: Callable[[], T]) -> T:
     """The cached value of ``key``, or ``load()`` (run on ``session``) cached under the current generation.
 

@@ -149,6 +149,16 @@ _listeners: dict[str, Listener] = {}
 _listeners_lock = threading.Lock()
 
 
+def _forget_all_in_child() -> None:
+    # A forked child inherits the listeners' state but not their threads: it starts its own when needed.
+    global _listeners, _listeners_lock
+    _listeners = {}
+    _listeners_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_all_in_child)
+
+
 def conninfo_for(engine: Engine) -> str | None:
     """The libpq connection string of a PostgreSQL engine's database; None for any other backend."""
     if engine.dialect.name != "postgresql":

@@ -27,6 +27,7 @@ treat them as read-only (an item's ``guide`` and ``form_schema`` dicts too — a
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import weakref
@@ -105,6 +106,16 @@ class _Namespace:
 
 _namespaces: weakref.WeakKeyDictionary[Engine, _Namespace] = weakref.WeakKeyDictionary()
 _namespaces_lock = threading.Lock()
+
+
+def _forget_all_in_child() -> None:
+    # A forked child has no LISTEN thread, only a copy of its state: start from nothing.
+    global _namespaces, _namespaces_lock
+    _namespaces = weakref.WeakKeyDictionary()
+    _namespaces_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_all_in_child)
 
 
 def _url_key(engine: Engine) -> str:

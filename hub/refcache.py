@@ -100,8 +100,9 @@ class _Namespace:
         self.bump(KINDS if payload is None or payload not in KINDS else (payload,))
 
     def close(self) -> None:
-        if self.subscription is not None:
-            self.subscription.cancel()
+        subscription, self.subscription = self.subscription, None
+        if subscription is not None:
+            subscription.cancel()
 
 
 _namespaces: weakref.WeakKeyDictionary[Engine, _Namespace] = weakref.WeakKeyDictionary()
@@ -136,6 +137,7 @@ def _namespace(engine: Engine) -> _Namespace:
                 namespace = _namespaces[engine] = _Namespace(engine)
                 if not event.contains(engine, "engine_disposed", _engine_disposed):
                     event.listen(engine, "engine_disposed", _engine_disposed)
+                weakref.finalize(engine, namespace.close)  # an engine dropped without dispose()
     return namespace
 
 

@@ -183,6 +183,26 @@ def test_a_loaded_notice_moves_deadlines_in_this_process_at_once(
         assert load_calendar(session).coverage(2036) == "override"
 
 
+def test_a_cached_item_is_the_sessions_own_instance_when_it_holds_one(
+    session_factory: sessionmaker[Session], long_ttl: None
+) -> None:
+    from hub.catalog.models import Item
+
+    code = code_of(session_factory, SUBMITTED)
+    with session_factory() as session:
+        catalog.get_item(session, code)  # cached
+    with session_factory() as session:
+        loaded = session.scalars(select(Item).where(Item.code == code)).one()
+        loaded.name = "未刷新的改动"  # the session's view wins over the cache, as with session.get
+        assert catalog.get_item(session, code) is loaded
+        session.rollback()
+    with session_factory() as session:
+        attached = catalog.get_item(session, code)
+        assert attached in session and attached not in session.dirty and attached.department in session
+        assert attached.department.key == "210100007" and attached.department.region.code == "210100"
+        assert attached.name != "未刷新的改动"
+
+
 # --- rolled back: nothing changes -----------------------------------------------------------------------
 
 

@@ -20,9 +20,14 @@ How a process learns of a change:
   NOTIFY, so a process trusts what it cached for ``ttl_s`` (``HUB_REFERENCE_CACHE_TTL_S``, 5 s) and then
   reads again. `hub up` is one process: its own commits invalidate at once.
 
-A transaction that wrote a kind reads it from the database until it ends (its uncommitted rows must
-neither be hidden from it nor cached for others). Cached values are shared between threads and sessions:
-treat them as read-only (an item's ``guide`` and ``form_schema`` dicts too — assign, never mutate in place).
+A generation is bumped only after the commit, and a value loaded under an older generation is never
+served, so a change is not hidden by a load that raced with it. (On SQLite a read transaction that began
+before another connection's commit still sees the old rows and may cache them under the new generation:
+the TTL bounds that too.)
+
+A transaction that wrote a kind reads it from the database until it ends: its uncommitted rows must neither
+be hidden from it nor cached for others. Cached values are shared between threads and sessions: treat them
+as read-only (an item's ``guide`` and ``form_schema`` dicts too — assign, never mutate in place).
 """
 
 from __future__ import annotations

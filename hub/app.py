@@ -11,6 +11,7 @@ from prometheus_client import Counter, Histogram
 from sqlalchemy.engine import Engine
 
 from adapters.registries import Registries
+from hub import refcache
 from hub.auth.router import router as auth_router
 from hub.calendar.router import router as calendar_router
 from hub.cases.router import applications, cases
@@ -53,6 +54,7 @@ def create_app(
         openapi_url="/openapi.json", lifespan=registry_setup.lifespan,
     )
     app.state.settings = settings
+    refcache.configure(ttl_s=settings.reference_cache_ttl_s)
     app.state.clock = clock or SystemClock()
     app.state.engine = engine or make_engine(settings.resolved_database_url())
     app.state.session_factory = make_session_factory(app.state.engine)

@@ -84,6 +84,9 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
 def load_all_models() -> None:
     """Import every domain's models (hub/models.py lists them) and resolve their relationships now."""
     import hub.models  # noqa: F401  (imported for its side effect: every mapper registered)
+    from hub import refcache
+
+    refcache.install()  # its hooks see every write to reference data, in any process
 
     configure_mappers()
 

@@ -72,6 +72,10 @@ class Settings(BaseSettings):
     # Idle cost (issue 8, part 7): the relay wakes on commit (same process) and on NOTIFY (PostgreSQL);
     # this poll only catches rows written by another process on SQLite, or by raw SQL.
     outbox_relay_fallback_s: float = Field(default=5.0, gt=0)
+    # Reference-data caches (issue 8, part cache; hub/refcache.py): on PostgreSQL every process hears of a
+    # change by NOTIFY; on SQLite (and on PostgreSQL while the LISTEN connection is down) a process trusts
+    # what it cached this long, then reads again: another process may have changed it. 0: read every time.
+    reference_cache_ttl_s: float = Field(default=5.0, ge=0)
 
     def resolved_database_url(self) -> str:
         if self.database_url:

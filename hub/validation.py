@@ -70,19 +70,6 @@ def shared_validator(name: str) -> Draft202012Validator:
     )
 
 
-_VALIDATORS: dict[tuple[object, ...], Draft202012Validator] = {}
-
-
-def cached_validator(cache_key: tuple[object, ...], schema: dict[str, Any]) -> Draft202012Validator:
-    """One compiled validator per key; the key must change whenever the schema does (item id + version)."""
-    validator = _VALIDATORS.get(cache_key)
-    if validator is None:
-        if len(_VALIDATORS) > 1024:
-            _VALIDATORS.clear()
-        validator = _VALIDATORS[cache_key] = validator_for(schema)
-    return validator
-
-
 def field_errors(errors: Iterable[ValidationError], *, prefix: str) -> list[FieldError]:
     result = [_field_error(error, prefix) for error in errors]
     return sorted(result, key=lambda e: (e.field, e.rule))

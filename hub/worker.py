@@ -19,6 +19,7 @@ from adapters.amqp import MessageBus, make_bus
 from adapters.amqp.messages import OutboundMessage
 from adapters.amqp.topology import DEAD_LETTER_QUEUE, EVENTS_EXCHANGE, INBOUND_QUEUE
 from adapters.resilience import exponential_backoff_s
+from hub import refcache
 from hub.audit import checkpoints
 from hub.clock import Clock
 from hub.db import unit_of_work
@@ -70,6 +71,7 @@ class Worker:
     def __post_init__(self) -> None:
         from hub.deliveries.clients import DeliveryClients
 
+        refcache.configure(ttl_s=self.settings.reference_cache_ttl_s)
         # One per process, so each partner's circuit breaker remembers across ticks.
         self._delivery_clients = DeliveryClients()
         self._bus: MessageBus = self.bus if self.bus is not None else make_bus(self.settings.amqp_url)

@@ -2,36 +2,27 @@
 
 from __future__ import annotations
 
-import time
 from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import delete, extract, select
 from sqlalchemy.orm import Session
 
+from hub import refcache
 from hub.calendar.models import CalendarOverride
 from hub.errors import FieldError, ValidationFailed
 from workflow.calendar import WorkingCalendar, overrides_from_notice, parse_notice
 
-CACHE_SECONDS = 60.0
-_cache: dict[str, tuple[float, WorkingCalendar]] = {}
-
 
 def load_calendar(session: Session) -> WorkingCalendar:
-    """The calendar with the loaded notices. Cached per process for a minute: notices change once a
-    year, and a process that loads one forgets its copy at once (other processes within the minute)."""
-    key = session.get_bind().url.render_as_string()
-    cached = _cache.get(key)
-    if cached is not None and time.monotonic() - cached[0] < CACHE_SECONDS:
-        return cached[1]
+    """The calendar with the loaded notices, from the process's reference cache (hub/refcache.py): read
+    again only after a notice is loaded, here or in another process."""
+    return refcache.lookup(session, refcache.CALENDAR, None, lambda: _read_calendar(session))
+
+
+def _read_calendar(session: Session) -> WorkingCalendar:
     rows = session.execute(select(CalendarOverride.day, CalendarOverride.working))
-    calendar = WorkingCalendar({day: working for day, working in rows})
-    _cache[key] = (time.monotonic(), calendar)
-    return calendar
-
-
-def forget_cached_calendars() -> None:
-    _cache.clear()
+    return WorkingCalendar({day: working for day, working in rows})
 
 
 def load_notice(session: Session, *, notice: dict[str, Any], now: datetime) -> int:
@@ -54,8 +45,7 @@ def load_notice(session: Session, *, notice: dict[str, Any], now: datetime) -> i
                 loaded_at=now,
             )
         )
-    session.flush()
-    forget_cached_calendars()
+    session.flush()  # the engine hook marks the calendar stale: forgotten everywhere once this commits
     return len(overrides)
 
 

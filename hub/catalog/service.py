@@ -8,9 +8,10 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
-from sqlalchemy import or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import LABEL_STYLE_TABLENAME_PLUS_COL, or_, select
+from sqlalchemy.orm import Session, object_session
 
+from hub import refcache
 from hub.catalog.models import Item, ItemType
 from hub.catalog.schemas import (
     DepartmentOut,
@@ -25,7 +26,7 @@ from hub.org import service as org_service
 from hub.org.models import Department, Region
 from hub.outbox import service as outbox
 from hub.pagination import Page, paginate
-from hub.validation import cached_validator, field_errors
+from hub.validation import field_errors, validator_for
 from workflow.identifiers import IdentifierError, build_item_code, validate_national_basic_code
 
 GUIDE_FIELDS = tuple(Guide.model_fields)
@@ -37,10 +38,34 @@ def list_item_types(session: Session) -> list[ItemTypeOut]:
 
 
 def get_item(session: Session, code: str) -> Item:
-    item = session.scalar(select(Item).where(Item.code == code.upper()))
+    item = find_item(session, code)
     if item is None:
         raise NotFound(f"事项 {code} 不存在 (unknown item code)")
     return item
+
+
+def find_item(session: Session, code: str) -> Item | None:
+    """The item with this code, or None. Served from the process's reference cache (hub/refcache.py): no
+    query while the cached copy is current; the Item is attached to ``session`` with its department."""
+    snap = refcache.lookup(session, refcache.ITEMS, code.upper(), lambda: _item_snapshot(session, code.upper()))
+    return refcache.attach(session, snap) if snap is not None else None
+
+
+def _item_snapshot(session: Session, code: str) -> refcache.Snapshot | None:
+    """The item with its department and the department's region, as one joined row (what the ORM's
+    joined loading read)."""
+    items, departments, regions = Item.__table__, Department.__table__, Region.__table__
+    rows = refcache.read(session, select(items, departments, regions)
+                         .join(departments, items.c.department_id == departments.c.id)
+                         .join(regions, departments.c.region_code == regions.c.code)
+                         .where(items.c.code == code)
+                         .set_label_style(LABEL_STYLE_TABLENAME_PLUS_COL))
+    if not rows:
+        return None
+    row = rows[0]
+    region = refcache.row_snapshot(Region, row, prefix="regions_")
+    department = refcache.row_snapshot(Department, row, prefix="departments_", related={"region": region})
+    return refcache.row_snapshot(Item, row, prefix="items_", related={"department": department})
 
 
 def search_items(
@@ -197,10 +222,21 @@ def _publish(session: Session, item: Item, event_type: str) -> None:
 
 def validate_form(item: Item, form: dict[str, Any]) -> None:
     """Validate an application form against its item's schema, naming every bad field."""
-    validator = cached_validator((item.code, item.version, item.updated_at), item.form_schema)
+    validator = _form_validator(item)
     errors = field_errors(validator.iter_errors(form), prefix="form")
     if errors:
         raise ValidationFailed(errors)
+
+
+def _form_validator(item: Item) -> Draft202012Validator:
+    """One compiled validator per item id and version (a write bumps the version), kept with the process's
+    reference data of the item's database. A transaction that wrote items compiles its own: its version may
+    be rolled back and reused later with another schema."""
+    session = object_session(item)
+    if session is None:
+        return validator_for(item.form_schema)
+    return refcache.lookup(session, refcache.ITEMS, ("form-validator", item.id, item.version),
+                           lambda: validator_for(item.form_schema))
 
 
 def department_out(department: Department) -> DepartmentOut:

@@ -36,6 +36,7 @@ from hub.cases.models import Case
 from hub.clock import Clock
 from hub.db import unit_of_work
 from hub.deliveries.models import Delivery
+from hub.exchange import partners
 from hub.exchange.models import Partner
 from hub.outbox.alerts import Unserialisable, first_unsafe_text, report_withheld
 
@@ -80,25 +81,23 @@ DEFAULT_POLICY = DeliveryPolicy()
 def on_case_change(session: Session, case: Case, action: str, now: datetime) -> list[Delivery]:
     """Record what the change owes partners; called by the case service after every step."""
     created: list[Delivery] = []
+    if action != "submit" and not (case.state == COMPLETED and case.item.national_reporting):
+        return created
+    # Who is owed what comes from the process's partner directory: no query, so no autoflush either.
+    known = partners.directory(session)
     if action == "submit":
-        partner = session.scalar(
-            select(Partner)
-            .where(Partner.kind == "legacy_department", Partner.department_id == case.department_id,
-                   Partner.active.is_(True), Partner.endpoint.is_not(None), Partner.endpoint != "")
-            .order_by(Partner.code).limit(1)
-        )
-        if partner is not None:
-            created.append(_create(session, partner.code, case, LEGACY_CASE, now))
+        legacy = known.legacy_by_department.get(case.department_id)
+        if legacy is not None:
+            created.append(_create(session, legacy, case, LEGACY_CASE, now))
     if case.state == COMPLETED and case.item.national_reporting:
-        partners = session.scalars(
-            select(Partner).where(Partner.kind == "national", Partner.active.is_(True)).order_by(Partner.code)
-        )
-        for partner in partners:
-            created.append(_create(session, partner.code, case, NATIONAL_RESULT, now))
+        for code in known.national:
+            created.append(_create(session, code, case, NATIONAL_RESULT, now))
     return created
 
 
 def _create(session: Session, partner: str, case: Case, kind: str, now: datetime) -> Delivery:
+    if case.id is None:  # a case opened in this transaction and not flushed yet: the delivery refers to it
+        session.flush()
     existing = session.scalar(select(Delivery).where(
         Delivery.partner_code == partner, Delivery.case_id == case.id, Delivery.kind == kind))
     if existing is not None:

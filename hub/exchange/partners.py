@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -10,6 +11,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from hub import refcache
 from hub.errors import Unauthorized
 from hub.exchange.models import Partner
 from hub.org.service import get_department
@@ -18,7 +20,7 @@ _hasher = PasswordHasher()
 
 
 def authenticate_partner(session: Session, *, code: str, secret: str) -> Partner:
-    partner = session.get(Partner, code)
+    partner = find_partner(session, code)
     if partner is None or not partner.active or not _secret_matches(partner, secret):
         raise Unauthorized("交换伙伴认证失败 (partner code or secret wrong)")
     return partner
@@ -29,6 +31,41 @@ def _secret_matches(partner: Partner, secret: str) -> bool:
         return _hasher.verify(partner.secret_hash, secret)
     except (VerificationError, InvalidHashError):
         return False
+
+
+@dataclass(frozen=True)
+class PartnerDirectory:
+    """Every partner as the process's reference cache keeps it (hub/refcache.py): read whole, once per
+    change of the partners table (a few dozen rows), here or in any other process."""
+
+    by_code: dict[str, refcache.Snapshot]
+    # Per department: the active legacy system the hub pushes new cases to (an endpoint set; lowest code).
+    legacy_by_department: dict[int, str]
+    national: tuple[str, ...]  # the active national partners a completed, reported case owes its result, by code
+
+
+def directory(session: Session) -> PartnerDirectory:
+    return refcache.lookup(session, refcache.PARTNERS, "directory", lambda: _read_directory(session))
+
+
+def find_partner(session: Session, code: str) -> Partner | None:
+    """The partner with this code, attached to ``session`` (no query while the directory is current)."""
+    snap = directory(session).by_code.get(code)
+    return refcache.attach(session, snap) if snap is not None else None  # type: ignore[no-any-return]
+
+
+def _read_directory(session: Session) -> PartnerDirectory:
+    rows = refcache.read(session, select(Partner.__table__).order_by(Partner.code))
+    legacy: dict[int, str] = {}
+    for row in rows:
+        if (row["kind"] == "legacy_department" and row["active"] and row["endpoint"]
+                and row["department_id"] is not None):
+            legacy.setdefault(row["department_id"], row["code"])
+    return PartnerDirectory(
+        by_code={row["code"]: refcache.row_snapshot(Partner, row) for row in rows},
+        legacy_by_department=legacy,
+        national=tuple(row["code"] for row in rows if row["kind"] == "national" and row["active"]),
+    )
 
 
 def list_partners(session: Session, *, kind: str | None = None) -> list[Partner]:

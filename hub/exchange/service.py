@@ -18,12 +18,14 @@ from hub.audit.service import NewEvent, append_event, case_row, reseal_head
 from hub.calendar.service import load_calendar
 from hub.cases.models import Case, CaseEvent
 from hub.cases.service import case_event_payload, new_query_code, next_sequence, query_code_digest
+from hub.catalog import service as catalog
 from hub.catalog.models import Item
 from hub.clock import business_date
 from hub.deliveries import service as deliveries
 from hub.exchange import checks
 from hub.exchange.checks import RecordRejected
 from hub.exchange.models import InboxMessage, Partner, PendingEvent
+from hub.exchange.partners import find_partner
 from hub.org.service import is_within
 from hub.outbox import service as outbox
 from hub.validation import field_errors, shared_validator
@@ -114,7 +116,7 @@ def _authorised_partner(session: Session, envelope: dict[str, Any], source: str)
     if envelope["source"] != source:
         raise RecordRejected("source_mismatch", f"envelope.source {envelope['source']} is not the authenticated "
                              f"sender {source}", field="envelope.source", rule="equals_authenticated_sender")
-    partner = session.get(Partner, source)
+    partner = find_partner(session, source)  # the process's partner directory (hub/refcache.py)
     if partner is None or not partner.active:
         raise RecordRejected("unknown_partner", f"{source} is not a registered, active partner",
                              field="envelope.source", rule="registered_partner")
@@ -136,7 +138,7 @@ def _check_region(session: Session, partner: Partner, region: str, field: str) -
 
 
 def _check_item(session: Session, record: dict[str, Any]) -> Item:
-    item = session.scalar(select(Item).where(Item.code == record["item_code"]))
+    item = catalog.find_item(session, record["item_code"])  # the process's reference cache, no query
     if item is None:
         raise RecordRejected("unknown_item", f"payload.item_code {record['item_code']} is not in the catalogue",
                              field="payload.item_code", rule="in_catalogue")

@@ -3,6 +3,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from hub import refcache
 from hub.errors import NotFound
 from hub.org.models import Department, Region
 
@@ -26,22 +27,26 @@ def region_chain(session: Session, code: str) -> list[str]:
 
 
 def is_within(session: Session, *, region_code: str, ancestor: str) -> bool:
-    return ancestor in _chain_cached(session, region_code)
+    """Whether the region is the ancestor or lies below it (walks region_chain's path, in memory)."""
+    parents = _region_parents(session)
+    current: str | None = region_code
+    seen: set[str] = set()
+    while current is not None and current not in seen:
+        if current == ancestor:
+            return True
+        seen.add(current)
+        current = parents.get(current)
+    return False
 
 
-def _chain_cached(session: Session, code: str) -> tuple[str, ...]:
-    # Regions change only through migrations and seeding, so caching their chains is safe
-    # even with many processes: nothing here must be shared between them.
-    key = (session.get_bind().url.render_as_string(), code)
-    cached = _CHAINS.get(key)
-    if cached is None:
-        cached = tuple(region_chain(session, code))
-        if session.get(Region, code) is not None:
-            _CHAINS[key] = cached
-    return cached
+def _region_parents(session: Session) -> dict[str, str | None]:
+    """Every region's parent, from the process's reference cache (hub/refcache.py): the tree is a few
+    hundred rows and changes only by seeding or migration, so it is read once per change, whole."""
+    return refcache.lookup(session, refcache.REGIONS, "parents", lambda: _read_region_parents(session))
 
 
-_CHAINS: dict[tuple[str, str], tuple[str, ...]] = {}
+def _read_region_parents(session: Session) -> dict[str, str | None]:
+    return {code: parent for code, parent in session.execute(select(Region.code, Region.parent_code))}
 
 
 def get_department(session: Session, *, region_code: str, code: str) -> Department:

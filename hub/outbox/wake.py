@@ -6,17 +6,14 @@
   than the endpoint ran in).
 * Other processes on PostgreSQL: ``NOTIFY hub_outbox`` is sent inside the committing transaction (just before
   the COMMIT, on the same connection, so it is delivered only if the rows are), and a relay's
-  ``PgListener`` thread LISTENs and sets its event.
+  ``PgListener`` subscription to the process's one LISTEN thread (hub/listen.py) sets its event.
 * Other processes on SQLite, or any write this misses (raw SQL): the relay's long fallback poll
   (``outbox_relay_fallback_s``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import selectors
 import threading
 import weakref
 from typing import Any
@@ -26,7 +23,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Insert
 
-from adapters.resilience import ResiliencePolicy, backoff_s
+from hub.listen import Listener, Subscription, listener_for
 
 CHANNEL = "hub_outbox"
 TABLE = "outbox"
@@ -112,64 +109,28 @@ def install() -> None:
 
 
 class PgListener:
-    """LISTENs on PostgreSQL for commits of other processes and sets ``wake``; reconnects after a failure
-    (meanwhile the relay's fallback poll still runs). Blocks in select() between notifications: no polling."""
+    """Sets ``wake`` when another process commits outbox rows on PostgreSQL (NOTIFY hub_outbox), and after the
+    LISTEN connection (re)connects, since rows may have been committed while nobody listened. The connection
+    and its thread are the process's one listener (hub/listen.py), shared with the reference-data caches."""
 
-    def __init__(self, url: str, wake: threading.Event) -> None:
-        self.conninfo = url
+    def __init__(self, listener: Listener, wake: threading.Event) -> None:
+        self.listener = listener
         self.wake = wake
-        self._stop_r, self._stop_w = os.pipe()
-        self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="hub-worker-outbox-listen", daemon=True)
+        self._subscription: Subscription | None = None
 
     @classmethod
     def for_engine(cls, engine: Engine, wake: threading.Event) -> PgListener | None:
-        if engine.dialect.name != "postgresql":
-            return None
-        url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-        return cls(url, wake)
+        listener = listener_for(engine)
+        return cls(listener, wake) if listener is not None else None
 
     def start(self) -> None:
-        self._thread.start()
+        if self._subscription is None:
+            self._subscription = self.listener.subscribe(CHANNEL, self._notified)
 
     def stop(self, timeout: float = 5.0) -> None:
-        self._stopped.set()
-        with contextlib.suppress(OSError):
-            os.write(self._stop_w, b"x")
-        if self._thread.is_alive():
-            self._thread.join(timeout=timeout)
-        for fd in (self._stop_r, self._stop_w):
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        subscription, self._subscription = self._subscription, None
+        if subscription is not None:
+            subscription.cancel()
 
-    def _run(self) -> None:
-        import psycopg
-
-        failures = 0
-        policy = ResiliencePolicy(backoff_initial_s=1.0, backoff_max_s=30.0)
-        while not self._stopped.is_set():
-            try:
-                with psycopg.connect(self.conninfo, autocommit=True) as conn:
-                    conn.execute(f"LISTEN {CHANNEL}")
-                    failures = 0
-                    self.wake.set()  # rows may have been committed while nobody listened
-                    self._listen(conn)
-            except Exception as exc:  # the database restarted or is unreachable: the fallback poll covers
-                failures += 1
-                log.warning("outbox LISTEN interrupted (%s); reconnecting", type(exc).__name__)
-                if self._wait_stop(backoff_s(policy, failures)):
-                    return
-
-    def _listen(self, conn: Any) -> None:
-        with selectors.DefaultSelector() as selector:
-            selector.register(conn.fileno(), selectors.EVENT_READ, "pg")
-            selector.register(self._stop_r, selectors.EVENT_READ, "stop")
-            while not self._stopped.is_set():
-                for key, _ in selector.select():
-                    if key.data == "stop":
-                        return
-                    if list(conn.notifies(timeout=0)):
-                        self.wake.set()
-
-    def _wait_stop(self, seconds: float) -> bool:
-        return self._stopped.wait(seconds)
+    def _notified(self, _payload: str | None) -> None:
+        self.wake.set()

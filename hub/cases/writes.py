@@ -22,12 +22,14 @@ A new case is built by `new_case` and written by one of two writers:
 from __future__ import annotations
 
 import functools
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import Column, Connection, bindparam, insert, inspect, select
+from sqlalchemy import Column, Connection, Select, bindparam, func, insert, inspect, literal_column, select
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.dml import Insert
@@ -204,58 +206,82 @@ def _values(obj: Any) -> dict[str, Any]:
     """The row an object stands for, by column name; a column left unset takes its default, on the object too
     (it is to look loaded afterwards, every attribute present)."""
     values = {}
+    present = obj.__dict__
     for attribute, column in _columns(type(obj)):
-        value = getattr(obj, attribute)
-        if value is None and column.default is not None:
+        value = present.get(attribute)
+        if attribute not in present or (value is None and column.default is not None):
             default = column.default
-            value = default.arg if default.is_scalar else default.arg(None)  # type: ignore[attr-defined,operator]
-        setattr(obj, attribute, value)
+            if value is None and default is not None:
+                value = default.arg if default.is_scalar else default.arg(None)  # type: ignore[attr-defined,operator]
+            setattr(obj, attribute, value)
         values[column.name] = value
     return values
 
 
-def _params(model: type[Any], prefix: str) -> dict[str, Any]:
-    return {column.name: bindparam(prefix + column.name, type_=column.type) for _, column in _columns(model)}
+def _names(model: type[Any]) -> list[str]:
+    return [column.name for _, column in _columns(model)]
 
 
-def _named(values: dict[str, Any], prefix: str) -> dict[str, Any]:
-    return {prefix + name: value for name, value in values.items()}
+def _json_rows(model: type[Any], param: str, *, many: bool) -> Any:
+    """The rows of ``model``'s table in one JSONB parameter, as a table: PostgreSQL types each field by the
+    table's own column (timestamps, dates, JSONB). A row is one parameter, so the statement has four and
+    stays short (under psycopg's 4096 characters and 50 parameters): psycopg caches its parsing and the
+    server keeps it prepared."""
+    table = model.__table__.name
+    populate = func.jsonb_populate_recordset if many else func.jsonb_populate_record
+    rows = populate(literal_column(f"NULL::{table}"), bindparam(param, type_=JSONB))
+    return rows.table_valued(*_names(model)).alias("r")
+
+
+def _from_json(model: type[Any], param: str, *, many: bool = False, case_id: Any = None) -> Select[Any]:
+    rows = _json_rows(model, param, many=many)
+    columns = [rows.c[name] for name in _names(model)]
+    return select(case_id, *columns) if case_id is not None else select(*columns)
 
 
 @functools.cache
-def _statement(checks: int, messages: int) -> Insert:
-    """One INSERT with the case, its first event and the checks as data-modifying CTEs; the top statement
-    inserts the first outbox message (so hub/outbox/wake.py sees an outbox insert and wakes the relay) and
-    returns the new ids. Built once per shape; SQLAlchemy caches its compiled form."""
-    new_case = insert(CASES).values(_params(Case, "c_")).returning(CASES.c.id).cte("new_case")
+def _statement() -> Insert:
+    """One INSERT: the case, its first event and its checks as data-modifying CTEs; the top statement inserts
+    the outbox messages (so hub/outbox/wake.py sees an outbox insert and wakes the relay) and returns the
+    new case's id and its checks' ids by check key. Each table's rows come as one JSON parameter."""
+    new_case = (insert(CASES).from_select(_names(Case), _from_json(Case, "case"))
+                .returning(CASES.c.id).cte("new_case"))
     case_id = select(new_case.c.id).scalar_subquery()
-    first_event = insert(EVENTS).values({**_params(CaseEvent, "e_"), "case_id": case_id}).cte("first_event")
-    planned = [
-        insert(CHECKS).values({**_params(CaseVerification, f"v{i}_"), "case_id": case_id})
-        .returning(CHECKS.c.id).cte(f"check_{i}")
-        for i in range(checks)
-    ]
-    returning = [case_id.label("case_id"), *(select(cte.c.id).scalar_subquery().label(cte.name) for cte in planned)]
-    if not messages:
-        return insert(EVENTS).values({**_params(CaseEvent, "e_"), "case_id": case_id}).add_cte(
-            new_case, *planned).returning(*returning)
-    others = [insert(OUTBOX).values(_params(OutboxMessage, f"o{i}_")).cte(f"message_{i}")
-              for i in range(1, messages)]
-    return (insert(OUTBOX).values(_params(OutboxMessage, "o0_"))
-            .add_cte(new_case, first_event, *planned, *others).returning(*returning))
+    first_event = insert(EVENTS).from_select(
+        ["case_id", *_names(CaseEvent)], _from_json(CaseEvent, "event", case_id=case_id)).cte("first_event")
+    checks = insert(CHECKS).from_select(
+        ["case_id", *_names(CaseVerification)], _from_json(CaseVerification, "checks", many=True, case_id=case_id),
+    ).returning(CHECKS.c.id, CHECKS.c.check_key).cte("checks")
+    check_ids = select(func.jsonb_object_agg(checks.c.check_key, checks.c.id)).scalar_subquery()
+    return (insert(OUTBOX).from_select(_names(OutboxMessage), _from_json(OutboxMessage, "messages", many=True))
+            .add_cte(new_case, first_event, checks).returning(case_id.label("case_id"), check_ids.label("checks")))
+
+
+def _json(values: dict[str, Any]) -> dict[str, Any]:
+    return {name: _json_scalar(value) for name, value in values.items()}
+
+
+def _json_scalar(value: Any) -> Any:
+    # The same values the columns' own types would store: instants in UTC (hub/db.py UTCDateTime).
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC).isoformat()
+    if isinstance(value, date | uuid.UUID):
+        return str(value)
+    return value
 
 
 def _insert_at_once(
     connection: Connection, case: dict[str, Any], event: dict[str, Any], checks: list[dict[str, Any]],
     messages: list[dict[str, Any]],
 ) -> tuple[int, list[int]]:
-    params = {**_named(case, "c_"), **_named(event, "e_")}
-    for i, values in enumerate(checks):
-        params.update(_named(values, f"v{i}_"))
-    for i, values in enumerate(messages):
-        params.update(_named(values, f"o{i}_"))
-    row = connection.execute(_statement(len(checks), len(messages)), params).one()
-    return int(row[0]), [int(i) for i in row[1:]]
+    row = connection.execute(_statement(), {
+        "case": _json(case), "event": _json(event), "checks": [_json(values) for values in checks],
+        "messages": [_json(values) for values in messages],
+    }).one()
+    ids = row.checks or {}
+    return int(row.case_id), [int(ids[values["check_key"]]) for values in checks]
 
 
 def _insert_one_by_one(

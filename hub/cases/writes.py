@@ -39,6 +39,7 @@ from hub.cases.models import Case, CaseEvent
 from hub.cases.tracking import new_query_code, query_code_digest, tracking_number
 from hub.catalog.models import Item
 from hub.clock import business_date
+from hub.outbox import wake
 from hub.outbox.models import OutboxMessage
 from hub.verification.models import CaseVerification
 from workflow.definition import standard_definition
@@ -134,7 +135,7 @@ def insert_case(session: Session, opening: Opening, *, outbox: Sequence[OutboxMe
     check_values = [_values(row) for row in checks]
     message_values = [_values(message) for message in outbox]
     connection = session.connection()
-    if connection.dialect.name == "postgresql":
+    if connection.dialect.name == "postgresql" and message_values:
         case_id, check_ids = _insert_at_once(connection, case_values, event_values, check_values, message_values)
     else:
         case_id, check_ids = _insert_one_by_one(connection, case_values, event_values, check_values,
@@ -253,8 +254,12 @@ def _statement() -> Insert:
         ["case_id", *_names(CaseVerification)], _from_json(CaseVerification, "checks", many=True, case_id=case_id),
     ).returning(CHECKS.c.id, CHECKS.c.check_key).cte("checks")
     check_ids = select(func.jsonb_object_agg(checks.c.check_key, checks.c.id)).scalar_subquery()
+    # The relay's NOTIFY, sent by the statement (delivered at commit): no round trip of its own before the
+    # commit (hub/outbox/wake.py, NOTIFIED). One row per message: at least one message, or nothing returns.
+    notify = func.pg_notify(wake.CHANNEL, "")
     return (insert(OUTBOX).from_select(_names(OutboxMessage), _from_json(OutboxMessage, "messages", many=True))
-            .add_cte(new_case, first_event, checks).returning(case_id.label("case_id"), check_ids.label("checks")))
+            .add_cte(new_case, first_event, checks)
+            .returning(case_id.label("case_id"), check_ids.label("checks"), notify.label("notified")))
 
 
 def _json(values: dict[str, Any]) -> dict[str, Any]:
@@ -279,7 +284,8 @@ def _insert_at_once(
     row = connection.execute(_statement(), {
         "case": _json(case), "event": _json(event), "checks": [_json(values) for values in checks],
         "messages": [_json(values) for values in messages],
-    }).one()
+    }, execution_options={wake.NOTIFIED: True}).first()
+    assert row is not None
     ids = row.checks or {}
     return int(row.case_id), [int(ids[values["check_key"]]) for values in checks]
 
@@ -289,6 +295,7 @@ def _insert_one_by_one(
     messages: list[dict[str, Any]],
 ) -> tuple[int, list[int]]:
     # SQLite has no data-modifying CTEs; it is one in-process file, so a statement costs no round trip.
+    # (PostgreSQL too when there is no outbox message: the one statement returns a row per message.)
     case_id = int(connection.execute(insert(CASES).returning(CASES.c.id), case).scalar_one())
     connection.execute(insert(EVENTS), {**event, "case_id": case_id})
     check_ids = [

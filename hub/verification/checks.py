@@ -305,17 +305,19 @@ def _apply(session: Session, results: Sequence[tuple[CaseVerification, CheckResu
     """Write the outcomes; a row somebody else settled meanwhile is left alone. Returns rows settled."""
     settled = 0
     for row, result in results:
-        changed = session.execute(
+        attempts = session.execute(
             update(CaseVerification)
             .where(CaseVerification.id == row.id, CaseVerification.outcome == "pending")
             .values(outcome=result.outcome, detail=result.detail, checked_at=now,
                     attempts=CaseVerification.attempts + 1, message_id=result.message_id, answer=result.answer)
+            .returning(CaseVerification.attempts)
             .execution_options(synchronize_session=False)
-        ).rowcount
-        settled += int(bool(changed) and result.outcome != "pending")
+        ).scalar()
+        changed = attempts is not None
+        settled += int(changed and result.outcome != "pending")
         if changed:  # what the row now holds is known: no SELECT when it is read again (the receipt)
             for name, value in (("outcome", result.outcome), ("detail", result.detail), ("checked_at", now),
-                                ("attempts", row.attempts + 1), ("message_id", result.message_id),
+                                ("attempts", attempts), ("message_id", result.message_id),
                                 ("answer", result.answer)):
                 set_committed_value(row, name, value)
         else:

@@ -317,4 +317,9 @@ def _as_loaded(session: Session, case: Case, case_id: int, checks: list[CaseVeri
         make_transient_to_detached(row)
     case.id = case_id
     make_transient_to_detached(case)
+    # Item and department are reference data, maybe shared by a per-process cache: set on the case as
+    # loaded, never cascaded into this session (an object belongs to one session at a time).
+    shared = {name: case.__dict__.pop(name) for name in ("item", "department")}
     session.add(case)  # and with it (save-update cascade) its checks
+    for name, value in shared.items():
+        set_committed_value(case, name, value)

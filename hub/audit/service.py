@@ -4,6 +4,9 @@ Each event's MAC (HMAC-SHA256 with ``Settings.audit_key``, which is never stored
 the event, the previous event's MAC and the case row's decisive fields as they stand after the event
 (`case_row`). The newest event must therefore match the current case row: a row edited in the database
 (a case set to ``granted``) no longer matches the seal, and without the key nobody can make a new one.
+
+This module holds the sealing maths (`case_row`, `event_mac`) and the verification; events are built,
+sealed and appended in one place only, hub/cases/writes.py.
 """
 
 from __future__ import annotations
@@ -25,21 +28,6 @@ ALGORITHM = "hmac-sha256"
 
 
 @dataclass(frozen=True)
-class NewEvent:
-    action: str
-    to_state: str
-    actor_type: str
-    actor_id: str
-    actor_name: str
-    occurred_at: datetime
-    from_state: str | None = None
-    step: str | None = None
-    department_id: int | None = None
-    opinion: str | None = None
-    data: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True)
 class Finding:
     tracking_no: str
     seq: int | None
@@ -48,46 +36,6 @@ class Finding:
 
 
 # --- sealing -------------------------------------------------------------------------------
-
-
-def append_event(session: Session, case: Case, new: NewEvent, *, key: str) -> CaseEvent:
-    """Append one event, sealed over the case row as it stands now: change the case first, then append."""
-    event = CaseEvent(
-        case=case,
-        seq=case.event_count + 1,
-        action=new.action,
-        step=new.step,
-        from_state=new.from_state,
-        to_state=new.to_state,
-        actor_type=new.actor_type,
-        actor_id=new.actor_id,
-        actor_name=new.actor_name,
-        department_id=new.department_id,
-        opinion=new.opinion,
-        occurred_at=new.occurred_at,
-        data=new.data or {},
-        prev_hash=case.last_event_hash,
-    )
-    case.event_count = event.seq
-    _seal(case, event, key)
-    session.add(event)
-    return event
-
-
-def reseal_head(case: Case, event: CaseEvent, *, key: str) -> None:
-    """Seal the case's newest event again over the row as it stands now.
-
-    Only for an event appended in the caller's own unit of work (a partner record applies its steps, then
-    the record's deadlines and result): the old seal was never committed, so nothing outside has seen it."""
-    if event.seq != case.event_count:
-        raise ValueError(f"event {event.seq} is not the head ({case.event_count}) of {case.tracking_no}")
-    _seal(case, event, key)
-
-
-def _seal(case: Case, event: CaseEvent, key: str) -> None:
-    event.case_row = case_row(case, key=key)
-    event.hash = event_mac(case.tracking_no, event, key=key)
-    case.last_event_hash = event.hash
 
 
 def case_row(case: Case, *, key: str) -> dict[str, Any]:
@@ -112,8 +60,7 @@ def case_row(case: Case, *, key: str) -> dict[str, Any]:
         "statutory_deadline": _day(case.statutory_deadline),
         "step_deadlines": dict(case.step_deadlines or {}),
         "suspended_since": _day(case.suspended_since),
-        # Column defaults are applied at the insert: before it the attribute is still None.
-        "suspended_working_days": case.suspended_working_days or 0,
+        "suspended_working_days": case.suspended_working_days,
         "decided_at": _instant(case.decided_at),
         "completed_at": _instant(case.completed_at),
     }

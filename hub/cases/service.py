@@ -2,31 +2,30 @@
 
 from __future__ import annotations
 
-import hashlib
 import hmac
-import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import func, select, text, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from adapters.registries import Registries
-from hub.audit.service import NewEvent, append_event
 from hub.auth.models import Officer
 from hub.auth.service import can_oversee_region
 from hub.calendar.service import load_calendar
-from hub.cases.models import Case, CaseEvent, Material, TrackingSequence
+from hub.cases import writes
+from hub.cases.models import Case, CaseEvent, Material
 from hub.cases.schemas import ApplicantIn, ApplicationIn
+from hub.cases.tracking import new_query_code, query_code_digest
 from hub.catalog import service as catalog
 from hub.catalog.models import Item
 from hub.clock import business_date
 from hub.deliveries import service as deliveries
 from hub.errors import Conflict, FieldError, Forbidden, HubError, NotFound, ValidationFailed
 from hub.outbox import service as outbox
+from hub.outbox.models import OutboxMessage
 from hub.pagination import Page, paginate
 from hub.text_fields import normalize_form
 from hub.verification import checks as verification
@@ -41,7 +40,6 @@ from workflow.timelimits import (
 )
 
 INTAKE_NOTICE_DAYS = 5  # Administrative Licensing Law Art. 32: one supplement notice within 5 days
-QUERY_CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
 ORGANISATION_TYPES = {"2", "3", "4", "5", "6"}
 
 EVENT_NAMES = {
@@ -101,46 +99,22 @@ def submit_application(
     catalog.validate_form(item, form)
     calendar = load_calendar(session)
     query_code = new_query_code()
-    tracking_no = ids.build_tracking_number(
-        item.region_code, today, next_sequence(session, item.region_code, today)
-    )
-    definition = standard_definition()
-    case = Case(
-        tracking_no=tracking_no,
-        query_code_hash=query_code_digest(tracking_no, query_code),
-        item=item,
-        item_id=item.id,
-        region_code=item.region_code,
-        department_id=item.department_id,
-        department=item.department,
-        state=definition.initial_state,
-        workflow_id=f"{definition.id}.v{definition.version}",
-        channel=data.channel,
-        origin="hub",
-        applicant_type=data.applicant.type,
-        applicant_name=data.applicant.name.strip(),
-        applicant_id_type=data.applicant.id_type,
-        applicant_id_number=applicant_id,
-        applicant_phone=data.applicant.phone,
-        applicant_region_code=data.applicant.region,
-        form_data=form,
-        submitted_at=now,
+    state = standard_definition().initial_state
+    applicant = data.applicant
+    opening = writes.new_case(
+        session, item=item, query_code=query_code, state=state, channel=data.channel, origin="hub",
+        applicant=writes.Applicant(applicant.type, applicant.name.strip(), applicant.id_type, applicant_id,
+                                   applicant.phone, applicant.region),
+        form_data=form, submitted_at=now, now=now,
         intake_deadline=calendar.add_working_days(today, INTAKE_NOTICE_DAYS),
-        promised_limit_days=item.promised_limit_days,
-        statutory_limit_days=item.statutory_limit_days,
-        step_deadlines={},
-        updated_at=now,
-        event_count=0,
+        first=writes.NewEvent(action="submit", to_state=state, actor_type="applicant", actor_id=data.channel,
+                              actor_name="申请人", occurred_at=now, data={"channel": data.channel}),
+        key=audit_key,
     )
-    session.add(case)
-    # Case, first event, planned checks and outbox row reach the database in one flush.
-    append_event(session, case, NewEvent(
-        action="submit", to_state=case.state, actor_type="applicant", actor_id=data.channel,
-        actor_name="申请人", occurred_at=now, data={"channel": data.channel},
-    ), key=audit_key)
+    case = opening.case
     verification.plan_checks(session, case, registries=registries, now=now)
-    _publish(session, case, "submit", now)
-    session.flush()
+    # Case, first event, planned checks and outbox row: one statement (hub/cases/writes.py).
+    writes.insert_case(session, opening, outbox=[_message(case, "submit", now)])
     deliveries.on_case_change(session, case, "submit", now)
     return case, query_code
 
@@ -178,61 +152,6 @@ def _check_applicant(item: Item, applicant: ApplicantIn, today: date) -> str:
     if errors:
         raise ValidationFailed(errors)
     return number
-
-
-def new_query_code() -> str:
-    # One read of the system's randomness instead of eight; 256 % 31 bias is negligible for a query code.
-    return "".join(QUERY_CODE_ALPHABET[b % len(QUERY_CODE_ALPHABET)] for b in secrets.token_bytes(8))
-
-
-def query_code_digest(tracking_no: str, query_code: str) -> str:
-    return hashlib.sha256(f"{tracking_no}:{query_code.strip().upper()}".encode()).hexdigest()
-
-
-def next_sequence(session: Session, region_code: str, day: date) -> int:
-    """The next number of a region's day. On PostgreSQL it is taken in its own short transaction, so
-    concurrent submissions of one region do not queue on the row lock until each one commits; a
-    submission that fails afterwards leaves a gap in the numbers, which is harmless."""
-    bind = session.get_bind()
-    if bind.dialect.name == "postgresql":
-        return _next_sequence_autonomous(bind, region_code, day)
-    return _next_sequence_in_transaction(session, region_code, day)
-
-
-def _next_sequence_autonomous(bind: Any, region_code: str, day: date) -> int:
-    from sqlalchemy.dialects.postgresql import insert
-
-    upsert = (
-        insert(TrackingSequence).values(region_code=region_code, day=day, last=1)
-        .on_conflict_do_update(index_elements=["region_code", "day"], set_={"last": TrackingSequence.last + 1})
-        .returning(TrackingSequence.last)
-    )
-    engine = bind.engine if hasattr(bind, "engine") else bind
-    with engine.begin() as connection:
-        # No need to wait for this commit's own disk flush: the case that uses the number commits after
-        # it, and PostgreSQL writes its log in order, so that commit makes this one durable too.
-        connection.execute(text("SET LOCAL synchronous_commit = off"))
-        return int(connection.execute(upsert).scalar_one())
-
-
-def _next_sequence_in_transaction(session: Session, region_code: str, day: date) -> int:
-    # SQLite has one writer at a time anyway, and a second connection would break this transaction's snapshot.
-    bump = (
-        update(TrackingSequence)
-        .where(TrackingSequence.region_code == region_code, TrackingSequence.day == day)
-        .values(last=TrackingSequence.last + 1)
-        .returning(TrackingSequence.last)
-    )
-    value = session.execute(bump).scalar()
-    if value is not None:
-        return int(value)
-    try:
-        with session.begin_nested():
-            session.add(TrackingSequence(region_code=region_code, day=day, last=1))
-        return 1
-    except IntegrityError:
-        # Another transaction created today's row first: take the next number from it.
-        return int(session.execute(bump).scalar_one())
 
 
 # --- finding a case ------------------------------------------------------------------------
@@ -303,7 +222,7 @@ def act(
     if transition.target in definition.terminal_states:
         case.completed_at = now
         case.result = case.result or transition.target
-    event = append_event(session, case, NewEvent(
+    event = writes.append_step(session, case, writes.NewEvent(
         action=action, step=transition.step, from_state=from_state, to_state=transition.target,
         actor_type=actor.kind, actor_id=actor.id, actor_name=actor.name,
         department_id=case.department_id if actor.kind == "officer" else None,
@@ -321,7 +240,7 @@ def record_event(
     """Record something done on a case that does not move it (e.g. an officer's manual verification):
     one more event in the case's chain, on its timeline, with the state unchanged."""
     case.updated_at = now
-    return append_event(session, case, NewEvent(
+    return writes.append_step(session, case, writes.NewEvent(
         action=action, from_state=case.state, to_state=case.state, actor_type=actor.kind, actor_id=actor.id,
         actor_name=actor.name, department_id=actor.department_id if actor.kind == "officer" else None,
         opinion=opinion, occurred_at=now, data=data,
@@ -430,8 +349,11 @@ def _resume_clock(case: Case, calendar: WorkingCalendar, today: date) -> None:
 
 
 def _publish(session: Session, case: Case, action: str, now: datetime) -> None:
-    outbox.enqueue(
-        session,
+    session.add(_message(case, action, now))
+
+
+def _message(case: Case, action: str, now: datetime) -> OutboxMessage:
+    return outbox.message(
         event_type=f"case.{EVENT_NAMES.get(action, action)}.v1",
         region_code=case.region_code,
         payload=case_event_payload(case),

@@ -14,10 +14,11 @@ from typing import Any
 from sqlalchemy import delete, select, text
 from sqlalchemy.orm import Session
 
-from hub.audit.service import NewEvent, append_event, case_row, reseal_head
+from hub.audit.service import case_row
 from hub.calendar.service import load_calendar
+from hub.cases import writes
 from hub.cases.models import Case, CaseEvent
-from hub.cases.service import case_event_payload, new_query_code, next_sequence, query_code_digest
+from hub.cases.service import case_event_payload
 from hub.catalog import service as catalog
 from hub.catalog.models import Item
 from hub.clock import business_date
@@ -29,7 +30,6 @@ from hub.exchange.partners import find_partner
 from hub.org.service import is_within
 from hub.outbox import service as outbox
 from hub.validation import field_errors, shared_validator
-from workflow import identifiers as ids
 from workflow.definition import standard_definition
 from workflow.timelimits import compute_deadline
 
@@ -175,11 +175,15 @@ def _apply_record(
     case = _partner_case(session, partner, record["external_id"])
     if case is not None and (case.record_version or 0) >= record["record_version"]:
         return IngestResult("stale", case.tracking_no, f"record version {case.record_version} already applied")
-    if case is None:
-        case = _new_partner_case(session, partner, item, record, now)
-    sealed = case_row(case, key=key) if case.event_count else None
     head: CaseEvent | None = None
-    with session.no_autoflush:  # the last step is resealed below: insert it once, sealed, not twice
+    sealed: dict[str, Any] | None = None
+    # The record's last step is resealed below: the case and that step are inserted once, as the record
+    # leaves them, not twice.
+    with session.no_autoflush:
+        if case is None:
+            case, head = _new_partner_case(session, partner, item, record, now, key)
+        elif case.event_count:
+            sealed = case_row(case, key=key)
         for step in steps:
             if step["seq"] > case.partner_event_seq:
                 head = _append_step(session, case, partner, step, record["record_version"], key)
@@ -190,47 +194,47 @@ def _apply_record(
     return IngestResult("applied", case.tracking_no)
 
 
-def _new_partner_case(session: Session, partner: Partner, item: Item, record: dict[str, Any],
-                      now: datetime) -> Case:
-    applicant = record["applicant"]
-    submitted_at = datetime.fromisoformat(record["submitted_at"])
-    day = business_date(submitted_at)
-    tracking_no = ids.build_tracking_number(item.region_code, day, next_sequence(session, item.region_code, day))
-    definition = standard_definition()
-    case = Case(
-        tracking_no=tracking_no, query_code_hash=query_code_digest(tracking_no, new_query_code()),
-        item=item, item_id=item.id, region_code=item.region_code, department_id=item.department_id,
-        department=item.department, state=record["state"],
-        workflow_id=f"{definition.id}.v{definition.version}", channel="partner", origin="partner",
+def _new_partner_case(session: Session, partner: Partner, item: Item, record: dict[str, Any], now: datetime,
+                      key: str) -> tuple[Case, CaseEvent]:
+    """The partner's case, opened with the record's first step; written at the next flush, after the
+    record's other steps, deadlines and result are applied (hub/cases/writes.py)."""
+    applicant, first = record["applicant"], record["steps"][0]
+    opening = writes.new_case(
+        session, item=item, state=first["to_state"], channel="partner", origin="partner",
         origin_partner=partner.code, external_id=record["external_id"], record_version=0,
-        partner_event_seq=0, applicant_type=applicant["type"], applicant_name=applicant["name"],
-        applicant_id_type=applicant["id_type"], applicant_id_number=applicant["id_number"],
-        applicant_phone=applicant.get("phone"), form_data={}, submitted_at=submitted_at,
-        intake_deadline=None, promised_limit_days=item.promised_limit_days,
-        statutory_limit_days=item.statutory_limit_days, step_deadlines={}, updated_at=now,
-        event_count=0,
+        partner_event_seq=first["seq"],
+        applicant=writes.Applicant(applicant["type"], applicant["name"], applicant["id_type"],
+                                   applicant["id_number"], applicant.get("phone")),
+        submitted_at=datetime.fromisoformat(record["submitted_at"]), now=now,
+        first=_step_event(partner, first, record["record_version"], from_state=None,
+                          department_id=item.department_id),
+        key=key,
     )
-    session.add(case)
-    session.flush()
-    return case
+    writes.add_case(session, opening)
+    return opening.case, opening.event
 
 
 def _append_step(
     session: Session, case: Case, partner: Partner, step: dict[str, Any], version: int | None, key: str
 ) -> CaseEvent:
-    definition = standard_definition()
-    known = {t.action: t.step for t in definition.transitions}
     from_state = case.state if case.event_count else None
     # The row changes first: the event seals the case as the step left it.
     case.partner_event_seq = step["seq"]
     case.state = step["to_state"]
-    return append_event(session, case, NewEvent(
+    return writes.append_step(session, case, _step_event(
+        partner, step, version, from_state=from_state, department_id=case.department_id), key=key)
+
+
+def _step_event(partner: Partner, step: dict[str, Any], version: int | None, *, from_state: str | None,
+                department_id: int) -> writes.NewEvent:
+    known = {t.action: t.step for t in standard_definition().transitions}
+    return writes.NewEvent(
         action=step["action"], step=known.get(step["action"]), from_state=from_state,
         to_state=step["to_state"], actor_type="partner", actor_id=f"{partner.code}:{step['officer']}"[:64],
-        actor_name=step["officer"][:64], department_id=case.department_id,
+        actor_name=step["officer"][:64], department_id=department_id,
         opinion=step.get("opinion"), occurred_at=datetime.fromisoformat(step["at"]),
         data={"partner": partner.code, "partner_seq": step["seq"], "record_version": version},
-    ), key=key)
+    )
 
 
 def _seal_record(
@@ -243,9 +247,9 @@ def _seal_record(
     a record without new steps that still changes the row gets an event of its own, so no change to
     the case goes unrecorded."""
     if head is not None:
-        reseal_head(case, head, key=key)
+        writes.reseal_head(case, head, key=key)
     elif case_row(case, key=key) != sealed:
-        append_event(session, case, NewEvent(
+        writes.append_step(session, case, writes.NewEvent(
             action="update_record", from_state=sealed["state"] if sealed else None, to_state=case.state,
             actor_type="partner", actor_id=partner.code, actor_name=partner.code[:64],
             department_id=case.department_id, occurred_at=now,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import Any
 
@@ -19,13 +20,28 @@ def enqueue(
     occurred_at: datetime,
     correlation_id: str | None = None,
 ) -> OutboxMessage:
-    message = OutboxMessage(
+    outbox_message = message(event_type=event_type, region_code=region_code, payload=payload,
+                             occurred_at=occurred_at, correlation_id=correlation_id)
+    session.add(outbox_message)
+    return outbox_message
+
+
+def message(
+    *, event_type: str, region_code: str, payload: dict[str, Any], occurred_at: datetime,
+    correlation_id: str | None = None,
+) -> OutboxMessage:
+    """The outbox row for an event, complete (no column left to a default) and not yet added: `enqueue`
+    adds it to the session; the submission writes it in its own statement (hub/cases/writes.py), whose
+    INSERT into the outbox wakes the relay like any other (hub/outbox/wake.py)."""
+    return OutboxMessage(
+        message_id=uuid.uuid4(),
         type=event_type,
         routing_key=event_type,
         region_code=region_code,
         correlation_id=correlation_id,
         payload=payload,
         occurred_at=occurred_at,
+        sent_at=None,
+        attempts=0,
+        last_error=None,
     )
-    session.add(message)
-    return message

@@ -5,8 +5,9 @@
   Core inserts alike count, whichever thread commits (a request's dependency may commit in another thread
   than the endpoint ran in).
 * Other processes on PostgreSQL: ``NOTIFY hub_outbox`` is sent inside the committing transaction (just before
-  the COMMIT, on the same connection, so it is delivered only if the rows are), and a relay's
-  ``PgListener`` subscription to the process's one LISTEN thread (hub/listen.py) sets its event.
+  the COMMIT, on the same connection, so it is delivered only if the rows are; or by the INSERT itself,
+  execution option ``NOTIFIED``), and a relay's ``PgListener`` subscription to the process's one LISTEN
+  thread (hub/listen.py) sets its event.
 * Other processes on SQLite, or any write this misses (raw SQL): the relay's long fallback poll
   (``outbox_relay_fallback_s``).
 """
@@ -30,6 +31,9 @@ TABLE = "outbox"
 _NOTIFY_KEY = "hub.outbox.notify"
 _SESSION_KEY = "hub.outbox.session"
 _WRITTEN_KEY = "hub.outbox.written"
+# Execution option of an outbox INSERT that calls pg_notify(CHANNEL) itself (the submission's statement,
+# hub/cases/writes.py): no separate NOTIFY round trip before its commit.
+NOTIFIED = "hub_outbox_notified"
 log = logging.getLogger("hub.outbox.wake")
 
 _subscribers: set[threading.Event] = set()
@@ -63,13 +67,14 @@ def _after_begin(session: Session, _transaction: Any, conn: Connection) -> None:
     conn.info[_SESSION_KEY] = weakref.ref(session)  # whose transaction this connection now runs
 
 
-def _after_execute(conn: Connection, statement: Any, *_: Any) -> None:
+def _after_execute(conn: Connection, statement: Any, _multiparams: Any, _params: Any,
+                   execution_options: Any, _result: Any) -> None:
     if _writes_outbox(statement):
         owner = conn.info.get(_SESSION_KEY)
         session = owner() if owner is not None else None
         if session is not None:
             session.info[_WRITTEN_KEY] = True
-        if conn.dialect.name == "postgresql":
+        if conn.dialect.name == "postgresql" and not execution_options.get(NOTIFIED):
             conn.info[_NOTIFY_KEY] = True
 
 

@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from adapters.errors import (
     AdapterError,
@@ -280,6 +281,10 @@ def _pending_rows(session: Session, case_ids: Sequence[int]) -> list[CaseVerific
     rows = session.scalars(select(CaseVerification).where(
         CaseVerification.case_id.in_(case_ids), CaseVerification.outcome == "pending",
     )).all()
+    return _in_order(rows)
+
+
+def _in_order(rows: Sequence[CaseVerification]) -> list[CaseVerification]:
     return sorted(rows, key=lambda r: (r.case_id, CHECK_ORDER.index(r.check_key)
                                        if r.check_key in CHECK_ORDER else len(CHECK_ORDER)))
 
@@ -300,25 +305,34 @@ def _apply(session: Session, results: Sequence[tuple[CaseVerification, CheckResu
     """Write the outcomes; a row somebody else settled meanwhile is left alone. Returns rows settled."""
     settled = 0
     for row, result in results:
-        changed = session.execute(
+        attempts = session.execute(
             update(CaseVerification)
             .where(CaseVerification.id == row.id, CaseVerification.outcome == "pending")
             .values(outcome=result.outcome, detail=result.detail, checked_at=now,
                     attempts=CaseVerification.attempts + 1, message_id=result.message_id, answer=result.answer)
+            .returning(CaseVerification.attempts)
             .execution_options(synchronize_session=False)
-        ).rowcount
-        settled += int(bool(changed) and result.outcome != "pending")
-        session.expire(row)
+        ).scalar()
+        changed = attempts is not None
+        settled += int(changed and result.outcome != "pending")
+        if changed:  # what the row now holds is known: no SELECT when it is read again (the receipt)
+            for name, value in (("outcome", result.outcome), ("detail", result.detail), ("checked_at", now),
+                                ("attempts", attempts), ("message_id", result.message_id),
+                                ("answer", result.answer)):
+                set_committed_value(row, name, value)
+        else:
+            session.expire(row)
     return settled
 
 
 def verify_case(session: Session, case: Case, *, registries: Registries, actor: str, actor_kind: str,
                 now: datetime, settings: Settings, deadline: float | None = None,
-                purpose: str | None = None) -> int:
+                purpose: str | None = None, rows: Sequence[CaseVerification] | None = None) -> int:
     """Run the case's pending checks (within ``deadline``, a time.monotonic() value); flushes, never commits.
 
+    ``rows``: the pending checks when the caller holds them (a submission just wrote them), else read.
     Returns the number of checks settled (no longer pending)."""
-    rows = _pending_rows(session, [case.id])
+    rows = _pending_rows(session, [case.id]) if rows is None else _in_order(rows)
     if not rows:
         return 0
     lookups = Lookups(access_log_key(settings.secret_key), actor, actor_kind, now)
@@ -337,7 +351,8 @@ def verify_on_submission(session: Session, case: Case, *, registries: Registries
         return
     try:
         verify_case(session, case, registries=registries, actor=SYSTEM_ACTOR, actor_kind="system", now=now,
-                    settings=settings, deadline=time.monotonic() + settings.verification_budget_s)
+                    settings=settings, deadline=time.monotonic() + settings.verification_budget_s,
+                    rows=[r for r in case.verifications if r.outcome == "pending"])
     except Exception:
         session.rollback()
         log.exception("verification after submission failed; left for the worker",

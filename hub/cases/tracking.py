@@ -1,0 +1,121 @@
+"""How a case is named: its tracking number (办件编号) and the digest of its query code (查询码).
+
+A tracking number is region + day + a per-region, per-day sequence (workflow/identifiers.py).
+
+On PostgreSQL a process reserves a block of ``BLOCK`` numbers of a region's day at a time, in one short
+transaction of its own (``last = last + BLOCK … RETURNING last``), and hands them out from memory under a
+lock. Concurrent submissions of one region therefore never queue on the sequence row, and only one
+submission in ``BLOCK`` pays for a round trip to it. Blocks of different processes never overlap (the
+upsert is atomic), so numbers are unique across processes and increasing within one; a process that
+stops leaves the rest of its block unused — a gap, harmless like the gap of a failed submission
+(docs/architecture.md, "The submission path").
+
+SQLite keeps the number in the submission's own transaction: one writer at a time anyway, and a second
+connection would break the transaction's snapshot.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import threading
+import weakref
+from datetime import date
+
+from sqlalchemy import text, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from hub.cases.models import TrackingSequence
+from workflow import identifiers as ids
+
+BLOCK = 32  # 999,999 numbers a region's day: a restart wastes at most BLOCK - 1 of them per process
+QUERY_CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+
+
+def new_query_code() -> str:
+    # One read of the system's randomness instead of eight; 256 % 31 bias is negligible for a query code.
+    return "".join(QUERY_CODE_ALPHABET[b % len(QUERY_CODE_ALPHABET)] for b in secrets.token_bytes(8))
+
+
+def query_code_digest(tracking_no: str, query_code: str) -> str:
+    return hashlib.sha256(f"{tracking_no}:{query_code.strip().upper()}".encode()).hexdigest()
+
+
+def tracking_number(session: Session, region_code: str, day: date) -> str:
+    return ids.build_tracking_number(region_code, day, next_sequence(session, region_code, day))
+
+
+def next_sequence(session: Session, region_code: str, day: date) -> int:
+    """The next number of a region's day (see the module's docstring for how it is taken)."""
+    bind = session.get_bind()
+    if bind.dialect.name == "postgresql":
+        engine = bind.engine if hasattr(bind, "engine") else bind
+        return _blocks.take(engine, region_code, day)
+    return _next_in_transaction(session, region_code, day)
+
+
+class _Blocks:
+    """Per engine (one database), per region and day: the next free number of the reserved block and its last."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._free: weakref.WeakKeyDictionary[Engine, dict[tuple[str, date], tuple[int, int]]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def take(self, engine: Engine, region_code: str, day: date) -> int:
+        with self._lock:  # held across a reservation: the other threads need its numbers anyway
+            blocks = self._free.setdefault(engine, {})
+            following, last = blocks.get((region_code, day), (1, 0))
+            if following > last:
+                last = _reserve(engine, region_code, day, BLOCK)
+                following = last - BLOCK + 1
+                _forget_old_days(blocks, day)
+            blocks[(region_code, day)] = (following + 1, last)
+            return following
+
+
+def _forget_old_days(blocks: dict[tuple[str, date], tuple[int, int]], day: date) -> None:
+    # Partner records may still number an older day's case; a block a week old is dropped (and wasted).
+    for key in [k for k in blocks if (day - k[1]).days > 7]:
+        del blocks[key]
+
+
+def _reserve(engine: Engine, region_code: str, day: date, count: int) -> int:
+    from sqlalchemy.dialects.postgresql import insert
+
+    upsert = (
+        insert(TrackingSequence).values(region_code=region_code, day=day, last=count)
+        .on_conflict_do_update(index_elements=["region_code", "day"],
+                               set_={"last": TrackingSequence.last + count})
+        .returning(TrackingSequence.last)
+    )
+    with engine.begin() as connection:
+        # No need to wait for this commit's own disk flush: a case that uses one of the numbers commits
+        # after it, and PostgreSQL writes its log in order, so that commit makes this one durable too.
+        connection.execute(text("SET LOCAL synchronous_commit = off"))
+        return int(connection.execute(upsert).scalar_one())
+
+
+def _next_in_transaction(session: Session, region_code: str, day: date) -> int:
+    bump = (
+        update(TrackingSequence)
+        .where(TrackingSequence.region_code == region_code, TrackingSequence.day == day)
+        .values(last=TrackingSequence.last + 1)
+        .returning(TrackingSequence.last)
+    )
+    value = session.execute(bump).scalar()
+    if value is not None:
+        return int(value)
+    try:
+        with session.begin_nested():
+            session.add(TrackingSequence(region_code=region_code, day=day, last=1))
+        return 1
+    except IntegrityError:
+        # Another transaction created today's row first: take the next number from it.
+        return int(session.execute(bump).scalar_one())
+
+
+_blocks = _Blocks()

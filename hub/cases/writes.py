@@ -1,0 +1,325 @@
+"""The one way a case is opened and a step appended, whatever the origin.
+
+Online and window submissions (hub/cases/service.py), partner records and events over REST, AMQP or the
+legacy exchange (hub/exchange/service.py), officers' and legacy systems' actions (``cases.act``): all open
+cases and append steps here, and nothing else constructs a ``Case`` or a ``CaseEvent``.
+
+The chain (hub/audit/service.py): every event is sealed over the case row as it stands after the event,
+so the case is changed first and the step appended after. A new case is built complete in memory — every
+column as its row will hold it, its first event sealed, the chain head on the row — before anything is
+written, so the case row is inserted once and never updated straight after.
+
+A new case is built by `new_case` and written by one of two writers:
+
+* `insert_case` writes it at once, with its first event, planned registry checks and outbox rows: one
+  statement on PostgreSQL (data-modifying CTEs), plain Core inserts on SQLite. The case comes back a
+  persistent object of the session, as if loaded, without reading anything back: the submission.
+* `add_case` leaves it to the session's next flush, for an origin that keeps changing the case in the same
+  unit of work before it is written (a partner record applies its later steps, deadlines and result, and
+  reseals its last step — still one INSERT of the case row).
+"""
+
+from __future__ import annotations
+
+import functools
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import Column, Connection, Select, bindparam, func, insert, inspect, literal_column, select
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.sql.dml import Insert
+
+from hub.audit.service import case_row, event_mac
+from hub.cases.models import Case, CaseEvent
+from hub.cases.tracking import new_query_code, query_code_digest, tracking_number
+from hub.catalog.models import Item
+from hub.clock import business_date
+from hub.outbox import wake
+from hub.outbox.models import OutboxMessage
+from hub.verification.models import CaseVerification
+from workflow.definition import standard_definition
+
+# The tables, not the mapped classes: the writers' statements are plain Core.
+CASES, EVENTS, CHECKS, OUTBOX = (model.__table__ for model in (Case, CaseEvent, CaseVerification, OutboxMessage))
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    action: str
+    to_state: str
+    actor_type: str
+    actor_id: str
+    actor_name: str
+    occurred_at: datetime
+    from_state: str | None = None
+    step: str | None = None
+    department_id: int | None = None
+    opinion: str | None = None
+    data: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Applicant:
+    type: str
+    name: str
+    id_type: str
+    id_number: str
+    phone: str | None = None
+    region_code: str | None = None
+
+
+@dataclass(frozen=True)
+class Opening:
+    """A new case and its sealed first event, built in memory and not yet written."""
+
+    case: Case
+    event: CaseEvent
+
+
+# --- opening a case ----------------------------------------------------------------------------
+
+
+def new_case(
+    session: Session, *, item: Item, applicant: Applicant, state: str, channel: str, origin: str,
+    submitted_at: datetime, now: datetime, first: NewEvent, key: str, query_code: str | None = None,
+    form_data: dict[str, Any] | None = None, intake_deadline: date | None = None,
+    origin_partner: str | None = None, external_id: str | None = None, record_version: int | None = None,
+    partner_event_seq: int = 0,
+) -> Opening:
+    """Build a new case of ``item`` — numbered for the day it was submitted — and seal its first event.
+
+    ``query_code``: the applicant's code, of which only a digest is kept; a case nobody is given a code
+    for (a partner's) gets a random one. Nothing is written: hand the opening to a writer."""
+    tracking_no = tracking_number(session, item.region_code, business_date(submitted_at))
+    definition = standard_definition()
+    case = Case(
+        tracking_no=tracking_no,
+        query_code_hash=query_code_digest(tracking_no, query_code or new_query_code()),
+        item=item, item_id=item.id, region_code=item.region_code,
+        department=item.department, department_id=item.department_id, parent_id=None,
+        state=state, workflow_id=f"{definition.id}.v{definition.version}", channel=channel, origin=origin,
+        origin_partner=origin_partner, external_id=external_id, record_version=record_version,
+        partner_event_seq=partner_event_seq,
+        applicant_type=applicant.type, applicant_name=applicant.name, applicant_id_type=applicant.id_type,
+        applicant_id_number=applicant.id_number, applicant_phone=applicant.phone,
+        applicant_region_code=applicant.region_code, form_data=form_data or {},
+        submitted_at=submitted_at, intake_deadline=intake_deadline, accepted_on=None,
+        promised_limit_days=item.promised_limit_days, statutory_limit_days=item.statutory_limit_days,
+        deadline=None, statutory_deadline=None, step_deadlines={}, suspended_since=None,
+        suspended_working_days=0, decided_at=None, completed_at=None, result=None,
+        # Every column as the row will hold it: the first event seals these values (`case_row`).
+        event_count=0, last_event_hash=None, updated_at=now, lock_version=1,
+    )
+    return Opening(case, _event(case, first, key))
+
+
+def add_case(session: Session, opening: Opening) -> None:
+    """Write the new case and its first event at the session's next flush (case first, then the event)."""
+    session.add(opening.case)
+    session.add(opening.event)
+
+
+def insert_case(session: Session, opening: Opening, *, outbox: Sequence[OutboxMessage] = ()) -> None:
+    """Write the new case now: its row, its first event, the checks planned on ``case.verifications`` and
+    the ``outbox`` messages — in one statement on PostgreSQL. Afterwards the case and its checks are
+    persistent objects of the session, with nothing left to flush."""
+    case, event = opening.case, opening.event
+    checks = list(case.verifications)
+    case_values = _values(case)
+    event_values = _values(event)
+    check_values = [_values(row) for row in checks]
+    message_values = [_values(message) for message in outbox]
+    connection = session.connection()
+    if connection.dialect.name == "postgresql" and message_values:
+        case_id, check_ids = _insert_at_once(connection, case_values, event_values, check_values, message_values)
+    else:
+        case_id, check_ids = _insert_one_by_one(connection, case_values, event_values, check_values,
+                                                message_values)
+    _as_loaded(session, case, case_id, checks, check_ids)
+
+
+# --- appending a step --------------------------------------------------------------------------
+
+
+def append_step(session: Session, case: Case, new: NewEvent, *, key: str) -> CaseEvent:
+    """Append one event, sealed over the case row as it stands now: change the case first, then append."""
+    event = _event(case, new, key)
+    session.add(event)
+    return event
+
+
+def reseal_head(case: Case, event: CaseEvent, *, key: str) -> None:
+    """Seal the case's newest event again over the row as it stands now.
+
+    Only for an event appended in the caller's own unit of work (a partner record applies its steps, then
+    the record's deadlines and result): the old seal was never committed, so nothing outside has seen it."""
+    if event.seq != case.event_count:
+        raise ValueError(f"event {event.seq} is not the head ({case.event_count}) of {case.tracking_no}")
+    _seal(case, event, key)
+
+
+def _event(case: Case, new: NewEvent, key: str) -> CaseEvent:
+    event = CaseEvent(
+        case=case,
+        seq=case.event_count + 1,
+        action=new.action,
+        step=new.step,
+        from_state=new.from_state,
+        to_state=new.to_state,
+        actor_type=new.actor_type,
+        actor_id=new.actor_id,
+        actor_name=new.actor_name,
+        department_id=new.department_id,
+        opinion=new.opinion,
+        occurred_at=new.occurred_at,
+        data=new.data or {},
+        prev_hash=case.last_event_hash,
+    )
+    case.event_count = event.seq
+    _seal(case, event, key)
+    return event
+
+
+def _seal(case: Case, event: CaseEvent, key: str) -> None:
+    event.case_row = case_row(case, key=key)
+    event.hash = event_mac(case.tracking_no, event, key=key)
+    case.last_event_hash = event.hash
+
+
+# --- the writers' statements -------------------------------------------------------------------
+
+
+@functools.cache
+def _columns(model: type[Any]) -> tuple[tuple[str, Column[Any]], ...]:
+    """(attribute, column) of a model's columns a writer sets: not the generated id, not the case id."""
+    return tuple(
+        (prop.key, prop.columns[0]) for prop in inspect(model).column_attrs
+        if prop.columns[0].name not in ("id", "case_id")
+    )
+
+
+def _values(obj: Any) -> dict[str, Any]:
+    """The row an object stands for, by column name; a column left unset takes its default, on the object too
+    (it is to look loaded afterwards, every attribute present)."""
+    values = {}
+    present = obj.__dict__
+    for attribute, column in _columns(type(obj)):
+        value = present.get(attribute)
+        if attribute not in present or (value is None and column.default is not None):
+            default = column.default
+            if value is None and default is not None:
+                value = default.arg if default.is_scalar else default.arg(None)  # type: ignore[attr-defined,operator]
+            setattr(obj, attribute, value)
+        values[column.name] = value
+    return values
+
+
+def _names(model: type[Any]) -> list[str]:
+    return [column.name for _, column in _columns(model)]
+
+
+def _json_rows(model: type[Any], param: str, *, many: bool) -> Any:
+    """The rows of ``model``'s table in one JSONB parameter, as a table: PostgreSQL types each field by the
+    table's own column (timestamps, dates, JSONB). A row is one parameter, so the statement has four and
+    stays short (under psycopg's 4096 characters and 50 parameters): psycopg caches its parsing and the
+    server keeps it prepared."""
+    table = model.__table__.name
+    populate = func.jsonb_populate_recordset if many else func.jsonb_populate_record
+    rows = populate(literal_column(f"NULL::{table}"), bindparam(param, type_=JSONB))
+    return rows.table_valued(*_names(model)).alias("r")
+
+
+def _from_json(model: type[Any], param: str, *, many: bool = False, case_id: Any = None) -> Select[Any]:
+    rows = _json_rows(model, param, many=many)
+    columns = [rows.c[name] for name in _names(model)]
+    return select(case_id, *columns) if case_id is not None else select(*columns)
+
+
+@functools.cache
+def _statement() -> Insert:
+    """One INSERT: the case, its first event and its checks as data-modifying CTEs; the top statement inserts
+    the outbox messages (so hub/outbox/wake.py sees an outbox insert and wakes the relay) and returns the
+    new case's id and its checks' ids by check key. Each table's rows come as one JSON parameter."""
+    new_case = (insert(CASES).from_select(_names(Case), _from_json(Case, "case"))
+                .returning(CASES.c.id).cte("new_case"))
+    case_id = select(new_case.c.id).scalar_subquery()
+    first_event = insert(EVENTS).from_select(
+        ["case_id", *_names(CaseEvent)], _from_json(CaseEvent, "event", case_id=case_id)).cte("first_event")
+    checks = insert(CHECKS).from_select(
+        ["case_id", *_names(CaseVerification)], _from_json(CaseVerification, "checks", many=True, case_id=case_id),
+    ).returning(CHECKS.c.id, CHECKS.c.check_key).cte("checks")
+    check_ids = select(func.jsonb_object_agg(checks.c.check_key, checks.c.id)).scalar_subquery()
+    # The relay's NOTIFY, sent by the statement (delivered at commit): no round trip of its own before the
+    # commit (hub/outbox/wake.py, NOTIFIED). One row per message: at least one message, or nothing returns.
+    notify = func.pg_notify(wake.CHANNEL, "")
+    return (insert(OUTBOX).from_select(_names(OutboxMessage), _from_json(OutboxMessage, "messages", many=True))
+            .add_cte(new_case, first_event, checks)
+            .returning(case_id.label("case_id"), check_ids.label("checks"), notify.label("notified")))
+
+
+def _json(values: dict[str, Any]) -> dict[str, Any]:
+    return {name: _json_scalar(value) for name, value in values.items()}
+
+
+def _json_scalar(value: Any) -> Any:
+    # The same values the columns' own types would store: instants in UTC (hub/db.py UTCDateTime).
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC).isoformat()
+    if isinstance(value, date | uuid.UUID):
+        return str(value)
+    return value
+
+
+def _insert_at_once(
+    connection: Connection, case: dict[str, Any], event: dict[str, Any], checks: list[dict[str, Any]],
+    messages: list[dict[str, Any]],
+) -> tuple[int, list[int]]:
+    row = connection.execute(_statement(), {
+        "case": _json(case), "event": _json(event), "checks": [_json(values) for values in checks],
+        "messages": [_json(values) for values in messages],
+    }, execution_options={wake.NOTIFIED: True}).first()
+    assert row is not None
+    ids = row.checks or {}
+    return int(row.case_id), [int(ids[values["check_key"]]) for values in checks]
+
+
+def _insert_one_by_one(
+    connection: Connection, case: dict[str, Any], event: dict[str, Any], checks: list[dict[str, Any]],
+    messages: list[dict[str, Any]],
+) -> tuple[int, list[int]]:
+    # SQLite has no data-modifying CTEs; it is one in-process file, so a statement costs no round trip.
+    # (PostgreSQL too when there is no outbox message: the one statement returns a row per message.)
+    case_id = int(connection.execute(insert(CASES).returning(CASES.c.id), case).scalar_one())
+    connection.execute(insert(EVENTS), {**event, "case_id": case_id})
+    check_ids = [
+        int(connection.execute(insert(CHECKS).returning(CHECKS.c.id), {**values, "case_id": case_id}).scalar_one())
+        for values in checks
+    ]
+    for values in messages:
+        connection.execute(insert(OUTBOX), values)
+    return case_id, check_ids
+
+
+def _as_loaded(session: Session, case: Case, case_id: int, checks: list[CaseVerification],
+               check_ids: list[int]) -> None:
+    """Make the written objects persistent in the session as if just loaded: no INSERT at the next flush,
+    no SELECT when read (the receipt is built from them)."""
+    for row, row_id in zip(checks, check_ids, strict=True):
+        row.id, row.case_id = row_id, case_id
+        set_committed_value(row, "manual", None)  # a new check has no manual verification
+        make_transient_to_detached(row)
+    case.id = case_id
+    make_transient_to_detached(case)
+    # Item and department are reference data, maybe shared by a per-process cache: set on the case as
+    # loaded, never cascaded into this session (an object belongs to one session at a time).
+    shared = {name: case.__dict__.pop(name) for name in ("item", "department")}
+    session.add(case)  # and with it (save-update cascade) its checks
+    for name, value in shared.items():
+        set_committed_value(case, name, value)

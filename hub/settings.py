@@ -72,6 +72,10 @@ class Settings(BaseSettings):
     # Idle cost (issue 8, part 7): the relay wakes on commit (same process) and on NOTIFY (PostgreSQL);
     # this poll only catches rows written by another process on SQLite, or by raw SQL.
     outbox_relay_fallback_s: float = Field(default=5.0, gt=0)
+    # Batched ingest (issue 8, part ingest): the inbound consumer applies up to this many prefetched records
+    # per transaction (each in its own savepoint), waiting at most the wait for more once one is there.
+    ingest_batch_size: int = Field(default=50, ge=1, le=1000)
+    ingest_batch_wait_ms: float = Field(default=10.0, ge=0, le=1000)
 
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -7,12 +7,14 @@ redelivered, repeated or older message changes nothing.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import delete, select, text
-from sqlalchemy.orm import Session
+from sqlalchemy import ARRAY, String, bindparam, delete, select, text, tuple_
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session, defer, joinedload
 
 from hub.audit.service import NewEvent, append_event, case_row, reseal_head
 from hub.calendar.service import load_calendar
@@ -20,6 +22,7 @@ from hub.cases.models import Case, CaseEvent
 from hub.cases.service import case_event_payload, new_query_code, next_sequence, query_code_digest
 from hub.catalog.models import Item
 from hub.clock import business_date
+from hub.db import begin_for_savepoints
 from hub.deliveries import service as deliveries
 from hub.exchange import checks
 from hub.exchange.checks import RecordRejected
@@ -57,13 +60,153 @@ def ingest(
 ) -> IngestResult:
     """Check and apply one envelope; raises RecordRejected for anything that can never apply.
 
-    Every check runs before the first write, so a rejected message leaves nothing behind — which lets a
-    REST batch reject one record and apply the others without savepoints (SQLite's driver commits on
-    RELEASE SAVEPOINT)."""
+    Every check runs before the first write, so a rejected message leaves nothing behind."""
     checked = check(session, envelope=envelope, authenticated_source=authenticated_source)
-    if session.get(InboxMessage, (checked.partner.code, checked.message_id)) is not None:
+    if _already_applied(session, checked.partner.code, checked.message_id):
         return IngestResult("duplicate", detail="message_id already applied")
     return _apply(session, checked, now, audit_key)
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What became of one envelope of a batch: a result, a rejection, or another failure (``error``: its
+    savepoint was rolled back, the rest of the batch stands)."""
+
+    result: IngestResult | None = None
+    rejected: RecordRejected | None = None
+    error: Exception | None = None
+
+
+def ingest_batch(
+    session: Session, *, envelopes: Sequence[tuple[Any, str]], now: datetime, audit_key: str
+) -> list[Applied]:
+    """Apply ``(envelope, authenticated source)`` pairs in one transaction, each in its own SAVEPOINT.
+
+    The look-ups every message needs are made once for the batch: partners, the inbox rows of its message
+    ids, its items (without their guide and form blobs) and its partner cases. On PostgreSQL the advisory
+    locks of all its partner cases are taken first, in one statement and in a fixed order, so two workers
+    whose batches share cases wait for each other instead of deadlocking.
+
+    A message that fails is rolled back to its savepoint and reported; the others stand. If rolling back a
+    savepoint fails (the connection is gone), that exception propagates: the caller rolls back the whole
+    transaction. The caller commits."""
+    begin_for_savepoints(session)
+    cache = _BatchCache()
+    session.info[_CACHE_KEY] = cache
+    try:
+        _prefetch(session, cache, envelopes)
+        outcomes = []
+        for envelope, source in envelopes:
+            savepoint = session.begin_nested()
+            try:
+                result = ingest(session, envelope=envelope, authenticated_source=source, now=now,
+                                audit_key=audit_key)
+                savepoint.commit()
+            except Exception as exc:
+                if savepoint.is_active:
+                    savepoint.rollback()  # raises when the transaction itself is lost: the batch fails
+                cache.forget_rolled_back(session)
+                if isinstance(exc, RecordRejected):
+                    outcomes.append(Applied(rejected=exc))
+                else:
+                    outcomes.append(Applied(error=exc))
+                continue
+            cache.applied(_inbox_key(envelope, source))
+            outcomes.append(Applied(result=result))
+        return outcomes
+    finally:
+        session.info.pop(_CACHE_KEY, None)
+
+
+# --- what a batch looks up once -------------------------------------------------------------------
+
+_CACHE_KEY = "hub.exchange.batch"
+# A case look-up needs the item's code, region and flags, never its guide and form (kilobytes of JSON each).
+_ITEM_BLOBS = (defer(Item.guide), defer(Item.form_schema), defer(Item.search_text))
+_CASE_OPTIONS = (joinedload(Case.item).options(*_ITEM_BLOBS),)
+
+
+@dataclass
+class _BatchCache:
+    """Look-ups made once per batch (``session.info``): what a message of the batch would otherwise query."""
+
+    inbox: set[tuple[str, uuid.UUID]] | None = None  # applied (partner, message id) pairs; None: not fetched
+    items: dict[str, Item] | None = None
+    cases: dict[tuple[str, str], Case | None] = field(default_factory=dict)  # absent key: not fetched
+    locked: set[str] = field(default_factory=set)
+
+    def applied(self, key: tuple[str, uuid.UUID] | None) -> None:
+        if key is not None and self.inbox is not None:
+            self.inbox.add(key)
+
+    def forget_rolled_back(self, session: Session) -> None:
+        # A case created in a rolled-back savepoint is gone: look it up again next time.
+        self.cases = {k: c for k, c in self.cases.items() if c is None or c in session}
+
+
+def _batch_cache(session: Session) -> _BatchCache | None:
+    return session.info.get(_CACHE_KEY)
+
+
+def _inbox_key(envelope: Any, source: str) -> tuple[str, uuid.UUID] | None:
+    if not isinstance(envelope, dict) or not isinstance(envelope.get("message_id"), str):
+        return None
+    try:
+        return source, uuid.UUID(envelope["message_id"])
+    except ValueError:
+        return None
+
+
+def _texts(values: Iterable[Any]) -> list[str]:
+    # Only what could be a key: a message's garbage must not fail the batch's look-up.
+    return sorted({v for v in values if isinstance(v, str) and 0 < len(v) <= 64 and "\x00" not in v})
+
+
+def _prefetch(session: Session, cache: _BatchCache, envelopes: Sequence[tuple[Any, str]]) -> None:
+    """One query per kind for the whole batch; in a savepoint of its own, so that if one fails (it should
+    not) the batch goes on with per-message look-ups."""
+    payloads = [(e.get("payload"), s) for e, s in envelopes if isinstance(e, dict)]
+    payloads = [(p, s) for p, s in payloads if isinstance(p, dict)]
+    sources = _texts(s for _, s in envelopes)
+    inbox_keys = [k for k in (_inbox_key(e, s) for e, s in envelopes) if k is not None]
+    item_codes = _texts(p.get("item_code") for p, _ in payloads)
+    case_keys = sorted({(s, x) for s, x in ((s, p.get("external_id")) for p, s in payloads)
+                        if x in _texts([x]) and s in sources})
+    try:
+        with session.begin_nested():
+            list(session.scalars(select(Partner).where(Partner.code.in_(sources))))  # into the identity map
+            if inbox_keys:
+                cache.inbox = {(p, m) for p, m in session.execute(
+                    select(InboxMessage.partner_code, InboxMessage.message_id)
+                    .where(tuple_(InboxMessage.partner_code, InboxMessage.message_id).in_(inbox_keys)))}
+            cache.items = {i.code: i for i in session.scalars(
+                select(Item).where(Item.code.in_(item_codes)).options(*_ITEM_BLOBS))} if item_codes else {}
+            _lock_cases(session, cache, case_keys)  # before reading the cases: then no other worker changes them
+            if case_keys:
+                found = {(c.origin_partner, c.external_id): c for c in session.scalars(
+                    select(Case).where(tuple_(Case.origin_partner, Case.external_id).in_(case_keys))
+                    .options(*_CASE_OPTIONS))}
+                cache.cases = {k: found.get(k) for k in case_keys}
+    except DBAPIError:
+        cache.inbox, cache.items, cache.cases, cache.locked = None, None, {}, set()
+
+
+def _lock_cases(session: Session, cache: _BatchCache, case_keys: Sequence[tuple[str, str]]) -> None:
+    if session.get_bind().dialect.name != "postgresql" or not case_keys:
+        return
+    keys = sorted(_lock_key(partner, external_id) for partner, external_id in case_keys)
+    # In the keys' order (WITH ORDINALITY … ORDER BY): every worker takes overlapping locks in the same order.
+    session.execute(text(
+        "SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) FROM unnest(:keys) WITH ORDINALITY AS t(k, n) "
+        "ORDER BY n").bindparams(bindparam("keys", type_=ARRAY(String()))), {"keys": keys})
+    cache.locked.update(keys)
+
+
+def _already_applied(session: Session, partner_code: str, message_id: uuid.UUID) -> bool:
+    cache = _batch_cache(session)
+    if cache is not None and cache.inbox is not None:
+        return (partner_code, message_id) in cache.inbox
+    return session.get(InboxMessage, (partner_code, message_id)) is not None
 
 
 def check(session: Session, *, envelope: Any, authenticated_source: str) -> CheckedMessage:
@@ -136,7 +279,11 @@ def _check_region(session: Session, partner: Partner, region: str, field: str) -
 
 
 def _check_item(session: Session, record: dict[str, Any]) -> Item:
-    item = session.scalar(select(Item).where(Item.code == record["item_code"]))
+    cache = _batch_cache(session)
+    if cache is not None and cache.items is not None and record["item_code"] in cache.items:
+        item: Item | None = cache.items[record["item_code"]]
+    else:
+        item = session.scalar(select(Item).where(Item.code == record["item_code"]).options(*_ITEM_BLOBS))
     if item is None:
         raise RecordRejected("unknown_item", f"payload.item_code {record['item_code']} is not in the catalogue",
                              field="payload.item_code", rule="in_catalogue")
@@ -152,15 +299,33 @@ def _serialise_case(session: Session, partner: Partner, external_id: str) -> Non
     Without it two workers race: an event that finds its predecessor not yet committed is held, while the
     message applying that predecessor has already looked for held events — and the held one waits forever.
     SQLite runs one writer at a time anyway."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
-                        {"key": f"partner-case:{partner.code}:{external_id}"})
+    key = _lock_key(partner.code, external_id)
+    cache = _batch_cache(session)
+    if session.get_bind().dialect.name == "postgresql" and (cache is None or key not in cache.locked):
+        session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key})
+
+
+def _lock_key(partner_code: str, external_id: str) -> str:
+    return f"partner-case:{partner_code}:{external_id}"
 
 
 def _partner_case(session: Session, partner: Partner, external_id: str) -> Case | None:
-    return session.scalar(
+    cache = _batch_cache(session)
+    if cache is not None and (partner.code, external_id) in cache.cases:
+        return cache.cases[(partner.code, external_id)]
+    case = session.scalar(
         select(Case).where(Case.origin_partner == partner.code, Case.external_id == external_id)
+        .options(*_CASE_OPTIONS)
     )
+    if cache is not None:
+        cache.cases[(partner.code, external_id)] = case
+    return case
+
+
+def _remember_case(session: Session, case: Case) -> None:
+    cache = _batch_cache(session)
+    if cache is not None and case.origin_partner and case.external_id:
+        cache.cases[(case.origin_partner, case.external_id)] = case
 
 
 # --- case records ---------------------------------------------------------------------------
@@ -175,6 +340,7 @@ def _apply_record(
         return IngestResult("stale", case.tracking_no, f"record version {case.record_version} already applied")
     if case is None:
         case = _new_partner_case(session, partner, item, record, now)
+        _remember_case(session, case)
     sealed = case_row(case, key=key) if case.event_count else None
     head: CaseEvent | None = None
     with session.no_autoflush:  # the last step is resealed below: insert it once, sealed, not twice

@@ -97,14 +97,13 @@ def ingest_batch(
         _prefetch(session, cache, envelopes)
         outcomes = []
         for envelope, source in envelopes:
-            savepoint = session.begin_nested()
             try:
-                result = ingest(session, envelope=envelope, authenticated_source=source, now=now,
-                                audit_key=audit_key)
-                savepoint.commit()
+                with session.begin_nested():  # released on success, rolled back on any exception
+                    result = ingest(session, envelope=envelope, authenticated_source=source, now=now,
+                                    audit_key=audit_key)
             except Exception as exc:
-                if savepoint.is_active:
-                    savepoint.rollback()  # raises when the transaction itself is lost: the batch fails
+                if not _transaction_usable(session):
+                    raise  # the savepoint's rollback failed, or the connection is gone: the batch fails
                 cache.forget_rolled_back(session)
                 if isinstance(exc, RecordRejected):
                     outcomes.append(Applied(rejected=exc))
@@ -116,6 +115,14 @@ def ingest_batch(
         return outcomes
     finally:
         session.info.pop(_CACHE_KEY, None)
+
+
+def _transaction_usable(session: Session) -> bool:
+    transaction = session.get_transaction()
+    if transaction is None or not transaction.is_active or session.in_nested_transaction():
+        return False
+    connection = session.connection()
+    return not connection.invalidated and not connection.closed
 
 
 # --- what a batch looks up once -------------------------------------------------------------------

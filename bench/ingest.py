@@ -470,7 +470,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--management-url",
                         default=os.environ.get("HUB_TEST_RABBITMQ_MANAGEMENT_URL", DEFAULT_MANAGEMENT_URL))
     parser.add_argument("--profile", type=int, default=0, metavar="N",
-                        help="cProfile the handler over N extra messages (unmeasured)")
+                        help="cProfile the handler over N more messages (unmeasured)")
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--json", dest="json_path")
     args = parser.parse_args(argv)
@@ -505,10 +505,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"round {round_ + 1}: {drain.side:9} {drain.messages} messages in {drain.seconds:6.1f} s = "
                       f"{drain.rate:7.1f} msg/s, consumer CPU {drain.cpu_ms_per_message:.2f} ms/message "
                       f"(load {os.getloadavg()[0]:.2f})", flush=True)
-        figures = relay(broker, factory, args.relay_events)
-        extra = CityPlatform(broker.partner_url, PARTNER, seed=args.seed + 1000).plan(max(args.profile, 600))
+        extra = CityPlatform(broker.partner_url, PARTNER, seed=args.seed + 1000).plan(600 + args.profile)
         statements, commits, handler_cpu = statements_per_message(engine, factory, extra[:600], user, args.batch)
-        profile_text = profile_handler(factory, extra[600:], user, args.batch) if args.profile > 600 else ""
+        profile_text = profile_handler(factory, extra[600:], user, args.batch) if args.profile else ""
+        figures = relay(broker, factory, args.relay_events)  # the outbox rows of the messages above (no worker ran)
         engine.dispose()
 
     load_after = os.getloadavg()
@@ -530,7 +530,8 @@ def main(argv: list[str] | None = None) -> int:
     if one and two:
         met = "met" if scale >= TARGET_SCALE else "NOT met"
         print(f"  hub x2 / hub x1    {scale:6.3f}   target >= {TARGET_SCALE}: {met}")
-    print(f"  SQL statements per record {statements} (COMMIT included; {commits} commits per record), handler CPU "
+    print(f"  SQL statements per record {statements} (COMMIT included; {commits} commits per record, the "
+          f"tracking-number transactions of new cases included), handler CPU "
           f"{handler_cpu} ms/record in batches of {args.batch} (600 messages, this process, no broker)")
     print(f"  load average (1, 5, 15 min) before {tuple(round(x, 2) for x in load_before)}, "
           f"after {tuple(round(x, 2) for x in load_after)}; {os.cpu_count()} CPUs")

@@ -141,6 +141,9 @@ class _BatchCache:
     items: dict[str, Item] | None = None
     cases: dict[tuple[str, str], Case | None] = field(default_factory=dict)  # absent key: not fetched
     locked: set[str] = field(default_factory=set)
+    # Partner cases -> whether held events may wait for them; absent: not fetched. Most have none, and then
+    # a message needs neither the flush nor the SELECT that looking for them costs.
+    held: dict[tuple[str, str], bool] = field(default_factory=dict)
 
     def applied(self, key: tuple[str, uuid.UUID] | None) -> None:
         if key is not None and self.inbox is not None:
@@ -194,8 +197,12 @@ def _prefetch(session: Session, cache: _BatchCache, envelopes: Sequence[tuple[An
                     select(Case).where(tuple_(Case.origin_partner, Case.external_id).in_(case_keys))
                     .options(*_CASE_OPTIONS))}
                 cache.cases = {k: found.get(k) for k in case_keys}
+                waiting = {(p, x) for p, x in session.execute(
+                    select(PendingEvent.partner_code, PendingEvent.external_id).distinct()
+                    .where(tuple_(PendingEvent.partner_code, PendingEvent.external_id).in_(case_keys)))}
+                cache.held = {k: k in waiting for k in case_keys}
     except DBAPIError:
-        cache.inbox, cache.items, cache.cases, cache.locked = None, None, {}, set()
+        cache.inbox, cache.items, cache.cases, cache.locked, cache.held = None, None, {}, set(), {}
 
 
 def _lock_cases(session: Session, cache: _BatchCache, case_keys: Sequence[tuple[str, str]]) -> None:
@@ -472,10 +479,16 @@ def _hold(session: Session, partner: Partner, external_id: str, step: dict[str, 
     if exists is None:
         session.add(PendingEvent(partner_code=partner.code, external_id=external_id, seq=step["seq"],
                                  step=step, received_at=now))
+    cache = _batch_cache(session)
+    if cache is not None:
+        cache.held[(partner.code, external_id)] = True
 
 
 def _drain_pending(session: Session, case: Case, partner: Partner, key: str) -> None:
     """Apply held steps that now follow on, and drop the ones a full record already covered."""
+    cache = _batch_cache(session)
+    if cache is not None and cache.held.get((partner.code, str(case.external_id))) is False:
+        return  # the batch looked: nothing is held for this case
     session.flush()
     pending = session.scalars(select(PendingEvent).where(
         PendingEvent.partner_code == partner.code, PendingEvent.external_id == case.external_id,

@@ -138,6 +138,7 @@ class _BatchCache:
     """Look-ups made once per batch (``session.info``): what a message of the batch would otherwise query."""
 
     inbox: set[tuple[str, uuid.UUID]] | None = None  # applied (partner, message id) pairs; None: not fetched
+    partners: dict[str, Partner] = field(default_factory=dict)
     items: dict[str, Item] | None = None
     cases: dict[tuple[str, str], Case | None] = field(default_factory=dict)  # absent key: not fetched
     locked: set[str] = field(default_factory=set)
@@ -184,7 +185,8 @@ def _prefetch(session: Session, cache: _BatchCache, envelopes: Sequence[tuple[An
                         if x in _texts([x]) and s in sources})
     try:
         with session.begin_nested():
-            list(session.scalars(select(Partner).where(Partner.code.in_(sources))))  # into the identity map
+            # Held here: the session's identity map keeps only weak references to unchanged objects.
+            cache.partners = {p.code: p for p in session.scalars(select(Partner).where(Partner.code.in_(sources)))}
             if inbox_keys:
                 cache.inbox = {(p, m) for p, m in session.execute(
                     select(InboxMessage.partner_code, InboxMessage.message_id)
@@ -202,7 +204,7 @@ def _prefetch(session: Session, cache: _BatchCache, envelopes: Sequence[tuple[An
                     .where(tuple_(PendingEvent.partner_code, PendingEvent.external_id).in_(case_keys)))}
                 cache.held = {k: k in waiting for k in case_keys}
     except DBAPIError:
-        cache.inbox, cache.items, cache.cases, cache.locked, cache.held = None, None, {}, set(), {}
+        cache.inbox, cache.items, cache.cases, cache.locked, cache.held, cache.partners = None, None, {}, set(), {}, {}
 
 
 def _lock_cases(session: Session, cache: _BatchCache, case_keys: Sequence[tuple[str, str]]) -> None:
@@ -271,7 +273,10 @@ def _authorised_partner(session: Session, envelope: dict[str, Any], source: str)
     if envelope["source"] != source:
         raise RecordRejected("source_mismatch", f"envelope.source {envelope['source']} is not the authenticated "
                              f"sender {source}", field="envelope.source", rule="equals_authenticated_sender")
-    partner = session.get(Partner, source)
+    cache = _batch_cache(session)
+    partner = cache.partners.get(source) if cache is not None else None
+    if partner is None:
+        partner = session.get(Partner, source)
     if partner is None or not partner.active:
         raise RecordRejected("unknown_partner", f"{source} is not a registered, active partner",
                              field="envelope.source", rule="registered_partner")

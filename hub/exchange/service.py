@@ -250,6 +250,7 @@ def _apply(session: Session, checked: CheckedMessage, now: datetime, key: str) -
     _serialise_case(session, partner, payload["external_id"])
     if checked.item is not None:
         result = _apply_record(session, partner, checked.item, payload, now, key)
+        _forget_if_absent(session, partner.code, payload["external_id"])  # it may have created the case
     else:
         result = _apply_event(session, partner, payload, now, key)
     case = _partner_case(session, partner, payload["external_id"])
@@ -339,6 +340,13 @@ def _partner_case(session: Session, partner: Partner, external_id: str) -> Case 
     if cache is not None:
         cache.cases[(partner.code, external_id)] = case
     return case
+
+
+def _forget_if_absent(session: Session, partner_code: str, external_id: str) -> None:
+    # However a record created its case, the batch must not go on believing there is none.
+    cache = _batch_cache(session)
+    if cache is not None and cache.cases.get((partner_code, external_id), False) is None:
+        del cache.cases[(partner_code, external_id)]
 
 
 def _remember_case(session: Session, case: Case) -> None:

@@ -38,7 +38,7 @@ from hub.settings import Settings
 from mocks.city_platform import PartnerPublisher
 from tests.adapters.amqp.conftest import running_consumer, wait_for
 from tests.exchange.conftest import WORKER_AMQP, Broker
-from tests.support import case_record, envelope
+from tests.support import case_record, envelope, step
 
 ITEM_KEY = "physician-practice-registration"
 
@@ -253,3 +253,28 @@ def test_a_failed_commit_retries_the_whole_batch_and_acks_nothing_before_it_comm
     assert cases_and_steps(session_factory, documents) == (10, 20)
 
 
+
+
+def test_one_case_created_held_and_updated_within_one_batch_is_written_once(
+        broker: Broker, partner_urls: dict[str, str], session_factory: sessionmaker[Session], settings: Settings,
+        ledger: Ledger, empty_queues: None) -> None:
+    code = item_code(session_factory)
+    external_id = f"BT-{uuid.uuid4().hex[:12]}"
+    documents = [
+        envelope({"external_id": external_id, "step": step(4, "grant", "granted")}, record_type="case-event"),
+        envelope(case_record(code, external_id=external_id, steps=2)),  # creates the case (steps 1–2)
+        envelope({"external_id": external_id, "step": step(3, "review", "pending_decision")},
+                 record_type="case-event"),  # fills the gap: the held step 4 follows
+        envelope(case_record(code, external_id=external_id, version=2, steps=5)),  # the full history, v2
+        envelope(case_record(code, external_id=external_id, version=1, steps=2)),  # older: stale
+    ]
+    publish(partner_urls["shenyang"], documents)
+    with consuming(broker, session_factory, settings, batch=len(documents)):
+        wait_for(lambda: applied(session_factory, documents) == len(documents), timeout_s=60,
+                 what="the case's five messages")
+    assert ledger.count("commit") == 1, ledger.entries
+    assert cases_and_steps(session_factory, documents[1:2]) == (1, 5)
+    with session_factory() as session:
+        case = session.scalars(select(Case).where(Case.origin_partner == "shenyang",
+                                                  Case.external_id == external_id)).one()
+        assert (case.partner_event_seq, case.record_version, case.state) == (5, 2, "completed")

@@ -1,30 +1,36 @@
-"""Case records per second from RabbitMQ into PostgreSQL, beside a raw pika baseline; outbox relay throughput.
+"""Case records per second from RabbitMQ into PostgreSQL: the hub (one and two `hub worker` processes) beside a
+raw pika baseline; outbox relay throughput.
 
-    .venv/bin/python -m bench.ingest [--records 5000] [--rounds 2] [--prefetch 200] [--relay-events 5000]
+    .venv/bin/python -m bench.ingest [--records 5000] [--rounds 3] [--prefetch 200] [--batch 50]
+                                     [--baseline-commit-every 100] [--workers 1,2] [--relay-events 5000]
                                      [--database-url URL] [--amqp-url URL] [--management-url URL]
                                      [--profile 1000] [--json PATH]
 
 What one run does:
 
 1. creates a fresh database ``hub_bench_ingest_<pid>`` (migrated, demo province seeded) and a fresh RabbitMQ vhost
-   ``hub_bench_<pid>`` with the hub's topology and the partner user ``shenyang`` (as ``hub partners sync`` would);
-2. per round, the city platform simulator (``mocks.city_platform``) plans ``--records`` realistic messages —
-   new cases, record updates with full step histories, single events — and the same bodies are published
-   twice: by the partner to ``hub.inbound`` (→ ``hub.inbound.records``), and to ``bench.baseline``, a queue with
-   the same quorum arguments;
-3. drains each queue in turn (the order alternates between rounds), timing from the consumer's start until the
-   last message is settled:
-   * **hub**: ``adapters.amqp.consume`` with ``hub.exchange.consumer.InboundHandler`` — envelope and payload
-     validated against their JSON Schemas, partner and region checked, inbox, the case with its hash-chained
-     events, deadlines, the outbox row, one transaction per message, ack after commit;
-   * **baseline**: a raw pika consumer (same prefetch, manual ack after commit) that parses the JSON and inserts it
-     into one table ``baseline_records(id bigserial, body jsonb)``, one transaction per message;
-4. relays the outbox the hub run filled (``--relay-events`` rows at most): ``hub.outbox.relay.relay_once`` with
-   ``AmqpBus.publish_many`` (publisher confirms) into ``hub.events`` (a bound queue takes them), beside
-   ``Publisher.publish_many`` of the same bodies without the database;
-5. prints rates, the ratio hub/baseline (target ≥ 0.5; it never fails on speed) and, with ``--profile N`` or when
-   the ratio is below the target, a cProfile of the hub handler over N more messages (unmeasured): where the
-   time goes, grouped by library, and the top functions. Then drops the database and the vhost.
+   ``hub_bench_<pid>`` with the hub's topology and the partner user ``shenyang``, as ``hub partners sync`` would;
+2. per round and side, the city platform simulator (``mocks.city_platform``) plans ``--records`` realistic messages
+   — new cases, record updates with full step histories, single events — published by the partner to
+   ``hub.inbound`` (→ ``hub.inbound.records``); the baseline gets the same bodies in ``bench.baseline``, a queue
+   with the same quorum arguments;
+3. drains each side in turn, the order alternating between rounds:
+   * **hub ×N** (``--workers``, default 1 and 2): N ``hub worker`` processes (HUB_INGEST_BATCH_SIZE = ``--batch``),
+     started once the queue is full; timed from the moment all N consumers are attached until the inbox holds
+     every message (what was applied before that moment is not counted). Per batch of up to ``--batch``
+     deliveries: JSON Schemas, partner and region checks, inbox, per-case advisory locks, the case with its
+     hash-chained events, deadlines, the outbox row, each message in its own savepoint; one commit; acks after
+     the commit. CPU: user + system time of the worker processes (/proc), relay and other threads included;
+   * **baseline**: a raw pika consumer (same prefetch) that parses the JSON, inserts it into one table
+     ``baseline_records(id bigserial, body jsonb)`` and commits every ``--baseline-commit-every`` messages (and
+     when the queue runs dry), acking after each commit — as a careful hand-written consumer would;
+4. prints every round, then each figure's median over the rounds, the ratios (hub ×1 / baseline, target ≥ 0.5;
+   hub ×2 / hub ×1, target ≥ 1.6; it never fails on speed), CPU per record, SQL statements per record (counted
+   at the engine over ``--profile`` or 600 messages handled in batches, unmeasured) and the load average;
+5. relays the outbox (``--relay-events`` rows at most): ``hub.outbox.relay.relay_once`` with
+   ``AmqpBus.publish_many`` (publisher confirms) into ``hub.events``, beside ``Publisher.publish_many`` of the
+   same bodies without the database; with ``--profile N`` a cProfile of the handler over N more messages.
+   Then drops the database and the vhost.
 """
 
 from __future__ import annotations
@@ -37,12 +43,14 @@ import logging
 import os
 import platform
 import pstats
+import signal
+import statistics
+import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,9 +71,7 @@ from adapters.amqp import (
     AmqpSettings,
     InboundMessage,
     OutboundMessage,
-    Outcome,
     Publisher,
-    consume,
     declare_topology,
     open_connection,
     provision_partner_user,
@@ -84,9 +90,13 @@ DEFAULT_AMQP_URL = "amqp://hub_test:hub_test@127.0.0.1:5672/hub_test"
 DEFAULT_MANAGEMENT_URL = "http://127.0.0.1:15672"
 PARTNER, PARTNER_SECRET = "shenyang", "demo-Partner-1"
 BENCH_AUDIT_KEY = "bench-audit-key-not-a-secret-0123456789abcdef"  # a throwaway database: any key
+BENCH_SECRET_KEY = "bench-secret-key-not-a-secret-0123456789abcdef"
 BASELINE_QUEUE = "bench.baseline"
 EVENTS_QUEUE = "bench.events"
 TARGET_RATIO = 0.5
+TARGET_SCALE = 1.6
+ROOT = Path(__file__).resolve().parent.parent
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 # --- the environment ----------------------------------------------------------------------------
@@ -177,14 +187,16 @@ def wait_depth(url: str, queue: str, count: int, timeout_s: float = 60) -> None:
 # --- publishing -----------------------------------------------------------------------------------
 
 
-def prepublish(broker: Broker, planned: list[Planned]) -> None:
-    """The same bodies into hub.inbound (as the partner) and into the baseline queue."""
-    platform_ = CityPlatform(broker.partner_url, PARTNER)
-    platform_.publish(planned)
+def publish_hub(broker: Broker, planned: list[Planned]) -> None:
+    """As the partner, into hub.inbound (→ hub.inbound.records)."""
+    CityPlatform(broker.partner_url, PARTNER).publish(planned)
+    wait_depth(broker.admin_url, INBOUND_QUEUE, len(planned))
+
+
+def publish_baseline(broker: Broker, planned: list[Planned]) -> None:
     with Publisher(AmqpSettings(url=broker.admin_url)) as publisher:
         publisher.publish_many([OutboundMessage(exchange="", routing_key=BASELINE_QUEUE, body=m.body, type=m.type,
                                                 message_id=m.message_id) for m in planned])
-    wait_depth(broker.admin_url, INBOUND_QUEUE, len(planned))
     wait_depth(broker.admin_url, BASELINE_QUEUE, len(planned))
 
 
@@ -208,39 +220,71 @@ class Drain:
         return self.cpu_seconds / self.messages * 1000
 
 
-def drain_hub(broker: Broker, factory: sessionmaker[Session], count: int, prefetch: int) -> Drain:
-    handler = InboundHandler(factory, SystemClock(), urlsplit(broker.admin_url).username or "guest", BENCH_AUDIT_KEY)
-    outcomes: Counter[str] = Counter()
-    done = threading.Event()
-    stop = threading.Event()
-    cpu = [0.0]
-
-    def counted(message: InboundMessage) -> Outcome:
-        outcome = handler(message)
-        outcomes[outcome.kind.value] += 1
-        if sum(outcomes.values()) >= count:
-            done.set()
-        return outcome
-
-    def run() -> None:
-        started = time.thread_time()
-        consume(AmqpSettings(url=broker.admin_url, prefetch=prefetch, connection_name="bench-hub"), INBOUND_QUEUE,
-                counted, stop_event=stop)
-        cpu[0] = time.thread_time() - started
-
-    thread = threading.Thread(target=run, name="bench-hub-consumer")
-    started = time.perf_counter()
-    thread.start()
-    if not done.wait(timeout=3600):
-        raise SystemExit("the hub consumer did not drain its queue within an hour")
-    seconds = time.perf_counter() - started
-    stop.set()
-    thread.join(timeout=30)
-    return Drain("hub", count, seconds, cpu[0], outcomes)
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process, every thread (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
-def drain_baseline(broker: Broker, engine: Engine, count: int, prefetch: int) -> Drain:
-    """Raw pika: parse the JSON, insert it into one table, commit, ack."""
+def consumers(url: str, queue: str) -> int:
+    connection = open_connection(AmqpSettings(url=url))
+    try:
+        return int(connection.channel().queue_declare(queue, passive=True).method.consumer_count)
+    finally:
+        connection.close()
+
+
+def inbox_count(engine: Engine) -> int:
+    with engine.connect() as connection:
+        return int(connection.execute(text("SELECT count(*) FROM inbox")).scalar_one())
+
+
+def drain_workers(broker: Broker, database_url: str, engine: Engine, count: int, workers: int, batch: int,
+                  log_dir: Path) -> Drain:
+    """``workers`` `hub worker` processes drain the full queue; timed from when all their consumers are attached."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
+    env.update(HUB_DATABASE_URL=database_url, HUB_AMQP_URL=broker.admin_url, HUB_DATA_DIR=str(log_dir),
+               HUB_SECRET_KEY=BENCH_SECRET_KEY, HUB_AUDIT_KEY=BENCH_AUDIT_KEY, HUB_LOG_LEVEL="ERROR",
+               HUB_LOG_JSON="false", HUB_INGEST_BATCH_SIZE=str(batch), HUB_AUDIT_CHECKPOINT_INTERVAL_S="0",
+               PYTHONUNBUFFERED="1")
+    target = inbox_count(engine) + count
+    processes = []
+    for i in range(workers):
+        log = open(log_dir / f"worker-{workers}-{i}.log", "ab")  # noqa: SIM115 — closed with the process
+        processes.append(subprocess.Popen([sys.executable, "-m", "hub.cli", "worker"], cwd=ROOT, env=env,
+                                          stdout=log, stderr=subprocess.STDOUT))
+        log.close()
+    try:
+        deadline = time.monotonic() + 120
+        while consumers(broker.admin_url, INBOUND_QUEUE) < workers:
+            if time.monotonic() > deadline or any(p.poll() is not None for p in processes):
+                raise SystemExit(f"hub worker did not start; see {log_dir}")
+            time.sleep(0.05)
+        started, cpu_started = time.perf_counter(), sum(cpu_seconds(p.pid) for p in processes)
+        applied_before = inbox_count(engine)
+        deadline = time.monotonic() + 3600
+        while (applied := inbox_count(engine)) < target:
+            if time.monotonic() > deadline or any(p.poll() is not None for p in processes):
+                raise SystemExit(f"the hub workers did not drain their queue; see {log_dir}")
+            time.sleep(0.05)
+        seconds = time.perf_counter() - started
+        cpu = sum(cpu_seconds(p.pid) for p in processes) - cpu_started
+    finally:
+        for process in processes:
+            process.send_signal(signal.SIGINT)
+        for process in processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+    measured = applied - applied_before
+    return Drain(f"hub x{workers}", measured, seconds, cpu, Counter({"applied": measured}))
+
+
+def drain_baseline(broker: Broker, engine: Engine, count: int, prefetch: int, commit_every: int) -> Drain:
+    """Raw pika: parse the JSON, insert it into one table; commit every ``commit_every`` messages (or when no
+    delivery is waiting), then ack everything up to there in one basic.ack(multiple)."""
     insert = text("INSERT INTO baseline_records (body) VALUES (CAST(:body AS jsonb))")
     params = pika.URLParameters(broker.admin_url)
     outcomes: Counter[str] = Counter()
@@ -248,18 +292,23 @@ def drain_baseline(broker: Broker, engine: Engine, count: int, prefetch: int) ->
     connection = pika.BlockingConnection(params)
     channel = connection.channel()
     channel.basic_qos(prefetch_count=prefetch)
-
-    def on_message(ch: Any, method: Any, _properties: Any, body: bytes) -> None:
-        document = json.loads(body)
-        with engine.begin() as db:
-            db.execute(insert, {"body": json.dumps(document, ensure_ascii=False)})
-        ch.basic_ack(method.delivery_tag)
-        outcomes["ack"] += 1
-        if outcomes["ack"] >= count:
-            ch.stop_consuming()
-
-    channel.basic_consume(BASELINE_QUEUE, on_message)
-    channel.start_consuming()
+    pending: list[tuple[int, bytes]] = []
+    channel.basic_consume(BASELINE_QUEUE, lambda _ch, method, _p, body: pending.append((method.delivery_tag, body)))
+    with engine.connect() as db:
+        while outcomes["ack"] < count:
+            if not pending:
+                connection.process_data_events(time_limit=1)
+                continue
+            taken, last_tag = 0, 0
+            while pending and taken < commit_every:
+                tag, body = pending.pop(0)
+                db.execute(insert, {"body": json.dumps(json.loads(body), ensure_ascii=False)})
+                taken, last_tag = taken + 1, tag
+                if not pending:
+                    connection.process_data_events(time_limit=0)
+            db.commit()
+            channel.basic_ack(last_tag, multiple=True)
+            outcomes["ack"] += taken
     seconds, cpu = time.perf_counter() - started, time.thread_time() - cpu_started
     connection.close()
     return Drain("baseline", count, seconds, cpu, outcomes)
@@ -332,18 +381,26 @@ GROUPS = (("psycopg", "PostgreSQL driver (psycopg, incl. waiting for the server)
           ("/hub/", "hub code"), ("/workflow/", "workflow (calendar, identifiers)"), ("json/", "json"))
 
 
-def profile_handler(factory: sessionmaker[Session], planned: list[Planned], user: str) -> str:
-    """cProfile of the handler alone (no broker) over ``planned``; where the time goes."""
-    handler = InboundHandler(factory, SystemClock(), user, BENCH_AUDIT_KEY)
-    messages = [InboundMessage(body=m.body, routing_key=f"{PARTNER}.{m.type}", exchange="hub.inbound",
-                               queue=INBOUND_QUEUE, message_id=m.message_id, user_id=PARTNER, type=m.type,
-                               correlation_id=None, content_type="application/json", timestamp=None, headers={},
-                               redelivered=False, delivery_count=0) for m in planned]
+def bench_messages(planned: list[Planned]) -> list[InboundMessage]:
+    return [InboundMessage(body=m.body, routing_key=f"{PARTNER}.{m.type}", exchange="hub.inbound",
+                           queue=INBOUND_QUEUE, message_id=m.message_id, user_id=PARTNER, type=m.type,
+                           correlation_id=None, content_type="application/json", timestamp=None, headers={},
+                           redelivered=False, delivery_count=0) for m in planned]
+
+
+def in_batches(handler: InboundHandler, messages: list[InboundMessage]) -> None:
+    for i in range(0, len(messages), handler.batch_size):
+        handler.handle_batch(messages[i:i + handler.batch_size])
+
+
+def profile_handler(factory: sessionmaker[Session], planned: list[Planned], user: str, batch: int) -> str:
+    """cProfile of the handler alone (no broker) over ``planned``, in batches; where the time goes."""
+    handler = InboundHandler(factory, SystemClock(), user, BENCH_AUDIT_KEY, batch_size=batch)
+    messages = bench_messages(planned)
     profiler = cProfile.Profile()
     started = time.perf_counter()
     profiler.enable()
-    for message in messages:
-        handler(message)
+    in_batches(handler, messages)
     profiler.disable()
     elapsed = time.perf_counter() - started
     stats = pstats.Stats(profiler)
@@ -353,8 +410,8 @@ def profile_handler(factory: sessionmaker[Session], planned: list[Planned], user
         label = next((label for key, label in GROUPS if key in filename), "other (stdlib and the rest)")
         groups[label] += tottime
     out = io.StringIO()
-    out.write(f"profile: {len(messages)} messages through InboundHandler in {elapsed:.1f} s under cProfile "
-              f"({elapsed / len(messages) * 1000:.1f} ms/message profiled)\n  own time by library:\n")
+    out.write(f"profile: {len(messages)} messages through InboundHandler (batches of {batch}) in {elapsed:.1f} s "
+              f"under cProfile ({elapsed / len(messages) * 1000:.1f} ms/message profiled)\n  own time by library:\n")
     for label, seconds in groups.most_common():
         out.write(f"    {seconds / total * 100:5.1f} %  {label}\n")
     out.write("  top functions by cumulative time:\n")
@@ -366,106 +423,139 @@ def profile_handler(factory: sessionmaker[Session], planned: list[Planned], user
 
 
 def statements_per_message(engine: Engine, factory: sessionmaker[Session], planned: list[Planned],
-                           user: str) -> dict[str, float]:
-    """SQL statements per message kind (counted with an engine event)."""
+                           user: str, batch: int) -> tuple[float, float, float]:
+    """SQL statements per message (COMMIT included), commits per message and CPU ms per message of the handler
+    in this process, over ``planned`` handled in batches of ``batch`` (counted with an engine event)."""
     from sqlalchemy import event
 
-    counts: Counter[str] = Counter()
-    seen: Counter[str] = Counter()
-    current = [""]
+    counted = [0, 0]
 
     def count(*_: Any) -> None:
-        counts[current[0]] += 1
+        counted[0] += 1
+
+    def commit(*_: Any) -> None:
+        counted[1] += 1
 
     event.listen(engine, "before_cursor_execute", count)
-    handler = InboundHandler(factory, SystemClock(), user, BENCH_AUDIT_KEY)
-    for m in planned:
-        current[0] = m.category
-        seen[m.category] += 1
-        handler(InboundMessage(body=m.body, routing_key="", exchange="hub.inbound", queue=INBOUND_QUEUE,
-                               message_id=m.message_id, user_id=PARTNER, type=m.type, correlation_id=None,
-                               content_type=None, timestamp=None, headers={}, redelivered=False, delivery_count=0))
+    event.listen(engine, "commit", commit)
+    handler = InboundHandler(factory, SystemClock(), user, BENCH_AUDIT_KEY, batch_size=batch)
+    cpu = time.thread_time()
+    in_batches(handler, bench_messages(planned))
+    cpu = time.thread_time() - cpu
     event.remove(engine, "before_cursor_execute", count)
-    return {k: round(counts[k] / seen[k], 1) for k in seen}
+    event.remove(engine, "commit", commit)
+    n = len(planned)
+    return round((counted[0] + counted[1]) / n, 2), round(counted[1] / n, 3), round(cpu / n * 1000, 2)
 
 
 # --- main -----------------------------------------------------------------------------------------
 
 
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else 0.0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench.ingest", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--records", type=int, default=5000, help="messages per queue and round")
-    parser.add_argument("--rounds", type=int, default=2, help="rounds; the drain order alternates")
-    parser.add_argument("--prefetch", type=int, default=AmqpSettings.prefetch, help="basic.qos for both consumers")
+    parser.add_argument("--records", type=int, default=5000, help="messages per side and round")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds (at least 3 for a median); the order alternates")
+    parser.add_argument("--prefetch", type=int, default=AmqpSettings.prefetch,
+                        help="basic.qos of the baseline (the workers use their default, 200)")
+    parser.add_argument("--batch", type=int, default=50, help="HUB_INGEST_BATCH_SIZE of the hub workers")
+    parser.add_argument("--baseline-commit-every", type=int, default=100, help="the baseline's messages per commit")
+    parser.add_argument("--workers", default="1,2", help="hub worker processes per side, e.g. 1,2")
     parser.add_argument("--relay-events", type=int, default=5000, help="outbox rows to relay (at most)")
     parser.add_argument("--database-url", default=os.environ.get("HUB_TEST_POSTGRES_URL", DEFAULT_DATABASE_URL))
     parser.add_argument("--amqp-url", default=os.environ.get("HUB_TEST_AMQP_URL", DEFAULT_AMQP_URL))
     parser.add_argument("--management-url",
                         default=os.environ.get("HUB_TEST_RABBITMQ_MANAGEMENT_URL", DEFAULT_MANAGEMENT_URL))
     parser.add_argument("--profile", type=int, default=0, metavar="N",
-                        help="cProfile the handler over N extra messages (done anyway, N=1000, below the target)")
+                        help="cProfile the handler over N more messages (unmeasured)")
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--json", dest="json_path")
     args = parser.parse_args(argv)
+    worker_counts = [int(n) for n in args.workers.split(",") if n.strip()]
     logging.basicConfig(level=logging.ERROR)
     for noisy in ("pika", "workflow", "hub", "adapters", "mocks"):
         logging.getLogger(noisy).setLevel(logging.CRITICAL)
 
-    load_before = os.getloadavg()[0]
+    load_before = os.getloadavg()
     drains: list[Drain] = []
+    log_dir = Path(os.environ.get("TMPDIR", "/tmp")) / f"hub_bench_ingest_{os.getpid()}"
+    log_dir.mkdir(parents=True, exist_ok=True)
     with fresh_database(args.database_url) as database_url, fresh_vhost(args.amqp_url, args.management_url) as broker:
         engine = make_engine(database_url)
         factory = make_session_factory(engine)
         user = urlsplit(broker.admin_url).username or "guest"
+        seed = args.seed
         for round_ in range(args.rounds):
-            platform_ = CityPlatform(broker.partner_url, PARTNER, seed=args.seed + round_)
-            planned = platform_.plan(args.records)
-            prepublish(broker, planned)
-            count = len(planned)
-            sides: list[Callable[[], Drain]] = [
-                lambda n=count: drain_baseline(broker, engine, n, args.prefetch),  # type: ignore[misc]
-                lambda n=count: drain_hub(broker, factory, n, args.prefetch)]  # type: ignore[misc]
-            for side in (sides if round_ % 2 == 0 else sides[::-1]):
-                drain = side()
+            order = ["baseline", *(f"hub x{n}" for n in worker_counts)]
+            order = order[round_ % len(order):] + order[:round_ % len(order)]  # each side goes first in turn
+            for name in order:
+                seed += 1
+                planned = CityPlatform(broker.partner_url, PARTNER, seed=seed).plan(args.records)
+                if name == "baseline":
+                    publish_baseline(broker, planned)
+                    drain = drain_baseline(broker, engine, len(planned), args.prefetch, args.baseline_commit_every)
+                else:
+                    publish_hub(broker, planned)
+                    drain = drain_workers(broker, database_url, engine, len(planned), int(name.split("x")[1]),
+                                          args.batch, log_dir)
                 drains.append(drain)
-                print(f"round {round_ + 1}: {drain.side:8} {drain.messages} messages in {drain.seconds:6.1f} s = "
-                      f"{drain.rate:7.1f} msg/s, consumer CPU {drain.cpu_ms_per_message:.2f} ms/message"
-                      + (f", outcomes {dict(drain.outcomes)}" if drain.side == "hub" else ""), flush=True)
-        figures = relay(broker, factory, args.relay_events)
-        hub = max((d for d in drains if d.side == "hub"), key=lambda d: d.rate)
-        baseline = max((d for d in drains if d.side == "baseline"), key=lambda d: d.rate)
-        ratio = hub.rate / baseline.rate
-        print(f"\ningest (best round of {args.rounds}, prefetch {args.prefetch}, {args.records} messages):\n"
-              f"  hub       {hub.rate:8.1f} msg/s   (consumer CPU {hub.cpu_ms_per_message:.2f} ms/message)\n"
-              f"  baseline  {baseline.rate:8.1f} msg/s   (consumer CPU {baseline.cpu_ms_per_message:.2f} ms/message)\n"
-              f"  ratio     {ratio:8.3f}         target >= {TARGET_RATIO}: "
-              f"{'met' if ratio >= TARGET_RATIO else 'NOT met'}")
-        print(f"outbox relay: {figures.events} events in {figures.relay_seconds:.2f} s = {figures.relay_rate:.0f} "
-              f"events/s (relay_once + AmqpBus.publish_many, confirms); the same bodies through "
-              f"Publisher.publish_many alone: {figures.raw_rate:.0f} events/s")
-        profile_text, statements = "", {}
-        if args.profile or ratio < TARGET_RATIO:
-            extra = CityPlatform(broker.partner_url, PARTNER, seed=args.seed + 100).plan(args.profile or 1000)
-            statements = statements_per_message(engine, factory, extra[: len(extra) // 3], user)
-            profile_text = profile_handler(factory, extra[len(extra) // 3:], user)
-            print(f"\nSQL statements per message kind (COMMIT not counted): {statements}")
-            print(profile_text)
+                print(f"round {round_ + 1}: {drain.side:9} {drain.messages} messages in {drain.seconds:6.1f} s = "
+                      f"{drain.rate:7.1f} msg/s, consumer CPU {drain.cpu_ms_per_message:.2f} ms/message "
+                      f"(load {os.getloadavg()[0]:.2f})", flush=True)
+        extra = CityPlatform(broker.partner_url, PARTNER, seed=args.seed + 1000).plan(600 + args.profile)
+        statements, commits, handler_cpu = statements_per_message(engine, factory, extra[:600], user, args.batch)
+        profile_text = profile_handler(factory, extra[600:], user, args.batch) if args.profile else ""
+        figures = relay(broker, factory, args.relay_events)  # the outbox rows of the messages above (no worker ran)
         engine.dispose()
 
-    load_after = os.getloadavg()[0]
+    load_after = os.getloadavg()
+    rates = {side: median([d.rate for d in drains if d.side == side]) for side in dict.fromkeys(d.side for d in drains)}
+    cpu = {side: median([d.cpu_ms_per_message for d in drains if d.side == side]) for side in rates}
+    baseline = rates.get("baseline", 0.0)
+    one, two = rates.get("hub x1"), rates.get("hub x2")
+    print(f"\ningest, median of {args.rounds} rounds ({args.records} messages per side and round, hub batches of "
+          f"{args.batch}, baseline commits every {args.baseline_commit_every}):")
+    for side, rate in rates.items():
+        print(f"  {side:9} {rate:8.1f} msg/s   (CPU {cpu[side]:.2f} ms/message"
+              + (", worker processes incl. relay)" if side != "baseline" else ", consumer thread)")
+              + "   rounds: " + ", ".join(f"{d.rate:.1f}" for d in drains if d.side == side))
+    ratio = one / baseline if one and baseline else 0.0
+    scale = two / one if one and two else 0.0
+    if one:
+        met = "met" if ratio >= TARGET_RATIO else "NOT met"
+        print(f"  hub x1 / baseline  {ratio:6.3f}   target >= {TARGET_RATIO}: {met}")
+    if one and two:
+        met = "met" if scale >= TARGET_SCALE else "NOT met"
+        print(f"  hub x2 / hub x1    {scale:6.3f}   target >= {TARGET_SCALE}: {met}")
+    print(f"  SQL statements per record {statements} (COMMIT included; {commits} commits per record, the "
+          f"tracking-number transactions of new cases included), handler CPU "
+          f"{handler_cpu} ms/record in batches of {args.batch} (600 messages, this process, no broker)")
+    print(f"  load average (1, 5, 15 min) before {tuple(round(x, 2) for x in load_before)}, "
+          f"after {tuple(round(x, 2) for x in load_after)}; {os.cpu_count()} CPUs")
+    print(f"outbox relay: {figures.events} events in {figures.relay_seconds:.2f} s = {figures.relay_rate:.0f} "
+          f"events/s (relay_once + AmqpBus.publish_many, confirms); the same bodies through "
+          f"Publisher.publish_many alone: {figures.raw_rate:.0f} events/s")
+    if profile_text:
+        print(profile_text)
     result = {
-        "records": args.records, "rounds": args.rounds, "prefetch": args.prefetch,
-        "hub_msg_per_s": round(hub.rate, 1), "baseline_msg_per_s": round(baseline.rate, 1), "ratio": round(ratio, 3),
-        "target_met": ratio >= TARGET_RATIO, "hub_cpu_ms_per_msg": round(hub.cpu_ms_per_message, 2),
-        "baseline_cpu_ms_per_msg": round(baseline.cpu_ms_per_message, 2),
-        "rounds_detail": [{"side": d.side, "rate": round(d.rate, 1), "seconds": round(d.seconds, 2)} for d in drains],
+        "records": args.records, "rounds": args.rounds, "batch": args.batch, "prefetch": args.prefetch,
+        "baseline_commit_every": args.baseline_commit_every,
+        "median_msg_per_s": {k: round(v, 1) for k, v in rates.items()},
+        "median_cpu_ms_per_msg": {k: round(v, 2) for k, v in cpu.items()},
+        "ratio_hub1_baseline": round(ratio, 3), "ratio_hub2_hub1": round(scale, 3),
+        "statements_per_record": statements, "commits_per_record": commits, "handler_cpu_ms_per_record": handler_cpu,
+        "rounds_detail": [{"side": d.side, "rate": round(d.rate, 1), "seconds": round(d.seconds, 2),
+                           "cpu_ms_per_msg": round(d.cpu_ms_per_message, 2)} for d in drains],
         "relay_events": figures.events, "relay_events_per_s": round(figures.relay_rate, 1),
-        "raw_publish_events_per_s": round(figures.raw_rate, 1), "statements_per_message": statements,
-        "load_average_1m": [round(load_before, 2), round(load_after, 2)], "cpus": os.cpu_count(),
-        "python": platform.python_version(),
+        "raw_publish_events_per_s": round(figures.raw_rate, 1),
+        "load_average": [list(map(lambda x: round(x, 2), load_before)), list(map(lambda x: round(x, 2), load_after))],
+        "cpus": os.cpu_count(), "python": platform.python_version(),
     }
-    if load_before > (os.cpu_count() or 1):
-        print(f"warning: load average {load_before:.1f} above the CPU count: figures are noisy", file=sys.stderr)
+    if load_before[0] > (os.cpu_count() or 1):
+        print(f"warning: load average {load_before[0]:.1f} above the CPU count: figures are noisy", file=sys.stderr)
     line = json.dumps(result, ensure_ascii=False)
     print(line)
     if args.json_path:

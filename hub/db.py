@@ -91,6 +91,23 @@ def load_all_models() -> None:
     configure_mappers()
 
 
+def begin_for_savepoints(session: Session) -> None:
+    """Make sure the session's transaction has begun before a SAVEPOINT, on SQLite too.
+
+    pysqlite begins a transaction only before an INSERT/UPDATE/DELETE; a SAVEPOINT issued before that starts
+    one of its own, which RELEASE SAVEPOINT then commits. Instead of SQLAlchemy's engine-wide workaround
+    (``isolation_level = None`` and an explicit BEGIN on every transaction, which turns every read-then-write
+    session into one that fails with SQLITE_BUSY when another connection wrote in between), only the sessions
+    that use savepoints begin explicitly: BEGIN IMMEDIATE, taking SQLite's one write lock at once (waiting up
+    to the busy timeout) — such a session is about to write anyway."""
+    connection = session.connection()
+    if connection.dialect.name != "sqlite":
+        return
+    dbapi_connection = connection.connection.driver_connection
+    if dbapi_connection is not None and not dbapi_connection.in_transaction:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 # --- units of work ---------------------------------------------------------------------------------
 # Where a transaction is committed (docs/architecture.md, "Units of work"): the request dependency
 # (hub/deps.py) once per request, a consumer once per batch, a job once per tick, a flow (hub/<domain>/flows.py)

@@ -76,6 +76,10 @@ class Settings(BaseSettings):
     # change by NOTIFY; on SQLite (and on PostgreSQL while the LISTEN connection is down) a process trusts
     # what it cached this long, then reads again: another process may have changed it. 0: read every time.
     reference_cache_ttl_s: float = Field(default=5.0, ge=0)
+    # Batched ingest (issue 8, part ingest): the inbound consumer applies up to this many prefetched records
+    # per transaction (each in its own savepoint), waiting at most the wait for more once one is there.
+    ingest_batch_size: int = Field(default=50, ge=1, le=1000)
+    ingest_batch_wait_ms: float = Field(default=10.0, ge=0, le=1000)
 
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -98,7 +98,9 @@ class Worker:
     def start(self) -> None:
         user = hub_user(self.settings.amqp_url)
         if self.consume_inbound:
-            inbound = InboundHandler(self.factory, self.clock, user, self.settings.audit_key)
+            inbound = InboundHandler(self.factory, self.clock, user, self.settings.audit_key,
+                                     batch_size=self.settings.ingest_batch_size,
+                                     batch_wait_s=self.settings.ingest_batch_wait_ms / 1000)
             self._spawn("inbound", lambda: self._bus.consume(
                 INBOUND_QUEUE, inbound, stop_event=self._stop))
             self._spawn("dead-letters", lambda: self._bus.consume(

@@ -10,7 +10,7 @@ from pika.adapters.blocking_connection import BlockingChannel
 
 from adapters.amqp.consumer import consume
 from adapters.amqp.inprocess import InProcessBus
-from adapters.amqp.messages import Handler, OutboundMessage
+from adapters.amqp.messages import BatchHandler, Handler, OutboundMessage
 from adapters.amqp.publisher import Publisher, close_quietly
 from adapters.amqp.settings import AmqpSettings, open_connection
 from adapters.amqp.topology import HUB_TOPOLOGY, Topology, declare_topology
@@ -21,7 +21,7 @@ class MessageBus(Protocol):
 
     def publish_many(self, messages: Sequence[OutboundMessage]) -> None: ...
 
-    def consume(self, queue: str, handler: Handler, *, stop_event: threading.Event) -> None: ...
+    def consume(self, queue: str, handler: Handler | BatchHandler, *, stop_event: threading.Event) -> None: ...
 
     def close(self) -> None: ...
 
@@ -51,7 +51,7 @@ class AmqpBus:
         with self._lock:
             self._publisher.publish_many(messages)
 
-    def consume(self, queue: str, handler: Handler, *, stop_event: threading.Event) -> None:
+    def consume(self, queue: str, handler: Handler | BatchHandler, *, stop_event: threading.Event) -> None:
         consume(self.settings, queue, handler, stop_event=stop_event, setup=self._declare,
                 dead_letter_exchange=self.topology.dead_letter_exchange)
 

@@ -5,6 +5,7 @@
 * connects (retrying with backoff and jitter for as long as it takes — a broker restart is routine), calls
   ``setup(channel)`` (e.g. ``declare_topology``) on every new connection, sets ``basic_qos(prefetch)`` and
   consumes with manual acks;
+* hands a ``BatchHandler`` up to ``batch_size`` deliveries at once (see ``_take_batch``), any other handler one;
 * settles each delivery (``settlement.settle``): ACK → basic.ack; RETRY or a handler exception → after a
   backoff delay (``retry_initial_s`` … ``retry_max_s``), basic.reject(requeue=True), which counts toward
   ``x-delivery-limit``; REJECT, or the last allowed delivery of a retried message → dead letter with the
@@ -41,7 +42,15 @@ import pika.spec
 from pika.adapters.blocking_connection import BlockingChannel
 
 from adapters.amqp.errors import AmqpError, PublishError, PublishInterrupted
-from adapters.amqp.messages import JSON, Handler, InboundMessage, OutboundMessage, new_message_id, utc_from_epoch
+from adapters.amqp.messages import (
+    JSON,
+    BatchHandler,
+    Handler,
+    InboundMessage,
+    OutboundMessage,
+    new_message_id,
+    utc_from_epoch,
+)
 from adapters.amqp.publisher import (
     CONNECTION_ERRORS,
     ChannelRefused,
@@ -56,9 +65,11 @@ from adapters.amqp.settlement import (
     Action,
     FirstSeen,
     Settlement,
+    batch_handler,
     dead_letter_headers,
     delivery_count,
     retry_delay_s,
+    run_batch_handler,
     run_handler,
     settle,
 )
@@ -73,6 +84,7 @@ IDLE_WAIT_S = 30.0  # an idle consumer blocks this long at most; deliveries and 
 _CONFIRM_INTERRUPTIONS: tuple[type[Exception], ...] = (ConfirmsOverdue, *CONNECTION_ERRORS)
 
 Setup = Callable[[BlockingChannel], None]
+_Delivery = tuple[pika.spec.Basic.Deliver, pika.BasicProperties, bytes]
 Clock = Callable[[], datetime]
 
 
@@ -80,7 +92,7 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def consume(settings: AmqpSettings, queue: str, handler: Handler, *, stop_event: threading.Event,
+def consume(settings: AmqpSettings, queue: str, handler: Handler | BatchHandler, *, stop_event: threading.Event,
             setup: Setup | None = None, dead_letter_exchange: str = DEAD_LETTER_EXCHANGE,
             clock: Clock = _utcnow) -> None:
     """Consume ``queue`` until ``stop_event`` is set. Never raises for broker trouble; it reconnects."""
@@ -139,7 +151,7 @@ def _describe(exc: BaseException) -> str:
 class _Session:
     """One connection's worth of consuming."""
 
-    def __init__(self, settings: AmqpSettings, queue: str, handler: Handler, stop_event: threading.Event,
+    def __init__(self, settings: AmqpSettings, queue: str, handler: Handler | BatchHandler, stop_event: threading.Event,
                  dead_letter_exchange: str, first_seen: FirstSeen, clock: Clock, waker: _StopWaker) -> None:
         self.settings = settings
         self.queue = queue
@@ -152,7 +164,7 @@ class _Session:
         self.consumed = False  # reached the consuming state: the next reconnect starts with a short wait
         self._connection: pika.BlockingConnection | None = None
         self._dead_letters: ConfirmChannel | None = None
-        self._pending: deque[tuple[pika.spec.Basic.Deliver, pika.BasicProperties, bytes]] = deque()
+        self._pending: deque[_Delivery] = deque()
 
     def run(self, setup: Setup | None) -> None:
         self._connection = open_connection(self.settings, attempts=1, stop_event=self.stop_event)
@@ -163,10 +175,13 @@ class _Session:
         channel.basic_qos(prefetch_count=self.settings.prefetch)
         tag = channel.basic_consume(self.queue, self._on_delivery)
         self.consumed = True
+        batch = batch_handler(self.handler)
         while not self.stop_event.is_set():
             if not self._pending:
                 self._connection.process_data_events(time_limit=IDLE_WAIT_S)
-            if self._pending:
+            if self._pending and batch is not None:
+                self._deliver_batch(channel, batch, self._take_batch(batch))
+            elif self._pending:
                 self._deliver(channel, *self._pending.popleft())
             elif tag not in channel.consumer_tags:
                 # Cancelled by the broker (queue deleted, leader moved): reconnect and consume again.
@@ -206,6 +221,46 @@ class _Session:
             channel.basic_reject(tag, requeue=True)
         else:
             self._dead_letter(channel, tag, message, settlement)
+
+    def _take_batch(self, handler: BatchHandler) -> list[_Delivery]:
+        """Up to ``batch_size`` deliveries: what is prefetched already, and what arrives within ``batch_wait_s``
+        of the first (pika's I/O wait returns as soon as a delivery comes in: nothing spins)."""
+        assert self._connection is not None
+        self._connection.process_data_events(time_limit=0)  # read what the broker has sent meanwhile
+        deadline = time.monotonic() + handler.batch_wait_s
+        while (len(self._pending) < handler.batch_size and not self.stop_event.is_set()
+               and (remaining := deadline - time.monotonic()) > 0):
+            self._connection.process_data_events(time_limit=remaining)
+        return [self._pending.popleft() for _ in range(min(handler.batch_size, len(self._pending)))]
+
+    def _deliver_batch(self, channel: BlockingChannel, handler: BatchHandler, deliveries: list[_Delivery]) -> None:
+        """Handle a batch, then settle it: acks first (one ``multiple`` ack when all succeeded), then dead
+        letters, then — after one pause for the whole batch — the requeues."""
+        messages = [inbound_message(self.queue, *delivery) for delivery in deliveries]
+        now = self.clock()
+        for message in messages:
+            self.first_seen.note(message.message_id, now)
+        settlements = [settle(message, outcome, self.settings.delivery_limit,
+                              dead_letter_exchange=self.dead_letter_exchange)
+                       for message, outcome in zip(messages, run_batch_handler(handler, messages), strict=True)]
+        tags = [method.delivery_tag for method, _, _ in deliveries]
+        all_acked = all(s.action is Action.ACK for s in settlements)
+        if all_acked:
+            # Every earlier delivery of this channel is settled already: this acks exactly the batch.
+            channel.basic_ack(tags[-1], multiple=True)
+        for tag, message, settlement in zip(tags, messages, settlements, strict=True):
+            if settlement.action is Action.ACK:
+                if not all_acked:
+                    channel.basic_ack(tag)
+                self.first_seen.forget(message.message_id)
+            elif settlement.action is Action.DEAD_LETTER:
+                self._dead_letter(channel, tag, message, settlement)
+        requeue = [(tag, message) for tag, message, settlement in zip(tags, messages, settlements, strict=True)
+                   if settlement.action is Action.REQUEUE]
+        if requeue:
+            self._pause(max(retry_delay_s(message, self.settings.retry_policy) for _, message in requeue))
+            for tag, _ in requeue:
+                channel.basic_reject(tag, requeue=True)  # reject, not nack: see _deliver
 
     def _pause(self, seconds: float) -> None:
         # Waits while pika keeps running (heartbeats); new deliveries just queue up in _pending.

@@ -6,7 +6,8 @@ deliveries, dead letters carry ``x-hub-reason`` and the other ``x-hub-*`` header
 number of consumers per queue may run in different threads.
 
 What it does not pretend: messages live in this process only (gone on exit), there is no prefetch, and
-a message is requeued at the tail.
+a message is requeued at the tail. A ``BatchHandler`` gets the messages waiting at that moment (up to its
+``batch_size``), without waiting for more.
 """
 
 from __future__ import annotations
@@ -20,8 +21,17 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from adapters.amqp.errors import PublishRefused, PublishUnroutable
-from adapters.amqp.messages import Handler, InboundMessage, OutboundMessage
-from adapters.amqp.settlement import Action, FirstSeen, dead_letter_headers, retry_delay_s, run_handler, settle
+from adapters.amqp.messages import BatchHandler, Handler, InboundMessage, OutboundMessage
+from adapters.amqp.settlement import (
+    Action,
+    FirstSeen,
+    batch_handler,
+    dead_letter_headers,
+    retry_delay_s,
+    run_batch_handler,
+    run_handler,
+    settle,
+)
 from adapters.amqp.topology import ALL_ROUTING_KEYS, DEFAULT_DELIVERY_LIMIT, HUB_TOPOLOGY, Topology, topic_matches
 from adapters.resilience import ResiliencePolicy
 
@@ -106,28 +116,36 @@ class InProcessBus:
             raise PublishUnroutable(f"消息无法路由 (in-process bus: no queue bound for {len(unroutable)} message(s))",
                                     confirmed=tuple(confirmed), failed=dict.fromkeys(unroutable, "unroutable"))
 
-    def consume(self, queue: str, handler: Handler, *, stop_event: threading.Event,
+    def consume(self, queue: str, handler: Handler | BatchHandler, *, stop_event: threading.Event,
                 dead_letter_exchange: str | None = None) -> None:
         """Handle messages of ``queue`` until ``stop_event`` is set, settling them like the AMQP consumer."""
         dlx = dead_letter_exchange or self.topology.dead_letter_exchange
         # An idle consumer blocks until a publish or the stop notifies it: no polling (hub up idles for free).
         threading.Thread(target=self._notify_on, args=(stop_event,), name=f"inprocess-stop-{queue}",
                          daemon=True).start()
+        batch = batch_handler(handler)
         while not stop_event.is_set():
-            stored = self._take(queue, stop_event)
-            if stored is None:
+            taken = self._take(queue, stop_event, batch.batch_size if batch is not None else 1)
+            if not taken:
                 continue
-            message = self._inbound(queue, stored)
-            self._first_seen.note(message.message_id, self._clock())
-            settlement = settle(message, run_handler(handler, message), self.delivery_limit,
-                                dead_letter_exchange=dlx)
-            if settlement.action is Action.ACK:
-                self._first_seen.forget(message.message_id)
-            elif settlement.action is Action.REQUEUE:
-                stop_event.wait(retry_delay_s(message, self.retry_policy))
-                self._put(queue, replace(stored, delivery_count=stored.delivery_count + 1, redelivered=True))
-            else:
-                self._dead_letter(message, settlement.reason or "rejected", dlx)
+            messages = [self._inbound(queue, stored) for stored in taken]
+            for message in messages:
+                self._first_seen.note(message.message_id, self._clock())
+            outcomes = (run_batch_handler(batch, messages) if batch is not None
+                        else [run_handler(handler, messages[0])])
+            requeue: list[tuple[_Stored, InboundMessage]] = []
+            for stored, message, outcome in zip(taken, messages, outcomes, strict=True):
+                settlement = settle(message, outcome, self.delivery_limit, dead_letter_exchange=dlx)
+                if settlement.action is Action.ACK:
+                    self._first_seen.forget(message.message_id)
+                elif settlement.action is Action.REQUEUE:
+                    requeue.append((stored, message))
+                else:
+                    self._dead_letter(message, settlement.reason or "rejected", dlx)
+            if requeue:  # one pause for the batch, as the AMQP consumer does
+                stop_event.wait(max(retry_delay_s(m, self.retry_policy) for _, m in requeue))
+                for stored, _ in requeue:
+                    self._put(queue, replace(stored, delivery_count=stored.delivery_count + 1, redelivered=True))
 
     def messages(self, queue: str) -> list[InboundMessage]:
         """The messages waiting in ``queue`` (not those being handled), oldest first, without consuming."""
@@ -169,11 +187,14 @@ class InProcessBus:
                 self._changed.notify_all()
             return bool(targets)
 
-    def _take(self, queue: str, stop_event: threading.Event) -> _Stored | None:
+    def _take(self, queue: str, stop_event: threading.Event, most: int) -> list[_Stored]:
+        # Up to ``most`` waiting messages; no waiting for more (there is no network to batch against).
         with self._changed:
             items = self._queues[queue]
             self._changed.wait_for(lambda: bool(items) or stop_event.is_set())
-            return items.popleft() if items and not stop_event.is_set() else None
+            if stop_event.is_set():
+                return []
+            return [items.popleft() for _ in range(min(most, len(items)))]
 
     def _notify_on(self, stop_event: threading.Event) -> None:
         stop_event.wait()

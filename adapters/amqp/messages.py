@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 JSON = "application/json"
 PERSISTENT = 2
@@ -130,3 +130,20 @@ Outcome.ACK = Outcome(OutcomeKind.ACK)
 Outcome.RETRY = Outcome(OutcomeKind.RETRY)
 
 Handler = Callable[[InboundMessage], Outcome]
+
+
+@runtime_checkable
+class BatchHandler(Protocol):
+    """A handler that settles several deliveries at once (e.g. one database transaction for all of them).
+
+    The consumer hands it up to ``batch_size`` deliveries: those already prefetched, waiting at most
+    ``batch_wait_s`` for more once the first is there (never while the queue is empty). ``handle_batch``
+    returns one Outcome per message, in order; the consumer settles them only after it returned — an ACK
+    therefore still means "committed". Calling the handler with one message handles a batch of one."""
+
+    batch_size: int
+    batch_wait_s: float
+
+    def __call__(self, message: InboundMessage) -> Outcome: ...
+
+    def handle_batch(self, messages: Sequence[InboundMessage]) -> Sequence[Outcome]: ...

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -30,6 +30,7 @@ from adapters.amqp.messages import (
     ORIGINAL_ROUTING_KEY_HEADER,
     REASON_HEADER,
     SOURCE_HEADER,
+    BatchHandler,
     Handler,
     InboundMessage,
     Outcome,
@@ -93,6 +94,27 @@ def run_handler(handler: Handler, message: InboundMessage) -> Outcome:
                   message.message_id)
         return Outcome.retry(f"handler returned {type(outcome).__name__}, not an Outcome")
     return outcome
+
+
+def run_batch_handler(handler: BatchHandler, messages: Sequence[InboundMessage]) -> list[Outcome]:
+    """``run_handler`` for a batch: an exception, or not one Outcome per message, retries them all (nothing
+    of the batch is taken as done)."""
+    try:
+        outcomes = list(handler.handle_batch(messages))
+    except Exception as exc:
+        log.warning("batch handler raised %s for %d message(s) (first %s)", type(exc).__name__, len(messages),
+                    messages[0].message_id if messages else None)
+        return [Outcome.retry(f"handler raised {type(exc).__name__}")] * len(messages)
+    if len(outcomes) != len(messages) or not all(isinstance(o, Outcome) for o in outcomes):
+        log.error("batch handler returned %d outcome(s) for %d message(s), or not Outcomes", len(outcomes),
+                  len(messages))
+        return [Outcome.retry("handler returned no Outcome for each message")] * len(messages)
+    return outcomes
+
+
+def batch_handler(handler: Handler | BatchHandler) -> BatchHandler | None:
+    """The handler as a BatchHandler, if it is one (a plain callable handles one message at a time)."""
+    return handler if isinstance(handler, BatchHandler) and handler.batch_size > 1 else None
 
 
 class FirstSeen:

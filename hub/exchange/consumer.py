@@ -1,6 +1,7 @@
 """AMQP handlers: inbound partner records, and the dead letters they may become.
 
-A handler returns ACK only after its transaction committed; a message that can never apply is
+A handler returns ACK only after its transaction committed (the inbound one commits a batch of messages at
+once, see ``InboundHandler``); a message that can never apply is
 rejected with its reason (and lands in the dead-letter queue); a passing failure is retried.
 """
 
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,44 +51,94 @@ def authenticated_source(message: InboundMessage, hub_user: str) -> str | None:
 
 @dataclass
 class InboundHandler:
-    """Applies partner records from `hub.inbound.records`.
+    """Applies partner records from `hub.inbound.records`, in batches.
+
+    The consumer hands it up to ``batch_size`` prefetched deliveries (waiting at most ``batch_wait_s`` for
+    more once one is there, so a lone message is not held back). They are applied in one transaction, each
+    in its own SAVEPOINT (``service.ingest_batch``), committed once; only then does the consumer ack them
+    all — still at-least-once, still ack after commit.
 
     A record that can never apply is dead-lettered at once with its reason, field and rule; only transient
-    failures (``TRANSIENT``) are retried, so poison never holds back the records queued behind it."""
+    failures (``TRANSIENT``) are retried, so poison never holds back the records queued behind it.
+    Transient failures: one message's (its savepoint rolled back, e.g. another consumer applying the same
+    message id) retries that message alone, the others commit; the transaction's (the database went away,
+    the commit failed) retries the whole batch — nothing of it was committed. Any other failure of the
+    batch's transaction applies its messages again one per transaction, so one bad message cannot take
+    the others with it."""
 
     factory: sessionmaker[Session]
     clock: Clock
     hub_user: str
     audit_key: str
+    batch_size: int = 50
+    batch_wait_s: float = 0.01
 
     def __call__(self, message: InboundMessage) -> Outcome:
-        source = authenticated_source(message, self.hub_user)
-        if source is None:
-            return Outcome.reject("unauthenticated: the message carries no user_id")
-        try:
-            envelope = json.loads(message.body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            return Outcome.reject(f"bad_json: {exc}"[:300])
+        return self.handle_batch([message])[0]
+
+    def handle_batch(self, messages: Sequence[InboundMessage]) -> list[Outcome]:
+        outcomes: list[Outcome | None] = [None] * len(messages)
+        work: list[tuple[int, Any, str]] = []  # (index, envelope, authenticated source)
+        for index, message in enumerate(messages):
+            decoded = _decode(message, self.hub_user)
+            if isinstance(decoded, Outcome):
+                outcomes[index] = decoded
+            else:
+                work.append((index, *decoded))
+        if work:
+            for index, outcome in zip((i for i, _, _ in work), self._apply(messages, work), strict=True):
+                outcomes[index] = outcome
+        return [o if o is not None else Outcome.retry("not handled") for o in outcomes]
+
+    def _apply(self, messages: Sequence[InboundMessage], work: list[tuple[int, Any, str]]) -> list[Outcome]:
         try:
             with unit_of_work(self.factory) as session:
-                result = service.ingest(session, envelope=envelope, authenticated_source=source,
-                                        now=self.clock.now(), audit_key=self.audit_key)
-        except service.RecordRejected as exc:
-            return Outcome.reject(exc.describe())
+                applied = service.ingest_batch(session, envelopes=[(e, s) for _, e, s in work],
+                                               now=self.clock.now(), audit_key=self.audit_key)
         except TRANSIENT as exc:
-            log.warning("transient failure while applying a record; will retry: %s", type(exc).__name__)
-            return Outcome.retry(f"transient: {type(exc).__name__}")
-        except DBAPIError as exc:
-            # The database refused this message's data (DataError and the like): it will refuse it again.
-            log.error("database refused record %s from %s: %s", message.message_id, source, type(exc).__name__)
-            return Outcome.reject(f"database_refused: {type(exc).__name__}")
+            log.warning("transient failure while applying a batch of %d record(s); will retry: %s", len(work),
+                        type(exc).__name__)
+            return [Outcome.retry(f"transient: {type(exc).__name__}")] * len(work)
         except Exception as exc:
-            # A defect met by this message: retrying cannot help; replay it once the defect is fixed. Only the
-            # class is given: the text may quote personal data from the body.
-            log.exception("internal error applying record %s from %s", message.message_id, source)
-            return Outcome.reject(f"internal_error: {type(exc).__name__}")
-        log.info("record %s from %s: %s", message.message_id, source, result.outcome)
+            if len(work) == 1:
+                index, _, source = work[0]
+                return [_outcome(messages[index], source, service.Applied(error=exc))]
+            log.exception("a batch of %d record(s) failed as a whole; applying them one by one", len(work))
+            return [self._apply(messages, [one])[0] for one in work]
+        return [_outcome(messages[index], source, done)
+                for (index, _, source), done in zip(work, applied, strict=True)]
+
+
+def _decode(message: InboundMessage, hub_user: str) -> tuple[Any, str] | Outcome:
+    """The envelope and its authenticated sender, or the rejection of a message that has neither."""
+    source = authenticated_source(message, hub_user)
+    if source is None:
+        return Outcome.reject("unauthenticated: the message carries no user_id")
+    try:
+        return json.loads(message.body), source
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return Outcome.reject(f"bad_json: {exc}"[:300])
+
+
+def _outcome(message: InboundMessage, source: str, applied: service.Applied) -> Outcome:
+    if applied.result is not None:
+        log.info("record %s from %s: %s", message.message_id, source, applied.result.outcome)
         return Outcome.ACK
+    if applied.rejected is not None:
+        return Outcome.reject(applied.rejected.describe())
+    exc = applied.error
+    if isinstance(exc, TRANSIENT):
+        log.warning("transient failure while applying record %s; will retry: %s", message.message_id,
+                    type(exc).__name__)
+        return Outcome.retry(f"transient: {type(exc).__name__}")
+    if isinstance(exc, DBAPIError):
+        # The database refused this message's data (DataError and the like): it will refuse it again.
+        log.error("database refused record %s from %s: %s", message.message_id, source, type(exc).__name__)
+        return Outcome.reject(f"database_refused: {type(exc).__name__}")
+    # A defect met by this message: retrying cannot help; replay it once the defect is fixed. Only the class
+    # is given: the text may quote personal data from the body.
+    log.error("internal error applying record %s from %s", message.message_id, source, exc_info=exc)
+    return Outcome.reject(f"internal_error: {type(exc).__name__}")
 
 
 @dataclass

@@ -5,7 +5,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from hub.deps import NowDep, SessionDep, SettingsDep
 from hub.errors import Conflict, Unauthorized
@@ -35,12 +34,15 @@ def push_records(
     """For partners without AMQP: a batch of case records/events, with a result for each record.
 
     A record that can never apply is answered ``rejected`` with its ``field`` and ``rule`` and leaves
-    nothing behind (every check runs before the record's first write); the others are applied and the
-    batch commits once, as a whole. The sender is the partner of the credentials, never the envelope.
+    nothing behind (each record is applied in its own savepoint, ``service.ingest_batch``, with the batch's
+    look-ups made once); the others are applied and the batch commits once, as a whole. The sender is
+    the partner of the credentials, never the envelope.
     """
     try:
-        results = [_apply_one(session, partner.code, index, envelope, now, settings.audit_key)
-                   for index, envelope in enumerate(batch.records)]
+        applied = service.ingest_batch(session, envelopes=[(envelope, partner.code) for envelope in batch.records],
+                                       now=now, audit_key=settings.audit_key)
+        results = [_result(index, envelope, done) for index, (envelope, done)
+                   in enumerate(zip(batch.records, applied, strict=True))]
         # Flushed here, where a duplicate is still a 409; the request dependency commits the batch.
         session.flush()
     except IntegrityError as exc:
@@ -53,16 +55,16 @@ def push_records(
     return BatchResult(accepted=len(results) - rejected, rejected=rejected, results=results)
 
 
-def _apply_one(
-    session: Session, source: str, index: int, envelope: Any, now: Any, audit_key: str
-) -> RecordResult:
+def _result(index: int, envelope: Any, applied: service.Applied) -> RecordResult:
     message_id = envelope.get("message_id") if isinstance(envelope, dict) else None
     message_id = message_id if isinstance(message_id, str) else None
-    try:
-        outcome = service.ingest(session, envelope=envelope, authenticated_source=source, now=now,
-                                 audit_key=audit_key)
-    except service.RecordRejected as exc:
+    if applied.error is not None:
+        raise applied.error  # IntegrityError: answered 409 above; anything else stays a server error
+    if applied.rejected is not None:
+        exc = applied.rejected
         return RecordResult(index=index, message_id=message_id, status="rejected", reason=exc.reason,
                             field=exc.field, rule=exc.rule, detail=exc.detail)
+    outcome = applied.result
+    assert outcome is not None
     return RecordResult(index=index, message_id=message_id, status=outcome.outcome,  # type: ignore[arg-type]
                         tracking_no=outcome.tracking_no, detail=outcome.detail)

@@ -7,12 +7,14 @@ redelivered, repeated or older message changes nothing.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import delete, select, text
-from sqlalchemy.orm import Session
+from sqlalchemy import ARRAY, String, bindparam, delete, select, text, tuple_
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session, defer, joinedload
 
 from hub.audit.service import case_row
 from hub.calendar.service import load_calendar
@@ -22,6 +24,7 @@ from hub.cases.service import case_event_payload
 from hub.catalog import service as catalog
 from hub.catalog.models import Item
 from hub.clock import business_date
+from hub.db import begin_for_savepoints
 from hub.deliveries import service as deliveries
 from hub.exchange import checks
 from hub.exchange.checks import RecordRejected
@@ -59,13 +62,163 @@ def ingest(
 ) -> IngestResult:
     """Check and apply one envelope; raises RecordRejected for anything that can never apply.
 
-    Every check runs before the first write, so a rejected message leaves nothing behind — which lets a
-    REST batch reject one record and apply the others without savepoints (SQLite's driver commits on
-    RELEASE SAVEPOINT)."""
+    Every check runs before the first write, so a rejected message leaves nothing behind."""
     checked = check(session, envelope=envelope, authenticated_source=authenticated_source)
-    if session.get(InboxMessage, (checked.partner.code, checked.message_id)) is not None:
+    if _already_applied(session, checked.partner.code, checked.message_id):
         return IngestResult("duplicate", detail="message_id already applied")
     return _apply(session, checked, now, audit_key)
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What became of one envelope of a batch: a result, a rejection, or another failure (``error``: its
+    savepoint was rolled back, the rest of the batch stands)."""
+
+    result: IngestResult | None = None
+    rejected: RecordRejected | None = None
+    error: Exception | None = None
+
+
+def ingest_batch(
+    session: Session, *, envelopes: Sequence[tuple[Any, str]], now: datetime, audit_key: str
+) -> list[Applied]:
+    """Apply ``(envelope, authenticated source)`` pairs in one transaction, each in its own SAVEPOINT.
+
+    The look-ups every message needs are made once for the batch: partners, the inbox rows of its message
+    ids, its items (without their guide and form blobs) and its partner cases. On PostgreSQL the advisory
+    locks of all its partner cases are taken first, in one statement and in a fixed order, so two workers
+    whose batches share cases wait for each other instead of deadlocking.
+
+    A message that fails is rolled back to its savepoint and reported; the others stand. If rolling back a
+    savepoint fails (the connection is gone), that exception propagates: the caller rolls back the whole
+    transaction. The caller commits."""
+    begin_for_savepoints(session)
+    cache = _BatchCache()
+    session.info[_CACHE_KEY] = cache
+    try:
+        _prefetch(session, cache, envelopes)
+        outcomes = []
+        for envelope, source in envelopes:
+            try:
+                with session.begin_nested():  # released on success, rolled back on any exception
+                    result = ingest(session, envelope=envelope, authenticated_source=source, now=now,
+                                    audit_key=audit_key)
+            except Exception as exc:
+                if not _transaction_usable(session):
+                    raise  # the savepoint's rollback failed, or the connection is gone: the batch fails
+                cache.forget_rolled_back(session)
+                if isinstance(exc, RecordRejected):
+                    outcomes.append(Applied(rejected=exc))
+                else:
+                    outcomes.append(Applied(error=exc))
+                continue
+            cache.applied(_inbox_key(envelope, source))
+            outcomes.append(Applied(result=result))
+        return outcomes
+    finally:
+        session.info.pop(_CACHE_KEY, None)
+
+
+def _transaction_usable(session: Session) -> bool:
+    transaction = session.get_transaction()
+    if transaction is None or not transaction.is_active or session.in_nested_transaction():
+        return False
+    connection = session.connection()
+    return not connection.invalidated and not connection.closed
+
+
+# --- what a batch looks up once -------------------------------------------------------------------
+
+_CACHE_KEY = "hub.exchange.batch"
+# A case look-up needs the item's code, region and flags, never its guide and form (kilobytes of JSON each).
+_ITEM_BLOBS = (defer(Item.guide), defer(Item.form_schema), defer(Item.search_text))
+_CASE_OPTIONS = (joinedload(Case.item).options(*_ITEM_BLOBS),)
+
+
+@dataclass
+class _BatchCache:
+    """Look-ups made once per batch (``session.info``): what a message of the batch would otherwise query."""
+
+    inbox: set[tuple[str, uuid.UUID]] | None = None  # applied (partner, message id) pairs; None: not fetched
+    cases: dict[tuple[str, str], Case | None] = field(default_factory=dict)  # absent key: not fetched
+    locked: set[str] = field(default_factory=set)
+    # Partner cases -> whether held events may wait for them; absent: not fetched. Most have none, and then
+    # a message needs neither the flush nor the SELECT that looking for them costs.
+    held: dict[tuple[str, str], bool] = field(default_factory=dict)
+
+    def applied(self, key: tuple[str, uuid.UUID] | None) -> None:
+        if key is not None and self.inbox is not None:
+            self.inbox.add(key)
+
+    def forget_rolled_back(self, session: Session) -> None:
+        # A case created in a rolled-back savepoint is gone: look it up again next time.
+        self.cases = {k: c for k, c in self.cases.items() if c is None or c in session}
+
+
+def _batch_cache(session: Session) -> _BatchCache | None:
+    return session.info.get(_CACHE_KEY)
+
+
+def _inbox_key(envelope: Any, source: str) -> tuple[str, uuid.UUID] | None:
+    if not isinstance(envelope, dict) or not isinstance(envelope.get("message_id"), str):
+        return None
+    try:
+        return source, uuid.UUID(envelope["message_id"])
+    except ValueError:
+        return None
+
+
+def _texts(values: Iterable[Any]) -> list[str]:
+    # Only what could be a key: a message's garbage must not fail the batch's look-up.
+    return sorted({v for v in values if isinstance(v, str) and 0 < len(v) <= 64 and "\x00" not in v})
+
+
+def _prefetch(session: Session, cache: _BatchCache, envelopes: Sequence[tuple[Any, str]]) -> None:
+    """One query per kind for the whole batch (partners and items come from the process's reference cache,
+    hub/refcache.py); in a savepoint of its own, so that if one fails (it should
+    not) the batch goes on with per-message look-ups."""
+    payloads = [(e.get("payload"), s) for e, s in envelopes if isinstance(e, dict)]
+    payloads = [(p, s) for p, s in payloads if isinstance(p, dict)]
+    sources = _texts(s for _, s in envelopes)
+    inbox_keys = [k for k in (_inbox_key(e, s) for e, s in envelopes) if k is not None]
+    case_keys = sorted({(s, x) for s, x in ((s, p.get("external_id")) for p, s in payloads)
+                        if x in _texts([x]) and s in sources})
+    try:
+        with session.begin_nested():
+            if inbox_keys:
+                cache.inbox = {(p, m) for p, m in session.execute(
+                    select(InboxMessage.partner_code, InboxMessage.message_id)
+                    .where(tuple_(InboxMessage.partner_code, InboxMessage.message_id).in_(inbox_keys)))}
+            _lock_cases(session, cache, case_keys)  # before reading the cases: then no other worker changes them
+            if case_keys:
+                found = {(c.origin_partner, c.external_id): c for c in session.scalars(
+                    select(Case).where(tuple_(Case.origin_partner, Case.external_id).in_(case_keys))
+                    .options(*_CASE_OPTIONS))}
+                cache.cases = {k: found.get(k) for k in case_keys}
+                waiting = {(p, x) for p, x in session.execute(
+                    select(PendingEvent.partner_code, PendingEvent.external_id).distinct()
+                    .where(tuple_(PendingEvent.partner_code, PendingEvent.external_id).in_(case_keys)))}
+                cache.held = {k: k in waiting for k in case_keys}
+    except DBAPIError:
+        cache.inbox, cache.cases, cache.locked, cache.held = None, {}, set(), {}
+
+
+def _lock_cases(session: Session, cache: _BatchCache, case_keys: Sequence[tuple[str, str]]) -> None:
+    if session.get_bind().dialect.name != "postgresql" or not case_keys:
+        return
+    keys = sorted(_lock_key(partner, external_id) for partner, external_id in case_keys)
+    # In the keys' order (WITH ORDINALITY … ORDER BY): every worker takes overlapping locks in the same order.
+    session.execute(text(
+        "SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) FROM unnest(:keys) WITH ORDINALITY AS t(k, n) "
+        "ORDER BY n").bindparams(bindparam("keys", type_=ARRAY(String()))), {"keys": keys})
+    cache.locked.update(keys)
+
+
+def _already_applied(session: Session, partner_code: str, message_id: uuid.UUID) -> bool:
+    cache = _batch_cache(session)
+    if cache is not None and cache.inbox is not None:
+        return (partner_code, message_id) in cache.inbox
+    return session.get(InboxMessage, (partner_code, message_id)) is not None
 
 
 def check(session: Session, *, envelope: Any, authenticated_source: str) -> CheckedMessage:
@@ -93,6 +246,7 @@ def _apply(session: Session, checked: CheckedMessage, now: datetime, key: str) -
     _serialise_case(session, partner, payload["external_id"])
     if checked.item is not None:
         result = _apply_record(session, partner, checked.item, payload, now, key)
+        _forget_if_absent(session, partner.code, payload["external_id"])  # it may have created the case
     else:
         result = _apply_event(session, partner, payload, now, key)
     case = _partner_case(session, partner, payload["external_id"])
@@ -154,15 +308,40 @@ def _serialise_case(session: Session, partner: Partner, external_id: str) -> Non
     Without it two workers race: an event that finds its predecessor not yet committed is held, while the
     message applying that predecessor has already looked for held events — and the held one waits forever.
     SQLite runs one writer at a time anyway."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
-                        {"key": f"partner-case:{partner.code}:{external_id}"})
+    key = _lock_key(partner.code, external_id)
+    cache = _batch_cache(session)
+    if session.get_bind().dialect.name == "postgresql" and (cache is None or key not in cache.locked):
+        session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key})
+
+
+def _lock_key(partner_code: str, external_id: str) -> str:
+    return f"partner-case:{partner_code}:{external_id}"
 
 
 def _partner_case(session: Session, partner: Partner, external_id: str) -> Case | None:
-    return session.scalar(
+    cache = _batch_cache(session)
+    if cache is not None and (partner.code, external_id) in cache.cases:
+        return cache.cases[(partner.code, external_id)]
+    case = session.scalar(
         select(Case).where(Case.origin_partner == partner.code, Case.external_id == external_id)
+        .options(*_CASE_OPTIONS)
     )
+    if cache is not None:
+        cache.cases[(partner.code, external_id)] = case
+    return case
+
+
+def _forget_if_absent(session: Session, partner_code: str, external_id: str) -> None:
+    # However a record created its case, the batch must not go on believing there is none.
+    cache = _batch_cache(session)
+    if cache is not None and cache.cases.get((partner_code, external_id), False) is None:
+        del cache.cases[(partner_code, external_id)]
+
+
+def _remember_case(session: Session, case: Case) -> None:
+    cache = _batch_cache(session)
+    if cache is not None and case.origin_partner and case.external_id:
+        cache.cases[(case.origin_partner, case.external_id)] = case
 
 
 # --- case records ---------------------------------------------------------------------------
@@ -182,6 +361,7 @@ def _apply_record(
     with session.no_autoflush:
         if case is None:
             case, head = _new_partner_case(session, partner, item, record, now, key)
+            _remember_case(session, case)
         elif case.event_count:
             sealed = case_row(case, key=key)
         for step in steps:
@@ -305,10 +485,16 @@ def _hold(session: Session, partner: Partner, external_id: str, step: dict[str, 
     if exists is None:
         session.add(PendingEvent(partner_code=partner.code, external_id=external_id, seq=step["seq"],
                                  step=step, received_at=now))
+    cache = _batch_cache(session)
+    if cache is not None:
+        cache.held[(partner.code, external_id)] = True
 
 
 def _drain_pending(session: Session, case: Case, partner: Partner, key: str) -> None:
     """Apply held steps that now follow on, and drop the ones a full record already covered."""
+    cache = _batch_cache(session)
+    if cache is not None and cache.held.get((partner.code, str(case.external_id))) is False:
+        return  # the batch looked: nothing is held for this case
     session.flush()
     pending = session.scalars(select(PendingEvent).where(
         PendingEvent.partner_code == partner.code, PendingEvent.external_id == case.external_id,

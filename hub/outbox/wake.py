@@ -93,11 +93,14 @@ def _after_rollback(conn: Connection) -> None:
 
 
 def _after_session_rollback(session: Session) -> None:
-    session.info.pop(_WRITTEN_KEY, None)
+    # A savepoint's rollback (the events fire for those too) leaves the rows of the rest of the transaction.
+    if not session.in_nested_transaction():
+        session.info.pop(_WRITTEN_KEY, None)
 
 
 def _after_session_commit(session: Session) -> None:
-    if session.info.pop(_WRITTEN_KEY, False):
+    # A released savepoint is not a commit: wake only when the transaction itself commits.
+    if not session.in_nested_transaction() and session.info.pop(_WRITTEN_KEY, False):
         notify()
 
 

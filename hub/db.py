@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from sqlalchemy import JSON, DateTime, MetaData, create_engine, event
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.orm import DeclarativeBase, Session, configure_mappers, sessionmaker
+from sqlalchemy.sql.dml import Insert, Update, UpdateBase
 from sqlalchemy.types import TypeDecorator
 
 NAMING_CONVENTION = {
@@ -153,42 +154,115 @@ def separate_unit_of_work(
         session.close()
 
 
-# Whether a session's transaction wrote anything, so that its end needs a COMMIT: seen at the engine, so
-# ORM flushes, Core statements and session.connection().execute(...) all count. Any statement other than a
-# SELECT counts (a SAVEPOINT included: erring towards a needless COMMIT, never towards a lost write). Writes
-# through the DBAPI connection itself (driver_connection.cursor()) are not seen: mark them with
-# ``mark_written``.
-_OWNER_KEY = "hub.uow.session"
-_WROTE_KEY = "hub.uow.wrote"
+# --- what a transaction wrote -----------------------------------------------------------------------
+# One watcher at the engine sees every statement — ORM flushes, Core, session.connection().execute(...) —
+# and notes what the transaction wrote, on the Session that runs the connection and on the connection itself.
+# Three things react, each from its own module: the request's unit of work commits only when something was
+# written (``wrote``), the outbox relay wakes (hub/outbox/wake.py), the reference-data caches forget
+# (hub/refcache.py). Any statement other than a SELECT counts (a SAVEPOINT included: erring towards a needless
+# COMMIT, never towards a lost write); one the engine cannot name (text SQL) counts as ``UNKNOWN``. Writes
+# through the DBAPI connection itself are not seen: ``mark_written``. A savepoint is not a transaction here:
+# releasing one commits nothing, rolling one back forgets nothing (erring towards a needless wake-up).
+
+Write = tuple[str, str]  # (verb, table): ("insert", "outbox"), ("update", "items"), …
+UNKNOWN: Write = ("?", "?")
+# Execution option: the tables whose change the statement announces itself (an INSERT that calls pg_notify),
+# so that no hook announces them again before the commit.
+ANNOUNCED = "hub_announced"
+BeforeCommit = Callable[[Connection, frozenset[Write]], None]
+AfterCommit = Callable[[Session, frozenset[Write]], None]
+
+_before_commit: list[BeforeCommit] = []
+_after_commit: list[AfterCommit] = []
+_OWNER_KEY = "hub.db.session"  # conn.info: the Session whose transaction the connection runs
+_SESSION_WRITES = "hub.db.writes"  # session.info: what its open transaction wrote
+_CONNECTION_WRITES = "hub.db.unannounced"  # conn.info: the same, less what statements announced themselves
+
+
+def on_commit(*, before: BeforeCommit | None = None, after: AfterCommit | None = None) -> None:
+    """React to committed writes: ``before(connection, writes)`` just before the DBAPI COMMIT, on the committing
+    connection (a NOTIFY sent there is delivered with the commit, and only if it succeeds); ``after(session,
+    writes)`` once a Session's transaction has committed. Each is called only when something was written."""
+    if before is not None and before not in _before_commit:
+        _before_commit.append(before)
+    if after is not None and after not in _after_commit:
+        _after_commit.append(after)
+
+
+def writes_of(session: Session) -> frozenset[Write]:
+    """What the session's open transaction has written (flushed) so far."""
+    return frozenset(session.info.get(_SESSION_WRITES, ()))
 
 
 def wrote(session: Session) -> bool:
     """Whether the session's open transaction has written, or holds changes not flushed yet."""
     if not session.in_transaction():
         return False
-    return bool(session.info.get(_WROTE_KEY) or session.new or session.dirty or session.deleted)
+    return bool(session.info.get(_SESSION_WRITES) or session.new or session.dirty or session.deleted)
 
 
-def mark_written(session: Session) -> None:
-    session.info[_WROTE_KEY] = True
+def mark_written(session: Session, *writes: Write) -> None:
+    """For writes the engine cannot see or name (raw DBAPI cursors, text SQL): count them as the session's."""
+    _note(session.connection(), session, writes or (UNKNOWN,), announced=())
 
 
-def _transaction_began(session: Session, _transaction: Any, connection: Any) -> None:
-    session.info.pop(_WROTE_KEY, None)  # a new transaction: nothing written in it yet
-    connection.info[_OWNER_KEY] = weakref.ref(session)
+def _note(conn: Any, session: Session | None, writes: Iterable[Write], announced: Iterable[str]) -> None:
+    conn.info.setdefault(_CONNECTION_WRITES, set()).update(w for w in writes if w[1] not in announced)
+    if session is not None:
+        session.info.setdefault(_SESSION_WRITES, set()).update(writes)
 
 
-def _statement_sent(conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+def _statement_sent(conn: Any, _cursor: Any, statement: str, _parameters: Any, context: Any, *_: Any) -> None:
     if statement.lstrip()[:6].upper() == "SELECT":
         return
     owner = conn.info.get(_OWNER_KEY)
-    session = owner() if owner is not None else None
-    if session is not None:
-        session.info[_WROTE_KEY] = True
+    announced = context.execution_options.get(ANNOUNCED, ()) if context is not None else ()
+    _note(conn, owner() if owner is not None else None, (_write_of(context),), announced)
+
+
+def _write_of(context: Any) -> Write:
+    dml = getattr(getattr(context, "compiled", None), "statement", None)
+    table = getattr(getattr(dml, "table", None), "name", None)
+    if table is None or not isinstance(dml, UpdateBase):
+        return UNKNOWN
+    verb = "insert" if isinstance(dml, Insert) else "update" if isinstance(dml, Update) else "delete"
+    return verb, table
 
 
 def _connection_began(conn: Any) -> None:
     conn.info.pop(_OWNER_KEY, None)  # a session claims it again in its after_begin, right after this
+    conn.info.pop(_CONNECTION_WRITES, None)
+
+
+def _connection_committing(conn: Any) -> None:
+    writes = conn.info.pop(_CONNECTION_WRITES, None)
+    if writes:
+        for hook in _before_commit:
+            hook(conn, frozenset(writes))
+
+
+def _connection_rolled_back(conn: Any) -> None:
+    conn.info.pop(_CONNECTION_WRITES, None)
+
+
+def _transaction_began(session: Session, transaction: Any, connection: Any) -> None:
+    if not transaction.nested:
+        session.info.pop(_SESSION_WRITES, None)  # a new transaction: nothing written in it yet
+    connection.info[_OWNER_KEY] = weakref.ref(session)
+
+
+def _session_committed(session: Session) -> None:
+    if session.in_nested_transaction():
+        return  # a released savepoint: the transaction goes on
+    writes = session.info.pop(_SESSION_WRITES, None)
+    if writes:
+        for hook in _after_commit:
+            hook(session, frozenset(writes))
+
+
+def _session_rolled_back(session: Session) -> None:
+    if not session.in_nested_transaction():
+        session.info.pop(_SESSION_WRITES, None)
 
 
 def _install_write_tracking() -> None:
@@ -196,7 +270,11 @@ def _install_write_tracking() -> None:
         return
     event.listen(Engine, "begin", _connection_began)
     event.listen(Engine, "before_cursor_execute", _statement_sent)
+    event.listen(Engine, "commit", _connection_committing)
+    event.listen(Engine, "rollback", _connection_rolled_back)
     event.listen(Session, "after_begin", _transaction_began)
+    event.listen(Session, "after_commit", _session_committed)
+    event.listen(Session, "after_rollback", _session_rolled_back)
 
 
 _install_write_tracking()

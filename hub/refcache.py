@@ -7,10 +7,9 @@ data; a change bumps the kind's generation and the next look-up reads the databa
 
 How a process learns of a change:
 
-* **Its own commits.** A write to a reference table is seen at the engine (``after_execute``: ORM flushes
-  and Core statements alike — not raw ``text()`` SQL, whose writers call ``changed()``), marked on the
-  Session that runs the connection, and the kinds are invalidated by the Session's ``after_commit``. A
-  rolled-back write invalidates nothing.
+* **Its own commits.** A write to a reference table is seen at the engine (hub/db.py watches every write:
+  ORM flushes and Core statements alike — not raw ``text()`` SQL, whose writers call ``changed()``), and
+  its kinds are invalidated once the Session's transaction commits. A rolled-back write invalidates nothing.
 * **Other processes, on PostgreSQL.** The committing connection sends ``NOTIFY hub_reference, '<kind>'``
   just before its COMMIT (so it is delivered only if the change is), and every process's one LISTEN thread
   (hub/listen.py, shared with the outbox relay) bumps the kind. After the listener (re)connects, every kind
@@ -43,8 +42,8 @@ from typing import Any, TypeVar
 from sqlalchemy import event, inspect
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.dml import UpdateBase
 
+from hub.db import Write, mark_written, on_commit, writes_of
 from hub.listen import Subscription, listener_for
 
 CHANNEL = "hub_reference"
@@ -58,11 +57,10 @@ TABLE_KINDS: dict[str, tuple[str, ...]] = {
     "partners": (PARTNERS,),
     "calendar_overrides": (CALENDAR,),
 }
+# The table that stands for a kind when a writer the engine cannot see says it changed (``changed``).
+KIND_TABLES = {ITEMS: "items", CALENDAR: "calendar_overrides", PARTNERS: "partners", REGIONS: "regions"}
 DEFAULT_TTL_S = 5.0
 
-_CONN_KINDS = "hub.refcache.notify"
-_SESSION_KINDS = "hub.refcache.written"
-_OWNER = "hub.refcache.session"
 T = TypeVar("T")
 
 _ttl_s = DEFAULT_TTL_S
@@ -181,8 +179,7 @@ def lookup(session: Session, kind: str, key: Hashable, load: Callable[[], T]) ->
 
 def writes_pending(session: Session, kind: str) -> bool:
     """Whether the session's open transaction wrote data of this kind (flushed)."""
-    written = session.info.get(_SESSION_KINDS)
-    return written is not None and kind in written
+    return kind in _kinds(writes_of(session))
 
 
 def invalidate(engine: Engine, kinds: Iterable[str]) -> None:
@@ -201,7 +198,7 @@ def changed(session: Session, *kinds: str) -> None:
     unknown = set(kinds) - set(KINDS)
     if unknown:
         raise ValueError(f"unknown reference kinds {sorted(unknown)}")
-    _mark(session.connection(), session, kinds)
+    mark_written(session, *(("update", KIND_TABLES[kind]) for kind in kinds))
 
 
 # --- snapshots: ORM rows cached as plain values, attached to a session without a query --------------
@@ -269,31 +266,16 @@ def _build(session: Session, snap: Snapshot) -> Any:
     return instance
 
 
-# --- the hooks that see writes ---------------------------------------------------------------------
+# --- reacting to writes (hub/db.py watches them) ----------------------------------------------------
 
 
-def _mark(conn: Connection, session: Session | None, kinds: Iterable[str]) -> None:
-    conn.info.setdefault(_CONN_KINDS, set()).update(kinds)
-    if session is not None:
-        session.info.setdefault(_SESSION_KINDS, set()).update(kinds)
+def _kinds(writes: Iterable[Write]) -> set[str]:
+    return {kind for _verb, table in writes for kind in TABLE_KINDS.get(table, ())}
 
 
-def _after_begin(session: Session, _transaction: Any, conn: Connection) -> None:
-    conn.info[_OWNER] = weakref.ref(session)  # whose transaction this connection now runs
-
-
-def _after_execute(conn: Connection, statement: Any, *_: Any) -> None:
-    if not isinstance(statement, UpdateBase):
-        return
-    kinds = TABLE_KINDS.get(getattr(statement.table, "name", None) or "")
-    if kinds:
-        owner = conn.info.get(_OWNER)
-        _mark(conn, owner() if owner is not None else None, kinds)
-
-
-def _before_commit(conn: Connection) -> None:
-    # Fired just before the DBAPI commit: the NOTIFY joins the transaction and is delivered with it.
-    kinds = conn.info.pop(_CONN_KINDS, None)
+def _announce_to_other_processes(conn: Connection, writes: frozenset[Write]) -> None:
+    # Just before the DBAPI commit, on the committing connection: delivered with the commit, and only if it is.
+    kinds = _kinds(writes)
     if kinds and conn.dialect.name == "postgresql":
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
@@ -303,30 +285,15 @@ def _before_commit(conn: Connection) -> None:
             cursor.close()
 
 
-def _after_rollback(conn: Connection) -> None:
-    conn.info.pop(_CONN_KINDS, None)
-
-
-def _after_session_commit(session: Session) -> None:
-    kinds = session.info.pop(_SESSION_KINDS, None)
+def _forget_in_this_process(session: Session, writes: frozenset[Write]) -> None:
+    kinds = _kinds(writes)
     if kinds:
         invalidate(_engine_of(session), kinds)
 
 
-def _after_session_rollback(session: Session) -> None:
-    session.info.pop(_SESSION_KINDS, None)
-
-
 def install() -> None:
-    """Register the hooks once per process (every engine, every session)."""
-    if event.contains(Engine, "after_execute", _after_execute):
-        return
-    event.listen(Engine, "after_execute", _after_execute)
-    event.listen(Engine, "commit", _before_commit)
-    event.listen(Engine, "rollback", _after_rollback)
-    event.listen(Session, "after_begin", _after_begin)
-    event.listen(Session, "after_commit", _after_session_commit)
-    event.listen(Session, "after_rollback", _after_session_rollback)
+    """React to committed writes of reference tables, once per process."""
+    on_commit(before=_announce_to_other_processes, after=_forget_in_this_process)
 
 
 install()

@@ -284,7 +284,7 @@ def _insert_at_once(
     row = connection.execute(_statement(), {
         "case": _json(case), "event": _json(event), "checks": [_json(values) for values in checks],
         "messages": [_json(values) for values in messages],
-    }, execution_options={wake.NOTIFIED: True}).first()
+    }, execution_options=wake.NOTIFIED).first()
     assert row is not None
     ids = row.checks or {}
     return int(row.case_id), [int(ids[values["check_key"]]) for values in checks]

@@ -1,9 +1,9 @@
 """Wakes the outbox relay when outbox rows are committed, so an idle relay sleeps instead of polling.
 
-* Same process (`hub up`, tests): an INSERT into the outbox marks the Session whose connection ran it; the
-  Session's ``after_commit`` then sets every subscribed relay's event. Seen at the engine, so ORM adds and
-  Core inserts alike count, whichever thread commits (a request's dependency may commit in another thread
-  than the endpoint ran in).
+* Same process (`hub up`, tests): once a Session's transaction that inserted outbox rows has committed,
+  every subscribed relay's event is set. hub/db.py sees the writes at the engine, so ORM adds and Core
+  inserts alike count, whichever thread commits (a request's dependency may commit in another thread than
+  the endpoint ran in); a released savepoint is not a commit.
 * Other processes on PostgreSQL: ``NOTIFY hub_outbox`` is sent inside the committing transaction (just before
   the COMMIT, on the same connection, so it is delivered only if the rows are; or by the INSERT itself,
   execution option ``NOTIFIED``), and a relay's ``PgListener`` subscription to the process's one LISTEN
@@ -16,24 +16,19 @@ from __future__ import annotations
 
 import logging
 import threading
-import weakref
-from typing import Any
 
-from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.dml import Insert
 
+from hub.db import ANNOUNCED, Write, on_commit
 from hub.listen import Listener, Subscription, listener_for
 
 CHANNEL = "hub_outbox"
 TABLE = "outbox"
-_NOTIFY_KEY = "hub.outbox.notify"
-_SESSION_KEY = "hub.outbox.session"
-_WRITTEN_KEY = "hub.outbox.written"
-# Execution option of an outbox INSERT that calls pg_notify(CHANNEL) itself (the submission's statement,
+INSERTED: Write = ("insert", TABLE)
+# Execution options of an outbox INSERT that calls pg_notify(CHANNEL) itself (the submission's statement,
 # hub/cases/writes.py): no separate NOTIFY round trip before its commit.
-NOTIFIED = "hub_outbox_notified"
+NOTIFIED = {ANNOUNCED: (TABLE,)}
 log = logging.getLogger("hub.outbox.wake")
 
 _subscribers: set[threading.Event] = set()
@@ -59,28 +54,9 @@ def notify() -> None:
             wake.set()
 
 
-def _writes_outbox(statement: Any) -> bool:
-    return isinstance(statement, Insert) and getattr(statement.table, "name", None) == TABLE
-
-
-def _after_begin(session: Session, _transaction: Any, conn: Connection) -> None:
-    conn.info[_SESSION_KEY] = weakref.ref(session)  # whose transaction this connection now runs
-
-
-def _after_execute(conn: Connection, statement: Any, _multiparams: Any, _params: Any,
-                   execution_options: Any, _result: Any) -> None:
-    if _writes_outbox(statement):
-        owner = conn.info.get(_SESSION_KEY)
-        session = owner() if owner is not None else None
-        if session is not None:
-            session.info[_WRITTEN_KEY] = True
-        if conn.dialect.name == "postgresql" and not execution_options.get(NOTIFIED):
-            conn.info[_NOTIFY_KEY] = True
-
-
-def _before_commit(conn: Connection) -> None:
-    # Fired just before the DBAPI commit: the NOTIFY joins the transaction and is delivered with it.
-    if conn.info.pop(_NOTIFY_KEY, False):
+def _announce_to_other_processes(conn: Connection, writes: frozenset[Write]) -> None:
+    # Just before the DBAPI commit, on the committing connection: delivered with the commit, and only if it is.
+    if INSERTED in writes and conn.dialect.name == "postgresql":
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
             cursor.execute(f"NOTIFY {CHANNEL}")
@@ -88,32 +64,14 @@ def _before_commit(conn: Connection) -> None:
             cursor.close()
 
 
-def _after_rollback(conn: Connection) -> None:
-    conn.info.pop(_NOTIFY_KEY, None)
-
-
-def _after_session_rollback(session: Session) -> None:
-    # A savepoint's rollback (the events fire for those too) leaves the rows of the rest of the transaction.
-    if not session.in_nested_transaction():
-        session.info.pop(_WRITTEN_KEY, None)
-
-
-def _after_session_commit(session: Session) -> None:
-    # A released savepoint is not a commit: wake only when the transaction itself commits.
-    if not session.in_nested_transaction() and session.info.pop(_WRITTEN_KEY, False):
+def _wake_this_process(_session: Session, writes: frozenset[Write]) -> None:
+    if INSERTED in writes:
         notify()
 
 
 def install() -> None:
-    """Register the hooks once per process (every engine, every session)."""
-    if event.contains(Engine, "after_execute", _after_execute):
-        return
-    event.listen(Engine, "after_execute", _after_execute)
-    event.listen(Engine, "commit", _before_commit)
-    event.listen(Engine, "rollback", _after_rollback)
-    event.listen(Session, "after_begin", _after_begin)
-    event.listen(Session, "after_commit", _after_session_commit)
-    event.listen(Session, "after_rollback", _after_session_rollback)
+    """React to committed outbox inserts (hub/db.py watches the writes), once per process."""
+    on_commit(before=_announce_to_other_processes, after=_wake_this_process)
 
 
 class PgListener:

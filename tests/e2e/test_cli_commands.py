@@ -19,7 +19,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -184,6 +184,25 @@ def operator(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         yield Operator(backend, workdir, data_dir, url, env)
 
 
+@pytest.fixture
+def own_operator(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
+    """An operator with a database of its own, migrated and seeded: for a test whose cases, sealed with the
+    test's keys, must not reach the module's database (where `hub up` later verifies with its own key)."""
+    workdir = tmp_path_factory.mktemp(f"own-operator-{backend}")
+    data_dir = workdir / "var"
+    env = operator_env(data_dir)
+    with ExitStack() as stack:
+        url = f"sqlite:///{data_dir / 'hub.db'}"
+        if backend == "postgresql":
+            url = stack.enter_context(fresh_postgres_database())
+            env["HUB_DATABASE_URL"] = url
+        own = Operator(backend, workdir, data_dir, url, env)
+        for step in (("db", "upgrade"), ("db", "seed")):
+            done = own.hub(*step)
+            assert done.code == 0, done
+        yield own
+
+
 @dataclass(frozen=True)
 class Vhost:
     amqp_url: str
@@ -329,7 +348,8 @@ def worker_processes(pid: int) -> list[int]:
     return workers
 
 
-def test_api_with_two_workers_serves_concurrent_submissions_from_two_processes(operator: Operator) -> None:
+def test_api_with_two_workers_serves_concurrent_submissions_from_two_processes(own_operator: Operator) -> None:
+    operator = own_operator
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     with operator.serving("api", "--port", str(port), "--workers", "2", log="api-2.log", **PROCESS_KEYS) as api:

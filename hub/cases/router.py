@@ -4,7 +4,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Header, Path, Query, UploadFile
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.registries import Registries
@@ -60,7 +60,7 @@ IdempotencyKeyHeader = Annotated[str | None, Header(
 def submit(
     data: ApplicationIn, session: SessionDep, now: NowDep, settings: SettingsDep, registries: RegistriesDep,
     idempotency_key: IdempotencyKeyHeader = None,
-) -> ApplicationReceipt | JSONResponse:
+) -> Response:
     """Submit an application (any hour, any region); returns the tracking number and query code.
 
     The applicant is verified against the registries after the application is stored; when a registry
@@ -71,7 +71,9 @@ def submit(
     case, query_code = service.submit_application(session, data=data, now=now, registries=registries,
                                                   audit_key=settings.audit_key)
     # Commits the case before any registry is asked, then the checks' results (hub/cases/flows.py).
-    return flows.submitted(session, case, query_code, registries=registries, now=now, settings=settings)
+    receipt = flows.submitted(session, case, query_code, registries=registries, now=now, settings=settings)
+    # Serialised once, here: the response model documents the answer, it is not validated a second time.
+    return Response(receipt.model_dump_json(), status_code=201, media_type="application/json")
 
 
 def _submit_once(

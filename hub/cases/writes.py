@@ -26,7 +26,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import Column, Connection, Select, bindparam, func, insert, inspect, literal_column, select
 from sqlalchemy.dialects.postgresql import JSONB
@@ -39,6 +39,7 @@ from hub.cases.models import Case, CaseEvent
 from hub.cases.tracking import new_query_code, query_code_digest, tracking_number
 from hub.catalog.models import Item
 from hub.clock import business_date
+from hub.db import built
 from hub.outbox import wake
 from hub.outbox.models import OutboxMessage
 from hub.verification.models import CaseVerification
@@ -46,8 +47,6 @@ from workflow.definition import standard_definition
 
 # The tables, not the mapped classes: the writers' statements are plain Core.
 CASES, EVENTS, CHECKS, OUTBOX = (model.__table__ for model in (Case, CaseEvent, CaseVerification, OutboxMessage))
-
-_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -99,7 +98,7 @@ def new_case(
     for (a partner's) gets a random one. Nothing is written: hand the opening to a writer."""
     tracking_no = tracking_number(session, item.region_code, business_date(submitted_at))
     definition = standard_definition()
-    case = _built(
+    case = built(
         Case,
         tracking_no=tracking_no,
         query_code_hash=query_code_digest(tracking_no, query_code or new_query_code()),
@@ -167,7 +166,7 @@ def reseal_head(case: Case, event: CaseEvent, *, key: str) -> None:
 
 
 def _event(case: Case, new: NewEvent, key: str) -> CaseEvent:
-    event = _built(
+    event = built(
         CaseEvent,
         seq=case.event_count + 1,
         action=new.action,
@@ -187,24 +186,6 @@ def _event(case: Case, new: NewEvent, key: str) -> CaseEvent:
     case.event_count = event.seq
     _seal(case, event, key)
     return event
-
-
-@functools.cache
-def _attributes(model: type[Any]) -> frozenset[str]:
-    return frozenset(inspect(model).attrs.keys())
-
-
-def _built(model: type[_T], **values: Any) -> _T:
-    """A new (transient) ``model`` holding ``values``, set as the ORM's loading sets them: into the instance's
-    dict, without the per-attribute events of ``model(**values)`` — a new row has no history to record, and
-    both writers write every column from the dict. A relationship set here is not synchronised at a flush:
-    set those through the attribute."""
-    unknown = values.keys() - _attributes(model)
-    if unknown:
-        raise TypeError(f"{sorted(unknown)} are not attributes of {model.__name__}")
-    instance: _T = inspect(model).class_manager.new_instance()
-    instance.__dict__.update(values)
-    return instance
 
 
 def _seal(case: Case, event: CaseEvent, key: str) -> None:

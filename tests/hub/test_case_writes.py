@@ -197,10 +197,10 @@ def test_only_the_case_write_module_constructs_cases_and_events() -> None:
         return isinstance(node, ast.Name) and node.id in names
 
     def constructs(node: ast.AST) -> bool:
-        # ``Case(...)``, or ``_built(Case, ...)`` (writes.py builds them without attribute events)
+        # ``Case(...)``, or ``built(Case, ...)`` (hub/db.py: built without attribute events)
         if not isinstance(node, ast.Call):
             return False
-        built = named(node.func, {"_built"}) and bool(node.args) and named(node.args[0], models)
+        built = named(node.func, {"built"}) and bool(node.args) and named(node.args[0], models)
         return named(node.func, models) or built
 
     constructing = set()

@@ -265,8 +265,12 @@ def _statement() -> Insert:
             .returning(case_id.label("case_id"), check_ids.label("checks"), notify.label("notified")))
 
 
+_CONVERTED = (date, uuid.UUID)  # datetime is a date
+
+
 def _json(values: dict[str, Any]) -> dict[str, Any]:
-    return {name: _json_scalar(value) for name, value in values.items()}
+    # One isinstance per value, the conversion only for the few that need it.
+    return {name: _json_scalar(value) if isinstance(value, _CONVERTED) else value for name, value in values.items()}
 
 
 def _json_scalar(value: Any) -> Any:

@@ -6,9 +6,10 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from functools import cache
+from typing import Any, ClassVar, TypeVar
 
-from sqlalchemy import JSON, DateTime, MetaData, create_engine, event
+from sqlalchemy import JSON, DateTime, MetaData, create_engine, event, inspect
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.orm import DeclarativeBase, Session, configure_mappers, sessionmaker
@@ -152,6 +153,30 @@ def separate_unit_of_work(
         raise
     finally:
         session.close()
+
+
+# --- rows built on a hot path ------------------------------------------------------------------------
+
+_T = TypeVar("_T")
+
+
+@cache
+def _attributes(model: type[Any]) -> frozenset[str]:
+    return frozenset(inspect(model).attrs.keys())
+
+
+def built(model: type[_T], **values: Any) -> _T:
+    """A new (transient) ``model`` holding ``values``, set as the ORM's loading sets them: into the instance's
+    dict, without the per-attribute events of ``model(**values)`` — a new row has no history to record, and a
+    flush inserts every column in the dict. For rows built on a hot path (a submission's case, first event,
+    checks and outbox message). A many-to-one relationship given here is not synchronised at a flush (its
+    foreign key is): set that one through the attribute."""
+    unknown = values.keys() - _attributes(model)
+    if unknown:
+        raise TypeError(f"{sorted(unknown)} are not attributes of {model.__name__}")
+    instance: _T = inspect(model).class_manager.new_instance()
+    instance.__dict__.update(values)
+    return instance
 
 
 # --- what a transaction wrote -----------------------------------------------------------------------

@@ -247,15 +247,25 @@ def attach(session: Session, snap: Snapshot) -> Any:
     return instance
 
 
-def _build(session: Session, snap: Snapshot) -> Any:
+def values_of(session: Session, snap: Snapshot) -> Any:
+    """The snapshot's row for reading its values: the session's own instance when it has one, else one
+    built from the snapshot (with its related rows) and left detached — no ``add``, so none of its cascade.
+    Never to be changed or added to a session; a case may hold it as loaded (hub/cases/writes.py)."""
+    existing = session.identity_map.get(snap.identity)
+    return existing if existing is not None else _build(session, snap, attached=False)
+
+
+def _build(session: Session, snap: Snapshot, *, attached: bool = True) -> Any:
     instance = snap.manager.new_instance()  # as the ORM's loading does: no __init__, no attribute events
     state = instance.__dict__
     state.update(snap.values)
     for name, target in snap.related.items():
         if target is None:
             state[name] = None
-        else:
+        elif attached:
             state[name] = session.identity_map.get(target.identity) or _build(session, target)
+        else:
+            state[name] = _build(session, target, attached=False)
     # What make_transient_to_detached does, minus what a fresh instance does not need: values set in its
     # __dict__ carry no history, and the identity key is known.
     state = inspect(instance)

@@ -58,10 +58,13 @@ def normalize_text(value: str, *, max_length: int | None = None, allow_newlines:
     ``valid_characters`` (surrogates, U+FFFE and other noncharacters), ``single_line`` or ``max_length``.
     """
     text = unicodedata.normalize("NFC", value).strip(_EDGE)
-    for char in text:
-        violation = _bad_character(char, allow_newlines=allow_newlines)
-        if violation is not None:
-            raise violation
+    # Printable text (no Cc, Cs, Cn — noncharacters among them —, Zl or Zp) breaks no character rule:
+    # the common case skips the per-character walk, which still names the first bad character otherwise.
+    if not text.isprintable():
+        for char in text:
+            violation = _bad_character(char, allow_newlines=allow_newlines)
+            if violation is not None:
+                raise violation
     if not allow_newlines:
         text = " ".join(text.split("\n"))
     if not allow_blank and not any(_is_visible(c) for c in text):
@@ -74,6 +77,8 @@ def normalize_text(value: str, *, max_length: int | None = None, allow_newlines:
 def normalize_name(value: str, *, max_length: int = 128) -> str:
     """A person's or organisation's name: one line, no invisible characters inside either."""
     text = normalize_text(value, max_length=max_length, allow_newlines=False)
+    if text.isprintable() and INVISIBLE.isdisjoint(text):
+        return text  # no Cf character (none is printable) and none of the invisible letters
     for char in text:
         if char in INVISIBLE or unicodedata.category(char) == "Cf":
             raise TextRuleViolation("no_invisible_characters", f"名称中不得包含不可见字符 U+{ord(char):04X}")

@@ -19,6 +19,7 @@ from adapters.registries import Registries
 from hub.cases import presenters
 from hub.cases.models import Case
 from hub.cases.schemas import ApplicationReceipt
+from hub.db import wrote
 from hub.idempotency import service as idempotency
 from hub.settings import Settings
 from hub.verification import checks as verification
@@ -52,7 +53,10 @@ def submitted_once(session: Session, claim: idempotency.Claim, case: Case, query
 
 def _commit_results_quietly(session: Session) -> None:
     """Commit the registry results of a submission that is stored already. If even that fails, the case
-    keeps its pending checks (the worker re-verifies) and the applicant still gets the receipt."""
+    keeps its pending checks (the worker re-verifies) and the applicant still gets the receipt. Nothing
+    written since the case's commit (no registry asked): nothing to commit."""
+    if not wrote(session):
+        return
     try:
         session.commit()
     except Exception:

@@ -96,7 +96,7 @@ def submit_application(
     applicant_id = _check_applicant(item, data.applicant, today)
     # Normalised before the schema check, so lengths and patterns apply to what is stored.
     form = normalize_form(data.form, item.form_schema)
-    catalog.validate_form(item, form)
+    catalog.validate_form(item, form, session=session)
     calendar = load_calendar(session)
     query_code = new_query_code()
     state = standard_definition().initial_state
@@ -121,7 +121,8 @@ def submit_application(
 
 def _item_for_submission(session: Session, code: str) -> Item:
     try:
-        item = catalog.get_item(session, code)
+        # Its values only: the case holds it as loaded, it never joins the session (hub/cases/writes.py).
+        item = catalog.get_item(session, code, attach=False)
     except NotFound as exc:
         raise ValidationFailed([FieldError("item_code", "item_exists", exc.detail)]) from exc
     if not item.active:

@@ -39,6 +39,7 @@ from hub.cases.models import Case, CaseEvent
 from hub.cases.tracking import new_query_code, query_code_digest, tracking_number
 from hub.catalog.models import Item
 from hub.clock import business_date
+from hub.db import built
 from hub.outbox import wake
 from hub.outbox.models import OutboxMessage
 from hub.verification.models import CaseVerification
@@ -97,7 +98,8 @@ def new_case(
     for (a partner's) gets a random one. Nothing is written: hand the opening to a writer."""
     tracking_no = tracking_number(session, item.region_code, business_date(submitted_at))
     definition = standard_definition()
-    case = Case(
+    case = built(
+        Case,
         tracking_no=tracking_no,
         query_code_hash=query_code_digest(tracking_no, query_code or new_query_code()),
         item=item, item_id=item.id, region_code=item.region_code,
@@ -164,8 +166,8 @@ def reseal_head(case: Case, event: CaseEvent, *, key: str) -> None:
 
 
 def _event(case: Case, new: NewEvent, key: str) -> CaseEvent:
-    event = CaseEvent(
-        case=case,
+    event = built(
+        CaseEvent,
         seq=case.event_count + 1,
         action=new.action,
         step=new.step,
@@ -180,6 +182,7 @@ def _event(case: Case, new: NewEvent, key: str) -> CaseEvent:
         data=new.data or {},
         prev_hash=case.last_event_hash,
     )
+    event.case = case  # through the attribute: a flush of the event (``add_case``) takes the case's id from it
     case.event_count = event.seq
     _seal(case, event, key)
     return event
@@ -262,8 +265,12 @@ def _statement() -> Insert:
             .returning(case_id.label("case_id"), check_ids.label("checks"), notify.label("notified")))
 
 
+_CONVERTED = (date, uuid.UUID)  # datetime is a date
+
+
 def _json(values: dict[str, Any]) -> dict[str, Any]:
-    return {name: _json_scalar(value) for name, value in values.items()}
+    # One isinstance per value, the conversion only for the few that need it.
+    return {name: _json_scalar(value) if isinstance(value, _CONVERTED) else value for name, value in values.items()}
 
 
 def _json_scalar(value: Any) -> Any:

@@ -37,18 +37,23 @@ def list_item_types(session: Session) -> list[ItemTypeOut]:
     return [ItemTypeOut(code=r.code, name=r.name, on_application=r.on_application) for r in rows]
 
 
-def get_item(session: Session, code: str) -> Item:
-    item = find_item(session, code)
+def get_item(session: Session, code: str, *, attach: bool = True) -> Item:
+    item = find_item(session, code, attach=attach)
     if item is None:
         raise NotFound(f"事项 {code} 不存在 (unknown item code)")
     return item
 
 
-def find_item(session: Session, code: str) -> Item | None:
+def find_item(session: Session, code: str, *, attach: bool = True) -> Item | None:
     """The item with this code, or None. Served from the process's reference cache (hub/refcache.py): no
-    query while the cached copy is current; the Item is attached to ``session`` with its department."""
+    query while the cached copy is current; the Item is attached to ``session`` with its department.
+
+    ``attach=False``: for reading the item's values only (a submission): not added to the session, which
+    saves the add's cascade; never change it."""
     snap = refcache.lookup(session, refcache.ITEMS, code.upper(), lambda: _item_snapshot(session, code.upper()))
-    return refcache.attach(session, snap) if snap is not None else None
+    if snap is None:
+        return None
+    return refcache.attach(session, snap) if attach else refcache.values_of(session, snap)
 
 
 def _item_snapshot(session: Session, code: str) -> refcache.Snapshot | None:
@@ -220,19 +225,19 @@ def _publish(session: Session, item: Item, event_type: str) -> None:
     )
 
 
-def validate_form(item: Item, form: dict[str, Any]) -> None:
-    """Validate an application form against its item's schema, naming every bad field."""
-    validator = _form_validator(item)
+def validate_form(item: Item, form: dict[str, Any], *, session: Session | None = None) -> None:
+    """Validate an application form against its item's schema, naming every bad field. ``session``: the
+    caller's, for an item not attached to it (its compiled validator is cached with the reference data)."""
+    validator = _form_validator(item, session or object_session(item))
     errors = field_errors(validator.iter_errors(form), prefix="form")
     if errors:
         raise ValidationFailed(errors)
 
 
-def _form_validator(item: Item) -> Draft202012Validator:
+def _form_validator(item: Item, session: Session | None) -> Draft202012Validator:
     """One compiled validator per item id and version (a write bumps the version), kept with the process's
     reference data of the item's database. A transaction that wrote items compiles its own: its version may
     be rolled back and reused later with another schema."""
-    session = object_session(item)
     if session is None:
         return validator_for(item.form_schema)
     return refcache.lookup(session, refcache.ITEMS, ("form-validator", item.id, item.version),

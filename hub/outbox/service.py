@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from hub.db import built
 from hub.outbox.models import OutboxMessage
 
 
@@ -33,7 +34,8 @@ def message(
     """The outbox row for an event, complete (no column left to a default) and not yet added: `enqueue`
     adds it to the session; the submission writes it in its own statement (hub/cases/writes.py), whose
     INSERT into the outbox wakes the relay like any other (hub/outbox/wake.py)."""
-    return OutboxMessage(
+    return built(
+        OutboxMessage,
         message_id=uuid.uuid4(),
         type=event_type,
         routing_key=event_type,

@@ -39,6 +39,7 @@ from adapters.registries import EnterpriseRecord, IdentityCheck, LookupContext, 
 from hub.auth.models import Officer
 from hub.cases.models import Case
 from hub.clock import business_date
+from hub.db import built
 from hub.errors import Conflict
 from hub.settings import Settings, get_settings
 from hub.verification.access_log import PURPOSES, Lookups, access_log_key
@@ -114,7 +115,8 @@ def plan_checks(session: Session, case: Case, *, registries: Registries | None, 
         configured = is_configured(registries, spec.registry)
         if spec.key == "population.legal_representative" and not is_configured(registries, "enterprise"):
             configured = False  # the representative is known from the enterprise register only
-        case.verifications.append(CaseVerification(
+        case.verifications.append(built(
+            CaseVerification,
             check_key=spec.key, registry_name=spec.registry, subject=spec.subject,
             outcome="pending" if configured else "not_configured",
             detail=None if configured else RegistryNotConfigured(spec.registry).message,

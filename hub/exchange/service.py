@@ -6,6 +6,7 @@ redelivered, repeated or older message changes nothing.
 
 from __future__ import annotations
 
+import traceback
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -82,41 +83,113 @@ class Applied:
 def ingest_batch(
     session: Session, *, envelopes: Sequence[tuple[Any, str]], now: datetime, audit_key: str
 ) -> list[Applied]:
-    """Apply ``(envelope, authenticated source)`` pairs in one transaction, each in its own SAVEPOINT.
+    """Apply ``(envelope, authenticated source)`` pairs in one transaction; the caller commits.
 
     The look-ups every message needs are made once for the batch: partners, the inbox rows of its message
     ids, its items (without their guide and form blobs) and its partner cases. On PostgreSQL the advisory
     locks of all its partner cases are taken first, in one statement and in a fixed order, so two workers
     whose batches share cases wait for each other instead of deadlocking.
 
-    A message that fails is rolled back to its savepoint and reported; the others stand. If rolling back a
-    savepoint fails (the connection is gone), that exception propagates: the caller rolls back the whole
-    transaction. The caller commits."""
+    Optimistic first (`_apply_optimistically`): every check runs before a message's first write, so the
+    batch is applied in one SAVEPOINT, not one per message, and flushed once (its inserts batched per
+    table). Only if a write fails is that savepoint rolled back and the batch applied again with a
+    SAVEPOINT per message (`_apply_one_by_one`): a message that fails is rolled back to its savepoint and
+    reported, the others stand. If rolling back a savepoint fails (the connection is gone), that exception
+    propagates: the caller rolls back the whole transaction."""
     begin_for_savepoints(session)
     cache = _BatchCache()
     session.info[_CACHE_KEY] = cache
     try:
         _prefetch(session, cache, envelopes)
-        outcomes = []
-        for envelope, source in envelopes:
-            try:
-                with session.begin_nested():  # released on success, rolled back on any exception
-                    result = ingest(session, envelope=envelope, authenticated_source=source, now=now,
-                                    audit_key=audit_key)
-            except Exception as exc:
-                if not _transaction_usable(session):
-                    raise  # the savepoint's rollback failed, or the connection is gone: the batch fails
-                cache.forget_rolled_back(session)
-                if isinstance(exc, RecordRejected):
-                    outcomes.append(Applied(rejected=exc))
-                else:
-                    outcomes.append(Applied(error=exc))
-                continue
-            cache.applied(_inbox_key(envelope, source))
-            outcomes.append(Applied(result=result))
-        return outcomes
+        outcomes, failed = _apply_optimistically(session, cache, envelopes, now, audit_key)
+        if outcomes is not None:
+            return outcomes
+        return _apply_one_by_one(session, cache, envelopes, now, audit_key, failed)
     finally:
         session.info.pop(_CACHE_KEY, None)
+
+
+def _apply_optimistically(
+    session: Session, cache: _BatchCache, envelopes: Sequence[tuple[Any, str]], now: datetime, audit_key: str,
+) -> tuple[list[Applied] | None, dict[int, Applied]]:
+    """The whole batch in one savepoint and one flush: its outcomes, or None and what failed by itself.
+
+    A message refused by a check wrote nothing, so it needs no savepoint of its own. When a message's own
+    code raises (not a flush: that may hold other messages' writes), the batch is rolled back and that
+    message's outcome is its failure, as its own savepoint would have made it: it is not applied again
+    (a transient failure is retried alone, a defect dead-lettered alone)."""
+    before = cache.snapshot()
+    outcomes: list[Applied] = []
+    inbox: list[tuple[CheckedMessage, IngestResult, Case | None]] = []
+    failed: dict[int, Applied] = {}
+    try:
+        with session.begin_nested():
+            for index, (envelope, source) in enumerate(envelopes):
+                try:
+                    checked = check(session, envelope=envelope, authenticated_source=source)
+                except RecordRejected as exc:
+                    outcomes.append(Applied(rejected=exc))
+                    continue
+                if _already_applied(session, checked.partner.code, checked.message_id):
+                    outcomes.append(Applied(result=IngestResult("duplicate", detail="message_id already applied")))
+                    continue
+                try:
+                    result, case = _apply_writes(session, checked, now, audit_key)
+                except Exception as exc:
+                    if not _raised_by_flush(exc):
+                        failed[index] = Applied(rejected=exc) if isinstance(exc, RecordRejected) else Applied(
+                            error=exc)
+                    raise
+                inbox.append((checked, result, case))
+                cache.applied((checked.partner.code, checked.message_id))
+                outcomes.append(Applied(result=result))
+            session.flush()  # the batch's cases, steps and outbox rows, batched per table
+            # After the flush: a new case has its id now.
+            session.add_all([_inbox_row(checked, result, case, now) for checked, result, case in inbox])
+            session.flush()
+    except Exception:
+        if not _transaction_usable(session):
+            raise
+        cache.restore(before)
+        cache.forget_rolled_back(session)
+        return None, failed
+    return outcomes, failed
+
+
+def _apply_one_by_one(
+    session: Session, cache: _BatchCache, envelopes: Sequence[tuple[Any, str]], now: datetime, audit_key: str,
+    failed: dict[int, Applied],
+) -> list[Applied]:
+    """Each message in its own SAVEPOINT (the optimistic batch failed); ``failed``: outcomes already known."""
+    outcomes = []
+    for index, (envelope, source) in enumerate(envelopes):
+        if index in failed:
+            outcomes.append(failed[index])
+            continue
+        try:
+            with session.begin_nested():  # released on success, rolled back on any exception
+                result = ingest(session, envelope=envelope, authenticated_source=source, now=now,
+                                audit_key=audit_key)
+        except Exception as exc:
+            if not _transaction_usable(session):
+                raise  # the savepoint's rollback failed, or the connection is gone: the batch fails
+            cache.forget_rolled_back(session)
+            if isinstance(exc, RecordRejected):
+                outcomes.append(Applied(rejected=exc))
+            else:
+                outcomes.append(Applied(error=exc))
+            continue
+        cache.applied(_inbox_key(envelope, source))
+        outcomes.append(Applied(result=result))
+    return outcomes
+
+
+def _raised_by_flush(exc: BaseException) -> bool:
+    # A flush writes whatever the session holds, earlier messages' rows too: its failure names no message.
+    return any(frame.f_code is _FLUSH_CODE for frame, _ in traceback.walk_tb(exc.__traceback__))
+
+
+_FLUSH_CODE = Session._flush.__code__
 
 
 def _transaction_usable(session: Session) -> bool:
@@ -145,6 +218,12 @@ class _BatchCache:
     # Partner cases -> whether held events may wait for them; absent: not fetched. Most have none, and then
     # a message needs neither the flush nor the SELECT that looking for them costs.
     held: dict[tuple[str, str], bool] = field(default_factory=dict)
+
+    def snapshot(self) -> tuple[set[tuple[str, uuid.UUID]] | None, dict[Any, Any], dict[Any, Any]]:
+        return (set(self.inbox) if self.inbox is not None else None), dict(self.cases), dict(self.held)
+
+    def restore(self, snapshot: tuple[set[tuple[str, uuid.UUID]] | None, dict[Any, Any], dict[Any, Any]]) -> None:
+        self.inbox, self.cases, self.held = snapshot
 
     def applied(self, key: tuple[str, uuid.UUID] | None) -> None:
         if key is not None and self.inbox is not None:
@@ -242,6 +321,16 @@ def check(session: Session, *, envelope: Any, authenticated_source: str) -> Chec
 
 
 def _apply(session: Session, checked: CheckedMessage, now: datetime, key: str) -> IngestResult:
+    result, case = _apply_writes(session, checked, now, key)
+    session.add(_inbox_row(checked, result, case, now))
+    session.flush()
+    return result
+
+
+def _apply_writes(
+    session: Session, checked: CheckedMessage, now: datetime, key: str
+) -> tuple[IngestResult, Case | None]:
+    """A checked message's writes (not its inbox row), left to the session's next flush; and its case."""
     partner, payload = checked.partner, checked.payload
     _serialise_case(session, partner, payload["external_id"])
     if checked.item is not None:
@@ -249,13 +338,14 @@ def _apply(session: Session, checked: CheckedMessage, now: datetime, key: str) -
         _forget_if_absent(session, partner.code, payload["external_id"])  # it may have created the case
     else:
         result = _apply_event(session, partner, payload, now, key)
-    case = _partner_case(session, partner, payload["external_id"])
-    session.add(InboxMessage(
-        message_id=checked.message_id, partner_code=partner.code, type=checked.record_type,
+    return result, _partner_case(session, partner, payload["external_id"])
+
+
+def _inbox_row(checked: CheckedMessage, result: IngestResult, case: Case | None, now: datetime) -> InboxMessage:
+    return InboxMessage(
+        message_id=checked.message_id, partner_code=checked.partner.code, type=checked.record_type,
         outcome=result.outcome, case_id=case.id if case else None, received_at=now,
-    ))
-    session.flush()
-    return result
+    )
 
 
 def _check_schema(schema: str, document: Any, prefix: str) -> None:

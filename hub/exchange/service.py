@@ -122,6 +122,7 @@ def _apply_optimistically(
     outcomes: list[Applied] = []
     inbox: list[tuple[CheckedMessage, IngestResult, Case | None]] = []
     failed: dict[int, Applied] = {}
+    cache.owed = []
     try:
         with session.begin_nested():
             for index, (envelope, source) in enumerate(envelopes):
@@ -145,14 +146,17 @@ def _apply_optimistically(
                 outcomes.append(Applied(result=result))
             session.flush()  # the batch's cases, steps and outbox rows, batched per table
             # After the flush: a new case has its id now.
+            deliveries.create_owed(session, cache.owed, now)
             session.add_all([_inbox_row(checked, result, case, now) for checked, result, case in inbox])
             session.flush()
     except Exception:
+        cache.owed = None
         if not _transaction_usable(session):
             raise
         cache.restore(before)
         cache.forget_rolled_back(session)
         return None, failed
+    cache.owed = None
     return outcomes, failed
 
 
@@ -218,6 +222,9 @@ class _BatchCache:
     # Partner cases -> whether held events may wait for them; absent: not fetched. Most have none, and then
     # a message needs neither the flush nor the SELECT that looking for them costs.
     held: dict[tuple[str, str], bool] = field(default_factory=dict)
+    # Deliveries the batch's changes owe (case, partner, kind), while an optimistic batch runs: written once
+    # after its flush (the new cases have ids then), not each with a flush and a query of its own.
+    owed: list[tuple[Case, str, str]] | None = None
 
     def snapshot(self) -> tuple[set[tuple[str, uuid.UUID]] | None, dict[Any, Any], dict[Any, Any]]:
         return (set(self.inbox) if self.inbox is not None else None), dict(self.cases), dict(self.held)
@@ -598,7 +605,12 @@ def _drain_pending(session: Session, case: Case, partner: Partner, key: str) -> 
 
 def _publish(session: Session, case: Case, now: datetime) -> None:
     # A case a city platform completed owes the national system its result, like a hub case.
-    deliveries.on_case_change(session, case, "complete" if case.state == "completed" else "report", now)
+    action = "complete" if case.state == "completed" else "report"
+    cache = _batch_cache(session)
+    if cache is not None and cache.owed is not None:  # an optimistic batch: written after its one flush
+        cache.owed.extend((case, partner, kind) for partner, kind in deliveries.owed(session, case, action))
+    else:
+        deliveries.on_case_change(session, case, action, now)
     outbox.enqueue(session, event_type="case.reported.v1", region_code=case.region_code,
                    payload={**case_event_payload(case), "origin_partner": case.origin_partner},
                    occurred_at=now, correlation_id=case.tracking_no)

@@ -10,10 +10,11 @@ import traceback
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import ARRAY, String, bindparam, delete, select, text, tuple_
+from sqlalchemy import ARRAY, String, bindparam, delete, func, insert, literal_column, select, text, tuple_
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, defer, joinedload
 
@@ -33,6 +34,7 @@ from hub.exchange.models import InboxMessage, Partner, PendingEvent
 from hub.exchange.partners import find_partner
 from hub.org.service import is_within
 from hub.outbox import service as outbox
+from hub.outbox.models import OutboxMessage
 from hub.validation import field_errors, shared_validator
 from workflow.definition import standard_definition
 from workflow.timelimits import compute_deadline
@@ -122,7 +124,7 @@ def _apply_optimistically(
     outcomes: list[Applied] = []
     inbox: list[tuple[CheckedMessage, IngestResult, Case | None]] = []
     failed: dict[int, Applied] = {}
-    cache.owed = []
+    cache.owed, cache.outbox = [], []
     try:
         with session.begin_nested():
             for index, (envelope, source) in enumerate(envelopes):
@@ -144,19 +146,21 @@ def _apply_optimistically(
                 inbox.append((checked, result, case))
                 cache.applied((checked.partner.code, checked.message_id))
                 outcomes.append(Applied(result=result))
-            session.flush()  # the batch's cases, steps and outbox rows, batched per table
+            session.flush()  # the batch's cases and steps, batched per table
             # After the flush: a new case has its id now.
             deliveries.create_owed(session, cache.owed, now)
-            session.add_all([_inbox_row(checked, result, case, now) for checked, result, case in inbox])
+            _insert_rows(session, OUTBOX, [_row(OUTBOX, message) for message in cache.outbox])
+            _insert_rows(session, INBOX, [_row(INBOX, _inbox_row(checked, result, case, now))
+                                          for checked, result, case in inbox])
             session.flush()
     except Exception:
-        cache.owed = None
+        cache.owed = cache.outbox = None
         if not _transaction_usable(session):
             raise
         cache.restore(before)
         cache.forget_rolled_back(session)
         return None, failed
-    cache.owed = None
+    cache.owed = cache.outbox = None
     return outcomes, failed
 
 
@@ -225,6 +229,8 @@ class _BatchCache:
     # Deliveries the batch's changes owe (case, partner, kind), while an optimistic batch runs: written once
     # after its flush (the new cases have ids then), not each with a flush and a query of its own.
     owed: list[tuple[Case, str, str]] | None = None
+    # Its outbox rows likewise: one statement for the batch's, not rows of the ORM's flush.
+    outbox: list[OutboxMessage] | None = None
 
     def snapshot(self) -> tuple[set[tuple[str, uuid.UUID]] | None, dict[Any, Any], dict[Any, Any]]:
         return (set(self.inbox) if self.inbox is not None else None), dict(self.cases), dict(self.held)
@@ -611,6 +617,49 @@ def _publish(session: Session, case: Case, now: datetime) -> None:
         cache.owed.extend((case, partner, kind) for partner, kind in deliveries.owed(session, case, action))
     else:
         deliveries.on_case_change(session, case, action, now)
-    outbox.enqueue(session, event_type="case.reported.v1", region_code=case.region_code,
-                   payload={**case_event_payload(case), "origin_partner": case.origin_partner},
-                   occurred_at=now, correlation_id=case.tracking_no)
+    reported = outbox.message(event_type="case.reported.v1", region_code=case.region_code,
+                              payload={**case_event_payload(case), "origin_partner": case.origin_partner},
+                              occurred_at=now, correlation_id=case.tracking_no)
+    if cache is not None and cache.outbox is not None:
+        cache.outbox.append(reported)
+    else:
+        session.add(reported)
+
+
+# --- a batch's rows in one statement ----------------------------------------------------------------
+
+OUTBOX, INBOX = OutboxMessage.__table__, InboxMessage.__table__
+
+
+def _row(table: Any, obj: Any) -> dict[str, Any]:
+    """The row of a complete new object (every column set, bar a generated id), by column name."""
+    values = {column.name: getattr(obj, column.key) for column in table.columns}
+    return {name: value for name, value in values.items() if value is not None or not table.c[name].primary_key}
+
+
+def _insert_rows(session: Session, table: Any, rows: list[dict[str, Any]]) -> None:
+    """Insert ``rows`` into ``table``. On PostgreSQL one short statement whatever their number (the rows as one
+    JSONB parameter, typed by the table's own columns): psycopg parses it once and the server keeps it
+    prepared, where a multi-row VALUES list is a new statement of hundreds of parameters every time."""
+    if not rows:
+        return
+    connection = session.connection()
+    if connection.dialect.name != "postgresql":
+        connection.execute(insert(table), rows)
+        return
+    names = list(rows[0])
+    source = func.jsonb_populate_recordset(literal_column(f"NULL::{table.name}"), bindparam("rows", type_=JSONB)) \
+        .table_valued(*names).alias("r")
+    connection.execute(insert(table).from_select(names, select(*(source.c[name] for name in names))),
+                       {"rows": [{name: _json_value(value) for name, value in row.items()} for row in rows]})
+
+
+def _json_value(value: Any) -> Any:
+    # What the column types themselves would store: instants in UTC (hub/db.py UTCDateTime).
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC).isoformat()
+    if isinstance(value, date | uuid.UUID):
+        return str(value)
+    return value

@@ -80,19 +80,40 @@ DEFAULT_POLICY = DeliveryPolicy()
 
 def on_case_change(session: Session, case: Case, action: str, now: datetime) -> list[Delivery]:
     """Record what the change owes partners; called by the case service after every step."""
-    created: list[Delivery] = []
+    return [_create(session, partner, case, kind, now) for partner, kind in owed(session, case, action)]
+
+
+def owed(session: Session, case: Case, action: str) -> list[tuple[str, str]]:
+    """``(partner, kind)`` of the deliveries the change owes, decided by the case as it stands now: no query
+    (the process's partner directory), nothing written. `on_case_change` writes them at once;
+    `create_owed` writes a batch's at its end."""
+    found: list[tuple[str, str]] = []
     if action != "submit" and not (case.state == COMPLETED and case.item.national_reporting):
-        return created
-    # Who is owed what comes from the process's partner directory: no query, so no autoflush either.
+        return found
     known = partners.directory(session)
     if action == "submit":
         legacy = known.legacy_by_department.get(case.department_id)
         if legacy is not None:
-            created.append(_create(session, legacy, case, LEGACY_CASE, now))
+            found.append((legacy, LEGACY_CASE))
     if case.state == COMPLETED and case.item.national_reporting:
-        for code in known.national:
-            created.append(_create(session, code, case, NATIONAL_RESULT, now))
-    return created
+        found.extend((code, NATIONAL_RESULT) for code in known.national)
+    return found
+
+
+def create_owed(session: Session, owed_by_case: Iterable[tuple[Case, str, str]], now: datetime) -> None:
+    """Write the deliveries ``(case, partner, kind)`` a batch of changes owes, each once: the cases must
+    have their ids (flushed). One query finds those that already exist."""
+    wanted = {(partner, case.id, kind): case for case, partner, kind in owed_by_case}
+    if not wanted:
+        return
+    case_ids = sorted({case_id for _, case_id, _ in wanted})
+    existing = {tuple(row) for row in session.execute(
+        select(Delivery.partner_code, Delivery.case_id, Delivery.kind).where(Delivery.case_id.in_(case_ids)))}
+    session.add_all(
+        Delivery(partner_code=partner, case_id=case_id, kind=kind, status="pending", message_id=uuid.uuid4(),
+                 attempts=0, next_attempt_at=now, created_at=now, updated_at=now)
+        for partner, case_id, kind in wanted if (partner, case_id, kind) not in existing
+    )
 
 
 def _create(session: Session, partner: str, case: Case, kind: str, now: datetime) -> Delivery:

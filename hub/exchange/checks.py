@@ -15,7 +15,6 @@ Each failure is a ``RecordRejected`` naming the field (dotted path) and the rule
 
 from __future__ import annotations
 
-import copy
 from datetime import date, datetime
 from typing import Any
 
@@ -64,7 +63,7 @@ def timestamp(value: str, field: str) -> datetime:
 
 def check_record(record: dict[str, Any]) -> dict[str, Any]:
     """A schema-valid case record, checked and normalised (a copy; steps sorted by seq)."""
-    record = copy.deepcopy(record)
+    record = _copy(record)
     steps = _ordered_steps(record["steps"])
     record["steps"] = steps
     submitted_at = timestamp(record["submitted_at"], "payload.submitted_at")
@@ -86,7 +85,7 @@ def check_record(record: dict[str, Any]) -> dict[str, Any]:
 def check_event(payload: dict[str, Any]) -> dict[str, Any]:
     """A schema-valid single step; whether it follows its predecessor is known only when that arrived, so here
     only that its action can lead to its ``to_state`` at all."""
-    payload = copy.deepcopy(payload)
+    payload = _copy(payload)
     step = payload["step"]
     _check_step_texts(step, "payload.step")
     action, to_state = step["action"], step["to_state"]
@@ -97,6 +96,16 @@ def check_event(payload: dict[str, Any]) -> dict[str, Any]:
         raise RecordRejected("state", f"payload.step.to_state: {action} never leads to {to_state}",
                              field="payload.step.to_state", rule="follows_workflow")
     return payload
+
+
+def _copy(document: Any) -> Any:
+    """A copy of a decoded JSON document: its dicts and lists copied, its scalars (immutable) shared. What
+    copy.deepcopy does for such a document, without its memo and dispatch (a fifth of a record's checks)."""
+    if isinstance(document, dict):
+        return {key: _copy(value) for key, value in document.items()}
+    if isinstance(document, list):
+        return [_copy(value) for value in document]
+    return document
 
 
 def _ordered_steps(steps: list[dict[str, Any]]) -> list[tuple[int, dict[str, Any]]]:

@@ -54,9 +54,10 @@ class InboundHandler:
     """Applies partner records from `hub.inbound.records`, in batches.
 
     The consumer hands it up to ``batch_size`` prefetched deliveries (waiting at most ``batch_wait_s`` for
-    more once one is there, so a lone message is not held back). They are applied in one transaction, each
-    in its own SAVEPOINT (``service.ingest_batch``), committed once; only then does the consumer ack them
-    all — still at-least-once, still ack after commit.
+    more once one is there, so a lone message is not held back). They are applied in one transaction —
+    optimistically in one SAVEPOINT, and again with a SAVEPOINT per message only when a write fails
+    (``service.ingest_batch``) — committed once; only then does the consumer ack them all — still
+    at-least-once, still ack after commit.
 
     A record that can never apply is dead-lettered at once with its reason, field and rule; only transient
     failures (``TRANSIENT``) are retried, so poison never holds back the records queued behind it.

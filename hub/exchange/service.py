@@ -6,13 +6,15 @@ redelivered, repeated or older message changes nothing.
 
 from __future__ import annotations
 
+import traceback
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import ARRAY, String, bindparam, delete, select, text, tuple_
+from sqlalchemy import ARRAY, String, bindparam, delete, func, insert, literal_column, select, text, tuple_
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, defer, joinedload
 
@@ -32,6 +34,7 @@ from hub.exchange.models import InboxMessage, Partner, PendingEvent
 from hub.exchange.partners import find_partner
 from hub.org.service import is_within
 from hub.outbox import service as outbox
+from hub.outbox.models import OutboxMessage
 from hub.validation import field_errors, shared_validator
 from workflow.definition import standard_definition
 from workflow.timelimits import compute_deadline
@@ -82,41 +85,119 @@ class Applied:
 def ingest_batch(
     session: Session, *, envelopes: Sequence[tuple[Any, str]], now: datetime, audit_key: str
 ) -> list[Applied]:
-    """Apply ``(envelope, authenticated source)`` pairs in one transaction, each in its own SAVEPOINT.
+    """Apply ``(envelope, authenticated source)`` pairs in one transaction; the caller commits.
 
     The look-ups every message needs are made once for the batch: partners, the inbox rows of its message
     ids, its items (without their guide and form blobs) and its partner cases. On PostgreSQL the advisory
     locks of all its partner cases are taken first, in one statement and in a fixed order, so two workers
     whose batches share cases wait for each other instead of deadlocking.
 
-    A message that fails is rolled back to its savepoint and reported; the others stand. If rolling back a
-    savepoint fails (the connection is gone), that exception propagates: the caller rolls back the whole
-    transaction. The caller commits."""
+    Optimistic first (`_apply_optimistically`): every check runs before a message's first write, so the
+    batch is applied in one SAVEPOINT, not one per message, and flushed once (its inserts batched per
+    table). Only if a write fails is that savepoint rolled back and the batch applied again with a
+    SAVEPOINT per message (`_apply_one_by_one`): a message that fails is rolled back to its savepoint and
+    reported, the others stand. If rolling back a savepoint fails (the connection is gone), that exception
+    propagates: the caller rolls back the whole transaction."""
     begin_for_savepoints(session)
     cache = _BatchCache()
     session.info[_CACHE_KEY] = cache
     try:
         _prefetch(session, cache, envelopes)
-        outcomes = []
-        for envelope, source in envelopes:
-            try:
-                with session.begin_nested():  # released on success, rolled back on any exception
-                    result = ingest(session, envelope=envelope, authenticated_source=source, now=now,
-                                    audit_key=audit_key)
-            except Exception as exc:
-                if not _transaction_usable(session):
-                    raise  # the savepoint's rollback failed, or the connection is gone: the batch fails
-                cache.forget_rolled_back(session)
-                if isinstance(exc, RecordRejected):
-                    outcomes.append(Applied(rejected=exc))
-                else:
-                    outcomes.append(Applied(error=exc))
-                continue
-            cache.applied(_inbox_key(envelope, source))
-            outcomes.append(Applied(result=result))
-        return outcomes
+        outcomes, failed = _apply_optimistically(session, cache, envelopes, now, audit_key)
+        if outcomes is not None:
+            return outcomes
+        return _apply_one_by_one(session, cache, envelopes, now, audit_key, failed)
     finally:
         session.info.pop(_CACHE_KEY, None)
+
+
+def _apply_optimistically(
+    session: Session, cache: _BatchCache, envelopes: Sequence[tuple[Any, str]], now: datetime, audit_key: str,
+) -> tuple[list[Applied] | None, dict[int, Applied]]:
+    """The whole batch in one savepoint and one flush: its outcomes, or None and what failed by itself.
+
+    A message refused by a check wrote nothing, so it needs no savepoint of its own. When a message's own
+    code raises (not a flush: that may hold other messages' writes), the batch is rolled back and that
+    message's outcome is its failure, as its own savepoint would have made it: it is not applied again
+    (a transient failure is retried alone, a defect dead-lettered alone)."""
+    before = cache.snapshot()
+    outcomes: list[Applied] = []
+    inbox: list[tuple[CheckedMessage, IngestResult, Case | None]] = []
+    failed: dict[int, Applied] = {}
+    cache.owed, cache.outbox = [], []
+    try:
+        with session.begin_nested():
+            for index, (envelope, source) in enumerate(envelopes):
+                try:
+                    checked = check(session, envelope=envelope, authenticated_source=source)
+                except RecordRejected as exc:
+                    outcomes.append(Applied(rejected=exc))
+                    continue
+                if _already_applied(session, checked.partner.code, checked.message_id):
+                    outcomes.append(Applied(result=IngestResult("duplicate", detail="message_id already applied")))
+                    continue
+                try:
+                    result, case = _apply_writes(session, checked, now, audit_key)
+                except Exception as exc:
+                    if not _raised_by_flush(exc):
+                        failed[index] = Applied(rejected=exc) if isinstance(exc, RecordRejected) else Applied(
+                            error=exc)
+                    raise
+                inbox.append((checked, result, case))
+                cache.applied((checked.partner.code, checked.message_id))
+                outcomes.append(Applied(result=result))
+            session.flush()  # the batch's cases and steps, batched per table
+            # After the flush: a new case has its id now.
+            deliveries.create_owed(session, cache.owed, now)
+            _insert_rows(session, OUTBOX, [_row(OUTBOX, message) for message in cache.outbox])
+            _insert_rows(session, INBOX, [_row(INBOX, _inbox_row(checked, result, case, now))
+                                          for checked, result, case in inbox])
+            session.flush()
+    except Exception:
+        cache.owed = cache.outbox = None
+        if not _transaction_usable(session):
+            raise
+        cache.restore(before)
+        cache.forget_rolled_back(session)
+        return None, failed
+    cache.owed = cache.outbox = None
+    return outcomes, failed
+
+
+def _apply_one_by_one(
+    session: Session, cache: _BatchCache, envelopes: Sequence[tuple[Any, str]], now: datetime, audit_key: str,
+    failed: dict[int, Applied],
+) -> list[Applied]:
+    """Each message in its own SAVEPOINT (the optimistic batch failed); ``failed``: outcomes already known."""
+    outcomes = []
+    for index, (envelope, source) in enumerate(envelopes):
+        if index in failed:
+            outcomes.append(failed[index])
+            continue
+        try:
+            with session.begin_nested():  # released on success, rolled back on any exception
+                result = ingest(session, envelope=envelope, authenticated_source=source, now=now,
+                                audit_key=audit_key)
+        except Exception as exc:
+            if not _transaction_usable(session):
+                raise  # the savepoint's rollback failed, or the connection is gone: the batch fails
+            cache.forget_rolled_back(session)
+            if isinstance(exc, RecordRejected):
+                outcomes.append(Applied(rejected=exc))
+            else:
+                outcomes.append(Applied(error=exc))
+            continue
+        cache.applied(_inbox_key(envelope, source))
+        outcomes.append(Applied(result=result))
+    return outcomes
+
+
+def _raised_by_flush(exc: BaseException) -> bool:
+    # A flush writes whatever the session holds, earlier messages' rows too: its failure names no message.
+    return any(frame.f_code is _FLUSH_CODE for frame, _ in traceback.walk_tb(exc.__traceback__))
+
+
+_FLUSH_CODE = Session._flush.__code__
 
 
 def _transaction_usable(session: Session) -> bool:
@@ -145,6 +226,17 @@ class _BatchCache:
     # Partner cases -> whether held events may wait for them; absent: not fetched. Most have none, and then
     # a message needs neither the flush nor the SELECT that looking for them costs.
     held: dict[tuple[str, str], bool] = field(default_factory=dict)
+    # Deliveries the batch's changes owe (case, partner, kind), while an optimistic batch runs: written once
+    # after its flush (the new cases have ids then), not each with a flush and a query of its own.
+    owed: list[tuple[Case, str, str]] | None = None
+    # Its outbox rows likewise: one statement for the batch's, not rows of the ORM's flush.
+    outbox: list[OutboxMessage] | None = None
+
+    def snapshot(self) -> tuple[set[tuple[str, uuid.UUID]] | None, dict[Any, Any], dict[Any, Any]]:
+        return (set(self.inbox) if self.inbox is not None else None), dict(self.cases), dict(self.held)
+
+    def restore(self, snapshot: tuple[set[tuple[str, uuid.UUID]] | None, dict[Any, Any], dict[Any, Any]]) -> None:
+        self.inbox, self.cases, self.held = snapshot
 
     def applied(self, key: tuple[str, uuid.UUID] | None) -> None:
         if key is not None and self.inbox is not None:
@@ -242,6 +334,16 @@ def check(session: Session, *, envelope: Any, authenticated_source: str) -> Chec
 
 
 def _apply(session: Session, checked: CheckedMessage, now: datetime, key: str) -> IngestResult:
+    result, case = _apply_writes(session, checked, now, key)
+    session.add(_inbox_row(checked, result, case, now))
+    session.flush()
+    return result
+
+
+def _apply_writes(
+    session: Session, checked: CheckedMessage, now: datetime, key: str
+) -> tuple[IngestResult, Case | None]:
+    """A checked message's writes (not its inbox row), left to the session's next flush; and its case."""
     partner, payload = checked.partner, checked.payload
     _serialise_case(session, partner, payload["external_id"])
     if checked.item is not None:
@@ -249,13 +351,14 @@ def _apply(session: Session, checked: CheckedMessage, now: datetime, key: str) -
         _forget_if_absent(session, partner.code, payload["external_id"])  # it may have created the case
     else:
         result = _apply_event(session, partner, payload, now, key)
-    case = _partner_case(session, partner, payload["external_id"])
-    session.add(InboxMessage(
-        message_id=checked.message_id, partner_code=partner.code, type=checked.record_type,
+    return result, _partner_case(session, partner, payload["external_id"])
+
+
+def _inbox_row(checked: CheckedMessage, result: IngestResult, case: Case | None, now: datetime) -> InboxMessage:
+    return InboxMessage(
+        message_id=checked.message_id, partner_code=checked.partner.code, type=checked.record_type,
         outcome=result.outcome, case_id=case.id if case else None, received_at=now,
-    ))
-    session.flush()
-    return result
+    )
 
 
 def _check_schema(schema: str, document: Any, prefix: str) -> None:
@@ -508,7 +611,55 @@ def _drain_pending(session: Session, case: Case, partner: Partner, key: str) -> 
 
 def _publish(session: Session, case: Case, now: datetime) -> None:
     # A case a city platform completed owes the national system its result, like a hub case.
-    deliveries.on_case_change(session, case, "complete" if case.state == "completed" else "report", now)
-    outbox.enqueue(session, event_type="case.reported.v1", region_code=case.region_code,
-                   payload={**case_event_payload(case), "origin_partner": case.origin_partner},
-                   occurred_at=now, correlation_id=case.tracking_no)
+    action = "complete" if case.state == "completed" else "report"
+    cache = _batch_cache(session)
+    if cache is not None and cache.owed is not None:  # an optimistic batch: written after its one flush
+        cache.owed.extend((case, partner, kind) for partner, kind in deliveries.owed(session, case, action))
+    else:
+        deliveries.on_case_change(session, case, action, now)
+    reported = outbox.message(event_type="case.reported.v1", region_code=case.region_code,
+                              payload={**case_event_payload(case), "origin_partner": case.origin_partner},
+                              occurred_at=now, correlation_id=case.tracking_no)
+    if cache is not None and cache.outbox is not None:
+        cache.outbox.append(reported)
+    else:
+        session.add(reported)
+
+
+# --- a batch's rows in one statement ----------------------------------------------------------------
+
+OUTBOX, INBOX = OutboxMessage.__table__, InboxMessage.__table__
+
+
+def _row(table: Any, obj: Any) -> dict[str, Any]:
+    """The row of a complete new object (every column set, bar a generated id), by column name."""
+    values = {column.name: getattr(obj, column.key) for column in table.columns}
+    return {name: value for name, value in values.items() if value is not None or not table.c[name].primary_key}
+
+
+def _insert_rows(session: Session, table: Any, rows: list[dict[str, Any]]) -> None:
+    """Insert ``rows`` into ``table``. On PostgreSQL one short statement whatever their number (the rows as one
+    JSONB parameter, typed by the table's own columns): psycopg parses it once and the server keeps it
+    prepared, where a multi-row VALUES list is a new statement of hundreds of parameters every time."""
+    if not rows:
+        return
+    connection = session.connection()
+    if connection.dialect.name != "postgresql":
+        connection.execute(insert(table), rows)
+        return
+    names = list(rows[0])
+    source = func.jsonb_populate_recordset(literal_column(f"NULL::{table.name}"), bindparam("rows", type_=JSONB)) \
+        .table_valued(*names).alias("r")
+    connection.execute(insert(table).from_select(names, select(*(source.c[name] for name in names))),
+                       {"rows": [{name: _json_value(value) for name, value in row.items()} for row in rows]})
+
+
+def _json_value(value: Any) -> Any:
+    # What the column types themselves would store: instants in UTC (hub/db.py UTCDateTime).
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC).isoformat()
+    if isinstance(value, date | uuid.UUID):
+        return str(value)
+    return value

@@ -1,0 +1,96 @@
+"""A batch of partner records through the inbound handler, on every backend: applied optimistically (one
+SAVEPOINT for the batch, not one per message), and what the batch's completed cases owe the national
+system written once per case, whether the case completes in this batch or was completed before."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, event, func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from adapters.amqp.messages import InboundMessage, Outcome
+from adapters.amqp.topology import INBOUND_QUEUE
+from hub.audit.service import verify
+from hub.cases.models import Case
+from hub.clock import FixedClock
+from hub.deliveries.models import Delivery
+from hub.deliveries.service import NATIONAL_RESULT
+from hub.exchange.consumer import InboundHandler
+from hub.settings import Settings
+from tests.support import case_record, envelope, item_code
+
+REPORTED = "physician-practice-registration"  # 沈阳市卫健委 (210100): results reported nationally
+
+
+def message(document: dict[str, Any]) -> InboundMessage:
+    return InboundMessage(body=json.dumps(document).encode(), routing_key="shenyang.case-record.v1",
+                          exchange="hub.inbound", queue=INBOUND_QUEUE, message_id=str(document["message_id"]),
+                          user_id="shenyang", type="case-record", correlation_id=None,
+                          content_type="application/json", timestamp=None, headers={}, redelivered=False,
+                          delivery_count=0)
+
+
+@pytest.fixture
+def handler(session_factory: sessionmaker[Session], clock: FixedClock, settings: Settings) -> InboundHandler:
+    return InboundHandler(session_factory, clock, "hub", settings.audit_key, batch_size=50)
+
+
+@pytest.fixture
+def statements(engine: Engine) -> Iterator[list[str]]:
+    seen: list[str] = []
+
+    def note(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        seen.append(statement)
+
+    event.listen(engine, "before_cursor_execute", note)
+    yield seen
+    event.remove(engine, "before_cursor_execute", note)
+
+
+def records(code: str, count: int, *, steps: int = 2) -> list[dict[str, Any]]:
+    return [envelope(case_record(code, external_id=f"BT-{uuid.uuid4().hex[:12]}", steps=steps))
+            for _ in range(count)]
+
+
+def test_a_batch_is_applied_in_one_savepoint_not_one_per_message(
+    client: TestClient, handler: InboundHandler, session_factory: sessionmaker[Session], statements: list[str],
+) -> None:
+    documents = records(item_code(client, REPORTED), 12)
+    statements.clear()
+    assert handler.handle_batch([message(d) for d in documents]) == [Outcome.ACK] * 12
+    savepoints = [s for s in statements if s.lstrip().upper().startswith("SAVEPOINT")]
+    # The batch's look-ups, its writes (and on SQLite the block of tracking numbers): none per message.
+    assert len(savepoints) <= 3, savepoints
+    with session_factory() as session:
+        ids = [d["payload"]["external_id"] for d in documents]
+        assert session.scalar(select(func.count()).select_from(Case).where(Case.external_id.in_(ids))) == 12
+
+
+def test_completed_cases_of_a_batch_owe_one_national_delivery_each(
+    client: TestClient, handler: InboundHandler, session_factory: sessionmaker[Session], settings: Settings,
+) -> None:
+    code = item_code(client, REPORTED)
+    completed = records(code, 3, steps=5)
+    open_ = records(code, 2, steps=2)
+    # The same case again within the batch (a newer version), and a later batch repeating a completion.
+    again = envelope({**completed[0]["payload"], "record_version": 2})
+    assert handler.handle_batch([message(d) for d in [*completed, *open_, again]]) == [Outcome.ACK] * 6
+    repeat = envelope({**completed[1]["payload"], "record_version": 3})
+    assert handler.handle_batch([message(repeat)]) == [Outcome.ACK]
+
+    with session_factory() as session:
+        def deliveries(document: dict[str, Any]) -> list[str]:
+            case = session.scalar(select(Case).where(Case.external_id == document["payload"]["external_id"]))
+            assert case is not None
+            return list(session.scalars(select(Delivery.kind).where(Delivery.case_id == case.id)))
+
+        assert [deliveries(d) for d in completed] == [[NATIONAL_RESULT]] * 3
+        assert [deliveries(d) for d in open_] == [[], []]
+        checked, findings = verify(session, key=settings.audit_key)
+        assert checked > 0 and findings == []

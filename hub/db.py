@@ -226,9 +226,10 @@ def wrote(session: Session) -> bool:
     return bool(session.info.get(_SESSION_WRITES) or session.new or session.dirty or session.deleted)
 
 
-def mark_written(session: Session, *writes: Write) -> None:
-    """For writes the engine cannot see or name (raw DBAPI cursors, text SQL): count them as the session's."""
-    _note(session.connection(), session, writes or (UNKNOWN,), announced=())
+def mark_written(session: Session, *writes: Write, announced: Iterable[str] = ()) -> None:
+    """For writes the engine cannot see or name (raw DBAPI cursors, text SQL): count them as the session's.
+    ``announced``: the tables whose change the write announced itself (as the execution option ``ANNOUNCED``)."""
+    _note(session.connection(), session, writes or (UNKNOWN,), announced=announced)
 
 
 def _note(conn: Any, session: Session | None, writes: Iterable[Write], announced: Iterable[str]) -> None:

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import date
 from importlib.resources import files
 from typing import Any
 
 from fastapi.testclient import TestClient
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
 
 from hub.seed.service import read_seed
 from workflow.identifiers import citizen_id_check_char, credit_code_check_char
@@ -124,3 +128,49 @@ def wait_until(condition: Callable[[], bool], timeout: float = 15.0) -> bool:
             return condition()
         time.sleep(0.05)
     return True
+
+
+@contextmanager
+def sent_statements(engine: Engine) -> Iterator[list[str]]:
+    """Every SQL statement sent meanwhile on the connections the engine hands out, in order, as the driver
+    receives it. On PostgreSQL it is counted at psycopg's cursor, under SQLAlchemy: the submission's one
+    statement is sent on the driver's cursor itself (hub/cases/writes.py) and no engine event sees it.
+    On SQLite every statement passes through the engine, whose event gives the same text."""
+    seen: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        seen.append(statement)
+
+    if engine.dialect.driver != "psycopg":
+        event.listen(engine, "before_cursor_execute", record)
+        try:
+            yield seen
+        finally:
+            event.remove(engine, "before_cursor_execute", record)
+        return
+
+    import psycopg
+
+    connections: weakref.WeakSet[Any] = weakref.WeakSet()
+
+    def checked_out(dbapi_connection: Any, *_: Any) -> None:
+        connections.add(dbapi_connection)
+
+    def counted(method: Any) -> Any:
+        def wrapper(cursor: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+            if cursor.connection in connections:
+                seen.append(query if isinstance(query, str) else str(query))
+            return method(cursor, query, *args, **kwargs)
+
+        return wrapper
+
+    execute, executemany = psycopg.Cursor.execute, psycopg.Cursor.executemany
+    event.listen(engine, "checkout", checked_out)
+    psycopg.Cursor.execute = counted(execute)  # type: ignore[method-assign]
+    psycopg.Cursor.executemany = counted(executemany)  # type: ignore[method-assign]
+    try:
+        yield seen
+    finally:
+        psycopg.Cursor.execute = execute  # type: ignore[method-assign]
+        psycopg.Cursor.executemany = executemany  # type: ignore[method-assign]
+        event.remove(engine, "checkout", checked_out)

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import event, select
+from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -45,6 +45,7 @@ from tests.support import (
     item_code,
     officer_of,
     person,
+    sent_statements,
     submit,
     wait_until,
 )
@@ -57,17 +58,11 @@ WRITTEN = ("cases", "case_events", "case_verifications", "outbox")
 
 @contextmanager
 def statements(engine: Engine) -> Iterator[list[str]]:
-    """Every SQL statement the engine sends meanwhile, in order."""
-    seen: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        seen.append(" ".join(statement.split()))
-
-    event.listen(engine, "before_cursor_execute", record)
-    try:
+    """Every SQL statement sent meanwhile on the engine's connections, in order, counted at the driver."""
+    with sent_statements(engine) as sent:
+        seen: list[str] = []
         yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
+    seen.extend(" ".join(statement.split()) for statement in sent)
 
 
 def inserts_into(sql: list[str], table: str) -> list[str]:

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import delete, event, select
+from sqlalchemy import delete, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -33,7 +33,7 @@ from hub.org.service import is_within
 from hub.seed.service import read_form, read_seed
 from tests.conftest import START
 from tests.e2e.cli_support import ROOT, hub_executable, operator_env, run_process
-from tests.support import PROCESS_KEYS, company, example_form, person, wait_until
+from tests.support import PROCESS_KEYS, company, example_form, person, sent_statements, wait_until
 
 SUBMITTED = "physician-practice-registration"  # 沈阳市卫健委 (210100-007): a legacy partner, national reporting
 TEST_ITEM_KEY = "refcache-test-licence"
@@ -70,16 +70,9 @@ def code_of(session_factory: sessionmaker[Session], key: str) -> str:
 
 @contextmanager
 def statements(engine: Engine) -> Iterator[list[str]]:
-    seen: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        seen.append(statement)
-
-    event.listen(engine, "before_cursor_execute", record)
-    try:
+    """Every SQL statement sent meanwhile on the engine's connections, counted at the driver."""
+    with sent_statements(engine) as seen:
         yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
 
 
 def reference_reads(seen: list[str]) -> list[str]:

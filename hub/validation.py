@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
 
-import jsonschema_rs
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
@@ -47,62 +45,6 @@ if _missing:  # pragma: no cover - a broken installation
 
 def validator_for(schema: dict[str, Any]) -> Draft202012Validator:
     return Draft202012Validator(schema, format_checker=FORMAT_CHECKER)
-
-
-class FormValidator:
-    """A form schema's validator: jsonschema (``errors``), and for a schema it can check exactly as jsonschema
-    does, a compiled one that only answers "valid" quickly (``surely_valid``). The compiled one is trusted only
-    where it never accepts what jsonschema rejects: the keywords of ``_EXACT_KEYWORDS``, the format ``date``,
-    patterns of ASCII classes and ``\\d`` (ECMA-262's ``\\d`` and ``$`` match less than Python's, never more).
-    When it says invalid, jsonschema decides (tests/unit/hub/test_form_validator.py)."""
-
-    def __init__(self, schema: dict[str, Any]) -> None:
-        self.errors = validator_for(schema)
-        self._fast: Any = None
-        if _checked_exactly(schema):
-            try:
-                self._fast = jsonschema_rs.Draft202012Validator(schema, validate_formats=True)
-            except Exception:  # a schema it cannot compile: jsonschema alone
-                self._fast = None
-
-    @property
-    def fast(self) -> bool:
-        return self._fast is not None
-
-    def surely_valid(self, instance: Any) -> bool:
-        """True only when the compiled validator accepts ``instance``; False means: ask ``errors``."""
-        if self._fast is None:
-            return False
-        try:
-            return bool(self._fast.is_valid(instance))
-        except Exception:  # a value it cannot take (a lone surrogate): jsonschema decides
-            return False
-
-
-_EXACT_KEYWORDS = frozenset({
-    "$schema", "$id", "$comment", "title", "description", "examples", "default", "type", "enum", "const",
-    "properties", "required", "additionalProperties", "items", "minItems", "maxItems", "uniqueItems",
-    "minLength", "maxLength", "pattern", "format", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
-    "if", "then", "else",
-})
-_EXACT_FORMATS = frozenset({"date"})  # jsonschema's "uri" (rfc3986-validator) is not the compiled one's
-_EXACT_PATTERN = re.compile(r"(?:[\^$\[\]()|{},\-?*+.A-Za-z0-9]|\\d)*")
-
-
-def _checked_exactly(schema: Any) -> bool:
-    if isinstance(schema, bool):
-        return True
-    if not isinstance(schema, dict) or not set(schema) <= _EXACT_KEYWORDS:
-        return False
-    if "format" in schema and schema["format"] not in _EXACT_FORMATS:
-        return False
-    pattern = schema.get("pattern", "")
-    if not isinstance(pattern, str) or "(?" in pattern or not _EXACT_PATTERN.fullmatch(pattern):
-        return False
-    properties = schema.get("properties", {})
-    subschemas = [*properties.values()] if isinstance(properties, dict) else [None]
-    subschemas += [schema[key] for key in ("items", "additionalProperties", "if", "then", "else") if key in schema]
-    return all(_checked_exactly(sub) for sub in subschemas)
 
 
 @lru_cache(maxsize=64)

@@ -26,7 +26,7 @@ from hub.org import service as org_service
 from hub.org.models import Department, Region
 from hub.outbox import service as outbox
 from hub.pagination import Page, paginate
-from hub.validation import FormValidator, field_errors
+from hub.validation import field_errors, validator_for
 from workflow.identifiers import IdentifierError, build_item_code, validate_national_basic_code
 
 GUIDE_FIELDS = tuple(Guide.model_fields)
@@ -229,21 +229,19 @@ def validate_form(item: Item, form: dict[str, Any], *, session: Session | None =
     """Validate an application form against its item's schema, naming every bad field. ``session``: the
     caller's, for an item not attached to it (its compiled validator is cached with the reference data)."""
     validator = _form_validator(item, session or object_session(item))
-    if validator.surely_valid(form):
-        return
-    errors = field_errors(validator.errors.iter_errors(form), prefix="form")
+    errors = field_errors(validator.iter_errors(form), prefix="form")
     if errors:
         raise ValidationFailed(errors)
 
 
-def _form_validator(item: Item, session: Session | None) -> FormValidator:
+def _form_validator(item: Item, session: Session | None) -> Draft202012Validator:
     """One compiled validator per item id and version (a write bumps the version), kept with the process's
     reference data of the item's database. A transaction that wrote items compiles its own: its version may
     be rolled back and reused later with another schema."""
     if session is None:
-        return FormValidator(item.form_schema)
+        return validator_for(item.form_schema)
     return refcache.lookup(session, refcache.ITEMS, ("form-validator", item.id, item.version),
-                           lambda: FormValidator(item.form_schema))
+                           lambda: validator_for(item.form_schema))
 
 
 def department_out(department: Department) -> DepartmentOut:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from functools import cache
 from typing import Any, ClassVar, TypeVar
 
@@ -46,6 +47,23 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+
+def json_row(values: dict[str, Any]) -> dict[str, Any]:
+    """A row's values as a JSON document that PostgreSQL's ``jsonb_populate_record(set)`` turns back into the
+    values the columns' own types store (instants in UTC, as ``UTCDateTime``; dates and UUIDs as text)."""
+    return {name: _json_value(value) if isinstance(value, _CONVERTED) else value for name, value in values.items()}
+
+
+_CONVERTED = (date, uuid.UUID)  # datetime is a date
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC).isoformat()
+    return str(value)
 
 
 class Base(DeclarativeBase):

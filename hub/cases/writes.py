@@ -22,10 +22,9 @@ A new case is built by `new_case` and written by one of two writers:
 from __future__ import annotations
 
 import functools
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 
 from psycopg.types.json import Jsonb
@@ -40,7 +39,7 @@ from hub.cases.models import Case, CaseEvent
 from hub.cases.tracking import new_query_code, query_code_digest, tracking_number
 from hub.catalog.models import Item
 from hub.clock import business_date
-from hub.db import built, mark_written
+from hub.db import built, json_row, mark_written
 from hub.outbox import wake
 from hub.outbox.models import OutboxMessage
 from hub.verification.models import CaseVerification
@@ -267,25 +266,6 @@ def _statement() -> Insert:
             .returning(case_id.label("case_id"), check_ids.label("checks"), notify.label("notified")))
 
 
-_CONVERTED = (date, uuid.UUID)  # datetime is a date
-
-
-def _json(values: dict[str, Any]) -> dict[str, Any]:
-    # One isinstance per value, the conversion only for the few that need it.
-    return {name: _json_scalar(value) if isinstance(value, _CONVERTED) else value for name, value in values.items()}
-
-
-def _json_scalar(value: Any) -> Any:
-    # The same values the columns' own types would store: instants in UTC (hub/db.py UTCDateTime).
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to a UTC column")
-        return value.astimezone(UTC).isoformat()
-    if isinstance(value, date | uuid.UUID):
-        return str(value)
-    return value
-
-
 @dataclass(frozen=True)
 class _DriverStatement:
     sql: str  # the dialect's own text of `_statement()`, placeholders by name
@@ -311,9 +291,9 @@ def _insert_at_once(
     # rows) cost about a fifth of a submission's CPU. The engine's hooks do not see it, so the write is
     # noted by hand; the statement announces the outbox insert itself (pg_notify, delivered at commit).
     statement = _driver_statement(connection.dialect)
-    parameters = {**statement.constants, "case": Jsonb(_json(case)), "event": Jsonb(_json(event)),
-                  "checks": Jsonb([_json(values) for values in checks]),
-                  "messages": Jsonb([_json(values) for values in messages])}
+    parameters = {**statement.constants, "case": Jsonb(json_row(case)), "event": Jsonb(json_row(event)),
+                  "checks": Jsonb([json_row(values) for values in checks]),
+                  "messages": Jsonb([json_row(values) for values in messages])}
     with connection.connection.driver_connection.cursor() as cursor:  # type: ignore[union-attr]
         cursor.execute(statement.sql, parameters)
         row = cursor.fetchone()

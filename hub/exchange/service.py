@@ -10,7 +10,7 @@ import traceback
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import ARRAY, String, bindparam, delete, func, insert, literal_column, select, text, tuple_
@@ -26,7 +26,7 @@ from hub.cases.service import case_event_payload
 from hub.catalog import service as catalog
 from hub.catalog.models import Item
 from hub.clock import business_date
-from hub.db import begin_for_savepoints
+from hub.db import begin_for_savepoints, json_row
 from hub.deliveries import service as deliveries
 from hub.exchange import checks
 from hub.exchange.checks import RecordRejected
@@ -651,15 +651,4 @@ def _insert_rows(session: Session, table: Any, rows: list[dict[str, Any]]) -> No
     source = func.jsonb_populate_recordset(literal_column(f"NULL::{table.name}"), bindparam("rows", type_=JSONB)) \
         .table_valued(*names).alias("r")
     connection.execute(insert(table).from_select(names, select(*(source.c[name] for name in names))),
-                       {"rows": [{name: _json_value(value) for name, value in row.items()} for row in rows]})
-
-
-def _json_value(value: Any) -> Any:
-    # What the column types themselves would store: instants in UTC (hub/db.py UTCDateTime).
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to a UTC column")
-        return value.astimezone(UTC).isoformat()
-    if isinstance(value, date | uuid.UUID):
-        return str(value)
-    return value
+                       {"rows": [json_row(row) for row in rows]})

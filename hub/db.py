@@ -209,9 +209,6 @@ def built(model: type[_T], **values: Any) -> _T:
 
 Write = tuple[str, str]  # (verb, table): ("insert", "outbox"), ("update", "items"), …
 UNKNOWN: Write = ("?", "?")
-# Execution option: the tables whose change the statement announces itself (an INSERT that calls pg_notify),
-# so that no hook announces them again before the commit.
-ANNOUNCED = "hub_announced"
 BeforeCommit = Callable[[Connection, frozenset[Write]], None]
 AfterCommit = Callable[[Session, frozenset[Write]], None]
 
@@ -219,7 +216,7 @@ _before_commit: list[BeforeCommit] = []
 _after_commit: list[AfterCommit] = []
 _OWNER_KEY = "hub.db.session"  # conn.info: the Session whose transaction the connection runs
 _SESSION_WRITES = "hub.db.writes"  # session.info: what its open transaction wrote
-_CONNECTION_WRITES = "hub.db.unannounced"  # conn.info: the same, less what statements announced themselves
+_CONNECTION_WRITES = "hub.db.unannounced"  # conn.info: the same, less what a write announced itself
 
 
 def on_commit(*, before: BeforeCommit | None = None, after: AfterCommit | None = None) -> None:
@@ -246,7 +243,8 @@ def wrote(session: Session) -> bool:
 
 def mark_written(session: Session, *writes: Write, announced: Iterable[str] = ()) -> None:
     """For writes the engine cannot see or name (raw DBAPI cursors, text SQL): count them as the session's.
-    ``announced``: the tables whose change the write announced itself (as the execution option ``ANNOUNCED``)."""
+    ``announced``: the tables whose change the write announced itself (an INSERT that calls pg_notify), so that
+    no hook announces them again before the commit."""
     _note(session.connection(), session, writes or (UNKNOWN,), announced=announced)
 
 
@@ -260,8 +258,7 @@ def _statement_sent(conn: Any, _cursor: Any, statement: str, _parameters: Any, c
     if statement.lstrip()[:6].upper() == "SELECT":
         return
     owner = conn.info.get(_OWNER_KEY)
-    announced = context.execution_options.get(ANNOUNCED, ()) if context is not None else ()
-    _note(conn, owner() if owner is not None else None, (_write_of(context),), announced)
+    _note(conn, owner() if owner is not None else None, (_write_of(context),), announced=())
 
 
 def _write_of(context: Any) -> Write:

@@ -259,7 +259,8 @@ def _statement() -> Insert:
     ).returning(CHECKS.c.id, CHECKS.c.check_key).cte("checks")
     check_ids = select(func.jsonb_object_agg(checks.c.check_key, checks.c.id)).scalar_subquery()
     # The relay's NOTIFY, sent by the statement (delivered at commit): no round trip of its own before the
-    # commit (hub/outbox/wake.py, NOTIFIED). One row per message: at least one message, or nothing returns.
+    # commit (``announced=`` of mark_written below). One row per message: at least one message, or nothing
+    # returns.
     notify = func.pg_notify(wake.CHANNEL, "")
     return (insert(OUTBOX).from_select(_names(OutboxMessage), _from_json(OutboxMessage, "messages", many=True))
             .add_cte(new_case, first_event, checks)

@@ -5,9 +5,9 @@
   inserts alike count, whichever thread commits (a request's dependency may commit in another thread than
   the endpoint ran in); a released savepoint is not a commit.
 * Other processes on PostgreSQL: ``NOTIFY hub_outbox`` is sent inside the committing transaction (just before
-  the COMMIT, on the same connection, so it is delivered only if the rows are; or by the INSERT itself,
-  execution option ``NOTIFIED``), and a relay's ``PgListener`` subscription to the process's one LISTEN
-  thread (hub/listen.py) sets its event.
+  the COMMIT, on the same connection, so it is delivered only if the rows are; or by the INSERT itself — the
+  submission's statement, which says so with ``hub.db.mark_written(..., announced=)``), and a relay's
+  ``PgListener`` subscription to the process's one LISTEN thread (hub/listen.py) sets its event.
 * Other processes on SQLite, or any write this misses (raw SQL): the relay's long fallback poll
   (``outbox_relay_fallback_s``).
 """
@@ -20,15 +20,12 @@ import threading
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
-from hub.db import ANNOUNCED, Write, on_commit
+from hub.db import Write, on_commit
 from hub.listen import Listener, Subscription, listener_for
 
 CHANNEL = "hub_outbox"
 TABLE = "outbox"
 INSERTED: Write = ("insert", TABLE)
-# Execution options of an outbox INSERT that calls pg_notify(CHANNEL) itself (the submission's statement,
-# hub/cases/writes.py): no separate NOTIFY round trip before its commit.
-NOTIFIED = {ANNOUNCED: (TABLE,)}
 log = logging.getLogger("hub.outbox.wake")
 
 _subscribers: set[threading.Event] = set()

@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime
 from functools import cache
 from typing import Any, ClassVar, TypeVar
 
-from sqlalchemy import JSON, DateTime, MetaData, create_engine, event, inspect
+from sqlalchemy import JSON, DateTime, MetaData, bindparam, create_engine, event, func, inspect, literal_column
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.orm import DeclarativeBase, Session, configure_mappers, sessionmaker
@@ -53,6 +53,15 @@ def json_row(values: dict[str, Any]) -> dict[str, Any]:
     """A row's values as a JSON document that PostgreSQL's ``jsonb_populate_record(set)`` turns back into the
     values the columns' own types store (instants in UTC, as ``UTCDateTime``; dates and UUIDs as text)."""
     return {name: _json_value(value) if isinstance(value, _CONVERTED) else value for name, value in values.items()}
+
+
+def json_rows(table: str, names: list[str], param: str, *, many: bool) -> Any:
+    """The rows of ``table`` given as one JSONB parameter (``json_row`` values), as a FROM-able table whose
+    columns PostgreSQL types by the table's own (timestamps, dates, JSONB): a statement of one parameter
+    whatever the number of rows, which psycopg parses once and the server keeps prepared."""
+    populate = func.jsonb_populate_recordset if many else func.jsonb_populate_record
+    rows = populate(literal_column(f"NULL::{table}"), bindparam(param, type_=JSONB))
+    return rows.table_valued(*names).alias("r")
 
 
 _CONVERTED = (date, uuid.UUID)  # datetime is a date

@@ -28,8 +28,7 @@ from datetime import date, datetime
 from typing import Any
 
 from psycopg.types.json import Jsonb
-from sqlalchemy import Column, Connection, Dialect, Select, bindparam, func, insert, inspect, literal_column, select
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import Column, Connection, Dialect, Select, func, insert, inspect, select
 from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.dml import Insert
@@ -39,7 +38,7 @@ from hub.cases.models import Case, CaseEvent
 from hub.cases.tracking import new_query_code, query_code_digest, tracking_number
 from hub.catalog.models import Item
 from hub.clock import business_date
-from hub.db import built, json_row, mark_written
+from hub.db import built, json_row, json_rows, mark_written
 from hub.outbox import wake
 from hub.outbox.models import OutboxMessage
 from hub.verification.models import CaseVerification
@@ -227,19 +226,10 @@ def _names(model: type[Any]) -> list[str]:
     return [column.name for _, column in _columns(model)]
 
 
-def _json_rows(model: type[Any], param: str, *, many: bool) -> Any:
-    """The rows of ``model``'s table in one JSONB parameter, as a table: PostgreSQL types each field by the
-    table's own column (timestamps, dates, JSONB). A row is one parameter, so the statement has four and
-    stays short (under psycopg's 4096 characters and 50 parameters): psycopg caches its parsing and the
-    server keeps it prepared."""
-    table = model.__table__.name
-    populate = func.jsonb_populate_recordset if many else func.jsonb_populate_record
-    rows = populate(literal_column(f"NULL::{table}"), bindparam(param, type_=JSONB))
-    return rows.table_valued(*_names(model)).alias("r")
-
-
 def _from_json(model: type[Any], param: str, *, many: bool = False, case_id: Any = None) -> Select[Any]:
-    rows = _json_rows(model, param, many=many)
+    # A table's rows are one parameter, so the statement has four and stays short (under psycopg's 4096
+    # characters and 50 parameters).
+    rows = json_rows(model.__table__.name, _names(model), param, many=many)
     columns = [rows.c[name] for name in _names(model)]
     return select(case_id, *columns) if case_id is not None else select(*columns)
 

@@ -13,8 +13,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ARRAY, String, bindparam, delete, func, insert, literal_column, select, text, tuple_
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import ARRAY, String, bindparam, delete, insert, select, text, tuple_
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, defer, joinedload
 
@@ -26,7 +25,7 @@ from hub.cases.service import case_event_payload
 from hub.catalog import service as catalog
 from hub.catalog.models import Item
 from hub.clock import business_date
-from hub.db import begin_for_savepoints, json_row
+from hub.db import begin_for_savepoints, json_row, json_rows
 from hub.deliveries import service as deliveries
 from hub.exchange import checks
 from hub.exchange.checks import RecordRejected
@@ -648,7 +647,6 @@ def _insert_rows(session: Session, table: Any, rows: list[dict[str, Any]]) -> No
         connection.execute(insert(table), rows)
         return
     names = list(rows[0])
-    source = func.jsonb_populate_recordset(literal_column(f"NULL::{table.name}"), bindparam("rows", type_=JSONB)) \
-        .table_valued(*names).alias("r")
+    source = json_rows(table.name, names, "rows", many=True)
     connection.execute(insert(table).from_select(names, select(*(source.c[name] for name in names))),
                        {"rows": [json_row(row) for row in rows]})

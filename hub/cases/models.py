@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import BigInteger, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from hub.catalog.models import Item
@@ -27,6 +27,8 @@ class Case(Base):
     region_code: Mapped[str] = mapped_column(ForeignKey("regions.code"), index=True)
     department_id: Mapped[int] = mapped_column(ForeignKey("departments.id"), index=True)
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
+    # A joint case's child: the branch's name in the parent definition's parallel block.
+    branch: Mapped[str | None] = mapped_column(String(64))
     state: Mapped[str] = mapped_column(String(32), index=True)
     workflow_id: Mapped[str] = mapped_column(String(64))
     channel: Mapped[str] = mapped_column(String(16))
@@ -45,6 +47,11 @@ class Case(Base):
     form_data: Mapped[dict[str, Any]]
 
     submitted_at: Mapped[datetime] = mapped_column(index=True)
+    # The working day the application counts as received (outside working hours: the next one).
+    received_on: Mapped[date | None]
+    # The cross-region (通办) window that registered the application for another region's department.
+    receiving_region_code: Mapped[str | None] = mapped_column(String(6))
+    receiving_department_id: Mapped[int | None] = mapped_column(ForeignKey("departments.id"))
     intake_deadline: Mapped[date | None]
     accepted_on: Mapped[date | None]
     promised_limit_days: Mapped[int] = mapped_column(Integer)
@@ -54,6 +61,11 @@ class Case(Base):
     step_deadlines: Mapped[dict[str, Any]] = mapped_column(default=dict)
     suspended_since: Mapped[date | None]
     suspended_working_days: Mapped[int] = mapped_column(Integer, default=0)
+    # Every clock stop (supplement notice, Art. 45 special procedure): kind, reason, declared_days,
+    # started_on, ended_on — what a deadline is recomputed from when a holiday notice is loaded.
+    suspensions: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list, server_default="[]")
+    # Art. 42: the one extension granted, in working days (10, or 15 for joint handling).
+    extension_days: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     decided_at: Mapped[datetime | None]
     completed_at: Mapped[datetime | None]
     result: Mapped[str | None] = mapped_column(String(16))
@@ -64,7 +76,7 @@ class Case(Base):
     lock_version: Mapped[int] = mapped_column(Integer, default=1)
 
     item: Mapped[Item] = relationship(lazy="joined")
-    department: Mapped[Department] = relationship(lazy="joined")
+    department: Mapped[Department] = relationship(lazy="joined", foreign_keys=[department_id])
     # Kept on the case so a new submission's receipt reads them without another query.
     verifications: Mapped[list[CaseVerification]] = relationship(lazy="select")
 

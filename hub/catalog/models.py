@@ -43,6 +43,8 @@ class Item(Base):
     national_reporting: Mapped[bool] = mapped_column(default=False)
     guide: Mapped[dict[str, Any]]
     form_schema: Mapped[dict[str, Any]]
+    # The versioned workflow definition (workflow/definitions/<id>.json) new cases of the item start with.
+    workflow_id: Mapped[str] = mapped_column(String(64), default="standard.v1", server_default="standard.v1")
     co_department_ids: Mapped[list[int]] = mapped_column(default=list, type_=JSON)
     applicant_types: Mapped[list[str]] = mapped_column(default=list, type_=JSON)
     search_text: Mapped[str] = mapped_column(Text, default="")

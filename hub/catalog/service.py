@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, object_session
 from hub import refcache
 from hub.catalog.models import Item, ItemType
 from hub.catalog.schemas import (
+    BranchOut,
     DepartmentOut,
     Guide,
     ItemOut,
@@ -30,6 +31,8 @@ from hub.validation import field_errors, validator_for
 from workflow.identifiers import IdentifierError, build_item_code, validate_national_basic_code
 
 GUIDE_FIELDS = tuple(Guide.model_fields)
+# The form schema keyword naming, on each top-level property, the joint branches that need the field.
+BRANCHES_KEYWORD = "x-branches"
 
 
 def list_item_types(session: Session) -> list[ItemTypeOut]:
@@ -143,6 +146,7 @@ def _check_item(session: Session, data: ItemWrite) -> tuple[Department, list[int
     if (data.kind == "instant") != (data.promised_limit_days == 0):
         errors.append(FieldError("kind", "instant_means_zero_days", "即办件承诺时限为 0，承诺件应大于 0"))
     errors.extend(_form_schema_errors(data.form_schema))
+    errors.extend(_branch_errors(session, data))
     department = _find_department(session, data.region, data.department, "department", errors)
     co_ids = [
         d.id
@@ -175,6 +179,36 @@ def _form_schema_errors(schema: dict[str, Any]) -> list[FieldError]:
     return []
 
 
+def _branch_errors(session: Session, data: ItemWrite) -> list[FieldError]:
+    """A joint item's branches: every department exists, and every form field's ``x-branches`` names a
+    branch of the item (an unknown name would hide the field from every department)."""
+    errors: list[FieldError] = []
+    for name, key in data.branches.items():
+        if _department_by_key(session, key) is None:
+            errors.append(FieldError(f"branches.{name}", "department_exists", f"部门 {key} 不存在"))
+    properties = data.form_schema.get("properties")
+    for field, prop in (properties.items() if isinstance(properties, dict) else ()):
+        tagged = prop.get(BRANCHES_KEYWORD) if isinstance(prop, dict) else None
+        if tagged is None:
+            continue
+        if not isinstance(tagged, list) or not all(isinstance(b, str) for b in tagged):
+            errors.append(FieldError(f"form_schema.properties.{field}.{BRANCHES_KEYWORD}", "type",
+                                     "x-branches 须为分支名称列表 (a list of branch names)"))
+            continue
+        unknown = sorted(set(tagged) - set(data.branches))
+        if unknown:
+            errors.append(FieldError(f"form_schema.properties.{field}.{BRANCHES_KEYWORD}", "known_branch",
+                                     f"分支 {', '.join(unknown)} 不在事项的 branches 中"))
+    return errors
+
+
+def _department_by_key(session: Session, key: str) -> Department | None:
+    try:
+        return org_service.get_department(session, region_code=key[:6], code=key[6:])
+    except NotFound:
+        return None
+
+
 def _check_code_free(session: Session, code: str, item: Item | None) -> None:
     holder = session.scalar(select(Item).where(Item.code == code))
     if holder is not None and holder is not item:
@@ -205,6 +239,7 @@ def _apply(
     item.national_reporting = data.national_reporting
     item.applicant_types = list(data.applicant_types)
     item.co_department_ids = co_ids
+    item.workflow_id = data.workflow_id
     item.guide = guide
     item.form_schema = data.form_schema
     item.search_text = " ".join(
@@ -273,7 +308,7 @@ def _summary_fields(session: Session, item: Item) -> dict[str, Any]:
         "promised_limit_days": item.promised_limit_days,
         "statutory_limit_days": item.statutory_limit_days,
         "fee_fen": item.fee_fen,
-        "joint": bool(item.co_department_ids),
+        "joint": bool(item.co_department_ids or item.guide.get("branches")),
     }
 
 
@@ -285,10 +320,55 @@ def item_out(session: Session, item: Item) -> ItemOut:
         national_reporting=item.national_reporting,
         applicant_types=item.applicant_types,
         co_departments=[department_out(d) for d in co if d is not None],
+        workflow_id=item.workflow_id,
+        branches=branches_out(session, item),
         guide=Guide.model_validate(item.guide),
         form_schema_url=f"/api/v1/items/{item.code}/form-schema",
         blank_form_url=f"/api/v1/items/{item.code}/blank-form",
     )
+
+
+# --- joint items: branches and their parts of the form ----------------------------------------------
+
+
+def branch_departments(item: Item) -> dict[str, str]:
+    """Branch name → Department.key of a joint item (its guide's ``branches``); empty for a single item."""
+    return dict(item.guide.get("branches") or {})
+
+
+def branch_fields(form_schema: dict[str, Any], branch: str) -> tuple[str, ...]:
+    """The top-level form fields the ``branch`` needs: those whose ``x-branches`` name it, in schema order.
+    The form schema is the one place that says who sees what (a field without the tag is the lead
+    department's alone: registration sees the whole form through the parent case)."""
+    properties = form_schema.get("properties") or {}
+    return tuple(name for name, prop in properties.items()
+                 if isinstance(prop, dict) and branch in (prop.get(BRANCHES_KEYWORD) or ()))
+
+
+def form_part(item: Item, form: dict[str, Any], branch: str) -> dict[str, Any]:
+    """The part of an application ``form`` one branch's department sees (the branch case's form_data):
+    only the fields tagged with the branch, nothing else of the applicant's form."""
+    if branch not in branch_departments(item):
+        raise NotFound(f"事项 {item.code} 没有联办分支 {branch} (unknown branch)")
+    fields = branch_fields(item.form_schema, branch)
+    return {name: form[name] for name in fields if name in form}
+
+
+def branches_out(session: Session, item: Item) -> list[BranchOut]:
+    """A joint item's branches as the catalogue shows them: department, label and form fields."""
+    out = []
+    for name, key in branch_departments(item).items():
+        department = _department_by_key(session, key)
+        if department is None:
+            continue
+        label, workflow_id = _branch_label(item, name)
+        out.append(BranchOut(name=name, label=label, department=department_out(department),
+                             workflow_id=workflow_id, fields=list(branch_fields(item.form_schema, name))))
+    return out
+
+
+def _branch_label(item: Item, name: str) -> tuple[str, str | None]:
+    return name, None
 
 
 def render_blank_form(session: Session, item: Item) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -15,13 +15,13 @@ from adapters.registries import Registries
 from hub.auth.models import Officer
 from hub.auth.service import can_oversee_region
 from hub.calendar.service import load_calendar
-from hub.cases import writes
+from hub.cases import clock, writes
 from hub.cases.models import Case, CaseEvent, Material
 from hub.cases.schemas import ApplicantIn, ApplicationIn
 from hub.cases.tracking import new_query_code, query_code_digest
 from hub.catalog import service as catalog
 from hub.catalog.models import Item
-from hub.clock import business_date
+from hub.clock import CHINA_TZ, business_date
 from hub.deliveries import service as deliveries
 from hub.errors import Conflict, FieldError, Forbidden, HubError, NotFound, ValidationFailed
 from hub.outbox import service as outbox
@@ -29,17 +29,12 @@ from hub.outbox.models import OutboxMessage
 from hub.pagination import Page, paginate
 from hub.text_fields import normalize_form
 from hub.verification import checks as verification
+from workflow import clock as clock_rules
 from workflow import identifiers as ids
-from workflow.calendar import WorkingCalendar
+from workflow.clock import SUPPLEMENT, Suspension
 from workflow.definition import Transition, WorkflowDefinition, standard_definition
 from workflow.machine import ActionNotAvailable, OncePerStep, OpinionRequired, RoleNotAllowed, apply
-from workflow.timelimits import (
-    allocate_step_deadlines,
-    compute_deadline,
-    extend_for_suspension,
-)
 
-INTAKE_NOTICE_DAYS = 5  # Administrative Licensing Law Art. 32: one supplement notice within 5 days
 ORGANISATION_TYPES = {"2", "3", "4", "5", "6"}
 
 EVENT_NAMES = {
@@ -53,6 +48,10 @@ EVENT_NAMES = {
     "deny": "denied",
     "complete": "completed",
     "withdraw": "withdrawn",
+    "extend": "extended",
+    "start_special_procedure": "special_procedure_started",
+    "end_special_procedure": "special_procedure_ended",
+    "deadline_recomputed": "deadline_recomputed",
 }
 
 
@@ -98,6 +97,9 @@ def submit_application(
     form = normalize_form(data.form, item.form_schema)
     catalog.validate_form(item, form, session=session)
     calendar = load_calendar(session)
+    # After 17:00, on a weekend or a holiday, it counts as received on the next working day; the Art. 32
+    # intake period runs from that day (docs/time-rules.md).
+    received = clock_rules.received_on(calendar, now.astimezone(CHINA_TZ))
     query_code = new_query_code()
     state = standard_definition().initial_state
     applicant = data.applicant
@@ -106,12 +108,13 @@ def submit_application(
         applicant=writes.Applicant(applicant.type, applicant.name.strip(), applicant.id_type, applicant_id,
                                    applicant.phone, applicant.region),
         form_data=form, submitted_at=now, now=now,
-        intake_deadline=calendar.add_working_days(today, INTAKE_NOTICE_DAYS),
+        intake_deadline=clock_rules.intake_deadline(calendar, received),
         first=writes.NewEvent(action="submit", to_state=state, actor_type="applicant", actor_id=data.channel,
                               actor_name="申请人", occurred_at=now, data={"channel": data.channel}),
         key=audit_key,
     )
     case = opening.case
+    case.received_on = received  # not sealed by the chain: set after the first event, before the write
     verification.plan_checks(session, case, registries=registries, now=now)
     # Case, first event, planned checks and outbox row: one statement (hub/cases/writes.py).
     writes.insert_case(session, opening, outbox=[_message(case, "submit", now)])
@@ -199,10 +202,11 @@ def may_view(session: Session, officer: Officer, case: Case) -> bool:
 
 def act(
     session: Session, *, case: Case, actor: Actor, action: str, opinion: str | None, now: datetime,
-    audit_key: str,
+    audit_key: str, data: Mapping[str, Any] | None = None,
 ) -> CaseEvent:
     """Apply one workflow action after checking the system of record, department scope, state, role,
-    the once-per-step rule and the opinion.
+    the once-per-step rule and the opinion; or one clock action (``extend``, ``start_special_procedure``,
+    ``end_special_procedure``, with ``data``: hub/cases/clock.py).
 
     Every change to the case row happens before the event is appended: the event seals the row as
     the action left it (hub/audit/service.py)."""
@@ -210,7 +214,12 @@ def act(
     if actor.kind == "officer" and actor.department_id != case.department_id:
         raise Forbidden("只能办理本部门的办件 (case belongs to another department)")
     definition = definition_for(case)
+    if action in clock.CLOCK_ACTIONS:
+        return _act_on_clock(session, case=case, actor=actor, action=action, opinion=opinion, data=data,
+                             now=now, definition=definition, audit_key=audit_key)
+    clock.refuse_during_special_procedure(case, action)
     transition = _checked_transition(definition, case, actor, action, opinion, _taken_for(session, case, action))
+    clock.check_intake_notice(case, action, step=transition.step, today=business_date(now))
     if action == "grant":
         verification.ensure_grantable(session, case)
     from_state = case.state
@@ -231,6 +240,30 @@ def act(
     ), key=audit_key)
     _publish(session, case, action, now)
     deliveries.on_case_change(session, case, action, now)
+    return event
+
+
+def _act_on_clock(
+    session: Session, *, case: Case, actor: Actor, action: str, opinion: str | None, data: Mapping[str, Any] | None,
+    now: datetime, definition: WorkflowDefinition, audit_key: str,
+) -> CaseEvent:
+    """Art. 42 extension / Art. 45 special procedure: the clock's facts change, the state does not."""
+    if actor.kind != "officer":
+        raise Conflict(f"「{clock.CLOCK_ACTIONS[action]}」只能由工作人员办理", type_slug="action-not-available")
+    request = clock.checked_request(action, opinion=opinion, data=data)
+    calendar = load_calendar(session)
+    today = business_date(now)
+    change = clock.clock_action(case, request, roles=actor.roles, calendar=calendar, today=today,
+                                handling=clock.handling_of(case, definition))
+    clock.store(case, change.facts, calendar=calendar, today=today, definition=definition)
+    case.updated_at = now
+    steps = {t.source: t.step for t in definition.transitions if t.actor == "officer"}
+    event = writes.append_step(session, case, writes.NewEvent(
+        action=action, step=steps.get(case.state), from_state=case.state, to_state=case.state,
+        actor_type=actor.kind, actor_id=actor.id, actor_name=actor.name, department_id=case.department_id,
+        opinion=request.reason, occurred_at=now, data={**change.data, "new": clock.deadlines_of(case)},
+    ), key=audit_key)
+    _publish(session, case, action, now)
     return event
 
 
@@ -313,40 +346,19 @@ def _apply_clock(
     session: Session, case: Case, transition: Transition, today: date,
     definition: WorkflowDefinition,
 ) -> None:
+    """The transition's effect on the clock, through the case's recorded facts (hub/cases/clock.py)."""
+    if transition.clock not in ("start", "suspend", "resume"):
+        return
+    facts = clock.facts_of(case)
     if transition.clock == "start":
-        _start_clock(case, load_calendar(session), today, definition)
+        # Art. 32: accepted after the intake period without a notice, it counts as accepted on the day
+        # the materials were received.
+        facts = facts.accept(clock.acceptance_day(case, today))
     elif transition.clock == "suspend":
-        case.suspended_since = today
-    elif transition.clock == "resume" and case.suspended_since is not None:
-        _resume_clock(case, load_calendar(session), today)
-
-
-def _start_clock(
-    case: Case, calendar: WorkingCalendar, today: date, definition: WorkflowDefinition
-) -> None:
-    # Deadlines are stored, so a later calendar change cannot rewrite a past result.
-    case.accepted_on = today
-    case.deadline = compute_deadline(calendar, today, case.promised_limit_days)
-    case.statutory_deadline = compute_deadline(calendar, today, case.statutory_limit_days)
-    steps = allocate_step_deadlines(definition, calendar, today, case.promised_limit_days)
-    case.step_deadlines = {name: d.isoformat() for name, d in steps.items()}
-
-
-def _resume_clock(case: Case, calendar: WorkingCalendar, today: date) -> None:
-    since = case.suspended_since
-    assert since is not None
-    if case.deadline is not None:
-        case.deadline = extend_for_suspension(calendar, case.deadline, since, today)
-    if case.statutory_deadline is not None:
-        case.statutory_deadline = extend_for_suspension(
-            calendar, case.statutory_deadline, since, today
-        )
-    case.step_deadlines = {
-        name: extend_for_suspension(calendar, date.fromisoformat(d), since, today).isoformat()
-        for name, d in case.step_deadlines.items()
-    }
-    case.suspended_working_days += calendar.working_days_between(since, today)
-    case.suspended_since = None
+        facts = facts.suspend(Suspension(kind=SUPPLEMENT, started_on=today))
+    elif facts.open_suspension is not None:
+        facts = facts.resume(today)
+    clock.store(case, facts, calendar=load_calendar(session), today=today, definition=definition)
 
 
 def _publish(session: Session, case: Case, action: str, now: datetime) -> None:

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from hub.auth.models import Officer
 from hub.calendar.service import load_calendar
-from hub.cases import clock, service
+from hub.cases import clock, progress, service
 from hub.cases.models import Case, CaseEvent, Material
 from hub.cases.schemas import (
     ApplicationReceipt,
@@ -100,6 +100,7 @@ def _status_fields(
     events = service.events_of(session, case)
     return {
         **clock_fields(session, case, today),
+        **progress.joint_fields(session, case, today=today),
         "tracking_no": case.tracking_no,
         "item_code": case.item.code,
         "item_name": case.item.name,
@@ -152,7 +153,7 @@ def officer_view(session: Session, case: Case, officer: Officer, today: date) ->
         applicant_type=case.applicant_type,
         applicant_id_type=case.applicant_id_type,
         applicant_phone=case.applicant_phone,
-        form=case.form_data,
+        form=progress.branch_form(case),  # a branch's department sees its part of the form only
         intake_deadline=case.intake_deadline,
         step_deadlines=case.step_deadlines,
         suspended_working_days=case.suspended_working_days,
@@ -166,14 +167,17 @@ def officer_view(session: Session, case: Case, officer: Officer, today: date) ->
 
 def queue_entry(
     case: Case, officer: Officer, today: date, calendar: object,
-    taken: frozenset[tuple[str, str]] = frozenset(),
+    taken: frozenset[tuple[str, str]] = frozenset(), *, parent_tracking_no: str | None = None,
 ) -> QueueEntry:
+    """``parent_tracking_no``: a branch case's joint case (``progress.parent_numbers`` of the page)."""
     definition = service.definition_for(case)
     step_deadline = _current_step_deadline(case, definition)
     due = case.deadline or case.intake_deadline
     left = working_days_left(calendar, today, due) if due else None  # type: ignore[arg-type]
     return QueueEntry(
         tracking_no=case.tracking_no,
+        branch=case.branch,
+        parent_tracking_no=parent_tracking_no,
         item_name=case.item.name,
         state=case.state,
         state_label=definition.states.get(case.state, case.state),

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from adapters.registries import Registries
 from hub.auth.service import require_role
 from hub.calendar.service import load_calendar
-from hub.cases import flows, presenters, service
+from hub.cases import flows, presenters, progress, service
 from hub.cases.materials import add_material
 from hub.cases.models import Case
 from hub.cases.schemas import (
@@ -207,9 +207,11 @@ def work_queue(
     calendar = load_calendar(session)
     today = business_date(now)
     taken = service.once_taken(session, page.rows)
+    parents = progress.parent_numbers(session, page.rows)
     return QueueOut(
         officer=officer.username, total=page.total,
-        entries=[presenters.queue_entry(c, officer, today, calendar, taken.get(c.id, frozenset()))
+        entries=[presenters.queue_entry(c, officer, today, calendar, taken.get(c.id, frozenset()),
+                                        parent_tracking_no=parents.get(c.parent_id or 0))
                  for c in page.rows],
     )
 

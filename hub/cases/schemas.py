@@ -100,7 +100,39 @@ class ClockFields(BaseModel):
                                                    "overdue); null before acceptance")
 
 
-class StatusOut(ClockFields):
+class BranchProgress(BaseModel):
+    """One department's progress on a joint case (并联审批), shown side by side with the others."""
+
+    branch: str = Field(description="the branch's name in the item's workflow definition, e.g. seal_engraving")
+    label: str = Field(description="the branch's Chinese name, e.g. 公章刻制（公安）")
+    tracking_no: str = Field(description="the branch case's own tracking number")
+    department: str = Field(description="the department handling the branch: region code + department number")
+    department_name: str
+    state: str
+    state_label: str
+    current_step: str | None = Field(description="the step the branch is at (同步预审, 审核, 决定); null once ended")
+    deadline: date | None = Field(description="the branch's promised deadline (its time allocation, suspensions "
+                                              "not counted)")
+    statutory_deadline: date | None
+    days_remaining: int | None
+    suspended: bool = Field(description="the branch's clock is stopped (a supplement or an Art. 45 procedure)")
+    result: str | None
+    supplement_request: str | None = Field(
+        default=None, description="while the branch waits for the applicant: what it asked for (one line of the "
+                                  "merged supplement notice, Art. 32)")
+
+
+class JointFields(BaseModel):
+    """Where a case stands in a joint approval: a branch names its parent; a parent lists its branches."""
+
+    branch: str | None = Field(default=None, description="a branch case: its branch name")
+    parent_tracking_no: str | None = Field(default=None, description="a branch case: the joint case's tracking "
+                                                                     "number (the applicant's)")
+    branches: list[BranchProgress] = Field(
+        default_factory=list, description="a joint case: every department's progress, side by side")
+
+
+class StatusOut(JointFields, ClockFields):
     tracking_no: str
     item_code: str
     item_name: str
@@ -173,6 +205,8 @@ class WithdrawIn(StrictModel):
 
 class QueueEntry(BaseModel):
     tracking_no: str
+    branch: str | None = Field(default=None, description="a joint case's branch: its name")
+    parent_tracking_no: str | None = Field(default=None, description="a joint case's branch: the joint case")
     item_name: str
     state: str
     state_label: str

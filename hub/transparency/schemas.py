@@ -4,6 +4,7 @@ from datetime import date, datetime
 
 from pydantic import BaseModel, Field
 
+from hub.cases.schemas import BranchProgress
 from hub.pagination import PageOut
 
 
@@ -44,6 +45,11 @@ class DisclosedCase(BaseModel):
     result_code: str | None = Field(description="the same result as a code: granted, denied, intake_refused, withdrawn")
     completed_at: datetime | None = Field(description="China Standard Time (+08:00)")
     steps: list[DisclosedStep]
+    branch: str | None = Field(default=None, description="a joint case's branch: its name")
+    parent_tracking_no: str | None = Field(default=None, description="a joint case's branch: the joint case")
+    branches: list[BranchProgress] = Field(
+        default_factory=list, description="a joint case (并联审批): every department's progress side by side; "
+                                          "their requests to the applicant redacted as opinions are")
 
 
 class DisclosurePage(PageOut):

@@ -28,7 +28,9 @@ from hub.org.models import Department, Region
 from hub.outbox import service as outbox
 from hub.pagination import Page, paginate
 from hub.validation import field_errors, validator_for
+from workflow.definition import Branch, WorkflowDefinition
 from workflow.identifiers import IdentifierError, build_item_code, validate_national_basic_code
+from workflow.registry import UnknownDefinition, get_definition
 
 GUIDE_FIELDS = tuple(Guide.model_fields)
 # The form schema keyword naming, on each top-level property, the joint branches that need the field.
@@ -180,25 +182,39 @@ def _form_schema_errors(schema: dict[str, Any]) -> list[FieldError]:
 
 
 def _branch_errors(session: Session, data: ItemWrite) -> list[FieldError]:
-    """A joint item's branches: every department exists, and every form field's ``x-branches`` names a
-    branch of the item (an unknown name would hide the field from every department)."""
+    """The item's workflow definition exists; a joint one's branches (Art. 26) are exactly the definition's,
+    each handled by a department that exists, and every form field's ``x-branches`` says what the
+    definition's ``form_part`` says: the definition cuts each department's part of the form, the tags show
+    it to whoever reads the form, and they may never disagree."""
+    try:
+        definition = get_definition(data.workflow_id)
+    except UnknownDefinition as exc:
+        return [FieldError("workflow_id", "definition_exists", str(exc))]
     errors: list[FieldError] = []
+    parts = {b.name: set(b.form_part) for b in definition.parallel.branches} if definition.parallel else {}
+    branches_match = set(data.branches) == set(parts)
+    if not branches_match:
+        expected = ", ".join(sorted(parts)) or "无 (none)"
+        errors.append(FieldError("branches", "matches_definition",
+                                 f"联办分支须与流程定义 {data.workflow_id} 一致：{expected}"))
     for name, key in data.branches.items():
         if _department_by_key(session, key) is None:
             errors.append(FieldError(f"branches.{name}", "department_exists", f"部门 {key} 不存在"))
     properties = data.form_schema.get("properties")
     for field, prop in (properties.items() if isinstance(properties, dict) else ()):
-        tagged = prop.get(BRANCHES_KEYWORD) if isinstance(prop, dict) else None
-        if tagged is None:
-            continue
+        tagged = prop.get(BRANCHES_KEYWORD, []) if isinstance(prop, dict) else []
+        where = f"form_schema.properties.{field}.{BRANCHES_KEYWORD}"
         if not isinstance(tagged, list) or not all(isinstance(b, str) for b in tagged):
-            errors.append(FieldError(f"form_schema.properties.{field}.{BRANCHES_KEYWORD}", "type",
-                                     "x-branches 须为分支名称列表 (a list of branch names)"))
+            errors.append(FieldError(where, "type", "x-branches 须为分支名称列表 (a list of branch names)"))
             continue
         unknown = sorted(set(tagged) - set(data.branches))
         if unknown:
-            errors.append(FieldError(f"form_schema.properties.{field}.{BRANCHES_KEYWORD}", "known_branch",
-                                     f"分支 {', '.join(unknown)} 不在事项的 branches 中"))
+            errors.append(FieldError(where, "known_branch", f"分支 {', '.join(unknown)} 不在事项的 branches 中"))
+            continue
+        needed = sorted(name for name, fields in parts.items() if field in fields)
+        if branches_match and sorted(tagged) != needed:
+            errors.append(FieldError(where, "matches_definition",
+                                     f"应为 {needed}：与流程定义 {data.workflow_id} 的 form_part 一致"))
     return errors
 
 
@@ -336,39 +352,47 @@ def branch_departments(item: Item) -> dict[str, str]:
     return dict(item.guide.get("branches") or {})
 
 
-def branch_fields(form_schema: dict[str, Any], branch: str) -> tuple[str, ...]:
-    """The top-level form fields the ``branch`` needs: those whose ``x-branches`` name it, in schema order.
-    The form schema is the one place that says who sees what (a field without the tag is the lead
-    department's alone: registration sees the whole form through the parent case)."""
-    properties = form_schema.get("properties") or {}
-    return tuple(name for name, prop in properties.items()
-                 if isinstance(prop, dict) and branch in (prop.get(BRANCHES_KEYWORD) or ()))
+def branch_fields(item: Item, branch: str) -> tuple[str, ...]:
+    """The top-level form fields the ``branch``'s department sees: its ``form_part`` in the definition the
+    item's cases start with (the one source; the form schema's ``x-branches`` tags are checked against it
+    on every item write)."""
+    return _branch(item, branch).form_part
 
 
 def form_part(item: Item, form: dict[str, Any], branch: str) -> dict[str, Any]:
     """The part of an application ``form`` one branch's department sees (the branch case's form_data):
-    only the fields tagged with the branch, nothing else of the applicant's form."""
-    if branch not in branch_departments(item):
-        raise NotFound(f"事项 {item.code} 没有联办分支 {branch} (unknown branch)")
-    fields = branch_fields(item.form_schema, branch)
-    return {name: form[name] for name in fields if name in form}
+    only the fields of the branch's part, nothing else of the applicant's form."""
+    return {name: form[name] for name in branch_fields(item, branch) if name in form}
 
 
 def branches_out(session: Session, item: Item) -> list[BranchOut]:
     """A joint item's branches as the catalogue shows them: department, label and form fields."""
+    definition = _definition(item)
+    if definition is None or definition.parallel is None:
+        return []
     out = []
     for name, key in branch_departments(item).items():
         department = _department_by_key(session, key)
-        if department is None:
+        if department is None or name not in {b.name for b in definition.parallel.branches}:
             continue
-        label, workflow_id = _branch_label(item, name)
-        out.append(BranchOut(name=name, label=label, department=department_out(department),
-                             workflow_id=workflow_id, fields=list(branch_fields(item.form_schema, name))))
+        branch = definition.parallel.branch(name)
+        out.append(BranchOut(name=name, label=branch.label, department=department_out(department),
+                             workflow_id=branch.workflow_id, fields=list(branch.form_part)))
     return out
 
 
-def _branch_label(item: Item, name: str) -> tuple[str, str | None]:
-    return name, None
+def _definition(item: Item) -> WorkflowDefinition | None:
+    try:
+        return get_definition(item.workflow_id)
+    except UnknownDefinition:
+        return None  # checked on every write: only a row written around the catalogue lacks it
+
+
+def _branch(item: Item, name: str) -> Branch:
+    definition = _definition(item)
+    if definition is None or definition.parallel is None or name not in branch_departments(item):
+        raise NotFound(f"事项 {item.code} 没有联办分支 {name} (unknown branch)")
+    return definition.parallel.branch(name)
 
 
 def render_blank_form(session: Session, item: Item) -> str:

@@ -206,3 +206,32 @@ def test_every_branch_department_has_intake_reviewer_and_approver_officers() -> 
     for key in JOINT_BRANCHES.values():
         roles = {role for o in officers if o["region"] + o["department"] == key for role in o["roles"]}
         assert {"intake", "reviewer", "approver"} <= roles, key
+
+
+def test_an_unknown_workflow_definition_is_refused_naming_the_field(client: TestClient, officers) -> None:
+    body = _item_body()
+    body.update(key="unknown-workflow", main_item="906", workflow_id="no-such-flow.v1")
+    response = client.post("/api/v1/items", json=body, headers=officers.headers("ln_admin"))
+    assert response.status_code == 422, response.text
+    assert ("workflow_id", "definition_exists") in {(e["field"], e["rule"]) for e in response.json()["errors"]}
+
+
+def test_branches_must_be_those_of_the_workflow_definition(client: TestClient, officers) -> None:
+    body = _item_body(JOINT_KEY)
+    body.update(key="joint-missing-branch", main_item="907")
+    del body["branches"]["social_insurance"]
+    for prop in body["form_schema"]["properties"].values():
+        prop["x-branches"] = [b for b in prop["x-branches"] if b != "social_insurance"]
+    response = client.post("/api/v1/items", json=body, headers=officers.headers("ln_admin"))
+    assert response.status_code == 422, response.text
+    assert ("branches", "matches_definition") in {(e["field"], e["rule"]) for e in response.json()["errors"]}
+
+
+def test_form_tags_must_say_what_the_definition_cuts(client: TestClient, officers) -> None:
+    body = _item_body(JOINT_KEY)
+    body.update(key="joint-leaky-tag", main_item="908")
+    body["form_schema"]["properties"]["shareholders"]["x-branches"] = ["registration", "seal_engraving"]
+    response = client.post("/api/v1/items", json=body, headers=officers.headers("ln_admin"))
+    assert response.status_code == 422, response.text
+    assert ("form_schema.properties.shareholders.x-branches", "matches_definition") in {
+        (e["field"], e["rule"]) for e in response.json()["errors"]}

@@ -38,7 +38,7 @@ SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 WSSE = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
 WSU = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd"
 PASSWORD_TEXT = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-username-token-profile-1.0#PasswordText"
-REPEATED = {"case", "availableAction", "step"}
+REPEATED = {"case", "availableAction", "step", "formField", "branchProgress"}
 
 
 # The test clock of each served hub: clients stamp their WS-Security Created with the hub's own time.

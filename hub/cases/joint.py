@@ -120,52 +120,47 @@ def form_part(form: Mapping[str, Any], fields: Iterable[str]) -> dict[str, Any]:
     return {name: form[name] for name in wanted if name in form}
 
 
-# --- the merged supplement notice -------------------------------------------------------------------
+# --- what the engine reads from a branch's events ----------------------------------------------------
 
 
-def notice_entries(
-    session: Session, family: Family, asked: Mapping[str, str], *, labels: Mapping[str, str],
-) -> list[dict[str, Any]]:
-    """Every department's request of one merged notice: ``asked`` maps each branch that asked to its
-    request (the engine's notice, completed from this action's moves); a branch whose request was made in an
-    earlier action and is missing there is read from its last ``request_supplement`` event."""
-    requests = dict(asked)
-    missing = [name for name, text in requests.items() if not text and name in family.branches]
-    if missing:
-        requests.update(_last_opinions(session, [family.branches[n] for n in missing], "request_supplement"))
-    return [_entry(family.branches.get(name), name, labels.get(name, name), opinion=requests[name])
-            for name in requests]
+def notes_of(session: Session, branches: Iterable[Case]) -> dict[int, str]:
+    """Case id -> the note the engine keeps on a branch (``Process.note``): while it waits for the merged
+    notice's answer, what it asked for; once denied, its reasons — the latest such event's opinion. One query,
+    only for branches in such a state."""
+    wanted = {row.id: row for row in branches if row.id is not None and row.state in NOTED_STATES}
+    if not wanted:
+        return {}
+    notes: dict[int, str] = {}
+    rows = session.execute(
+        select(CaseEvent.case_id, CaseEvent.action, CaseEvent.opinion)
+        .where(CaseEvent.case_id.in_(list(wanted)), CaseEvent.action.in_(list(NOTED_STATES.values())))
+        .order_by(CaseEvent.case_id, CaseEvent.seq)
+    )
+    for case_id, action, opinion in rows:
+        if NOTED_STATES[wanted[case_id].state] == action:
+            notes[case_id] = opinion or ""
+    return notes
 
 
-def notice_text(entries: list[dict[str, Any]]) -> str:
-    """The one notice the applicant reads (Art. 32: everything missing, told at once)."""
-    lines = [f"{e['department_name']}（{e['label']}）：{e['opinion']}" for e in entries]
-    return "请一次性补正以下材料：" + "；".join(lines)
+# A branch's state -> the action whose opinion is its note in that state.
+NOTED_STATES = {"awaiting_supplement": "request_supplement", DENIED: "deny"}
 
 
-# --- the join -------------------------------------------------------------------------------------
+# --- the merged notice and the join, for the record ------------------------------------------------
 
 
-def join_entries(
-    session: Session, family: Family, results: Mapping[str, str | None], decided_now: Mapping[str, str | None],
-    *, labels: Mapping[str, str],
-) -> list[dict[str, Any]]:
-    """Every branch's result for the parent's combined decision, each denial with its department's reasons
-    (``decided_now``: opinions of the branches decided in this action; the others' from their events)."""
-    earlier = [family.branches[name] for name, result in results.items()
-               if result == DENIED and name not in decided_now and name in family.branches]
-    opinions = {**_last_opinions(session, earlier, "deny"), **decided_now}
-    return [
-        _entry(family.branches.get(name), name, labels.get(name, name), result=result,
-               opinion=opinions.get(name) if result == DENIED else None)
-        for name, result in results.items()
-    ]
+def notice_entries(family: Family, notice: Mapping[str, str], labels: Mapping[str, str]) -> list[dict[str, Any]]:
+    """Every department's request of the one merged notice (Art. 32: everything missing, told at once)."""
+    return [_entry(family.branches.get(name), name, labels.get(name, name), request=request)
+            for name, request in notice.items()]
 
 
-def denial_text(entries: list[dict[str, Any]]) -> str:
-    lines = [f"{e['department_name']}（{e['label']}）：{e['opinion'] or '不予许可'}"
-             for e in entries if e["result"] == DENIED]
-    return "联办部门不予许可：" + "；".join(lines)
+def join_entries(family: Family, results: Mapping[str, str], reasons: Mapping[str, str],
+                 labels: Mapping[str, str]) -> list[dict[str, Any]]:
+    """Every branch's result for the parent's combined decision, a denial with its department's reasons."""
+    return [_entry(family.branches.get(name), name, labels.get(name, name), result=result,
+                   reasons=reasons.get(name) if result != "granted" else None)
+            for name, result in results.items()]
 
 
 def _entry(row: Case | None, name: str, label: str, **values: Any) -> dict[str, Any]:
@@ -173,22 +168,6 @@ def _entry(row: Case | None, name: str, label: str, **values: Any) -> dict[str, 
         "branch": name, "label": label,
         "tracking_no": row.tracking_no if row is not None else None,
         "department": row.department.key if row is not None else None,
-        "department_name": row.department.name if row is not None else label,
+        "department_name": row.department.name if row is not None else None,
         **values,
     }
-
-
-def _last_opinions(session: Session, rows: list[Case], action: str) -> dict[str, str]:
-    """Branch name -> opinion of each row's latest ``action`` event."""
-    if not rows:
-        return {}
-    by_id = {row.id: row.branch for row in rows}
-    found: dict[str, str] = {}
-    events = session.execute(
-        select(CaseEvent.case_id, CaseEvent.opinion)
-        .where(CaseEvent.case_id.in_(list(by_id)), CaseEvent.action == action)
-        .order_by(CaseEvent.case_id, CaseEvent.seq)
-    )
-    for case_id, opinion in events:
-        found[str(by_id[case_id])] = opinion or ""
-    return found

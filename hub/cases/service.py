@@ -301,10 +301,12 @@ def _process_of(session: Session, family: joint.Family, action: str) -> engine.P
     rows = family.rows
     joint_case = bool(family.branches) or definition_for(family.root).parallel is not None
     taken = once_taken(session, rows) if joint_case or _is_once(rows, action) else {}
+    notes = joint.notes_of(session, family.branches.values())
 
     def process(row: Case, branches: Mapping[str, engine.Process] | None = None) -> engine.Process:
         return engine.Process(workflow_id=row.workflow_id, state=row.state, clock=facts_of(row),
-                              taken=taken.get(row.id, frozenset()), branches=branches or {}, result=row.result)
+                              taken=taken.get(row.id, frozenset()), branches=branches or {}, result=row.result,
+                              note=notes.get(row.id))
 
     return process(family.root, {name: process(row) for name, row in family.branches.items()})
 
@@ -332,7 +334,7 @@ def _record(
     after = outcome.process
     root_definition = definition_for(family.root)
     opening = _branches_to_open(session, family, root_definition, outcome)
-    texts = _texts(session, family, root_definition, outcome)
+    texts = _texts(family, root_definition, outcome)
     moves = list(outcome.moves)
     last = {move.branch: index for index, move in enumerate(moves)}
     events: list[CaseEvent] = []
@@ -349,9 +351,10 @@ def _record(
             changes = _settle(row, state, now=now, calendar=calendar, today=today)
         else:
             row.state, row.updated_at, changes = move.to_state, now, {}
-        opinion, data = texts.get(index, ((move.opinion or "").strip() or None, dict(move.data or {})))
-        if changes:
-            data = {**data, "deadlines": changes}
+        data = texts.get(index) or dict(move.data)
+        if changes and "new" not in data:
+            data["deadlines"] = changes  # the engine records clock changes; the stored deadlines moved besides
+        opinion = (move.opinion or "").strip() or None
         events.append(writes.append_step(session, row, _new_event(move, actor, opinion=opinion, data=data,
                                                                   now=now), key=key))
         _published(session, family, row, move.action, now)
@@ -483,35 +486,24 @@ def _open_branch(
 
 
 def _texts(
-    session: Session, family: joint.Family, definition: WorkflowDefinition, outcome: engine.Outcome,
-) -> dict[int, tuple[str | None, dict[str, Any]]]:
-    """Opinion and data of the parent's merged notice and join moves, by move index: the notice lists every
-    department's request (Art. 32: told at once), a denial every denying department's reasons. Read before
-    any row changes."""
+    family: joint.Family, definition: WorkflowDefinition, outcome: engine.Outcome,
+) -> dict[int, dict[str, Any]]:
+    """Data of the parent's merged notice and join moves, by move index: the engine's opinion lists every
+    department's request (Art. 32: told at once) or every denying department's reasons; the record adds
+    which department and which branch case each line is."""
     parallel = definition.parallel
     if parallel is None:
         return {}
     labels = {branch.name: branch.label for branch in parallel.branches}
-    moves = list(outcome.moves)
-    texts: dict[int, tuple[str | None, dict[str, Any]]] = {}
-    for index, move in enumerate(moves):
+    texts: dict[int, dict[str, Any]] = {}
+    for index, move in enumerate(outcome.moves):
         if move.branch is not None:
             continue
         if move.action == parallel.notify_supplement:
-            asked = dict(outcome.notice or {})
-            for other in moves:
-                if other.branch is not None and other.action == "request_supplement" and other.opinion:
-                    asked[other.branch] = other.opinion.strip()
-            entries = joint.notice_entries(session, family, asked, labels=labels)
-            texts[index] = (joint.notice_text(entries), {**dict(move.data or {}), "notice": entries})
+            texts[index] = {**move.data, "notice": joint.notice_entries(family, move.data.get("notice") or {}, labels)}
         elif move.action in (parallel.join_granted, parallel.join_denied):
-            results = {name: branch.result or branch.state for name, branch in outcome.process.branches.items()}
-            decided = {m.branch: (m.opinion or "").strip() for m in moves if m.branch is not None
-                       and m.action == "deny"}
-            entries = joint.join_entries(session, family, results, decided, labels=labels)
-            opinion = (joint.denial_text(entries) if move.action == parallel.join_denied
-                       else (move.opinion or "").strip() or "各联办部门均准予许可")
-            texts[index] = (opinion, {**dict(move.data or {}), "branches": entries})
+            texts[index] = {**move.data, "branches": joint.join_entries(
+                family, move.data.get("results") or {}, move.data.get("reasons") or {}, labels)}
     return texts
 
 

@@ -159,7 +159,7 @@ def test_intake_opens_one_child_case_per_department(
     assert first.data["parent_tracking_no"] == number
     with session_factory() as session:
         opened = [m.payload for m in session.scalars(select(OutboxMessage).where(
-            OutboxMessage.event_type == "case.branch_opened.v1",
+            OutboxMessage.type == "case.branch_opened.v1",
             OutboxMessage.correlation_id.in_([row.tracking_no for row in rows.values()])))]
     assert sorted(p["branch"] for p in opened) == sorted(BRANCHES)
     assert {p["parent_tracking_no"] for p in opened} == {number}
@@ -276,9 +276,10 @@ def test_any_denial_denies_the_whole_case_with_every_departments_reasons(
     (join,) = [step for step in body["steps"] if step["action"].startswith("join_")]
     assert join["action"] == "join_denied"
     assert "法定代表人身份信息不符" in join["opinion"] and "办税人员实名信息未通过验证" in join["opinion"]
-    assert "市公安局" in join["opinion"] and "税务" in join["opinion"]
+    assert "公安" in join["opinion"] and "税务" in join["opinion"]
     (event,) = [e for e in events(session_factory, number) if e.action == "join_denied"]
-    denied = {entry["branch"]: entry["opinion"] for entry in event.data["branches"] if entry["result"] == "denied"}
+    denied = {entry["branch"]: entry["reasons"] for entry in event.data["branches"] if entry["result"] == "denied"}
+    assert {entry["department"] for entry in event.data["branches"]} == {key for key, _ in BRANCHES.values()}
     assert denied == {"seal_engraving": "法定代表人身份信息不符", "tax_invoice": "办税人员实名信息未通过验证"}
     assert ok(act(client, officers, LEAD_INTAKE, number, "complete"))["state"] == "completed"
 
@@ -310,7 +311,7 @@ def test_supplement_requests_of_several_departments_make_one_notice_and_stop_eve
     rows = children(session_factory, number)
     assert all(row.suspended_since is not None for row in rows.values())
     before = {name: row.deadline for name, row in rows.items()}
-    clock.advance(days=1)  # Thursday: one working day not counted
+    clock.advance(days=1)  # Thursday: one working day not counted (officers sign in again after this)
     answered = applicant_post(client, receipt, "supplement", {"note": "已按通知补齐材料"})
     assert answered.status_code == 200, answered.text
     assert answered.json()["state"] == "in_branches"
@@ -323,7 +324,7 @@ def test_supplement_requests_of_several_departments_make_one_notice_and_stop_eve
     assert all(row.deadline is not None and before[name] is not None and row.deadline > before[name]
                for name, row in rows.items())
     # Once per step (Art. 32): the branch that asked may not ask again.
-    again = act(client, officers, officer("seal_engraving", "reviewer"), numbers["seal_engraving"],
+    again = act(client, Officers(client), officer("seal_engraving", "reviewer"), numbers["seal_engraving"],
                 "request_supplement", "再补充一份")
     assert again.status_code == 409
     assert again.json()["type"].endswith("once-per-step")

@@ -37,7 +37,8 @@ def parent_numbers(session: Session, cases: Sequence[Case]) -> dict[int, str]:
     ids = {case.parent_id for case in cases if case.parent_id is not None}
     if not ids:
         return {}
-    return dict(session.execute(select(Case.id, Case.tracking_no).where(Case.id.in_(ids))).tuples())
+    rows = session.execute(select(Case.id, Case.tracking_no).where(Case.id.in_(ids)))
+    return {case_id: number for case_id, number in rows}
 
 
 def parent_number(session: Session, case: Case) -> str | None:

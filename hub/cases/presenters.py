@@ -62,22 +62,37 @@ def step_out(event: CaseEvent, definition: WorkflowDefinition, *, public: bool) 
     )
 
 
+# Steps the hub records that are not transitions of the case's own definition: what the applicant, a partner
+# record or the system did, the law's clock actions, and what a joint case's branch records of its parent
+# (the merged notice, the suspension spread over every branch).
+_HUB_ACTION_LABELS = {
+    "submit": "提交申请",
+    "verify_manually": "人工核验申请人身份",
+    "update_record": "更新办件信息",  # a partner record changed the case without a new step (hub/exchange)
+    "open_branch": "分送部门并联审批",
+    "notify_supplement": "合并告知补正",
+    "extend": "延长办理期限",
+    "start_special_procedure": "启动特别程序",
+    "end_special_procedure": "结束特别程序",
+    "clock_suspended": "办理时限中止计算",
+    "clock_resumed": "办理时限恢复计算",
+    "clock_changed": "办理时限调整",
+    "deadline_recomputed": "办理期限重新计算",
+}
+
+
 def _action_label(definition: WorkflowDefinition, action: str) -> str:
-    if action == "submit":
-        return "提交申请"
-    if action == "verify_manually":
-        return "人工核验申请人身份"
-    if action == "update_record":  # a partner record changed the case without a new step (hub/exchange)
-        return "更新办件信息"
     for transition in definition.transitions:
         if transition.action == action:
             return transition.label
-    return action
+    return _HUB_ACTION_LABELS.get(action, action)
 
 
 def _actor_text(event: CaseEvent, *, public: bool) -> str:
     if event.actor_type == "applicant":
         return "申请人"
+    if event.actor_type == "system":  # the engine's own steps: a join, the merged notice, a cascade
+        return "系统"
     if public:
         return "经办人"
     return event.actor_name

@@ -18,7 +18,8 @@ class DisclosedStep(BaseModel):
     state_label: str
     at: datetime = Field(description="China Standard Time (+08:00)")
     department: str | None
-    actor: str = Field(description="申请人 or 经办人: never a person's name")
+    actor: str = Field(description="申请人, 经办人 or 系统 (the hub itself: a join, a merged notice): never a "
+                                   "person's name")
     opinion: str | None = Field(
         description="the officer's or platform's opinion with ID numbers, credit codes, phone numbers, long "
                     "numbers and personal names masked; applicants' own notes and reasons are not published")

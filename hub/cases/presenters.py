@@ -71,7 +71,7 @@ def _action_label(definition: WorkflowDefinition, action: str) -> str:
     for transition in definition.transitions:
         if transition.action == action:
             return transition.label
-    return action
+    return service.STEP_LABELS.get(action, action)
 
 
 def _actor_text(event: CaseEvent, *, public: bool) -> str:

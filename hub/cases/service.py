@@ -9,7 +9,7 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from adapters.registries import Registries
 from hub.auth.models import Officer
@@ -68,6 +68,9 @@ EVENT_NAMES = {
 # The system actor: what the engine does by itself (a join, the merged notice, a withdrawal's cascade).
 SYSTEM_ID, SYSTEM_NAME = "hub", "系统"
 DECISIONS = {"granted", "denied"}
+# Labels of the steps the hub records beside the definitions' transitions (timelines, disclosure).
+STEP_LABELS = {"open_branch": "分送联办部门", "notify_supplement": "合并告知补正",
+               "clock_suspended": "暂停计时", "clock_resumed": "恢复计时", "clock_changed": "调整期限"}
 
 
 @dataclass(frozen=True)
@@ -610,7 +613,7 @@ def officer_actions(
     case: Case, officer: Officer, taken: frozenset[tuple[str, str]] = frozenset()
 ) -> list[str]:
     """What the officer may do now; ``taken`` (from ``once_taken``) hides a used once-per-step action."""
-    if officer.department_id != case.department_id or case.origin == "partner":
+    if officer.department_id != case.department_id or case.origin == "partner" or joint.branch_on_hold(case):
         return []
     roles = set(officer.roles)
     return [
@@ -659,8 +662,12 @@ def work_queue(
             wanted.append(and_(Case.workflow_id == workflow_id, Case.state.in_(states)))
     if not wanted:
         return Page(0, offset, limit)
+    parent = aliased(Case)
+    # A branch acts only while its parent is in its parallel state (not while the applicant supplements).
+    acting = or_(Case.parent_id.is_(None), Case.parent_id.in_(
+        select(parent.id).where(parent.state.in_(sorted(joint.parallel_states())))))
     query = select(Case).where(
-        Case.department_id == officer.department_id, or_(*wanted), Case.origin != "partner"
+        Case.department_id == officer.department_id, or_(*wanted), Case.origin != "partner", acting
     )
     order = [func.coalesce(Case.deadline, Case.intake_deadline), Case.submitted_at, Case.id]
     return paginate(session, query, order_by=order, offset=offset, limit=limit)

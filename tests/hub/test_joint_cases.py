@@ -328,6 +328,48 @@ def test_two_departments_deciding_at_the_same_moment_make_exactly_one_join(
     assert status(client, receipt)["state"] == "granted"
 
 
+def act_in_service(session_factory: sessionmaker[Session], clock: FixedClock, username: str, number: str,
+                   action: str, opinion: str | None, data: dict[str, Any] | None = None) -> None:
+    """An action with ``data`` (the time rules' actions), through the one service entry the API calls."""
+    with session_factory() as session:
+        who = session.scalars(select(Officer).where(Officer.username == username)).one()
+        case = service.case_for_officer(session, tracking_no=number, officer=who)
+        service.act(session, case=case, actor=service.Actor.officer(who), action=action, opinion=opinion,
+                    now=clock.now(), audit_key=DEV_AUDIT_KEY, data=data)
+        session.commit()
+
+
+def test_a_special_procedure_on_one_branch_stops_the_parents_clock_too(
+    client: TestClient, officers: Officers, session_factory: sessionmaker[Session], clock: FixedClock,
+    accepted: tuple[dict[str, Any], dict[str, str]],
+) -> None:
+    """Art. 45 on the police's branch: its clock and the joint case's stop (every branch's deadline stays
+    within the parent's); both resume when it ends; each change is an event on its own case."""
+    receipt, numbers = accepted
+    number = receipt["tracking_no"]
+    police = officer("seal_engraving", "reviewer")
+    ok(act(client, officers, police, numbers["seal_engraving"], "pass_pre_review"))
+    act_in_service(session_factory, clock, police, numbers["seal_engraving"], "start_special_procedure",
+                   "印章样式须经专家评审", {"kind": "expert_review", "declared_days": 3})
+    with session_factory() as session:
+        parent = session.scalars(select(Case).where(Case.tracking_no == number)).one()
+        branch = session.scalars(select(Case).where(Case.tracking_no == numbers["seal_engraving"])).one()
+        assert parent.suspended_since is not None and branch.suspended_since is not None
+        assert [s["kind"] for s in parent.suspensions] == ["expert_review"]
+    parent_events = events(session_factory, number)
+    assert (parent_events[-1].action, parent_events[-1].actor_type) == ("start_special_procedure", "system")
+    assert "old" in parent_events[-1].data and "new" in parent_events[-1].data
+    clock.advance(days=1)
+    act_in_service(session_factory, clock, police, numbers["seal_engraving"], "end_special_procedure", None,
+                   {"result": "评审通过"})
+    with session_factory() as session:
+        parent = session.scalars(select(Case).where(Case.tracking_no == number)).one()
+        assert parent.suspended_since is None and parent.suspended_working_days == 1
+    for name in (numbers["seal_engraving"], number):
+        with session_factory() as session:
+            assert verify(session, key=DEV_AUDIT_KEY, tracking_no=name)[1] == []
+
+
 # --- one merged supplement notice -------------------------------------------------------------------
 
 

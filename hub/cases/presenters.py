@@ -40,6 +40,7 @@ def receipt(case: Case, query_code: str, session: Session | None = None) -> Appl
         department=case.department.key,
         department_name=case.department.name,
         submitted_at=case.submitted_at,
+        received_on=case.received_on,
         intake_deadline=case.intake_deadline,
         materials=[MaterialRequest(
             key=m["key"], name=m["name"], form=m["form"], count=m["count"],
@@ -153,7 +154,10 @@ def officer_view(session: Session, case: Case, officer: Officer, today: date) ->
         applicant_id_type=case.applicant_id_type,
         applicant_phone=case.applicant_phone,
         form=case.form_data,
+        received_on=case.received_on,
         intake_deadline=case.intake_deadline,
+        extension_days=case.extension_days or 0,
+        suspensions=list(case.suspensions or ()),
         step_deadlines=case.step_deadlines,
         suspended_working_days=case.suspended_working_days,
         working_days_left=left,

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import date
 
 from sqlalchemy.orm import Session
 
 from hub.auth.models import Officer
 from hub.calendar.service import load_calendar
-from hub.cases import service
+from hub.cases import clock, service
 from hub.cases.models import Case, CaseEvent, Material
 from hub.cases.schemas import (
     ApplicationReceipt,
@@ -39,6 +40,7 @@ def receipt(case: Case, query_code: str, session: Session | None = None) -> Appl
         department=case.department.key,
         department_name=case.department.name,
         submitted_at=case.submitted_at,
+        received_on=case.received_on,
         intake_deadline=case.intake_deadline,
         materials=[MaterialRequest(
             key=m["key"], name=m["name"], form=m["form"], count=m["count"],
@@ -82,17 +84,23 @@ def _actor_text(event: CaseEvent, *, public: bool) -> str:
     return event.actor_name
 
 
-def status(session: Session, case: Case) -> StatusOut:
+def status(session: Session, case: Case, *, today: date) -> StatusOut:
     """The applicant's view: every step, with personal data masked in case the code leaked."""
     definition = service.definition_for(case)
-    return StatusOut(**_status_fields(session, case, definition, public=False))
+    return StatusOut(**_status_fields(session, case, definition, public=False, today=today))
+
+
+def clock_fields(session: Session, case: Case, today: date) -> dict[str, object]:
+    """Statutory and promised deadline, working days used, suspended and remaining (hub/cases/clock.py)."""
+    return asdict(clock.view_of(case, calendar=load_calendar(session), today=today))
 
 
 def _status_fields(
-    session: Session, case: Case, definition: WorkflowDefinition, *, public: bool
+    session: Session, case: Case, definition: WorkflowDefinition, *, public: bool, today: date
 ) -> dict[str, object]:
     events = service.events_of(session, case)
     return {
+        **clock_fields(session, case, today),
         "tracking_no": case.tracking_no,
         "item_code": case.item.code,
         "item_name": case.item.name,
@@ -129,7 +137,7 @@ def material_out(material: Material) -> MaterialOut:
 def officer_view(session: Session, case: Case, officer: Officer, today: date) -> CaseOut:
     """The officer's view: everything, unmasked, for cases within the officer's scope."""
     definition = service.definition_for(case)
-    fields = _status_fields(session, case, definition, public=False)
+    fields = _status_fields(session, case, definition, public=False, today=today)
     fields["applicant_name"] = case.applicant_name
     fields["applicant_id_number"] = case.applicant_id_number
     fields["verifications"] = [verification_views.officer_out(v) for v in verification.verifications_of(session, case)]
@@ -146,8 +154,10 @@ def officer_view(session: Session, case: Case, officer: Officer, today: date) ->
         applicant_id_type=case.applicant_id_type,
         applicant_phone=case.applicant_phone,
         form=case.form_data,
+        received_on=case.received_on,
         intake_deadline=case.intake_deadline,
-        statutory_deadline=case.statutory_deadline,
+        extension_days=case.extension_days or 0,
+        suspensions=list(case.suspensions or ()),
         step_deadlines=case.step_deadlines,
         suspended_working_days=case.suspended_working_days,
         working_days_left=left,

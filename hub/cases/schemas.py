@@ -57,7 +57,10 @@ class ApplicationReceipt(BaseModel):
     department: str
     department_name: str
     submitted_at: datetime
-    intake_deadline: date | None
+    received_on: date | None = Field(default=None, description="the working day the application counts as received: "
+                                     "after 17:00, on a weekend or a holiday, the next working day (docs/time-rules.md)")
+    intake_deadline: date | None = Field(description="the last day for the intake decision or the one supplement "
+                                                     "notice: 5 working days after receipt (Art. 32)")
     materials: list[MaterialRequest]
     verification: VerificationSummary = Field(
         default="none", description="registry checks of the applicant: verified, failed, pending (re-verified "
@@ -88,7 +91,19 @@ class MaterialOut(BaseModel):
     uploaded_at: datetime
 
 
-class StatusOut(BaseModel):
+class ClockFields(BaseModel):
+    """The law's clock of a case or branch, computed for today in working days (Art. 82)."""
+
+    statutory_deadline: date | None = Field(description="法定期限: acceptance + the statutory limit (Art. 42), "
+                                                        "its one extension and every suspension")
+    promised_deadline: date | None = Field(description="承诺期限: acceptance + the item's promised limit + suspensions")
+    working_days_used: int = Field(description="working days counted since acceptance, suspensions excluded")
+    days_suspended: int = Field(description="working days not counted: supplements and special procedures (Art. 45)")
+    days_remaining: int | None = Field(description="working days left before the statutory deadline (negative when "
+                                                   "overdue); null before acceptance")
+
+
+class StatusOut(ClockFields):
     tracking_no: str
     item_code: str
     item_name: str
@@ -118,8 +133,11 @@ class CaseOut(StatusOut):
     applicant_id_type: str
     applicant_phone: str | None
     form: dict[str, Any]
+    received_on: date | None
     intake_deadline: date | None
-    statutory_deadline: date | None
+    extension_days: int = Field(description="the one Art. 42 extension granted, in working days (0: none)")
+    suspensions: list[dict[str, Any]] = Field(description="every stop of the clock: kind (supplement or an Art. 45 "
+                                                          "procedure), reason, declared_days, started_on, ended_on")
     step_deadlines: dict[str, Any]
     suspended_working_days: int
     working_days_left: int | None
@@ -132,6 +150,14 @@ class CaseOut(StatusOut):
 class ActionIn(StrictModel):
     action: str = Field(min_length=1, max_length=32, pattern=r"^[a-z_]+$")
     opinion: OptionalFreeText = Field(default=None, max_length=2000)
+    data: dict[str, Any] | None = Field(
+        default=None, max_length=8,
+        description="the clock actions' details: `start_special_procedure` {\"kind\": one of hearing, tendering, "
+                    "auction, testing, inspection, quarantine, appraisal, expert_review; \"declared_days\": working "
+                    "days told to the applicant, 1–365} (Art. 45); `end_special_procedure` {\"result\": text}; "
+                    "`extend` none (the reason is the opinion; Art. 42)",
+        examples=[{"kind": "expert_review", "declared_days": 10}],
+    )
 
 
 class ActionOut(BaseModel):

@@ -15,14 +15,14 @@ from adapters.registries import Registries
 from hub.auth.models import Officer
 from hub.auth.service import can_oversee_region
 from hub.calendar.service import load_calendar
-from hub.cases import joint, writes
+from hub.cases import clock, joint, writes
 from hub.cases.clock import facts_of, store
 from hub.cases.models import Case, CaseEvent, Material
 from hub.cases.schemas import ApplicantIn, ApplicationIn
 from hub.cases.tracking import new_query_code, query_code_digest
 from hub.catalog import service as catalog
 from hub.catalog.models import Item
-from hub.clock import business_date
+from hub.clock import CHINA_TZ, business_date
 from hub.deliveries import service as deliveries
 from hub.errors import Conflict, FieldError, Forbidden, HubError, NotFound, ValidationFailed
 from hub.outbox import service as outbox
@@ -30,6 +30,7 @@ from hub.outbox.models import OutboxMessage
 from hub.pagination import Page, paginate
 from hub.text_fields import normalize_form
 from hub.verification import checks as verification
+from workflow import clock as clock_rules
 from workflow import identifiers as ids
 from workflow import process as engine
 from workflow.calendar import WorkingCalendar
@@ -45,7 +46,6 @@ from workflow.errors import (
 )
 from workflow.registry import get_definition, workflow_ids
 
-INTAKE_NOTICE_DAYS = 5  # Administrative Licensing Law Art. 32: one supplement notice within 5 days
 ORGANISATION_TYPES = {"2", "3", "4", "5", "6"}
 
 EVENT_NAMES = {
@@ -59,6 +59,10 @@ EVENT_NAMES = {
     "deny": "denied",
     "complete": "completed",
     "withdraw": "withdrawn",
+    "extend": "extended",
+    "start_special_procedure": "special_procedure_started",
+    "end_special_procedure": "special_procedure_ended",
+    "deadline_recomputed": "deadline_recomputed",
     "open_branch": "branch_opened",
     "pass_pre_review": "pre_review_passed",
     "notify_supplement": "supplement_notified",
@@ -117,6 +121,9 @@ def submit_application(
     form = normalize_form(data.form, item.form_schema)
     catalog.validate_form(item, form, session=session)
     calendar = load_calendar(session)
+    # After 17:00, on a weekend or a holiday, it counts as received on the next working day; the Art. 32
+    # intake period runs from that day (docs/time-rules.md).
+    received = clock_rules.received_on(calendar, now.astimezone(CHINA_TZ))
     query_code = new_query_code()
     # The item's definition, recorded on the case (writes.new_case) and kept for good.
     state = get_definition(item.workflow_id).initial_state
@@ -126,12 +133,13 @@ def submit_application(
         applicant=writes.Applicant(applicant.type, applicant.name.strip(), applicant.id_type, applicant_id,
                                    applicant.phone, applicant.region),
         form_data=form, submitted_at=now, now=now,
-        intake_deadline=calendar.add_working_days(today, INTAKE_NOTICE_DAYS),
+        intake_deadline=clock_rules.intake_deadline(calendar, received),
         first=writes.NewEvent(action="submit", to_state=state, actor_type="applicant", actor_id=data.channel,
                               actor_name="申请人", occurred_at=now, data={"channel": data.channel}),
         key=audit_key,
     )
     case = opening.case
+    case.received_on = received  # not sealed by the chain: set after the first event, before the write
     verification.plan_checks(session, case, registries=registries, now=now)
     # Case, first event, planned checks and outbox row: one statement (hub/cases/writes.py).
     writes.insert_case(session, opening, outbox=[_message(case, "submit", now)])
@@ -227,8 +235,10 @@ def act(
 ) -> CaseEvent:
     """Apply one workflow action after checking the system of record and the department scope; the engine
     (workflow.process.advance) checks state, actor, role, the once-per-step rule, the opinion and the clock,
-    for a single case and for a joint case or one of its branches alike, and says what follows (the branches
-    opened at acceptance, the merged supplement notice, the join, a withdrawal's cascade).
+    for a single case and for a joint case or one of its branches alike (the law's clock actions
+    ``extend``, ``start_special_procedure``, ``end_special_procedure`` with ``data`` included), and says what
+    follows (the branches opened at acceptance, the merged supplement notice, the join, a withdrawal's
+    cascade).
 
     Returns the event of the action itself; what it triggered is recorded too, one event per step on the
     case it concerns. Every change to a case row happens before its event is appended: the event seals the
@@ -239,12 +249,24 @@ def act(
     family = joint.family_of(session, case, definition_for(case))
     calendar = load_calendar(session)
     today = business_date(now)
+    _check_intake_notice(case, action, today)
     before = _process_of(session, family, action)
-    outcome = _advance(before, action, actor=actor, opinion=opinion, today=today, calendar=calendar,
+    # Art. 32: accepted after the intake period without a notice, the case counts as accepted on the day the
+    # materials were received (hub/cases/clock.py).
+    clock_day = clock.acceptance_day(case, today) if action == "accept" and family.name_of(case) is None else today
+    outcome = _advance(before, action, actor=actor, opinion=opinion, today=clock_day, calendar=calendar,
                        branch=family.name_of(case), data=data)
     if action == "grant":
         verification.ensure_grantable(session, family.root)
     return _record(session, family, before, outcome, actor=actor, now=now, calendar=calendar, key=audit_key)[0]
+
+
+def _check_intake_notice(case: Case, action: str, today: date) -> None:
+    """Art. 32: a supplement notice at intake after its five working days is refused (hub/cases/clock.py)."""
+    if action != "request_supplement" or case.parent_id is not None:
+        return
+    steps = {t.action: t.step for t in definition_for(case).transitions if t.source == case.state}
+    clock.check_intake_notice(case, action, step=steps.get(action), today=today)
 
 
 def record_event(

@@ -69,6 +69,7 @@ __all__ = [
     "Outcome",
     "Process",
     "advance",
+    "available_actions",
     "handling_of",
     "start",
 ]
@@ -224,6 +225,52 @@ def advance(
         process=run.process, moves=tuple(run.moves), opened=tuple(run.opened), joined=run.joined,
         notice=run.notice,
     )
+
+
+def available_actions(
+    process: Process, *, actor: str, roles: Collection[str] = (), branch: str | None = None
+) -> list[str]:
+    """The actions ``advance`` would take from this actor now (given a required opinion and valid
+    ``data``), sorted: the definition's transitions and the clock actions, for the case or a branch."""
+    target = process
+    if branch is not None:
+        block = process.definition.parallel
+        if block is None or branch not in process.branches:
+            raise UnknownBranch(branch)
+        target = process.branches[branch]
+        if process.state != block.state:
+            return []
+    definition = target.definition
+    if definition.is_terminal(target.state):
+        return []
+    roles = frozenset(roles)
+    joint_parent = branch is None and bool(_open_branches(process))
+    special = None if joint_parent else _open_special(target.clock)
+    actions = {
+        t.action for t in definition.available_actions(target.state, actor, taken=target.taken)
+        if actor != "officer" or not t.roles.isdisjoint(roles)
+    }
+    if special is not None:
+        actions &= {WITHDRAW_ACTION} if actor == "applicant" else set()
+    if actor == "officer":
+        actions |= _clock_actions(target.clock, roles, special=special, joint_parent=joint_parent)
+    return sorted(actions)
+
+
+def _clock_actions(
+    clock: ClockFacts, roles: frozenset[str], *, special: Suspension | None, joint_parent: bool
+) -> set[str]:
+    if clock.accepted_on is None or clock.stopped_on is not None:
+        return set()
+    allowed = {action for action, needed in CLOCK_ACTION_ROLES.items() if not needed.isdisjoint(roles)}
+    if special is not None:
+        return allowed & {END_SPECIAL}
+    possible = set()
+    if not clock.extension_days:
+        possible.add(EXTEND)
+    if not joint_parent and clock.open_suspension is None:
+        possible.add(START_SPECIAL)
+    return allowed & possible
 
 
 # --- internals -----------------------------------------------------------------------------------

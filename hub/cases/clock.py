@@ -9,12 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session
+
+from hub.cases import writes
 from hub.cases.models import Case
 from hub.clock import business_date
 from hub.errors import FieldError, Forbidden, HubError, ValidationFailed
+from hub.outbox import service as outbox
 from workflow.calendar import WorkingCalendar
 from workflow.clock import (
     LAW_LIMITS,
@@ -26,6 +31,7 @@ from workflow.clock import (
     ClockFacts,
     Handling,
     Suspension,
+    intake_deadline,
 )
 from workflow.definition import WorkflowDefinition
 from workflow.errors import RoleNotAllowed
@@ -55,6 +61,9 @@ def store(case: Case, facts: ClockFacts, *, calendar: WorkingCalendar, today: da
     case.suspensions = [s.to_json() for s in facts.suspensions]
     open_suspension = facts.open_suspension
     case.suspended_since = open_suspension.started_on if open_suspension is not None else None
+    # While the clock stands still the stored deadlines are those of the day it stopped (the views compute
+    # today's; supervision reads ``suspended_since``): recomputing them on another day gives the same row.
+    today = open_suspension.started_on if open_suspension is not None else today
     case.suspended_working_days = facts.days_suspended(calendar, today)
     if facts.accepted_on is None:
         return
@@ -274,3 +283,55 @@ def acceptance_day(case: Case, today: date) -> date:
     if intake_is_late(case, today) and case.received_on is not None:
         return case.received_on
     return today
+
+
+# --- a holiday notice loaded: open deadlines recomputed -----------------------------------------------
+
+RECOMPUTED = "deadline_recomputed"
+SYSTEM_ACTOR = ("system", "calendar", "系统")
+RECOMPUTED_NOTE = "国务院节假日安排公布后，按工作日重新计算期限（行政许可法第八十二条）"
+
+
+def recompute_open_deadlines(session: Session, *, calendar: WorkingCalendar, first: date, last: date,
+                             now: datetime, audit_key: str) -> list[Case]:
+    """Recompute from their facts the deadlines of every open case whose counting window meets the changed
+    days [first, last], with ``calendar`` (the notice loaded); each case whose deadlines change gets a
+    ``deadline_recomputed`` event (system actor, data {"old", "new"}) and an outbox message.
+
+    Open: not yet decided (a decided case's deadlines are the record its timeliness is judged by) and handled
+    here (a partner platform's record brings its own). A window ending before ``first`` or starting after
+    ``last`` cannot change."""
+    from hub.cases import service  # the case service imports this module
+
+    rows = session.scalars(select(Case).where(
+        Case.decided_at.is_(None), Case.completed_at.is_(None), Case.origin != "partner",
+        or_(and_(Case.accepted_on.is_not(None), Case.accepted_on <= last, Case.statutory_deadline >= first),
+            and_(Case.accepted_on.is_(None), Case.received_on.is_not(None), Case.received_on <= last,
+                 Case.intake_deadline >= first)),
+    ).order_by(Case.id)).unique().all()
+    today = business_date(now)
+    changed = []
+    for case in rows:
+        old = {**deadlines_of(case), "step_deadlines": dict(case.step_deadlines or {})}
+        if case.accepted_on is None:
+            assert case.received_on is not None
+            case.intake_deadline = intake_deadline(calendar, case.received_on)
+        else:
+            store(case, facts_of(case), calendar=calendar, today=today, definition=service.definition_for(case))
+        new = {**deadlines_of(case), "step_deadlines": dict(case.step_deadlines or {})}
+        if new == old:
+            continue
+        case.updated_at = now
+        kind, actor_id, name = SYSTEM_ACTOR
+        writes.append_step(session, case, writes.NewEvent(
+            action=RECOMPUTED, from_state=case.state, to_state=case.state, actor_type=kind, actor_id=actor_id,
+            actor_name=name, occurred_at=now, opinion=RECOMPUTED_NOTE,
+            data={"old": old, "new": new},
+        ), key=audit_key)
+        session.add(outbox.message(
+            event_type=f"case.{RECOMPUTED}.v1", region_code=case.region_code,
+            payload={**service.case_event_payload(case), "old": old, "new": new}, occurred_at=now,
+            correlation_id=case.tracking_no,
+        ))
+        changed.append(case)
+    return changed

@@ -235,10 +235,9 @@ def act(
 ) -> CaseEvent:
     """Apply one workflow action after checking the system of record and the department scope; the engine
     (workflow.process.advance) checks state, actor, role, the once-per-step rule, the opinion and the clock,
-    for a single case and for a joint case or one of its branches alike (the law's clock actions
-    ``extend``, ``start_special_procedure``, ``end_special_procedure`` with ``data`` included), and says what
-    follows (the branches opened at acceptance, the merged supplement notice, the join, a withdrawal's
-    cascade).
+    for a single case and for a joint case or one of its branches alike, and says what follows (the branches
+    opened at acceptance, the merged supplement notice, the join, a withdrawal's cascade). The clock actions
+    (``extend``, ``start_special_procedure``, ``end_special_procedure``) take ``data`` (hub/cases/clock.py).
 
     Returns the event of the action itself; what it triggered is recorded too, one event per step on the
     case it concerns. Every change to a case row happens before its event is appended: the event seals the
@@ -249,25 +248,19 @@ def act(
     family = joint.family_of(session, case, definition_for(case))
     calendar = load_calendar(session)
     today = business_date(now)
-    _check_intake_notice(case, action, today)
-    data = _clock_request(case, actor, action, opinion, data)
+    # The time rules the hub knows before the engine: a clock action's data checked field by field (officers
+    # only, never on a decided case); Art. 32 at intake, a late acceptance dated the day it was received.
+    if action in engine.CLOCK_ACTIONS:
+        data = _clock_request(case, actor, action, opinion, data)
+    else:
+        data = clock.engine_data(case, action, opinion=opinion, data=data, definition=definition_for(case),
+                                 today=today)
     before = _process_of(session, family, action)
-    # Art. 32: accepted after the intake period without a notice, the case counts as accepted on the day the
-    # materials were received (hub/cases/clock.py).
-    clock_day = clock.acceptance_day(case, today) if action == "accept" and family.name_of(case) is None else today
-    outcome = _advance(before, action, actor=actor, opinion=opinion, today=clock_day, calendar=calendar,
+    outcome = _advance(before, action, actor=actor, opinion=opinion, today=today, calendar=calendar,
                        branch=family.name_of(case), data=data)
     if action == "grant":
         verification.ensure_grantable(session, family.root)
     return _record(session, family, before, outcome, actor=actor, now=now, calendar=calendar, key=audit_key)[0]
-
-
-def _check_intake_notice(case: Case, action: str, today: date) -> None:
-    """Art. 32: a supplement notice at intake after its five working days is refused (hub/cases/clock.py)."""
-    if action != "request_supplement" or case.parent_id is not None:
-        return
-    steps = {t.action: t.step for t in definition_for(case).transitions if t.source == case.state}
-    clock.check_intake_notice(case, action, step=steps.get(action), today=today)
 
 
 def record_event(

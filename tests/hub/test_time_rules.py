@@ -102,14 +102,14 @@ def test_extension_once_by_the_approver_with_a_reason_then_409(
     assert again.status_code == 409
     problem = again.json()
     assert problem["type"].endswith("/already-extended")
-    assert problem["errors"][0]["rule"] == "once_per_case" and "第四十二条" in problem["detail"]
+    assert problem["errors"][0]["rule"] == "already_extended" and "第四十二条" in problem["detail"]
 
 
 def test_no_extension_before_acceptance(client: TestClient, officers: Officers) -> None:
     tracking_no = str(submit(client, KEY)["tracking_no"])
     response = act(client, officers, tracking_no, APPROVER, "extend", "理由")
     assert response.status_code == 409
-    assert response.json()["type"].endswith("/clock-not-running")
+    assert response.json()["type"].endswith("/clock-not-started")
 
 
 # --- Art. 45: special procedures ------------------------------------------------------------------------
@@ -165,9 +165,11 @@ def test_special_procedure_stops_the_clock_and_moves_every_deadline_by_its_worki
         "kind": "expert_review", "reason": None, "declared_days": 5, "started_on": "2026-03-12",
         "ended_on": "2026-03-17"}
     end_event = events(session, tracking_no, "end_special_procedure")[0]
-    assert end_event.data["working_days"] == 3 and end_event.data["result"] == "专家评审通过"
-    assert end_event.data["old"]["promised_deadline"] == "2026-03-18"
+    assert end_event.data["days_suspended"] == 3 and end_event.data["result"] == "专家评审通过"
     assert end_event.data["new"]["promised_deadline"] == "2026-03-23"
+    start_event = events(session, tracking_no, "start_special_procedure")[0]
+    assert (start_event.data["kind"], start_event.data["declared_days"]) == ("expert_review", 5)
+    assert start_event.data["old"]["promised_deadline"] == "2026-03-18"
     # The clock runs again: the review goes on.
     assert act(client, officers, tracking_no, REVIEWER, "review", "审核通过").status_code == 200
     no_procedure = act(client, officers, tracking_no, APPROVER, "end_special_procedure", None, {"result": "x"})
@@ -347,7 +349,7 @@ def test_soap_clock_operations_and_get_case(client: TestClient, officers: Office
     status, payload = raw.post("ExtendTimeLimit", f"<d:trackingNo>{tracking_no}</d:trackingNo>"
                                "<d:reason>再次延长</d:reason>", username=APPROVER)
     fault = raw_fault(payload)
-    assert status == 500 and fault["code"] == "CONFLICT" and fault["rule"] == "once_per_case"
+    assert status == 500 and fault["code"] == "CONFLICT" and fault["rule"] == "already_extended"
     status, payload = raw.post("GetCase", f"<d:trackingNo>{tracking_no}</d:trackingNo>", username=INTAKE)
     detail = raw_values(payload)["case"][0]
     assert (detail["statutoryDeadline"], detail["promisedDeadline"], detail["extensionDays"]) == (

@@ -321,11 +321,13 @@ CLOCK_FIELD_RULES = {"unknown_kind": "special_procedure_kind", "declared_days": 
 
 def _clock_problem(exc: ClockError) -> HubError:
     """A time rule refused the action: bad input (a field named) is 422, the case's clock ruling it out 409."""
-    if exc.field:
-        return ValidationFailed([FieldError(exc.field, CLOCK_FIELD_RULES.get(exc.rule, exc.rule), str(exc))])
-    slug, rule = CLOCK_PROBLEMS.get(exc.rule, (exc.rule.replace("_", "-"), exc.rule))
-    return HubError(detail=str(exc), title="状态冲突", status=409, type_slug=slug,
-                    errors=[FieldError("action", rule, str(exc))])
+    field = getattr(exc, "field", None)
+    rule = getattr(exc, "rule", None) or "clock_rule"
+    if field:
+        return ValidationFailed([FieldError(str(field), CLOCK_FIELD_RULES.get(str(rule), str(rule)), str(exc))])
+    # The problem type names the rule: already-extended (Art. 42), special-procedure-open (Art. 45) ...
+    return HubError(detail=str(exc), title="时限规则", status=409, type_slug=str(rule).replace("_", "-"),
+                    errors=[FieldError("action", str(rule), str(exc))])
 
 
 def _clock_request(case: Case, actor: Actor, action: str, opinion: str | None,

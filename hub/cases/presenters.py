@@ -163,7 +163,7 @@ def officer_view(session: Session, case: Case, officer: Officer, today: date) ->
         applicant_type=case.applicant_type,
         applicant_id_type=case.applicant_id_type,
         applicant_phone=case.applicant_phone,
-        form=progress.branch_form(case),  # a branch's department sees its part of the form only
+        form=progress.branch_form(session, case),  # a branch's department sees its part of the form only
         received_on=case.received_on,
         intake_deadline=case.intake_deadline,
         extension_days=case.extension_days or 0,

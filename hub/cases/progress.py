@@ -16,18 +16,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hub.calendar.service import load_calendar
-from hub.cases import clock, service
-from hub.cases.models import Case, CaseEvent
+from hub.cases import clock, joint, service
+from hub.cases.models import Case
 from hub.cases.schemas import BranchProgress
-from hub.catalog import service as catalog
 from workflow.definition import WorkflowDefinition
 
 
 def branches_of(session: Session, parent: Case) -> list[Case]:
     """The parent's branch cases, in the order of its definition's parallel block."""
-    if parent.id is None:
-        return []
-    children = list(session.scalars(select(Case).where(Case.parent_id == parent.id).order_by(Case.id)))
+    children = joint.branches_of(session, parent)
     order = {name: index for index, name in enumerate(branch_labels(service.definition_for(parent)))}
     return sorted(children, key=lambda child: (order.get(child.branch or "", len(order)), child.id))
 
@@ -61,7 +58,7 @@ def branch_label(session: Session, case: Case) -> str | None:
     """A branch case's label, from its parent's definition (the version the joint case started with)."""
     if case.branch is None or case.parent_id is None:
         return None
-    parent = session.get(Case, case.parent_id)
+    parent = joint.parent_of(session, case)
     labels = branch_labels(service.definition_for(parent)) if parent is not None else {}
     return labels.get(case.branch, case.branch)
 
@@ -77,21 +74,27 @@ def current_step(definition: WorkflowDefinition, state: str) -> str | None:
     return None
 
 
-def branch_form(case: Case) -> dict[str, object]:
-    """What a branch's department sees of the application: its part of the consolidated form only."""
-    if case.branch is None:
+def branch_form(session: Session, case: Case) -> dict[str, object]:
+    """What a branch's department sees of the application: its part of the consolidated form only, as the
+    definition its joint case started with cuts it (the branch was opened with that part; cut again here so
+    no view of a branch can show more)."""
+    parent = joint.parent_of(session, case) if case.branch is not None else None
+    if parent is None or case.branch is None:
         return dict(case.form_data)
-    return catalog.form_part(case.item, case.form_data, case.branch)
+    parallel = service.definition_for(parent).parallel
+    fields = parallel.branch(case.branch).form_part if parallel is not None else ()
+    return joint.form_part(case.form_data, fields)
 
 
 def progress(session: Session, parent: Case, *, today: date) -> list[BranchProgress]:
-    """One line per department: branch, department, state, current step, deadlines, and what it asked the
-    applicant for while its request is open (the lines of the one merged supplement notice, Art. 32)."""
+    """One line per department: branch, department, state, current step, deadlines, what it asked the
+    applicant for while its request is open (the lines of the one merged supplement notice, Art. 32) and,
+    once it denied, its reasons (Art. 38)."""
     labels = branch_labels(service.definition_for(parent))
     children = branches_of(session, parent) if labels else []  # a single case: no query
     if not children:
         return []
-    requests = _open_requests(session, children)
+    notes = joint.notes_of(session, children)  # a waiting branch's request, a denied one's reasons
     calendar = load_calendar(session)
     lines = []
     for child in children:
@@ -111,19 +114,7 @@ def progress(session: Session, parent: Case, *, today: date) -> list[BranchProgr
             days_remaining=view.days_remaining,
             suspended=child.suspended_since is not None,
             result=child.result,
-            supplement_request=requests.get(child.id),
+            supplement_request=notes.get(child.id) if child.state == "awaiting_supplement" else None,
+            reasons=notes.get(child.id) if child.state == "denied" else None,
         ))
     return lines
-
-
-def _open_requests(session: Session, children: Sequence[Case]) -> dict[int, str]:
-    """Per branch case awaiting the applicant's supplement, its (latest) request."""
-    waiting = [child.id for child in children if child.state == "awaiting_supplement"]
-    if not waiting:
-        return {}
-    rows = session.execute(
-        select(CaseEvent.case_id, CaseEvent.opinion)
-        .where(CaseEvent.case_id.in_(waiting), CaseEvent.action == "request_supplement")
-        .order_by(CaseEvent.case_id, CaseEvent.seq)
-    )
-    return {case_id: opinion for case_id, opinion in rows if opinion}

@@ -124,6 +124,7 @@ class BranchProgress(BaseModel):
     supplement_request: str | None = Field(
         default=None, description="while the branch waits for the applicant: what it asked for (one line of the "
                                   "merged supplement notice, Art. 32)")
+    reasons: str | None = Field(default=None, description="a denied branch: the department's reasons (Art. 38)")
 
 
 class JointFields(BaseModel):

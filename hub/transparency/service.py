@@ -72,9 +72,12 @@ def disclose(session: Session, case: Case, *, today: date) -> DisclosedCase:
 
 
 def _public_branch(line: BranchProgress, names: list[str]) -> BranchProgress:
-    """A department's line as the public reads it: its request to the applicant redacted like an opinion."""
-    request = line.supplement_request
-    return line.model_copy(update={"supplement_request": redact.redact(request, names=names) if request else None})
+    """A department's line as the public reads it: its request to the applicant and its reasons redacted like
+    opinions."""
+    return line.model_copy(update={
+        "supplement_request": redact.redact(line.supplement_request, names=names) if line.supplement_request else None,
+        "reasons": redact.redact(line.reasons, names=names) if line.reasons else None,
+    })
 
 
 def _step(event: CaseEvent, definition: WorkflowDefinition, names: list[str]) -> DisclosedStep:

@@ -254,13 +254,17 @@ def test_one_department_denying_denies_the_joint_case_with_its_reasons(
     progress = {b["branch"]: b for b in status["branches"]}
     assert progress["seal_engraving"]["state"] == "denied"
     assert progress["seal_engraving"]["department_name"] == "沈阳市公安局"
+    assert progress["seal_engraving"]["reasons"] == reason
+    assert {b: progress[b]["state"] for b in BRANCHES if b != "seal_engraving"} == dict.fromkeys(
+        ("registration", "tax_invoice", "social_insurance"), "granted")
 
     desk.act(LEAD, parent_no, "complete", "联办不予许可，已告知申请人理由")
     status = desk.status(parent_no, code)
     assert (status["state"], status["result"]) == ("completed", "denied")
     public = desk.disclosure(parent_no)
     assert public["result_code"] == "denied"
-    assert {b["branch"]: b["state"] for b in public["branches"]}["seal_engraving"] == "denied"
+    line = next(b for b in public["branches"] if b["branch"] == "seal_engraving")
+    assert (line["state"], line["reasons"]) == ("denied", reason)
 
 
 def _day(value: str) -> date:

@@ -161,6 +161,8 @@ def test_special_procedure_stops_the_clock_and_moves_every_deadline_by_its_worki
     # (03-12, 03-17] = 13, 16, 17: three working days not counted.
     assert (after["promised_deadline"], after["statutory_deadline"]) == ("2026-03-23", "2026-04-14")
     assert after["days_suspended"] == 3 and after["suspended"] is False
+    labels = {step["action"]: step["label"] for step in after["steps"]}
+    assert (labels["start_special_procedure"], labels["end_special_procedure"]) == ("启动特别程序", "结束特别程序")
     assert after["suspensions"][0] | {"reason": None} == {
         "kind": "expert_review", "reason": None, "declared_days": 5, "started_on": "2026-03-12",
         "ended_on": "2026-03-17"}

@@ -246,7 +246,8 @@ def act(
     calendar = load_calendar(session)
     today = business_date(now)
     # The time rules the hub knows before the engine: the clock actions' data checked, Art. 32 at intake.
-    data = clock.engine_data(case, action, opinion=opinion, data=data, definition=definition_for(case), today=today)
+    data = clock.engine_data(case, action, opinion=opinion, data=data, definition=definition_for(case),
+                             calendar=calendar, now=now)
     before = _process_of(session, family, action)
     outcome = _advance(before, action, actor=actor, opinion=opinion, today=today, calendar=calendar,
                        branch=family.name_of(case), data=data)

@@ -229,6 +229,24 @@ def test_supplement_notice_within_the_period_is_taken(client: TestClient, office
     assert act(client, officers, tracking_no, INTAKE, "request_supplement", "请补充学历证明").status_code == 200
 
 
+def test_a_supplement_at_intake_starts_the_intake_period_again(
+    client: TestClient, officers: Officers, clock: FixedClock
+) -> None:
+    receipt = submit(client, KEY)
+    tracking_no = receipt["tracking_no"]
+    move(clock, officers, china(2026, 3, 13, 10))
+    assert act(client, officers, tracking_no, INTAKE, "request_supplement", "请补充学历证明").status_code == 200
+    move(clock, officers, china(2026, 3, 20, 18))  # a Friday after 17:00: received on Monday 03-23
+    supplemented = client.post(f"/api/v1/applications/{tracking_no}/supplement", json={"note": "已补充"},
+                               headers={"X-Query-Code": receipt["query_code"]})
+    assert supplemented.status_code == 200, supplemented.text
+    now = view(client, officers, tracking_no)
+    assert (now["received_on"], now["intake_deadline"]) == ("2026-03-23", "2026-03-30")
+    move(clock, officers, china(2026, 3, 24, 10))
+    assert act(client, officers, tracking_no, INTAKE, "accept").status_code == 200
+    assert view(client, officers, tracking_no)["accepted_on"] == "2026-03-24"  # a timely notice: no backdating
+
+
 # --- a holiday notice loaded later --------------------------------------------------------------------------
 
 # 2003 is before the built-in table (2004-2026): Monday to Friday until its notice is loaded. (A year after the

@@ -17,24 +17,21 @@ from sqlalchemy.orm import Session
 
 from hub.cases import writes
 from hub.cases.models import Case
-from hub.clock import business_date
-from hub.errors import FieldError, Forbidden, HubError, ValidationFailed
+from hub.clock import CHINA_TZ, business_date
+from hub.errors import FieldError, HubError, ValidationFailed
 from hub.outbox import service as outbox
 from workflow.calendar import WorkingCalendar
 from workflow.clock import (
-    LAW_LIMITS,
     LEGAL_BASIS_EXTENSION,
     LEGAL_BASIS_NOTICE,
     LEGAL_BASIS_SPECIAL,
     SPECIAL_PROCEDURES,
-    SUPPLEMENT,
     ClockFacts,
-    Handling,
     Suspension,
     intake_deadline,
 )
+from workflow.clock import received_on as received_day
 from workflow.definition import WorkflowDefinition
-from workflow.errors import RoleNotAllowed
 from workflow.timelimits import allocate_step_deadlines
 
 
@@ -122,19 +119,12 @@ CLOCK_ACTIONS: Mapping[str, str] = {
     "start_special_procedure": "启动特别程序",
     "end_special_procedure": "结束特别程序",
 }
-CLOCK_ROLES: Mapping[str, frozenset[str]] = {
-    "extend": frozenset({"approver"}),  # Art. 42: the head of the agency approves the extension
-    "start_special_procedure": frozenset({"reviewer", "approver"}),
-    "end_special_procedure": frozenset({"reviewer", "approver"}),
-}
 _DATA_FIELDS: Mapping[str, frozenset[str]] = {
     "extend": frozenset(),
     "start_special_procedure": frozenset({"kind", "declared_days"}),
     "end_special_procedure": frozenset({"result"}),
 }
 MAX_DECLARED_DAYS = 365
-# While an Art. 45 procedure is open the clock stands still: only its end, or the applicant's withdrawal.
-ALLOWED_DURING_SPECIAL_PROCEDURE = frozenset({"end_special_procedure", "withdraw"})
 
 
 @dataclass(frozen=True)
@@ -164,7 +154,7 @@ def checked_request(action: str, *, opinion: str | None, data: Mapping[str, Any]
     kind = declared = result = None
     if action == "start_special_procedure":
         kind = data.get("kind")
-        if kind not in SPECIAL_PROCEDURES:
+        if not isinstance(kind, str) or kind not in SPECIAL_PROCEDURES:
             allowed = "、".join(f"{key}（{name}）" for key, name in SPECIAL_PROCEDURES.items())
             errors.append(FieldError("data.kind", "special_procedure_kind",
                                      f"特别程序种类须为以下之一：{allowed}（{LEGAL_BASIS_SPECIAL}）"))
@@ -181,74 +171,6 @@ def checked_request(action: str, *, opinion: str | None, data: Mapping[str, Any]
     if errors:
         raise ValidationFailed(errors)
     return ClockRequest(action, reason, kind, declared, result)
-
-
-def handling_of(case: Case, definition: WorkflowDefinition | None) -> Handling:
-    """Joint handling (Art. 26: 45 days, extended by 15) for a joint case and each of its branches."""
-    if case.parent_id is not None or getattr(definition, "parallel", None) is not None:
-        return "joint"
-    return "single"
-
-
-@dataclass(frozen=True)
-class ClockChange:
-    """What a clock action did: the new facts (stored on the row) and the event's data."""
-
-    facts: ClockFacts
-    data: dict[str, Any]
-
-
-def clock_action(case: Case, request: ClockRequest, *, roles: frozenset[str], calendar: WorkingCalendar,
-                 today: date, handling: Handling) -> ClockChange:
-    """Apply one clock action to the case's facts; raises the hub's errors (403 role, 409 rule, citing
-    the article). The state does not change. (The engine's ``advance`` takes this over for joint cases.)"""
-    action = request.action
-    if not roles & CLOCK_ROLES[action]:
-        raise Forbidden(str(RoleNotAllowed(action, CLOCK_ROLES[action], action_label=CLOCK_ACTIONS[action])))
-    facts = facts_of(case)
-    if facts.accepted_on is None or case.decided_at is not None or case.completed_at is not None:
-        raise _conflict("clock-not-running", "clock_running",
-                        f"办件未处于法定办理期限内（未受理或已作出决定），不能「{CLOCK_ACTIONS[action]}」")
-    old = deadlines_of(case)
-    data: dict[str, Any] = request.data()
-    if action == "extend":
-        if facts.extension_days:
-            raise _conflict("already-extended", "once_per_case",
-                            f"办理期限只能延长一次，本件已延长{facts.extension_days}个工作日（{LEGAL_BASIS_EXTENSION}）")
-        days = LAW_LIMITS[handling][1]
-        facts = facts.extend(days)
-        data.update(days=days, handling=handling, legal_basis=LEGAL_BASIS_EXTENSION)
-    elif action == "start_special_procedure":
-        open_now = facts.open_suspension
-        if open_now is not None:
-            what = SPECIAL_PROCEDURES.get(open_now.kind, "补正")
-            raise _conflict("special-procedure-open", "clock_running",
-                            f"办理期限已中止（{what}，自{open_now.started_on.isoformat()}起），不能再启动特别程序")
-        assert request.kind is not None
-        facts = facts.suspend(Suspension(kind=request.kind, started_on=today, reason=request.reason or "",
-                                         declared_days=request.declared_days))
-        data.update(label=SPECIAL_PROCEDURES[request.kind], legal_basis=LEGAL_BASIS_SPECIAL)
-    else:
-        open_now = facts.open_suspension
-        if open_now is None or open_now.kind == SUPPLEMENT:
-            raise _conflict("no-special-procedure", "special_procedure_open", "本件没有进行中的特别程序")
-        facts = facts.resume(today)
-        closed = facts.suspensions[-1]
-        data.update(kind=closed.kind, label=SPECIAL_PROCEDURES[closed.kind], started_on=closed.started_on.isoformat(),
-                    working_days=closed.working_days(calendar, today), legal_basis=LEGAL_BASIS_SPECIAL)
-    data["old"] = old
-    return ClockChange(facts, data)
-
-
-def refuse_during_special_procedure(case: Case, action: str) -> None:
-    """Art. 45: while a special procedure is open, nothing but its end (or the applicant's withdrawal)."""
-    if action in ALLOWED_DURING_SPECIAL_PROCEDURE:
-        return
-    current = facts_of(case).open_suspension
-    if current is not None and current.kind != SUPPLEMENT:
-        raise _conflict("special-procedure-open", "special_procedure_open",
-                        f"特别程序（{SPECIAL_PROCEDURES[current.kind]}）进行中，办理期限中止，只能结束特别程序"
-                        f"（{LEGAL_BASIS_SPECIAL}）")
 
 
 def _conflict(slug: str, rule: str, message: str) -> HubError:
@@ -277,18 +199,36 @@ def check_intake_notice(case: Case, action: str, *, step: str | None, today: dat
         )
 
 
-def acceptance_day(case: Case, today: date) -> date:
-    """The day the clock starts at ``accept``: today, or — accepted after the intake period without a notice —
-    the day the materials were received (Art. 32: it counts as accepted that day)."""
-    if intake_is_late(case, today) and case.received_on is not None:
-        return case.received_on
-    return today
+def engine_data(case: Case, action: str, *, opinion: str | None, data: Mapping[str, Any] | None,
+                definition: WorkflowDefinition, calendar: WorkingCalendar, now: datetime) -> dict[str, Any] | None:
+    """What the hub tells the engine (workflow.process.advance) with ``action``, after the time rules it
+    applies first (Art. 32 at intake, the clock actions' data):
+
+    * a clock action's data is checked field by field (422, the same for REST and SOAP);
+    * a supplement notice at intake after its 5 working days is refused (409);
+    * the applicant's supplement at intake: the completed materials count as received that day (after hours:
+      the next working day) and the intake period runs again from it;
+    * an acceptance after the intake period (no timely notice) is dated the day the application was received.
+
+    Nothing a caller sends reaches the engine for other actions (an officer does not choose the acceptance day).
+    """
+    if action in CLOCK_ACTIONS:
+        return checked_request(action, opinion=opinion, data=data).data()
+    today = business_date(now)
+    step = next((t.step for t in definition.transitions if t.source == case.state and t.action == action), None)
+    check_intake_notice(case, action, step=step, today=today)
+    if action == "supplement" and step == "intake":
+        case.received_on = received_day(calendar, now.astimezone(CHINA_TZ))
+        case.intake_deadline = intake_deadline(calendar, case.received_on)
+    if action == "accept" and intake_is_late(case, today) and case.received_on is not None:
+        return {"accepted_on": case.received_on.isoformat()}
+    return None
 
 
 # --- a holiday notice loaded: open deadlines recomputed -----------------------------------------------
 
 RECOMPUTED = "deadline_recomputed"
-SYSTEM_ACTOR = ("system", "calendar", "系统")
+SYSTEM_ACTOR = ("system", "hub", "系统")  # as hub/cases/service.py records the engine's own steps
 RECOMPUTED_NOTE = "国务院节假日安排公布后，按工作日重新计算期限（行政许可法第八十二条）"
 
 

@@ -70,6 +70,10 @@ def _action_label(definition: WorkflowDefinition, action: str) -> str:
         return "人工核验申请人身份"
     if action == "update_record":  # a partner record changed the case without a new step (hub/exchange)
         return "更新办件信息"
+    if action in clock.CLOCK_ACTIONS:  # Art. 42 / Art. 45 (hub/cases/clock.py)
+        return clock.CLOCK_ACTIONS[action]
+    if action == clock.RECOMPUTED:
+        return "重新计算办理期限"
     for transition in definition.transitions:
         if transition.action == action:
             return transition.label

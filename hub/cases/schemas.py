@@ -57,8 +57,9 @@ class ApplicationReceipt(BaseModel):
     department: str
     department_name: str
     submitted_at: datetime
-    received_on: date | None = Field(default=None, description="the working day the application counts as received: "
-                                     "after 17:00, on a weekend or a holiday, the next working day (docs/time-rules.md)")
+    received_on: date | None = Field(
+        default=None, description="the working day the application counts as received: after 17:00, on a weekend "
+                                  "or a holiday, the next working day (docs/time-rules.md)")
     intake_deadline: date | None = Field(description="the last day for the intake decision or the one supplement "
                                                      "notice: 5 working days after receipt (Art. 32)")
     materials: list[MaterialRequest]

@@ -235,10 +235,9 @@ def act(
 ) -> CaseEvent:
     """Apply one workflow action after checking the system of record and the department scope; the engine
     (workflow.process.advance) checks state, actor, role, the once-per-step rule, the opinion and the clock,
-    for a single case and for a joint case or one of its branches alike (the law's clock actions
-    ``extend``, ``start_special_procedure``, ``end_special_procedure`` with ``data`` included), and says what
-    follows (the branches opened at acceptance, the merged supplement notice, the join, a withdrawal's
-    cascade).
+    for a single case and for a joint case or one of its branches alike, and says what follows (the branches
+    opened at acceptance, the merged supplement notice, the join, a withdrawal's cascade). The clock actions
+    (``extend``, ``start_special_procedure``, ``end_special_procedure``) take ``data`` (hub/cases/clock.py).
 
     Returns the event of the action itself; what it triggered is recorded too, one event per step on the
     case it concerns. Every change to a case row happens before its event is appended: the event seals the
@@ -249,25 +248,15 @@ def act(
     family = joint.family_of(session, case, definition_for(case))
     calendar = load_calendar(session)
     today = business_date(now)
-    _check_intake_notice(case, action, today)
-    data = _clock_request(case, actor, action, opinion, data)
+    # The time rules the hub knows before the engine: the clock actions' data checked, Art. 32 at intake.
+    data = clock.engine_data(case, action, opinion=opinion, data=data, definition=definition_for(case),
+                             calendar=calendar, now=now)
     before = _process_of(session, family, action)
-    # Art. 32: accepted after the intake period without a notice, the case counts as accepted on the day the
-    # materials were received (hub/cases/clock.py).
-    clock_day = clock.acceptance_day(case, today) if action == "accept" and family.name_of(case) is None else today
-    outcome = _advance(before, action, actor=actor, opinion=opinion, today=clock_day, calendar=calendar,
+    outcome = _advance(before, action, actor=actor, opinion=opinion, today=today, calendar=calendar,
                        branch=family.name_of(case), data=data)
     if action == "grant":
         verification.ensure_grantable(session, family.root)
     return _record(session, family, before, outcome, actor=actor, now=now, calendar=calendar, key=audit_key)[0]
-
-
-def _check_intake_notice(case: Case, action: str, today: date) -> None:
-    """Art. 32: a supplement notice at intake after its five working days is refused (hub/cases/clock.py)."""
-    if action != "request_supplement" or case.parent_id is not None:
-        return
-    steps = {t.action: t.step for t in definition_for(case).transitions if t.source == case.state}
-    clock.check_intake_notice(case, action, step=steps.get(action), today=today)
 
 
 def record_event(
@@ -311,43 +300,15 @@ def _advance(
         raise Conflict(str(exc), type_slug="action-not-available") from exc
 
 
-# The engine's time-rule refusals (workflow.errors.ClockError.rule) as the API's problems: type and rule, the
-# same over REST and SOAP as the clock's own checks (hub/cases/clock.py, docs/time-rules.md).
-CLOCK_PROBLEMS: dict[str, tuple[str, str]] = {
-    "already_extended": ("already-extended", "once_per_case"),
-    "clock_not_started": ("clock-not-running", "clock_running"),
-    "clock_stopped": ("clock-not-running", "clock_running"),
-    "clock_suspended": ("special-procedure-open", "clock_running"),
-    "special_procedure_open": ("special-procedure-open", "special_procedure_open"),
-    "no_special_procedure": ("no-special-procedure", "special_procedure_open"),
-    "branches_open": ("branches-open", "special_procedure_on_branch"),
-}
-CLOCK_FIELD_RULES = {"unknown_kind": "special_procedure_kind", "declared_days": "working_days_1_365",
-                     "result_required": "required"}
-
-
 def _clock_problem(exc: ClockError) -> HubError:
     """A time rule refused the action: bad input (a field named) is 422, the case's clock ruling it out 409."""
-    if exc.field:
-        return ValidationFailed([FieldError(exc.field, CLOCK_FIELD_RULES.get(exc.rule, exc.rule), str(exc))])
-    slug, rule = CLOCK_PROBLEMS.get(exc.rule, (exc.rule.replace("_", "-"), exc.rule))
-    return HubError(detail=str(exc), title="状态冲突", status=409, type_slug=slug,
-                    errors=[FieldError("action", rule, str(exc))])
-
-
-def _clock_request(case: Case, actor: Actor, action: str, opinion: str | None,
-                   data: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
-    """A clock action's ``data`` checked field by field before the engine sees it (422 naming each bad field,
-    hub/cases/clock.py); a decided case's clock counts no further. Other actions' data pass as given."""
-    if action not in engine.CLOCK_ACTIONS:
-        return data
-    if actor.kind != "officer":
-        raise Conflict(f"「{engine.CLOCK_ACTION_LABELS[action]}」只能由工作人员办理", type_slug="action-not-available")
-    request = clock.checked_request(action, opinion=opinion, data=data)
-    if case.decided_at is not None:
-        raise _clock_problem(ClockError(
-            f"办件已作出决定，办理期限不再计算，不能「{engine.CLOCK_ACTION_LABELS[action]}」", rule="clock_stopped"))
-    return request.data()
+    field = getattr(exc, "field", None)
+    rule = getattr(exc, "rule", None) or "clock_rule"
+    if field:
+        return ValidationFailed([FieldError(str(field), str(rule), str(exc))])
+    # The problem type names the rule: already-extended (Art. 42), special-procedure-open (Art. 45) ...
+    return HubError(detail=str(exc), title="时限规则", status=409, type_slug=str(rule).replace("_", "-"),
+                    errors=[FieldError("action", str(rule), str(exc))])
 
 
 def _process_of(session: Session, family: joint.Family, action: str) -> engine.Process:

@@ -119,7 +119,7 @@ def test_extension_moves_the_statutory_deadline_once() -> None:
     assert facts.statutory_deadline(CAL, date(2026, 3, 11)) == date(2026, 4, 23)  # 30 working days
     assert facts.promised_deadline(CAL, date(2026, 3, 11)) == date(2026, 3, 18)  # the promise does not move
     assert facts.days_remaining(CAL, date(2026, 3, 11)) == 30
-    with pytest.raises(ValueError, match="Art. 42"):
+    with pytest.raises(ValueError, match=r"Art\. 42"):
         facts.extend(10)
 
 

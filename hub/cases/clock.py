@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from hub.cases import writes
 from hub.cases.models import Case
-from hub.clock import business_date
+from hub.clock import CHINA_TZ, business_date
 from hub.errors import FieldError, HubError, ValidationFailed
 from hub.outbox import service as outbox
 from workflow.calendar import WorkingCalendar
@@ -30,6 +30,7 @@ from workflow.clock import (
     Suspension,
     intake_deadline,
 )
+from workflow.clock import received_on as received_day
 from workflow.definition import WorkflowDefinition
 from workflow.timelimits import allocate_step_deadlines
 
@@ -199,16 +200,26 @@ def check_intake_notice(case: Case, action: str, *, step: str | None, today: dat
 
 
 def engine_data(case: Case, action: str, *, opinion: str | None, data: Mapping[str, Any] | None,
-                definition: WorkflowDefinition, today: date) -> dict[str, Any] | None:
+                definition: WorkflowDefinition, calendar: WorkingCalendar, now: datetime) -> dict[str, Any] | None:
     """What the hub tells the engine (workflow.process.advance) with ``action``, after the time rules it
-    checks first: a clock action's data, checked field by field (422, the same for REST and SOAP); a supplement
-    notice at intake after its period refused (409, Art. 32); a late acceptance dated the day the application
-    was received (Art. 32). Nothing a caller sends reaches the engine for other actions (an officer does not
-    choose the acceptance day)."""
+    applies first (Art. 32 at intake, the clock actions' data):
+
+    * a clock action's data is checked field by field (422, the same for REST and SOAP);
+    * a supplement notice at intake after its 5 working days is refused (409);
+    * the applicant's supplement at intake: the completed materials count as received that day (after hours:
+      the next working day) and the intake period runs again from it;
+    * an acceptance after the intake period (no timely notice) is dated the day the application was received.
+
+    Nothing a caller sends reaches the engine for other actions (an officer does not choose the acceptance day).
+    """
     if action in CLOCK_ACTIONS:
         return checked_request(action, opinion=opinion, data=data).data()
+    today = business_date(now)
     step = next((t.step for t in definition.transitions if t.source == case.state and t.action == action), None)
     check_intake_notice(case, action, step=step, today=today)
+    if action == "supplement" and step == "intake":
+        case.received_on = received_day(calendar, now.astimezone(CHINA_TZ))
+        case.intake_deadline = intake_deadline(calendar, case.received_on)
     if action == "accept" and intake_is_late(case, today) and case.received_on is not None:
         return {"accepted_on": case.received_on.isoformat()}
     return None

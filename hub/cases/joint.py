@@ -72,13 +72,6 @@ def family_of(session: Session, case: Case, definition: WorkflowDefinition) -> F
     return Family(parent, {child.branch: child for child in children if child.branch is not None})
 
 
-def branches_of(session: Session, parent: Case) -> list[Case]:
-    """The child cases of a joint case, in the order they were opened (for views of the whole)."""
-    if parent.id is None:
-        return []
-    return list(session.scalars(select(Case).where(Case.parent_id == parent.id).order_by(Case.id)))
-
-
 def parent_of(session: Session, case: Case) -> Case | None:
     return session.get(Case, case.parent_id) if case.parent_id is not None else None
 

@@ -63,24 +63,21 @@ def step_out(event: CaseEvent, definition: WorkflowDefinition, *, public: bool) 
     )
 
 
-# Steps the hub records that are not transitions of the case's own definition: what the applicant or a partner
-# record did and the law's clock actions (a joint case's own steps: service.STEP_LABELS).
-_HUB_ACTION_LABELS = {
-    "submit": "提交申请",
-    "verify_manually": "人工核验申请人身份",
-    "update_record": "更新办件信息",  # a partner record changed the case without a new step (hub/exchange)
-    "extend": "延长办理期限",
-    "start_special_procedure": "启动特别程序",
-    "end_special_procedure": "结束特别程序",
-    "deadline_recomputed": "办理期限重新计算",
-}
-
-
 def _action_label(definition: WorkflowDefinition, action: str) -> str:
+    if action == "submit":
+        return "提交申请"
+    if action == "verify_manually":
+        return "人工核验申请人身份"
+    if action == "update_record":  # a partner record changed the case without a new step (hub/exchange)
+        return "更新办件信息"
+    if action in clock.CLOCK_ACTIONS:  # Art. 42 / Art. 45 (hub/cases/clock.py)
+        return clock.CLOCK_ACTIONS[action]
+    if action == clock.RECOMPUTED:
+        return "重新计算办理期限"
     for transition in definition.transitions:
         if transition.action == action:
             return transition.label
-    return service.STEP_LABELS.get(action) or _HUB_ACTION_LABELS.get(action, action)
+    return service.STEP_LABELS.get(action, action)
 
 
 def _actor_text(event: CaseEvent, *, public: bool) -> str:

@@ -24,7 +24,9 @@ from workflow.definition import WorkflowDefinition
 
 def branches_of(session: Session, parent: Case) -> list[Case]:
     """The parent's branch cases, in the order of its definition's parallel block."""
-    children = joint.branches_of(session, parent)
+    if parent.id is None:
+        return []
+    children = session.scalars(select(Case).where(Case.parent_id == parent.id)).all()
     order = {name: index for index, name in enumerate(branch_labels(service.definition_for(parent)))}
     return sorted(children, key=lambda child: (order.get(child.branch or "", len(order)), child.id))
 

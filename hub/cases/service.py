@@ -248,13 +248,9 @@ def act(
     family = joint.family_of(session, case, definition_for(case))
     calendar = load_calendar(session)
     today = business_date(now)
-    # The time rules the hub knows before the engine: a clock action's data checked field by field (officers
-    # only, never on a decided case); Art. 32 at intake, a late acceptance dated the day it was received.
-    if action in engine.CLOCK_ACTIONS:
-        data = _clock_request(case, actor, action, opinion, data)
-    else:
-        data = clock.engine_data(case, action, opinion=opinion, data=data, definition=definition_for(case),
-                                 today=today)
+    # The time rules the hub knows before the engine: the clock actions' data checked, Art. 32 at intake.
+    data = clock.engine_data(case, action, opinion=opinion, data=data, definition=definition_for(case),
+                             calendar=calendar, now=now)
     before = _process_of(session, family, action)
     outcome = _advance(before, action, actor=actor, opinion=opinion, today=today, calendar=calendar,
                        branch=family.name_of(case), data=data)
@@ -304,45 +300,15 @@ def _advance(
         raise Conflict(str(exc), type_slug="action-not-available") from exc
 
 
-# The engine's time-rule refusals (workflow.errors.ClockError.rule) as the API's problems: type and rule, the
-# same over REST and SOAP as the clock's own checks (hub/cases/clock.py, docs/time-rules.md).
-CLOCK_PROBLEMS: dict[str, tuple[str, str]] = {
-    "already_extended": ("already-extended", "once_per_case"),
-    "clock_not_started": ("clock-not-running", "clock_running"),
-    "clock_stopped": ("clock-not-running", "clock_running"),
-    "clock_suspended": ("special-procedure-open", "clock_running"),
-    "special_procedure_open": ("special-procedure-open", "special_procedure_open"),
-    "no_special_procedure": ("no-special-procedure", "special_procedure_open"),
-    "branches_open": ("branches-open", "special_procedure_on_branch"),
-}
-CLOCK_FIELD_RULES = {"unknown_kind": "special_procedure_kind", "declared_days": "working_days_1_365",
-                     "result_required": "required"}
-
-
 def _clock_problem(exc: ClockError) -> HubError:
     """A time rule refused the action: bad input (a field named) is 422, the case's clock ruling it out 409."""
     field = getattr(exc, "field", None)
     rule = getattr(exc, "rule", None) or "clock_rule"
     if field:
-        return ValidationFailed([FieldError(str(field), CLOCK_FIELD_RULES.get(str(rule), str(rule)), str(exc))])
+        return ValidationFailed([FieldError(str(field), str(rule), str(exc))])
     # The problem type names the rule: already-extended (Art. 42), special-procedure-open (Art. 45) ...
     return HubError(detail=str(exc), title="时限规则", status=409, type_slug=str(rule).replace("_", "-"),
                     errors=[FieldError("action", str(rule), str(exc))])
-
-
-def _clock_request(case: Case, actor: Actor, action: str, opinion: str | None,
-                   data: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
-    """A clock action's ``data`` checked field by field before the engine sees it (422 naming each bad field,
-    hub/cases/clock.py); a decided case's clock counts no further. Other actions' data pass as given."""
-    if action not in engine.CLOCK_ACTIONS:
-        return data
-    if actor.kind != "officer":
-        raise Conflict(f"「{engine.CLOCK_ACTION_LABELS[action]}」只能由工作人员办理", type_slug="action-not-available")
-    request = clock.checked_request(action, opinion=opinion, data=data)
-    if case.decided_at is not None:
-        raise _clock_problem(ClockError(
-            f"办件已作出决定，办理期限不再计算，不能「{engine.CLOCK_ACTION_LABELS[action]}」", rule="clock_stopped"))
-    return request.data()
 
 
 def _process_of(session: Session, family: joint.Family, action: str) -> engine.Process:

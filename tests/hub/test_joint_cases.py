@@ -123,6 +123,14 @@ def decide(client: TestClient, officers: Officers, branch: str, number: str, act
     return ok(act(client, officers, officer(branch, "approver"), number, action, opinion))
 
 
+def assert_chains_verify(session_factory: sessionmaker[Session], *numbers: str) -> None:
+    """Every event of each case sealed over its row as the action left it (hub/audit/service.py)."""
+    with session_factory() as session:
+        for number in numbers:
+            checked, findings = verify(session, key=DEV_AUDIT_KEY, tracking_no=number)
+            assert checked >= 1 and findings == [], (number, findings)
+
+
 def queue(client: TestClient, officers: Officers, username: str) -> set[str]:
     body = ok(client.get("/api/v1/cases/queue", params={"limit": 500}, headers=officers.headers(username)))
     return {entry["tracking_no"] for entry in body["entries"]}
@@ -179,10 +187,7 @@ def test_every_case_of_the_joint_case_keeps_a_valid_chain(
 ) -> None:
     receipt, numbers = accepted
     decide(client, officers, "seal_engraving", numbers["seal_engraving"], "grant")
-    with session_factory() as session:
-        for number in [receipt["tracking_no"], *numbers.values()]:
-            checked, findings = verify(session, key=DEV_AUDIT_KEY, tracking_no=number)
-            assert checked >= 1 and findings == [], (number, findings)
+    assert_chains_verify(session_factory, receipt["tracking_no"], *numbers.values())
 
 
 # --- who sees what ----------------------------------------------------------------------------------
@@ -287,6 +292,7 @@ def test_any_denial_denies_the_whole_case_with_every_departments_reasons(
     assert {entry["department"] for entry in event.data["branches"]} == {key for key, _ in BRANCHES.values()}
     assert denied == {"seal_engraving": "法定代表人身份信息不符", "tax_invoice": "办税人员实名信息未通过验证"}
     assert ok(act(client, officers, LEAD_INTAKE, number, "complete"))["state"] == "completed"
+    assert_chains_verify(session_factory, number, *numbers.values())
 
 
 def test_two_departments_deciding_at_the_same_moment_make_exactly_one_join(
@@ -365,9 +371,7 @@ def test_a_special_procedure_on_one_branch_stops_the_parents_clock_too(
     with session_factory() as session:
         parent = session.scalars(select(Case).where(Case.tracking_no == number)).one()
         assert parent.suspended_since is None and parent.suspended_working_days == 1
-    for name in (numbers["seal_engraving"], number):
-        with session_factory() as session:
-            assert verify(session, key=DEV_AUDIT_KEY, tracking_no=name)[1] == []
+    assert_chains_verify(session_factory, number, numbers["seal_engraving"])
 
 
 # --- one merged supplement notice -------------------------------------------------------------------
@@ -420,6 +424,7 @@ def test_supplement_requests_of_several_departments_make_one_notice_and_stop_eve
                 "request_supplement", "再补充一份")
     assert again.status_code == 409
     assert again.json()["type"].endswith("once-per-step")
+    assert_chains_verify(session_factory, number, *numbers.values())
 
 
 # --- withdrawal ---------------------------------------------------------------------------------------
@@ -444,6 +449,7 @@ def test_withdrawing_the_parent_withdraws_every_open_branch(
     # A withdrawn branch takes no further step.
     assert act(client, officers, officer("tax_invoice", "reviewer"), numbers["tax_invoice"],
                "review", "审核").status_code == 409
+    assert_chains_verify(session_factory, receipt["tracking_no"], *numbers.values())
 
 
 def test_the_applicant_cannot_reach_a_branch_case(

@@ -22,11 +22,13 @@ from hub.clock import FixedClock
 from hub.outbox.models import OutboxMessage
 from hub.settings import DEV_AUDIT_KEY
 from tests.conftest import Officers
+from tests.hub.test_joint_cases import joint_item  # noqa: F401  (the seed's item made joint, until views lands)
 from tests.hub.test_legacy_soap import RawClient, hub_url, raw, raw_fault, raw_values  # noqa: F401
-from tests.support import PARTNER_SECRET, case_record, envelope, item_code, submit
+from tests.support import PARTNER_SECRET, case_record, company, envelope, item_code, submit
 
 KEY = "physician-practice-registration"
 INTAKE, REVIEWER, APPROVER = "sy_wj_intake", "sy_wj_reviewer", "sy_wj_approver"
+LEAD_INTAKE, LEAD_APPROVER = "sy_scjg_intake", "sy_scjg_approver"  # 沈阳市市场监管局, lead of enterprise establishment
 CHINA = timedelta(hours=8)
 
 
@@ -51,8 +53,8 @@ def act(client: TestClient, officers: Officers, tracking_no: str, who: str, acti
     return client.post(f"/api/v1/cases/{tracking_no}/actions", json=body, headers=officers.headers(who))
 
 
-def view(client: TestClient, officers: Officers, tracking_no: str) -> dict[str, Any]:
-    response = client.get(f"/api/v1/cases/{tracking_no}", headers=officers.headers(INTAKE))
+def view(client: TestClient, officers: Officers, tracking_no: str, who: str = INTAKE) -> dict[str, Any]:
+    response = client.get(f"/api/v1/cases/{tracking_no}", headers=officers.headers(who))
     assert response.status_code == 200, response.text
     return dict(response.json())
 
@@ -161,6 +163,8 @@ def test_special_procedure_stops_the_clock_and_moves_every_deadline_by_its_worki
     # (03-12, 03-17] = 13, 16, 17: three working days not counted.
     assert (after["promised_deadline"], after["statutory_deadline"]) == ("2026-03-23", "2026-04-14")
     assert after["days_suspended"] == 3 and after["suspended"] is False
+    labels = {step["action"]: step["label"] for step in after["steps"]}
+    assert (labels["start_special_procedure"], labels["end_special_procedure"]) == ("启动特别程序", "结束特别程序")
     assert after["suspensions"][0] | {"reason": None} == {
         "kind": "expert_review", "reason": None, "declared_days": 5, "started_on": "2026-03-12",
         "ended_on": "2026-03-17"}
@@ -223,6 +227,24 @@ def test_supplement_notice_within_the_period_is_taken(client: TestClient, office
     tracking_no = str(submit(client, KEY)["tracking_no"])
     move(clock, officers, china(2026, 3, 18, 16))
     assert act(client, officers, tracking_no, INTAKE, "request_supplement", "请补充学历证明").status_code == 200
+
+
+def test_a_supplement_at_intake_starts_the_intake_period_again(
+    client: TestClient, officers: Officers, clock: FixedClock
+) -> None:
+    receipt = submit(client, KEY)
+    tracking_no = receipt["tracking_no"]
+    move(clock, officers, china(2026, 3, 13, 10))
+    assert act(client, officers, tracking_no, INTAKE, "request_supplement", "请补充学历证明").status_code == 200
+    move(clock, officers, china(2026, 3, 20, 18))  # a Friday after 17:00: received on Monday 03-23
+    supplemented = client.post(f"/api/v1/applications/{tracking_no}/supplement", json={"note": "已补充"},
+                               headers={"X-Query-Code": receipt["query_code"]})
+    assert supplemented.status_code == 200, supplemented.text
+    now = view(client, officers, tracking_no)
+    assert (now["received_on"], now["intake_deadline"]) == ("2026-03-23", "2026-03-30")
+    move(clock, officers, china(2026, 3, 24, 10))
+    assert act(client, officers, tracking_no, INTAKE, "accept").status_code == 200
+    assert view(client, officers, tracking_no)["accepted_on"] == "2026-03-24"  # a timely notice: no backdating
 
 
 # --- a holiday notice loaded later --------------------------------------------------------------------------
@@ -370,3 +392,49 @@ def test_soap_clock_operation_is_applied_once_per_message_id(client: TestClient,
     assert (first["duplicate"], second["duplicate"]) == ("false", "true")
     assert first["seq"] == second["seq"]
 
+
+
+# --- a joint case: each branch's clock, the parent's within ------------------------------------------------------
+
+
+def test_joint_branch_special_procedure_and_the_parents_joint_extension(
+    client: TestClient, officers: Officers, clock: FixedClock, session_factory: sessionmaker[Session],
+) -> None:
+    joint_case = "enterprise-establishment"  # statutory 3, promised 1 working days; four departments
+    receipt = submit(client, joint_case, applicant=company())
+    parent = receipt["tracking_no"]
+    assert act(client, officers, parent, LEAD_INTAKE, "accept").status_code == 200
+    with session_factory() as session:
+        parent_id = session.scalars(select(Case.id).where(Case.tracking_no == parent)).one()
+        tax = session.scalars(select(Case.tracking_no).where(Case.parent_id == parent_id,
+                                                             Case.branch == "tax_invoice")).one()
+    tax_reviewer = "sy_sw_reviewer"
+
+    def branch_view() -> dict[str, Any]:
+        response = client.get(f"/api/v1/cases/{tax}", headers=officers.headers(tax_reviewer))
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    before = branch_view()
+    parent_before = view(client, officers, parent, LEAD_INTAKE)
+    assert before["statutory_deadline"] == parent_before["statutory_deadline"] == "2026-03-16"
+    assert (before["working_days_used"], before["days_suspended"], before["days_remaining"]) == (0, 0, 3)
+
+    move(clock, officers, china(2026, 3, 12, 10))
+    started = act(client, officers, tax, tax_reviewer, "start_special_procedure", "发票样品送检",
+                  {"kind": "testing", "declared_days": 2})
+    assert started.status_code == 200, started.text
+    assert view(client, officers, parent, LEAD_INTAKE)["suspended"] is True  # the parent waits for its branch (Art. 45)
+
+    move(clock, officers, china(2026, 3, 16, 10))
+    assert act(client, officers, tax, tax_reviewer, "end_special_procedure", None,
+               {"result": "检验合格"}).status_code == 200
+    after = branch_view()
+    # (03-12, 03-16] = 13, 16: two working days on the branch and on the parent.
+    assert (after["statutory_deadline"], after["days_suspended"]) == ("2026-03-18", 2)
+    assert view(client, officers, parent, LEAD_INTAKE)["statutory_deadline"] == "2026-03-18"
+
+    extended = act(client, officers, parent, LEAD_APPROVER, "extend", "并联审批情况复杂，经负责人批准延长")
+    assert extended.status_code == 200, extended.text
+    # Joint handling: 15 more working days (Art. 42, Art. 26): 3 + 15 + 2 suspended after 03-11.
+    assert view(client, officers, parent, LEAD_INTAKE)["statutory_deadline"] == "2026-04-09"

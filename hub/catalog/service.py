@@ -398,7 +398,7 @@ def _branch(item: Item, name: str) -> Branch:
 def render_blank_form(session: Session, item: Item) -> str:
     """A printable blank application form (申请表) for window and paper applicants."""
     summary = _summary_fields(session, item)
-    rows = "".join(_form_rows(item.form_schema))
+    rows = "".join(_form_rows(item.form_schema, _field_branches(item)))
     materials = "".join(
         f"<tr><td>{escape(m['name'])}</td><td>{escape(_FORM_NAMES[m['form']])}</td>"
         f"<td>{m['count']}</td><td>{'是' if m.get('required', True) else '否'}</td></tr>"
@@ -413,15 +413,28 @@ def render_blank_form(session: Session, item: Item) -> str:
 _FORM_NAMES = {"original": "原件", "copy": "复印件", "electronic": "电子件"}
 
 
-def _form_rows(schema: dict[str, Any]) -> list[str]:
+def _field_branches(item: Item) -> dict[str, list[str]]:
+    """A joint item's form field → the labels of the branches (departments) that receive it."""
+    definition = _definition(item)
+    owners: dict[str, list[str]] = {}
+    if definition is not None and definition.parallel is not None:
+        for branch in definition.parallel.branches:
+            for field in branch.form_part:
+                owners.setdefault(field, []).append(branch.label)
+    return owners
+
+
+def _form_rows(schema: dict[str, Any], owners: dict[str, list[str]]) -> list[str]:
     required = set(schema.get("required", []))
     rows = []
     for name, prop in schema.get("properties", {}).items():
         label = escape(str(prop.get("title", name)))
         mark = "（必填）" if name in required else ""
+        # A joint item's one form: the applicant sees which departments receive each field (Art. 26).
+        sent = f"<br><small>送：{escape('、'.join(owners[name]))}</small>" if owners.get(name) else ""
         hint = prop.get("enum")
         choices = "　".join(f"□ {escape(str(v))}" for v in hint) if hint else ""
-        rows.append(f"<tr><th>{label}{mark}</th><td>{choices}</td></tr>")
+        rows.append(f"<tr><th>{label}{mark}{sent}</th><td>{choices}</td></tr>")
     return rows
 
 

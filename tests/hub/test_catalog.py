@@ -235,3 +235,15 @@ def test_form_tags_must_say_what_the_definition_cuts(client: TestClient, officer
     assert response.status_code == 422, response.text
     assert ("form_schema.properties.shareholders.x-branches", "matches_definition") in {
         (e["field"], e["rule"]) for e in response.json()["errors"]}
+
+
+def test_the_joint_items_blank_form_says_which_departments_receive_each_field(client: TestClient) -> None:
+    item = _joint_item(client)
+    blank = client.get(item["blank_form_url"])
+    assert blank.status_code == 200
+    row = next(r for r in blank.text.split("<tr>") if r.startswith("<th>公章刻制（公安机关备案）"))
+    assert "送：公章刻制（公安）" in row and "税务" not in row
+    name_row = next(r for r in blank.text.split("<tr>") if r.startswith("<th>拟设立企业名称"))
+    assert all(b["label"] in name_row for b in item["branches"])  # every department receives the name
+    single = client.get("/api/v1/items", params={"q": "食品"}).json()["items"][0]["code"]
+    assert "送：" not in client.get(f"/api/v1/items/{single}/blank-form").text

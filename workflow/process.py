@@ -307,7 +307,7 @@ class _Run:
         if request.action in CLOCK_ACTIONS:
             if branches_open and request.action != EXTEND:
                 # The departments run their own procedures on their branches; the parent's clock
-                # follows them (see _start_special_on_branch).
+                # follows them (see _follow_branch_clock).
                 _check_officer(parent, definition, request)
                 raise ClockError(
                     "并联审批期间，特别程序由各部门在其分支办理", rule="branches_open", legal_basis=LEGAL_BASIS_SPECIAL

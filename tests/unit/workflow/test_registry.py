@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -136,3 +137,27 @@ def test_a_branch_missing_from_the_registry_is_a_definition_error(other_package:
         get_definition("alpha.v1")
     assert raised.value.path == "/parallel/branches/0/workflow_id"
     assert raised.value.message == "unknown workflow 'joint-branch.v1'"
+
+
+def test_threads_loading_at_once_do_not_see_a_cycle(other_package: Path) -> None:
+    # A server's threads ask for definitions at the same moment: one load must not take another's for a
+    # branch of itself.
+    for name in ("alpha", "gamma"):
+        _write(other_package, f"{name}.v1.json", _parallel_document(name, "beta.v1"))
+    _write(other_package, "beta.v1.json", _branch_document("beta"))
+    barrier = threading.Barrier(8)
+    errors: list[BaseException] = []
+
+    def load(workflow_id: str) -> None:
+        barrier.wait()
+        try:
+            get_definition(workflow_id)
+        except BaseException as exc:  # collected for the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=load, args=(("alpha.v1", "gamma.v1", "beta.v1")[i % 3],)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []

@@ -47,6 +47,7 @@ from workflow.process import (
     Outcome,
     Process,
     advance,
+    available_actions,
     handling_of,
     start,
 )
@@ -95,6 +96,7 @@ __all__ = [
     "advance",
     "allocate_step_deadlines",
     "apply",
+    "available_actions",
     "compute_deadline",
     "compute_intake_deadline",
     "extend_for_suspension",

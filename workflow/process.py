@@ -69,6 +69,7 @@ __all__ = [
     "Outcome",
     "Process",
     "advance",
+    "available_actions",
     "handling_of",
     "start",
 ]
@@ -226,6 +227,52 @@ def advance(
     )
 
 
+def available_actions(
+    process: Process, *, actor: str, roles: Collection[str] = (), branch: str | None = None
+) -> list[str]:
+    """The actions ``advance`` would take from this actor now (given a required opinion and valid
+    ``data``), sorted: the definition's transitions and the clock actions, for the case or a branch."""
+    target = process
+    if branch is not None:
+        block = process.definition.parallel
+        if block is None or branch not in process.branches:
+            raise UnknownBranch(branch)
+        target = process.branches[branch]
+        if process.state != block.state:
+            return []
+    definition = target.definition
+    if definition.is_terminal(target.state):
+        return []
+    roles = frozenset(roles)
+    joint_parent = branch is None and bool(_open_branches(process))
+    special = None if joint_parent else _open_special(target.clock)
+    actions = {
+        t.action for t in definition.available_actions(target.state, actor, taken=target.taken)
+        if actor != "officer" or not t.roles.isdisjoint(roles)
+    }
+    if special is not None:
+        actions &= {WITHDRAW_ACTION} if actor == "applicant" else set()
+    if actor == "officer":
+        actions |= _clock_actions(target.clock, roles, special=special, joint_parent=joint_parent)
+    return sorted(actions)
+
+
+def _clock_actions(
+    clock: ClockFacts, roles: frozenset[str], *, special: Suspension | None, joint_parent: bool
+) -> set[str]:
+    if clock.accepted_on is None or clock.stopped_on is not None:
+        return set()
+    allowed = {action for action, needed in CLOCK_ACTION_ROLES.items() if not needed.isdisjoint(roles)}
+    if special is not None:
+        return allowed & {END_SPECIAL}
+    possible = set()
+    if not clock.extension_days:
+        possible.add(EXTEND)
+    if not joint_parent and clock.open_suspension is None:
+        possible.add(START_SPECIAL)
+    return allowed & possible
+
+
 # --- internals -----------------------------------------------------------------------------------
 
 
@@ -260,7 +307,7 @@ class _Run:
         if request.action in CLOCK_ACTIONS:
             if branches_open and request.action != EXTEND:
                 # The departments run their own procedures on their branches; the parent's clock
-                # follows them (see _start_special_on_branch).
+                # follows them (see _follow_branch_clock).
                 _check_officer(parent, definition, request)
                 raise ClockError(
                     "并联审批期间，特别程序由各部门在其分支办理", rule="branches_open", legal_basis=LEGAL_BASIS_SPECIAL
@@ -333,11 +380,12 @@ class _Run:
                     name, SUPPLEMENT_ACTION, None, child.state, child.state, SYSTEM, None,
                     self._clock_data(before, clock),
                 ))
-        for name, child in _open_branches(self.process).items():
-            special = _open_special(child.clock)
-            if special is not None:
-                self._suspend_parent_for(block, name, special)
-                break
+        in_procedure = [
+            (name, special) for name, child in _open_branches(self.process).items()
+            if (special := _open_special(child.clock)) is not None
+        ]
+        if in_procedure:
+            self._suspend_parent_for(block, *in_procedure[0])
 
     def _withdraw_branches(self) -> None:
         for name, child in _open_branches(self.process).items():
@@ -420,8 +468,10 @@ class _Run:
         parent = self.process
         if any(_open_special(child.clock) for child in _open_branches(parent).values()):
             return  # another branch's procedure still runs
+        # The parent's open suspension is its branches' procedure: branches cannot act while the
+        # parent waits for a supplement.
         current = parent.clock.open_suspension
-        if current is None or current.kind == SUPPLEMENT:
+        if current is None:
             return
         old = self._deadlines(parent.clock)
         clock = parent.clock.resume(self.today)
@@ -451,7 +501,7 @@ class _Run:
         """Every branch has ended: the parent's one join (it leaves the parallel state, so it cannot
         fire again)."""
         parent = self.process
-        results = {name: child.result or child.state for name, child in parent.branches.items()}
+        results = {name: child.result for name, child in parent.branches.items()}
         denials = {
             name: parent.branches[name].note or "" for name, result in results.items() if result != "granted"
         }
@@ -577,7 +627,7 @@ class _Run:
     def _start_special(self, clock: ClockFacts, request: _Request) -> tuple[ClockFacts, dict[str, Any]]:
         if clock.open_suspension is not None:
             raise ClockError("办理期限暂停计算期间不能启动特别程序", rule="clock_suspended")
-        _require_opinion(request)
+        reason = _require_opinion(request)
         kind = request.data.get("kind")
         if not isinstance(kind, str) or kind not in SPECIAL_PROCEDURES:
             names = "、".join(SPECIAL_PROCEDURES.values())
@@ -591,7 +641,6 @@ class _Run:
                 f"须书面告知申请人特别程序所需时间：declared_days 应为正整数（工作日），收到「{declared}」",
                 rule="declared_days", field="data.declared_days", legal_basis=LEGAL_BASIS_SPECIAL,
             )
-        reason = request.opinion or ""
         suspension = Suspension(kind, self.today, reason=reason, declared_days=declared)
         return clock.suspend(suspension), {
             "kind": kind, "kind_label": SPECIAL_PROCEDURES[kind], "declared_days": declared,
@@ -608,12 +657,10 @@ class _Run:
                 "结束特别程序须填写特别程序结果（data.result）", rule="result_required", field="data.result",
                 legal_basis=LEGAL_BASIS_SPECIAL,
             )
-        resumed = clock.resume(self.today)
-        ended = resumed.suspensions[-1]
-        return resumed, {
+        return clock.resume(self.today), {
             "kind": current.kind, "kind_label": SPECIAL_PROCEDURES[current.kind], "result": result.strip(),
             "started_on": current.started_on.isoformat(),
-            "days_suspended": ended.working_days(self.calendar, self.today),
+            "days_suspended": self.calendar.working_days_between(current.started_on, self.today),
             "legal_basis": LEGAL_BASIS_SPECIAL,
         }
 
@@ -641,20 +688,23 @@ _NOTED = frozenset({REQUEST_SUPPLEMENT_ACTION, "deny"})
 
 
 def _check_officer(process: Process, definition: WorkflowDefinition, request: _Request) -> None:
-    label = CLOCK_ACTION_LABELS.get(request.action, request.action)
+    """A clock action is an officer's, of the roles CLOCK_ACTION_ROLES names."""
+    label = CLOCK_ACTION_LABELS[request.action]
     if request.actor != "officer":
         raise ActorNotAllowed(
             process.state, request.action, request.actor, state_label=definition.states[process.state],
             action_label=label,
         )
-    required = CLOCK_ACTION_ROLES.get(request.action)
-    if required is not None and required.isdisjoint(request.roles):
+    required = CLOCK_ACTION_ROLES[request.action]
+    if required.isdisjoint(request.roles):
         raise RoleNotAllowed(request.action, required, action_label=label)
 
 
-def _require_opinion(request: _Request) -> None:
+def _require_opinion(request: _Request) -> str:
+    """The reason a clock action must be recorded with (Art. 42, Art. 45); already stripped."""
     if request.opinion is None:
         raise OpinionRequired(request.action, action_label=CLOCK_ACTION_LABELS[request.action])
+    return request.opinion
 
 
 def _guard_special(process: Process, request: _Request) -> None:

@@ -1,0 +1,388 @@
+"""Joint approvals per second through the hub's workflow engine, beside SpiffWorkflow running the same flow.
+
+    .venv/bin/python -m bench.workflow [--seconds 3] [--rounds 3] [--json PATH]
+                                       [--http-cases 200] [--http-concurrency 8] [--database-url URL]
+                                       [--no-http]
+
+What one run does:
+
+1. **Engine alone** (``workflow.process``, no database, no HTTP): one joint approval of the item
+   enterprise-establishment (definition ``enterprise-establishment.v1``) is ``start`` → the lead department's
+   intake ``accept``\\s (which opens the four branches) → on each branch ``pass_pre_review`` (同步预审),
+   ``review``, ``grant`` (branches interleaved, as four departments work at the same time; the last grant fires
+   the join) → the lead department ``complete``\\s (办结). After every step the process is stored as a case
+   would be — ``Process.to_json()`` dumped to a JSON string — and the next step starts from that string
+   (``json.loads`` → ``Process.from_json``): 14 steps, 15 stored states per approval.
+2. **SpiffWorkflow** (bench-only dependency, the ``bench`` extra) runs the same flow from BPMN
+   (``bench/joint_approval.bpmn``: intake user task, parallel gateway into four branches of three user tasks,
+   parallel join, completion user task): each step completes the ready user task of that name and runs the
+   engine steps; after every step the workflow is serialised with Spiff's ``BpmnWorkflowSerializer`` to a JSON
+   string and the next step starts from that string — the same 14 steps, in the same order.
+3. Rounds alternate (engine, Spiff, Spiff, engine, …; ``--rounds``, at least 3); each side runs whole
+   approvals for at least ``--seconds`` per round. Prints each side's median rate (approvals/s), CPU and wall
+   time per step, the size of one stored state, the ratio engine/Spiff (median of the rounds' ratios) and the
+   1-minute load average before and after each round.
+4. **Over HTTP on PostgreSQL** (unless ``--no-http``): a fresh database (like ``bench.submit``: created from
+   ``--database-url``, migrated, seeded), a real ``hub api`` process, then ``--http-cases`` joint cases at
+   ``--http-concurrency``: the applicant submits, the lead intake officer accepts, each branch's officers act on
+   their branch (pre-review, review, grant), the lead department completes; prints joint cases per second and
+   requests per second.
+
+``--json PATH`` writes every figure, with the engine's rate over SpiffWorkflow's under ``ratio``. The target is a
+ratio of at least 10; the benchmark says whether it is met and exits 0 either way (1 only when a flow does not
+reach its end: then the figures would mean nothing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if __package__ in (None, ""):  # run as `python bench/workflow.py`: bench/ first on the path would shadow workflow/
+    sys.path[0] = str(ROOT)
+
+WORKFLOW_ID = "enterprise-establishment.v1"
+BPMN_FILE = ROOT / "bench" / "joint_approval.bpmn"
+BPMN_PROCESS = "joint_approval"
+BRANCH_ACTIONS = ("pass_pre_review", "review", "grant")
+# The seeded item's limits (hub/seed/data/items.json, enterprise-establishment): 3 working days by law, 1 promised.
+STATUTORY_LIMIT_DAYS = 3
+PROMISED_LIMIT_DAYS = 1
+TODAY = date(2026, 12, 1)  # a working Tuesday
+OPINION = "材料齐全，符合法定形式"
+TARGET_RATIO = 10.0
+
+
+# --- the flow, once for both sides --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Step:
+    """One action of the joint approval: on the parent (``branch`` None) or on one branch."""
+
+    branch: str | None
+    action: str
+    roles: tuple[str, ...]
+
+    @property
+    def bpmn_task(self) -> str:
+        """The id of the BPMN user task that stands for this step."""
+        return self.action if self.branch is None else f"{self.branch}_{self.action}"
+
+
+def _roles_of(definition: Any, action: str) -> tuple[str, ...]:
+    """Every officer role that may take ``action`` somewhere in ``definition`` (read, not hard-coded)."""
+    return tuple(sorted({role for t in definition.transitions if t.action == action for role in t.roles}))
+
+
+def joint_steps() -> list[Step]:
+    """The 14 steps of one joint approval, in the order both sides take them, read from the definitions."""
+    from workflow.registry import get_definition
+
+    parent = get_definition(WORKFLOW_ID)
+    if parent.parallel is None:
+        raise SystemExit(f"{WORKFLOW_ID} has no parallel block: nothing to benchmark")
+    steps = [Step(None, "accept", _roles_of(parent, "accept"))]
+    for action in BRANCH_ACTIONS:  # interleaved: the four departments work at the same time
+        for branch in parent.parallel.branches:
+            steps.append(Step(branch.name, action, _roles_of(get_definition(branch.workflow_id), action)))
+    steps.append(Step(None, "complete", _roles_of(parent, "complete")))
+    return steps
+
+
+# --- the engine side ----------------------------------------------------------------------------------------
+
+
+class EngineFlow:
+    """Joint approvals through ``workflow.process`` alone, the state stored as JSON text after every step."""
+
+    name = "engine"
+
+    def __init__(self, steps: list[Step]) -> None:
+        from workflow.calendar import WorkingCalendar
+
+        self.steps = steps
+        self.calendar = WorkingCalendar()
+        self.calendar.is_working_day(TODAY)  # warm the calendar's cache outside the measurement
+
+    def run_one(self) -> str:
+        """One approval from start to completion; returns its last stored state."""
+        from workflow.process import Process, advance, start
+
+        stored = json.dumps(start(WORKFLOW_ID, statutory_limit_days=STATUTORY_LIMIT_DAYS,
+                                  promised_limit_days=PROMISED_LIMIT_DAYS).to_json())
+        for step in self.steps:
+            outcome = advance(
+                Process.from_json(json.loads(stored)), step.action, actor="officer", roles=step.roles,
+                opinion=OPINION, today=TODAY, calendar=self.calendar, branch=step.branch,
+            )
+            stored = json.dumps(outcome.process.to_json())
+        return stored
+
+    def check(self) -> str:
+        """Run one approval and check it ends completed with every branch granted and the join fired once."""
+        from workflow.process import Process, advance, start
+
+        process = start(WORKFLOW_ID, statutory_limit_days=STATUTORY_LIMIT_DAYS,
+                        promised_limit_days=PROMISED_LIMIT_DAYS)
+        joins = []
+        for step in self.steps:
+            outcome = advance(process, step.action, actor="officer", roles=step.roles, opinion=OPINION,
+                              today=TODAY, calendar=self.calendar, branch=step.branch)
+            if outcome.joined is not None:
+                joins.append(outcome.joined)
+            process = Process.from_json(json.loads(json.dumps(outcome.process.to_json())))
+        problems = []
+        if process.state != "completed":
+            problems.append(f"ended in state {process.state!r}, not 'completed'")
+        if joins != ["granted"]:
+            problems.append(f"join fired {joins!r}, expected ['granted'] once")
+        not_granted = {name: b.state for name, b in process.branches.items() if b.state != "granted"}
+        if len(process.branches) != 4 or not_granted:
+            problems.append(f"branches {dict((n, b.state) for n, b in process.branches.items())!r}")
+        if problems:
+            raise FlowBroken(f"engine: {'; '.join(problems)}")
+        return json.dumps(process.to_json())
+
+
+# --- the SpiffWorkflow side ---------------------------------------------------------------------------------
+
+
+class SpiffFlow:
+    """The same approvals run by SpiffWorkflow from BPMN, serialised with its own serializer after every step."""
+
+    name = "spiff"
+
+    def __init__(self, steps: list[Step]) -> None:
+        try:
+            from SpiffWorkflow.bpmn import BpmnWorkflow
+            from SpiffWorkflow.bpmn.parser import BpmnParser
+            from SpiffWorkflow.bpmn.serializer import BpmnWorkflowSerializer
+            from SpiffWorkflow.util.task import TaskState
+        except ImportError:  # pragma: no cover - told to the person running the bench
+            raise SystemExit("SpiffWorkflow is not installed: .venv/bin/pip install -e '.[bench]'") from None
+        parser = BpmnParser()
+        parser.add_bpmn_file(str(BPMN_FILE))
+        self.spec = parser.get_spec(BPMN_PROCESS)
+        self.workflow_class = BpmnWorkflow
+        self.serializer = BpmnWorkflowSerializer()
+        self.ready = TaskState.READY
+        self.steps = steps
+        self._check_same_flow()
+
+    def _check_same_flow(self) -> None:
+        """The BPMN has exactly one user task per engine step: otherwise the two sides would not be comparable."""
+        user_tasks = {name for name, spec in self.spec.task_specs.items() if spec.manual}
+        expected = {step.bpmn_task for step in self.steps}
+        if user_tasks != expected:
+            raise FlowBroken(f"{BPMN_FILE.name} user tasks {sorted(user_tasks)} != engine steps {sorted(expected)}")
+
+    def _take(self, workflow: Any, task_name: str) -> None:
+        for task in workflow.get_tasks(state=self.ready, manual=True):
+            if task.task_spec.name == task_name:
+                task.run()
+                workflow.do_engine_steps()
+                return
+        raise FlowBroken(f"spiff: user task {task_name!r} is not ready")
+
+    def run_one(self) -> str:
+        workflow = self.workflow_class(self.spec)
+        workflow.do_engine_steps()
+        stored = self.serializer.serialize_json(workflow)
+        for step in self.steps:
+            workflow = self.serializer.deserialize_json(stored)
+            self._take(workflow, step.bpmn_task)
+            stored = self.serializer.serialize_json(workflow)
+        return stored
+
+    def check(self) -> str:
+        stored = self.run_one()
+        if not self.serializer.deserialize_json(stored).is_completed():
+            raise FlowBroken("spiff: the workflow is not completed after the last step")
+        return stored
+
+
+class FlowBroken(RuntimeError):
+    """A side did not run the flow to its end: its rate would measure something else."""
+
+
+# --- measuring ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Round:
+    side: str
+    approvals: int
+    seconds: float
+    cpu_seconds: float
+    steps_per_approval: int
+    load_before: float
+    load_after: float
+
+    @property
+    def rate(self) -> float:
+        return self.approvals / self.seconds
+
+    def figures(self) -> dict[str, float]:
+        steps = self.approvals * self.steps_per_approval
+        return {
+            "approvals_per_s": round(self.rate, 1),
+            "approvals": self.approvals,
+            "seconds": round(self.seconds, 3),
+            "wall_us_per_step": round(1e6 * self.seconds / steps, 1),
+            "cpu_us_per_step": round(1e6 * self.cpu_seconds / steps, 1),
+            "load_average_1m_before": round(self.load_before, 2),
+            "load_average_1m_after": round(self.load_after, 2),
+        }
+
+
+def measure(flow: EngineFlow | SpiffFlow, seconds: float) -> Round:
+    """Whole approvals, one after another, until at least ``seconds`` have passed."""
+    load_before = os.getloadavg()[0]
+    approvals = 0
+    cpu_started, started = time.process_time(), time.perf_counter()
+    deadline = started + seconds
+    while True:
+        flow.run_one()
+        approvals += 1
+        if time.perf_counter() >= deadline:
+            break
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    return Round(flow.name, approvals, elapsed, cpu, len(flow.steps), load_before, os.getloadavg()[0])
+
+
+def alternating(rounds: int) -> Iterator[tuple[int, bool]]:
+    """(round, engine first?) — engine, Spiff | Spiff, engine | engine, Spiff …: neither side always goes first."""
+    for index in range(rounds):
+        yield index, index % 2 == 0
+
+
+def median_figures(rounds: list[Round]) -> dict[str, float]:
+    each = [r.figures() for r in rounds]
+    return {key: round(statistics.median(f[key] for f in each), 2) for key in each[0]}
+
+
+def run_engine_vs_spiff(args: argparse.Namespace) -> dict[str, Any]:
+    steps = joint_steps()
+    engine, spiff = EngineFlow(steps), SpiffFlow(steps)
+    stored = {"engine": engine.check(), "spiff": spiff.check()}
+    for flow in (engine, spiff):  # warm-up: imports, caches, the allocator
+        measure(flow, min(0.5, args.seconds))
+    by_side: dict[str, list[Round]] = {"engine": [], "spiff": []}
+    ratios = []
+    for index, engine_first in alternating(args.rounds):
+        order = (engine, spiff) if engine_first else (spiff, engine)
+        done = {flow.name: measure(flow, args.seconds) for flow in order}
+        for name, measured in done.items():
+            by_side[name].append(measured)
+        ratios.append(done["engine"].rate / done["spiff"].rate)
+        print(f"  round {index + 1}: engine {done['engine'].rate:9.1f}/s   spiff {done['spiff'].rate:7.1f}/s   "
+              f"ratio {ratios[-1]:6.1f}   load {done[order[0].name].load_before:.2f}"
+              f"→{done[order[1].name].load_after:.2f}", flush=True)
+    return {
+        "flow": {
+            "workflow_id": WORKFLOW_ID, "bpmn": BPMN_FILE.name, "steps_per_approval": len(steps),
+            "stored_states_per_approval": len(steps) + 1,
+            "steps": [f"{s.branch or 'parent'}:{s.action}" for s in steps],
+        },
+        "engine": {**median_figures(by_side["engine"]), "stored_state_bytes": len(stored["engine"].encode())},
+        "spiff": {**median_figures(by_side["spiff"]), "stored_state_bytes": len(stored["spiff"].encode()),
+                  "version": _spiff_version()},
+        "ratio": round(statistics.median(ratios), 2),
+        "ratio_per_round": [round(r, 2) for r in ratios],
+        "rounds": {side: [r.figures() for r in rs] for side, rs in by_side.items()},
+    }
+
+
+def _spiff_version() -> str:
+    from importlib.metadata import version
+
+    return version("spiffworkflow")
+
+
+# --- over HTTP ----------------------------------------------------------------------------------------------
+
+
+def run_http(args: argparse.Namespace) -> dict[str, Any]:
+    raise FlowBroken("the HTTP part needs the joint hub (branch i9-joint); run with --no-http")
+
+
+# --- the command --------------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.workflow", description=__doc__.split("\n\n", 1)[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--seconds", type=float, default=3.0,
+                        help="minimum duration of each side's round (default 3)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per side, at least 3 (default 3)")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also write the figures to this file")
+    parser.add_argument("--no-http", action="store_true", help="skip the end-to-end part over HTTP")
+    parser.add_argument("--http-cases", type=int, default=200, help="joint cases over HTTP per round (default 200)")
+    parser.add_argument("--http-concurrency", type=int, default=8,
+                        help="joint cases in flight over HTTP (default 8)")
+    parser.add_argument("--database-url", default="postgresql+psycopg://hub_test:hub_test@127.0.0.1:5432/hub_test",
+                        help="PostgreSQL server for the HTTP part; its role needs CREATEDB")
+    args = parser.parse_args(argv)
+    if args.rounds < 3:
+        parser.error("--rounds must be at least 3 (medians of alternating rounds)")
+    if args.seconds <= 0:
+        parser.error("--seconds must be positive")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    figures: dict[str, Any] = {
+        "benchmark": "workflow", "python": platform.python_version(), "platform": platform.platform(),
+        "cpus": os.cpu_count(), "load_average_1m_start": round(os.getloadavg()[0], 2),
+    }
+    print(f"joint approval ({WORKFLOW_ID}): engine vs SpiffWorkflow, {args.rounds} alternating rounds "
+          f"of ≥ {args.seconds:g} s per side; load average {os.getloadavg()[0]:.2f}", flush=True)
+    try:
+        figures.update(run_engine_vs_spiff(args))
+        if not args.no_http:
+            figures["http"] = run_http(args)
+    except FlowBroken as exc:
+        print(f"FLOW BROKEN: {exc}", file=sys.stderr)
+        return 1
+    figures["load_average_1m_end"] = round(os.getloadavg()[0], 2)
+    report(figures)
+    if args.json:
+        args.json.write_text(json.dumps(figures, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    print(json.dumps(figures, ensure_ascii=False))
+    return 0
+
+
+def report(figures: dict[str, Any]) -> None:
+    engine, spiff = figures["engine"], figures["spiff"]
+    print()
+    print(f"{'side':<8} {'approvals/s':>12} {'µs/step wall':>13} {'µs/step CPU':>12} {'state bytes':>12}")
+    for name, side in (("engine", engine), ("spiff", spiff)):
+        print(f"{name:<8} {side['approvals_per_s']:>12} {side['wall_us_per_step']:>13} "
+              f"{side['cpu_us_per_step']:>12} {side['stored_state_bytes']:>12}")
+    met = "met" if figures["ratio"] >= TARGET_RATIO else "NOT met"
+    print(f"ratio engine/Spiff (median of rounds {figures['ratio_per_round']}): {figures['ratio']} "
+          f"— target ≥ {TARGET_RATIO:g} {met}")
+    if "http" in figures:
+        http = figures["http"]
+        print(f"over HTTP on PostgreSQL: {http['cases_per_s']} joint cases/s, {http['requests_per_s']} requests/s "
+              f"({http['requests_per_case']} requests per case, concurrency {http['concurrency']})")
+    print(f"load average (1 min): start {figures['load_average_1m_start']}, end {figures['load_average_1m_end']}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -2,16 +2,18 @@
 
 A definition is data (``workflow/definitions/*.json``), validated in two passes: the JSON Schema
 (``schemas/workflow-definition.v1.json``) checks the shape, then ``_check_semantics`` checks what a
-schema cannot express — references between states, steps and transitions, reachability, and that the
-time-limit clock is in one well-defined condition in every state. Every error names the JSON pointer
-of the offending field, so whoever edits a definition knows where to look.
+schema cannot express — references between states, steps and transitions, reachability, that the
+time-limit clock is in one well-defined condition in every state, and that a parallel block (joint
+handling, Administrative Licensing Law Art. 26) names real system transitions and resolvable branch
+workflows. Every error names the JSON pointer of the offending field, so whoever edits a definition
+knows where to look.
 """
 
 from __future__ import annotations
 
 import json
 from collections import deque
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from importlib import resources
@@ -24,10 +26,16 @@ from jsonschema.exceptions import ValidationError, best_match
 from workflow.errors import ActionNotAvailable, UnknownState
 
 Clock = Literal["start", "suspend", "resume", "stop", "none"]
-Actor = Literal["officer", "applicant"]
+# "system": taken by the engine itself (join, merged supplement notice, a parent's cascade), never
+# requested by a caller.
+Actor = Literal["officer", "applicant", "system"]
 # Condition of the statutory clock while a case sits in a state: not yet started (before
 # acceptance), running, suspended (补正 during review, Art. 45 procedures), or stopped for good.
 ClockStatus = Literal["idle", "running", "suspended", "stopped"]
+# The clock when a case is created: a branch of a joint case counts from its parent's acceptance.
+InitialClock = Literal["idle", "running"]
+# Resolves a branch's workflow id to its definition (workflow.registry.get_definition by default).
+Resolver = Callable[[str], "WorkflowDefinition"]
 
 SCHEMA_RESOURCE = "workflow-definition.v1.json"
 STANDARD_RESOURCE = "standard.v1.json"
@@ -72,6 +80,37 @@ class Transition:
 
 
 @dataclass(frozen=True)
+class Branch:
+    """One department's part of a joint case: a child case running ``workflow_id``."""
+
+    name: str
+    label: str
+    workflow_id: str
+    # Working days promised to the branch from the parent's acceptance (capped by the parent's).
+    time_allocation_days: int
+    # Top-level properties of the item's form the branch's department sees.
+    form_part: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ParallelBlock:
+    """Joint handling: while the parent is in ``state`` its branches run at the same time; the
+    other three fields are actions of the parent's system transitions from ``state``."""
+
+    state: str
+    branches: tuple[Branch, ...]
+    join_granted: str
+    join_denied: str
+    notify_supplement: str
+
+    def branch(self, name: str) -> Branch:
+        for branch in self.branches:
+            if branch.name == name:
+                return branch
+        raise KeyError(name)
+
+
+@dataclass(frozen=True)
 class WorkflowDefinition:
     id: str
     version: int
@@ -80,6 +119,14 @@ class WorkflowDefinition:
     terminal_states: frozenset[str]
     steps: tuple[Step, ...]
     transitions: tuple[Transition, ...]
+    parallel: ParallelBlock | None = None
+    initial_clock: InitialClock = "idle"
+    label: str | None = None
+
+    @property
+    def workflow_id(self) -> str:
+        """The id cases store (items.workflow_id): the definition file's name without ``.json``."""
+        return f"{self.id}.v{self.version}"
 
     # The generated hash would fail on the ``states`` mapping; (id, version) identifies a definition
     # and is consistent with equality, so definitions can key caches.
@@ -136,11 +183,16 @@ class WorkflowDefinition:
             raise UnknownState(state)
 
 
-def load_definition(data: dict[str, Any]) -> WorkflowDefinition:
-    """Validate a definition document and build the definition; raises ``DefinitionError``."""
+def load_definition(data: dict[str, Any], *, resolve: Resolver | None = None) -> WorkflowDefinition:
+    """Validate a definition document and build the definition; raises ``DefinitionError``.
+
+    ``resolve`` looks a parallel block's branch workflows up (default: the packaged definitions,
+    ``workflow.registry.get_definition``); it raises ``KeyError`` for an unknown id."""
     _validate_schema(data)
     definition = _build(data)
     _check_semantics(definition)
+    if definition.parallel is not None:
+        _check_parallel(definition, definition.parallel, resolve or _registry_resolver())
     return definition
 
 
@@ -196,6 +248,25 @@ def _build(data: dict[str, Any]) -> WorkflowDefinition:
         ),
         steps=tuple(Step(s["name"], s["label"], s["time_allocation_days"]) for s in data["steps"]),
         transitions=tuple(_build_transition(t) for t in data["transitions"]),
+        parallel=_build_parallel(data["parallel"]) if "parallel" in data else None,
+        initial_clock=data.get("initial_clock", "idle"),
+        label=data.get("label"),
+    )
+
+
+def _build_parallel(data: dict[str, Any]) -> ParallelBlock:
+    return ParallelBlock(
+        state=data["state"],
+        branches=tuple(
+            Branch(
+                name=b["name"], label=b["label"], workflow_id=b["workflow_id"],
+                time_allocation_days=b["time_allocation_days"], form_part=tuple(b["form_part"]),
+            )
+            for b in data["branches"]
+        ),
+        join_granted=data["join_granted"],
+        join_denied=data["join_denied"],
+        notify_supplement=data["notify_supplement"],
     )
 
 
@@ -260,6 +331,8 @@ def _check_transition(definition: WorkflowDefinition, index: int, transition: Tr
         raise fail("roles", "an officer action must list the roles allowed to take it")
     if transition.actor == "applicant" and transition.roles:
         raise fail("roles", "an applicant action takes no officer roles")
+    if transition.actor == "system" and transition.roles:
+        raise fail("roles", "a system action takes no officer roles")
 
 
 def _check_unique_actions(definition: WorkflowDefinition) -> None:
@@ -318,7 +391,7 @@ def _walk_clock(definition: WorkflowDefinition) -> dict[str, ClockStatus]:
     is not running...) or when two paths reach a state with different clock statuses — then the
     state alone would not say whether time is counting.
     """
-    statuses: dict[str, ClockStatus] = {definition.initial_state: "idle"}
+    statuses: dict[str, ClockStatus] = {definition.initial_state: definition.initial_clock}
     queue = deque([definition.initial_state])
     while queue:
         state = queue.popleft()
@@ -349,3 +422,111 @@ def _clock_statuses(definition: WorkflowDefinition) -> dict[str, ClockStatus]:
     statuses = _walk_clock(definition)
     # Unreachable terminal states are harmless; a case can only be there with its clock stopped.
     return {state: statuses.get(state, "stopped") for state in definition.states}
+
+
+# --- parallel block (joint handling, Art. 26) ------------------------------------------------------
+
+# The applicant's action that answers the merged notice (parent) and the system action that sends a
+# branch back after it (branch); the officer action a branch asks with; the branch's cascade action.
+SUPPLEMENT_ACTION = "supplement"
+REQUEST_SUPPLEMENT_ACTION = "request_supplement"
+WITHDRAW_ACTION = "withdraw"
+
+
+def _registry_resolver() -> Resolver:
+    # Imported here: the registry loads definitions through this module.
+    from workflow.registry import get_definition
+
+    return get_definition
+
+
+def _check_parallel(definition: WorkflowDefinition, block: ParallelBlock, resolve: Resolver) -> None:
+    state = block.state
+    if state not in definition.states:
+        raise DefinitionError("/parallel/state", f"parallel state {state!r} is not declared in /states")
+    if state in definition.terminal_states:
+        raise DefinitionError("/parallel/state", f"parallel state {state!r} cannot be terminal")
+    if definition.clock_status(state) != "running":
+        raise DefinitionError(
+            "/parallel/state", f"the clock must be running in the parallel state {state!r}"
+        )
+    seen_actions: dict[str, str] = {}
+    for field in ("join_granted", "join_denied", "notify_supplement"):
+        action = getattr(block, field)
+        if action in seen_actions:
+            raise DefinitionError(
+                _pointer("parallel", field), f"action {action!r} is already /parallel/{seen_actions[action]}"
+            )
+        seen_actions[action] = field
+        _system_transition(definition, state, action, field)
+    _check_notify(definition, block)
+    _check_branches(definition, block, resolve)
+
+
+def _system_transition(definition: WorkflowDefinition, state: str, action: str, field: str) -> Transition:
+    for transition in definition.transitions:
+        if transition.source == state and transition.action == action and transition.actor == "system":
+            return transition
+    raise DefinitionError(
+        _pointer("parallel", field), f"action {action!r} is not a system transition from {state!r}"
+    )
+
+
+def _check_notify(definition: WorkflowDefinition, block: ParallelBlock) -> None:
+    notify = _system_transition(definition, block.state, block.notify_supplement, "notify_supplement")
+    if notify.clock != "suspend":
+        raise DefinitionError(
+            "/parallel/notify_supplement", "the merged supplement notice must suspend the clock"
+        )
+    back = [
+        t for t in definition.transitions
+        if t.source == notify.target and t.action == SUPPLEMENT_ACTION and t.actor == "applicant"
+        and t.target == block.state and t.clock == "resume"
+    ]
+    if not back:
+        raise DefinitionError(
+            "/parallel/notify_supplement",
+            f"state {notify.target!r} needs the applicant's {SUPPLEMENT_ACTION!r} back to {block.state!r} "
+            "resuming the clock",
+        )
+
+
+def _check_branches(definition: WorkflowDefinition, block: ParallelBlock, resolve: Resolver) -> None:
+    names: set[str] = set()
+    for index, branch in enumerate(block.branches):
+        if branch.name in names:
+            raise DefinitionError(
+                _pointer("parallel", "branches", index, "name"), f"duplicate branch {branch.name!r}"
+            )
+        names.add(branch.name)
+        where = _pointer("parallel", "branches", index, "workflow_id")
+        if branch.workflow_id == definition.workflow_id:
+            raise DefinitionError(where, "a branch cannot run its parent's own workflow")
+        try:
+            child = resolve(branch.workflow_id)
+        except KeyError:
+            raise DefinitionError(where, f"unknown workflow {branch.workflow_id!r}") from None
+        _check_branch_definition(child, where)
+
+
+def _check_branch_definition(child: WorkflowDefinition, where: str) -> None:
+    if child.parallel is not None:
+        raise DefinitionError(where, f"branch workflow {child.workflow_id!r} holds a parallel block itself")
+    if child.initial_clock != "running":
+        raise DefinitionError(
+            where, f"branch workflow {child.workflow_id!r} must start with its clock running"
+        )
+    # The applicant's withdrawal of the parent ends every open branch (system withdraw).
+    for state in child.states:
+        if state in child.terminal_states:
+            continue
+        if not any(
+            t.source == state and t.action == WITHDRAW_ACTION and t.actor == "system"
+            and t.target in child.terminal_states
+            for t in child.transitions
+        ):
+            raise DefinitionError(
+                where,
+                f"branch workflow {child.workflow_id!r} has no system {WITHDRAW_ACTION!r} "
+                f"from state {state!r}",
+            )

@@ -130,3 +130,29 @@ class OncePerStep(WorkflowError):
             f"「{action_label or action}」在「{step_label or step}」环节只能办理一次，"
             f"本环节已经办理过{basis}"
         )
+
+
+class ClockError(WorkflowError):
+    """A time-limit action (extension, special procedure) or an action refused because of the clock.
+
+    ``rule`` names the rule for machines (``already_extended``, ``special_procedure_open``...),
+    ``field`` the input at fault when there is one (``data.kind``, ``opinion``...), ``legal_basis``
+    the article the rule comes from; the message, in Chinese, says all three to people.
+    """
+
+    def __init__(
+        self, message: str, *, rule: str, field: str | None = None, legal_basis: str | None = None
+    ) -> None:
+        self.rule = rule
+        self.field = field
+        self.legal_basis = legal_basis
+        basis = f"（依据{legal_basis}）" if legal_basis else ""
+        super().__init__(f"{message}{basis}")
+
+
+class UnknownBranch(WorkflowError):
+    """The case has no branch of that name (or is no joint case at all)."""
+
+    def __init__(self, branch: str) -> None:
+        self.branch = branch
+        super().__init__(f"本办件没有分支「{branch}」")

@@ -92,6 +92,9 @@ def _intake_step(definition: WorkflowDefinition) -> Step:
 
 
 def _steps_after_acceptance(definition: WorkflowDefinition) -> list[Step]:
+    if definition.initial_clock == "running":
+        # A joint case's branch: its clock runs from the parent's acceptance, every step shares it.
+        return list(definition.steps)
     intake = _intake_step(definition)
     steps = list(definition.steps)
     after = steps[steps.index(intake) + 1 :]

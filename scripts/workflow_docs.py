@@ -28,6 +28,14 @@ if str(ROOT) not in sys.path:  # run as `python scripts/workflow_docs.py`
 
 from workflow import clock  # noqa: E402
 from workflow.definition import Transition, WorkflowDefinition  # noqa: E402
+from workflow.process import (  # noqa: E402
+    CLOCK_ACTION_LABELS,
+    CLOCK_ACTION_ROLES,
+    END_SPECIAL,
+    EXTEND,
+    START_SPECIAL,
+    handling_of,
+)
 from workflow.registry import get_definition, workflow_ids  # noqa: E402
 
 DOC = ROOT / "docs" / "workflows.md"
@@ -42,21 +50,23 @@ CLOCK_EFFECTS = {
     "stop": "stops",
     "none": "—",
 }
-# The articles the time rules come from, in the order the doc explains them.
+# The articles the rules come from, in the law's order, with the numeral a legal-basis string cites them by.
 ARTICLES = {
-    "Art. 26": "第二十六条 — joint (联合/统一) handling by several departments: one intake, one decision period for "
-               "the whole case.",
-    "Art. 32": "第三十二条 — incomplete materials are asked for in ONE notice, on the spot or within "
-               f"{clock.INTAKE_NOTICE_DAYS} working days; otherwise the application counts as accepted on the day "
-               "the materials were received.",
-    "Art. 42": "第四十二条 — decision within {single} working days of acceptance (an item may promise fewer), "
-               "extendable once by {single_ext} with the approver's recorded reason; joint handling {joint}, "
-               "extendable by {joint_ext}.".format(
-                   single=clock.LAW_LIMITS["single"][0], single_ext=clock.LAW_LIMITS["single"][1],
-                   joint=clock.LAW_LIMITS["joint"][0], joint_ext=clock.LAW_LIMITS["joint"][1]),
-    "Art. 45": "第四十五条 — the time of a hearing, tendering, auction, testing, inspection, quarantine, appraisal "
-               "or expert review is not counted; the applicant is told its declared length.",
-    "Art. 82": "第八十二条 — the limits are working days, statutory holidays excluded, counted in whole days.",
+    "Art. 26": ("二十六", "joint (联合/统一/集中) handling: when several departments decide on one matter, one of them "
+                "receives the application and sends it on to the others, or they handle it together."),
+    "Art. 32": ("三十二", "incomplete materials are asked for in ONE notice, on the spot or within "
+                f"{clock.INTAKE_NOTICE_DAYS} days; otherwise the application counts as accepted on the day the "
+                "materials were received."),
+    "Art. 38": ("三十八", "the decision: a licence is granted in writing when the application meets the statutory "
+                "conditions; a denial gives its reasons and the applicant's right to administrative review or "
+                "litigation."),
+    "Art. 42": ("四十二", "decision within {} days of acceptance (an item may promise fewer), extendable once by {} "
+                "with the agency head's recorded reasons; joint handling (Art. 26) {}, extendable by {}.".format(
+                    *clock.LAW_LIMITS["single"], *clock.LAW_LIMITS["joint"])),
+    "Art. 44": ("四十四", "the certificate is issued or served within 10 days of the decision."),
+    "Art. 45": ("四十五", "the time of a hearing, tendering, auction, testing, inspection, quarantine, appraisal or "
+                "expert review is not counted; the applicant is told in writing how long it will take."),
+    "Art. 82": ("八十二", "the limits are working days, statutory holidays excluded, counted in whole days."),
 }
 
 
@@ -113,7 +123,10 @@ def machine_arrows(definition: WorkflowDefinition, *, prefix: str, indent: str) 
 
 
 def concurrent_state(definition: WorkflowDefinition, *, indent: str) -> list[str]:
-    """The parallel block's state: one concurrent region (``--``) per branch, each its own definition."""
+    """The parallel block's state: one concurrent region (``--``) per branch, each its own definition.
+
+    A region holds the branch's states directly, each label prefixed with the branch's: Mermaid does not
+    draw the label of a composite state nested in another one."""
     parallel = definition.parallel
     assert parallel is not None
     lines = [f'{indent}state "{definition.states[parallel.state]}" as {parallel.state} {{']
@@ -123,11 +136,9 @@ def concurrent_state(definition: WorkflowDefinition, *, indent: str) -> list[str
             lines.append(f"{inner}--")
         branch_definition = get_definition(branch.workflow_id)
         prefix = f"{branch.name}__"
-        lines.append(f'{inner}state "{branch.label}（{branch.name}）" as {branch.name} {{')
         for name, label in branch_definition.states.items():
-            lines.append(state_line(prefix + name, label, inner + "    "))
-        lines += machine_arrows(branch_definition, prefix=prefix, indent=inner + "    ")
-        lines.append(f"{inner}}}")
+            lines.append(state_line(prefix + name, f"{branch.label}：{label}", inner))
+        lines += machine_arrows(branch_definition, prefix=prefix, indent=inner)
     lines.append(f"{indent}}}")
     return lines
 
@@ -149,8 +160,7 @@ def steps_table(definition: WorkflowDefinition) -> list[str]:
             time = f"{step.time_allocation_days} working day(s) from receipt to the intake decision"
         elif step.name in after:
             cumulative += step.time_allocation_days
-            time = (f"weight {step.time_allocation_days}: due when {cumulative}/{total} of the case's limit "
-                    f"has run")
+            time = f"weight {step.time_allocation_days}: due when {cumulative}/{total} of the limit has run"
         else:
             time = f"{step.time_allocation_days}"
         lines.append(f"| `{step.name}` | {step.label} | {time} |")
@@ -194,28 +204,32 @@ def parallel_table(definition: WorkflowDefinition) -> list[str]:
     return lines
 
 
-def handling(definition: WorkflowDefinition) -> str:
-    """"joint" for a definition with a parallel block or a branch definition (its clock starts at creation)."""
-    return "joint" if definition.parallel is not None or definition.initial_clock == "running" else "single"
-
-
 def articles_of(definition: WorkflowDefinition) -> list[str]:
-    """The articles this definition's time rules come from."""
-    cited = {"Art. 42", "Art. 45", "Art. 82"}
-    if handling(definition) == "joint":
-        cited.add("Art. 26")
-    numbers = {"三十二": "Art. 32", "四十二": "Art. 42", "四十五": "Art. 45", "二十六": "Art. 26",
-               "八十二": "Art. 82"}
-    for t in definition.transitions:
-        for number, article in numbers.items():
-            if t.legal_basis and f"第{number}条" in t.legal_basis:
-                cited.add(article)
-    return [f"* **{article}** {ARTICLES[article]}" for article in ARTICLES if article in cited]
+    """The articles this definition's rules come from, each with where it applies."""
+    kind = handling_of(definition)
+    limit, extension = clock.LAW_LIMITS[kind]
+    where: dict[str, list[str]] = {
+        "Art. 42": [f"decision limit {limit}, `{EXTEND}` by {extension}"],
+        "Art. 45": [f"`{START_SPECIAL}` / `{END_SPECIAL}`"],
+        "Art. 82": ["every limit in whole working days"],
+    }
+    if definition.parallel is not None:
+        where.setdefault("Art. 26", []).append(f"the parallel block (`{definition.parallel.state}`)")
+    elif kind == "joint":
+        where.setdefault("Art. 26", []).append("a branch of a joint case")
+    for transition in definition.transitions:
+        for article, (numeral, _) in ARTICLES.items():
+            action = f"`{transition.action}`"
+            if transition.legal_basis and f"第{numeral}条" in transition.legal_basis \
+                    and action not in where.setdefault(article, []):
+                where[article].append(action)
+    return [f"* **{article}** ({LAW}第{numeral}条): {'; '.join(where[article])}"
+            for article, (numeral, _) in ARTICLES.items() if where.get(article)]
 
 
 def definition_section(workflow_id: str) -> list[str]:
     definition = get_definition(workflow_id)
-    kind = handling(definition)
+    kind = handling_of(definition)
     limit, extension = clock.LAW_LIMITS[kind]
     lines = [f"## `{workflow_id}` — {definition_label(workflow_id)}", ""]
     description = description_of(workflow_id)
@@ -223,14 +237,22 @@ def definition_section(workflow_id: str) -> list[str]:
         lines += [description, ""]
     lines += mermaid(definition)
     lines += ["", "### Time rules", ""]
-    clock_start = ("runs from creation (a branch counts from its parent's acceptance)"
-                   if definition.initial_clock == "running" else "starts at acceptance")
-    lines += [
-        f"* Handling: **{kind}** — decision limit min(item's statutory limit, {limit}) working days, extendable "
-        f"once by {extension} (`extend`, approver, reason required); the item's promised limit is never longer.",
-        f"* The clock {clock_start}.",
-        "",
-    ]
+    if definition.initial_clock == "running":  # a branch: opened by the parent's acceptance
+        lines += [
+            f"* Handling: **{kind}**, as a branch of a joint case: its statutory deadline is the parent's "
+            f"(min(item's statutory limit, {limit}) working days from the parent's acceptance), its promised limit "
+            "the branch's allocation in the parent's parallel block; `extend` on the branch adds "
+            f"{extension} once.",
+            "* The clock runs from the branch's creation, counted from the parent's acceptance.",
+            "",
+        ]
+    else:
+        lines += [
+            f"* Handling: **{kind}** — decision limit min(item's statutory limit, {limit}) working days, extendable "
+            f"once by {extension} (`extend`, approver, reason required); the item's promised limit is never longer.",
+            "* The clock starts at acceptance.",
+            "",
+        ]
     lines += steps_table(definition)
     if definition.parallel is not None:
         lines += ["", "### Branches", ""]
@@ -246,6 +268,11 @@ def definition_section(workflow_id: str) -> list[str]:
 def definition_label(workflow_id: str) -> str:
     text = resources.files("workflow.definitions").joinpath(f"{workflow_id}.json").read_text("utf-8")
     return str(json.loads(text).get("label", workflow_id))
+
+
+def clock_action(action: str) -> str:
+    """An action every definition accepts on its clock, with its label and roles (workflow.process)."""
+    return f"`{action}` {CLOCK_ACTION_LABELS[action]}（{' / '.join(sorted(CLOCK_ACTION_ROLES[action]))}）"
 
 
 def common_rules() -> list[str]:
@@ -264,11 +291,11 @@ def common_rules() -> list[str]:
         f"* **Decision limit** (Art. 42): single handling min(item, {single[0]}) working days, joint handling "
         f"(Art. 26) min(item, {joint[0]}); the item's promised limit is at most the statutory one.",
         f"* **Extension** (Art. 42): once per case, by {single[1]} (single) or {joint[1]} (joint) working days, "
-        "action `extend` by an approver with the reason as opinion; the event records the old and new deadline.",
-        "* **Special procedures** (Art. 45): `start_special_procedure` (reviewer or approver; data `kind`, "
-        "`declared_days` > 0; reason as opinion) stops the clock until `end_special_procedure` (data `result`); "
-        f"while one is open no other action but the applicant's withdrawal is taken. Kinds: {procedures}. On a "
-        "branch, the parent's clock stops too while any branch has one open.",
+        f"action {clock_action(EXTEND)} with the reason as opinion; the event records the old and new deadline.",
+        f"* **Special procedures** (Art. 45): {clock_action(START_SPECIAL)} (data `kind`, `declared_days` > 0; "
+        f"reason as opinion) stops the clock until {clock_action(END_SPECIAL)} (data `result`); while one is open "
+        f"no other action but the applicant's withdrawal is taken. Kinds: {procedures}. On a branch, the parent's "
+        "clock stops too while any branch has one open.",
         f"* **One supplement notice** (Art. 32): at intake within {clock.INTAKE_NOTICE_DAYS} working days of "
         "receipt, once per step; later, the application counts as accepted on the day the materials arrived. "
         "During review a supplement request suspends the clock until the applicant supplements.",
@@ -303,7 +330,7 @@ def render() -> str:
     for workflow_id in ids:
         lines += definition_section(workflow_id)
     lines += ["## The articles", ""]
-    lines += [f"* **{article}** {LAW}{text}" for article, text in ARTICLES.items()]
+    lines += [f"* **{article}** {LAW}第{numeral}条 — {text}" for article, (numeral, text) in ARTICLES.items()]
     return "\n".join(lines) + "\n"
 
 

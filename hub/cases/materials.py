@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from hub.cases.models import Case, Material
 from hub.errors import Conflict, FieldError, HubError, PayloadTooLarge, ValidationFailed
 from hub.settings import Settings
-from workflow.definition import standard_definition
+from workflow.registry import get_definition
 
 SIGNATURES = {
     "application/pdf": (b"%PDF-",),
@@ -52,7 +52,7 @@ def add_material(
 
 
 def _check_allowed(session: Session, case: Case, key: str, settings: Settings) -> None:
-    if standard_definition().is_terminal(case.state):
+    if get_definition(case.workflow_id).is_terminal(case.state):
         raise Conflict("办件已结束，不能再提交材料 (case is closed)")
     keys = {m["key"] for m in case.item.guide.get("materials", [])}
     if key not in keys:

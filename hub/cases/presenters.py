@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import date
 
 from sqlalchemy.orm import Session
 
 from hub.auth.models import Officer
 from hub.calendar.service import load_calendar
-from hub.cases import service
+from hub.cases import clock, progress, service
 from hub.cases.models import Case, CaseEvent, Material
 from hub.cases.schemas import (
     ApplicationReceipt,
@@ -61,38 +62,60 @@ def step_out(event: CaseEvent, definition: WorkflowDefinition, *, public: bool) 
     )
 
 
+# Steps the hub records that are not transitions of the case's own definition: what the applicant, a partner
+# record or the system did, the law's clock actions, and what a joint case's branch records of its parent
+# (the merged notice, the suspension spread over every branch).
+_HUB_ACTION_LABELS = {
+    "submit": "提交申请",
+    "verify_manually": "人工核验申请人身份",
+    "update_record": "更新办件信息",  # a partner record changed the case without a new step (hub/exchange)
+    "open_branch": "分送部门并联审批",
+    "notify_supplement": "合并告知补正",
+    "extend": "延长办理期限",
+    "start_special_procedure": "启动特别程序",
+    "end_special_procedure": "结束特别程序",
+    "clock_suspended": "办理时限中止计算",
+    "clock_resumed": "办理时限恢复计算",
+    "clock_changed": "办理时限调整",
+    "deadline_recomputed": "办理期限重新计算",
+}
+
+
 def _action_label(definition: WorkflowDefinition, action: str) -> str:
-    if action == "submit":
-        return "提交申请"
-    if action == "verify_manually":
-        return "人工核验申请人身份"
-    if action == "update_record":  # a partner record changed the case without a new step (hub/exchange)
-        return "更新办件信息"
     for transition in definition.transitions:
         if transition.action == action:
             return transition.label
-    return action
+    return _HUB_ACTION_LABELS.get(action, action)
 
 
 def _actor_text(event: CaseEvent, *, public: bool) -> str:
     if event.actor_type == "applicant":
         return "申请人"
+    if event.actor_type == "system":  # the engine's own steps: a join, the merged notice, a cascade
+        return "系统"
     if public:
         return "经办人"
     return event.actor_name
 
 
-def status(session: Session, case: Case) -> StatusOut:
+def status(session: Session, case: Case, *, today: date) -> StatusOut:
     """The applicant's view: every step, with personal data masked in case the code leaked."""
     definition = service.definition_for(case)
-    return StatusOut(**_status_fields(session, case, definition, public=False))
+    return StatusOut(**_status_fields(session, case, definition, public=False, today=today))
+
+
+def clock_fields(session: Session, case: Case, today: date) -> dict[str, object]:
+    """Statutory and promised deadline, working days used, suspended and remaining (hub/cases/clock.py)."""
+    return asdict(clock.view_of(case, calendar=load_calendar(session), today=today))
 
 
 def _status_fields(
-    session: Session, case: Case, definition: WorkflowDefinition, *, public: bool
+    session: Session, case: Case, definition: WorkflowDefinition, *, public: bool, today: date
 ) -> dict[str, object]:
     events = service.events_of(session, case)
     return {
+        **clock_fields(session, case, today),
+        **progress.joint_fields(session, case, today=today),
         "tracking_no": case.tracking_no,
         "item_code": case.item.code,
         "item_name": case.item.name,
@@ -129,7 +152,7 @@ def material_out(material: Material) -> MaterialOut:
 def officer_view(session: Session, case: Case, officer: Officer, today: date) -> CaseOut:
     """The officer's view: everything, unmasked, for cases within the officer's scope."""
     definition = service.definition_for(case)
-    fields = _status_fields(session, case, definition, public=False)
+    fields = _status_fields(session, case, definition, public=False, today=today)
     fields["applicant_name"] = case.applicant_name
     fields["applicant_id_number"] = case.applicant_id_number
     fields["verifications"] = [verification_views.officer_out(v) for v in verification.verifications_of(session, case)]
@@ -145,9 +168,8 @@ def officer_view(session: Session, case: Case, officer: Officer, today: date) ->
         applicant_type=case.applicant_type,
         applicant_id_type=case.applicant_id_type,
         applicant_phone=case.applicant_phone,
-        form=case.form_data,
+        form=progress.branch_form(case),  # a branch's department sees its part of the form only
         intake_deadline=case.intake_deadline,
-        statutory_deadline=case.statutory_deadline,
         step_deadlines=case.step_deadlines,
         suspended_working_days=case.suspended_working_days,
         working_days_left=left,
@@ -160,14 +182,17 @@ def officer_view(session: Session, case: Case, officer: Officer, today: date) ->
 
 def queue_entry(
     case: Case, officer: Officer, today: date, calendar: object,
-    taken: frozenset[tuple[str, str]] = frozenset(),
+    taken: frozenset[tuple[str, str]] = frozenset(), *, parent_tracking_no: str | None = None,
 ) -> QueueEntry:
+    """``parent_tracking_no``: a branch case's joint case (``progress.parent_numbers`` of the page)."""
     definition = service.definition_for(case)
     step_deadline = _current_step_deadline(case, definition)
     due = case.deadline or case.intake_deadline
     left = working_days_left(calendar, today, due) if due else None  # type: ignore[arg-type]
     return QueueEntry(
         tracking_no=case.tracking_no,
+        branch=case.branch,
+        parent_tracking_no=parent_tracking_no,
         item_name=case.item.name,
         state=case.state,
         state_label=definition.states.get(case.state, case.state),

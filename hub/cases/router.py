@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from adapters.registries import Registries
 from hub.auth.service import require_role
 from hub.calendar.service import load_calendar
-from hub.cases import flows, presenters, service
+from hub.cases import flows, presenters, progress, service
 from hub.cases.materials import add_material
 from hub.cases.models import Case
 from hub.cases.schemas import (
@@ -123,7 +123,7 @@ def application_status(
 ) -> StatusOut:
     """Every step of the case with its time, department and opinion."""
     case = applicant_case(session, factory, tracking_no, query_code, settings=settings, now=now)
-    return presenters.status(session, case)
+    return presenters.status(session, case, today=business_date(now))
 
 
 @applications.post(
@@ -163,7 +163,7 @@ def submit_supplement(
     """Tell the department the requested supplement (补正) is complete; the clock resumes."""
     case = applicant_case(session, factory, tracking_no, query_code, settings=settings, now=now)
     service.supplement(session, case=case, note=data.note, now=now, audit_key=settings.audit_key)
-    return presenters.status(session, case)
+    return presenters.status(session, case, today=business_date(now))
 
 
 @applications.post(
@@ -177,7 +177,7 @@ def withdraw(
     """Withdraw (撤回) the application before it is decided."""
     case = applicant_case(session, factory, tracking_no, query_code, settings=settings, now=now)
     service.withdraw(session, case=case, reason=data.reason, now=now, audit_key=settings.audit_key)
-    return presenters.status(session, case)
+    return presenters.status(session, case, today=business_date(now))
 
 
 def applicant_case(session: Session, factory: sessionmaker[Session], tracking_no: str, query_code: str, *,
@@ -207,9 +207,11 @@ def work_queue(
     calendar = load_calendar(session)
     today = business_date(now)
     taken = service.once_taken(session, page.rows)
+    parents = progress.parent_numbers(session, page.rows)
     return QueueOut(
         officer=officer.username, total=page.total,
-        entries=[presenters.queue_entry(c, officer, today, calendar, taken.get(c.id, frozenset()))
+        entries=[presenters.queue_entry(c, officer, today, calendar, taken.get(c.id, frozenset()),
+                                        parent_tracking_no=parents.get(c.parent_id or 0))
                  for c in page.rows],
     )
 
@@ -234,16 +236,32 @@ def act(
     tracking_no: TrackingNo, data: ActionIn, session: SessionDep, officer: OfficerDep,
     now: NowDep, settings: SettingsDep,
 ) -> ActionOut:
-    """受理 / 不予受理 / 补正 / 审核 / 批准 / 不予批准 / 办结, with the officer's opinion.
+    """受理 / 不予受理 / 补正 / 审核 / 批准 / 不予批准 / 办结, with the officer's opinion; and the law's clock.
 
     404 for a case the officer may not see (as for an unknown number); 409 ``once-per-step`` for a
     second one-time supplement notice (一次性告知补正, Art. 32) in the same step (intake, review);
-    409 ``partner-system-of-record`` for a case a partner platform reports (read-only in the hub)."""
+    409 ``intake-notice-late`` for a supplement notice at intake after its 5 working days (Art. 32: the case
+    counts as accepted — accept it; a late ``accept`` records the day the application was received as the
+    acceptance day); 409 ``partner-system-of-record`` for a case a partner platform reports (read-only in the hub).
+
+    Clock actions (the state does not change; the event records the old and new deadlines):
+
+    * ``extend`` (approver; the reason as ``opinion``, required): Administrative Licensing Law Art. 42 —
+      once per case, by 10 working days (15 for joint handling, Art. 26). A second one: 409 ``already-extended``.
+    * ``start_special_procedure`` (reviewer or approver; ``opinion`` = reason, required; ``data`` =
+      ``{"kind": "hearing" | "tendering" | "auction" | "testing" | "inspection" | "quarantine" | "appraisal" |
+      "expert_review", "declared_days": 1..365}``): Art. 45 — the clock stops; until it ends only
+      ``end_special_procedure`` (and the applicant's withdrawal) is possible (409 ``special-procedure-open``).
+    * ``end_special_procedure`` (reviewer or approver; ``data`` = ``{"result": text}``): the clock runs again and
+      every deadline moves by the working days the procedure took.
+
+    Bad ``data`` is a 422 naming the field (``data.kind``, ``data.declared_days``, ``data.result``,
+    ``opinion``) and the rule; a clock action before acceptance or after the decision: 409 ``clock-not-running``."""
     require_role(officer, ["intake", "reviewer", "approver"])
     case = service.case_for_officer(session, tracking_no=tracking_no, officer=officer)
     event = service.act(
         session, case=case, actor=service.Actor.officer(officer), action=data.action,
-        opinion=data.opinion, now=now, audit_key=settings.audit_key,
+        opinion=data.opinion, now=now, audit_key=settings.audit_key, data=data.data,
     )
     return ActionOut(
         tracking_no=case.tracking_no, action=data.action, from_state=event.from_state or "",

@@ -88,7 +88,51 @@ class MaterialOut(BaseModel):
     uploaded_at: datetime
 
 
-class StatusOut(BaseModel):
+class ClockFields(BaseModel):
+    """The law's clock of a case or branch, computed for today in working days (Art. 82)."""
+
+    statutory_deadline: date | None = Field(description="法定期限: acceptance + the statutory limit (Art. 42), "
+                                                        "its one extension and every suspension")
+    promised_deadline: date | None = Field(description="承诺期限: acceptance + the item's promised limit + suspensions")
+    working_days_used: int = Field(description="working days counted since acceptance, suspensions excluded")
+    days_suspended: int = Field(description="working days not counted: supplements and special procedures (Art. 45)")
+    days_remaining: int | None = Field(description="working days left before the statutory deadline (negative when "
+                                                   "overdue); null before acceptance")
+
+
+class BranchProgress(BaseModel):
+    """One department's progress on a joint case (并联审批), shown side by side with the others."""
+
+    branch: str = Field(description="the branch's name in the item's workflow definition, e.g. seal_engraving")
+    label: str = Field(description="the branch's Chinese name, e.g. 公章刻制（公安）")
+    tracking_no: str = Field(description="the branch case's own tracking number")
+    department: str = Field(description="the department handling the branch: region code + department number")
+    department_name: str
+    state: str
+    state_label: str
+    current_step: str | None = Field(description="the step the branch is at (同步预审, 审核, 决定); null once ended")
+    deadline: date | None = Field(description="the branch's promised deadline (its time allocation, suspensions "
+                                              "not counted)")
+    statutory_deadline: date | None
+    days_remaining: int | None
+    suspended: bool = Field(description="the branch's clock is stopped (a supplement or an Art. 45 procedure)")
+    result: str | None
+    supplement_request: str | None = Field(
+        default=None, description="while the branch waits for the applicant: what it asked for (one line of the "
+                                  "merged supplement notice, Art. 32)")
+
+
+class JointFields(BaseModel):
+    """Where a case stands in a joint approval: a branch names its parent; a parent lists its branches."""
+
+    branch: str | None = Field(default=None, description="a branch case: its branch name")
+    parent_tracking_no: str | None = Field(default=None, description="a branch case: the joint case's tracking "
+                                                                     "number (the applicant's)")
+    branches: list[BranchProgress] = Field(
+        default_factory=list, description="a joint case: every department's progress, side by side")
+
+
+class StatusOut(JointFields, ClockFields):
     tracking_no: str
     item_code: str
     item_name: str
@@ -119,7 +163,6 @@ class CaseOut(StatusOut):
     applicant_phone: str | None
     form: dict[str, Any]
     intake_deadline: date | None
-    statutory_deadline: date | None
     step_deadlines: dict[str, Any]
     suspended_working_days: int
     working_days_left: int | None
@@ -132,6 +175,14 @@ class CaseOut(StatusOut):
 class ActionIn(StrictModel):
     action: str = Field(min_length=1, max_length=32, pattern=r"^[a-z_]+$")
     opinion: OptionalFreeText = Field(default=None, max_length=2000)
+    data: dict[str, Any] | None = Field(
+        default=None, max_length=8,
+        description="the clock actions' details: `start_special_procedure` {\"kind\": one of hearing, tendering, "
+                    "auction, testing, inspection, quarantine, appraisal, expert_review; \"declared_days\": working "
+                    "days told to the applicant, 1–365} (Art. 45); `end_special_procedure` {\"result\": text}; "
+                    "`extend` none (the reason is the opinion; Art. 42)",
+        examples=[{"kind": "expert_review", "declared_days": 10}],
+    )
 
 
 class ActionOut(BaseModel):
@@ -154,6 +205,8 @@ class WithdrawIn(StrictModel):
 
 class QueueEntry(BaseModel):
     tracking_no: str
+    branch: str | None = Field(default=None, description="a joint case's branch: its name")
+    parent_tracking_no: str | None = Field(default=None, description="a joint case's branch: the joint case")
     item_name: str
     state: str
     state_label: str

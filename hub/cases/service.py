@@ -3,25 +3,26 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from adapters.registries import Registries
 from hub.auth.models import Officer
 from hub.auth.service import can_oversee_region
 from hub.calendar.service import load_calendar
-from hub.cases import writes
+from hub.cases import clock, joint, writes
+from hub.cases.clock import facts_of, store
 from hub.cases.models import Case, CaseEvent, Material
 from hub.cases.schemas import ApplicantIn, ApplicationIn
 from hub.cases.tracking import new_query_code, query_code_digest
 from hub.catalog import service as catalog
 from hub.catalog.models import Item
-from hub.clock import business_date
+from hub.clock import CHINA_TZ, business_date
 from hub.deliveries import service as deliveries
 from hub.errors import Conflict, FieldError, Forbidden, HubError, NotFound, ValidationFailed
 from hub.outbox import service as outbox
@@ -29,17 +30,22 @@ from hub.outbox.models import OutboxMessage
 from hub.pagination import Page, paginate
 from hub.text_fields import normalize_form
 from hub.verification import checks as verification
+from workflow import clock as clock_rules
 from workflow import identifiers as ids
+from workflow import process as engine
 from workflow.calendar import WorkingCalendar
-from workflow.definition import Transition, WorkflowDefinition, standard_definition
-from workflow.machine import ActionNotAvailable, OncePerStep, OpinionRequired, RoleNotAllowed, apply
-from workflow.timelimits import (
-    allocate_step_deadlines,
-    compute_deadline,
-    extend_for_suspension,
+from workflow.definition import WorkflowDefinition
+from workflow.errors import (
+    ActionNotAvailable,
+    ClockError,
+    OncePerStep,
+    OpinionRequired,
+    RoleNotAllowed,
+    UnknownState,
+    WorkflowError,
 )
+from workflow.registry import get_definition, workflow_ids
 
-INTAKE_NOTICE_DAYS = 5  # Administrative Licensing Law Art. 32: one supplement notice within 5 days
 ORGANISATION_TYPES = {"2", "3", "4", "5", "6"}
 
 EVENT_NAMES = {
@@ -53,7 +59,19 @@ EVENT_NAMES = {
     "deny": "denied",
     "complete": "completed",
     "withdraw": "withdrawn",
+    "extend": "extended",
+    "start_special_procedure": "special_procedure_started",
+    "end_special_procedure": "special_procedure_ended",
+    "deadline_recomputed": "deadline_recomputed",
+    "open_branch": "branch_opened",
+    "pass_pre_review": "pre_review_passed",
+    "notify_supplement": "supplement_notified",
+    "join_granted": "granted",
+    "join_denied": "denied",
 }
+# The system actor: what the engine does by itself (a join, the merged notice, a withdrawal's cascade).
+SYSTEM_ID, SYSTEM_NAME = "hub", "系统"
+DECISIONS = {"granted", "denied"}
 
 
 @dataclass(frozen=True)
@@ -77,7 +95,9 @@ class Actor:
 
 
 def definition_for(case: Case) -> WorkflowDefinition:
-    return standard_definition()
+    """The definition the case started with: its stored ``workflow_id`` names the version, so a running case
+    keeps it when an item moves on to a newer one."""
+    return get_definition(case.workflow_id)
 
 
 # --- submission -----------------------------------------------------------------------------
@@ -98,20 +118,25 @@ def submit_application(
     form = normalize_form(data.form, item.form_schema)
     catalog.validate_form(item, form, session=session)
     calendar = load_calendar(session)
+    # After 17:00, on a weekend or a holiday, it counts as received on the next working day; the Art. 32
+    # intake period runs from that day (docs/time-rules.md).
+    received = clock_rules.received_on(calendar, now.astimezone(CHINA_TZ))
     query_code = new_query_code()
-    state = standard_definition().initial_state
+    # The item's definition, recorded on the case (writes.new_case) and kept for good.
+    state = get_definition(item.workflow_id).initial_state
     applicant = data.applicant
     opening = writes.new_case(
         session, item=item, query_code=query_code, state=state, channel=data.channel, origin="hub",
         applicant=writes.Applicant(applicant.type, applicant.name.strip(), applicant.id_type, applicant_id,
                                    applicant.phone, applicant.region),
         form_data=form, submitted_at=now, now=now,
-        intake_deadline=calendar.add_working_days(today, INTAKE_NOTICE_DAYS),
+        intake_deadline=clock_rules.intake_deadline(calendar, received),
         first=writes.NewEvent(action="submit", to_state=state, actor_type="applicant", actor_id=data.channel,
                               actor_name="申请人", occurred_at=now, data={"channel": data.channel}),
         key=audit_key,
     )
     case = opening.case
+    case.received_on = received  # not sealed by the chain: set after the first event, before the write
     verification.plan_checks(session, case, registries=registries, now=now)
     # Case, first event, planned checks and outbox row: one statement (hub/cases/writes.py).
     writes.insert_case(session, opening, outbox=[_message(case, "submit", now)])
@@ -189,9 +214,13 @@ def case_for_officer(session: Session, *, tracking_no: str, officer: Officer) ->
 
 
 def may_view(session: Session, officer: Officer, case: Case) -> bool:
+    """Its department (a joint case's branch: the branch's department only), supervisors over its region,
+    and the lead department's intake officer for every branch of a joint case it took in."""
     if officer.department_id == case.department_id:
         return True
-    return "supervisor" in officer.roles and can_oversee_region(session, officer, case.region_code)
+    if "supervisor" in officer.roles and can_oversee_region(session, officer, case.region_code):
+        return True
+    return joint.lead_intake_may_view(session, officer, case)
 
 
 # --- acting on a case ----------------------------------------------------------------------
@@ -199,39 +228,42 @@ def may_view(session: Session, officer: Officer, case: Case) -> bool:
 
 def act(
     session: Session, *, case: Case, actor: Actor, action: str, opinion: str | None, now: datetime,
-    audit_key: str,
+    audit_key: str, data: Mapping[str, Any] | None = None,
 ) -> CaseEvent:
-    """Apply one workflow action after checking the system of record, department scope, state, role,
-    the once-per-step rule and the opinion.
+    """Apply one workflow action after checking the system of record and the department scope; the engine
+    (workflow.process.advance) checks state, actor, role, the once-per-step rule, the opinion and the clock,
+    for a single case and for a joint case or one of its branches alike (the law's clock actions
+    ``extend``, ``start_special_procedure``, ``end_special_procedure`` with ``data`` included), and says what
+    follows (the branches opened at acceptance, the merged supplement notice, the join, a withdrawal's
+    cascade).
 
-    Every change to the case row happens before the event is appended: the event seals the row as
-    the action left it (hub/audit/service.py)."""
+    Returns the event of the action itself; what it triggered is recorded too, one event per step on the
+    case it concerns. Every change to a case row happens before its event is appended: the event seals the
+    row as the action left it (hub/audit/service.py)."""
     _check_system_of_record(case)
     if actor.kind == "officer" and actor.department_id != case.department_id:
         raise Forbidden("只能办理本部门的办件 (case belongs to another department)")
-    definition = definition_for(case)
-    transition = _checked_transition(definition, case, actor, action, opinion, _taken_for(session, case, action))
+    family = joint.family_of(session, case, definition_for(case))
+    calendar = load_calendar(session)
+    today = business_date(now)
+    _check_intake_notice(case, action, today)
+    before = _process_of(session, family, action)
+    # Art. 32: accepted after the intake period without a notice, the case counts as accepted on the day the
+    # materials were received (hub/cases/clock.py).
+    clock_day = clock.acceptance_day(case, today) if action == "accept" and family.name_of(case) is None else today
+    outcome = _advance(before, action, actor=actor, opinion=opinion, today=clock_day, calendar=calendar,
+                       branch=family.name_of(case), data=data)
     if action == "grant":
-        verification.ensure_grantable(session, case)
-    from_state = case.state
-    _apply_clock(session, case, transition, business_date(now), definition)
-    case.state = transition.target
-    case.updated_at = now
-    if action in {"grant", "deny"}:
-        case.decided_at = now
-        case.result = "granted" if action == "grant" else "denied"
-    if transition.target in definition.terminal_states:
-        case.completed_at = now
-        case.result = case.result or transition.target
-    event = writes.append_step(session, case, writes.NewEvent(
-        action=action, step=transition.step, from_state=from_state, to_state=transition.target,
-        actor_type=actor.kind, actor_id=actor.id, actor_name=actor.name,
-        department_id=case.department_id if actor.kind == "officer" else None,
-        opinion=(opinion or "").strip() or None, occurred_at=now,
-    ), key=audit_key)
-    _publish(session, case, action, now)
-    deliveries.on_case_change(session, case, action, now)
-    return event
+        verification.ensure_grantable(session, family.root)
+    return _record(session, family, before, outcome, actor=actor, now=now, calendar=calendar, key=audit_key)[0]
+
+
+def _check_intake_notice(case: Case, action: str, today: date) -> None:
+    """Art. 32: a supplement notice at intake after its five working days is refused (hub/cases/clock.py)."""
+    if action != "request_supplement" or case.parent_id is not None:
+        return
+    steps = {t.action: t.step for t in definition_for(case).transitions if t.source == case.state}
+    clock.check_intake_notice(case, action, step=steps.get(action), today=today)
 
 
 def record_event(
@@ -248,13 +280,14 @@ def record_event(
     ), key=audit_key)
 
 
-def _checked_transition(
-    definition: WorkflowDefinition, case: Case, actor: Actor, action: str, opinion: str | None,
-    taken: frozenset[tuple[str, str]],
-) -> Transition:
+def _advance(
+    process: engine.Process, action: str, *, actor: Actor, opinion: str | None, today: date,
+    calendar: WorkingCalendar, branch: str | None, data: Mapping[str, Any] | None,
+) -> engine.Outcome:
+    """The engine's decision, its refusals as the API's problems."""
     try:
-        return apply(definition, case.state, action, actor=actor.kind, roles=actor.roles,
-                     opinion=opinion, taken=taken)
+        return engine.advance(process, action, actor=actor.kind, roles=actor.roles, opinion=opinion, today=today,
+                              calendar=calendar, branch=branch, data=data)
     except RoleNotAllowed as exc:
         raise Forbidden(str(exc)) from exc
     except ActionNotAvailable as exc:
@@ -266,6 +299,241 @@ def _checked_transition(
         ) from exc
     except OpinionRequired as exc:
         raise ValidationFailed([FieldError("opinion", "required", str(exc))]) from exc
+    except ClockError as exc:
+        raise _clock_problem(exc) from exc
+    except UnknownState as exc:
+        raise Conflict(str(exc), type_slug="action-not-available") from exc
+    except WorkflowError as exc:
+        raise Conflict(str(exc), type_slug="action-not-available") from exc
+
+
+def _clock_problem(exc: ClockError) -> HubError:
+    """A time rule refused the action: bad input (a field named) is 422, the case's clock ruling it out 409."""
+    field = getattr(exc, "field", None)
+    rule = getattr(exc, "rule", None) or "clock_rule"
+    if field:
+        return ValidationFailed([FieldError(str(field), str(rule), str(exc))])
+    return HubError(detail=str(exc), title="时限规则", status=409, type_slug="clock-rule",
+                    errors=[FieldError("action", str(rule), str(exc))])
+
+
+def _process_of(session: Session, family: joint.Family, action: str) -> engine.Process:
+    """The engine's view of the rows: each case's state, definition version, clock facts and the
+    once-per-step actions it has taken (read when they can matter: a joint case, or a once-only action)."""
+    rows = family.rows
+    joint_case = bool(family.branches) or definition_for(family.root).parallel is not None
+    taken = once_taken(session, rows) if joint_case or _is_once(rows, action) else {}
+    notes = joint.notes_of(session, family.branches.values())
+
+    def process(row: Case, branches: Mapping[str, engine.Process] | None = None) -> engine.Process:
+        return engine.Process(workflow_id=row.workflow_id, state=row.state, clock=facts_of(row),
+                              taken=taken.get(row.id, frozenset()), branches=branches or {}, result=row.result,
+                              note=notes.get(row.id))
+
+    return process(family.root, {name: process(row) for name, row in family.branches.items()})
+
+
+def _is_once(rows: Sequence[Case], action: str) -> bool:
+    return any(action in _once_actions(definition_for(row)) for row in rows)
+
+
+def _once_actions(definition: WorkflowDefinition) -> set[str]:
+    return {t.action for t in definition.transitions if t.once_per_step}
+
+
+# --- recording what the engine decided --------------------------------------------------------------
+
+
+def _record(
+    session: Session, family: joint.Family, before: engine.Process, outcome: engine.Outcome, *, actor: Actor,
+    now: datetime, calendar: WorkingCalendar, key: str,
+) -> list[CaseEvent]:
+    """Write the outcome: each case's new state and clock, one event per Move on the case it names (a branch
+    opened by this action gets its child case, its first event recording who opened it), an outbox message
+    per event. A case whose clock changed without a move of its own (a suspension spread over the whole
+    joint case) gets an event saying so: no row changes unsealed."""
+    today = business_date(now)
+    after = outcome.process
+    root_definition = definition_for(family.root)
+    opening = _branches_to_open(session, family, root_definition, outcome)
+    texts = _texts(family, root_definition, outcome)
+    moves = list(outcome.moves)
+    last = {move.branch: index for index, move in enumerate(moves)}
+    events: list[CaseEvent] = []
+    for index, move in enumerate(moves):
+        state = _process_at(after, move.branch)
+        if move.branch is not None and move.branch in opening:
+            opened = _open_branch(session, family, opening.pop(move.branch), move.branch, state, actor=actor,
+                                  now=now, calendar=calendar, key=key, first=move)
+            events.append(opened.event)
+            _published(session, family, opened.case, "open_branch", now)
+            continue
+        row = family.row(move.branch)
+        if last[move.branch] == index:
+            changes = _settle(row, state, now=now, calendar=calendar, today=today)
+        else:
+            row.state, row.updated_at, changes = move.to_state, now, {}
+        data = texts.get(index) or dict(move.data)
+        if changes and "new" not in data:
+            data["deadlines"] = changes  # the engine records clock changes; the stored deadlines moved besides
+        opinion = (move.opinion or "").strip() or None
+        events.append(writes.append_step(session, row, _new_event(move, actor, opinion=opinion, data=data,
+                                                                  now=now), key=key))
+        _published(session, family, row, move.action, now)
+    for name, spec in opening.items():
+        opened = _open_branch(session, family, spec, name, _process_at(after, name), actor=actor, now=now,
+                              calendar=calendar, key=key, first=None)
+        events.append(opened.event)
+        _published(session, family, opened.case, "open_branch", now)
+    events.extend(_clock_only(session, family, before, after, moved=set(last), now=now, calendar=calendar,
+                              key=key))
+    return events
+
+
+def _process_at(process: engine.Process, branch: str | None) -> engine.Process:
+    return process if branch is None else process.branches[branch]
+
+
+def _new_event(move: engine.Move, actor: Actor, *, opinion: str | None, data: dict[str, Any],
+               now: datetime) -> writes.NewEvent:
+    system = move.actor == "system"
+    return writes.NewEvent(
+        action=move.action, step=move.step, from_state=move.from_state, to_state=move.to_state,
+        actor_type="system" if system else actor.kind, actor_id=SYSTEM_ID if system else actor.id,
+        actor_name=SYSTEM_NAME if system else actor.name,
+        department_id=actor.department_id if actor.kind == "officer" and not system else None,
+        opinion=opinion, occurred_at=now, data=data,
+    )
+
+
+def _settle(row: Case, process: engine.Process, *, now: datetime, calendar: WorkingCalendar,
+            today: date) -> dict[str, Any]:
+    """Put the engine's state and clock onto the row; returns the deadlines that moved ({name: {old, new}})."""
+    definition = definition_for(row)
+    old = {"deadline": row.deadline, "statutory_deadline": row.statutory_deadline}
+    moved = row.state != process.state
+    row.state = process.state
+    store(row, process.clock, calendar=calendar, today=today, definition=definition)
+    row.updated_at = now
+    if moved and process.state in DECISIONS and row.decided_at is None:
+        row.decided_at = now
+        row.result = process.state
+    if definition.is_terminal(process.state) and row.completed_at is None:
+        row.completed_at = now
+        row.result = row.result or process.result or process.state
+    new = {"deadline": row.deadline, "statutory_deadline": row.statutory_deadline}
+    return {
+        name: {"old": value.isoformat() if value else None, "new": new[name].isoformat() if new[name] else None}
+        for name, value in old.items() if value is not None and value != new[name]
+    }
+
+
+def _clock_only(
+    session: Session, family: joint.Family, before: engine.Process, after: engine.Process, *, moved: set[str | None],
+    now: datetime, calendar: WorkingCalendar, key: str,
+) -> list[CaseEvent]:
+    events = []
+    today = business_date(now)
+    for name, row in [(None, family.root), *family.branches.items()]:
+        if name in moved:
+            continue
+        old, new = _process_at(before, name) if name is None or name in before.branches else None, \
+            _process_at(after, name)
+        if old is None or old.clock == new.clock:
+            continue
+        action = _clock_action(old, new)
+        changes = _settle(row, new, now=now, calendar=calendar, today=today)
+        events.append(writes.append_step(session, row, writes.NewEvent(
+            action=action, from_state=row.state, to_state=row.state, actor_type="system", actor_id=SYSTEM_ID,
+            actor_name=SYSTEM_NAME, occurred_at=now, data={"deadlines": changes} if changes else {},
+        ), key=key))
+        _published(session, family, row, action, now)
+    return events
+
+
+def _clock_action(old: engine.Process, new: engine.Process) -> str:
+    if new.clock.open_suspension is not None and old.clock.open_suspension is None:
+        return "clock_suspended"
+    if new.clock.open_suspension is None and old.clock.open_suspension is not None:
+        return "clock_resumed"
+    return "clock_changed"
+
+
+# --- a joint case's branches, notice and join --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _BranchToOpen:
+    department: Any
+    definition: WorkflowDefinition
+    form: dict[str, Any]
+
+
+def _branches_to_open(
+    session: Session, family: joint.Family, definition: WorkflowDefinition, outcome: engine.Outcome,
+) -> dict[str, _BranchToOpen]:
+    """What each branch opened by this action needs, looked up before any row changes (a branch without a
+    department is refused with nothing written)."""
+    if not outcome.opened:
+        return {}
+    assert definition.parallel is not None
+    specs = {branch.name: branch for branch in definition.parallel.branches}
+    return {
+        name: _BranchToOpen(joint.branch_department(session, family.root, name),
+                            get_definition(specs[name].workflow_id),
+                            joint.form_part(family.root.form_data or {}, specs[name].form_part))
+        for name in outcome.opened if name not in family.branches
+    }
+
+
+def _open_branch(
+    session: Session, family: joint.Family, spec: _BranchToOpen, name: str, process: engine.Process, *,
+    actor: Actor, now: datetime, calendar: WorkingCalendar, key: str, first: engine.Move | None,
+) -> writes.Opening:
+    parent = family.root
+    data = {"parent_tracking_no": parent.tracking_no, "branch": name, "department": spec.department.key}
+    opened = writes.open_branch(
+        session, parent=parent, branch=name, department=spec.department, definition=spec.definition,
+        state=process.state, facts=process.clock, form_data=spec.form, calendar=calendar, now=now, key=key,
+        first=writes.NewEvent(
+            action=first.action if first is not None else "open_branch",
+            step=first.step if first is not None else None, from_state=None, to_state=process.state,
+            actor_type=actor.kind, actor_id=actor.id, actor_name=actor.name,
+            department_id=actor.department_id if actor.kind == "officer" else None,
+            opinion=None, occurred_at=now, data={**(dict(first.data or {}) if first is not None else {}), **data},
+        ),
+    )
+    family.branches[name] = opened.case
+    return opened
+
+
+def _texts(
+    family: joint.Family, definition: WorkflowDefinition, outcome: engine.Outcome,
+) -> dict[int, dict[str, Any]]:
+    """Data of the parent's merged notice and join moves, by move index: the engine's opinion lists every
+    department's request (Art. 32: told at once) or every denying department's reasons; the record adds
+    which department and which branch case each line is."""
+    parallel = definition.parallel
+    if parallel is None:
+        return {}
+    labels = {branch.name: branch.label for branch in parallel.branches}
+    texts: dict[int, dict[str, Any]] = {}
+    for index, move in enumerate(outcome.moves):
+        if move.branch is not None:
+            continue
+        if move.action == parallel.notify_supplement:
+            texts[index] = {**move.data, "notice": joint.notice_entries(family, move.data.get("notice") or {}, labels)}
+        elif move.action in (parallel.join_granted, parallel.join_denied):
+            texts[index] = {**move.data, "branches": joint.join_entries(
+                family, move.data.get("results") or {}, move.data.get("reasons") or {}, labels)}
+    return texts
+
+
+def _published(session: Session, family: joint.Family, row: Case, action: str, now: datetime) -> None:
+    parent = family.root if row is not family.root else None
+    session.add(_message(row, action, now, parent=parent))
+    # A branch is its department's new case: owed to that department's legacy system like a submission.
+    deliveries.on_case_change(session, row, "submit" if action == "open_branch" else action, now)
 
 
 def _check_system_of_record(case: Case) -> None:
@@ -282,20 +550,15 @@ def _check_system_of_record(case: Case) -> None:
         )
 
 
-def _taken_for(session: Session, case: Case, action: str) -> frozenset[tuple[str, str]]:
-    """The case's history, read only when the action asked for is a once-per-step one."""
-    definition = definition_for(case)
-    if not any(t.once_per_step and t.action == action for t in definition.transitions):
-        return frozenset()
-    return once_taken(session, [case], definition).get(case.id, frozenset())
-
-
 def once_taken(
     session: Session, cases: Sequence[Case], definition: WorkflowDefinition | None = None
 ) -> dict[int, frozenset[tuple[str, str]]]:
-    """Per case id, the (step, action) pairs of once-per-step actions it has recorded; one query."""
-    definition = definition or standard_definition()
-    actions = {t.action for t in definition.transitions if t.once_per_step}
+    """Per case id, the (step, action) pairs of once-per-step actions it has recorded; one query. The actions
+    are those of each case's own definition (or of ``definition`` when given)."""
+    actions: set[str] = set()
+    for definition_of_case in ({definition} if definition is not None
+                               else {definition_for(case) for case in cases}):
+        actions |= _once_actions(definition_of_case)
     case_ids = [case.id for case in cases if case.id is not None]
     if not actions or not case_ids:
         return {}
@@ -309,62 +572,27 @@ def once_taken(
     return {case_id: frozenset(pairs) for case_id, pairs in taken.items()}
 
 
-def _apply_clock(
-    session: Session, case: Case, transition: Transition, today: date,
-    definition: WorkflowDefinition,
-) -> None:
-    if transition.clock == "start":
-        _start_clock(case, load_calendar(session), today, definition)
-    elif transition.clock == "suspend":
-        case.suspended_since = today
-    elif transition.clock == "resume" and case.suspended_since is not None:
-        _resume_clock(case, load_calendar(session), today)
-
-
-def _start_clock(
-    case: Case, calendar: WorkingCalendar, today: date, definition: WorkflowDefinition
-) -> None:
-    # Deadlines are stored, so a later calendar change cannot rewrite a past result.
-    case.accepted_on = today
-    case.deadline = compute_deadline(calendar, today, case.promised_limit_days)
-    case.statutory_deadline = compute_deadline(calendar, today, case.statutory_limit_days)
-    steps = allocate_step_deadlines(definition, calendar, today, case.promised_limit_days)
-    case.step_deadlines = {name: d.isoformat() for name, d in steps.items()}
-
-
-def _resume_clock(case: Case, calendar: WorkingCalendar, today: date) -> None:
-    since = case.suspended_since
-    assert since is not None
-    if case.deadline is not None:
-        case.deadline = extend_for_suspension(calendar, case.deadline, since, today)
-    if case.statutory_deadline is not None:
-        case.statutory_deadline = extend_for_suspension(
-            calendar, case.statutory_deadline, since, today
-        )
-    case.step_deadlines = {
-        name: extend_for_suspension(calendar, date.fromisoformat(d), since, today).isoformat()
-        for name, d in case.step_deadlines.items()
-    }
-    case.suspended_working_days += calendar.working_days_between(since, today)
-    case.suspended_since = None
-
-
-def _publish(session: Session, case: Case, action: str, now: datetime) -> None:
-    session.add(_message(case, action, now))
-
-
-def _message(case: Case, action: str, now: datetime) -> OutboxMessage:
+def _message(case: Case, action: str, now: datetime, *, parent: Case | None = None) -> OutboxMessage:
     return outbox.message(
         event_type=f"case.{EVENT_NAMES.get(action, action)}.v1",
         region_code=case.region_code,
-        payload=case_event_payload(case),
+        payload=case_event_payload(case, parent=parent),
         occurred_at=now,
         correlation_id=case.tracking_no,
     )
 
 
-def case_event_payload(case: Case) -> dict[str, Any]:
-    """What partners receive about a case: no personal data beyond the applicant type."""
+def case_event_payload(case: Case, *, parent: Case | None = None) -> dict[str, Any]:
+    """What partners receive about a case: no personal data beyond the applicant type. A joint case's
+    branch also names its parent (the applicant's tracking number) and its branch."""
+    payload = _payload(case)
+    if parent is not None and case.parent_id is not None:
+        payload["parent_tracking_no"] = parent.tracking_no
+        payload["branch"] = case.branch
+    return payload
+
+
+def _payload(case: Case) -> dict[str, Any]:
     return {
         "tracking_no": case.tracking_no,
         "item_code": case.item.code,
@@ -383,11 +611,13 @@ def case_event_payload(case: Case) -> dict[str, Any]:
 
 
 def supplement(session: Session, *, case: Case, note: str, now: datetime, audit_key: str) -> CaseEvent:
+    """The applicant's supplement; on a joint case it answers the one merged notice and resumes every clock."""
     return act(session, case=case, actor=Actor.applicant(), action="supplement", opinion=note,
                now=now, audit_key=audit_key)
 
 
 def withdraw(session: Session, *, case: Case, reason: str, now: datetime, audit_key: str) -> CaseEvent:
+    """The applicant's withdrawal; on a joint case every open branch is withdrawn with it."""
     return act(session, case=case, actor=Actor.applicant(), action="withdraw", opinion=reason,
                now=now, audit_key=audit_key)
 
@@ -438,17 +668,21 @@ def missing_materials(session: Session, case: Case) -> list[str]:
 def work_queue(
     session: Session, *, officer: Officer, offset: int = 0, limit: int = 100
 ) -> Page[Case]:
-    """Open cases of the officer's department on which one of the officer's roles can act (not the
-    cases partner platforms report: those are handled on the platform)."""
-    definition = standard_definition()
+    """Open cases of the officer's department on which one of the officer's roles can act — a joint case's
+    branches included, each in the states of its own definition — not the cases partner platforms report
+    (those are handled on the platform)."""
     roles = set(officer.roles)
-    states = sorted({
-        t.source for t in definition.transitions if t.actor == "officer" and roles & t.roles
-    })
-    if not states:
+    wanted = []
+    for workflow_id in workflow_ids():
+        states = sorted({
+            t.source for t in get_definition(workflow_id).transitions if t.actor == "officer" and roles & t.roles
+        })
+        if states:
+            wanted.append(and_(Case.workflow_id == workflow_id, Case.state.in_(states)))
+    if not wanted:
         return Page(0, offset, limit)
     query = select(Case).where(
-        Case.department_id == officer.department_id, Case.state.in_(states), Case.origin != "partner"
+        Case.department_id == officer.department_id, or_(*wanted), Case.origin != "partner"
     )
     order = [func.coalesce(Case.deadline, Case.intake_deadline), Case.submitted_at, Case.id]
     return paginate(session, query, order_by=order, offset=offset, limit=limit)

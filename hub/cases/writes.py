@@ -34,15 +34,19 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.dml import Insert
 
 from hub.audit.service import case_row, event_mac
+from hub.cases import clock as case_clock
 from hub.cases.models import Case, CaseEvent
 from hub.cases.tracking import new_query_code, query_code_digest, tracking_number
 from hub.catalog.models import Item
 from hub.clock import business_date
 from hub.db import built, json_row, json_rows, mark_written
+from hub.org.models import Department
 from hub.outbox import wake
 from hub.outbox.models import OutboxMessage
 from hub.verification.models import CaseVerification
-from workflow.definition import standard_definition
+from workflow.calendar import WorkingCalendar
+from workflow.clock import ClockFacts
+from workflow.definition import WorkflowDefinition
 
 # The tables, not the mapped classes: the writers' statements are plain Core.
 CASES, EVENTS, CHECKS, OUTBOX = (model.__table__ for model in (Case, CaseEvent, CaseVerification, OutboxMessage))
@@ -89,21 +93,22 @@ def new_case(
     submitted_at: datetime, now: datetime, first: NewEvent, key: str, query_code: str | None = None,
     form_data: dict[str, Any] | None = None, intake_deadline: date | None = None,
     origin_partner: str | None = None, external_id: str | None = None, record_version: int | None = None,
-    partner_event_seq: int = 0,
+    partner_event_seq: int = 0, workflow_id: str | None = None,
 ) -> Opening:
     """Build a new case of ``item`` — numbered for the day it was submitted — and seal its first event.
 
     ``query_code``: the applicant's code, of which only a digest is kept; a case nobody is given a code
-    for (a partner's) gets a random one. Nothing is written: hand the opening to a writer."""
+    for (a partner's) gets a random one. ``workflow_id``: the definition (and version) the case follows
+    for good, by default the item's (a running case keeps it when the item moves on to a new version).
+    Nothing is written: hand the opening to a writer."""
     tracking_no = tracking_number(session, item.region_code, business_date(submitted_at))
-    definition = standard_definition()
     case = built(
         Case,
         tracking_no=tracking_no,
         query_code_hash=query_code_digest(tracking_no, query_code or new_query_code()),
         item=item, item_id=item.id, region_code=item.region_code,
         department=item.department, department_id=item.department_id, parent_id=None,
-        state=state, workflow_id=f"{definition.id}.v{definition.version}", channel=channel, origin=origin,
+        state=state, workflow_id=workflow_id or item.workflow_id, channel=channel, origin=origin,
         origin_partner=origin_partner, external_id=external_id, record_version=record_version,
         partner_event_seq=partner_event_seq,
         applicant_type=applicant.type, applicant_name=applicant.name, applicant_id_type=applicant.id_type,
@@ -117,6 +122,50 @@ def new_case(
         event_count=0, last_event_hash=None, updated_at=now, lock_version=1,
     )
     return Opening(case, _event(case, first, key))
+
+
+def open_branch(
+    session: Session, *, parent: Case, branch: str, department: Department, definition: WorkflowDefinition,
+    state: str, facts: ClockFacts, form_data: dict[str, Any], first: NewEvent, calendar: WorkingCalendar,
+    now: datetime, key: str,
+) -> Opening:
+    """Open the child case of a joint case's ``branch`` (the parent's parallel block) and add it, with its
+    first event, to the session (written at the next flush, after the parent).
+
+    The child is the branch department's own case: its own tracking number (the same per-region sequence,
+    numbered for the day it is opened), its department, its definition, only its ``form_data`` part of the
+    application; the applicant, item and submission are the parent's. Nobody is given its query code: the
+    applicant follows the whole through the parent's. Its clock (``facts``: accepted with the parent,
+    the branch's allocation as its promise) is on the row before the first event seals it."""
+    tracking_no = tracking_number(session, department.region_code, business_date(now))
+    case = built(
+        Case,
+        tracking_no=tracking_no,
+        query_code_hash=query_code_digest(tracking_no, new_query_code()),
+        item_id=parent.item_id, region_code=department.region_code, department_id=department.id,
+        parent_id=parent.id, branch=branch, state=state, workflow_id=definition.workflow_id,
+        channel=parent.channel, origin="hub", origin_partner=None, external_id=None, record_version=None,
+        partner_event_seq=0,
+        applicant_type=parent.applicant_type, applicant_name=parent.applicant_name,
+        applicant_id_type=parent.applicant_id_type, applicant_id_number=parent.applicant_id_number,
+        applicant_phone=parent.applicant_phone, applicant_region_code=parent.applicant_region_code,
+        form_data=form_data, submitted_at=parent.submitted_at, received_on=parent.received_on,
+        receiving_region_code=parent.receiving_region_code, receiving_department_id=parent.receiving_department_id,
+        intake_deadline=None, accepted_on=None,
+        promised_limit_days=facts.promised_limit_days, statutory_limit_days=facts.statutory_limit_days,
+        deadline=None, statutory_deadline=None, step_deadlines={}, suspended_since=None,
+        suspended_working_days=0, suspensions=[], extension_days=0,
+        decided_at=None, completed_at=None, result=None,
+        event_count=0, last_event_hash=None, updated_at=now, lock_version=1,
+    )
+    # Through the attributes: the item and the department are the session's own (loaded with the parent).
+    case.item = parent.item
+    case.department = department
+    case_clock.store(case, facts, calendar=calendar, today=business_date(now), definition=definition)
+    event = _event(case, first, key)
+    session.add(case)
+    session.add(event)
+    return Opening(case, event)
 
 
 def add_case(session: Session, opening: Opening) -> None:

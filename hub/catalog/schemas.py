@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from hub.pagination import PageOut
 from hub.text_fields import Name
@@ -71,6 +71,10 @@ class DepartmentRef(StrictModel):
     code: str = Field(pattern=r"^\d{3}$")
 
 
+BranchName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+DepartmentKey = Annotated[str, StringConstraints(pattern=r"^\d{9}$")]
+
+
 class Guide(StrictModel):
     """办事指南: what an applicant needs to know before applying."""
 
@@ -85,6 +89,10 @@ class Guide(StrictModel):
     visits: int = Field(ge=0, le=10)
     enquiry_phone: str = Field(min_length=1, max_length=32)
     complaint_phone: str = Field(min_length=1, max_length=32)
+    branches: dict[BranchName, DepartmentKey] = Field(
+        default_factory=dict, max_length=20,
+        description="joint approval (并联审批, Art. 26): each branch of the item's workflow definition and the "
+                    "department (region code + department number) that handles it")
 
 
 class ItemWrite(Guide):
@@ -106,6 +114,8 @@ class ItemWrite(Guide):
     national_reporting: bool = False
     applicant_types: list[ApplicantType] = Field(min_length=1)
     departments: list[DepartmentRef] = Field(default_factory=list, max_length=20)
+    workflow_id: str = Field(default="standard.v1", pattern=r"^[a-z][a-z0-9-]{0,59}\.v\d{1,3}$",
+                             description="the versioned workflow definition new cases of the item start with")
     form_schema: dict[str, Any]
 
 
@@ -141,8 +151,21 @@ class ItemSummary(BaseModel):
     joint: bool
 
 
+class BranchOut(BaseModel):
+    """One department's part of a joint item: its branch of the workflow and the form fields it sees."""
+
+    name: str
+    label: str
+    department: DepartmentOut
+    workflow_id: str | None = Field(description="the branch's own workflow definition")
+    fields: list[str] = Field(description="the top-level form fields this department sees (its part of the form)")
+
+
 class ItemOut(ItemSummary):
     version: int
+    workflow_id: str
+    branches: list[BranchOut] = Field(
+        default_factory=list, description="joint items: the departments approving in parallel after one intake")
     national_reporting: bool
     applicant_types: list[str]
     co_departments: list[DepartmentOut]

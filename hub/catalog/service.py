@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, object_session
 from hub import refcache
 from hub.catalog.models import Item, ItemType
 from hub.catalog.schemas import (
+    BranchOut,
     DepartmentOut,
     Guide,
     ItemOut,
@@ -27,9 +28,13 @@ from hub.org.models import Department, Region
 from hub.outbox import service as outbox
 from hub.pagination import Page, paginate
 from hub.validation import field_errors, validator_for
+from workflow.definition import Branch, WorkflowDefinition
 from workflow.identifiers import IdentifierError, build_item_code, validate_national_basic_code
+from workflow.registry import UnknownDefinition, get_definition
 
 GUIDE_FIELDS = tuple(Guide.model_fields)
+# The form schema keyword naming, on each top-level property, the joint branches that need the field.
+BRANCHES_KEYWORD = "x-branches"
 
 
 def list_item_types(session: Session) -> list[ItemTypeOut]:
@@ -143,6 +148,7 @@ def _check_item(session: Session, data: ItemWrite) -> tuple[Department, list[int
     if (data.kind == "instant") != (data.promised_limit_days == 0):
         errors.append(FieldError("kind", "instant_means_zero_days", "即办件承诺时限为 0，承诺件应大于 0"))
     errors.extend(_form_schema_errors(data.form_schema))
+    errors.extend(_branch_errors(session, data))
     department = _find_department(session, data.region, data.department, "department", errors)
     co_ids = [
         d.id
@@ -175,6 +181,50 @@ def _form_schema_errors(schema: dict[str, Any]) -> list[FieldError]:
     return []
 
 
+def _branch_errors(session: Session, data: ItemWrite) -> list[FieldError]:
+    """The item's workflow definition exists; a joint one's branches (Art. 26) are exactly the definition's,
+    each handled by a department that exists, and every form field's ``x-branches`` says what the
+    definition's ``form_part`` says: the definition cuts each department's part of the form, the tags show
+    it to whoever reads the form, and they may never disagree."""
+    try:
+        definition = get_definition(data.workflow_id)
+    except UnknownDefinition as exc:
+        return [FieldError("workflow_id", "definition_exists", str(exc))]
+    errors: list[FieldError] = []
+    parts = {b.name: set(b.form_part) for b in definition.parallel.branches} if definition.parallel else {}
+    branches_match = set(data.branches) == set(parts)
+    if not branches_match:
+        expected = ", ".join(sorted(parts)) or "无 (none)"
+        errors.append(FieldError("branches", "matches_definition",
+                                 f"联办分支须与流程定义 {data.workflow_id} 一致：{expected}"))
+    for name, key in data.branches.items():
+        if _department_by_key(session, key) is None:
+            errors.append(FieldError(f"branches.{name}", "department_exists", f"部门 {key} 不存在"))
+    properties = data.form_schema.get("properties")
+    for field, prop in (properties.items() if isinstance(properties, dict) else ()):
+        tagged = prop.get(BRANCHES_KEYWORD, []) if isinstance(prop, dict) else []
+        where = f"form_schema.properties.{field}.{BRANCHES_KEYWORD}"
+        if not isinstance(tagged, list) or not all(isinstance(b, str) for b in tagged):
+            errors.append(FieldError(where, "type", "x-branches 须为分支名称列表 (a list of branch names)"))
+            continue
+        unknown = sorted(set(tagged) - set(data.branches))
+        if unknown:
+            errors.append(FieldError(where, "known_branch", f"分支 {', '.join(unknown)} 不在事项的 branches 中"))
+            continue
+        needed = sorted(name for name, fields in parts.items() if field in fields)
+        if branches_match and sorted(tagged) != needed:
+            errors.append(FieldError(where, "matches_definition",
+                                     f"应为 {needed}：与流程定义 {data.workflow_id} 的 form_part 一致"))
+    return errors
+
+
+def _department_by_key(session: Session, key: str) -> Department | None:
+    try:
+        return org_service.get_department(session, region_code=key[:6], code=key[6:])
+    except NotFound:
+        return None
+
+
 def _check_code_free(session: Session, code: str, item: Item | None) -> None:
     holder = session.scalar(select(Item).where(Item.code == code))
     if holder is not None and holder is not item:
@@ -205,6 +255,7 @@ def _apply(
     item.national_reporting = data.national_reporting
     item.applicant_types = list(data.applicant_types)
     item.co_department_ids = co_ids
+    item.workflow_id = data.workflow_id
     item.guide = guide
     item.form_schema = data.form_schema
     item.search_text = " ".join(
@@ -273,7 +324,7 @@ def _summary_fields(session: Session, item: Item) -> dict[str, Any]:
         "promised_limit_days": item.promised_limit_days,
         "statutory_limit_days": item.statutory_limit_days,
         "fee_fen": item.fee_fen,
-        "joint": bool(item.co_department_ids),
+        "joint": bool(item.co_department_ids or item.guide.get("branches")),
     }
 
 
@@ -285,10 +336,63 @@ def item_out(session: Session, item: Item) -> ItemOut:
         national_reporting=item.national_reporting,
         applicant_types=item.applicant_types,
         co_departments=[department_out(d) for d in co if d is not None],
+        workflow_id=item.workflow_id,
+        branches=branches_out(session, item),
         guide=Guide.model_validate(item.guide),
         form_schema_url=f"/api/v1/items/{item.code}/form-schema",
         blank_form_url=f"/api/v1/items/{item.code}/blank-form",
     )
+
+
+# --- joint items: branches and their parts of the form ----------------------------------------------
+
+
+def branch_departments(item: Item) -> dict[str, str]:
+    """Branch name → Department.key of a joint item (its guide's ``branches``); empty for a single item."""
+    return dict(item.guide.get("branches") or {})
+
+
+def branch_fields(item: Item, branch: str) -> tuple[str, ...]:
+    """The top-level form fields the ``branch``'s department sees: its ``form_part`` in the definition the
+    item's cases start with (the one source; the form schema's ``x-branches`` tags are checked against it
+    on every item write)."""
+    return _branch(item, branch).form_part
+
+
+def form_part(item: Item, form: dict[str, Any], branch: str) -> dict[str, Any]:
+    """The part of an application ``form`` one branch's department sees (the branch case's form_data):
+    only the fields of the branch's part, nothing else of the applicant's form."""
+    return {name: form[name] for name in branch_fields(item, branch) if name in form}
+
+
+def branches_out(session: Session, item: Item) -> list[BranchOut]:
+    """A joint item's branches as the catalogue shows them: department, label and form fields."""
+    definition = _definition(item)
+    if definition is None or definition.parallel is None:
+        return []
+    out = []
+    for name, key in branch_departments(item).items():
+        department = _department_by_key(session, key)
+        if department is None or name not in {b.name for b in definition.parallel.branches}:
+            continue
+        branch = definition.parallel.branch(name)
+        out.append(BranchOut(name=name, label=branch.label, department=department_out(department),
+                             workflow_id=branch.workflow_id, fields=list(branch.form_part)))
+    return out
+
+
+def _definition(item: Item) -> WorkflowDefinition | None:
+    try:
+        return get_definition(item.workflow_id)
+    except UnknownDefinition:
+        return None  # checked on every write: only a row written around the catalogue lacks it
+
+
+def _branch(item: Item, name: str) -> Branch:
+    definition = _definition(item)
+    if definition is None or definition.parallel is None or name not in branch_departments(item):
+        raise NotFound(f"事项 {item.code} 没有联办分支 {name} (unknown branch)")
+    return definition.parallel.branch(name)
 
 
 def render_blank_form(session: Session, item: Item) -> str:

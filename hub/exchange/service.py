@@ -485,6 +485,9 @@ def _new_partner_case(session: Session, partner: Partner, item: Item, record: di
         session, item=item, state=first["to_state"], channel="partner", origin="partner",
         origin_partner=partner.code, external_id=record["external_id"], record_version=0,
         partner_event_seq=first["seq"],
+        # The definition its steps were checked against (hub/exchange/checks.py): a partner platform reports
+        # a case in the standard flow even for a joint item (its branches are the platform's own business).
+        workflow_id=standard_definition().workflow_id,
         applicant=writes.Applicant(applicant["type"], applicant["name"], applicant["id_type"],
                                    applicant["id_number"], applicant.get("phone")),
         submitted_at=datetime.fromisoformat(record["submitted_at"]), now=now,

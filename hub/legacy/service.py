@@ -9,6 +9,7 @@ outcome back (``duplicate=true``) through the same inbox the other exchanges use
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
@@ -20,7 +21,7 @@ from sqlalchemy.orm import Session
 from hub.auth.models import Officer
 from hub.auth.service import require_role
 from hub.calendar.service import load_calendar
-from hub.cases import presenters
+from hub.cases import presenters, progress
 from hub.cases import service as cases
 from hub.cases.models import Case, CaseEvent
 from hub.clock import business_date
@@ -75,9 +76,11 @@ def fetch_pending_cases(session: Session, officer: Officer, call: SoapCall, *, n
     calendar = load_calendar(session)
     today = business_date(now)
     taken = cases.once_taken(session, rows)
+    parents = progress.parent_numbers(session, rows)
     entries = []
     for case in rows:
-        entry = presenters.queue_entry(case, officer, today, calendar, taken.get(case.id, frozenset()))
+        entry = presenters.queue_entry(case, officer, today, calendar, taken.get(case.id, frozenset()),
+                                       parent_tracking_no=parents.get(case.parent_id or 0))
         entries.append({
             "trackingNo": case.tracking_no,
             "itemCode": case.item.code,
@@ -91,6 +94,10 @@ def fetch_pending_cases(session: Session, officer: Officer, call: SoapCall, *, n
             "overdue": entry.overdue,
             "applicant": _applicant(case),
             "availableAction": entry.actions,
+            # A joint case's branch: its own number above, the joint case's here (Art. 26 joint approval).
+            "parentTrackingNo": entry.parent_tracking_no,
+            "branch": case.branch,
+            "branchLabel": progress.branch_label(session, case),
         })
     return {"total": page.total, "offset": offset, "limit": limit,
             "case": _serialisable(session, contract, rows, entries, now=now)}
@@ -206,6 +213,17 @@ def _case_detail(session: Session, case: Case, officer: Officer, *, now: datetim
             "stateLabel": step.state_label, "at": step.at, "department": step.department,
             "actor": step.actor or "—", "opinion": step.opinion,
         } for step in view.steps],
+        "parentTrackingNo": view.parent_tracking_no,
+        "branch": view.branch,
+        # The form as the officer's REST view has it: for a branch, its part of the consolidated form only.
+        "formField": [{"name": name, "value": json.dumps(value, ensure_ascii=False)}
+                      for name, value in view.form.items()],
+        "branchProgress": [{
+            "branch": line.branch, "label": line.label, "trackingNo": line.tracking_no,
+            "department": line.department, "departmentName": line.department_name, "state": line.state,
+            "stateLabel": line.state_label, "currentStep": line.current_step, "deadline": line.deadline,
+            "suspended": line.suspended, "result": line.result,
+        } for line in view.branches],
     }}
 
 

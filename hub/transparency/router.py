@@ -5,7 +5,8 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 
 from hub.cases import service as cases
-from hub.deps import SessionDep
+from hub.clock import business_date
+from hub.deps import NowDep, SessionDep
 from hub.problems import problem_responses
 from hub.transparency import service
 from hub.transparency.schemas import DisclosedCase, DisclosurePage
@@ -16,6 +17,7 @@ router = APIRouter(prefix="/api/v1/transparency", tags=["transparency"])
 @router.get("/cases", response_model=DisclosurePage, responses=problem_responses(422))
 def list_disclosed(
     session: SessionDep,
+    now: NowDep,
     region: Annotated[str | None, Query(pattern=r"^\d{6}$")] = None,
     item_code: Annotated[str | None, Query(pattern=r"^\d{17}[0-9X]$")] = None,
     state: Annotated[str | None, Query(pattern=r"^[a-z_]{1,32}$")] = None,
@@ -25,8 +27,10 @@ def list_disclosed(
     page = service.list_cases(
         session, region=region, item_code=item_code, state=state, offset=offset, limit=limit
     )
+    today = business_date(now)
     return DisclosurePage(
-        total=page.total, offset=page.offset, limit=page.limit, cases=[service.disclose(session, c) for c in page.rows]
+        total=page.total, offset=page.offset, limit=page.limit,
+        cases=[service.disclose(session, c, today=today) for c in page.rows],
     )
 
 
@@ -34,6 +38,7 @@ def list_disclosed(
     "/cases/{tracking_no}", response_model=DisclosedCase, responses=problem_responses(404, 422)
 )
 def disclosed_case(
-    tracking_no: Annotated[str, Path(pattern=r"^\d{20}[0-9X]$")], session: SessionDep
+    tracking_no: Annotated[str, Path(pattern=r"^\d{20}[0-9X]$")], session: SessionDep, now: NowDep
 ) -> DisclosedCase:
-    return service.disclose(session, cases.get_case(session, tracking_no))
+    """One case's steps and result; a joint case with every department's progress side by side."""
+    return service.disclose(session, cases.get_case(session, tracking_no), today=business_date(now))

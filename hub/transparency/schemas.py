@@ -4,6 +4,7 @@ from datetime import date, datetime
 
 from pydantic import BaseModel, Field
 
+from hub.cases.schemas import BranchProgress
 from hub.pagination import PageOut
 
 
@@ -17,7 +18,8 @@ class DisclosedStep(BaseModel):
     state_label: str
     at: datetime = Field(description="China Standard Time (+08:00)")
     department: str | None
-    actor: str = Field(description="申请人 or 经办人: never a person's name")
+    actor: str = Field(description="申请人, 经办人 or 系统 (the hub itself: a join, a merged notice): never a "
+                                   "person's name")
     opinion: str | None = Field(
         description="the officer's or platform's opinion with ID numbers, credit codes, phone numbers, long "
                     "numbers and personal names masked; applicants' own notes and reasons are not published")
@@ -44,6 +46,11 @@ class DisclosedCase(BaseModel):
     result_code: str | None = Field(description="the same result as a code: granted, denied, intake_refused, withdrawn")
     completed_at: datetime | None = Field(description="China Standard Time (+08:00)")
     steps: list[DisclosedStep]
+    branch: str | None = Field(default=None, description="a joint case's branch: its name")
+    parent_tracking_no: str | None = Field(default=None, description="a joint case's branch: the joint case")
+    branches: list[BranchProgress] = Field(
+        default_factory=list, description="a joint case (并联审批): every department's progress side by side; "
+                                          "their requests to the applicant redacted as opinions are")
 
 
 class DisclosurePage(PageOut):

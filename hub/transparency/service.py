@@ -4,15 +4,16 @@ redacted (officers' and platforms' opinions) or withheld (applicants' own notes 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from hub.cases import presenters
+from hub.cases import presenters, progress
 from hub.cases import service as cases
 from hub.cases.models import Case, CaseEvent
+from hub.cases.schemas import BranchProgress
 from hub.catalog.models import Item
 from hub.clock import CHINA_TZ
 from hub.pagination import Page, paginate
@@ -41,11 +42,15 @@ def list_cases(
     return paginate(session, query, order_by=[Case.submitted_at.desc(), Case.id.desc()], offset=offset, limit=limit)
 
 
-def disclose(session: Session, case: Case) -> DisclosedCase:
+def disclose(session: Session, case: Case, *, today: date) -> DisclosedCase:
     definition = cases.definition_for(case)
     events = cases.events_of(session, case)
     names = personal_names(case, events)
+    lines = progress.progress(session, case, today=today) if case.parent_id is None else []
     return DisclosedCase(
+        branch=case.branch,
+        parent_tracking_no=progress.parent_number(session, case),
+        branches=[_public_branch(line, names) for line in lines],
         tracking_no=case.tracking_no,
         item_code=case.item.code,
         item_name=case.item.name,
@@ -64,6 +69,12 @@ def disclose(session: Session, case: Case) -> DisclosedCase:
         completed_at=china_time(case.completed_at) if case.completed_at else None,
         steps=[_step(event, definition, names) for event in events],
     )
+
+
+def _public_branch(line: BranchProgress, names: list[str]) -> BranchProgress:
+    """A department's line as the public reads it: its request to the applicant redacted like an opinion."""
+    request = line.supplement_request
+    return line.model_copy(update={"supplement_request": redact.redact(request, names=names) if request else None})
 
 
 def _step(event: CaseEvent, definition: WorkflowDefinition, names: list[str]) -> DisclosedStep:

@@ -35,7 +35,7 @@ from hub.verification.access_log import access_log_key, subject_hash
 from hub.verification.checks import verifications_of
 from hub.verification.models import CaseVerification, ManualVerification, RegistryAccess
 from hub.verification.schemas import ManualVerificationIn
-from workflow.definition import standard_definition
+from workflow.registry import get_definition
 
 ACTION = "verify_manually"
 REASON_MAX = 2000
@@ -128,7 +128,8 @@ def _reason(value: str) -> str:
 
 
 def _ensure_undecided(case: Case) -> None:
-    if case.decided_at is not None or case.result is not None or standard_definition().is_terminal(case.state):
+    closed = get_definition(case.workflow_id).is_terminal(case.state)
+    if case.decided_at is not None or case.result is not None or closed:
         raise Conflict("办件已作出决定或已结束，不能再人工核验 (the case is decided or closed)",
                        type_slug="case-decided")
 

@@ -38,7 +38,7 @@ SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 WSSE = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
 WSU = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd"
 PASSWORD_TEXT = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-username-token-profile-1.0#PasswordText"
-REPEATED = {"case", "availableAction", "step"}
+REPEATED = {"case", "availableAction", "step", "formField", "branchProgress"}
 
 
 # The test clock of each served hub: clients stamp their WS-Security Created with the hub's own time.
@@ -347,3 +347,63 @@ def test_a_raw_soap_client_gets_what_zeep_gets(client: TestClient, hub_url: str,
                                                  "<d:opinion>准予注册</d:opinion>", username="sy_wj_approver")
     assert raw_values(payload)["state"] == "granted"
     assert approver.get_case(number).state == "granted"
+
+
+# --- issue 9: a joint case's branches, served to each department's legacy system ------------------------
+
+
+def test_a_departments_pending_cases_include_its_branches_of_joint_cases(client: TestClient, officers,
+                                                                         hub_url: str) -> None:
+    from tests.joint_support import open_joint_case
+
+    joint = open_joint_case(client, officers)
+    page = officer(hub_url, "sy_ga_intake").fetch_pending_cases(limit=500)  # 沈阳市公安局: seal engraving
+    entry = next(c for c in page.case if c.trackingNo == joint.branches["seal_engraving"])
+    assert (entry.parentTrackingNo, entry.branch, entry.branchLabel) == (
+        joint.number, "seal_engraving", "公章刻制（公安）")
+    assert (entry.state, entry.stateLabel) == ("pre_review", "同步预审")
+    assert set(entry.availableAction) == {"pass_pre_review", "request_supplement"}
+    assert joint.number not in {c.trackingNo for c in page.case}  # the joint case is the lead department's
+    assert not {joint.branches[b] for b in ("tax_invoice", "social_insurance")} & {c.trackingNo for c in page.case}
+
+
+def test_get_case_of_a_branch_shows_only_its_part_of_the_form(client: TestClient, officers, hub_url: str) -> None:
+    import json
+
+    from tests.joint_support import open_joint_case
+
+    joint = open_joint_case(client, officers)
+    case = officer(hub_url, "sy_ga_intake").get_case(joint.branches["seal_engraving"])
+    assert (case.parentTrackingNo, case.branch, case.department) == (joint.number, "seal_engraving", "210100002")
+    form = {field.name: json.loads(field.value) for field in case.formField}
+    assert set(form) == {"enterprise_name", "domicile", "legal_representative", "seal_engraving"}
+    assert form["seal_engraving"]["required"] is True
+    assert case.branchProgress == []
+
+
+def test_the_lead_departments_get_case_of_the_joint_case_lists_every_branch(client: TestClient, officers,
+                                                                          hub_url: str) -> None:
+    from tests.joint_support import BRANCH_DEPARTMENTS, open_joint_case
+
+    joint = open_joint_case(client, officers)
+    case = officer(hub_url, "sy_scjg_intake").get_case(joint.number)
+    assert case.parentTrackingNo is None and case.branch is None
+    assert {line.branch: line.department for line in case.branchProgress} == BRANCH_DEPARTMENTS
+    assert {line.branch: line.trackingNo for line in case.branchProgress} == joint.branches
+    assert {line.currentStep for line in case.branchProgress} == {"同步预审"}
+    assert "shareholders" in {field.name for field in case.formField}  # the lead sees the whole form
+
+
+def test_submit_decision_acts_on_the_branch_as_rest_does(client: TestClient, officers, hub_url: str) -> None:
+    from tests.joint_support import LEAD_INTAKE, open_joint_case
+
+    joint = open_joint_case(client, officers)
+    answer = officer(hub_url, "sy_sw_intake").submit_decision(joint.branches["tax_invoice"], "pass_pre_review")
+    assert (answer.trackingNo, answer.fromState, answer.state, answer.stateLabel) == (
+        joint.branches["tax_invoice"], "pre_review", "under_review", "审核中")
+    parent = client.get(f"/api/v1/cases/{joint.number}", headers=officers.headers(LEAD_INTAKE)).json()
+    assert {line["branch"]: line["state"] for line in parent["branches"]}["tax_invoice"] == "under_review"
+    # Another department's branch is "not found", exactly like an unknown number.
+    with pytest.raises(zeep.exceptions.Fault) as caught:
+        officer(hub_url, "sy_sw_intake").submit_decision(joint.branches["social_insurance"], "pass_pre_review")
+    assert fault_detail(caught.value)["code"] == "NOT_FOUND"

@@ -137,3 +137,57 @@ def test_a_withdrawn_case_reads_as_withdrawn(client: TestClient) -> None:
     body = client.get(f"/api/v1/transparency/cases/{receipt['tracking_no']}").json()
     assert (body["result"], body["result_code"]) == ("已撤回", "withdrawn")
     assert body["steps"][-1]["opinion"] is None
+
+
+# --- issue 9: a joint case's departments side by side --------------------------------------------------
+
+
+def test_a_joint_case_discloses_every_department_side_by_side(client: TestClient, officers) -> None:
+    from tests.joint_support import BRANCH_DEPARTMENTS, open_joint_case
+
+    joint = open_joint_case(client, officers, name="王小明")
+    response = client.get(f"/api/v1/transparency/cases/{joint.number}")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["applicant_name"] == "王**" and "王小明" not in response.text
+    assert (body["branch"], body["parent_tracking_no"]) == (None, None)
+    lines = {line["branch"]: line for line in body["branches"]}
+    assert {name: line["department"] for name, line in lines.items()} == BRANCH_DEPARTMENTS
+    assert lines["tax_invoice"]["department_name"] == "国家税务总局沈阳市税务局"
+    assert lines["seal_engraving"]["label"] == "公章刻制（公安）"
+    for line in lines.values():
+        assert (line["state"], line["state_label"], line["current_step"]) == ("pre_review", "同步预审", "同步预审")
+        assert line["deadline"] and line["tracking_no"] == joint.branches[line["branch"]]
+        assert line["suspended"] is False
+
+
+def test_a_disclosed_branch_names_its_joint_case(client: TestClient, officers) -> None:
+    from tests.joint_support import open_joint_case
+
+    joint = open_joint_case(client, officers)
+    body = client.get(f"/api/v1/transparency/cases/{joint.branches['social_insurance']}").json()
+    assert (body["branch"], body["parent_tracking_no"], body["branches"]) == ("social_insurance", joint.number, [])
+    assert body["department_name"] == "沈阳市人力资源和社会保障局"
+    assert body["applicant_name"] == "张**"
+
+
+def test_a_departments_request_is_redacted_in_public_and_the_merged_notice_is_the_systems(
+        client: TestClient, officers) -> None:
+    from tests.joint_support import BRANCH_INTAKE, open_joint_case
+
+    joint = open_joint_case(client, officers, name="李四海")
+    request = "请李四海补充印模，联系电话13812345678"
+    for branch, number in joint.branches.items():
+        action = "request_supplement" if branch == "seal_engraving" else "pass_pre_review"
+        response = client.post(f"/api/v1/cases/{number}/actions", json={"action": action, "opinion": request},
+                               headers=officers.headers(BRANCH_INTAKE[branch]))
+        assert response.status_code == 200, response.text
+        if branch == "seal_engraving":  # the others are still pre-reviewing: the line is there already
+            public = client.get(f"/api/v1/transparency/cases/{joint.number}")
+            line = next(b for b in public.json()["branches"] if b["branch"] == branch)
+            assert line["supplement_request"] == "请李**补充印模，联系电话138****5678"
+            assert "13812345678" not in public.text and "李四海" not in public.text
+    body = client.get(f"/api/v1/transparency/cases/{joint.number}").json()
+    notice = [s for s in body["steps"] if s["action"] == "notify_supplement"]
+    assert len(notice) == 1 and notice[0]["actor"] == "系统" and notice[0]["label"] == "合并告知补正"
+    assert "138****5678" in notice[0]["opinion"] and "李四海" not in notice[0]["opinion"]

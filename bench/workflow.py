@@ -36,17 +36,21 @@ reach its end: then the figures would mean nothing).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import platform
 import statistics
 import sys
+import tempfile
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 if __package__ in (None, ""):  # run as `python bench/workflow.py`: bench/ first on the path would shadow workflow/
@@ -311,11 +315,210 @@ def _spiff_version() -> str:
     return version("spiffworkflow")
 
 
-# --- over HTTP ----------------------------------------------------------------------------------------------
+# --- over HTTP ---------------------------------------------------------------------------------------------
+
+JOINT_ITEM_KEY = "enterprise-establishment"
+HTTP_TIMEOUT_S = 60.0
+
+
+@dataclass
+class Desk:
+    """The officers of the lead department and of each branch's department, signed in once each."""
+
+    lead: str  # department key (region + department code)
+    branches: dict[str, str]  # branch name -> department key
+    staff: dict[str, dict[str, str]]  # department key -> role -> username
+    passwords: dict[str, str]  # username -> the seed's demo password
+    tokens: dict[str, str] = field(default_factory=dict)  # username -> bearer token
+
+    @classmethod
+    def from_seed(cls) -> Desk:
+        from hub.seed.service import read_seed
+
+        item = next(row for row in read_seed("items") if row["key"] == JOINT_ITEM_KEY)
+        staff: dict[str, dict[str, str]] = {}
+        officers = read_seed("officers")
+        for officer in officers:
+            for role in officer["roles"]:
+                staff.setdefault(officer["region"] + officer["department"], {}).setdefault(role, officer["username"])
+        return cls(lead=item["region"] + item["department"], branches=dict(item["branches"]), staff=staff,
+                   passwords={officer["username"]: officer["password"] for officer in officers})
+
+    def officer(self, department: str, roles: Collection[str]) -> str:
+        """The department's officer holding the first of ``roles`` it has (roles as the definition names them)."""
+        for role in roles:
+            if role in self.staff.get(department, {}):
+                return self.staff[department][role]
+        raise FlowBroken(f"http: department {department} has no officer with a role in {sorted(roles)}")
+
+    def headers(self, username: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[username]}"}
+
+    def sign_in(self, base_url: str, usernames: Collection[str]) -> None:
+        for username in usernames:
+            response = httpx.post(f"{base_url}/api/v1/auth/token", timeout=HTTP_TIMEOUT_S,
+                                  data={"username": username, "password": self.passwords[username]})
+            if response.status_code != 200:
+                raise FlowBroken(f"http: sign-in of {username} answered {response.status_code}: {response.text}")
+            self.tokens[username] = response.json()["access_token"]
+
+
+@dataclass
+class HttpRound:
+    cases: int
+    requests: int
+    seconds: float
+    server_cpu_s: float
+    statements: int
+    commits: int
+    load_before: float
+    load_after: float
+
+    def figures(self) -> dict[str, float]:
+        return {
+            "cases_per_s": round(self.cases / self.seconds, 2),
+            "requests_per_s": round(self.requests / self.seconds, 1),
+            "seconds": round(self.seconds, 3),
+            "server_cpu_ms_per_case": round(1000 * self.server_cpu_s / self.cases, 2),
+            "server_cpu_ms_per_request": round(1000 * self.server_cpu_s / self.requests, 3),
+            "sql_statements_per_case": round(self.statements / self.cases, 1),
+            "commits_per_case": round(self.commits / self.cases, 1),
+            "load_average_1m_before": round(self.load_before, 2),
+            "load_average_1m_after": round(self.load_after, 2),
+        }
+
+
+class JointCaseOverHttp:
+    """One joint case through the hub's API, as its people would do it: the applicant submits; the lead
+    department's intake officer accepts and finds the four branch cases on the case's view; each branch's
+    department pre-reviews, reviews and grants its own branch (the four at the same time); the lead department
+    completes. Every answer is checked; the last must leave the case completed."""
+
+    def __init__(self, client: Any, desk: Desk, steps: list[Step]) -> None:
+        self.client, self.desk = client, desk
+        self.accept, *branch_steps, self.complete = steps
+        self.branch_steps = [s for s in branch_steps if s.branch == branch_steps[0].branch]  # one branch's actions
+
+    async def run(self, body: bytes) -> int:
+        """Runs the case; returns the number of requests it took."""
+        receipt = await self._send("POST", "/api/v1/applications", 201, content=body,
+                                   headers={"Content-Type": "application/json"})
+        number = receipt["tracking_no"]
+        lead_intake = self.desk.officer(self.desk.lead, self.accept.roles)
+        await self._act(lead_intake, number, self.accept)
+        view = await self._send("GET", f"/api/v1/cases/{number}", 200, headers=self.desk.headers(lead_intake))
+        branches = {line["branch"]: line["tracking_no"] for line in view["branches"]}
+        if set(branches) != set(self.desk.branches):
+            raise FlowBroken(f"http: case {number} opened branches {sorted(branches)}, "
+                             f"not {sorted(self.desk.branches)}")
+        await asyncio.gather(*(self._branch(name, branch_number) for name, branch_number in branches.items()))
+        done = await self._act(self.desk.officer(self.desk.lead, self.complete.roles), number, self.complete)
+        if done["state"] != "completed":
+            raise FlowBroken(f"http: case {number} is {done['state']!r} after {self.complete.action}")
+        return 3 + len(branches) * len(self.branch_steps) + 1
+
+    async def _branch(self, name: str, number: str) -> None:
+        department = self.desk.branches[name]
+        for step in self.branch_steps:
+            await self._act(self.desk.officer(department, step.roles), number, step)
+
+    async def _act(self, username: str, number: str, step: Step) -> dict[str, Any]:
+        return await self._send("POST", f"/api/v1/cases/{number}/actions", 200, headers=self.desk.headers(username),
+                                json={"action": step.action, "opinion": OPINION})
+
+    async def _send(self, method: str, path: str, expect: int, **kwargs: Any) -> dict[str, Any]:
+        response = await self.client.request(method, path, **kwargs)
+        if response.status_code != expect:
+            raise FlowBroken(f"http: {method} {path} answered {response.status_code}: {response.text[:500]}")
+        return dict(response.json())
+
+
+async def http_round(server: Any, desk: Desk, steps: list[Step], bodies: list[bytes], concurrency: int) -> HttpRound:
+    """Every body as one joint case, ``concurrency`` cases in flight."""
+    limits = httpx.Limits(max_connections=concurrency * (len(desk.branches) + 1), max_keepalive_connections=None)
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=HTTP_TIMEOUT_S, limits=limits) as client:
+        case = JointCaseOverHttp(client, desk, steps)
+        pending = iter(bodies)
+        requests = 0
+
+        async def worker() -> None:
+            nonlocal requests
+            for body in pending:
+                requests += await case.run(body)
+
+        load_before, cpu_before, sql_before = os.getloadavg()[0], server.cpu_seconds(), server.statements()
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        seconds = time.perf_counter() - started
+        sql = [after - before for after, before in zip(server.statements(), sql_before, strict=True)]
+        return HttpRound(len(bodies), requests, seconds, server.cpu_seconds() - cpu_before, sql[0], sql[1],
+                         load_before, os.getloadavg()[0])
+
+
+def joint_bodies(item_code: str, count: int) -> list[bytes]:
+    """``count`` applications for the joint item, each by a different applicant, with the form's example."""
+    from bench.submit import citizen_ids
+    from hub.seed.service import read_form
+
+    form = read_form(f"{JOINT_ITEM_KEY}.v1.json")["examples"][0]
+    return [json.dumps({"item_code": item_code, "form": form, "applicant": {
+        "type": "1", "name": "张三", "id_type": "citizen_id", "id_number": number, "phone": "13812345678"}},
+        ensure_ascii=False).encode() for number in citizen_ids(count, region="210103")]
 
 
 def run_http(args: argparse.Namespace) -> dict[str, Any]:
-    raise FlowBroken("the HTTP part needs the joint hub (branch i9-joint); run with --no-http")
+    """Joint cases per second over HTTP: a fresh PostgreSQL database, a real hub server, whole cases."""
+    from bench.submit import Server, fresh_database, prepare_database
+
+    steps, desk = joint_steps(), Desk.from_seed()
+    database = f"hub_bench_workflow_{os.getpid()}"
+    per_round = args.http_cases
+    with tempfile.TemporaryDirectory(prefix="hub-bench-") as tmp, \
+            fresh_database(args.database_url, database, keep=False) as url:
+        print(f"\nover HTTP: database {database}, migrating and seeding …", flush=True)
+        prepare_database(url)
+        server = Server("hub", "bench.hub_app:app_from_env",
+                        {"BENCH_DATABASE_URL": url, "BENCH_DATA_DIR": tmp, "HUB_LOG_LEVEL": "WARNING"},
+                        "/health", workers=args.http_workers)
+        try:
+            server.start(Path(tmp))
+            server.wait_ready()
+            desk.sign_in(server.base_url, sorted(
+                {desk.officer(desk.lead, s.roles) for s in steps if s.branch is None}
+                | {desk.officer(desk.branches[str(s.branch)], s.roles) for s in steps if s.branch is not None}))
+            item_code = _item_code(server.base_url)
+            warmup = max(args.http_concurrency, per_round // 10)
+            bodies = joint_bodies(item_code, warmup + args.rounds * per_round)
+            asyncio.run(http_round(server, desk, steps, bodies[:warmup], args.http_concurrency))
+            rounds = []
+            for index in range(args.rounds):
+                chunk = bodies[warmup + index * per_round: warmup + (index + 1) * per_round]
+                measured = asyncio.run(http_round(server, desk, steps, chunk, args.http_concurrency))
+                rounds.append(measured)
+                f = measured.figures()
+                print(f"  round {index + 1}: {f['cases_per_s']:7.2f} joint cases/s  {f['requests_per_s']:7.1f} req/s  "
+                      f"server CPU {f['server_cpu_ms_per_case']:6.1f} ms/case  SQL {f['sql_statements_per_case']}"
+                      f"/case  load {f['load_average_1m_before']:.2f}→{f['load_average_1m_after']:.2f}", flush=True)
+        except (FlowBroken, RuntimeError, httpx.HTTPError) as exc:
+            raise FlowBroken(f"{exc}\nlast lines of the hub's log:\n{server.tail(30)}") from exc
+        finally:
+            server.stop()
+    each = [r.figures() for r in rounds]
+    return {
+        **{key: round(statistics.median(f[key] for f in each), 2) for key in each[0]},
+        "cases_per_round": per_round, "concurrency": args.http_concurrency, "workers": args.http_workers,
+        "requests_per_case": rounds[0].requests // rounds[0].cases, "rounds": each,
+    }
+
+
+def _item_code(base_url: str) -> str:
+    response = httpx.get(f"{base_url}/api/v1/items", params={"q": JOINT_ITEM_KEY, "limit": 100},
+                         timeout=HTTP_TIMEOUT_S)
+    response.raise_for_status()
+    for item in response.json()["items"]:
+        if item["key"] == JOINT_ITEM_KEY:
+            return str(item["code"])
+    raise FlowBroken(f"http: the seeded catalogue has no item {JOINT_ITEM_KEY!r}")
 
 
 # --- the command --------------------------------------------------------------------------------------------
@@ -331,9 +534,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per side, at least 3 (default 3)")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the figures to this file")
     parser.add_argument("--no-http", action="store_true", help="skip the end-to-end part over HTTP")
-    parser.add_argument("--http-cases", type=int, default=200, help="joint cases over HTTP per round (default 200)")
-    parser.add_argument("--http-concurrency", type=int, default=8,
-                        help="joint cases in flight over HTTP (default 8)")
+    parser.add_argument("--http-cases", type=int, default=100, help="joint cases over HTTP per round (default 100)")
+    parser.add_argument("--http-concurrency", type=int, default=4,
+                        help="joint cases in flight over HTTP, each with its four branches at once (default 4)")
+    parser.add_argument("--http-workers", type=int, default=1, help="uvicorn workers of the hub (default 1)")
     parser.add_argument("--database-url", default="postgresql+psycopg://hub_test:hub_test@127.0.0.1:5432/hub_test",
                         help="PostgreSQL server for the HTTP part; its role needs CREATEDB")
     args = parser.parse_args(argv)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from functools import cache
 from importlib import resources
 
@@ -19,6 +20,10 @@ _FILE_NAME = re.compile(r"^(?P<id>[a-z][a-z0-9_-]{0,63})\.v(?P<version>[1-9][0-9
 
 # Ids being loaded right now: a parallel block whose branches lead back to it would recurse forever.
 _loading: set[str] = set()
+# One load at a time (re-entrant: a parent loads its branches' definitions inside its own load). Without it,
+# a server's threads asking for a definition at once saw each other's load in ``_loading`` and failed it as
+# a cycle.
+_load_lock = threading.RLock()
 
 
 class UnknownDefinition(KeyError):
@@ -52,14 +57,15 @@ def _files() -> frozenset[str]:
 
 @cache
 def _load(workflow_id: str) -> WorkflowDefinition:
-    if workflow_id in _loading:
-        raise DefinitionError("/parallel", f"workflow {workflow_id!r} is a branch of itself")
-    _loading.add(workflow_id)
-    try:
-        text = resources.files(PACKAGE).joinpath(f"{workflow_id}.json").read_text("utf-8")
-        definition = load_definition(json.loads(text), resolve=get_definition)
-    finally:
-        _loading.discard(workflow_id)
+    with _load_lock:
+        if workflow_id in _loading:
+            raise DefinitionError("/parallel", f"workflow {workflow_id!r} is a branch of itself")
+        _loading.add(workflow_id)
+        try:
+            text = resources.files(PACKAGE).joinpath(f"{workflow_id}.json").read_text("utf-8")
+            definition = load_definition(json.loads(text), resolve=get_definition)
+        finally:
+            _loading.discard(workflow_id)
     if definition.workflow_id != workflow_id:
         raise DefinitionError(
             "/id", f"file {workflow_id}.json declares {definition.workflow_id!r}; id and version must match"

@@ -444,7 +444,8 @@ async def http_round(server: Any, desk: Desk, steps: list[Step], bodies: list[by
         async def worker() -> None:
             nonlocal requests
             for body in pending:
-                requests += await case.run(body)
+                made = await case.run(body)  # not `requests += await …`: that reads `requests` before the await
+                requests += made
 
         load_before, cpu_before, sql_before = os.getloadavg()[0], server.cpu_seconds(), server.statements()
         started = time.perf_counter()

@@ -1,8 +1,11 @@
 """Joint approvals per second through the hub's workflow engine, beside SpiffWorkflow running the same flow.
 
-    .venv/bin/python -m bench.workflow [--seconds 3] [--rounds 3] [--json PATH]
-                                       [--http-cases 200] [--http-concurrency 8] [--database-url URL]
-                                       [--no-http]
+    .venv/bin/python -m bench.workflow [--seconds 3] [--rounds 3] [--json PATH] [--no-http]
+                                       [--http-cases 100] [--http-concurrency 4] [--http-workers 1]
+                                       [--database-url URL]
+
+SpiffWorkflow comes with the ``bench`` extra (``.venv/bin/pip install -e '.[bench]'``; scripts/bootstrap.sh
+installs it).
 
 What one run does:
 
@@ -20,13 +23,17 @@ What one run does:
    string and the next step starts from that string — the same 14 steps, in the same order.
 3. Rounds alternate (engine, Spiff, Spiff, engine, …; ``--rounds``, at least 3); each side runs whole
    approvals for at least ``--seconds`` per round. Prints each side's median rate (approvals/s), CPU and wall
-   time per step, the size of one stored state, the ratio engine/Spiff (median of the rounds' ratios) and the
-   1-minute load average before and after each round.
+   time per step, the size of one stored state, the ratio engine/Spiff (median of the rounds' ratios; also by
+   CPU time per approval, which a busy machine disturbs less) and the 1-minute load average before and after
+   each round.
 4. **Over HTTP on PostgreSQL** (unless ``--no-http``): a fresh database (like ``bench.submit``: created from
-   ``--database-url``, migrated, seeded), a real ``hub api`` process, then ``--http-cases`` joint cases at
-   ``--http-concurrency``: the applicant submits, the lead intake officer accepts, each branch's officers act on
-   their branch (pre-review, review, grant), the lead department completes; prints joint cases per second and
-   requests per second.
+   ``--database-url``, migrated, seeded; dropped afterwards), the hub served by uvicorn as ``hub api`` serves it
+   (``bench.hub_app``, ``--http-workers``), the officers signed in once; then a warm-up and ``--rounds`` rounds
+   of ``--http-cases`` joint cases, ``--http-concurrency`` in flight: the applicant submits, the lead
+   department's intake officer accepts and reads the four branch numbers off the case's view, each branch's
+   department pre-reviews, reviews and grants its own branch (the four at once), the lead department completes
+   — 16 requests per case, every answer checked. Prints the median joint cases/s, requests/s, the server's CPU
+   and SQL statements per case, and the load average.
 
 ``--json PATH`` writes every figure, with the engine's rate over SpiffWorkflow's under ``ratio``. The target is a
 ratio of at least 10; the benchmark says whether it is met and exits 0 either way (1 only when a flow does not

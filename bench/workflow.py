@@ -120,10 +120,11 @@ class EngineFlow:
 
     name = "engine"
 
-    def __init__(self, steps: list[Step]) -> None:
+    def __init__(self, steps: list[Step], *, store: bool = True) -> None:
         from workflow.calendar import WorkingCalendar
 
         self.steps = steps
+        self.store = store
         self.calendar = WorkingCalendar()
         self.calendar.is_working_day(TODAY)  # warm the calendar's cache outside the measurement
 
@@ -131,6 +132,8 @@ class EngineFlow:
         """One approval from start to completion; returns its last stored state."""
         from workflow.process import Process, advance, start
 
+        if not self.store:
+            return self._in_memory()
         stored = json.dumps(start(WORKFLOW_ID, statutory_limit_days=STATUTORY_LIMIT_DAYS,
                                   promised_limit_days=PROMISED_LIMIT_DAYS).to_json())
         for step in self.steps:
@@ -140,6 +143,16 @@ class EngineFlow:
             )
             stored = json.dumps(outcome.process.to_json())
         return stored
+
+    def _in_memory(self) -> str:
+        """``--in-memory``: the process object goes from step to step, never stored."""
+        from workflow.process import advance, start
+
+        process = start(WORKFLOW_ID, statutory_limit_days=STATUTORY_LIMIT_DAYS, promised_limit_days=PROMISED_LIMIT_DAYS)
+        for step in self.steps:
+            process = advance(process, step.action, actor="officer", roles=step.roles, opinion=OPINION, today=TODAY,
+                              calendar=self.calendar, branch=step.branch).process
+        return process.state
 
     def check(self) -> str:
         """Run one approval and check it ends completed with every branch granted and the join fired once."""
@@ -162,6 +175,8 @@ class EngineFlow:
         not_granted = {name: b.state for name, b in process.branches.items() if b.state != "granted"}
         if len(process.branches) != 4 or not_granted:
             problems.append(f"branches {dict((n, b.state) for n, b in process.branches.items())!r}")
+        if self._in_memory() != "completed":
+            problems.append("in memory, the approval does not end completed")
         if problems:
             raise FlowBroken(f"engine: {'; '.join(problems)}")
         return json.dumps(process.to_json())
@@ -175,7 +190,8 @@ class SpiffFlow:
 
     name = "spiff"
 
-    def __init__(self, steps: list[Step]) -> None:
+    def __init__(self, steps: list[Step], *, store: bool = True) -> None:
+        self.store = store
         try:
             from SpiffWorkflow.bpmn import BpmnWorkflow
             from SpiffWorkflow.bpmn.parser import BpmnParser
@@ -208,6 +224,9 @@ class SpiffFlow:
         raise FlowBroken(f"spiff: user task {task_name!r} is not ready")
 
     def run_one(self) -> str:
+        return self._stored() if self.store else self._in_memory()
+
+    def _stored(self) -> str:
         workflow = self.workflow_class(self.spec)
         workflow.do_engine_steps()
         stored = self.serializer.serialize_json(workflow)
@@ -217,9 +236,18 @@ class SpiffFlow:
             stored = self.serializer.serialize_json(workflow)
         return stored
 
+    def _in_memory(self) -> str:
+        """``--in-memory``: one workflow object from step to step, never serialised."""
+        workflow = self.workflow_class(self.spec)
+        workflow.do_engine_steps()
+        for step in self.steps:
+            self._take(workflow, step.bpmn_task)
+        return "completed" if workflow.is_completed() else "not completed"
+
     def check(self) -> str:
-        stored = self.run_one()
-        if not self.serializer.deserialize_json(stored).is_completed():
+        """Run one approval both ways; each must end with the workflow completed. Returns the stored state."""
+        stored = self._stored()
+        if not self.serializer.deserialize_json(stored).is_completed() or self._in_memory() != "completed":
             raise FlowBroken("spiff: the workflow is not completed after the last step")
         return stored
 
@@ -286,7 +314,8 @@ def median_figures(rounds: list[Round]) -> dict[str, float]:
 
 def run_engine_vs_spiff(args: argparse.Namespace) -> dict[str, Any]:
     steps = joint_steps()
-    engine, spiff = EngineFlow(steps), SpiffFlow(steps)
+    store = not args.in_memory
+    engine, spiff = EngineFlow(steps, store=store), SpiffFlow(steps, store=store)
     stored = {"engine": engine.check(), "spiff": spiff.check()}
     for flow in (engine, spiff):  # warm-up: imports, caches, the allocator
         measure(flow, min(0.5, args.seconds))
@@ -307,7 +336,7 @@ def run_engine_vs_spiff(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "flow": {
             "workflow_id": WORKFLOW_ID, "bpmn": BPMN_FILE.name, "steps_per_approval": len(steps),
-            "stored_states_per_approval": len(steps) + 1,
+            "stored_after_every_step": store, "stored_states_per_approval": len(steps) + 1 if store else 0,
             "steps": [f"{s.branch or 'parent'}:{s.action}" for s in steps],
         },
         "engine": {**median_figures(by_side["engine"]), "stored_state_bytes": len(stored["engine"].encode())},
@@ -546,6 +575,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per side, at least 3 (default 3)")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the figures to this file")
     parser.add_argument("--no-http", action="store_true", help="skip the end-to-end part over HTTP")
+    parser.add_argument("--in-memory", action="store_true",
+                        help="compare the two engines alone: no state stored between steps (not the target's setting)")
     parser.add_argument("--http-cases", type=int, default=100, help="joint cases over HTTP per round (default 100)")
     parser.add_argument("--http-concurrency", type=int, default=4,
                         help="joint cases in flight over HTTP, each with its four branches at once (default 4)")

@@ -59,3 +59,15 @@ def test_fewer_than_three_rounds_is_refused() -> None:
         bench.main(["--rounds", "2", "--no-http"])
 
     assert exit_.value.code == 2
+
+
+def test_in_memory_compares_the_engines_without_storing_between_steps(tmp_path: Path) -> None:
+    pytest.importorskip("SpiffWorkflow")
+    out = tmp_path / "figures.json"
+
+    code = bench.main(["--seconds", "0.01", "--no-http", "--in-memory", "--json", str(out)])
+
+    figures = json.loads(out.read_text(encoding="utf-8"))
+    assert code == 0
+    assert figures["flow"]["stored_after_every_step"] is False
+    assert figures["ratio"] > 0

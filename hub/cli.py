@@ -326,10 +326,12 @@ def calendar_load(notice: Annotated[Path, typer.Argument(help="holiday notice JS
         data = json.loads(notice.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         _fail(f"{notice} is not a UTF-8 JSON document: {exc}")
-    engine = make_engine(get_settings().resolved_database_url())
+    settings = get_settings()
+    engine = make_engine(settings.resolved_database_url())
     with unit_of_work(make_session_factory(engine)) as session:
-        days = load_notice(session, notice=data, now=SystemClock().now())
-    console.print(f"[green]loaded[/] {days} days for {data.get('year')}")
+        loaded = load_notice(session, notice=data, now=SystemClock().now(), audit_key=settings.audit_key)
+    console.print(f"[green]loaded[/] {loaded.days} days for {data.get('year')}; "
+                  f"deadlines recomputed on {len(loaded.recomputed)} open cases")
 
 
 @calendar_app.command("show")

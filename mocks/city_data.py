@@ -105,5 +105,6 @@ OPINIONS: dict[str, tuple[str, ...]] = {
     "complete": ("已办结，证照已通过邮政送达。", "已办结，申请人窗口领取。"),
     "withdraw": ("申请人主动撤回申请。",),
 }
-SPECIAL_PROCEDURES = (("专家评审", "需组织专家对技术方案进行评审"), ("现场勘验", "需现场勘验核实"),
-                      ("听证", "申请人申请听证"), ("公示", "依法公示"))
+# Administrative Licensing Law Art. 45's kinds only: the hub applies each as a suspension of the case's clock.
+SPECIAL_PROCEDURES = (("专家评审", "需组织专家对技术方案进行评审"), ("现场检测", "需现场检测核实"),
+                      ("听证", "申请人申请听证"), ("鉴定", "需对样品进行鉴定"))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+from bisect import bisect_left
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -60,6 +61,9 @@ class WorkingCalendar:
         self._override_years = frozenset(day.year for day in self._overrides)
         # Warn once per year, not once per call: a deadline scan asks thousands of times.
         self._warned_years: set[int] = set()
+        # Per year, working days counted from 1 January: the calendar never changes once built (a
+        # loaded notice makes a new one), so day counts are looked up instead of walked day by day.
+        self._counts: dict[int, list[int]] = {}
 
     def is_working_day(self, day: date) -> bool:
         _require_day(day, "day")
@@ -92,25 +96,42 @@ class WorkingCalendar:
             raise TypeError(f"days must be an int, got {type(days).__name__}")
         if days < 0:
             raise ValueError(f"days must not be negative, got {days}")
-        day = start
-        remaining = days
-        while remaining:
-            day += _ONE_DAY
-            if self.is_working_day(day):
-                remaining -= 1
-        return day
+        if days == 0:
+            return start
+        year = start.year
+        counts = self._year_counts(year)
+        # Working days of ``year`` already behind us; the wanted day is the first reaching this count.
+        wanted = counts[_day_index(start)] + days
+        while wanted > counts[-1]:
+            wanted -= counts[-1]
+            year += 1
+            counts = self._year_counts(year)
+        return date(year, 1, 1) + timedelta(days=bisect_left(counts, wanted))
 
     def working_days_between(self, start: date, end: date) -> int:
         """Number of working days d with start < d <= end (0 when end <= start)."""
         _require_day(start, "start")
         _require_day(end, "end")
-        count = 0
-        day = start + _ONE_DAY
-        while day <= end:
-            if self.is_working_day(day):
-                count += 1
-            day += _ONE_DAY
-        return count
+        if end <= start:
+            return 0
+        before = self._year_counts(start.year)[_day_index(start)]
+        through = self._year_counts(end.year)[_day_index(end)]
+        whole_years = sum(self._year_counts(year)[-1] for year in range(start.year, end.year))
+        return whole_years + through - before
+
+    def _year_counts(self, year: int) -> list[int]:
+        """counts[i]: working days from 1 January of ``year`` through its i-th day (0-based)."""
+        counts = self._counts.get(year)
+        if counts is None:
+            counts = []
+            total = 0
+            day = date(year, 1, 1)
+            while day.year == year:
+                total += self.is_working_day(day)
+                counts.append(total)
+                day += _ONE_DAY
+            self._counts[year] = counts
+        return counts
 
     def _warn_fallback(self, year: int) -> None:
         if year in self._warned_years:
@@ -122,6 +143,10 @@ class WorkingCalendar:
             year,
             year,
         )
+
+
+def _day_index(day: date) -> int:
+    return day.timetuple().tm_yday - 1
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,7 @@ SPECIAL_PROCEDURES: Mapping[str, str] = {
 }
 
 # An application received after this time of a working day counts as received on the next working day
-# (the documented rule for applications submitted outside working hours, docs/workflows.md).
+# (the documented rule for applications submitted outside working hours, docs/time-rules.md).
 END_OF_WORKING_DAY = time(17, 0)
 
 

@@ -3,11 +3,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from hub.auth.service import require_role
 from hub.calendar import service
-from hub.deps import NowDep, OfficerDep, SessionDep
+from hub.deps import NowDep, OfficerDep, SessionDep, SettingsDep
 from hub.problems import problem_responses
 
 router = APIRouter(prefix="/api/v1/calendar", tags=["calendar"])
@@ -30,6 +30,8 @@ class YearOut(BaseModel):
 class NoticeLoaded(BaseModel):
     year: int
     days: int
+    recomputed: list[str] = Field(description="tracking numbers of the open cases whose deadlines the notice changed "
+                                              "(each got a `deadline_recomputed` event with the old and new dates)")
 
 
 @router.get("/{year}", response_model=YearOut, responses=problem_responses(422))
@@ -48,9 +50,13 @@ def load_notice(
         "holidays": [{"name": "元旦", "from": "2027-01-01", "to": "2027-01-03"}],
         "workdays": [{"name": "春节调休", "date": "2027-02-07"}],
     }])],
-    session: SessionDep, officer: OfficerDep, now: NowDep,
+    session: SessionDep, officer: OfficerDep, now: NowDep, settings: SettingsDep,
 ) -> NoticeLoaded:
-    """Load a year's State Council holiday notice (administrators)."""
+    """Load a year's State Council holiday notice (administrators).
+
+    The deadlines of every open case whose working days the notice changes are recomputed from the case's
+    recorded facts (acceptance, limits, extension, suspensions; Art. 82); each change is an event
+    `deadline_recomputed` on the case with the old and new dates, and a `case.deadline_recomputed.v1` message."""
     require_role(officer, ["admin"])
-    days = service.load_notice(session, notice=notice, now=now)
-    return NoticeLoaded(year=int(notice["year"]), days=days)
+    loaded = service.load_notice(session, notice=notice, now=now, audit_key=settings.audit_key)
+    return NoticeLoaded(year=int(notice["year"]), days=loaded.days, recomputed=loaded.recomputed)

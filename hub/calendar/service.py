@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
@@ -25,8 +26,15 @@ def _read_calendar(session: Session) -> WorkingCalendar:
     return WorkingCalendar({day: working for day, working in rows})
 
 
-def load_notice(session: Session, *, notice: dict[str, Any], now: datetime) -> int:
-    """Replace one year's overrides with those of a holiday notice; returns the day count."""
+@dataclass(frozen=True)
+class LoadedNotice:
+    days: int  # overrides loaded
+    recomputed: list[str]  # tracking numbers of the open cases whose deadlines changed
+
+
+def load_notice(session: Session, *, notice: dict[str, Any], now: datetime, audit_key: str) -> LoadedNotice:
+    """Replace one year's overrides with those of a holiday notice, then recompute the deadlines of the open
+    cases the changed days reach (Art. 82: working days), each change recorded on its case."""
     try:
         entries = parse_notice(notice)
     except ValueError as exc:
@@ -34,6 +42,8 @@ def load_notice(session: Session, *, notice: dict[str, Any], now: datetime) -> i
     year = int(notice["year"])
     names = {e.day: e.name for e in entries}
     overrides = overrides_from_notice(entries)
+    # The days a notice loaded before for this year: replaced, so they may change too.
+    previous = list(session.scalars(select(CalendarOverride.day).where(extract("year", CalendarOverride.day) == year)))
     session.execute(
         delete(CalendarOverride).where(extract("year", CalendarOverride.day) == year)
     )
@@ -46,7 +56,16 @@ def load_notice(session: Session, *, notice: dict[str, Any], now: datetime) -> i
             )
         )
     session.flush()  # the engine hook marks the calendar stale: forgotten everywhere once this commits
-    return len(overrides)
+    # The notice's calendar as this transaction sees it (the process's cache still holds the old one).
+    calendar = _read_calendar(session)
+    changed_days = [*overrides, *previous]
+    if not changed_days:
+        return LoadedNotice(len(overrides), [])
+    from hub.cases.clock import recompute_open_deadlines  # hub.cases reads the calendar through this module
+
+    changed = recompute_open_deadlines(session, calendar=calendar, first=min(changed_days), last=max(changed_days),
+                                       now=now, audit_key=audit_key)
+    return LoadedNotice(len(overrides), [case.tracking_no for case in changed])
 
 
 def year_overview(session: Session, year: int) -> dict[str, Any]:

@@ -9,26 +9,28 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session
+
+from hub.cases import writes
 from hub.cases.models import Case
 from hub.clock import business_date
-from hub.errors import FieldError, Forbidden, HubError, ValidationFailed
+from hub.errors import FieldError, HubError, ValidationFailed
+from hub.outbox import service as outbox
 from workflow.calendar import WorkingCalendar
 from workflow.clock import (
-    LAW_LIMITS,
     LEGAL_BASIS_EXTENSION,
     LEGAL_BASIS_NOTICE,
     LEGAL_BASIS_SPECIAL,
     SPECIAL_PROCEDURES,
-    SUPPLEMENT,
     ClockFacts,
-    Handling,
     Suspension,
+    intake_deadline,
 )
 from workflow.definition import WorkflowDefinition
-from workflow.errors import RoleNotAllowed
 from workflow.timelimits import allocate_step_deadlines
 
 
@@ -55,6 +57,9 @@ def store(case: Case, facts: ClockFacts, *, calendar: WorkingCalendar, today: da
     case.suspensions = [s.to_json() for s in facts.suspensions]
     open_suspension = facts.open_suspension
     case.suspended_since = open_suspension.started_on if open_suspension is not None else None
+    # While the clock stands still the stored deadlines are those of the day it stopped (the views compute
+    # today's; supervision reads ``suspended_since``): recomputing them on another day gives the same row.
+    today = open_suspension.started_on if open_suspension is not None else today
     case.suspended_working_days = facts.days_suspended(calendar, today)
     if facts.accepted_on is None:
         return
@@ -113,19 +118,12 @@ CLOCK_ACTIONS: Mapping[str, str] = {
     "start_special_procedure": "启动特别程序",
     "end_special_procedure": "结束特别程序",
 }
-CLOCK_ROLES: Mapping[str, frozenset[str]] = {
-    "extend": frozenset({"approver"}),  # Art. 42: the head of the agency approves the extension
-    "start_special_procedure": frozenset({"reviewer", "approver"}),
-    "end_special_procedure": frozenset({"reviewer", "approver"}),
-}
 _DATA_FIELDS: Mapping[str, frozenset[str]] = {
     "extend": frozenset(),
     "start_special_procedure": frozenset({"kind", "declared_days"}),
     "end_special_procedure": frozenset({"result"}),
 }
 MAX_DECLARED_DAYS = 365
-# While an Art. 45 procedure is open the clock stands still: only its end, or the applicant's withdrawal.
-ALLOWED_DURING_SPECIAL_PROCEDURE = frozenset({"end_special_procedure", "withdraw"})
 
 
 @dataclass(frozen=True)
@@ -155,7 +153,7 @@ def checked_request(action: str, *, opinion: str | None, data: Mapping[str, Any]
     kind = declared = result = None
     if action == "start_special_procedure":
         kind = data.get("kind")
-        if kind not in SPECIAL_PROCEDURES:
+        if not isinstance(kind, str) or kind not in SPECIAL_PROCEDURES:
             allowed = "、".join(f"{key}（{name}）" for key, name in SPECIAL_PROCEDURES.items())
             errors.append(FieldError("data.kind", "special_procedure_kind",
                                      f"特别程序种类须为以下之一：{allowed}（{LEGAL_BASIS_SPECIAL}）"))
@@ -172,74 +170,6 @@ def checked_request(action: str, *, opinion: str | None, data: Mapping[str, Any]
     if errors:
         raise ValidationFailed(errors)
     return ClockRequest(action, reason, kind, declared, result)
-
-
-def handling_of(case: Case, definition: WorkflowDefinition | None) -> Handling:
-    """Joint handling (Art. 26: 45 days, extended by 15) for a joint case and each of its branches."""
-    if case.parent_id is not None or getattr(definition, "parallel", None) is not None:
-        return "joint"
-    return "single"
-
-
-@dataclass(frozen=True)
-class ClockChange:
-    """What a clock action did: the new facts (stored on the row) and the event's data."""
-
-    facts: ClockFacts
-    data: dict[str, Any]
-
-
-def clock_action(case: Case, request: ClockRequest, *, roles: frozenset[str], calendar: WorkingCalendar,
-                 today: date, handling: Handling) -> ClockChange:
-    """Apply one clock action to the case's facts; raises the hub's errors (403 role, 409 rule, citing
-    the article). The state does not change. (The engine's ``advance`` takes this over for joint cases.)"""
-    action = request.action
-    if not roles & CLOCK_ROLES[action]:
-        raise Forbidden(str(RoleNotAllowed(action, CLOCK_ROLES[action], action_label=CLOCK_ACTIONS[action])))
-    facts = facts_of(case)
-    if facts.accepted_on is None or case.decided_at is not None or case.completed_at is not None:
-        raise _conflict("clock-not-running", "clock_running",
-                        f"办件未处于法定办理期限内（未受理或已作出决定），不能「{CLOCK_ACTIONS[action]}」")
-    old = deadlines_of(case)
-    data: dict[str, Any] = request.data()
-    if action == "extend":
-        if facts.extension_days:
-            raise _conflict("already-extended", "once_per_case",
-                            f"办理期限只能延长一次，本件已延长{facts.extension_days}个工作日（{LEGAL_BASIS_EXTENSION}）")
-        days = LAW_LIMITS[handling][1]
-        facts = facts.extend(days)
-        data.update(days=days, handling=handling, legal_basis=LEGAL_BASIS_EXTENSION)
-    elif action == "start_special_procedure":
-        open_now = facts.open_suspension
-        if open_now is not None:
-            what = SPECIAL_PROCEDURES.get(open_now.kind, "补正")
-            raise _conflict("special-procedure-open", "clock_running",
-                            f"办理期限已中止（{what}，自{open_now.started_on.isoformat()}起），不能再启动特别程序")
-        assert request.kind is not None
-        facts = facts.suspend(Suspension(kind=request.kind, started_on=today, reason=request.reason or "",
-                                         declared_days=request.declared_days))
-        data.update(label=SPECIAL_PROCEDURES[request.kind], legal_basis=LEGAL_BASIS_SPECIAL)
-    else:
-        open_now = facts.open_suspension
-        if open_now is None or open_now.kind == SUPPLEMENT:
-            raise _conflict("no-special-procedure", "special_procedure_open", "本件没有进行中的特别程序")
-        facts = facts.resume(today)
-        closed = facts.suspensions[-1]
-        data.update(kind=closed.kind, label=SPECIAL_PROCEDURES[closed.kind], started_on=closed.started_on.isoformat(),
-                    working_days=closed.working_days(calendar, today), legal_basis=LEGAL_BASIS_SPECIAL)
-    data["old"] = old
-    return ClockChange(facts, data)
-
-
-def refuse_during_special_procedure(case: Case, action: str) -> None:
-    """Art. 45: while a special procedure is open, nothing but its end (or the applicant's withdrawal)."""
-    if action in ALLOWED_DURING_SPECIAL_PROCEDURE:
-        return
-    current = facts_of(case).open_suspension
-    if current is not None and current.kind != SUPPLEMENT:
-        raise _conflict("special-procedure-open", "special_procedure_open",
-                        f"特别程序（{SPECIAL_PROCEDURES[current.kind]}）进行中，办理期限中止，只能结束特别程序"
-                        f"（{LEGAL_BASIS_SPECIAL}）")
 
 
 def _conflict(slug: str, rule: str, message: str) -> HubError:
@@ -268,9 +198,69 @@ def check_intake_notice(case: Case, action: str, *, step: str | None, today: dat
         )
 
 
-def acceptance_day(case: Case, today: date) -> date:
-    """The day the clock starts at ``accept``: today, or — accepted after the intake period without a notice —
-    the day the materials were received (Art. 32: it counts as accepted that day)."""
-    if intake_is_late(case, today) and case.received_on is not None:
-        return case.received_on
-    return today
+def engine_data(case: Case, action: str, *, opinion: str | None, data: Mapping[str, Any] | None,
+                definition: WorkflowDefinition, today: date) -> dict[str, Any] | None:
+    """What the hub tells the engine (workflow.process.advance) with ``action``, after the time rules it
+    checks first: a clock action's data, checked field by field (422, the same for REST and SOAP); a supplement
+    notice at intake after its period refused (409, Art. 32); a late acceptance dated the day the application
+    was received (Art. 32). Nothing a caller sends reaches the engine for other actions (an officer does not
+    choose the acceptance day)."""
+    if action in CLOCK_ACTIONS:
+        return checked_request(action, opinion=opinion, data=data).data()
+    step = next((t.step for t in definition.transitions if t.source == case.state and t.action == action), None)
+    check_intake_notice(case, action, step=step, today=today)
+    if action == "accept" and intake_is_late(case, today) and case.received_on is not None:
+        return {"accepted_on": case.received_on.isoformat()}
+    return None
+
+
+# --- a holiday notice loaded: open deadlines recomputed -----------------------------------------------
+
+RECOMPUTED = "deadline_recomputed"
+SYSTEM_ACTOR = ("system", "hub", "系统")  # as hub/cases/service.py records the engine's own steps
+RECOMPUTED_NOTE = "国务院节假日安排公布后，按工作日重新计算期限（行政许可法第八十二条）"
+
+
+def recompute_open_deadlines(session: Session, *, calendar: WorkingCalendar, first: date, last: date,
+                             now: datetime, audit_key: str) -> list[Case]:
+    """Recompute from their facts the deadlines of every open case whose counting window meets the changed
+    days [first, last], with ``calendar`` (the notice loaded); each case whose deadlines change gets a
+    ``deadline_recomputed`` event (system actor, data {"old", "new"}) and an outbox message.
+
+    Open: not yet decided (a decided case's deadlines are the record its timeliness is judged by) and handled
+    here (a partner platform's record brings its own). A window ending before ``first`` or starting after
+    ``last`` cannot change."""
+    from hub.cases import service  # the case service imports this module
+
+    rows = session.scalars(select(Case).where(
+        Case.decided_at.is_(None), Case.completed_at.is_(None), Case.origin != "partner",
+        or_(and_(Case.accepted_on.is_not(None), Case.accepted_on <= last, Case.statutory_deadline >= first),
+            and_(Case.accepted_on.is_(None), Case.received_on.is_not(None), Case.received_on <= last,
+                 Case.intake_deadline >= first)),
+    ).order_by(Case.id)).unique().all()
+    today = business_date(now)
+    changed = []
+    for case in rows:
+        old = {**deadlines_of(case), "step_deadlines": dict(case.step_deadlines or {})}
+        if case.accepted_on is None:
+            assert case.received_on is not None
+            case.intake_deadline = intake_deadline(calendar, case.received_on)
+        else:
+            store(case, facts_of(case), calendar=calendar, today=today, definition=service.definition_for(case))
+        new = {**deadlines_of(case), "step_deadlines": dict(case.step_deadlines or {})}
+        if new == old:
+            continue
+        case.updated_at = now
+        kind, actor_id, name = SYSTEM_ACTOR
+        writes.append_step(session, case, writes.NewEvent(
+            action=RECOMPUTED, from_state=case.state, to_state=case.state, actor_type=kind, actor_id=actor_id,
+            actor_name=name, occurred_at=now, opinion=RECOMPUTED_NOTE,
+            data={"old": old, "new": new},
+        ), key=audit_key)
+        session.add(outbox.message(
+            event_type=f"case.{RECOMPUTED}.v1", region_code=case.region_code,
+            payload={**service.case_event_payload(case), "old": old, "new": new}, occurred_at=now,
+            correlation_id=case.tracking_no,
+        ))
+        changed.append(case)
+    return changed

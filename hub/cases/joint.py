@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from hub.auth.models import Officer
 from hub.cases.models import Case, CaseEvent
@@ -31,6 +31,7 @@ from hub.errors import Conflict
 from hub.org.models import Department
 from hub.org.service import department_by_key
 from workflow.definition import WorkflowDefinition
+from workflow.registry import get_definition, workflow_ids
 
 DENIED = "denied"
 
@@ -80,6 +81,29 @@ def branches_of(session: Session, parent: Case) -> list[Case]:
 
 def parent_of(session: Session, case: Case) -> Case | None:
     return session.get(Case, case.parent_id) if case.parent_id is not None else None
+
+
+def branch_on_hold(case: Case) -> bool:
+    """A branch whose parent is not in its parallel state takes no action: the joint case waits for the
+    applicant's supplement (every clock stopped) or has ended. Read through the branch's own session."""
+    if case.parent_id is None:
+        return False
+    session = object_session(case)
+    parent = session.get(Case, case.parent_id) if session is not None else None
+    if parent is None:
+        return False
+    parallel = get_definition(parent.workflow_id).parallel
+    return parallel is None or parent.state != parallel.state
+
+
+def parallel_states() -> set[str]:
+    """The parallel states of every definition: where a parent lets its branches act."""
+    states = set()
+    for workflow_id in workflow_ids():
+        parallel = get_definition(workflow_id).parallel
+        if parallel is not None:
+            states.add(parallel.state)
+    return states
 
 
 # --- who may see a branch ---------------------------------------------------------------------------

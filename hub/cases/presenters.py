@@ -40,6 +40,7 @@ def receipt(case: Case, query_code: str, session: Session | None = None) -> Appl
         department=case.department.key,
         department_name=case.department.name,
         submitted_at=case.submitted_at,
+        received_on=case.received_on,
         intake_deadline=case.intake_deadline,
         materials=[MaterialRequest(
             key=m["key"], name=m["name"], form=m["form"], count=m["count"],
@@ -62,21 +63,15 @@ def step_out(event: CaseEvent, definition: WorkflowDefinition, *, public: bool) 
     )
 
 
-# Steps the hub records that are not transitions of the case's own definition: what the applicant, a partner
-# record or the system did, the law's clock actions, and what a joint case's branch records of its parent
-# (the merged notice, the suspension spread over every branch).
+# Steps the hub records that are not transitions of the case's own definition: what the applicant or a partner
+# record did and the law's clock actions (a joint case's own steps: service.STEP_LABELS).
 _HUB_ACTION_LABELS = {
     "submit": "提交申请",
     "verify_manually": "人工核验申请人身份",
     "update_record": "更新办件信息",  # a partner record changed the case without a new step (hub/exchange)
-    "open_branch": "分送部门并联审批",
-    "notify_supplement": "合并告知补正",
     "extend": "延长办理期限",
     "start_special_procedure": "启动特别程序",
     "end_special_procedure": "结束特别程序",
-    "clock_suspended": "办理时限中止计算",
-    "clock_resumed": "办理时限恢复计算",
-    "clock_changed": "办理时限调整",
     "deadline_recomputed": "办理期限重新计算",
 }
 
@@ -85,7 +80,7 @@ def _action_label(definition: WorkflowDefinition, action: str) -> str:
     for transition in definition.transitions:
         if transition.action == action:
             return transition.label
-    return _HUB_ACTION_LABELS.get(action, action)
+    return service.STEP_LABELS.get(action) or _HUB_ACTION_LABELS.get(action, action)
 
 
 def _actor_text(event: CaseEvent, *, public: bool) -> str:
@@ -169,7 +164,10 @@ def officer_view(session: Session, case: Case, officer: Officer, today: date) ->
         applicant_id_type=case.applicant_id_type,
         applicant_phone=case.applicant_phone,
         form=progress.branch_form(case),  # a branch's department sees its part of the form only
+        received_on=case.received_on,
         intake_deadline=case.intake_deadline,
+        extension_days=case.extension_days or 0,
+        suspensions=list(case.suspensions or ()),
         step_deadlines=case.step_deadlines,
         suspended_working_days=case.suspended_working_days,
         working_days_left=left,

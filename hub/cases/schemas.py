@@ -57,7 +57,11 @@ class ApplicationReceipt(BaseModel):
     department: str
     department_name: str
     submitted_at: datetime
-    intake_deadline: date | None
+    received_on: date | None = Field(
+        default=None, description="the working day the application counts as received: after 17:00, on a weekend "
+                                  "or a holiday, the next working day (docs/time-rules.md)")
+    intake_deadline: date | None = Field(description="the last day for the intake decision or the one supplement "
+                                                     "notice: 5 working days after receipt (Art. 32)")
     materials: list[MaterialRequest]
     verification: VerificationSummary = Field(
         default="none", description="registry checks of the applicant: verified, failed, pending (re-verified "
@@ -162,7 +166,11 @@ class CaseOut(StatusOut):
     applicant_id_type: str
     applicant_phone: str | None
     form: dict[str, Any]
+    received_on: date | None
     intake_deadline: date | None
+    extension_days: int = Field(description="the one Art. 42 extension granted, in working days (0: none)")
+    suspensions: list[dict[str, Any]] = Field(description="every stop of the clock: kind (supplement or an Art. 45 "
+                                                          "procedure), reason, declared_days, started_on, ended_on")
     step_deadlines: dict[str, Any]
     suspended_working_days: int
     working_days_left: int | None

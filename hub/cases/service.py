@@ -9,7 +9,7 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from adapters.registries import Registries
 from hub.auth.models import Officer
@@ -72,6 +72,9 @@ EVENT_NAMES = {
 # The system actor: what the engine does by itself (a join, the merged notice, a withdrawal's cascade).
 SYSTEM_ID, SYSTEM_NAME = "hub", "系统"
 DECISIONS = {"granted", "denied"}
+# Labels of the steps the hub records beside the definitions' transitions (timelines, disclosure).
+STEP_LABELS = {"open_branch": "分送联办部门", "notify_supplement": "合并告知补正",
+               "clock_suspended": "暂停计时", "clock_resumed": "恢复计时", "clock_changed": "调整期限"}
 
 
 @dataclass(frozen=True)
@@ -232,10 +235,9 @@ def act(
 ) -> CaseEvent:
     """Apply one workflow action after checking the system of record and the department scope; the engine
     (workflow.process.advance) checks state, actor, role, the once-per-step rule, the opinion and the clock,
-    for a single case and for a joint case or one of its branches alike (the law's clock actions
-    ``extend``, ``start_special_procedure``, ``end_special_procedure`` with ``data`` included), and says what
-    follows (the branches opened at acceptance, the merged supplement notice, the join, a withdrawal's
-    cascade).
+    for a single case and for a joint case or one of its branches alike, and says what follows (the branches
+    opened at acceptance, the merged supplement notice, the join, a withdrawal's cascade). The clock actions
+    (``extend``, ``start_special_procedure``, ``end_special_procedure``) take ``data`` (hub/cases/clock.py).
 
     Returns the event of the action itself; what it triggered is recorded too, one event per step on the
     case it concerns. Every change to a case row happens before its event is appended: the event seals the
@@ -246,24 +248,19 @@ def act(
     family = joint.family_of(session, case, definition_for(case))
     calendar = load_calendar(session)
     today = business_date(now)
-    _check_intake_notice(case, action, today)
+    # The time rules the hub knows before the engine: a clock action's data checked field by field (officers
+    # only, never on a decided case); Art. 32 at intake, a late acceptance dated the day it was received.
+    if action in engine.CLOCK_ACTIONS:
+        data = _clock_request(case, actor, action, opinion, data)
+    else:
+        data = clock.engine_data(case, action, opinion=opinion, data=data, definition=definition_for(case),
+                                 today=today)
     before = _process_of(session, family, action)
-    # Art. 32: accepted after the intake period without a notice, the case counts as accepted on the day the
-    # materials were received (hub/cases/clock.py).
-    clock_day = clock.acceptance_day(case, today) if action == "accept" and family.name_of(case) is None else today
-    outcome = _advance(before, action, actor=actor, opinion=opinion, today=clock_day, calendar=calendar,
+    outcome = _advance(before, action, actor=actor, opinion=opinion, today=today, calendar=calendar,
                        branch=family.name_of(case), data=data)
     if action == "grant":
         verification.ensure_grantable(session, family.root)
     return _record(session, family, before, outcome, actor=actor, now=now, calendar=calendar, key=audit_key)[0]
-
-
-def _check_intake_notice(case: Case, action: str, today: date) -> None:
-    """Art. 32: a supplement notice at intake after its five working days is refused (hub/cases/clock.py)."""
-    if action != "request_supplement" or case.parent_id is not None:
-        return
-    steps = {t.action: t.step for t in definition_for(case).transitions if t.source == case.state}
-    clock.check_intake_notice(case, action, step=steps.get(action), today=today)
 
 
 def record_event(
@@ -307,14 +304,43 @@ def _advance(
         raise Conflict(str(exc), type_slug="action-not-available") from exc
 
 
+# The engine's time-rule refusals (workflow.errors.ClockError.rule) as the API's problems: type and rule, the
+# same over REST and SOAP as the clock's own checks (hub/cases/clock.py, docs/time-rules.md).
+CLOCK_PROBLEMS: dict[str, tuple[str, str]] = {
+    "already_extended": ("already-extended", "once_per_case"),
+    "clock_not_started": ("clock-not-running", "clock_running"),
+    "clock_stopped": ("clock-not-running", "clock_running"),
+    "clock_suspended": ("special-procedure-open", "clock_running"),
+    "special_procedure_open": ("special-procedure-open", "special_procedure_open"),
+    "no_special_procedure": ("no-special-procedure", "special_procedure_open"),
+    "branches_open": ("branches-open", "special_procedure_on_branch"),
+}
+CLOCK_FIELD_RULES = {"unknown_kind": "special_procedure_kind", "declared_days": "working_days_1_365",
+                     "result_required": "required"}
+
+
 def _clock_problem(exc: ClockError) -> HubError:
     """A time rule refused the action: bad input (a field named) is 422, the case's clock ruling it out 409."""
-    field = getattr(exc, "field", None)
-    rule = getattr(exc, "rule", None) or "clock_rule"
-    if field:
-        return ValidationFailed([FieldError(str(field), str(rule), str(exc))])
-    return HubError(detail=str(exc), title="时限规则", status=409, type_slug="clock-rule",
-                    errors=[FieldError("action", str(rule), str(exc))])
+    if exc.field:
+        return ValidationFailed([FieldError(exc.field, CLOCK_FIELD_RULES.get(exc.rule, exc.rule), str(exc))])
+    slug, rule = CLOCK_PROBLEMS.get(exc.rule, (exc.rule.replace("_", "-"), exc.rule))
+    return HubError(detail=str(exc), title="状态冲突", status=409, type_slug=slug,
+                    errors=[FieldError("action", rule, str(exc))])
+
+
+def _clock_request(case: Case, actor: Actor, action: str, opinion: str | None,
+                   data: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    """A clock action's ``data`` checked field by field before the engine sees it (422 naming each bad field,
+    hub/cases/clock.py); a decided case's clock counts no further. Other actions' data pass as given."""
+    if action not in engine.CLOCK_ACTIONS:
+        return data
+    if actor.kind != "officer":
+        raise Conflict(f"「{engine.CLOCK_ACTION_LABELS[action]}」只能由工作人员办理", type_slug="action-not-available")
+    request = clock.checked_request(action, opinion=opinion, data=data)
+    if case.decided_at is not None:
+        raise _clock_problem(ClockError(
+            f"办件已作出决定，办理期限不再计算，不能「{engine.CLOCK_ACTION_LABELS[action]}」", rule="clock_stopped"))
+    return request.data()
 
 
 def _process_of(session: Session, family: joint.Family, action: str) -> engine.Process:
@@ -369,13 +395,14 @@ def _record(
             _published(session, family, opened.case, "open_branch", now)
             continue
         row = family.row(move.branch)
+        data = texts.get(index) or _clock_event_data(move)
         if last[move.branch] == index:
-            changes = _settle(row, state, now=now, calendar=calendar, today=today)
+            old = clock.deadlines_of(row)
+            if _settle(row, state, now=now, calendar=calendar, today=today) or "new" in data:
+                # Every clock change records the deadlines as stored before and after it.
+                data.update(old=old, new=clock.deadlines_of(row))
         else:
-            row.state, row.updated_at, changes = move.to_state, now, {}
-        data = texts.get(index) or dict(move.data)
-        if changes and "new" not in data:
-            data["deadlines"] = changes  # the engine records clock changes; the stored deadlines moved besides
+            row.state, row.updated_at = move.to_state, now
         opinion = (move.opinion or "").strip() or None
         events.append(writes.append_step(session, row, _new_event(move, actor, opinion=opinion, data=data,
                                                                   now=now), key=key))
@@ -388,6 +415,17 @@ def _record(
     events.extend(_clock_only(session, family, before, after, moved=set(last), now=now, calendar=calendar,
                               key=key))
     return events
+
+
+def _clock_event_data(move: engine.Move) -> dict[str, Any]:
+    """A move's data; a clock action's also under the names the time rules' events use (docs/time-rules.md)."""
+    data = dict(move.data)
+    if move.action in engine.CLOCK_ACTIONS:
+        if "kind_label" in data:
+            data.setdefault("label", data["kind_label"])
+        if "days_suspended" in data:
+            data.setdefault("working_days", data["days_suspended"])
+    return data
 
 
 def _process_at(process: engine.Process, branch: str | None) -> engine.Process:
@@ -442,10 +480,11 @@ def _clock_only(
         if old is None or old.clock == new.clock:
             continue
         action = _clock_action(old, new)
-        changes = _settle(row, new, now=now, calendar=calendar, today=today)
+        stored = clock.deadlines_of(row)
+        _settle(row, new, now=now, calendar=calendar, today=today)
         events.append(writes.append_step(session, row, writes.NewEvent(
             action=action, from_state=row.state, to_state=row.state, actor_type="system", actor_id=SYSTEM_ID,
-            actor_name=SYSTEM_NAME, occurred_at=now, data={"deadlines": changes} if changes else {},
+            actor_name=SYSTEM_NAME, occurred_at=now, data={"old": stored, "new": clock.deadlines_of(row)},
         ), key=key))
         _published(session, family, row, action, now)
     return events
@@ -632,7 +671,7 @@ def officer_actions(
     case: Case, officer: Officer, taken: frozenset[tuple[str, str]] = frozenset()
 ) -> list[str]:
     """What the officer may do now; ``taken`` (from ``once_taken``) hides a used once-per-step action."""
-    if officer.department_id != case.department_id or case.origin == "partner":
+    if officer.department_id != case.department_id or case.origin == "partner" or joint.branch_on_hold(case):
         return []
     roles = set(officer.roles)
     return [
@@ -681,8 +720,12 @@ def work_queue(
             wanted.append(and_(Case.workflow_id == workflow_id, Case.state.in_(states)))
     if not wanted:
         return Page(0, offset, limit)
+    parent = aliased(Case)
+    # A branch acts only while its parent is in its parallel state (not while the applicant supplements).
+    acting = or_(Case.parent_id.is_(None), Case.parent_id.in_(
+        select(parent.id).where(parent.state.in_(sorted(joint.parallel_states())))))
     query = select(Case).where(
-        Case.department_id == officer.department_id, or_(*wanted), Case.origin != "partner"
+        Case.department_id == officer.department_id, or_(*wanted), Case.origin != "partner", acting
     )
     order = [func.coalesce(Case.deadline, Case.intake_deadline), Case.submitted_at, Case.id]
     return paginate(session, query, order_by=order, offset=offset, limit=limit)

@@ -114,7 +114,7 @@ class ItemWrite(Guide):
     national_reporting: bool = False
     applicant_types: list[ApplicantType] = Field(min_length=1)
     departments: list[DepartmentRef] = Field(default_factory=list, max_length=20)
-    workflow_id: str = Field(default="standard.v1", pattern=r"^[a-z][a-z0-9-]{0,59}\.v\d{1,3}$",
+    workflow_id: str = Field(default="standard.v1", pattern=r"^[a-z][a-z0-9_-]{0,55}\.v[1-9][0-9]{0,5}$",
                              description="the versioned workflow definition new cases of the item start with")
     form_schema: dict[str, Any]
 

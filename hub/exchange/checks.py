@@ -21,6 +21,7 @@ from typing import Any
 from hub.clock import business_date
 from hub.text import TextRuleViolation, normalize_name, normalize_text
 from workflow import identifiers as ids
+from workflow.clock import SPECIAL_PROCEDURES
 from workflow.definition import standard_definition
 from workflow.errors import ActionNotAvailable, UnknownState
 
@@ -79,6 +80,7 @@ def check_record(record: dict[str, Any]) -> dict[str, Any]:
     record["steps"] = [step for _, step in steps]
     _check_applicant(record["applicant"], today=business_date(submitted_at))
     _normalise_record_texts(record)
+    _check_special_procedures(record)
     return record
 
 
@@ -210,6 +212,32 @@ def _check_applicant(applicant: dict[str, Any], *, today: date) -> None:
         raise RecordRejected("applicant_type", f"payload.applicant.type: type {applicant['type']} is not a natural "
                              f"person and cannot carry a personal identifier ({kind or id_type})",
                              field="payload.applicant.type", rule="matches_identifier")
+
+
+def special_procedure_kind(name: str) -> str | None:
+    """The Art. 45 kind a partner's procedure names: its key (``expert_review``), its Chinese name (专家评审), or a
+    longer name holding one (技术评估（专家评审）); None for anything else."""
+    text = name.strip()
+    if text in SPECIAL_PROCEDURES:
+        return text
+    return next((key for key, label in SPECIAL_PROCEDURES.items() if label in text), None)
+
+
+def _check_special_procedures(record: dict[str, Any]) -> None:
+    """Each special procedure becomes a suspension of the case's clock (Art. 45): an Art. 45 kind, ending no
+    earlier than it starts."""
+    for index, procedure in enumerate(record.get("special_procedures") or ()):
+        prefix = f"payload.special_procedures.{index}"
+        if special_procedure_kind(procedure["kind"]) is None:
+            allowed = ", ".join(f"{key} ({label})" for key, label in SPECIAL_PROCEDURES.items())
+            raise RecordRejected("special_procedure", f"{prefix}.kind: not a special procedure of Administrative "
+                                 f"Licensing Law Art. 45 (one of {allowed})", field=f"{prefix}.kind",
+                                 rule="special_procedure_kind")
+        start = date.fromisoformat(procedure["start"])
+        end = procedure.get("end")
+        if end is not None and date.fromisoformat(end) < start:
+            raise RecordRejected("special_procedure", f"{prefix}.end: {end} is before its start {start.isoformat()}",
+                                 field=f"{prefix}.end", rule="ends_after_start")
 
 
 def _normalise_record_texts(record: dict[str, Any]) -> None:

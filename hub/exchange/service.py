@@ -9,7 +9,7 @@ from __future__ import annotations
 import traceback
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any
 
@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, defer, joinedload
 
 from hub.audit.service import case_row
 from hub.calendar.service import load_calendar
-from hub.cases import writes
+from hub.cases import clock, writes
 from hub.cases.models import Case, CaseEvent
 from hub.cases.service import case_event_payload
 from hub.catalog import service as catalog
@@ -28,15 +28,15 @@ from hub.clock import business_date
 from hub.db import begin_for_savepoints, json_row, json_rows
 from hub.deliveries import service as deliveries
 from hub.exchange import checks
-from hub.exchange.checks import RecordRejected
+from hub.exchange.checks import RecordRejected, special_procedure_kind
 from hub.exchange.models import InboxMessage, Partner, PendingEvent
 from hub.exchange.partners import find_partner
 from hub.org.service import is_within
 from hub.outbox import service as outbox
 from hub.outbox.models import OutboxMessage
 from hub.validation import field_errors, shared_validator
+from workflow.clock import Suspension
 from workflow.definition import standard_definition
-from workflow.timelimits import compute_deadline
 
 RECORD_TYPES = {"case-record.v1": "case-record.v1.json", "case-event.v1": "case-event.v1.json"}
 
@@ -547,19 +547,43 @@ def _update_from_record(session: Session, case: Case, record: dict[str, Any], no
         case.state = record["state"]  # else single events already took the case further than this record
     case.record_version = record["record_version"]
     case.updated_at = now
-    accepted_at = record.get("accepted_at")
-    if accepted_at and case.accepted_on is None:
-        calendar = load_calendar(session)
-        case.accepted_on = business_date(datetime.fromisoformat(accepted_at))
-        case.statutory_deadline = compute_deadline(calendar, case.accepted_on, case.statutory_limit_days)
-        case.deadline = compute_deadline(calendar, case.accepted_on, case.promised_limit_days)
-    if record.get("promised_completion_date"):
-        case.deadline = date.fromisoformat(record["promised_completion_date"])
+    _apply_clock(session, case, record, now)
     result = record.get("result")
     if result:
         case.result = result["outcome"]
         case.completed_at = datetime.fromisoformat(result["at"])
         case.decided_at = case.decided_at or case.completed_at
+
+
+def _apply_clock(session: Session, case: Case, record: dict[str, Any], now: datetime) -> None:
+    """The record's acceptance and special procedures as the case's clock facts (hub/cases/clock.py): each
+    procedure is a suspension (Art. 45), so the deadlines move by its working days like a hub case's; the
+    platform's own promised date, when it gives one, moves the same way."""
+    accepted_at = record.get("accepted_at")
+    facts = clock.facts_of(case)
+    if accepted_at and facts.accepted_on is None:
+        facts = facts.accept(business_date(datetime.fromisoformat(accepted_at)))
+    procedures = record.get("special_procedures")
+    if procedures is not None:  # the record is the platform's whole case: its list replaces the one held
+        facts = replace(facts, suspensions=tuple(partner_suspension(p) for p in procedures))
+    if facts == clock.facts_of(case) and not record.get("promised_completion_date"):
+        return
+    calendar = load_calendar(session)
+    today = business_date(now)
+    clock.store(case, facts, calendar=calendar, today=today)
+    promised = record.get("promised_completion_date")
+    if promised and facts.accepted_on is not None:
+        open_now = facts.open_suspension
+        as_of = open_now.started_on if open_now is not None else today
+        case.deadline = calendar.add_working_days(date.fromisoformat(promised), facts.days_suspended(calendar, as_of))
+
+
+def partner_suspension(procedure: dict[str, Any]) -> Suspension:
+    """A partner's special procedure (checked by hub/exchange/checks.py) as a suspension of the clock."""
+    end = procedure.get("end")
+    return Suspension(kind=special_procedure_kind(procedure["kind"]) or "", reason=procedure.get("reason") or "",
+                      started_on=date.fromisoformat(procedure["start"]),
+                      ended_on=date.fromisoformat(end) if end else None)
 
 
 # --- single events --------------------------------------------------------------------------

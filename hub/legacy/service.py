@@ -21,10 +21,11 @@ from sqlalchemy.orm import Session
 from hub.auth.models import Officer
 from hub.auth.service import require_role
 from hub.calendar.service import load_calendar
-from hub.cases import presenters, progress
+from hub.cases import clock, presenters, progress
 from hub.cases import service as cases
 from hub.cases.models import Case, CaseEvent
 from hub.clock import business_date
+from hub.errors import HubError
 from hub.exchange.models import InboxMessage
 from hub.legacy.soap import SoapCall, SoapContract, SoapFault, client_fault
 from hub.outbox.alerts import Unserialisable, report_withheld
@@ -55,6 +56,8 @@ def handle(session: Session, call: SoapCall, *, officer: Officer, now: datetime,
         return fetch_pending_cases(session, officer, call, now=now, contract=contract)
     if call.operation == "SubmitDecision":
         return submit_decision(session, officer, call, now=now, audit_key=audit_key)
+    if call.operation in CLOCK_OPERATIONS:
+        return clock_operation(session, officer, call, now=now, audit_key=audit_key)
     return get_case(session, officer, call, now=now, contract=contract)
 
 
@@ -147,7 +150,64 @@ def submit_decision(
     return _decision(case, event, action, duplicate=False)
 
 
+# The law's clock (hub/cases/clock.py): operation -> the REST action it is.
+CLOCK_OPERATIONS = {"ExtendTimeLimit": "extend", "StartSpecialProcedure": "start_special_procedure",
+                    "EndSpecialProcedure": "end_special_procedure"}
+# REST's field names in the clock checks -> the request's elements.
+_CLOCK_FIELDS = {"opinion": "reason", "data.kind": "kind", "data.declared_days": "declaredDays",
+                 "data.result": "result"}
+
+
+def clock_operation(
+    session: Session, officer: Officer, call: SoapCall, *, now: datetime, audit_key: str
+) -> dict[str, Any]:
+    """Art. 42 extension and Art. 45 special procedures: the same action, checks and event as over REST, applied
+    at most once per message id."""
+    require_role(officer, OFFICER_ROLES)
+    case = cases.case_for_officer(session, tracking_no=call.params["trackingNo"], officer=officer)
+    action = CLOCK_OPERATIONS[call.operation]
+    message_id = uuid.UUID(call.exchange.message_id)
+    earlier = session.get(InboxMessage, (call.exchange.client[:40], message_id))
+    if earlier is not None:
+        event = _replayed_event(session, earlier, case, action)
+        return _clock_outcome(session, case, event, action, now=now, duplicate=True)
+    params = call.params
+    reason = checked_text(params.get("reason"), field="reason", optional=True, max_length=2000)
+    data: dict[str, Any] = {}
+    if action == "start_special_procedure":
+        data = {"kind": params.get("kind"), "declared_days": int(params["declaredDays"])}
+    elif action == "end_special_procedure":
+        data = {"result": checked_text(params.get("result"), field="result", optional=True, max_length=500)}
+    try:
+        event = cases.act(session, case=case, actor=cases.Actor.officer(officer), action=action, opinion=reason,
+                          data=data, now=now, audit_key=audit_key)
+    except HubError as exc:
+        for error in exc.errors:
+            error.field = _CLOCK_FIELDS.get(error.field, error.field)
+        raise
+    session.add(InboxMessage(
+        message_id=message_id, partner_code=call.exchange.client[:40], type=DECISION_TYPE,
+        outcome=f"{action}#{event.seq}"[:32], case_id=case.id, received_at=now,
+    ))
+    session.flush()
+    return _clock_outcome(session, case, event, action, now=now, duplicate=False)
+
+
+def _clock_outcome(session: Session, case: Case, event: CaseEvent, action: str, *, now: datetime,
+                   duplicate: bool) -> dict[str, Any]:
+    view = clock.view_of(case, calendar=load_calendar(session), today=business_date(now))
+    return {
+        "trackingNo": case.tracking_no, "action": action, "state": event.to_state, "seq": event.seq,
+        "statutoryDeadline": view.statutory_deadline, "promisedDeadline": view.promised_deadline,
+        "daysSuspended": view.days_suspended, "daysRemaining": view.days_remaining, "duplicate": duplicate,
+    }
+
+
 def _replay(session: Session, earlier: InboxMessage, case: Case, action: str) -> dict[str, Any]:
+    return _decision(case, _replayed_event(session, earlier, case, action), action, duplicate=True)
+
+
+def _replayed_event(session: Session, earlier: InboxMessage, case: Case, action: str) -> CaseEvent:
     """The answer to a message id applied before, or a fault if the id was used for something else."""
     recorded_action, _, seq = earlier.outcome.partition("#")
     if earlier.type != DECISION_TYPE or earlier.case_id != case.id or recorded_action != action:
@@ -155,8 +215,7 @@ def _replay(session: Session, earlier: InboxMessage, case: Case, action: str) ->
             "message_id_unique", "消息标识已用于另一请求 (this messageId was already used for a different request; "
                                  "use a new UUID for every new request)", field="messageId", code="DUPLICATE_MESSAGE",
         )
-    event = session.scalars(select(CaseEvent).where(CaseEvent.case_id == case.id, CaseEvent.seq == int(seq))).one()
-    return _decision(case, event, action, duplicate=True)
+    return session.scalars(select(CaseEvent).where(CaseEvent.case_id == case.id, CaseEvent.seq == int(seq))).one()
 
 
 def _decision(case: Case, event: CaseEvent, action: str, *, duplicate: bool) -> dict[str, Any]:
@@ -202,8 +261,17 @@ def _case_detail(session: Session, case: Case, officer: Officer, *, now: datetim
         "intakeDeadline": case.intake_deadline,
         "acceptedOn": case.accepted_on,
         "deadline": case.deadline,
-        "statutoryDeadline": case.statutory_deadline,
+        "statutoryDeadline": view.statutory_deadline,
         "suspended": view.suspended,
+        "promisedDeadline": view.promised_deadline,
+        "workingDaysUsed": view.working_days_used,
+        "daysSuspended": view.days_suspended,
+        "daysRemaining": view.days_remaining,
+        "extensionDays": case.extension_days or 0,
+        "suspension": [{
+            "kind": s["kind"], "startedOn": s["started_on"], "endedOn": s.get("ended_on"),
+            "declaredDays": s.get("declared_days"), "reason": s.get("reason") or None,
+        } for s in case.suspensions or ()],
         "result": case.result,
         "completedAt": case.completed_at,
         "applicant": _applicant(case),

@@ -5,6 +5,7 @@ any denial denies the whole with every department's reasons; supplement requests
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,6 +17,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from hub import refcache
 from hub.audit.service import verify
+from hub.auth.models import Officer
+from hub.cases import service
 from hub.cases.models import Case, CaseEvent
 from hub.clock import FixedClock
 from hub.db import unit_of_work
@@ -120,6 +123,11 @@ def decide(client: TestClient, officers: Officers, branch: str, number: str, act
     return ok(act(client, officers, officer(branch, "approver"), number, action, opinion))
 
 
+def queue(client: TestClient, officers: Officers, username: str) -> set[str]:
+    body = ok(client.get("/api/v1/cases/queue", params={"limit": 500}, headers=officers.headers(username)))
+    return {entry["tracking_no"] for entry in body["entries"]}
+
+
 def parent_state(client: TestClient, officers: Officers, number: str) -> str:
     return str(ok(client.get(f"/api/v1/cases/{number}", headers=officers.headers(LEAD_INTAKE)))["state"])
 
@@ -216,18 +224,15 @@ def test_branch_cases_are_in_their_departments_queues(
 ) -> None:
     receipt, numbers = accepted
 
-    def queue(username: str) -> set[str]:
-        body = ok(client.get("/api/v1/cases/queue", params={"limit": 500}, headers=officers.headers(username)))
-        return {entry["tracking_no"] for entry in body["entries"]}
-
-    assert numbers["tax_invoice"] in queue(officer("tax_invoice", "reviewer"))
-    assert numbers["tax_invoice"] not in queue(officer("seal_engraving", "reviewer"))
-    assert numbers["tax_invoice"] not in queue(officer("tax_invoice", "approver"))  # nothing to decide yet
+    assert numbers["tax_invoice"] in queue(client, officers, officer("tax_invoice", "reviewer"))
+    assert numbers["tax_invoice"] not in queue(client, officers, officer("seal_engraving", "reviewer"))
+    # Nothing to decide yet for the approver.
+    assert numbers["tax_invoice"] not in queue(client, officers, officer("tax_invoice", "approver"))
     through_review(client, officers, "tax_invoice", numbers["tax_invoice"])
-    assert numbers["tax_invoice"] in queue(officer("tax_invoice", "approver"))
-    assert numbers["tax_invoice"] not in queue(officer("tax_invoice", "reviewer"))
+    assert numbers["tax_invoice"] in queue(client, officers, officer("tax_invoice", "approver"))
+    assert numbers["tax_invoice"] not in queue(client, officers, officer("tax_invoice", "reviewer"))
     # The parent waits for the branches: nobody of the lead department has anything to do on it.
-    assert receipt["tracking_no"] not in queue(LEAD_INTAKE)
+    assert receipt["tracking_no"] not in queue(client, officers, LEAD_INTAKE)
 
 
 # --- the join -----------------------------------------------------------------------------------------
@@ -284,6 +289,87 @@ def test_any_denial_denies_the_whole_case_with_every_departments_reasons(
     assert ok(act(client, officers, LEAD_INTAKE, number, "complete"))["state"] == "completed"
 
 
+def test_two_departments_deciding_at_the_same_moment_make_exactly_one_join(
+    backend: str, client: TestClient, officers: Officers, session_factory: sessionmaker[Session],
+    clock: FixedClock, accepted: tuple[dict[str, Any], dict[str, str]],
+) -> None:
+    """The last two branches granted at once, each in its own transaction: the parent is locked for every
+    action on the joint case, so the second sees the first's grant and joins (neither misses the join)."""
+    if backend != "postgresql":
+        pytest.skip("SQLite has one writer at a time: two transactions never decide at the same moment")
+    receipt, numbers = accepted
+    decide(client, officers, "registration", numbers["registration"], "grant")
+    decide(client, officers, "seal_engraving", numbers["seal_engraving"], "grant")
+    last = ["tax_invoice", "social_insurance"]
+    for name in last:
+        through_review(client, officers, name, numbers[name])
+    ready = threading.Barrier(len(last))
+    errors: list[BaseException] = []
+
+    def grant(name: str) -> None:
+        try:
+            with session_factory() as session:
+                who = session.scalars(select(Officer).where(Officer.username == officer(name, "approver"))).one()
+                case = service.case_for_officer(session, tracking_no=numbers[name], officer=who)
+                ready.wait(timeout=10)
+                service.act(session, case=case, actor=service.Actor.officer(who), action="grant", opinion="准予",
+                            now=clock.now(), audit_key=DEV_AUDIT_KEY)
+                session.commit()
+        except BaseException as exc:  # reported below, in the test's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=grant, args=(name,)) for name in last]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert errors == []
+    assert [e.action for e in events(session_factory, receipt["tracking_no"])].count("join_granted") == 1
+    assert status(client, receipt)["state"] == "granted"
+
+
+def act_in_service(session_factory: sessionmaker[Session], clock: FixedClock, username: str, number: str,
+                   action: str, opinion: str | None, data: dict[str, Any] | None = None) -> None:
+    """An action with ``data`` (the time rules' actions), through the one service entry the API calls."""
+    with session_factory() as session:
+        who = session.scalars(select(Officer).where(Officer.username == username)).one()
+        case = service.case_for_officer(session, tracking_no=number, officer=who)
+        service.act(session, case=case, actor=service.Actor.officer(who), action=action, opinion=opinion,
+                    now=clock.now(), audit_key=DEV_AUDIT_KEY, data=data)
+        session.commit()
+
+
+def test_a_special_procedure_on_one_branch_stops_the_parents_clock_too(
+    client: TestClient, officers: Officers, session_factory: sessionmaker[Session], clock: FixedClock,
+    accepted: tuple[dict[str, Any], dict[str, str]],
+) -> None:
+    """Art. 45 on the police's branch: its clock and the joint case's stop (every branch's deadline stays
+    within the parent's); both resume when it ends; each change is an event on its own case."""
+    receipt, numbers = accepted
+    number = receipt["tracking_no"]
+    police = officer("seal_engraving", "reviewer")
+    ok(act(client, officers, police, numbers["seal_engraving"], "pass_pre_review"))
+    act_in_service(session_factory, clock, police, numbers["seal_engraving"], "start_special_procedure",
+                   "印章样式须经专家评审", {"kind": "expert_review", "declared_days": 3})
+    with session_factory() as session:
+        parent = session.scalars(select(Case).where(Case.tracking_no == number)).one()
+        branch = session.scalars(select(Case).where(Case.tracking_no == numbers["seal_engraving"])).one()
+        assert parent.suspended_since is not None and branch.suspended_since is not None
+        assert [s["kind"] for s in parent.suspensions] == ["expert_review"]
+    parent_events = events(session_factory, number)
+    assert (parent_events[-1].action, parent_events[-1].actor_type) == ("start_special_procedure", "system")
+    assert "old" in parent_events[-1].data and "new" in parent_events[-1].data
+    clock.advance(days=1)
+    act_in_service(session_factory, clock, police, numbers["seal_engraving"], "end_special_procedure", None,
+                   {"result": "评审通过"})
+    with session_factory() as session:
+        parent = session.scalars(select(Case).where(Case.tracking_no == number)).one()
+        assert parent.suspended_since is None and parent.suspended_working_days == 1
+    for name in (numbers["seal_engraving"], number):
+        with session_factory() as session:
+            assert verify(session, key=DEV_AUDIT_KEY, tracking_no=name)[1] == []
+
+
 # --- one merged supplement notice -------------------------------------------------------------------
 
 
@@ -310,6 +396,12 @@ def test_supplement_requests_of_several_departments_make_one_notice_and_stop_eve
     assert body["applicant_actions"] == ["supplement", "withdraw"]
     rows = children(session_factory, number)
     assert all(row.suspended_since is not None for row in rows.values())
+    # Until the applicant answers, no department moves its branch on: nothing to do, nothing queued.
+    tax = officer("tax_invoice", "reviewer")
+    assert ok(client.get(f"/api/v1/cases/{numbers['tax_invoice']}",
+                         headers=officers.headers(tax)))["available_actions"] == []
+    assert numbers["tax_invoice"] not in queue(client, officers, tax)
+    assert act(client, officers, tax, numbers["tax_invoice"], "review", "审核").status_code == 409
     before = {name: row.deadline for name, row in rows.items()}
     clock.advance(days=1)  # Thursday: one working day not counted (officers sign in again after this)
     answered = applicant_post(client, receipt, "supplement", {"note": "已按通知补齐材料"})

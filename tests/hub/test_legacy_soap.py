@@ -168,7 +168,8 @@ def raw_fault(payload: etree._Element) -> dict[str, str]:
 def test_wsdl_is_served_as_stored_with_this_servers_address(hub_url: str, raw: RawClient) -> None:
     assert raw.address == f"{hub_url}/soap/department-exchange"
     assert raw.actions == {op: f"urn:ln:hub:department-exchange:v1/{op}"
-                           for op in ("FetchPendingCases", "SubmitDecision", "GetCase")}
+                           for op in ("FetchPendingCases", "SubmitDecision", "GetCase", "ExtendTimeLimit",
+                                      "StartSpecialProcedure", "EndSpecialProcedure")}
     with httpx.Client(trust_env=False) as http:
         xsd = http.get(f"{hub_url}/soap/department-exchange.v1.xsd")
         assert xsd.status_code == 200 and b'targetNamespace="urn:ln:hub:department-exchange:v1"' in xsd.content

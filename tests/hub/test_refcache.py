@@ -31,6 +31,7 @@ from hub.exchange.partners import set_endpoint
 from hub.org.models import Department, Region
 from hub.org.service import is_within
 from hub.seed.service import read_form, read_seed
+from hub.settings import DEV_AUDIT_KEY
 from tests.conftest import START
 from tests.e2e.cli_support import ROOT, hub_executable, operator_env, run_process
 from tests.support import PROCESS_KEYS, company, example_form, person, sent_statements, wait_until
@@ -263,7 +264,7 @@ def test_a_notice_loaded_elsewhere_reaches_this_process(
     assert client.get("/api/v1/calendar/2037").json()["coverage"] == "fallback"
     notice = notice_for(2037)
     with unit_of_work(other_process) as session:
-        load_notice(session, notice=notice, now=START)
+        load_notice(session, notice=notice, now=START, audit_key=DEV_AUDIT_KEY)
     assert wait_until(lambda: client.get("/api/v1/calendar/2037").json()["coverage"] == "override")
 
 
@@ -338,7 +339,7 @@ def test_on_sqlite_another_process_is_trusted_for_the_ttl_then_read_again(
     with session_factory() as session:
         cached = load_calendar(session)
     with unit_of_work(other_process) as session:
-        load_notice(session, notice=notice_for(2039), now=START)
+        load_notice(session, notice=notice_for(2039), now=START, audit_key=DEV_AUDIT_KEY)
     with session_factory() as session:
         assert load_calendar(session) is cached  # no NOTIFY on SQLite: the documented TTL bounds this
     monkeypatch.setattr(refcache, "_ttl_s", 0.0)

@@ -29,6 +29,7 @@ Document = dict[str, Any]
 A26 = "《中华人民共和国行政许可法》第二十六条"
 A32 = "《中华人民共和国行政许可法》第三十二条"
 A38 = "《中华人民共和国行政许可法》第三十八条"
+A44 = "《中华人民共和国行政许可法》第四十四条"
 
 
 def _document(name: str) -> Document:
@@ -140,15 +141,15 @@ def test_enterprise_establishment_states_and_labels() -> None:
     ("source", "action", "target", "actor", "roles", "clock", "opinion", "basis"),
     [
         ("submitted", "accept", "in_branches", "officer", {"intake"}, "start", False, A26),
-        ("submitted", "refuse_intake", "intake_refused", "officer", {"intake"}, "stop", True, None),
+        ("submitted", "refuse_intake", "intake_refused", "officer", {"intake"}, "stop", True, A32),
         ("submitted", "request_supplement", "awaiting_supplement", "officer", {"intake"}, "none", True, A32),
         ("awaiting_supplement", "supplement", "submitted", "applicant", set(), "none", False, None),
         ("in_branches", "notify_supplement", "joint_supplement", "system", set(), "suspend", False, A32),
         ("joint_supplement", "supplement", "in_branches", "applicant", set(), "resume", False, None),
         ("in_branches", "join_granted", "granted", "system", set(), "none", False, A26),
         ("in_branches", "join_denied", "denied", "system", set(), "none", False, A26),
-        ("granted", "complete", "completed", "officer", {"intake", "approver"}, "stop", False, None),
-        ("denied", "complete", "completed", "officer", {"intake", "approver"}, "stop", False, None),
+        ("granted", "complete", "completed", "officer", {"intake", "approver"}, "stop", False, A44),
+        ("denied", "complete", "completed", "officer", {"intake", "approver"}, "stop", False, A44),
         ("submitted", "withdraw", "withdrawn", "applicant", set(), "stop", False, None),
         ("awaiting_supplement", "withdraw", "withdrawn", "applicant", set(), "stop", False, None),
         ("in_branches", "withdraw", "withdrawn", "applicant", set(), "stop", False, None),

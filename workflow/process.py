@@ -380,11 +380,12 @@ class _Run:
                     name, SUPPLEMENT_ACTION, None, child.state, child.state, SYSTEM, None,
                     self._clock_data(before, clock),
                 ))
-        for name, child in _open_branches(self.process).items():
-            special = _open_special(child.clock)
-            if special is not None:
-                self._suspend_parent_for(block, name, special)
-                break
+        in_procedure = [
+            (name, special) for name, child in _open_branches(self.process).items()
+            if (special := _open_special(child.clock)) is not None
+        ]
+        if in_procedure:
+            self._suspend_parent_for(block, *in_procedure[0])
 
     def _withdraw_branches(self) -> None:
         for name, child in _open_branches(self.process).items():
@@ -467,8 +468,10 @@ class _Run:
         parent = self.process
         if any(_open_special(child.clock) for child in _open_branches(parent).values()):
             return  # another branch's procedure still runs
+        # The parent's open suspension is its branches' procedure: branches cannot act while the
+        # parent waits for a supplement.
         current = parent.clock.open_suspension
-        if current is None or current.kind == SUPPLEMENT:
+        if current is None:
             return
         old = self._deadlines(parent.clock)
         clock = parent.clock.resume(self.today)
@@ -498,7 +501,7 @@ class _Run:
         """Every branch has ended: the parent's one join (it leaves the parallel state, so it cannot
         fire again)."""
         parent = self.process
-        results = {name: child.result or child.state for name, child in parent.branches.items()}
+        results = {name: child.result for name, child in parent.branches.items()}
         denials = {
             name: parent.branches[name].note or "" for name, result in results.items() if result != "granted"
         }
@@ -624,7 +627,7 @@ class _Run:
     def _start_special(self, clock: ClockFacts, request: _Request) -> tuple[ClockFacts, dict[str, Any]]:
         if clock.open_suspension is not None:
             raise ClockError("办理期限暂停计算期间不能启动特别程序", rule="clock_suspended")
-        _require_opinion(request)
+        reason = _require_opinion(request)
         kind = request.data.get("kind")
         if not isinstance(kind, str) or kind not in SPECIAL_PROCEDURES:
             names = "、".join(SPECIAL_PROCEDURES.values())
@@ -638,7 +641,6 @@ class _Run:
                 f"须书面告知申请人特别程序所需时间：declared_days 应为正整数（工作日），收到「{declared}」",
                 rule="declared_days", field="data.declared_days", legal_basis=LEGAL_BASIS_SPECIAL,
             )
-        reason = request.opinion or ""
         suspension = Suspension(kind, self.today, reason=reason, declared_days=declared)
         return clock.suspend(suspension), {
             "kind": kind, "kind_label": SPECIAL_PROCEDURES[kind], "declared_days": declared,
@@ -655,12 +657,10 @@ class _Run:
                 "结束特别程序须填写特别程序结果（data.result）", rule="result_required", field="data.result",
                 legal_basis=LEGAL_BASIS_SPECIAL,
             )
-        resumed = clock.resume(self.today)
-        ended = resumed.suspensions[-1]
-        return resumed, {
+        return clock.resume(self.today), {
             "kind": current.kind, "kind_label": SPECIAL_PROCEDURES[current.kind], "result": result.strip(),
             "started_on": current.started_on.isoformat(),
-            "days_suspended": ended.working_days(self.calendar, self.today),
+            "days_suspended": self.calendar.working_days_between(current.started_on, self.today),
             "legal_basis": LEGAL_BASIS_SPECIAL,
         }
 
@@ -688,20 +688,23 @@ _NOTED = frozenset({REQUEST_SUPPLEMENT_ACTION, "deny"})
 
 
 def _check_officer(process: Process, definition: WorkflowDefinition, request: _Request) -> None:
-    label = CLOCK_ACTION_LABELS.get(request.action, request.action)
+    """A clock action is an officer's, of the roles CLOCK_ACTION_ROLES names."""
+    label = CLOCK_ACTION_LABELS[request.action]
     if request.actor != "officer":
         raise ActorNotAllowed(
             process.state, request.action, request.actor, state_label=definition.states[process.state],
             action_label=label,
         )
-    required = CLOCK_ACTION_ROLES.get(request.action)
-    if required is not None and required.isdisjoint(request.roles):
+    required = CLOCK_ACTION_ROLES[request.action]
+    if required.isdisjoint(request.roles):
         raise RoleNotAllowed(request.action, required, action_label=label)
 
 
-def _require_opinion(request: _Request) -> None:
+def _require_opinion(request: _Request) -> str:
+    """The reason a clock action must be recorded with (Art. 42, Art. 45); already stripped."""
     if request.opinion is None:
         raise OpinionRequired(request.action, action_label=CLOCK_ACTION_LABELS[request.action])
+    return request.opinion
 
 
 def _guard_special(process: Process, request: _Request) -> None:

@@ -275,6 +275,7 @@ def test_branches_wait_while_the_applicant_supplements() -> None:
     with pytest.raises(ActionNotAvailable) as raised:
         _do(process, "grant", branch="registration")
     assert str(raised.value) == "当前状态「并联补正」不能执行「批准」"
+    assert (raised.value.state, raised.value.action) == ("joint_supplement", "grant")
     with pytest.raises(ActionNotAvailable) as clock:
         _do(process, "start_special_procedure", branch="registration", data=HEARING)
     assert str(clock.value) == "当前状态「并联补正」不能执行「启动特别程序」"
@@ -301,6 +302,10 @@ def test_the_supplement_resumes_every_clock_and_sends_the_askers_back_to_pre_rev
         assert child.clock.days_suspended(CALENDAR, date(2026, 10, 9)) == 7
     seal = process.branches["seal_engraving"]
     assert (seal.state, seal.note, seal.taken) == ("pre_review", None, {("pre_review", "request_supplement")})
+    assert outcome.moves[1].data == {
+        "old": {"statutory_deadline": "2026-12-09", "promised_deadline": "2026-10-12"},
+        "new": {"statutory_deadline": "2026-12-09", "promised_deadline": "2026-10-12"},
+    }
     assert outcome.moves[2].data == {
         "old": {"statutory_deadline": "2026-12-09", "promised_deadline": "2026-10-09"},
         "new": {"statutory_deadline": "2026-12-09", "promised_deadline": "2026-10-09"},
@@ -375,6 +380,7 @@ def test_a_branch_reported_twice_counts_once() -> None:
     with pytest.raises(ActionNotAvailable) as raised:
         _do(process, "grant", branch="tax_invoice")
     assert str(raised.value) == "当前状态「准予许可」不能执行「批准」"
+    assert (raised.value.state, raised.value.action) == ("granted", "grant")
     with pytest.raises(ActionNotAvailable):
         _do(process, "extend", branch="tax_invoice")
     assert available_actions(process, actor="officer", roles=ROLES, branch="tax_invoice") == []
@@ -482,6 +488,9 @@ def test_the_parent_resumes_when_the_last_branch_procedure_ends() -> None:
     assert [(m.branch, m.action, m.actor) for m in last_end.moves] == [
         ("tax_invoice", "end_special_procedure", "officer"), (None, "end_special_procedure", "system"),
     ]
+    assert (last_end.moves[1].from_state, last_end.moves[1].to_state, last_end.moves[1].opinion) == (
+        "in_branches", "in_branches", None,
+    )
     assert last_end.moves[1].data == {
         "branch": "tax_invoice", "kind": "hearing", "legal_basis": A45,
         "old": {"statutory_deadline": "2026-12-07", "promised_deadline": "2026-10-12"},
@@ -580,6 +589,7 @@ def test_a_branch_extension_extends_the_parent_too() -> None:
         "old": {"statutory_deadline": "2026-11-30", "promised_deadline": "2026-09-23"},
         "new": {"statutory_deadline": "2026-12-21", "promised_deadline": "2026-09-23"},
     }
+    assert (outcome.moves[1].from_state, outcome.moves[1].to_state) == ("in_branches", "in_branches")
     assert outcome.moves[1].data == {
         "branch": "tax_invoice", "days": 15, "legal_basis": A42,
         "old": {"statutory_deadline": "2026-11-30", "promised_deadline": "2026-09-29"},
@@ -626,8 +636,9 @@ def test_available_actions_of_a_joint_case() -> None:
         "pass_pre_review", "request_supplement",
     ]
     assert available_actions(process, actor="applicant", branch="registration") == []
-    with pytest.raises(UnknownBranch):
+    with pytest.raises(UnknownBranch) as raised:
         available_actions(process, actor="officer", branch="bank")
+    assert raised.value.branch == "bank"
 
 
 def test_joint_state_round_trips_through_json() -> None:
@@ -637,3 +648,23 @@ def test_joint_state_round_trips_through_json() -> None:
     assert data["branches"]["seal_engraving"]["taken"] == [["pre_review", "request_supplement"]]
     assert data["branches"]["seal_engraving"]["branches"] == {}
     assert Process.from_json(data) == process
+
+
+def test_a_branch_in_a_procedure_cannot_be_extended_until_it_ends() -> None:
+    process = _do(_accepted(), "start_special_procedure", branch="registration", data=HEARING).process
+    with pytest.raises(ClockError) as raised:
+        _do(process, "extend", branch="registration", roles={"approver"})
+    assert raised.value.rule == "special_procedure_open"
+    assert available_actions(process, actor="applicant", branch="registration") == []
+
+
+def test_a_denial_without_a_recorded_reason_is_listed_empty() -> None:
+    process = _decide(_accepted(), {"registration": "grant", "seal_engraving": "deny", "tax_invoice": "grant"}).process
+    # Rebuilt from rows whose denial reasons were not filled in.
+    data = process.to_json()
+    data["branches"]["seal_engraving"]["note"] = None
+    process = _through(Process.from_json(data), "social_insurance", "pass_pre_review", "review")
+    outcome = _do(process, "grant", branch="social_insurance")
+    assert outcome.joined == "denied"
+    assert outcome.moves[-1].data["reasons"] == {"seal_engraving": ""}
+    assert outcome.moves[-1].opinion == "公章刻制（公安）："

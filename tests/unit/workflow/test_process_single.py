@@ -536,3 +536,58 @@ def test_from_json_fills_what_is_left_out() -> None:
         "clock": {"statutory_limit_days": 20, "promised_limit_days": 5},
     })
     assert process == Process("standard.v1", "submitted", ClockFacts(20, 5))
+
+
+# --- edges ------------------------------------------------------------------------------------------
+
+
+def test_from_json_reads_the_extension() -> None:
+    process = _do(_accepted(), "extend", roles={"approver"}).process
+    assert Process.from_json(process.to_json()).clock.extension_days == 10
+
+
+def test_a_denial_keeps_its_reasons_through_completion() -> None:
+    process = _do(_do(_accepted(), "review").process, "deny", opinion="不符合条件").process
+    assert _do(process, "complete").process.note == "不符合条件"
+
+
+def test_a_resumption_without_a_recorded_suspension_leaves_the_clock_alone() -> None:
+    # A case suspended before its suspensions were recorded as facts (rows older than migration 0010).
+    legacy = Process("standard.v1", "review_supplement", ClockFacts(20, 10, accepted_on=MONDAY))
+    outcome = _do(legacy, "supplement", actor="applicant", roles=(), opinion=None)
+    assert (outcome.process.state, outcome.process.clock) == ("under_review", legacy.clock)
+    assert outcome.moves[0].data == {}
+
+
+@pytest.mark.parametrize(
+    "process",
+    [
+        Process("standard.v1", "completed", ClockFacts(20, 10, accepted_on=MONDAY)),
+        Process("standard.v1", "under_review", ClockFacts(20, 10, accepted_on=MONDAY, stopped_on=MONDAY)),
+    ],
+)
+def test_no_clock_action_once_the_case_or_its_clock_has_ended(process: Process) -> None:
+    with pytest.raises(ClockError) as raised:
+        _do(process, "extend", roles={"approver"})
+    assert raised.value.rule == "clock_stopped"
+
+
+def test_clock_action_refusals_name_the_state_and_action() -> None:
+    with pytest.raises(ActorNotAllowed) as actor:
+        _do(_accepted(), "start_special_procedure", actor="applicant", roles=(), data=HEARING)
+    assert (actor.value.state, actor.value.action, actor.value.actor) == (
+        "under_review", "start_special_procedure", "applicant",
+    )
+    with pytest.raises(RoleNotAllowed) as role:
+        _do(_accepted(), "end_special_procedure", roles={"intake"})
+    assert (role.value.action, role.value.required_roles) == ("end_special_procedure", {"reviewer", "approver"})
+    with pytest.raises(OpinionRequired) as opinion:
+        _do(_accepted(), "extend", roles={"approver"}, opinion=None)
+    assert opinion.value.action == "extend"
+
+
+def test_an_applicant_action_other_than_withdrawal_waits_for_the_procedure() -> None:
+    process = _do(_accepted(), "start_special_procedure", data=HEARING).process
+    with pytest.raises(ClockError) as raised:
+        _do(process, "supplement", actor="applicant", roles=(), opinion=None)
+    assert raised.value.rule == "special_procedure_open"

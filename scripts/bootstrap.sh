@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Creates .venv and installs the hub (editable) with its test tools; re-runs only when
+# Creates .venv and installs the hub (editable) with its test and benchmark tools; re-runs only when
 # pyproject.toml changed. Sourced by up.sh and test.sh.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -14,7 +14,8 @@ stamp="$VENV/.installed-$(sha256sum "$ROOT/pyproject.toml" | cut -c1-16)"
 if [[ ! -f "$stamp" ]]; then
   echo "==> installing the hub and its dependencies"
   "$VENV/bin/python" -m pip install --quiet --upgrade pip
-  "$VENV/bin/python" -m pip install --quiet -e "$ROOT[test]"
+  # bench: SpiffWorkflow, which bench/workflow.py (and its test) run beside the engine.
+  "$VENV/bin/python" -m pip install --quiet -e "$ROOT[test,bench]"
   rm -f "$VENV"/.installed-*
   touch "$stamp"
 fi

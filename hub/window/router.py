@@ -6,20 +6,17 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, UploadFile
 from fastapi.responses import JSONResponse
-from sqlalchemy.orm import Session
 
 from hub.auth.models import Officer
 from hub.auth.service import require_role
 from hub.cases import presenters
 from hub.cases.router import IdempotencyKeyHeader, SubmissionContext, TrackingNo, submission_context
 from hub.cases.schemas import MaterialOut
-from hub.db import wrote
 from hub.deps import NowDep, OfficerDep, SessionDep, SettingsDep
 from hub.idempotency import service as idempotency
 from hub.problems import problem_responses
-from hub.verification import checks as verification
-from hub.window import service
-from hub.window.presenters import window_case, window_receipt
+from hub.window import flows, service
+from hub.window.presenters import window_case
 from hub.window.schemas import WindowApplicationIn, WindowCaseOut, WindowReceipt
 
 router = APIRouter(prefix="/api/v1/window", tags=["window"])
@@ -53,39 +50,15 @@ def register(
         claim = outcome
     registration = service.register(session, data=data, officer=officer, now=now, settings=settings,
                                     registries=registries)
-    case = registration.case
-    # As for an online submission (hub/cases/flows.py): the case commits before any registry is asked —
-    # with, under a key, its first answer — and the registry results commit after.
-    if claim is not None:
-        idempotency.record(session, claim, status=201, case_id=case.id,
-                           body=_body(session, registration, officer))
-    session.commit()
-    verification.verify_on_submission(session, case, registries=registries, now=now, settings=settings)
-    body = _body(session, registration, officer)
-    if claim is not None:
-        idempotency.record(session, claim, status=201, body=body)
-    _commit_quietly(session)
+    # Commits the case and its scans before any registry is asked, then the checks' results.
+    body = flows.registered(session, registration, officer, claim=claim, registries=registries, now=now,
+                            settings=settings)
     return JSONResponse(body, status_code=201)
 
 
 def _scope(officer: Officer) -> str:
     # Per officer: another window's key never replays this one's receipt (it holds the query code).
     return f"POST /api/v1/window/applications@{officer.id}"
-
-
-def _body(session: Session, registration: service.Registration, officer: Officer) -> dict[str, object]:
-    return window_receipt(session, registration, officer).model_dump(mode="json")
-
-
-def _commit_quietly(session: Session) -> None:
-    """Commit the registry results; if that fails the case keeps its pending checks (the worker
-    re-verifies) and the window still prints the receipt."""
-    if not wrote(session):
-        return
-    try:
-        session.commit()
-    except Exception:
-        session.rollback()
 
 
 @router.get(

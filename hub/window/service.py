@@ -13,6 +13,7 @@ import base64
 import binascii
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -28,7 +29,7 @@ from hub.settings import Settings
 from hub.window.schemas import ScannedMaterialIn, WindowApplicationIn
 
 ROLE = "window"
-WINDOW_CHANNEL = "window"
+WINDOW_CHANNEL: Literal["window"] = "window"
 
 
 @dataclass(frozen=True)

@@ -169,6 +169,16 @@ def _registered_at_window(
                            actor_name=officer.name, department_id=window.id, occurred_at=now, data=data)
 
 
+def _forwarded_message(case: Case, window: Department, now: datetime) -> OutboxMessage:
+    """``case.forwarded.v1``: tells the implementing region that another region's window received the
+    application (跨域通办); published beside ``case.submitted.v1``, in the same statement."""
+    payload = case_event_payload(case) | {
+        "channel": case.channel, "receiving_region": window.region_code, "receiving_department": window.key,
+    }
+    return outbox.message(event_type="case.forwarded.v1", region_code=case.region_code, payload=payload,
+                          occurred_at=now, correlation_id=case.tracking_no)
+
+
 def is_forwarded(case: Case) -> bool:
     """A cross-region (通办) case: registered at a window of another region than the implementing one."""
     return case.receiving_region_code is not None and case.receiving_region_code != case.region_code
@@ -416,16 +426,6 @@ def _message(case: Case, action: str, now: datetime) -> OutboxMessage:
         occurred_at=now,
         correlation_id=case.tracking_no,
     )
-
-
-def _forwarded_message(case: Case, window: Department, now: datetime) -> OutboxMessage:
-    """``case.forwarded.v1``: tells the implementing region that another region's window received the
-    application (跨域通办); published beside ``case.submitted.v1``, in the same statement."""
-    payload = case_event_payload(case) | {
-        "channel": case.channel, "receiving_region": window.region_code, "receiving_department": window.key,
-    }
-    return outbox.message(event_type="case.forwarded.v1", region_code=case.region_code, payload=payload,
-                          occurred_at=now, correlation_id=case.tracking_no)
 
 
 def case_event_payload(case: Case) -> dict[str, Any]:

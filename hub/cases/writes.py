@@ -88,15 +88,14 @@ def new_case(
     session: Session, *, item: Item, applicant: Applicant, state: str, channel: str, origin: str,
     submitted_at: datetime, now: datetime, first: NewEvent, key: str, query_code: str | None = None,
     form_data: dict[str, Any] | None = None, intake_deadline: date | None = None,
+    receiving_region_code: str | None = None, receiving_department_id: int | None = None,
     origin_partner: str | None = None, external_id: str | None = None, record_version: int | None = None,
-    partner_event_seq: int = 0, receiving_region_code: str | None = None,
-    receiving_department_id: int | None = None,
+    partner_event_seq: int = 0,
 ) -> Opening:
     """Build a new case of ``item`` — numbered for the day it was submitted — and seal its first event.
 
     ``query_code``: the applicant's code, of which only a digest is kept; a case nobody is given a code
-    for (a partner's) gets a random one. ``receiving_*``: the window that registered a paper application
-    (hub/window), recorded on the case. Nothing is written: hand the opening to a writer."""
+    for (a partner's) gets a random one. Nothing is written: hand the opening to a writer."""
     tracking_no = tracking_number(session, item.region_code, business_date(submitted_at))
     definition = standard_definition()
     case = built(
@@ -112,6 +111,7 @@ def new_case(
         applicant_id_number=applicant.id_number, applicant_phone=applicant.phone,
         applicant_region_code=applicant.region_code, form_data=form_data or {},
         submitted_at=submitted_at, intake_deadline=intake_deadline, accepted_on=None,
+        # The window that registered a paper application (hub/window), whichever region it is in.
         receiving_region_code=receiving_region_code, receiving_department_id=receiving_department_id,
         promised_limit_days=item.promised_limit_days, statutory_limit_days=item.statutory_limit_days,
         deadline=None, statutory_deadline=None, step_deadlines={}, suspended_since=None,

@@ -12,6 +12,7 @@ from hub.auth.service import require_role
 from hub.cases import presenters
 from hub.cases.router import IdempotencyKeyHeader, SubmissionContext, TrackingNo, submission_context
 from hub.cases.schemas import MaterialOut
+from hub.clock import business_date
 from hub.deps import NowDep, OfficerDep, SessionDep, SettingsDep
 from hub.idempotency import service as idempotency
 from hub.problems import problem_responses
@@ -64,11 +65,11 @@ def _scope(officer: Officer) -> str:
 @router.get(
     "/applications/{tracking_no}", response_model=WindowCaseOut, responses=problem_responses(401, 403, 404, 422)
 )
-def registered_case(tracking_no: TrackingNo, session: SessionDep, officer: OfficerDep) -> WindowCaseOut:
+def registered_case(tracking_no: TrackingNo, session: SessionDep, officer: OfficerDep, now: NowDep) -> WindowCaseOut:
     """The status of a case this window's department registered (any other: 404, as an unknown number)."""
     require_role(officer, [service.ROLE])
     case = service.case_for_window(session, tracking_no=tracking_no, officer=officer)
-    return window_case(session, case)
+    return window_case(session, case, today=business_date(now))
 
 
 @router.post(

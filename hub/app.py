@@ -29,6 +29,7 @@ from hub.throttle.http import BodyLimits
 from hub.transparency.router import router as transparency_router
 from hub.verification import registries as registry_setup
 from hub.verification.router import router as verification_router
+from hub.window.router import router as window_router
 
 REQUESTS = Counter("hub_http_requests_total", "HTTP requests", ["method", "route", "status"])
 LATENCY = Histogram("hub_http_request_seconds", "HTTP request latency", ["method", "route"])
@@ -62,7 +63,7 @@ def create_app(
     install_problems(app)
     for router in (
         health_router, auth_router, catalog_router, applications, cases, transparency_router,
-        calendar_router, exchange_router,
+        calendar_router, exchange_router, window_router,
     ):
         app.include_router(router)
     app.include_router(verification_router)  # prefill, access log, /admin/registries

@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 # Officer roles known to the hub (DESIGN.md §7); definitions may use no others.
-ROLES: frozenset[str] = frozenset({"intake", "reviewer", "approver", "supervisor", "admin"})
+# "window": staff of a government service centre who register paper applications on an applicant's behalf
+# (hub/window); they act on no case, so no definition names them.
+ROLES: frozenset[str] = frozenset({"intake", "reviewer", "approver", "supervisor", "admin", "window"})
 
 ROLE_LABELS: dict[str, str] = {
     "intake": "受理人员",
@@ -18,6 +20,7 @@ ROLE_LABELS: dict[str, str] = {
     "approver": "审批人员",
     "supervisor": "监察人员",
     "admin": "系统管理员",
+    "window": "窗口人员",
 }
 
 ACTOR_LABELS: dict[str, str] = {"officer": "工作人员", "applicant": "申请人"}

@@ -8,7 +8,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from hub.db import Base
 from hub.org.models import Department
 
-ROLES = ("intake", "reviewer", "approver", "supervisor", "admin")
+ROLES = ("intake", "reviewer", "approver", "supervisor", "admin", "window")
 
 
 class Officer(Base):

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from hub.auth.models import Officer
 from hub.errors import Forbidden, Unauthorized
 from hub.org import service as org_service
+from workflow.errors import ROLE_LABELS
 
 _hasher = PasswordHasher()
 TOKEN_ALGORITHM = "HS256"
@@ -93,7 +94,7 @@ def officer_from_token(session: Session, *, token: str, secret: str, now: dateti
 def require_role(officer: Officer, roles: Iterable[str]) -> None:
     wanted = set(roles)
     if not wanted & set(officer.roles):
-        names = "、".join(sorted(wanted))
+        names = "、".join(ROLE_LABELS.get(role, role) for role in sorted(wanted))
         raise Forbidden(f"需要以下角色之一：{names} (requires role: {', '.join(sorted(wanted))})")
 
 

@@ -25,6 +25,7 @@ from hub.catalog.models import Item
 from hub.clock import CHINA_TZ, business_date
 from hub.deliveries import service as deliveries
 from hub.errors import Conflict, FieldError, Forbidden, HubError, NotFound, ValidationFailed
+from hub.org.models import Department
 from hub.outbox import service as outbox
 from hub.outbox.models import OutboxMessage
 from hub.pagination import Page, paginate
@@ -108,12 +109,19 @@ def definition_for(case: Case) -> WorkflowDefinition:
 
 def submit_application(
     session: Session, *, data: ApplicationIn, now: datetime, audit_key: str,
-    registries: Registries | None = None,
+    registries: Registries | None = None, registered_by: Actor | None = None,
+    receiving_department: Department | None = None,
 ) -> tuple[Case, str]:
     """Validate and store a new application; returns the case and its one-time query code.
 
     The applicant's registry checks are stored pending with the case; the caller runs them after
-    committing (hub.verification.checks.verify_on_submission), so a registry can never cost a case."""
+    committing (hub.verification.checks.verify_on_submission), so a registry can never cost a case.
+
+    ``registered_by`` / ``receiving_department``: the window officer who registers a paper application on
+    the applicant's behalf and the service centre he works at (hub/window/service.py); without them only an
+    ``online`` application is taken."""
+    if data.channel != "online" or registered_by is not None:
+        _check_channel(data.channel, registered_by, receiving_department)
     item = _item_for_submission(session, data.item_code)
     today = business_date(now)
     applicant_id = _check_applicant(item, data.applicant, today)
@@ -128,23 +136,80 @@ def submit_application(
     # The item's definition, recorded on the case (writes.new_case) and kept for good.
     state = get_definition(item.workflow_id).initial_state
     applicant = data.applicant
+    if registered_by is None:
+        first = writes.NewEvent(action="submit", to_state=state, actor_type="applicant", actor_id=data.channel,
+                                actor_name="申请人", occurred_at=now, data={"channel": data.channel})
+    else:
+        assert receiving_department is not None  # _check_channel
+        first = _registered_at_window(item, registered_by, receiving_department, state, now)
     opening = writes.new_case(
         session, item=item, query_code=query_code, state=state, channel=data.channel, origin="hub",
         applicant=writes.Applicant(applicant.type, applicant.name.strip(), applicant.id_type, applicant_id,
                                    applicant.phone, applicant.region),
         form_data=form, submitted_at=now, now=now,
         intake_deadline=clock_rules.intake_deadline(calendar, received),
-        first=writes.NewEvent(action="submit", to_state=state, actor_type="applicant", actor_id=data.channel,
-                              actor_name="申请人", occurred_at=now, data={"channel": data.channel}),
-        key=audit_key,
+        first=first, key=audit_key,
+        receiving_region_code=receiving_department.region_code if receiving_department else None,
+        receiving_department_id=receiving_department.id if receiving_department else None,
     )
     case = opening.case
     case.received_on = received  # not sealed by the chain: set after the first event, before the write
     verification.plan_checks(session, case, registries=registries, now=now)
-    # Case, first event, planned checks and outbox row: one statement (hub/cases/writes.py).
-    writes.insert_case(session, opening, outbox=[_message(case, "submit", now)])
+    messages = [_message(case, "submit", now)]
+    if receiving_department is not None and is_forwarded(case):
+        messages.append(_forwarded_message(case, receiving_department, now))
+    # Case, first event, planned checks and outbox rows: one statement (hub/cases/writes.py).
+    writes.insert_case(session, opening, outbox=messages)
     deliveries.on_case_change(session, case, "submit", now)
     return case, query_code
+
+
+def _check_channel(channel: str, registered_by: Actor | None, receiving_department: Department | None) -> None:
+    """Only the online channel is open to anyone: a window application is registered by the window officer
+    who took the paper form (hub/window), and a partner's case arrives through the exchange (hub/exchange)."""
+    if channel == "window" and (registered_by is None or receiving_department is None):
+        raise ValidationFailed([FieldError(
+            "channel", "window_requires_officer",
+            "窗口渠道的申请只能由窗口工作人员登录后代为登记；网上申请请使用 online 渠道 "
+            "(a window application is registered by a signed-in window officer)",
+        )])
+    if channel == "partner":
+        raise ValidationFailed([FieldError(
+            "channel", "partner_via_exchange",
+            "合作平台的办件通过数据交换报送，不能在此提交 (partner cases arrive through the exchange)",
+        )])
+    if registered_by is not None and channel != "window":
+        raise ValidationFailed([FieldError("channel", "window_registration", "窗口代为登记的申请渠道应为 window")])
+
+
+def _registered_at_window(
+    item: Item, officer: Actor, window: Department, state: str, now: datetime
+) -> writes.NewEvent:
+    """The submit step of a paper application: the window officer is its actor (he registered it on the
+    applicant's behalf), and its data names the window that received it — and, for an item another region
+    implements (跨域通办), the department it is forwarded to."""
+    received = {"region": window.region_code, "department": window.key, "department_name": window.name}
+    data: dict[str, Any] = {"channel": "window", "received_at": received}
+    if window.region_code != item.region_code:
+        data["forwarded_to"] = {"region": item.region_code, "department": item.department.key,
+                                "department_name": item.department.name}
+    return writes.NewEvent(action="submit", to_state=state, actor_type="officer", actor_id=officer.id,
+                           actor_name=officer.name, department_id=window.id, occurred_at=now, data=data)
+
+
+def _forwarded_message(case: Case, window: Department, now: datetime) -> OutboxMessage:
+    """``case.forwarded.v1``: tells the implementing region that another region's window received the
+    application (跨域通办); published beside ``case.submitted.v1``, in the same statement."""
+    payload = case_event_payload(case) | {
+        "channel": case.channel, "receiving_region": window.region_code, "receiving_department": window.key,
+    }
+    return outbox.message(event_type="case.forwarded.v1", region_code=case.region_code, payload=payload,
+                          occurred_at=now, correlation_id=case.tracking_no)
+
+
+def is_forwarded(case: Case) -> bool:
+    """A cross-region (通办) case: registered at a window of another region than the implementing one."""
+    return case.receiving_region_code is not None and case.receiving_region_code != case.region_code
 
 
 def _item_for_submission(session: Session, code: str) -> Item:

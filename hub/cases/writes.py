@@ -92,6 +92,7 @@ def new_case(
     session: Session, *, item: Item, applicant: Applicant, state: str, channel: str, origin: str,
     submitted_at: datetime, now: datetime, first: NewEvent, key: str, query_code: str | None = None,
     form_data: dict[str, Any] | None = None, intake_deadline: date | None = None,
+    receiving_region_code: str | None = None, receiving_department_id: int | None = None,
     origin_partner: str | None = None, external_id: str | None = None, record_version: int | None = None,
     partner_event_seq: int = 0, workflow_id: str | None = None,
 ) -> Opening:
@@ -115,6 +116,8 @@ def new_case(
         applicant_id_number=applicant.id_number, applicant_phone=applicant.phone,
         applicant_region_code=applicant.region_code, form_data=form_data or {},
         submitted_at=submitted_at, intake_deadline=intake_deadline, accepted_on=None,
+        # The window that registered a paper application (hub/window), whichever region it is in.
+        receiving_region_code=receiving_region_code, receiving_department_id=receiving_department_id,
         promised_limit_days=item.promised_limit_days, statutory_limit_days=item.statutory_limit_days,
         deadline=None, statutory_deadline=None, step_deadlines={}, suspended_since=None,
         suspended_working_days=0, decided_at=None, completed_at=None, result=None,

@@ -18,7 +18,7 @@ LEVELS = {"province", "city", "county"}
 APPLICANT_TYPES = {"1", "2", "3", "4", "5", "6", "9"}
 MATERIAL_FORMS = {"original", "copy", "electronic"}
 REPLACEABLE_BY = {None, "population", "enterprise", "tax", "organisation"}
-ROLES = {"intake", "reviewer", "approver", "supervisor", "admin"}
+ROLES = {"intake", "reviewer", "approver", "supervisor", "admin", "window"}
 
 # GB 32100 (unified social credit code) and GB 11714 (organisation code) check characters,
 # implemented here independently of the project's own module.

@@ -10,10 +10,12 @@ from hub.exchange.models import DeadLetter, InboxMessage, Partner, PendingEvent
 from hub.idempotency.models import IdempotencyKey
 from hub.org.models import Department, Region
 from hub.outbox.models import OutboxMessage
+from hub.supervision.models import Alert, Rating, SupervisionThreshold
 from hub.throttle.models import AttemptCounter, SeenNonce
 from hub.verification.models import CaseVerification, ManualVerification, RegistryAccess
 
 __all__ = [
+    "Alert",
     "AttemptCounter",
     "Base",
     "CalendarOverride",
@@ -33,8 +35,10 @@ __all__ = [
     "OutboxMessage",
     "Partner",
     "PendingEvent",
+    "Rating",
     "Region",
     "RegistryAccess",
     "SeenNonce",
+    "SupervisionThreshold",
     "TrackingSequence",
 ]

@@ -70,6 +70,15 @@ class Case(Base):
     completed_at: Mapped[datetime | None]
     result: Mapped[str | None] = mapped_column(String(16))
 
+    # Electronic supervision's time-limit colour (None, "yellow", "red") and the next day it may change: the
+    # scanner reads only cases whose day has come (index), so its cost follows the cases changing colour.
+    colour: Mapped[str | None] = mapped_column(String(8))
+    colour_due_on: Mapped[date | None] = mapped_column(index=True)
+    # Set when the clock stops (decision or end): working days used net of suspensions, and whether the case
+    # kept its promised deadline — what the performance metrics aggregate in SQL.
+    working_days_used: Mapped[int | None] = mapped_column(Integer)
+    on_time: Mapped[bool | None]
+
     event_count: Mapped[int] = mapped_column(Integer, default=0)
     last_event_hash: Mapped[str | None] = mapped_column(String(64))
     updated_at: Mapped[datetime]

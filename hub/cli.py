@@ -194,7 +194,13 @@ def api(
     _prepare(seed=False)
     # An import string, not an app: with workers > 1 each worker process imports hub.asgi and builds its own
     # app (engine, pool, registries) from the same environment; nothing is shared but the database.
-    uvicorn.run("hub.asgi:app", host=host, port=port, workers=workers, log_config=None, access_log=False)
+    # uvicorn kills and replaces a worker that does not answer its supervisor's ping within the timeout (5 s by
+    # default): on a loaded machine a busy but healthy worker missed it and was restarted, dropping its requests.
+    uvicorn.run("hub.asgi:app", host=host, port=port, workers=workers, log_config=None, access_log=False,
+                timeout_worker_healthcheck=WORKER_HEALTHCHECK_TIMEOUT_S)
+
+
+WORKER_HEALTHCHECK_TIMEOUT_S = 60
 
 
 @app.command()

@@ -53,7 +53,7 @@ class Case(Base):
     receiving_region_code: Mapped[str | None] = mapped_column(String(6))
     receiving_department_id: Mapped[int | None] = mapped_column(ForeignKey("departments.id"))
     intake_deadline: Mapped[date | None]
-    accepted_on: Mapped[date | None]
+    accepted_on: Mapped[date | None] = mapped_column(index=True)
     promised_limit_days: Mapped[int] = mapped_column(Integer)
     statutory_limit_days: Mapped[int] = mapped_column(Integer)
     deadline: Mapped[date | None] = mapped_column(index=True)
@@ -67,7 +67,7 @@ class Case(Base):
     # Art. 42: the one extension granted, in working days (10, or 15 for joint handling).
     extension_days: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     decided_at: Mapped[datetime | None]
-    completed_at: Mapped[datetime | None]
+    completed_at: Mapped[datetime | None] = mapped_column(index=True)
     result: Mapped[str | None] = mapped_column(String(16))
 
     # Electronic supervision's time-limit colour (None, "yellow", "red") and the next day it may change: the

@@ -58,7 +58,7 @@ class Rating(Base):
     level: Mapped[int] = mapped_column(Integer)  # 5 非常满意 … 1 非常不满意
     comment: Mapped[str | None] = mapped_column(Text)
     source: Mapped[str] = mapped_column(String(16))  # applicant | partner
-    rated_at: Mapped[datetime]
+    rated_at: Mapped[datetime] = mapped_column(index=True)
     department_id: Mapped[int] = mapped_column(ForeignKey("departments.id"), index=True)
     region_code: Mapped[str] = mapped_column(String(6), index=True)
     # A rating of 不满意 or worse opens a follow-up for the department (within 15 working days).

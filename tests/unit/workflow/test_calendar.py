@@ -293,6 +293,9 @@ def test_notice_boundaries_are_accepted() -> None:
     })
     assert len(entries) == 32
     assert (entries[0].name, entries[0].working, entries[-1].working) == ("长假", False, True)
+    assert (entries[-1].name, entries[-1].day) == ("调休", date(2028, 12, 31))
+    one_day = parse_notice(_notice(holidays=[HOLIDAY], workdays=[]))
+    assert [(e.day, e.name) for e in one_day] == [(date(2027, 1, 1), "元旦")]
     assert parse_notice({"year": 1949, "source": "通知", "holidays": [], "workdays": []}) == []
     assert parse_notice({"year": 9998, "source": "通知", "holidays": [], "workdays": []}) == []
 

@@ -103,6 +103,8 @@ FEMALE = "210102199001011245"
          '办件编号长度错误 (wrong length: expected 21 characters, got 1)'),
         (lambda: parse_tracking_number('2101002026113000000A1'), 'tracking_number', 'charset',
          '办件编号含有非法字符 (character not allowed: position 20)'),
+        (lambda: validate_national_basic_code(5), "national_basic_code", "type",
+         "基本编码类型错误 (value is not a string)"),
         (lambda: parse_tracking_number("210100202613010000015"), "tracking_number", "date",
          "办件编号日期无效 (invalid date: not a calendar date)"),
     ],

@@ -451,6 +451,7 @@ def _check_parallel(definition: WorkflowDefinition, block: ParallelBlock, resolv
             "/parallel/state", f"the clock must be running in the parallel state {state!r}"
         )
     seen_actions: dict[str, str] = {}
+    found: dict[str, Transition] = {}
     for field in ("join_granted", "join_denied", "notify_supplement"):
         action = getattr(block, field)
         if action in seen_actions:
@@ -458,8 +459,8 @@ def _check_parallel(definition: WorkflowDefinition, block: ParallelBlock, resolv
                 _pointer("parallel", field), f"action {action!r} is already /parallel/{seen_actions[action]}"
             )
         seen_actions[action] = field
-        _system_transition(definition, state, action, field)
-    _check_notify(definition, block)
+        found[field] = _system_transition(definition, state, action, field)
+    _check_notify(definition, block, found["notify_supplement"])
     _check_branches(definition, block, resolve)
 
 
@@ -472,8 +473,7 @@ def _system_transition(definition: WorkflowDefinition, state: str, action: str, 
     )
 
 
-def _check_notify(definition: WorkflowDefinition, block: ParallelBlock) -> None:
-    notify = _system_transition(definition, block.state, block.notify_supplement, "notify_supplement")
+def _check_notify(definition: WorkflowDefinition, block: ParallelBlock, notify: Transition) -> None:
     if notify.clock != "suspend":
         raise DefinitionError(
             "/parallel/notify_supplement", "the merged supplement notice must suspend the clock"

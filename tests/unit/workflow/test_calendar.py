@@ -247,3 +247,59 @@ def test_notice_may_reach_into_the_neighbouring_year() -> None:
 def test_a_day_cannot_be_both_holiday_and_working_day() -> None:
     with pytest.raises(ValueError, match="both"):
         parse_notice(_notice(workdays=[{"name": "调休", "date": "2027-02-06"}]))
+
+
+# --- notices: exact messages and boundaries -------------------------------------------------------
+
+HOLIDAY = {"name": "元旦", "from": "2027-01-01", "to": "2027-01-01"}
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        ([], "notice: must be a JSON object"),
+        (_notice(year=True), "year: must be an integer year"),
+        (_notice(year=1948), "year: must be an integer year"),
+        (_notice(year=9999), "year: must be an integer year"),
+        (_notice(source=None), "source: must name the notice the schedule comes from"),
+        (_notice(source="  "), "source: must name the notice the schedule comes from"),
+        (_notice(holidays="元旦"), "holidays: must be a list (empty if none)"),
+        (_notice(workdays=None), "workdays: must be a list (empty if none)"),
+        (_notice(holidays=["元旦"]), "holidays[0]: must be an object"),
+        (_notice(holidays=[HOLIDAY, {**HOLIDAY, "name": 3}]), "holidays[1].name: must be a non-empty string"),
+        (_notice(holidays=[{**HOLIDAY, "from": 20270101}]), "holidays[0].from: must be a date written YYYY-MM-DD"),
+        (_notice(holidays=[{**HOLIDAY, "from": "2027-02-30"}]), "holidays[0].from: 2027-02-30 is not a calendar date"),
+        (_notice(holidays=[{**HOLIDAY, "to": "2029-01-01"}]), "holidays[0].to: 2029-01-01 is outside 2026–2028"),
+        (_notice(holidays=[{**HOLIDAY, "from": "2025-12-31"}]), "holidays[0].from: 2025-12-31 is outside 2026–2028"),
+        (_notice(holidays=[{**HOLIDAY, "from": "2027-01-03"}]), "holidays[0].to: 2027-01-01 is before from 2027-01-03"),
+        (_notice(holidays=[{**HOLIDAY, "to": "2027-02-01"}]), "holidays[0].to: a holiday longer than 31 days"),
+        (_notice(workdays=[{"name": "调休"}]), "workdays[0].date: must be a date written YYYY-MM-DD"),
+        (_notice(workdays=[{"date": "2027-02-14"}]), "workdays[0].name: must be a non-empty string"),
+        (_notice(workdays=[{"name": "调休", "date": "2027-02-06"}]),
+         "2027-02-06 is listed both as a holiday and as a working day"),
+    ],
+)
+def test_notice_errors_say_what_is_wrong(document: object, message: str) -> None:
+    with pytest.raises(ValueError) as raised:
+        parse_notice(document)  # type: ignore[arg-type]
+    assert str(raised.value) == message
+
+
+def test_notice_boundaries_are_accepted() -> None:
+    entries = parse_notice({
+        "year": 2027, "source": "通知",
+        "holidays": [{"name": " 长假 ", "from": "2027-01-01", "to": "2027-01-31"}],
+        "workdays": [{"name": "调休", "date": "2028-12-31"}],
+    })
+    assert len(entries) == 32
+    assert (entries[0].name, entries[0].working, entries[-1].working) == ("长假", False, True)
+    assert (entries[-1].name, entries[-1].day) == ("调休", date(2028, 12, 31))
+    one_day = parse_notice(_notice(holidays=[HOLIDAY], workdays=[]))
+    assert [(e.day, e.name) for e in one_day] == [(date(2027, 1, 1), "元旦")]
+    assert parse_notice({"year": 1949, "source": "通知", "holidays": [], "workdays": []}) == []
+    assert parse_notice({"year": 9998, "source": "通知", "holidays": [], "workdays": []}) == []
+
+
+def test_coverage_of_a_year_loaded_from_a_notice_and_of_one_without() -> None:
+    calendar = WorkingCalendar({date(2031, 10, 1): False})
+    assert [calendar.coverage(year) for year in (2031, 2026, 2032)] == ["override", "builtin", "fallback"]

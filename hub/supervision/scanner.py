@@ -20,16 +20,17 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from hub.calendar.service import load_calendar
 from hub.cases.clock import facts_of, record_stop
 from hub.cases.models import Case, CaseEvent
 from hub.clock import business_date
+from hub.db import unit_of_work
 from hub.org.service import _region_parents
 from hub.supervision import service
 from hub.supervision.models import Alert
-from hub.supervision.timelimits import Judgement, judge, supplement_notice_findings
+from hub.supervision.timelimits import Judgement, intake_notice_state, judge, supplement_notice_findings
 from workflow.calendar import WorkingCalendar
 
 DEFAULT_BATCH = 500
@@ -63,12 +64,20 @@ def scan(session: Session, *, now: datetime, batch: int = DEFAULT_BATCH,
     for case in cases:
         thresholds = service.thresholds_for(session, case.region_code)
         judgement = judge(case, calendar=calendar, today=today, thresholds=thresholds)
-        findings = [*judgement.findings, *supplement_notice_findings(case, notices.get(case.id, ()))]
+        intake_notices = notices.get(case.id, {}).get(intake_notice_state(case), ())
+        findings = [*judgement.findings, *supplement_notice_findings(case, intake_notices, calendar=calendar)]
         report.raised += len(service.raise_findings(session, case=case, findings=findings, now=now))
         report.closed += _close_stale(session, case, judgement, {(f.rule, f.level) for f in findings},
                                       unresolved.get(case.id, ()), now=now)
         _store(session, case, judgement, findings, calendar=calendar)
     return report
+
+
+def scan_once(factory: sessionmaker[Session], *, now: datetime, batch: int = DEFAULT_BATCH) -> int:
+    """One batch of ``scan`` in its own transaction, as `hub worker` runs it; returns the cases it read
+    (fewer than ``batch``: nothing more is due)."""
+    with unit_of_work(factory) as session:
+        return scan(session, now=now, batch=batch).scanned
 
 
 def _store(session: Session, case: Case, judgement: Judgement, findings: Sequence[object], *,
@@ -104,13 +113,14 @@ def _close_stale(session: Session, case: Case, judgement: Judgement, current: se
     return sum(1 for a in closed if a.level == "yellow")
 
 
-def _intake_notices(session: Session, ids: Sequence[int]) -> dict[int, list[date]]:
-    """The days of the supplement notices given at intake, per case (one query for the batch)."""
-    rows = session.execute(select(CaseEvent.case_id, CaseEvent.occurred_at).where(
-        CaseEvent.case_id.in_(ids), CaseEvent.action == "request_supplement", CaseEvent.step == "intake"))
-    found: dict[int, list[date]] = defaultdict(list)
-    for case_id, occurred_at in rows:
-        found[case_id].append(business_date(occurred_at))
+def _intake_notices(session: Session, ids: Sequence[int]) -> dict[int, dict[str, list[date]]]:
+    """The days of each case's supplement notices by the state they were given from (one query for the
+    batch): those from the initial state were given at intake (Art. 32)."""
+    rows = session.execute(select(CaseEvent.case_id, CaseEvent.from_state, CaseEvent.occurred_at).where(
+        CaseEvent.case_id.in_(ids), CaseEvent.action == "request_supplement"))
+    found: dict[int, dict[str, list[date]]] = defaultdict(lambda: defaultdict(list))
+    for case_id, from_state, occurred_at in rows:
+        found[case_id][str(from_state)].append(business_date(occurred_at))
     return found
 
 

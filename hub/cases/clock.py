@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import flag_modified
 
 from hub.cases import writes
 from hub.cases.models import Case
@@ -56,6 +57,7 @@ def store(case: Case, facts: ClockFacts, *, calendar: WorkingCalendar, today: da
     # Electronic supervision: the clock changed, so the scanner reads this case again today (its colour and
     # the next day it may change are computed there, hub/supervision/scanner.py).
     case.colour_due_on = today
+    flag_modified(case, "colour_due_on")  # written even when unchanged: the scanner may have moved it meanwhile
     case.accepted_on = facts.accepted_on
     case.extension_days = facts.extension_days
     case.suspensions = [s.to_json() for s in facts.suspensions]

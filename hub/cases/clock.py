@@ -83,14 +83,21 @@ def store(case: Case, facts: ClockFacts, *, calendar: WorkingCalendar, today: da
 def record_stop(case: Case, facts: ClockFacts, *, calendar: WorkingCalendar) -> None:
     """Once the clock has stopped (the decision, Art. 42, or the end of the case): the working days used net
     of suspensions and whether the promise was kept — what the performance metrics aggregate in SQL."""
+    figures = stop_figures(case, facts, calendar=calendar)
+    if figures is not None:
+        case.working_days_used, case.on_time = figures
+
+
+def stop_figures(case: Case, facts: ClockFacts, *, calendar: WorkingCalendar) -> tuple[int, bool] | None:
+    """(working days used, on time) of a stopped clock; None while it runs or never started."""
     # Art. 42 limits the decision: the earliest of the engine's stop, the decision and the end counts.
     days = [day for day in (facts.stopped_on, *(business_date(moment) for moment in (case.decided_at,
             case.completed_at) if moment is not None)) if day is not None]
     if not days or facts.accepted_on is None:
-        return
+        return None
     stopped_facts = replace(facts, stopped_on=min(days))
-    case.working_days_used = stopped_facts.working_days_used(calendar, min(days))
-    case.on_time = case.working_days_used <= stopped_facts.promised_limit_days
+    used = stopped_facts.working_days_used(calendar, min(days))
+    return used, used <= stopped_facts.promised_limit_days
 
 
 # --- what every view shows -------------------------------------------------------------------------

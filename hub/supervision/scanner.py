@@ -19,11 +19,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from hub.calendar.service import load_calendar
-from hub.cases.clock import facts_of, record_stop
+from hub.cases.clock import facts_of, stop_figures
 from hub.cases.models import Case, CaseEvent
 from hub.clock import business_date
 from hub.db import unit_of_work
@@ -61,6 +61,7 @@ def scan(session: Session, *, now: datetime, batch: int = DEFAULT_BATCH,
     cases = session.scalars(select(Case).where(Case.id.in_(ids)).order_by(Case.id)).unique().all()
     notices = _intake_notices(session, ids)
     unresolved = _unresolved_time_alerts(session, ids)
+    rows: list[dict[str, object]] = []
     for case in cases:
         thresholds = service.thresholds_for(session, case.region_code)
         judgement = judge(case, calendar=calendar, today=today, thresholds=thresholds)
@@ -69,7 +70,8 @@ def scan(session: Session, *, now: datetime, batch: int = DEFAULT_BATCH,
         report.raised += len(service.raise_findings(session, case=case, findings=findings, now=now))
         report.closed += _close_stale(session, case, judgement, {(f.rule, f.level) for f in findings},
                                       unresolved.get(case.id, ()), now=now)
-        _store(session, case, judgement, findings, calendar=calendar)
+        rows.append(_new_values(case, judgement, findings, calendar=calendar))
+    _store(session, rows)
     return report
 
 
@@ -80,17 +82,29 @@ def scan_once(factory: sessionmaker[Session], *, now: datetime, batch: int = DEF
         return scan(session, now=now, batch=batch).scanned
 
 
-def _store(session: Session, case: Case, judgement: Judgement, findings: Sequence[object], *,
-           calendar: WorkingCalendar) -> None:
-    """Colour and next day, and a stopped clock's figures when the write path left them unset (a partner's
-    record): a plain UPDATE, so an officer's action on the row in flight keeps its version (lock_version)."""
-    values: dict[str, object] = {"colour": _colour(judgement, findings), "colour_due_on": judgement.due_on}
-    if judgement.stopped and case.working_days_used is None:
-        record_stop(case, facts_of(case), calendar=calendar)
-        values.update(working_days_used=case.working_days_used, on_time=case.on_time)
-    session.execute(update(Case).where(Case.id == case.id).values(**values)
-                    .execution_options(synchronize_session=False))
-    session.expire(case, ["colour", "colour_due_on", "working_days_used", "on_time"])
+def _new_values(case: Case, judgement: Judgement, findings: Sequence[object], *,
+                calendar: WorkingCalendar) -> dict[str, object]:
+    """The case's colour and next day, and a stopped clock's figures when the write path left them unset (a
+    partner's record whose result came without a clock change)."""
+    used, on_time = case.working_days_used, case.on_time
+    if judgement.stopped and used is None:
+        used, on_time = stop_figures(case, facts_of(case), calendar=calendar) or (None, None)
+    return {"_id": case.id, "_colour": _colour(judgement, findings), "_due": judgement.due_on,
+            "_used": used, "_on_time": on_time}
+
+
+def _store(session: Session, rows: list[dict[str, object]]) -> None:
+    """One executemany UPDATE for the batch, on the table (not the ORM): an officer's action on a row in
+    flight keeps its version (lock_version); the batch's rows are locked by this transaction meanwhile."""
+    table = Case.__table__
+    statement = table.update().where(table.c.id == bindparam("_id")).values(
+        colour=bindparam("_colour"), colour_due_on=bindparam("_due"), working_days_used=bindparam("_used"),
+        on_time=bindparam("_on_time"))
+    session.connection().execute(statement, rows)
+    for case_id in (row["_id"] for row in rows):
+        case = session.get(Case, case_id)
+        if case is not None:
+            session.expire(case, ["colour", "colour_due_on", "working_days_used", "on_time"])
 
 
 def _colour(judgement: Judgement, findings: Sequence[object]) -> str | None:

@@ -8,12 +8,13 @@ supervision read plain columns while a recomputation (a holiday notice loaded la
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import flag_modified
 
 from hub.cases import writes
 from hub.cases.models import Case
@@ -53,6 +54,10 @@ def store(case: Case, facts: ClockFacts, *, calendar: WorkingCalendar, today: da
           definition: WorkflowDefinition | None = None) -> None:
     """Write ``facts`` and the deadlines they give onto the case row (changed before its event is appended:
     the event seals the row). ``definition``: given, the per-step deadlines are allocated again."""
+    # Electronic supervision: the clock changed, so the scanner reads this case again today (its colour and
+    # the next day it may change are computed there, hub/supervision/scanner.py).
+    case.colour_due_on = today
+    flag_modified(case, "colour_due_on")  # written even when unchanged: the scanner may have moved it meanwhile
     case.accepted_on = facts.accepted_on
     case.extension_days = facts.extension_days
     case.suspensions = [s.to_json() for s in facts.suspensions]
@@ -64,6 +69,7 @@ def store(case: Case, facts: ClockFacts, *, calendar: WorkingCalendar, today: da
     case.suspended_working_days = facts.days_suspended(calendar, today)
     if facts.accepted_on is None:
         return
+    record_stop(case, facts, calendar=calendar)
     case.deadline = facts.promised_deadline(calendar, today)
     case.statutory_deadline = facts.statutory_deadline(calendar, today)
     if definition is not None:
@@ -72,6 +78,26 @@ def store(case: Case, facts: ClockFacts, *, calendar: WorkingCalendar, today: da
         case.step_deadlines = {
             name: calendar.add_working_days(day, suspended).isoformat() for name, day in steps.items()
         }
+
+
+def record_stop(case: Case, facts: ClockFacts, *, calendar: WorkingCalendar) -> None:
+    """Once the clock has stopped (the decision, Art. 42, or the end of the case): the working days used net
+    of suspensions and whether the promise was kept — what the performance metrics aggregate in SQL."""
+    figures = stop_figures(case, facts, calendar=calendar)
+    if figures is not None:
+        case.working_days_used, case.on_time = figures
+
+
+def stop_figures(case: Case, facts: ClockFacts, *, calendar: WorkingCalendar) -> tuple[int, bool] | None:
+    """(working days used, on time) of a stopped clock; None while it runs or never started."""
+    # Art. 42 limits the decision: the earliest of the engine's stop, the decision and the end counts.
+    days = [day for day in (facts.stopped_on, *(business_date(moment) for moment in (case.decided_at,
+            case.completed_at) if moment is not None)) if day is not None]
+    if not days or facts.accepted_on is None:
+        return None
+    stopped_facts = replace(facts, stopped_on=min(days))
+    used = stopped_facts.working_days_used(calendar, min(days))
+    return used, used <= stopped_facts.promised_limit_days
 
 
 # --- what every view shows -------------------------------------------------------------------------

@@ -138,6 +138,7 @@ class SqlLookups:
         rows = self.session.execute(
             select(Case.tracking_no, CaseEvent.occurred_at).join(CaseEvent, CaseEvent.case_id == Case.id)
             .where(Case.applicant_id_number == applicant_id_number, Case.item_id == item_id, Case.id != case_id,
+                   Case.accepted_on.is_not(None),  # its clock had started: the resubmission restarts it
                    CaseEvent.action == WITHDRAW, CaseEvent.occurred_at >= since, CaseEvent.occurred_at <= until)
             .order_by(CaseEvent.occurred_at.desc()))
         return [Withdrawal(tracking_no, at) for tracking_no, at in rows]

@@ -100,7 +100,7 @@ class WithdrawResubmit:
     name: ClassVar[str] = "anomaly.withdraw_resubmit"
     kind: ClassVar[Literal["anomaly"]] = "anomaly"
     description: ClassVar[str] = (
-        "The case is accepted although the same applicant withdrew a case of the same item at most "
+        "The case is accepted although the same applicant withdrew an accepted case of the same item at most "
         "``window_days`` calendar days before submitting it: a withdrawal and resubmission that restarts the "
         "time limit (常见于即将超期时劝申请人撤回重报).")
     basis: ClassVar[str] = f"{LAW}第四十二条（办理期限）；不得以撤回重报规避办理时限"

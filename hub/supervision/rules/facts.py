@@ -62,7 +62,7 @@ class Lookups(Protocol):
 
     def withdrawals_before(self, *, case_id: int, applicant_id_number: str, item_id: int,
                            since: datetime, until: datetime) -> Sequence[Withdrawal]:
-        """The applicant's other cases of the item withdrawn in [since, until]."""
+        """The applicant's other cases of the item withdrawn in [since, until] after their acceptance."""
         ...
 
 

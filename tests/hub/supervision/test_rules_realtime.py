@@ -5,6 +5,7 @@ no outbox relay has run when the response comes back), and a submission alone ra
 from __future__ import annotations
 
 import uuid
+from datetime import date
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -16,7 +17,7 @@ from hub.cases.models import Case
 from hub.outbox.models import OutboxMessage
 from hub.supervision.models import Alert
 from tests.conftest import Officers
-from tests.support import PARTNER_SECRET, case_record, envelope, item_code, officer_of, step, submit
+from tests.support import PARTNER_SECRET, case_record, citizen_id, envelope, item_code, officer_of, person, step, submit
 
 KEY = "physician-practice-registration"  # 沈阳 (210100), department 007
 
@@ -41,8 +42,14 @@ def act(client: TestClient, officers: Officers, number: str, username: str, acti
     assert response.status_code == 200, response.text
 
 
+def someone() -> dict[str, Any]:
+    """An applicant of this test alone (the withdraw-and-resubmit rule looks at the applicant's other cases)."""
+    draw = uuid.uuid4().int
+    return person(id_number=citizen_id(seq=draw % 900 + 100, born=date(1985, 5, 1 + draw // 900 % 28)))
+
+
 def test_a_submission_alone_raises_nothing(client: TestClient, session: Session) -> None:
-    number = submit(client, KEY)["tracking_no"]
+    number = submit(client, KEY, someone())["tracking_no"]
     assert alerts_of(session, number) == {}
 
 
@@ -52,7 +59,7 @@ def test_the_same_officer_reviewing_and_granting_raises_separation_of_duties(
     session.execute(update(Officer).where(Officer.username == both).values(roles=["reviewer", "approver"]))
     session.commit()
     try:
-        number = submit(client, KEY)["tracking_no"]
+        number = submit(client, KEY, someone())["tracking_no"]
         act(client, officers, number, officer_of(KEY, "intake"), "accept")
         act(client, officers, number, both, "review", "材料齐全，符合条件")
         assert "procedure.separation_of_duties" not in alerts_of(session, number)
@@ -68,7 +75,7 @@ def test_the_same_officer_reviewing_and_granting_raises_separation_of_duties(
 
 def test_review_and_grant_by_different_officers_raise_nothing(
         client: TestClient, officers: Officers, session: Session) -> None:
-    number = submit(client, KEY)["tracking_no"]
+    number = submit(client, KEY, someone())["tracking_no"]
     act(client, officers, number, officer_of(KEY, "intake"), "accept")
     act(client, officers, number, officer_of(KEY, "reviewer"), "review", "材料齐全")
     act(client, officers, number, officer_of(KEY, "approver"), "grant", "准予注册")
@@ -125,3 +132,29 @@ def test_a_partner_record_in_the_standard_flow_raises_no_procedure_alert(client:
     result = push(client, envelope(payload))[0]
     assert result["status"] == "applied", result
     assert alerts_of(session, result["tracking_no"]) == {}
+
+
+def test_withdrawing_an_accepted_case_and_resubmitting_raises_an_anomaly_at_acceptance(
+        client: TestClient, officers: Officers, session: Session) -> None:
+    applicant = someone()
+    first = submit(client, KEY, applicant)
+    act(client, officers, first["tracking_no"], officer_of(KEY, "intake"), "accept")
+    response = client.post(f"/api/v1/applications/{first['tracking_no']}/withdraw", json={"reason": "重新申报"},
+                           headers={"X-Query-Code": first["query_code"]})
+    assert response.status_code == 200, response.text
+    again = submit(client, KEY, applicant)["tracking_no"]
+    assert alerts_of(session, again) == {}
+    act(client, officers, again, officer_of(KEY, "intake"), "accept")
+    alert = alerts_of(session, again)["anomaly.withdraw_resubmit"]
+    assert alert.detail == {"withdrawn": [first["tracking_no"]]}
+
+
+def test_withdrawing_before_acceptance_and_resubmitting_is_no_anomaly(
+        client: TestClient, officers: Officers, session: Session) -> None:
+    applicant = someone()
+    first = submit(client, KEY, applicant)
+    client.post(f"/api/v1/applications/{first['tracking_no']}/withdraw", json={"reason": "填错了"},
+                headers={"X-Query-Code": first["query_code"]})
+    again = submit(client, KEY, applicant)["tracking_no"]
+    act(client, officers, again, officer_of(KEY, "intake"), "accept")
+    assert alerts_of(session, again) == {}

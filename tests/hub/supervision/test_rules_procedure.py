@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import date, timedelta
+from pathlib import Path
 
 from hub.supervision.rules import RULES
 from hub.supervision.rules.procedure import (
@@ -27,6 +28,12 @@ def test_every_rule_is_named_documented_and_has_a_basis() -> None:
     assert len(names) == len(set(names))
     for rule in RULES:
         assert rule.name.startswith(f"{rule.kind}.") and rule.description and rule.basis
+
+
+def test_every_rule_is_in_docs_supervision() -> None:
+    text = (Path(__file__).parents[3] / "docs" / "supervision.md").read_text("utf-8")
+    section = text[text.index("## Procedure and anomaly rules"):]
+    assert [rule.name for rule in RULES if f"`{rule.name}`" not in section] == []
 
 
 # --- replay --------------------------------------------------------------------------------------------

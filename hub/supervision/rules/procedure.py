@@ -204,7 +204,7 @@ class ChangeAfterCompletion:
     kind: ClassVar[Literal["procedure"]] = "procedure"
     description: ClassVar[str] = ("An event recorded after the case reached a terminal state (completed, "
                                   "refused, withdrawn), or a break in its hash chain (seq or prev_hash).")
-    basis: ClassVar[str] = (f"{LAW}第四十条、第六十一条（许可决定公开、监督检查）；"
+    basis: ClassVar[str] = (f"{LAW}第四十条（许可决定公开）、第六十条（上级行政机关监督检查）；"
                             "办件记录不可篡改（hub/audit 链式校验）")
     level: Level = "red"
     allowed_after: tuple[str, ...] = (END_SPECIAL,)

@@ -15,6 +15,7 @@ that need them, and only for an event new in this unit of work.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -34,6 +35,7 @@ from hub.supervision.service import raise_findings
 from workflow.definition import WorkflowDefinition
 from workflow.registry import UnknownDefinition, get_definition
 
+log = logging.getLogger(__name__)
 EVENTS = CaseEvent.__table__
 _STEP_COLUMNS = ("case_id", "seq", "action", "step", "from_state", "to_state", "actor_type", "actor_id",
                  "department_id", "opinion", "occurred_at", "data", "prev_hash", "hash")
@@ -74,7 +76,11 @@ def evaluate_touched(session: Session, touched: dict[Case, int], *, rules: Seque
         now = case.updated_at
         facts = CaseFacts(case=case, steps=steps.get(case_id, ()), definition=definition_for(case),
                           calendar=calendar, today=business_date(now), now=now, new_from=first, lookups=lookups)
-        findings: list[Finding] = evaluate(facts, rules)
+        try:
+            findings: list[Finding] = evaluate(facts, rules)
+        except Exception:  # a rule's bug must not refuse the officer's action or the partner's record
+            log.exception("supervision rules failed on case %s", case.tracking_no)
+            continue
         if findings:
             raised += len(raise_findings(session, case=case, findings=findings, now=now))
     return raised

@@ -9,8 +9,8 @@ from datetime import date
 from typing import Any
 
 from fastapi.testclient import TestClient
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session, sessionmaker
 
 from hub.auth.models import Officer
 from hub.cases.models import Case
@@ -158,3 +158,30 @@ def test_withdrawing_before_acceptance_and_resubmitting_is_no_anomaly(
     again = submit(client, KEY, applicant)["tracking_no"]
     act(client, officers, again, officer_of(KEY, "intake"), "accept")
     assert alerts_of(session, again) == {}
+
+
+def test_the_alert_commits_with_the_partner_record_or_not_at_all(
+        client: TestClient, session_factory: sessionmaker[Session], session: Session) -> None:
+    from hub.exchange.service import ingest
+    from tests.conftest import START
+
+    def apply(document: dict[str, Any], *, commit: bool) -> None:
+        with session_factory() as work:
+            result = ingest(work, envelope=document, authenticated_source="shenyang", now=START,
+                            audit_key="test-audit-key")
+            assert result.outcome == "applied"
+            # Before the commit the alert is not there: the commit itself raises it, in its transaction.
+            assert work.scalar(select(func.count()).select_from(Alert).join(Case, Case.id == Alert.case_id)
+                               .where(Case.external_id == document["payload"]["external_id"])) == 0
+            if commit:
+                work.commit()
+            else:
+                work.rollback()  # the unit of work fails: neither the case nor its alert stays
+
+    rolled_back, committed = skipping_record(client), skipping_record(client)
+    apply(envelope(rolled_back), commit=False)
+    apply(envelope(committed), commit=True)
+    session.expire_all()
+    assert session.scalar(select(Case.id).where(Case.external_id == rolled_back["external_id"])) is None
+    number = session.scalar(select(Case.tracking_no).where(Case.external_id == committed["external_id"]))
+    assert "procedure.skipped_step" in alerts_of(session, number)

@@ -126,18 +126,24 @@ class SqlLookups:
     def __init__(self, session: Session) -> None:
         self.session = session
 
-    def completed_durations(self, *, item_id: int, exclude_case_id: int | None, limit: int) -> Sequence[int]:
+    def completed_durations(self, *, item_id: int, exclude_case_id: int | None, limit: int,
+                            submitted_since: datetime) -> Sequence[int]:
         query = (select(Case.working_days_used)
-                 .where(Case.item_id == item_id, Case.working_days_used.is_not(None), Case.state == "completed")
+                 .where(Case.item_id == item_id, Case.submitted_at >= submitted_since,
+                        Case.working_days_used.is_not(None), Case.state == "completed")
                  .order_by(Case.completed_at.desc()).limit(limit))
         if exclude_case_id is not None:
             query = query.where(Case.id != exclude_case_id)
         return [int(days) for days in self.session.scalars(query)]
 
-    def decisions_between(self, *, actor_id: str, start: datetime, end: datetime, actions: Sequence[str]) -> int:
-        return int(self.session.scalar(select(func.count()).select_from(CaseEvent).where(
-            CaseEvent.actor_id == actor_id, CaseEvent.action.in_(list(actions)),
-            CaseEvent.occurred_at >= start, CaseEvent.occurred_at <= end)) or 0)
+    def decisions_between(self, *, actor_id: str, department_id: int, start: datetime, end: datetime,
+                          actions: Sequence[str], submitted_since: datetime) -> int:
+        # case_events has no index on actor or time: reach them through the department's recent cases.
+        return int(self.session.scalar(
+            select(func.count()).select_from(CaseEvent).join(Case, Case.id == CaseEvent.case_id).where(
+                Case.department_id == department_id, Case.submitted_at >= submitted_since,
+                CaseEvent.actor_id == actor_id, CaseEvent.action.in_(list(actions)),
+                CaseEvent.occurred_at >= start, CaseEvent.occurred_at <= end)) or 0)
 
     def withdrawals_before(self, *, case_id: int, applicant_id_number: str, item_id: int,
                            since: datetime, until: datetime) -> Sequence[Withdrawal]:

@@ -52,12 +52,15 @@ class Withdrawal:
 class Lookups(Protocol):
     """The few reads beyond the case's own events; each asked only when a rule needs it."""
 
-    def completed_durations(self, *, item_id: int, exclude_case_id: int | None, limit: int) -> Sequence[int]:
-        """Working days used by the item's latest completed cases (newest first)."""
+    def completed_durations(self, *, item_id: int, exclude_case_id: int | None, limit: int,
+                            submitted_since: datetime) -> Sequence[int]:
+        """Working days used by the item's latest completed cases submitted since ``submitted_since``."""
         ...
 
-    def decisions_between(self, *, actor_id: str, start: datetime, end: datetime, actions: Sequence[str]) -> int:
-        """How many decisions ``actor_id`` recorded (occurred_at) in [start, end], over all cases."""
+    def decisions_between(self, *, actor_id: str, department_id: int, start: datetime, end: datetime,
+                          actions: Sequence[str], submitted_since: datetime) -> int:
+        """How many decisions ``actor_id`` recorded (occurred_at) in [start, end] on the department's cases
+        submitted since ``submitted_since`` (bounded by indexed columns: cases.department_id, submitted_at)."""
         ...
 
     def withdrawals_before(self, *, case_id: int, applicant_id_number: str, item_id: int,
@@ -69,10 +72,12 @@ class Lookups(Protocol):
 class NoLookups:
     """Lookups that find nothing (a rule evaluated without a database)."""
 
-    def completed_durations(self, *, item_id: int, exclude_case_id: int | None, limit: int) -> Sequence[int]:
+    def completed_durations(self, *, item_id: int, exclude_case_id: int | None, limit: int,
+                            submitted_since: datetime) -> Sequence[int]:
         return ()
 
-    def decisions_between(self, *, actor_id: str, start: datetime, end: datetime, actions: Sequence[str]) -> int:
+    def decisions_between(self, *, actor_id: str, department_id: int, start: datetime, end: datetime,
+                          actions: Sequence[str], submitted_since: datetime) -> int:
         return 0
 
     def withdrawals_before(self, *, case_id: int, applicant_id_number: str, item_id: int,

@@ -62,11 +62,13 @@ class FakeLookups:
         self.durations, self.decisions, self.withdrawals = list(durations), decisions, list(withdrawals)
         self.asked: list[str] = []
 
-    def completed_durations(self, *, item_id: int, exclude_case_id: int | None, limit: int) -> Sequence[int]:
+    def completed_durations(self, *, item_id: int, exclude_case_id: int | None, limit: int,
+                            submitted_since: datetime) -> Sequence[int]:
         self.asked.append("durations")
         return self.durations[:limit]
 
-    def decisions_between(self, *, actor_id: str, start: datetime, end: datetime, actions: Sequence[str]) -> int:
+    def decisions_between(self, *, actor_id: str, department_id: int, start: datetime, end: datetime,
+                          actions: Sequence[str], submitted_since: datetime) -> int:
         self.asked.append("decisions")
         return self.decisions
 

@@ -185,3 +185,34 @@ def test_the_alert_commits_with_the_partner_record_or_not_at_all(
     assert session.scalar(select(Case.id).where(Case.external_id == rolled_back["external_id"])) is None
     number = session.scalar(select(Case.tracking_no).where(Case.external_id == committed["external_id"]))
     assert "procedure.skipped_step" in alerts_of(session, number)
+
+
+def test_the_lookups_read_the_items_history_and_an_officers_decisions(
+        client: TestClient, officers: Officers, session: Session) -> None:
+    from datetime import timedelta
+
+    from hub.cases.models import CaseEvent
+    from hub.supervision.realtime import SqlLookups
+    from tests.conftest import START
+
+    number = submit(client, KEY, someone())["tracking_no"]
+    act(client, officers, number, officer_of(KEY, "intake"), "accept")
+    act(client, officers, number, officer_of(KEY, "reviewer"), "review", "材料齐全")
+    act(client, officers, number, officer_of(KEY, "approver"), "grant", "准予注册")
+    act(client, officers, number, officer_of(KEY, "intake"), "complete")
+    session.expire_all()
+    case = session.scalars(select(Case).where(Case.tracking_no == number)).one()
+    grant = session.scalars(select(CaseEvent).where(CaseEvent.case_id == case.id, CaseEvent.action == "grant")).one()
+    lookups = SqlLookups(session)
+    around = {"start": START - timedelta(minutes=5), "end": START + timedelta(minutes=5),
+              "actions": ("grant", "deny", "complete"), "submitted_since": START - timedelta(days=1)}
+    assert lookups.decisions_between(actor_id=grant.actor_id, department_id=case.department_id, **around) >= 1
+    assert lookups.decisions_between(actor_id="nobody", department_id=case.department_id, **around) == 0
+    case.working_days_used = 4
+    session.flush()
+    history = lookups.completed_durations(item_id=case.item_id, exclude_case_id=None, limit=500,
+                                          submitted_since=START - timedelta(days=1))
+    assert 4 in history
+    assert 4 not in lookups.completed_durations(item_id=case.item_id, exclude_case_id=case.id, limit=500,
+                                                submitted_since=START - timedelta(days=1)) or history.count(4) > 1
+    session.rollback()

@@ -29,6 +29,7 @@ from hub.cases.models import Case, CaseEvent
 from hub.cases.writes import TOUCHED
 from hub.clock import business_date
 from hub.supervision.findings import Finding
+from hub.supervision.models import Alert
 from hub.supervision.rules import RULES, CaseFacts, Step, Withdrawal, evaluate
 from hub.supervision.rules.base import WITHDRAW, Rule
 from hub.supervision.service import raise_findings
@@ -71,18 +72,28 @@ def evaluate_touched(session: Session, touched: dict[Case, int], *, rules: Seque
     steps = _steps_of(session, list(cases))
     calendar = load_calendar(session)
     lookups = SqlLookups(session)
-    raised = 0
+    found: dict[int, list[Finding]] = {}
     for case_id, (case, first) in cases.items():
         now = case.updated_at
         facts = CaseFacts(case=case, steps=steps.get(case_id, ()), definition=definition_for(case),
                           calendar=calendar, today=business_date(now), now=now, new_from=first, lookups=lookups)
         try:
-            findings: list[Finding] = evaluate(facts, rules)
+            findings = evaluate(facts, rules)
         except Exception:  # a rule's bug must not refuse the officer's action or the partner's record
             log.exception("supervision rules failed on case %s", case.tracking_no)
             continue
         if findings:
-            raised += len(raise_findings(session, case=case, findings=findings, now=now))
+            found[case_id] = findings
+    if not found:
+        return 0
+    # A case evaluated again finds again what it found before: one query skips what is raised already.
+    known = set(session.execute(select(Alert.case_id, Alert.rule, Alert.level).where(Alert.case_id.in_(list(found)))))
+    raised = 0
+    for case_id, findings in found.items():
+        fresh = [f for f in findings if (case_id, f.rule, f.level) not in known]
+        if fresh:
+            case = cases[case_id][0]
+            raised += len(raise_findings(session, case=case, findings=fresh, now=case.updated_at))
     return raised
 
 

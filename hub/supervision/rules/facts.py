@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from functools import cached_property
 from typing import Any, Protocol
 
 from workflow.calendar import WorkingCalendar
@@ -105,6 +106,13 @@ class CaseFacts:
     new_from: int = 1
     lookups: Lookups = field(default_factory=NoLookups)
     thresholds: Any = None
+
+    @cached_property
+    def deviations(self) -> list[Any]:
+        """The replay of the events through the definition (hub/supervision/rules/replay.py), once per case."""
+        from hub.supervision.rules.replay import replay
+
+        return replay(self.definition, self.steps)
 
     def is_new(self, step: Step) -> bool:
         return step.seq >= self.new_from

@@ -175,7 +175,7 @@ class _Collecting:
 
 # An item's recent completion times change slowly: read once per item and process for a few minutes.
 _HISTORY_TTL_S = 600.0
-_history: dict[tuple[int, int], tuple[float, list[tuple[int, int]]]] = {}
+_history: dict[tuple[str, int, int], tuple[float, list[tuple[int, int]]]] = {}
 
 
 class SqlLookups:
@@ -198,14 +198,15 @@ class SqlLookups:
 
     def completed_durations(self, *, item_id: int, exclude_case_id: int | None, limit: int,
                             submitted_since: datetime) -> Sequence[int]:
-        cached = _history.get((item_id, limit))
+        key = (str(self.session.get_bind().url), item_id, limit)  # a process may serve more than one database
+        cached = _history.get(key)
         if cached is None or time.monotonic() - cached[0] > _HISTORY_TTL_S:
             query = (select(Case.id, Case.working_days_used)
                      .where(Case.item_id == item_id, Case.submitted_at >= submitted_since,
                             Case.working_days_used.is_not(None), Case.state == "completed")
                      .order_by(Case.completed_at.desc()).limit(limit + 1))
             cached = (time.monotonic(), [(int(i), int(d)) for i, d in self.session.execute(query)])
-            _history[(item_id, limit)] = cached
+            _history[key] = cached
         return [days for case_id, days in cached[1] if case_id != exclude_case_id][:limit]
 
     def decisions_between(self, *, actor_id: str, department_id: int, start: datetime, end: datetime,

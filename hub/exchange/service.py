@@ -506,6 +506,8 @@ def _append_step(
     # The row changes first: the event seals the case as the step left it.
     case.partner_event_seq = step["seq"]
     case.state = step["to_state"]
+    # Electronic supervision reads the case again (hub/supervision/scanner.py): its state or clock moved.
+    case.colour_due_on = business_date(datetime.fromisoformat(step["at"]))
     return writes.append_step(session, case, _step_event(
         partner, step, version, from_state=from_state, department_id=case.department_id), key=key)
 

@@ -94,15 +94,24 @@ class Scope:
     channel: str | None = None
 
     def conditions(self, table: Any) -> list[ColumnElement[bool]]:
-        """On ``table``'s region and department columns (cases, alerts or ratings); item and channel on cases."""
+        """On ``table``'s region and department columns (cases; alerts and ratings carry their case's); item and
+        channel on the case (for alerts and ratings: looked up by the case's primary key)."""
         found: list[ColumnElement[bool]] = [table.c.region_code.in_(sorted(self.regions))]
         if self.department is not None:
             found.append(table.c.department_id == self.department.id)
         if self.item is not None:
-            found.append(cases.c.item_id == self.item.id)
+            found.append(_case_column(table, cases.c.item_id) == self.item.id)
         if self.channel is not None:
-            found.append(cases.c.channel == self.channel)
+            found.append(_case_column(table, cases.c.channel) == self.channel)
         return found
+
+
+def _case_column(table: Any, column: Any) -> Any:
+    """``column`` of the case a row of ``table`` belongs to: the column itself on cases, else a lookup by primary
+    key per row — the cost follows the period's alerts or ratings, not the cases table."""
+    if table is cases:
+        return column
+    return select(column).where(cases.c.id == table.c.case_id).scalar_subquery()
 
 
 def scope_for(session: Session, officer: Officer, *, region: str | None, department: str | None,
@@ -223,18 +232,14 @@ def _count(condition: ColumnElement[bool]) -> Any:
 
 def _group_column(group_by: str, table: Any = cases) -> Any:
     """The grouping column, on ``table`` (cases, or alerts / ratings which carry the case's department and
-    region themselves)."""
+    region themselves, and reach its item and channel by its primary key)."""
     if group_by == "none":
         return literal("")
-    if group_by in ("department", "region"):
-        return table.c[f"{group_by}_id" if group_by == "department" else "region_code"]
-    return cases.c.item_id if group_by == "item" else cases.c.channel
-
-
-def _needs_cases(scope: Scope, group_by: str) -> bool:
-    """Whether alerts or ratings must be joined to their cases: only for an item or channel (an alert's and a
-    rating's department and region are the case's, copied when they are stored)."""
-    return scope.item is not None or scope.channel is not None or group_by in ("item", "channel")
+    if group_by == "department":
+        return table.c.department_id
+    if group_by == "region":
+        return table.c.region_code
+    return _case_column(table, cases.c.item_id if group_by == "item" else cases.c.channel)
 
 
 def _in_period(column: Any, period: Period) -> ColumnElement[bool]:
@@ -314,36 +319,36 @@ def _fold(sums: Sums, row: Any) -> None:
 
 
 def _alert_sums(session: Session, scope: Scope, period: Period, group_by: str) -> dict[Any, Sums]:
-    """Alerts raised in the period on the scope's cases, branches included, by the case's group; read from the
-    alerts alone (their department and region are the case's) unless an item or a channel is asked for."""
-    joined = _needs_cases(scope, group_by)
-    key = _group_column(group_by, cases if joined else alerts).label("key")
-    source = alerts.join(cases, cases.c.id == alerts.c.case_id) if joined else alerts
+    """Alerts raised in the period (index on raised_at) on the scope's cases, branches included, by the case's
+    group."""
+    rows = (
+        select(_group_column(group_by, alerts).label("key"), alerts.c.level)
+        .where(_in_period(alerts.c.raised_at, period), *scope.conditions(alerts))
+        .subquery()
+    )
     statement = (
-        select(key, _count(alerts.c.level == "yellow").label("yellow"), _count(alerts.c.level == "red").label("red"))
-        .select_from(source)
-        .where(_in_period(alerts.c.raised_at, period), *scope.conditions(cases if joined else alerts))  # indexed
-        .group_by(key)
+        select(rows.c.key, _count(rows.c.level == "yellow").label("yellow"), _count(rows.c.level == "red").label("red"))
+        .group_by(rows.c.key)
     )
     return {row.key: _sums(row._mapping) for row in session.execute(statement)}
 
 
 def _rating_sums(session: Session, scope: Scope, period: Period, group_by: str) -> dict[Any, Sums]:
     """Ratings given in the period: satisfaction over all, the rating rate's count over the completion's."""
-    joined = _needs_cases(scope, group_by)
-    key = _group_column(group_by, cases if joined else ratings).label("key")
-    source = ratings.join(cases, cases.c.id == ratings.c.case_id) if joined else ratings
+    rows = (
+        select(_group_column(group_by, ratings).label("key"), ratings.c.level, ratings.c.service_event)
+        .where(_in_period(ratings.c.rated_at, period), *scope.conditions(ratings))
+        .subquery()
+    )
     statement = (
         select(
-            key,
+            rows.c.key,
             func.count().label("ratings"),
-            _count(ratings.c.level >= SATISFIED_LEVEL).label("satisfied"),
-            func.coalesce(func.sum(ratings.c.level), 0).label("level_sum"),
-            _count(ratings.c.service_event == "completion").label("completion_ratings"),
+            _count(rows.c.level >= SATISFIED_LEVEL).label("satisfied"),
+            func.coalesce(func.sum(rows.c.level), 0).label("level_sum"),
+            _count(rows.c.service_event == "completion").label("completion_ratings"),
         )
-        .select_from(source)
-        .where(_in_period(ratings.c.rated_at, period), *scope.conditions(cases if joined else ratings))
-        .group_by(key)
+        .group_by(rows.c.key)
     )
     return {row.key: _sums(row._mapping) for row in session.execute(statement)}
 

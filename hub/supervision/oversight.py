@@ -36,21 +36,20 @@ from hub.errors import Conflict, FieldError, Forbidden, NotFound, ValidationFail
 from hub.org import service as org_service
 from hub.org.models import Department, Region
 from hub.pagination import Page, paginate
+from hub.supervision import service as alert_service
 from hub.supervision.models import Alert, SupervisionThreshold
 
 SUPERVISOR = "supervisor"
 DEPARTMENT_ROLES = ("intake", "reviewer", "approver")
 # Which statuses still wait for the department (explanation) or the supervisor (ruling).
-EXPLAINABLE = ("open", "explained")
-RULABLE = ("open", "explained")
+EXPLAINABLE = alert_service.UNRESOLVED
+RULABLE = alert_service.UNRESOLVED
 STATUSES = ("open", "explained", "accepted", "accountability", "closed")
 LEVELS = ("yellow", "red")
 KINDS = ("time", "procedure", "anomaly")
 RULINGS = ("accepted", "accountability")
 STATUS_LABELS = {"open": "待说明", "explained": "已说明待裁定", "accepted": "说明已采纳", "accountability": "已追责",
                  "closed": "已关闭"}
-# The defaults of a region without a row of its own or of an ancestor (hub/supervision/models.py).
-DEFAULT_THRESHOLDS = {"yellow_used_percent": 80, "yellow_days_left": 1, "red_escalation_days": 3}
 THRESHOLD_BOUNDS = {"yellow_used_percent": (1, 100), "yellow_days_left": (0, 30), "red_escalation_days": (1, 60)}
 
 
@@ -287,7 +286,8 @@ def check_ruling(*, ruling: str, accountability: Accountability | None, raised_o
 
 
 def _record(alert: Alert, *, step: str, by: str, at: datetime, **facts: Any) -> None:
-    entry = {"step": step, "at": at.isoformat(), "by": by, **{k: v for k, v in facts.items() if v is not None}}
+    # The same shape as the alerts service's entries (raised, escalated, closed): at, action, by, facts.
+    entry = {"at": at.isoformat(), "action": step, "by": by, **{k: v for k, v in facts.items() if v is not None}}
     alert.history = [*(alert.history or []), entry]  # a new list: the JSON column sees the change
 
 
@@ -295,18 +295,15 @@ def _record(alert: Alert, *, step: str, by: str, at: datetime, **facts: Any) -> 
 
 
 def thresholds_of(session: Session, *, officer: Officer, region_code: str) -> EffectiveThresholds:
-    """The thresholds a region works with: its own row, its nearest ancestor's, or the defaults."""
+    """The thresholds a region works with: its own row, its nearest ancestor's, or the defaults — what the
+    scanner reads (``hub.supervision.service.thresholds_for``)."""
     _require_region_supervisor(session, officer, region_code)
-    chain = org_service.region_chain(session, region_code)
-    rows = {row.region_code: row for row in session.scalars(
-        select(SupervisionThreshold).where(SupervisionThreshold.region_code.in_(chain)))}
-    for code in chain:
-        row = rows.get(code)
-        if row is not None:
-            return EffectiveThresholds(
-                region_code, "own" if code == region_code else "inherited", code, row.yellow_used_percent,
-                row.yellow_days_left, row.red_escalation_days, row.updated_at)
-    return EffectiveThresholds(region_code, "default", None, updated_at=None, **DEFAULT_THRESHOLDS)
+    found = alert_service.thresholds_for(session, region_code)
+    source = "default" if found.region_code is None else "own" if found.region_code == region_code else "inherited"
+    row = None if found.region_code is None else session.get(SupervisionThreshold, found.region_code)
+    return EffectiveThresholds(
+        region_code, source, found.region_code, found.yellow_used_percent, found.yellow_days_left,
+        found.red_escalation_days, row.updated_at if row is not None else None)
 
 
 def set_thresholds(session: Session, *, officer: Officer, region_code: str, values: dict[str, int],

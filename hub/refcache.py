@@ -48,7 +48,8 @@ from hub.listen import Subscription, listener_for
 
 CHANNEL = "hub_reference"
 ITEMS, CALENDAR, PARTNERS, REGIONS = "items", "calendar", "partners", "regions"
-KINDS = (ITEMS, CALENDAR, PARTNERS, REGIONS)
+THRESHOLDS = "thresholds"  # electronic supervision's colour thresholds per region (hub/supervision/service.py)
+KINDS = (ITEMS, CALENDAR, PARTNERS, REGIONS, THRESHOLDS)
 # Which cached kinds a write to a table makes stale: an item's snapshot carries its department and region.
 TABLE_KINDS: dict[str, tuple[str, ...]] = {
     "items": (ITEMS,),
@@ -56,9 +57,11 @@ TABLE_KINDS: dict[str, tuple[str, ...]] = {
     "regions": (REGIONS, ITEMS),
     "partners": (PARTNERS,),
     "calendar_overrides": (CALENDAR,),
+    "supervision_thresholds": (THRESHOLDS,),
 }
 # The table that stands for a kind when a writer the engine cannot see says it changed (``changed``).
-KIND_TABLES = {ITEMS: "items", CALENDAR: "calendar_overrides", PARTNERS: "partners", REGIONS: "regions"}
+KIND_TABLES = {ITEMS: "items", CALENDAR: "calendar_overrides", PARTNERS: "partners", REGIONS: "regions",
+               THRESHOLDS: "supervision_thresholds"}
 DEFAULT_TTL_S = 5.0
 
 T = TypeVar("T")

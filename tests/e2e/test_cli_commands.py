@@ -242,7 +242,7 @@ def test_db_upgrade_and_seed_on_a_fresh_database(operator: Operator) -> None:
     assert "database at head" in upgraded.stdout
     seeded = operator.hub("db", "seed")
     assert seeded.code == 0, seeded
-    assert "17 items, 63 officers, 16 partners" in seeded.stdout, seeded
+    assert "17 items, 65 officers, 16 partners" in seeded.stdout, seeded
     again = operator.hub("db", "seed")
     assert again.code == 0, again
     assert "0 items, 0 officers, 0 partners" in again.stdout, again  # idempotent

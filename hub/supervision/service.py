@@ -1,0 +1,169 @@
+"""Alerts raised from findings, closed when their cause ends, and the per-region colour thresholds.
+
+Every rule (time limits here and in hub/supervision/timelimits.py, procedure and anomaly rules in
+hub/supervision/rules/) reports ``Finding``s; ``raise_findings`` stores each (case, rule, level) once — the
+UNIQUE constraint and ``INSERT .. ON CONFLICT DO NOTHING`` make that hold across concurrent workers and
+requests on both backends — and publishes ``alert.raised.v1`` for the new ones only, in the caller's
+transaction (the outbox). Services never commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from hub import refcache
+from hub.cases.models import Case
+from hub.clock import business_date
+from hub.org.service import _region_parents
+from hub.outbox import service as outbox
+from hub.supervision.findings import Finding
+from hub.supervision.models import Alert, SupervisionThreshold
+
+RAISED = "alert.raised.v1"
+CLOSED = "alert.closed.v1"
+ESCALATED = "alert.escalated.v1"
+OPEN = "open"
+EXPLAINED = "explained"
+CLOSED_STATUS = "closed"
+# Statuses still waiting for someone (the department's explanation, the supervisor's ruling).
+UNRESOLVED = (OPEN, EXPLAINED)
+
+
+# --- thresholds ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """The colour thresholds a region's cases are judged by; ``region_code`` names the row they come from
+    (None: the defaults)."""
+
+    yellow_used_percent: int = 80
+    yellow_days_left: int = 1
+    red_escalation_days: int = 3
+    region_code: str | None = None
+
+
+DEFAULTS = Thresholds()
+
+
+def thresholds_for(session: Session, region_code: str) -> Thresholds:
+    """The region's own thresholds, else its nearest ancestor's, else the defaults (80 %, 1 day, 3 days).
+    The table is read whole (a row per region at most) into the process's reference cache and invalidated
+    when a threshold is written (hub/refcache.py, kind ``thresholds``)."""
+    rows = refcache.lookup(session, refcache.THRESHOLDS, "all", lambda: _read_thresholds(session))
+    parents = _region_parents(session)
+    current: str | None = region_code
+    seen: set[str] = set()
+    while current is not None and current not in seen:
+        found = rows.get(current)
+        if found is not None:
+            return found
+        seen.add(current)
+        current = parents.get(current)
+    return DEFAULTS
+
+
+def _read_thresholds(session: Session) -> dict[str, Thresholds]:
+    rows = session.execute(select(
+        SupervisionThreshold.region_code, SupervisionThreshold.yellow_used_percent,
+        SupervisionThreshold.yellow_days_left, SupervisionThreshold.red_escalation_days,
+    ))
+    return {code: Thresholds(percent, left, escalation, code) for code, percent, left, escalation in rows}
+
+
+# --- raising and closing -------------------------------------------------------------------------------
+
+
+def raise_findings(session: Session, *, case: Case, findings: Iterable[Finding], now: datetime) -> list[Alert]:
+    """Store each finding as an alert of ``case`` unless the case has one of that rule and level already
+    (whatever its status: a closed alert is not raised again); ``alert.raised.v1`` for each new one.
+    Returns the new alerts, in the findings' order."""
+    unique: dict[tuple[str, str], Finding] = {}
+    for finding in findings:
+        unique.setdefault((finding.rule, finding.level), finding)
+    if not unique:
+        return []
+    insert = _insert_for(session)
+    raised_on = business_date(now)
+    new_ids: list[int] = []
+    for finding in unique.values():
+        entry = {"at": now.isoformat(), "action": "raised", "by": "system", "level": finding.level}
+        statement = (insert(Alert).values(
+            case_id=case.id, rule=finding.rule, kind=finding.kind, level=finding.level, status=OPEN,
+            department_id=case.department_id, region_code=case.region_code,
+            supervisor_region_code=case.region_code, escalations=0, message=finding.message,
+            detail=_plain(finding.detail), raised_at=now, raised_on=raised_on, history=[entry],
+        ).on_conflict_do_nothing(index_elements=[Alert.case_id, Alert.rule, Alert.level]).returning(Alert.id))
+        new_id = session.execute(statement).scalar()
+        if new_id is not None:
+            new_ids.append(int(new_id))
+    if not new_ids:
+        return []
+    by_id = {a.id: a for a in session.scalars(select(Alert).where(Alert.id.in_(new_ids)))}
+    alerts = [by_id[i] for i in new_ids]
+    for alert in alerts:
+        _publish(session, RAISED, alert, case=case, now=now)
+    return alerts
+
+
+def close_alerts(session: Session, *, case: Case, rules: Collection[str] | None = None, now: datetime,
+                 reason: str) -> list[Alert]:
+    """Close the case's alerts still waiting for an explanation or a ruling (of ``rules`` when given), each
+    with a history entry giving ``reason``, and ``alert.closed.v1`` each. Ruled alerts keep their ruling."""
+    query = select(Alert).where(Alert.case_id == case.id, Alert.status.in_(UNRESOLVED))
+    if rules is not None:
+        if not rules:
+            return []
+        query = query.where(Alert.rule.in_(list(rules)))
+    alerts = list(session.scalars(query.order_by(Alert.id)))
+    for alert in alerts:
+        alert.status = CLOSED_STATUS
+        alert.closed_at = now
+        alert.history = [*alert.history, {"at": now.isoformat(), "action": "closed", "by": "system",
+                                          "reason": reason}]
+        _publish(session, CLOSED, alert, case=case, now=now, extra={"reason": reason})
+    return alerts
+
+
+def alert_payload(alert: Alert, *, case: Case) -> dict[str, Any]:
+    """What subscribers receive about an alert: no personal data (no applicant, no officer names)."""
+    return {
+        "alert_id": alert.id, "tracking_no": case.tracking_no, "rule": alert.rule, "kind": alert.kind,
+        "level": alert.level, "status": alert.status, "message": alert.message,
+        "department": case.department.key, "region": alert.region_code,
+        "supervisor_region": alert.supervisor_region_code, "escalations": alert.escalations,
+    }
+
+
+def _publish(session: Session, event_type: str, alert: Alert, *, case: Case, now: datetime,
+             extra: Mapping[str, Any] | None = None) -> None:
+    outbox.enqueue(session, event_type=event_type, region_code=alert.region_code,
+                   payload={**alert_payload(alert, case=case), **(extra or {})}, occurred_at=now,
+                   correlation_id=case.tracking_no)
+
+
+def _plain(value: Any) -> Any:
+    """``detail`` as JSON can hold it: mappings and sequences copied, dates as ISO text."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_plain(v) for v in value]
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return value
+
+
+def _insert_for(session: Session) -> Any:
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert

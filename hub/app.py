@@ -25,6 +25,7 @@ from hub.problems import MEDIA_TYPE, Problem
 from hub.problems import install as install_problems
 from hub.request_guard import RequestGuardMiddleware
 from hub.settings import Settings, get_settings
+from hub.supervision.metrics_router import router as supervision_metrics_router
 from hub.supervision.router import router as supervision_router
 from hub.throttle.http import BodyLimits
 from hub.transparency.router import router as transparency_router
@@ -69,6 +70,7 @@ def create_app(
         app.include_router(router)
     app.include_router(verification_router)  # prefill, access log, /admin/registries
     app.include_router(legacy_soap_router)  # SOAP department-exchange for legacy systems (WSDL-first)
+    app.include_router(supervision_metrics_router)  # performance metrics and ranking (electronic supervision)
     # Outside every body reader: oversized bodies are refused before parsing, NUL characters before the
     # database; one pass over each request (hub.request_guard).
     app.add_middleware(RequestGuardMiddleware, limits=BodyLimits.from_settings(settings))

@@ -484,7 +484,6 @@ def _settle(row: Case, process: engine.Process, *, now: datetime, calendar: Work
     old = {"deadline": row.deadline, "statutory_deadline": row.statutory_deadline}
     moved = row.state != process.state
     row.state = process.state
-    store(row, process.clock, calendar=calendar, today=today, definition=definition)
     row.updated_at = now
     if moved and process.state in DECISIONS and row.decided_at is None:
         row.decided_at = now
@@ -492,6 +491,8 @@ def _settle(row: Case, process: engine.Process, *, now: datetime, calendar: Work
     if definition.is_terminal(process.state) and row.completed_at is None:
         row.completed_at = now
         row.result = row.result or process.result or process.state
+    # After the decision is noted: storing a stopped clock records its working days used (supervision).
+    store(row, process.clock, calendar=calendar, today=today, definition=definition)
     new = {"deadline": row.deadline, "statutory_deadline": row.statutory_deadline}
     return {
         name: {"old": value.isoformat() if value else None, "new": new[name].isoformat() if new[name] else None}

@@ -121,6 +121,8 @@ def new_case(
         promised_limit_days=item.promised_limit_days, statutory_limit_days=item.statutory_limit_days,
         deadline=None, statutory_deadline=None, step_deadlines={}, suspended_since=None,
         suspended_working_days=0, decided_at=None, completed_at=None, result=None,
+        # Electronic supervision reads the new case on its first day (its intake period, Art. 32).
+        colour=None, colour_due_on=business_date(submitted_at),
         # Every column as the row will hold it: the first event seals these values (`case_row`).
         event_count=0, last_event_hash=None, updated_at=now, lock_version=1,
     )

@@ -506,8 +506,26 @@ def _append_step(
     # The row changes first: the event seals the case as the step left it.
     case.partner_event_seq = step["seq"]
     case.state = step["to_state"]
+    _deem_accepted(session, case, step)
     return writes.append_step(session, case, _step_event(
         partner, step, version, from_state=from_state, department_id=case.department_id), key=key)
+
+
+# A step the case can only have reached after acceptance (hub/exchange/checks.py lets a platform's record skip
+# steps: electronic supervision reports it, hub/supervision/rules/procedure.py "procedure.skipped_step").
+_PAST_INTAKE_ACTIONS = frozenset({"review", "grant", "deny", "complete"})
+_PAST_INTAKE_STATES = frozenset({"under_review", "review_supplement", "pending_decision", "granted", "denied"})
+
+
+def _deem_accepted(session: Session, case: Case, step: dict[str, Any]) -> None:
+    """A platform's case that went past intake without an acceptance step still gets a deadline: counted from
+    the day it was submitted (the latest the application can count as accepted — Art. 32: an application not
+    refused or sent back within 5 working days counts as accepted from the day it was received)."""
+    if case.accepted_on is not None or not (step["action"] in _PAST_INTAKE_ACTIONS
+                                            or step["to_state"] in _PAST_INTAKE_STATES):
+        return
+    facts = clock.facts_of(case).accept(business_date(case.submitted_at))
+    clock.store(case, facts, calendar=load_calendar(session), today=business_date(datetime.fromisoformat(step["at"])))
 
 
 def _step_event(partner: Partner, step: dict[str, Any], version: int | None, *, from_state: str | None,

@@ -64,7 +64,7 @@ def _check(definition: WorkflowDefinition, state: str, event: Step, taken: set[t
     try:
         transition = definition.transition_for(state, event.action)
     except (ActionNotAvailable, UnknownState):
-        missing = _way_to(definition, state, event.action)
+        missing = way_to(definition, state, event.action)
         kind = SKIPPED if missing else OUT_OF_ORDER
         return Deviation(event.seq, kind, event.action, state, missing)
     if transition.target != event.to_state:
@@ -83,7 +83,7 @@ def _check(definition: WorkflowDefinition, state: str, event: Step, taken: set[t
     return None
 
 
-def _way_to(definition: WorkflowDefinition, state: str, action: str) -> tuple[str, ...]:
+def way_to(definition: WorkflowDefinition, state: str, action: str) -> tuple[str, ...]:
     """The shortest run of actions from ``state`` to a state where ``action`` is possible (forward only:
     no withdrawal or refusal on the way); () when there is none — the action lies behind."""
     if state not in definition.states:

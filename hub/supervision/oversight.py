@@ -205,7 +205,8 @@ def tracking_numbers(session: Session, alerts: Collection[Alert]) -> dict[int, s
     ids = {a.case_id for a in alerts}
     if not ids:
         return {}
-    return dict(session.execute(select(Case.id, Case.tracking_no).where(Case.id.in_(ids))).tuples())
+    return {case_id: number for case_id, number in session.execute(
+        select(Case.id, Case.tracking_no).where(Case.id.in_(ids)))}
 
 
 def departments(session: Session, alerts: Collection[Alert]) -> dict[int, Department]:

@@ -373,10 +373,10 @@ def _labels(session: Session, group_by: str, keys: Iterable[Any]) -> dict[Any, t
         return {row.id: (row.region_code + row.code, row.name) for row in found}
     if group_by == "region":
         return {code: (code, name) for code, name in
-                session.execute(select(Region.code, Region.name).where(Region.code.in_(wanted))).tuples()}
+                session.execute(select(Region.code, Region.name).where(Region.code.in_(wanted)))}
     if group_by == "item":
         return {id_: (code, name) for id_, code, name in
-                session.execute(select(Item.id, Item.code, Item.name).where(Item.id.in_(wanted))).tuples()}
+                session.execute(select(Item.id, Item.code, Item.name).where(Item.id.in_(wanted)))}
     if group_by == "channel":
         return {key: (key, CHANNELS.get(key, key)) for key in wanted}
     return {"": ("total", "合计")}

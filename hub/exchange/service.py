@@ -34,6 +34,7 @@ from hub.exchange.partners import find_partner
 from hub.org.service import is_within
 from hub.outbox import service as outbox
 from hub.outbox.models import OutboxMessage
+from hub.supervision import ratings
 from hub.validation import field_errors, shared_validator
 from workflow.clock import Suspension
 from workflow.definition import standard_definition
@@ -460,6 +461,7 @@ def _apply_record(
     sealed: dict[str, Any] | None = None
     # The record's last step is resealed below: the case and that step are inserted once, as the record
     # leaves them, not twice.
+    opened = case is None
     with session.no_autoflush:
         if case is None:
             case, head = _new_partner_case(session, partner, item, record, now, key)
@@ -471,6 +473,7 @@ def _apply_record(
                 head = _append_step(session, case, partner, step, record["record_version"], key)
         _update_from_record(session, case, record, now)
         _seal_record(session, case, partner, record, head, sealed, now, key)
+        _store_rating(session, case, record, now, opened=opened)
     _drain_pending(session, case, partner, key)
     _publish(session, case, now)
     return IngestResult("applied", case.tracking_no)
@@ -571,6 +574,22 @@ def _update_from_record(session: Session, case: Case, record: dict[str, Any], no
         case.result = result["outcome"]
         case.completed_at = datetime.fromisoformat(result["at"])
         case.decided_at = case.decided_at or case.completed_at
+
+
+def _store_rating(session: Session, case: Case, record: dict[str, Any], now: datetime, *, opened: bool) -> None:
+    """The platform's applicant rating (``result.satisfaction``, 好差评) stored with source partner, not dropped: the
+    same supervision as a hub case's (a bad one opens the department's follow-up; hub/supervision/ratings.py)."""
+    level = (record.get("result") or {}).get("satisfaction")
+    if level is None:
+        return
+    message = ratings.record_partner_rating(session, case=case, level=level, now=now, new_case=opened)
+    if message is None:
+        return
+    cache = _batch_cache(session)
+    if cache is not None and cache.outbox is not None:
+        cache.outbox.append(message)
+    else:
+        session.add(message)
 
 
 def _apply_clock(session: Session, case: Case, record: dict[str, Any], now: datetime) -> None:

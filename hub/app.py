@@ -25,6 +25,8 @@ from hub.problems import MEDIA_TYPE, Problem
 from hub.problems import install as install_problems
 from hub.request_guard import RequestGuardMiddleware
 from hub.settings import Settings, get_settings
+from hub.supervision.metrics_router import router as supervision_metrics_router
+from hub.supervision.ratings_router import applicant_ratings, follow_ups
 from hub.supervision.router import router as supervision_router
 from hub.throttle.http import BodyLimits
 from hub.transparency.router import router as transparency_router
@@ -69,6 +71,9 @@ def create_app(
         app.include_router(router)
     app.include_router(verification_router)  # prefill, access log, /admin/registries
     app.include_router(legacy_soap_router)  # SOAP department-exchange for legacy systems (WSDL-first)
+    app.include_router(supervision_metrics_router)  # performance metrics and ranking (electronic supervision)
+    app.include_router(applicant_ratings)  # 好差评: the applicant's rating of a completed case
+    app.include_router(follow_ups)  # bad ratings' follow-ups (hub/supervision/ratings.py)
     # Outside every body reader: oversized bodies are refused before parsing, NUL characters before the
     # database; one pass over each request (hub.request_guard).
     app.add_middleware(RequestGuardMiddleware, limits=BodyLimits.from_settings(settings))

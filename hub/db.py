@@ -116,6 +116,9 @@ def load_all_models() -> None:
     from hub import refcache
 
     refcache.install()  # its hooks see every write to reference data, in any process
+    from hub.supervision import realtime
+
+    realtime.install()  # procedure and anomaly rules on every new event, before each commit
 
     configure_mappers()
 

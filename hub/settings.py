@@ -80,6 +80,11 @@ class Settings(BaseSettings):
     # per transaction (each in its own savepoint), waiting at most the wait for more once one is there.
     ingest_batch_size: int = Field(default=50, ge=1, le=1000)
     ingest_batch_wait_ms: float = Field(default=10.0, ge=0, le=1000)
+    # Electronic supervision, time limits (issue 10, part alerts; hub/supervision/scanner.py): `hub worker`
+    # scans the cases whose colour may change today every this many seconds, this many per transaction;
+    # 0 turns the scan (and the escalation of unresolved red alerts) off in this worker.
+    supervision_scan_interval_s: float = Field(default=60.0, ge=0)
+    supervision_scan_batch: int = Field(default=500, ge=1, le=10000)
 
     def resolved_database_url(self) -> str:
         if self.database_url:

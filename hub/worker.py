@@ -10,6 +10,7 @@ import signal
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from functools import partial
 from urllib.parse import urlparse
 
@@ -67,6 +68,7 @@ class Worker:
     consume_inbound: bool = True
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
+    _escalated_on: date | None = None  # the business day of the last full escalation pass
 
     def __post_init__(self) -> None:
         from hub.deliveries.clients import DeliveryClients
@@ -91,6 +93,9 @@ class Worker:
         self._reverify = ReverifyJob.from_settings(self.settings, self.factory, self.clock)
         if self._reverify is not None:  # registries configured: re-check applicants left pending
             self.jobs.append(Job("reverify", self._reverify, idle_seconds=5.0))
+        if self.settings.supervision_scan_interval_s > 0:  # issue 10: time limits, escalation (part alerts)
+            self.jobs.append(Job("supervision", self.supervise,
+                                 idle_seconds=self.settings.supervision_scan_interval_s))
         interval = self.settings.audit_checkpoint_interval_s
         if interval > 0:
             self.jobs.append(Job("audit-checkpoint", self.checkpoint, idle_seconds=min(interval, 60.0)))
@@ -161,6 +166,29 @@ class Worker:
             checkpoints.emit_if_due(session, key=self.settings.audit_key, now=self.clock.now(),
                                     interval_s=self.settings.audit_checkpoint_interval_s)
         return 0  # at most one per interval: never "busy"
+
+    def supervise(self) -> int:
+        """Electronic supervision's periodic work (hub/supervision/scanner.py): one bounded batch of the cases
+        whose colour may change today (busy while a batch comes back full), and once per business day a pass
+        escalating the red alerts left unresolved."""
+        from hub.clock import business_date
+        from hub.supervision import scanner
+
+        now = self.clock.now()
+        batch = self.settings.supervision_scan_batch
+        with unit_of_work(self.factory) as session:
+            report = scanner.scan(session, now=now, batch=batch)
+        today = business_date(now)
+        if self._escalated_on != today:
+            after = 0
+            while True:
+                with unit_of_work(self.factory) as session:
+                    page = scanner.escalate(session, now=now, after=after, batch=batch)
+                if page.last_id is None:
+                    break
+                after = page.last_id
+            self._escalated_on = today
+        return report.scanned if report.scanned >= batch else 0
 
     def _relay(self) -> int:
         return relay_once(self.factory, self._publish, now=self.clock.now())

@@ -8,7 +8,7 @@ supervision read plain columns while a recomputation (a holiday notice loaded la
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any
 
@@ -53,6 +53,9 @@ def store(case: Case, facts: ClockFacts, *, calendar: WorkingCalendar, today: da
           definition: WorkflowDefinition | None = None) -> None:
     """Write ``facts`` and the deadlines they give onto the case row (changed before its event is appended:
     the event seals the row). ``definition``: given, the per-step deadlines are allocated again."""
+    # Electronic supervision: the clock changed, so the scanner reads this case again today (its colour and
+    # the next day it may change are computed there, hub/supervision/scanner.py).
+    case.colour_due_on = today
     case.accepted_on = facts.accepted_on
     case.extension_days = facts.extension_days
     case.suspensions = [s.to_json() for s in facts.suspensions]
@@ -64,6 +67,7 @@ def store(case: Case, facts: ClockFacts, *, calendar: WorkingCalendar, today: da
     case.suspended_working_days = facts.days_suspended(calendar, today)
     if facts.accepted_on is None:
         return
+    record_stop(case, facts, calendar=calendar)
     case.deadline = facts.promised_deadline(calendar, today)
     case.statutory_deadline = facts.statutory_deadline(calendar, today)
     if definition is not None:
@@ -72,6 +76,19 @@ def store(case: Case, facts: ClockFacts, *, calendar: WorkingCalendar, today: da
         case.step_deadlines = {
             name: calendar.add_working_days(day, suspended).isoformat() for name, day in steps.items()
         }
+
+
+def record_stop(case: Case, facts: ClockFacts, *, calendar: WorkingCalendar) -> None:
+    """Once the clock has stopped (the decision, Art. 42, or the end of the case): the working days used net
+    of suspensions and whether the promise was kept — what the performance metrics aggregate in SQL."""
+    # Art. 42 limits the decision: the earliest of the engine's stop, the decision and the end counts.
+    days = [day for day in (facts.stopped_on, *(business_date(moment) for moment in (case.decided_at,
+            case.completed_at) if moment is not None)) if day is not None]
+    if not days or facts.accepted_on is None:
+        return
+    stopped_facts = replace(facts, stopped_on=min(days))
+    case.working_days_used = stopped_facts.working_days_used(calendar, min(days))
+    case.on_time = case.working_days_used <= stopped_facts.promised_limit_days
 
 
 # --- what every view shows -------------------------------------------------------------------------

@@ -14,12 +14,14 @@ from hub.cases.models import Case, CaseEvent, Material
 from hub.cases.schemas import (
     ApplicationReceipt,
     CaseOut,
+    CaseRating,
     MaterialOut,
     MaterialRequest,
     QueueEntry,
     StatusOut,
     StepOut,
 )
+from hub.supervision import ratings
 from hub.transparency import redact
 from hub.verification import checks as verification
 from hub.verification import presenters as verification_views
@@ -130,7 +132,16 @@ def _status_fields(
         "applicant_actions": [] if public else service.applicant_actions(case),
         "verifications": [] if public else [verification_views.brief(v) for v in verification.verifications_of(
             session, case)],
+        "rating": None if public else _rating(session, case),
     }
+
+
+def _rating(session: Session, case: Case) -> CaseRating | None:
+    """The applicant's rating (好差评), once the case has ended: a running case has none, and no query."""
+    if case.completed_at is None:
+        return None
+    rating = ratings.rating_of(session, case)
+    return ratings.case_rating(rating) if rating is not None else None
 
 
 def material_out(material: Material) -> MaterialOut:

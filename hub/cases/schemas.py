@@ -137,6 +137,20 @@ class JointFields(BaseModel):
         default_factory=list, description="a joint case: every department's progress, side by side")
 
 
+class CaseRating(BaseModel):
+    """The applicant's rating of the case (好差评, hub/supervision/ratings.py)."""
+
+    service_event: str = Field(description="the service rated: completion (办结)")
+    level: int = Field(description="5 非常满意, 4 满意, 3 基本满意, 2 不满意, 1 非常不满意")
+    level_label: str
+    comment: str | None
+    source: Literal["applicant", "partner"] = Field(description="partner: carried in a city platform's record")
+    rated_at: datetime
+    follow_up_status: Literal["open", "done"] | None = Field(
+        description="a rating of 2 (不满意) or worse: the department's follow-up, open until it is recorded")
+    follow_up_due_on: date | None = Field(description="15 working days after the rating")
+
+
 class StatusOut(JointFields, ClockFields):
     tracking_no: str
     item_code: str
@@ -157,6 +171,8 @@ class StatusOut(JointFields, ClockFields):
     materials: list[MaterialOut]
     applicant_actions: list[str]
     verifications: list[VerificationBrief] = Field(default_factory=list, description="registry checks (masked)")
+    rating: CaseRating | None = Field(default=None, description="the rating once given (好差评): after completion, "
+                                                                "POST /api/v1/applications/{tracking_no}/rating")
 
 
 class CaseOut(StatusOut):

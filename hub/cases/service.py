@@ -307,7 +307,7 @@ def act(
     Returns the event of the action itself; what it triggered is recorded too, one event per step on the
     case it concerns. Every change to a case row happens before its event is appended: the event seals the
     row as the action left it (hub/audit/service.py)."""
-    _check_system_of_record(case)
+    check_system_of_record(case)
     if actor.kind == "officer" and actor.department_id != case.department_id:
         raise Forbidden("只能办理本部门的办件 (case belongs to another department)")
     family = joint.family_of(session, case, definition_for(case))
@@ -484,7 +484,6 @@ def _settle(row: Case, process: engine.Process, *, now: datetime, calendar: Work
     old = {"deadline": row.deadline, "statutory_deadline": row.statutory_deadline}
     moved = row.state != process.state
     row.state = process.state
-    store(row, process.clock, calendar=calendar, today=today, definition=definition)
     row.updated_at = now
     if moved and process.state in DECISIONS and row.decided_at is None:
         row.decided_at = now
@@ -492,6 +491,8 @@ def _settle(row: Case, process: engine.Process, *, now: datetime, calendar: Work
     if definition.is_terminal(process.state) and row.completed_at is None:
         row.completed_at = now
         row.result = row.result or process.result or process.state
+    # After the decision is noted: storing a stopped clock records its working days used (supervision).
+    store(row, process.clock, calendar=calendar, today=today, definition=definition)
     new = {"deadline": row.deadline, "statutory_deadline": row.statutory_deadline}
     return {
         name: {"old": value.isoformat() if value else None, "new": new[name].isoformat() if new[name] else None}
@@ -608,7 +609,7 @@ def _published(session: Session, family: joint.Family, row: Case, action: str, n
     deliveries.on_case_change(session, row, "submit" if action == "open_branch" else action, now)
 
 
-def _check_system_of_record(case: Case) -> None:
+def check_system_of_record(case: Case) -> None:
     """A case a partner platform reports is handled there: the hub only mirrors its record.
 
     Acting on it here would fork the case (a hub 办结 beside the platform's own), so every hub-side

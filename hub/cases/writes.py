@@ -121,6 +121,8 @@ def new_case(
         promised_limit_days=item.promised_limit_days, statutory_limit_days=item.statutory_limit_days,
         deadline=None, statutory_deadline=None, step_deadlines={}, suspended_since=None,
         suspended_working_days=0, decided_at=None, completed_at=None, result=None,
+        # Electronic supervision reads the new case on its first day (its intake period, Art. 32).
+        colour=None, colour_due_on=business_date(submitted_at),
         # Every column as the row will hold it: the first event seals these values (`case_row`).
         event_count=0, last_event_hash=None, updated_at=now, lock_version=1,
     )
@@ -168,6 +170,7 @@ def open_branch(
     event = _event(case, first, key)
     session.add(case)
     session.add(event)
+    note_touched(session, case, first_seq=1)
     return Opening(case, event)
 
 
@@ -175,6 +178,7 @@ def add_case(session: Session, opening: Opening) -> None:
     """Write the new case and its first event at the session's next flush (case first, then the event)."""
     session.add(opening.case)
     session.add(opening.event)
+    note_touched(session, opening.case, first_seq=1)
 
 
 def insert_case(session: Session, opening: Opening, *, outbox: Sequence[OutboxMessage] = ()) -> None:
@@ -195,6 +199,23 @@ def insert_case(session: Session, opening: Opening, *, outbox: Sequence[OutboxMe
         case_id, check_ids = _insert_one_by_one(connection, case_values, event_values, check_values,
                                                 message_values)
     _as_loaded(session, case, case_id, checks, check_ids)
+    note_touched(session, case, first_seq=1)
+
+
+# --- what the unit of work touched ---------------------------------------------------------------
+# Electronic supervision runs its procedure and anomaly rules on every new event, once per unit of work, just
+# before it commits (hub/supervision/realtime.py): the writers note here which cases got events and the first
+# seq each got in this unit of work.
+
+TOUCHED = "hub.supervision.touched"  # session.info: {case: first seq appended in the open transaction}
+
+
+def note_touched(session: Session, case: Case, *, first_seq: int | None = None) -> None:
+    """Remember that ``case`` gets an event in this unit of work (before the event is made: its seq is next)."""
+    touched = session.info.get(TOUCHED)
+    if touched is None:
+        touched = session.info[TOUCHED] = {}
+    touched.setdefault(case, first_seq if first_seq is not None else case.event_count + 1)
 
 
 # --- appending a step --------------------------------------------------------------------------
@@ -202,6 +223,7 @@ def insert_case(session: Session, opening: Opening, *, outbox: Sequence[OutboxMe
 
 def append_step(session: Session, case: Case, new: NewEvent, *, key: str) -> CaseEvent:
     """Append one event, sealed over the case row as it stands now: change the case first, then append."""
+    note_touched(session, case)
     event = _event(case, new, key)
     session.add(event)
     return event

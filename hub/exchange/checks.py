@@ -19,6 +19,7 @@ from datetime import date, datetime
 from typing import Any
 
 from hub.clock import business_date
+from hub.supervision.rules.replay import way_to
 from hub.text import TextRuleViolation, normalize_name, normalize_text
 from workflow import identifiers as ids
 from workflow.clock import SPECIAL_PROCEDURES
@@ -147,7 +148,7 @@ def _check_flow(steps: list[tuple[int, dict[str, Any]]]) -> None:
     state: str | None = None
     for index, step in steps:
         field = f"payload.steps.{index}"
-        target = _next_state(state, step["action"])
+        target = _next_state(state, step["action"]) or _skipping_to(state, step)
         if target is None:
             where = f"in state {state}" if state else "as the first step"
             raise RecordRejected("state", f"{field}.action: {step['action']} is not possible {where}",
@@ -156,6 +157,16 @@ def _check_flow(steps: list[tuple[int, dict[str, Any]]]) -> None:
             raise RecordRejected("state", f"{field}.to_state: {step['action']} from {state} leads to {target}, "
                                  f"not {step['to_state']}", field=f"{field}.to_state", rule="follows_workflow")
         state = target
+
+
+def _skipping_to(state: str | None, step: dict[str, Any]) -> str | None:
+    """A step that skips steps of the standard flow (granted straight after submission): the platform did
+    it, so the record is news, not a contradiction — stored, and electronic supervision raises its
+    ``procedure.skipped_step`` alert (hub/supervision/rules). Only forward: an action of a step the case
+    already left, or one that cannot reach ``to_state``, is still refused."""
+    if state is None or step["action"] == SUBMIT or step["to_state"] not in _targets(step["action"]):
+        return None
+    return step["to_state"] if way_to(standard_definition(), state, step["action"]) else None
 
 
 def _check_state(record: dict[str, Any], steps: list[tuple[int, dict[str, Any]]]) -> None:

@@ -34,6 +34,7 @@ from hub.exchange.partners import find_partner
 from hub.org.service import is_within
 from hub.outbox import service as outbox
 from hub.outbox.models import OutboxMessage
+from hub.supervision import ratings
 from hub.validation import field_errors, shared_validator
 from workflow.clock import Suspension
 from workflow.definition import standard_definition
@@ -460,6 +461,7 @@ def _apply_record(
     sealed: dict[str, Any] | None = None
     # The record's last step is resealed below: the case and that step are inserted once, as the record
     # leaves them, not twice.
+    opened = case is None
     with session.no_autoflush:
         if case is None:
             case, head = _new_partner_case(session, partner, item, record, now, key)
@@ -471,6 +473,7 @@ def _apply_record(
                 head = _append_step(session, case, partner, step, record["record_version"], key)
         _update_from_record(session, case, record, now)
         _seal_record(session, case, partner, record, head, sealed, now, key)
+        _store_rating(session, case, record, now, opened=opened)
     _drain_pending(session, case, partner, key)
     _publish(session, case, now)
     return IngestResult("applied", case.tracking_no)
@@ -506,8 +509,26 @@ def _append_step(
     # The row changes first: the event seals the case as the step left it.
     case.partner_event_seq = step["seq"]
     case.state = step["to_state"]
+    _deem_accepted(session, case, step)
     return writes.append_step(session, case, _step_event(
         partner, step, version, from_state=from_state, department_id=case.department_id), key=key)
+
+
+# A step the case can only have reached after acceptance (hub/exchange/checks.py lets a platform's record skip
+# steps: electronic supervision reports it, hub/supervision/rules/procedure.py "procedure.skipped_step").
+_PAST_INTAKE_ACTIONS = frozenset({"review", "grant", "deny", "complete"})
+_PAST_INTAKE_STATES = frozenset({"under_review", "review_supplement", "pending_decision", "granted", "denied"})
+
+
+def _deem_accepted(session: Session, case: Case, step: dict[str, Any]) -> None:
+    """A platform's case that went past intake without an acceptance step still gets a deadline: counted from
+    the day it was submitted (the latest the application can count as accepted — Art. 32: an application not
+    refused or sent back within 5 working days counts as accepted from the day it was received)."""
+    if case.accepted_on is not None or not (step["action"] in _PAST_INTAKE_ACTIONS
+                                            or step["to_state"] in _PAST_INTAKE_STATES):
+        return
+    facts = clock.facts_of(case).accept(business_date(case.submitted_at))
+    clock.store(case, facts, calendar=load_calendar(session), today=business_date(datetime.fromisoformat(step["at"])))
 
 
 def _step_event(partner: Partner, step: dict[str, Any], version: int | None, *, from_state: str | None,
@@ -553,6 +574,22 @@ def _update_from_record(session: Session, case: Case, record: dict[str, Any], no
         case.result = result["outcome"]
         case.completed_at = datetime.fromisoformat(result["at"])
         case.decided_at = case.decided_at or case.completed_at
+
+
+def _store_rating(session: Session, case: Case, record: dict[str, Any], now: datetime, *, opened: bool) -> None:
+    """The platform's applicant rating (``result.satisfaction``, 好差评) stored with source partner, not dropped: the
+    same supervision as a hub case's (a bad one opens the department's follow-up; hub/supervision/ratings.py)."""
+    level = (record.get("result") or {}).get("satisfaction")
+    if level is None:
+        return
+    message = ratings.record_partner_rating(session, case=case, level=level, now=now, new_case=opened)
+    if message is None:
+        return
+    cache = _batch_cache(session)
+    if cache is not None and cache.outbox is not None:
+        cache.outbox.append(message)
+    else:
+        session.add(message)
 
 
 def _apply_clock(session: Session, case: Case, record: dict[str, Any], now: datetime) -> None:

@@ -39,6 +39,23 @@ def is_within(session: Session, *, region_code: str, ancestor: str) -> bool:
     return False
 
 
+def region_and_descendants(session: Session, code: str) -> set[str]:
+    """The region and every region below it (from the cached tree: a few hundred rows), e.g. for a
+    ``region_code IN (...)`` filter that an index serves."""
+    children: dict[str, list[str]] = {}
+    for child, parent in _region_parents(session).items():
+        if parent is not None:
+            children.setdefault(parent, []).append(child)
+    found: set[str] = set()
+    pending = [code]
+    while pending:
+        current = pending.pop()
+        if current not in found:
+            found.add(current)
+            pending.extend(children.get(current, ()))
+    return found
+
+
 def _region_parents(session: Session) -> dict[str, str | None]:
     """Every region's parent, from the process's reference cache (hub/refcache.py): the tree is a few
     hundred rows and changes only by seeding or migration, so it is read once per change, whole."""

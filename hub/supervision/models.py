@@ -4,12 +4,15 @@ per-region thresholds the rules read."""
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import JSON, ForeignKey, Integer, String, Text, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from hub.db import Base
+
+if TYPE_CHECKING:
+    from hub.cases.models import Case
 
 
 class Alert(Base):
@@ -67,6 +70,9 @@ class Rating(Base):
     follow_up_note: Mapped[str | None] = mapped_column(Text)
     followed_up_by: Mapped[str | None] = mapped_column(String(64))
     followed_up_at: Mapped[datetime | None]
+
+    # Lets a partner record's new case and its rating go to the database in one flush (hub/exchange/service.py).
+    case: Mapped[Case] = relationship(lazy="select")
 
 
 class SupervisionThreshold(Base):

@@ -108,7 +108,7 @@ def raise_findings(session: Session, *, case: Case, findings: Iterable[Finding],
     by_id = {a.id: a for a in session.scalars(select(Alert).where(Alert.id.in_(new_ids)))}
     alerts = [by_id[i] for i in new_ids]
     for alert in alerts:
-        _publish(session, RAISED, alert, case=case, now=now)
+        publish(session, RAISED, alert, case=case, now=now)
     return alerts
 
 
@@ -127,7 +127,7 @@ def close_alerts(session: Session, *, case: Case, rules: Collection[str] | None 
         alert.closed_at = now
         alert.history = [*alert.history, {"at": now.isoformat(), "action": "closed", "by": "system",
                                           "reason": reason}]
-        _publish(session, CLOSED, alert, case=case, now=now, extra={"reason": reason})
+        publish(session, CLOSED, alert, case=case, now=now, extra={"reason": reason})
     return alerts
 
 
@@ -141,7 +141,7 @@ def alert_payload(alert: Alert, *, case: Case) -> dict[str, Any]:
     }
 
 
-def _publish(session: Session, event_type: str, alert: Alert, *, case: Case, now: datetime,
+def publish(session: Session, event_type: str, alert: Alert, *, case: Case, now: datetime,
              extra: Mapping[str, Any] | None = None) -> None:
     outbox.enqueue(session, event_type=event_type, region_code=alert.region_code,
                    payload={**alert_payload(alert, case=case), **(extra or {})}, occurred_at=now,

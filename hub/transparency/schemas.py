@@ -51,6 +51,10 @@ class DisclosedCase(BaseModel):
     branches: list[BranchProgress] = Field(
         default_factory=list, description="a joint case (并联审批): every department's progress side by side; "
                                           "their requests to the applicant redacted as opinions are")
+    rating_level: int | None = Field(
+        default=None, description="the applicant's rating (好差评), its level only: 5 非常满意 … 1 非常不满意; the "
+                                  "comment is not published")
+    rating_label: str | None = Field(default=None, description="the level's name, e.g. 满意")
 
 
 class DisclosurePage(PageOut):

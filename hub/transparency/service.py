@@ -17,6 +17,7 @@ from hub.cases.schemas import BranchProgress
 from hub.catalog.models import Item
 from hub.clock import CHINA_TZ
 from hub.pagination import Page, paginate
+from hub.supervision import ratings
 from hub.transparency import redact
 from hub.transparency.schemas import DisclosedCase, DisclosedStep
 from workflow.definition import WorkflowDefinition
@@ -47,6 +48,7 @@ def disclose(session: Session, case: Case, *, today: date) -> DisclosedCase:
     events = cases.events_of(session, case)
     names = personal_names(case, events)
     lines = progress.progress(session, case, today=today) if case.parent_id is None else []
+    level = _rating_level(session, case)
     return DisclosedCase(
         branch=case.branch,
         parent_tracking_no=progress.parent_number(session, case),
@@ -68,7 +70,17 @@ def disclose(session: Session, case: Case, *, today: date) -> DisclosedCase:
         result_code=case.result,
         completed_at=china_time(case.completed_at) if case.completed_at else None,
         steps=[_step(event, definition, names) for event in events],
+        rating_level=level,
+        rating_label=ratings.LEVELS[level] if level is not None else None,
     )
+
+
+def _rating_level(session: Session, case: Case) -> int | None:
+    """The applicant's rating, its level only (the comment is the applicant's own text: not published)."""
+    if case.completed_at is None:
+        return None
+    rating = ratings.rating_of(session, case)
+    return rating.level if rating is not None else None
 
 
 def _public_branch(line: BranchProgress, names: list[str]) -> BranchProgress:

@@ -77,7 +77,9 @@ def record(session: Session, *, case: Case, officer: Officer, data: ManualVerifi
            settings: Settings) -> ManualVerification:
     """Record an officer's manual verification of the case's applicant; flushes, never commits.
 
-    The caller has checked that the officer may act on the case (department, role)."""
+    The caller has checked that the officer may act on the case (department, role); a case a partner platform
+    handles is read-only here (its applicant is the platform's to verify)."""
+    cases.check_system_of_record(case)
     reason = _reason(data.reason)
     _ensure_undecided(case)
     check = _check_to_take_over(session, case, data.check)

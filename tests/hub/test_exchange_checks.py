@@ -105,11 +105,21 @@ def test_state_under_review_with_only_a_submission_is_rejected(client: TestClien
 
 
 def test_a_step_must_follow_the_standard_flow(client: TestClient) -> None:
-    payload = record(client, steps=2)
-    payload["steps"][1] = step(2, "grant", "granted")  # granted straight after submission
-    payload["state"] = "granted"
+    payload = record(client, steps=3)
+    payload["steps"][2] = step(3, "accept", "under_review")  # accepted again: a step the case already left
+    payload["state"] = "under_review"
     result = rejected(client, envelope(payload))
-    assert (result["field"], result["rule"]) == ("payload.steps.1.action", "follows_workflow")
+    assert (result["field"], result["rule"]) == ("payload.steps.2.action", "follows_workflow")
+
+
+def test_a_record_that_skips_steps_is_stored_for_supervision(client: TestClient) -> None:
+    # Issue 10: granted straight after submission is what the platform did — stored, and supervised
+    # (tests/hub/supervision/test_rules_realtime.py), no longer refused.
+    payload = record(client, steps=2)
+    payload["steps"][1] = step(2, "grant", "granted")
+    payload["state"] = "granted"
+    del payload["accepted_at"]
+    assert push(client, envelope(payload))["results"][0]["status"] == "applied"
 
 
 def test_a_result_without_its_decision_step_is_rejected(client: TestClient) -> None:

@@ -1,0 +1,127 @@
+"""The procedure and anomaly rules run on every new event, in the unit of work that records it: an
+officer's action and a partner platform's record each raise their alert in the same transaction (no worker,
+no outbox relay has run when the response comes back), and a submission alone raises nothing."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fastapi.testclient import TestClient
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from hub.auth.models import Officer
+from hub.cases.models import Case
+from hub.outbox.models import OutboxMessage
+from hub.supervision.models import Alert
+from tests.conftest import Officers
+from tests.support import PARTNER_SECRET, case_record, envelope, item_code, officer_of, step, submit
+
+KEY = "physician-practice-registration"  # 沈阳 (210100), department 007
+
+
+def alerts_of(session: Session, tracking_no: str) -> dict[str, Alert]:
+    session.expire_all()
+    case_id = session.scalar(select(Case.id).where(Case.tracking_no == tracking_no))
+    return {a.rule: a for a in session.scalars(select(Alert).where(Alert.case_id == case_id))}
+
+
+def raised_messages(session: Session, tracking_no: str) -> list[dict[str, Any]]:
+    return [m.payload for m in session.scalars(select(OutboxMessage).where(
+        OutboxMessage.correlation_id == tracking_no, OutboxMessage.type == "alert.raised.v1"))]
+
+
+def act(client: TestClient, officers: Officers, number: str, username: str, action: str,
+        opinion: str | None = None) -> None:
+    body: dict[str, Any] = {"action": action}
+    if opinion:
+        body["opinion"] = opinion
+    response = client.post(f"/api/v1/cases/{number}/actions", json=body, headers=officers.headers(username))
+    assert response.status_code == 200, response.text
+
+
+def test_a_submission_alone_raises_nothing(client: TestClient, session: Session) -> None:
+    number = submit(client, KEY)["tracking_no"]
+    assert alerts_of(session, number) == {}
+
+
+def test_the_same_officer_reviewing_and_granting_raises_separation_of_duties(
+        client: TestClient, officers: Officers, session: Session) -> None:
+    both = officer_of(KEY, "reviewer")
+    session.execute(update(Officer).where(Officer.username == both).values(roles=["reviewer", "approver"]))
+    session.commit()
+    try:
+        number = submit(client, KEY)["tracking_no"]
+        act(client, officers, number, officer_of(KEY, "intake"), "accept")
+        act(client, officers, number, both, "review", "材料齐全，符合条件")
+        assert "procedure.separation_of_duties" not in alerts_of(session, number)
+        act(client, officers, number, both, "grant", "准予注册")
+        alert = alerts_of(session, number)["procedure.separation_of_duties"]
+    finally:
+        session.execute(update(Officer).where(Officer.username == both).values(roles=["reviewer"]))
+        session.commit()
+    assert (alert.kind, alert.level, alert.status) == ("procedure", "red", "open")
+    assert alert.detail["review_seq"] < alert.detail["decision_seq"]
+    assert [p["rule"] for p in raised_messages(session, number)] == ["procedure.separation_of_duties"]
+
+
+def test_review_and_grant_by_different_officers_raise_nothing(
+        client: TestClient, officers: Officers, session: Session) -> None:
+    number = submit(client, KEY)["tracking_no"]
+    act(client, officers, number, officer_of(KEY, "intake"), "accept")
+    act(client, officers, number, officer_of(KEY, "reviewer"), "review", "材料齐全")
+    act(client, officers, number, officer_of(KEY, "approver"), "grant", "准予注册")
+    act(client, officers, number, officer_of(KEY, "intake"), "complete")
+    assert alerts_of(session, number) == {}
+
+
+def push(client: TestClient, *records: dict[str, Any]) -> list[dict[str, Any]]:
+    response = client.post("/api/v1/exchange/records", json={"records": list(records)},
+                           auth=("shenyang", PARTNER_SECRET))
+    assert response.status_code == 200, response.text
+    return list(response.json()["results"])
+
+
+def skipping_record(client: TestClient) -> dict[str, Any]:
+    """Submitted on 9 March 2026 and granted the next day, with no acceptance or review step."""
+    payload = case_record(item_code(client, KEY), external_id=f"SY-{uuid.uuid4().hex[:12]}", steps=2)
+    payload["steps"][1] = step(2, "grant", "granted")
+    payload["state"] = "granted"
+    del payload["accepted_at"]
+    return payload
+
+
+def test_a_partner_record_without_acceptance_raises_its_alert_and_still_gets_a_deadline(
+        client: TestClient, session: Session) -> None:
+    result = push(client, envelope(skipping_record(client)))[0]
+    assert result["status"] == "applied", result
+    alert = alerts_of(session, result["tracking_no"])["procedure.skipped_step"]
+    assert (alert.kind, alert.level) == ("procedure", "red")
+    assert alert.detail["no_acceptance"] is True
+    assert alert.detail["steps"][0]["missing"] == ["accept", "review"]
+    case = session.scalars(select(Case).where(Case.tracking_no == result["tracking_no"])).one()
+    # The deadline counts from the submission (2026-03-09), as if accepted that day.
+    assert case.accepted_on is not None and case.accepted_on.isoformat() == "2026-03-09"
+    assert case.deadline is not None
+    assert "procedure.skipped_step" in [p["rule"] for p in raised_messages(session, result["tracking_no"])]
+
+
+def test_a_partner_event_skipping_acceptance_raises_its_alert(client: TestClient, session: Session) -> None:
+    payload = case_record(item_code(client, KEY), external_id=f"SY-{uuid.uuid4().hex[:12]}", steps=1)
+    number = push(client, envelope(payload))[0]["tracking_no"]
+    assert alerts_of(session, number) == {}
+    event = {"external_id": payload["external_id"], "step": step(2, "review", "pending_decision")}
+    assert push(client, envelope(event, record_type="case-event"))[0]["status"] == "applied"
+    assert "procedure.skipped_step" in alerts_of(session, number)
+    case = session.scalars(select(Case).where(Case.tracking_no == number)).one()
+    assert case.deadline is not None
+
+
+def test_a_partner_record_in_the_standard_flow_raises_no_procedure_alert(client: TestClient, session: Session) -> None:
+    payload = case_record(item_code(client, KEY), external_id=f"SY-{uuid.uuid4().hex[:12]}", steps=5)
+    payload["steps"][2]["officer"] = "李审核"  # review and decision by different officers
+    payload["result"] = {"at": "2026-03-14T10:00:00+08:00", "outcome": "granted"}
+    result = push(client, envelope(payload))[0]
+    assert result["status"] == "applied", result
+    assert alerts_of(session, result["tracking_no"]) == {}

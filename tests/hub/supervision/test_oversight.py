@@ -4,12 +4,16 @@ per region."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import delete
 from sqlalchemy.orm import Session, sessionmaker
 
 from hub.db import unit_of_work
+from hub.supervision.models import SupervisionThreshold
 from hub.supervision.service import thresholds_for
 from tests.conftest import Officers
 from tests.hub.supervision.oversight_support import HEPING_MARKET, alert_on_new_case, stored
@@ -238,6 +242,15 @@ def test_after_escalation_only_the_supervisor_one_level_up_rules(
 # --- thresholds ----------------------------------------------------------------------------------------
 
 
+@pytest.fixture
+def dalian_thresholds_restored(session_factory: sessionmaker[Session]) -> Iterator[None]:
+    """The database is shared by the session's tests: other tests expect Dalian on the defaults."""
+    yield
+    with unit_of_work(session_factory) as session:
+        session.execute(delete(SupervisionThreshold).where(SupervisionThreshold.region_code == "210200"))
+
+
+@pytest.mark.usefixtures("dalian_thresholds_restored")
 def test_thresholds_per_region_inherit_down_the_tree(
         client: TestClient, officers: Officers, session_factory: sessionmaker[Session]) -> None:
     url = "/api/v1/supervision/thresholds"

@@ -27,6 +27,7 @@ from hub.request_guard import RequestGuardMiddleware
 from hub.settings import Settings, get_settings
 from hub.supervision.metrics_router import router as supervision_metrics_router
 from hub.supervision.ratings_router import applicant_ratings, follow_ups
+from hub.supervision.router import router as supervision_router
 from hub.throttle.http import BodyLimits
 from hub.transparency.router import router as transparency_router
 from hub.verification import registries as registry_setup
@@ -65,7 +66,7 @@ def create_app(
     install_problems(app)
     for router in (
         health_router, auth_router, catalog_router, applications, cases, transparency_router,
-        calendar_router, exchange_router, window_router,
+        calendar_router, exchange_router, window_router, supervision_router,
     ):
         app.include_router(router)
     app.include_router(verification_router)  # prefill, access log, /admin/registries

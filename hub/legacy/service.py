@@ -29,6 +29,7 @@ from hub.errors import HubError
 from hub.exchange.models import InboxMessage
 from hub.legacy.soap import SoapCall, SoapContract, SoapFault, client_fault
 from hub.outbox.alerts import Unserialisable, report_withheld
+from hub.supervision import soap as alert_soap
 from hub.text_fields import checked_text
 
 DEFAULT_LIMIT = 100
@@ -58,6 +59,8 @@ def handle(session: Session, call: SoapCall, *, officer: Officer, now: datetime,
         return submit_decision(session, officer, call, now=now, audit_key=audit_key)
     if call.operation in CLOCK_OPERATIONS:
         return clock_operation(session, officer, call, now=now, audit_key=audit_key)
+    if call.operation in alert_soap.OPERATIONS:  # electronic supervision: the department's alerts
+        return alert_soap.handle(session, call, officer=officer, now=now)
     return get_case(session, officer, call, now=now, contract=contract)
 
 

@@ -89,7 +89,7 @@ def _item_write(row: dict[str, Any]) -> ItemWrite:
 def seed_officers(session: Session, *, now: datetime) -> int:
     created = 0
     # The demo accounts share one published password: hash it once (argon2 costs ~0.1-0.3 s a hash, and
-    # every fresh `hub up` / `hub db seed` / test database seeds 63 officers).
+    # every fresh `hub up` / `hub db seed` / test database seeds 65 officers).
     hashes: dict[str, str] = {}
     for row in read_seed("officers"):
         if session.scalar(select(Officer).where(Officer.username == row["username"])):

@@ -242,7 +242,7 @@ def test_db_upgrade_and_seed_on_a_fresh_database(operator: Operator) -> None:
     assert "database at head" in upgraded.stdout
     seeded = operator.hub("db", "seed")
     assert seeded.code == 0, seeded
-    assert "17 items, 63 officers, 16 partners" in seeded.stdout, seeded
+    assert "17 items, 65 officers, 16 partners" in seeded.stdout, seeded
     again = operator.hub("db", "seed")
     assert again.code == 0, again
     assert "0 items, 0 officers, 0 partners" in again.stdout, again  # idempotent
@@ -318,6 +318,19 @@ def test_exchange_deliveries_and_audit_views_of_a_quiet_hub(operator: Operator) 
     checked = operator.hub("worker", "--check", **PROCESS_KEYS)
     assert checked.code == 0, checked
     assert "worker check passed" in checked.stdout and "in-process bus" in checked.stdout
+
+
+def test_alerts_commands_on_a_quiet_hub(operator: Operator) -> None:
+    """No alert yet: the list is empty, and an unknown id is a clear refusal (exit 1), never a traceback."""
+    signed_in = {"HUB_OFFICER_USERNAME": "sy_yshj_supervisor", "HUB_OFFICER_PASSWORD": DEMO_PASSWORD}
+    listed, shown, explained, ruled = operator.hub_at_once(
+        ("alerts", "list", "--json"), ("alerts", "show", "999"),
+        ("alerts", "explain", "999", "--explanation", "说明", "--correction", "整改"),
+        ("alerts", "rule", "999", "--ruling", "accepted"), **signed_in)
+    assert listed.code == 0 and json.loads(listed.stdout)["total"] == 0, listed
+    for refused in (shown, explained, ruled):
+        assert refused.code == 1 and "预警 999 不存在" in refused.stderr, refused
+        assert "Traceback" not in refused.output
 
 
 def test_api_serves_the_migrated_database(operator: Operator) -> None:

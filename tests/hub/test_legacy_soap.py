@@ -169,7 +169,8 @@ def test_wsdl_is_served_as_stored_with_this_servers_address(hub_url: str, raw: R
     assert raw.address == f"{hub_url}/soap/department-exchange"
     assert raw.actions == {op: f"urn:ln:hub:department-exchange:v1/{op}"
                            for op in ("FetchPendingCases", "SubmitDecision", "GetCase", "ExtendTimeLimit",
-                                      "StartSpecialProcedure", "EndSpecialProcedure")}
+                                      "StartSpecialProcedure", "EndSpecialProcedure", "FetchAlerts",
+                                      "ExplainAlert")}
     with httpx.Client(trust_env=False) as http:
         xsd = http.get(f"{hub_url}/soap/department-exchange.v1.xsd")
         assert xsd.status_code == 200 and b'targetNamespace="urn:ln:hub:department-exchange:v1"' in xsd.content

@@ -176,8 +176,7 @@ class Worker:
 
         now = self.clock.now()
         batch = self.settings.supervision_scan_batch
-        with unit_of_work(self.factory) as session:
-            report = scanner.scan(session, now=now, batch=batch)
+        scanned = scanner.scan_once(self.factory, now=now, batch=batch)
         today = business_date(now)
         if self._escalated_on != today:
             after = 0
@@ -188,7 +187,7 @@ class Worker:
                     break
                 after = page.last_id
             self._escalated_on = today
-        return report.scanned if report.scanned >= batch else 0
+        return scanned if scanned >= batch else 0
 
     def _relay(self) -> int:
         return relay_once(self.factory, self._publish, now=self.clock.now())

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import flag_modified
 
 from hub.cases import writes
 from hub.cases.models import Case
@@ -56,6 +57,7 @@ def store(case: Case, facts: ClockFacts, *, calendar: WorkingCalendar, today: da
     # Electronic supervision: the clock changed, so the scanner reads this case again today (its colour and
     # the next day it may change are computed there, hub/supervision/scanner.py).
     case.colour_due_on = today
+    flag_modified(case, "colour_due_on")  # written even when unchanged: the scanner may have moved it meanwhile
     case.accepted_on = facts.accepted_on
     case.extension_days = facts.extension_days
     case.suspensions = [s.to_json() for s in facts.suspensions]
@@ -81,14 +83,21 @@ def store(case: Case, facts: ClockFacts, *, calendar: WorkingCalendar, today: da
 def record_stop(case: Case, facts: ClockFacts, *, calendar: WorkingCalendar) -> None:
     """Once the clock has stopped (the decision, Art. 42, or the end of the case): the working days used net
     of suspensions and whether the promise was kept — what the performance metrics aggregate in SQL."""
+    figures = stop_figures(case, facts, calendar=calendar)
+    if figures is not None:
+        case.working_days_used, case.on_time = figures
+
+
+def stop_figures(case: Case, facts: ClockFacts, *, calendar: WorkingCalendar) -> tuple[int, bool] | None:
+    """(working days used, on time) of a stopped clock; None while it runs or never started."""
     # Art. 42 limits the decision: the earliest of the engine's stop, the decision and the end counts.
     days = [day for day in (facts.stopped_on, *(business_date(moment) for moment in (case.decided_at,
             case.completed_at) if moment is not None)) if day is not None]
     if not days or facts.accepted_on is None:
-        return
+        return None
     stopped_facts = replace(facts, stopped_on=min(days))
-    case.working_days_used = stopped_facts.working_days_used(calendar, min(days))
-    case.on_time = case.working_days_used <= stopped_facts.promised_limit_days
+    used = stopped_facts.working_days_used(calendar, min(days))
+    return used, used <= stopped_facts.promised_limit_days
 
 
 # --- what every view shows -------------------------------------------------------------------------

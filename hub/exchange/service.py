@@ -510,6 +510,8 @@ def _append_step(
     case.partner_event_seq = step["seq"]
     case.state = step["to_state"]
     _deem_accepted(session, case, step)
+    # Electronic supervision reads the case again (hub/supervision/scanner.py): its state or clock moved.
+    case.colour_due_on = business_date(datetime.fromisoformat(step["at"]))
     return writes.append_step(session, case, _step_event(
         partner, step, version, from_state=from_state, department_id=case.department_id), key=key)
 

@@ -19,17 +19,18 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import bindparam, select
+from sqlalchemy.orm import Session, sessionmaker
 
 from hub.calendar.service import load_calendar
-from hub.cases.clock import facts_of, record_stop
+from hub.cases.clock import facts_of, stop_figures
 from hub.cases.models import Case, CaseEvent
 from hub.clock import business_date
+from hub.db import unit_of_work
 from hub.org.service import _region_parents
 from hub.supervision import service
 from hub.supervision.models import Alert
-from hub.supervision.timelimits import Judgement, judge, supplement_notice_findings
+from hub.supervision.timelimits import Judgement, intake_notice_state, judge, supplement_notice_findings
 from workflow.calendar import WorkingCalendar
 
 DEFAULT_BATCH = 500
@@ -60,28 +61,50 @@ def scan(session: Session, *, now: datetime, batch: int = DEFAULT_BATCH,
     cases = session.scalars(select(Case).where(Case.id.in_(ids)).order_by(Case.id)).unique().all()
     notices = _intake_notices(session, ids)
     unresolved = _unresolved_time_alerts(session, ids)
+    rows: list[dict[str, object]] = []
     for case in cases:
         thresholds = service.thresholds_for(session, case.region_code)
         judgement = judge(case, calendar=calendar, today=today, thresholds=thresholds)
-        findings = [*judgement.findings, *supplement_notice_findings(case, notices.get(case.id, ()))]
+        intake_notices = notices.get(case.id, {}).get(intake_notice_state(case), ())
+        findings = [*judgement.findings, *supplement_notice_findings(case, intake_notices, calendar=calendar)]
         report.raised += len(service.raise_findings(session, case=case, findings=findings, now=now))
         report.closed += _close_stale(session, case, judgement, {(f.rule, f.level) for f in findings},
                                       unresolved.get(case.id, ()), now=now)
-        _store(session, case, judgement, findings, calendar=calendar)
+        rows.append(_new_values(case, judgement, findings, calendar=calendar))
+    _store(session, rows)
     return report
 
 
-def _store(session: Session, case: Case, judgement: Judgement, findings: Sequence[object], *,
-           calendar: WorkingCalendar) -> None:
-    """Colour and next day, and a stopped clock's figures when the write path left them unset (a partner's
-    record): a plain UPDATE, so an officer's action on the row in flight keeps its version (lock_version)."""
-    values: dict[str, object] = {"colour": _colour(judgement, findings), "colour_due_on": judgement.due_on}
-    if judgement.stopped and case.working_days_used is None:
-        record_stop(case, facts_of(case), calendar=calendar)
-        values.update(working_days_used=case.working_days_used, on_time=case.on_time)
-    session.execute(update(Case).where(Case.id == case.id).values(**values)
-                    .execution_options(synchronize_session=False))
-    session.expire(case, ["colour", "colour_due_on", "working_days_used", "on_time"])
+def scan_once(factory: sessionmaker[Session], *, now: datetime, batch: int = DEFAULT_BATCH) -> int:
+    """One batch of ``scan`` in its own transaction, as `hub worker` runs it; returns the cases it read
+    (fewer than ``batch``: nothing more is due)."""
+    with unit_of_work(factory) as session:
+        return scan(session, now=now, batch=batch).scanned
+
+
+def _new_values(case: Case, judgement: Judgement, findings: Sequence[object], *,
+                calendar: WorkingCalendar) -> dict[str, object]:
+    """The case's colour and next day, and a stopped clock's figures when the write path left them unset (a
+    partner's record whose result came without a clock change)."""
+    used, on_time = case.working_days_used, case.on_time
+    if judgement.stopped and used is None:
+        used, on_time = stop_figures(case, facts_of(case), calendar=calendar) or (None, None)
+    return {"_id": case.id, "_colour": _colour(judgement, findings), "_due": judgement.due_on,
+            "_used": used, "_on_time": on_time}
+
+
+def _store(session: Session, rows: list[dict[str, object]]) -> None:
+    """One executemany UPDATE for the batch, on the table (not the ORM): an officer's action on a row in
+    flight keeps its version (lock_version); the batch's rows are locked by this transaction meanwhile."""
+    table = Case.__table__
+    statement = table.update().where(table.c.id == bindparam("_id")).values(
+        colour=bindparam("_colour"), colour_due_on=bindparam("_due"), working_days_used=bindparam("_used"),
+        on_time=bindparam("_on_time"))
+    session.connection().execute(statement, rows)
+    for case_id in (row["_id"] for row in rows):
+        case = session.get(Case, case_id)
+        if case is not None:
+            session.expire(case, ["colour", "colour_due_on", "working_days_used", "on_time"])
 
 
 def _colour(judgement: Judgement, findings: Sequence[object]) -> str | None:
@@ -104,13 +127,14 @@ def _close_stale(session: Session, case: Case, judgement: Judgement, current: se
     return sum(1 for a in closed if a.level == "yellow")
 
 
-def _intake_notices(session: Session, ids: Sequence[int]) -> dict[int, list[date]]:
-    """The days of the supplement notices given at intake, per case (one query for the batch)."""
-    rows = session.execute(select(CaseEvent.case_id, CaseEvent.occurred_at).where(
-        CaseEvent.case_id.in_(ids), CaseEvent.action == "request_supplement", CaseEvent.step == "intake"))
-    found: dict[int, list[date]] = defaultdict(list)
-    for case_id, occurred_at in rows:
-        found[case_id].append(business_date(occurred_at))
+def _intake_notices(session: Session, ids: Sequence[int]) -> dict[int, dict[str, list[date]]]:
+    """The days of each case's supplement notices by the state they were given from (one query for the
+    batch): those from the initial state were given at intake (Art. 32)."""
+    rows = session.execute(select(CaseEvent.case_id, CaseEvent.from_state, CaseEvent.occurred_at).where(
+        CaseEvent.case_id.in_(ids), CaseEvent.action == "request_supplement"))
+    found: dict[int, dict[str, list[date]]] = defaultdict(lambda: defaultdict(list))
+    for case_id, from_state, occurred_at in rows:
+        found[case_id][str(from_state)].append(business_date(occurred_at))
     return found
 
 

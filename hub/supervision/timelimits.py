@@ -31,10 +31,12 @@ from datetime import date
 
 from hub.cases.clock import facts_of
 from hub.cases.models import Case
+from hub.clock import CHINA_TZ
 from hub.supervision.findings import Finding
 from hub.supervision.service import Thresholds
 from workflow.calendar import WorkingCalendar
-from workflow.clock import INTAKE_NOTICE_DAYS, ClockFacts
+from workflow.clock import INTAKE_NOTICE_DAYS, ClockFacts, intake_deadline
+from workflow.clock import received_on as received_day
 from workflow.definition import WorkflowDefinition
 from workflow.registry import UnknownDefinition, get_definition
 from workflow.timelimits import allocate_step_deadlines
@@ -189,19 +191,26 @@ def _at_intake(case: Case) -> bool:
     return definition is not None and case.state == definition.initial_state
 
 
-def supplement_notice_findings(case: Case, notices: Iterable[date]) -> list[Finding]:
-    """Art. 32: the one supplement notice at intake, within 5 working days of receipt; ``notices`` are the
-    days of the case's supplement notices given at intake."""
-    if case.intake_deadline is None:
-        return []
-    late = sorted(day for day in notices if day > case.intake_deadline)
+def intake_notice_state(case: Case) -> str:
+    """The state a supplement notice at intake is given from: the definition's initial state."""
+    definition = _definition(case)
+    return definition.initial_state if definition is not None else "submitted"
+
+
+def supplement_notice_findings(case: Case, notices: Iterable[date], *, calendar: WorkingCalendar) -> list[Finding]:
+    """Art. 32: the one supplement notice at intake, within 5 working days of receiving the application.
+    ``notices``: the days of the case's supplement notices given at intake (the hub refuses a late one; a
+    partner platform's record may carry one). Receipt: the submission's working day (after hours, the next)."""
+    received = received_day(calendar, case.submitted_at.astimezone(CHINA_TZ))
+    deadline = intake_deadline(calendar, received)
+    late = sorted(day for day in notices if day > deadline)
     if not late:
         return []
     return [Finding(
         rule=SUPPLEMENT_NOTICE_LATE, kind="time", level="red",
-        message=f"补正告知于{late[0].isoformat()}作出，已超过五个工作日的告知期限（{case.intake_deadline.isoformat()}），"
+        message=f"补正告知于{late[0].isoformat()}作出，已超过五个工作日的告知期限（{deadline.isoformat()}），"
                 f"依照{BASIS_INTAKE}应视为自收到申请材料之日起受理",
-        detail={"notice_on": late[0], "intake_deadline": case.intake_deadline},
+        detail={"notice_on": late[0], "received_on": received, "intake_deadline": deadline},
     )]
 
 

@@ -12,6 +12,7 @@ Accepted on Wednesday 2026-04-01: working days 04-02 (1), 04-03 (2), [04-04..04-
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -34,7 +35,7 @@ from hub.supervision.service import raise_findings
 from hub.worker import Worker
 from tests.conftest import Officers
 from tests.hub.test_joint_cases import LEAD_INTAKE, joint_item  # noqa: F401  (the seed's item made joint)
-from tests.support import company, submit
+from tests.support import PARTNER_SECRET, case_record, company, envelope, item_code, step, submit
 
 KEY = "physician-practice-registration"
 INTAKE, REVIEWER, APPROVER = "sy_wj_intake", "sy_wj_reviewer", "sy_wj_approver"
@@ -395,3 +396,37 @@ def test_a_ruled_red_alert_does_not_escalate(
                         .values(status="accepted", ruling="accepted"))
     run_on(supervisor, date(2026, 4, 20))
     assert {a.escalations for a in alerts(session_factory, number).values()} == {0}
+
+
+# --- Art. 32: a partner's late supplement notice ---------------------------------------------------------------
+
+
+def test_a_partner_record_with_a_supplement_notice_after_five_working_days_is_red(
+    client: TestClient, supervisor: Worker, session_factory: sessionmaker[Session],
+) -> None:
+    # Submitted Monday 03-09 at 09:00: received that day, the notice was due by 03-16; given on 03-18.
+    record = case_record(item_code(client, KEY), external_id=f"SY-{uuid.uuid4().hex[:12]}", steps=1)
+    record["steps"].append({**step(2, "request_supplement", "awaiting_supplement"),
+                            "at": "2026-03-18T10:00:00+08:00", "opinion": "请补充执业证明"})
+    record["state"] = "awaiting_supplement"
+    response = client.post("/api/v1/exchange/records", json={"records": [envelope(record)]},
+                           auth=("shenyang", PARTNER_SECRET))
+    assert response.status_code == 200, response.text
+    number = response.json()["results"][0]["tracking_no"]
+    run_on(supervisor, date(2026, 3, 18))
+    late = alerts(session_factory, number)["time.supplement_notice_late"]
+    assert (late.level, late.kind) == ("red", "time")
+    assert late.detail == {"notice_on": "2026-03-18", "received_on": "2026-03-09", "intake_deadline": "2026-03-16"}
+
+
+def test_a_supplement_notice_within_five_working_days_is_not_flagged(
+    client: TestClient, clock: FixedClock, officers: Officers, supervisor: Worker,
+    session_factory: sessionmaker[Session],
+) -> None:
+    on(clock, officers, date(2026, 4, 1))
+    number = str(submit(client, KEY)["tracking_no"])
+    on(clock, officers, date(2026, 4, 8))  # the 4th working day after receipt (Qingming not counted)
+    act(client, officers, number, INTAKE, "request_supplement", "请补充执业证明")
+    run_on(supervisor, date(2026, 4, 8))
+    assert "time.supplement_notice_late" not in alerts(session_factory, number)
+    assert row(session_factory, number).colour_due_on is None  # waiting for the applicant: no intake clock

@@ -71,6 +71,8 @@ def test_thresholds_come_from_the_nearest_ancestor_or_the_defaults(
     session_factory: sessionmaker[Session],
 ) -> None:
     with unit_of_work(session_factory) as session:
+        session.execute(delete(SupervisionThreshold))  # whatever another test left: the defaults first
+    with unit_of_work(session_factory) as session:
         assert thresholds_for(session, "210102") == DEFAULTS
         session.add(SupervisionThreshold(region_code="210100", yellow_used_percent=70, yellow_days_left=2,
                                          red_escalation_days=5, updated_at=NOW))

@@ -15,11 +15,14 @@ that need them, and only for an event new in this unit of work.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import event, func, select
+from sqlalchemy import and_, event, or_, select
 from sqlalchemy import inspect as orm_inspect
 from sqlalchemy.orm import Session
 
@@ -28,12 +31,14 @@ from hub.cases.models import Case, CaseEvent
 from hub.cases.writes import TOUCHED
 from hub.clock import business_date
 from hub.supervision.findings import Finding
+from hub.supervision.models import Alert
 from hub.supervision.rules import RULES, CaseFacts, Step, Withdrawal, evaluate
 from hub.supervision.rules.base import WITHDRAW, Rule
 from hub.supervision.service import raise_findings
 from workflow.definition import WorkflowDefinition
 from workflow.registry import UnknownDefinition, get_definition
 
+log = logging.getLogger(__name__)
 EVENTS = CaseEvent.__table__
 _STEP_COLUMNS = ("case_id", "seq", "action", "step", "from_state", "to_state", "actor_type", "actor_id",
                  "department_id", "opinion", "occurred_at", "data", "prev_hash", "hash")
@@ -68,16 +73,47 @@ def evaluate_touched(session: Session, touched: dict[Case, int], *, rules: Seque
         return 0
     steps = _steps_of(session, list(cases))
     calendar = load_calendar(session)
-    lookups = SqlLookups(session)
-    raised = 0
+    # Pass 1 answers every lookup with "nothing" and notes what was asked; pass 2 re-runs only the cases that
+    # asked, with the answers read in one query per kind of lookup for the whole unit of work.
+    asking = _Collecting()
+    found: dict[int, list[Finding]] = {}
+    pending: dict[int, CaseFacts] = {}
     for case_id, (case, first) in cases.items():
         now = case.updated_at
         facts = CaseFacts(case=case, steps=steps.get(case_id, ()), definition=definition_for(case),
-                          calendar=calendar, today=business_date(now), now=now, new_from=first, lookups=lookups)
-        findings: list[Finding] = evaluate(facts, rules)
-        if findings:
-            raised += len(raise_findings(session, case=case, findings=findings, now=now))
+                          calendar=calendar, today=business_date(now), now=now, new_from=first, lookups=asking)
+        asked = len(asking.asked)
+        findings = _evaluate(facts, rules)
+        if len(asking.asked) > asked:
+            pending[case_id] = facts
+        elif findings:
+            found[case_id] = findings
+    if pending:
+        lookups = SqlLookups(session)
+        lookups.load(asking.asked)
+        for case_id, facts in pending.items():
+            findings = _evaluate(replace(facts, lookups=lookups), rules)
+            if findings:
+                found[case_id] = findings
+    if not found:
+        return 0
+    # A case evaluated again finds again what it found before: one query skips what is raised already.
+    known = set(session.execute(select(Alert.case_id, Alert.rule, Alert.level).where(Alert.case_id.in_(list(found)))))
+    raised = 0
+    for case_id, findings in found.items():
+        fresh = [f for f in findings if (case_id, f.rule, f.level) not in known]
+        if fresh:
+            case = cases[case_id][0]
+            raised += len(raise_findings(session, case=case, findings=fresh, now=case.updated_at))
     return raised
+
+
+def _evaluate(facts: CaseFacts, rules: Sequence[Rule]) -> list[Finding]:
+    try:
+        return evaluate(facts, rules)
+    except Exception:  # a rule's bug must not refuse the officer's action or the partner's record
+        log.exception("supervision rules failed on case %s", facts.case.tracking_no)
+        return []
 
 
 def _evaluable(case: Case) -> bool:
@@ -114,30 +150,111 @@ def _forget(session: Session, *_: Any) -> None:
         session.info.pop(TOUCHED, None)
 
 
+def _key(arguments: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(sorted((name, tuple(v) if isinstance(v, list | tuple) else v) for name, v in arguments.items()))
+
+
+class _Collecting:
+    """``Lookups`` that find nothing and note what was asked (pass 1 of ``evaluate_touched``)."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, dict[str, Any]]] = []
+
+    def completed_durations(self, **arguments: Any) -> Sequence[int]:
+        self.asked.append(("completed_durations", arguments))
+        return ()
+
+    def decisions_between(self, **arguments: Any) -> int:
+        self.asked.append(("decisions_between", arguments))
+        return 0
+
+    def withdrawals_before(self, **arguments: Any) -> Sequence[Withdrawal]:
+        self.asked.append(("withdrawals_before", arguments))
+        return ()
+
+
+# An item's recent completion times change slowly: read once per item and process for a few minutes.
+_HISTORY_TTL_S = 600.0
+_history: dict[tuple[str, int, int], tuple[float, list[tuple[int, int]]]] = {}
+
+
 class SqlLookups:
-    """``Lookups`` over the database (hub/supervision/rules/facts.py)."""
+    """``Lookups`` over the database (hub/supervision/rules/facts.py); ``load`` reads the answers to many
+    questions at once (one query per kind), the methods answer from them or, for a question not loaded, ask
+    the database themselves."""
 
     def __init__(self, session: Session) -> None:
         self.session = session
+        self.answers: dict[tuple[str, tuple[Any, ...]], Any] = {}
 
-    def completed_durations(self, *, item_id: int, exclude_case_id: int | None, limit: int) -> Sequence[int]:
-        query = (select(Case.working_days_used)
-                 .where(Case.item_id == item_id, Case.working_days_used.is_not(None), Case.state == "completed")
-                 .order_by(Case.completed_at.desc()).limit(limit))
-        if exclude_case_id is not None:
-            query = query.where(Case.id != exclude_case_id)
-        return [int(days) for days in self.session.scalars(query)]
+    def load(self, asked: Sequence[tuple[str, dict[str, Any]]]) -> None:
+        by_kind: dict[str, list[dict[str, Any]]] = {}
+        for kind, arguments in asked:
+            by_kind.setdefault(kind, []).append(arguments)
+        if "decisions_between" in by_kind:
+            self._load_decisions(by_kind["decisions_between"])
+        if "withdrawals_before" in by_kind:
+            self._load_withdrawals(by_kind["withdrawals_before"])
 
-    def decisions_between(self, *, actor_id: str, start: datetime, end: datetime, actions: Sequence[str]) -> int:
-        return int(self.session.scalar(select(func.count()).select_from(CaseEvent).where(
-            CaseEvent.actor_id == actor_id, CaseEvent.action.in_(list(actions)),
-            CaseEvent.occurred_at >= start, CaseEvent.occurred_at <= end)) or 0)
+    def completed_durations(self, *, item_id: int, exclude_case_id: int | None, limit: int,
+                            submitted_since: datetime) -> Sequence[int]:
+        key = (str(self.session.get_bind().url), item_id, limit)  # a process may serve more than one database
+        cached = _history.get(key)
+        if cached is None or time.monotonic() - cached[0] > _HISTORY_TTL_S:
+            query = (select(Case.id, Case.working_days_used)
+                     .where(Case.item_id == item_id, Case.submitted_at >= submitted_since,
+                            Case.working_days_used.is_not(None), Case.state == "completed")
+                     .order_by(Case.completed_at.desc()).limit(limit + 1))
+            cached = (time.monotonic(), [(int(i), int(d)) for i, d in self.session.execute(query)])
+            _history[key] = cached
+        return [days for case_id, days in cached[1] if case_id != exclude_case_id][:limit]
+
+    def decisions_between(self, *, actor_id: str, department_id: int, start: datetime, end: datetime,
+                          actions: Sequence[str], submitted_since: datetime) -> int:
+        arguments = dict(actor_id=actor_id, department_id=department_id, start=start, end=end, actions=actions,
+                         submitted_since=submitted_since)
+        key = ("decisions_between", _key(arguments))
+        if key not in self.answers:
+            self._load_decisions([arguments])
+        return int(self.answers[key])
 
     def withdrawals_before(self, *, case_id: int, applicant_id_number: str, item_id: int,
                            since: datetime, until: datetime) -> Sequence[Withdrawal]:
+        arguments = dict(case_id=case_id, applicant_id_number=applicant_id_number, item_id=item_id, since=since,
+                         until=until)
+        key = ("withdrawals_before", _key(arguments))
+        if key not in self.answers:
+            self._load_withdrawals([arguments])
+        return list(self.answers[key])
+
+    def _load_decisions(self, questions: list[dict[str, Any]]) -> None:
+        # case_events has no index on actor or time: reach them through the departments' recent cases.
+        actions = sorted({action for q in questions for action in q["actions"]})
         rows = self.session.execute(
-            select(Case.tracking_no, CaseEvent.occurred_at).join(CaseEvent, CaseEvent.case_id == Case.id)
-            .where(Case.applicant_id_number == applicant_id_number, Case.item_id == item_id, Case.id != case_id,
-                   CaseEvent.action == WITHDRAW, CaseEvent.occurred_at >= since, CaseEvent.occurred_at <= until)
-            .order_by(CaseEvent.occurred_at.desc()))
-        return [Withdrawal(tracking_no, at) for tracking_no, at in rows]
+            select(CaseEvent.actor_id, Case.department_id, Case.submitted_at, CaseEvent.action,
+                   CaseEvent.occurred_at).join(Case, Case.id == CaseEvent.case_id)
+            .where(CaseEvent.action.in_(actions), or_(*(and_(
+                Case.department_id == q["department_id"], Case.submitted_at >= q["submitted_since"],
+                CaseEvent.actor_id == q["actor_id"], CaseEvent.occurred_at >= q["start"],
+                CaseEvent.occurred_at <= q["end"]) for q in questions)))).all()
+        for q in questions:
+            self.answers[("decisions_between", _key(q))] = sum(
+                1 for actor, department, submitted, action, at in rows
+                if actor == q["actor_id"] and department == q["department_id"] and action in q["actions"]
+                and submitted >= q["submitted_since"] and q["start"] <= at <= q["end"])
+
+    def _load_withdrawals(self, questions: list[dict[str, Any]]) -> None:
+        rows = self.session.execute(
+            select(Case.id, Case.applicant_id_number, Case.item_id, Case.tracking_no, CaseEvent.occurred_at)
+            .join(CaseEvent, CaseEvent.case_id == Case.id)
+            .where(Case.accepted_on.is_not(None),  # its clock had started: the resubmission restarts it
+                   CaseEvent.action == WITHDRAW, or_(*(and_(
+                       Case.applicant_id_number == q["applicant_id_number"], Case.item_id == q["item_id"],
+                       CaseEvent.occurred_at >= q["since"], CaseEvent.occurred_at <= q["until"])
+                       for q in questions)))
+            .order_by(CaseEvent.occurred_at.desc())).all()
+        for q in questions:
+            self.answers[("withdrawals_before", _key(q))] = [
+                Withdrawal(number, at) for case_id, applicant, item_id, number, at in rows
+                if case_id != q["case_id"] and applicant == q["applicant_id_number"] and item_id == q["item_id"]
+                and q["since"] <= at <= q["until"]]

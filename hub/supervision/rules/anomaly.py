@@ -38,6 +38,7 @@ class TooFast:
     min_sample: int = 20
     sample: int = 200
     min_median_days: float = 2.0
+    history_days: int = 365  # the item's cases submitted in the last year
 
     def evaluate(self, facts: CaseFacts) -> Iterator[Finding]:
         done = _completion(facts)
@@ -48,7 +49,9 @@ class TooFast:
         used = getattr(case, "working_days_used", None)
         if used is None:
             used = facts.calendar.working_days_between(start, business_date(done.occurred_at))
-        history = facts.lookups.completed_durations(item_id=case.item_id, exclude_case_id=case.id, limit=self.sample)
+        history = facts.lookups.completed_durations(
+            item_id=case.item_id, exclude_case_id=case.id, limit=self.sample,
+            submitted_since=facts.now - timedelta(days=self.history_days))
         if len(history) < self.min_sample:
             return
         median = statistics.median(history)
@@ -73,14 +76,17 @@ class BackfilledBatch:
     day_starts: int = 7
     day_ends: int = 21
     actions: tuple[str, ...] = (*DECISIONS, COMPLETE)
+    history_days: int = 180  # the department's cases submitted in this many days are searched
 
     def evaluate(self, facts: CaseFacts) -> Iterator[Finding]:
         for step in facts.steps:
             if not (step.by_person and step.action in self.actions and facts.is_new(step) and self._odd(facts, step)):
                 continue
             window = timedelta(minutes=self.window_minutes)
-            count = facts.lookups.decisions_between(actor_id=step.actor_id, start=step.occurred_at - window,
-                                                    end=step.occurred_at + window, actions=self.actions)
+            count = facts.lookups.decisions_between(
+                actor_id=step.actor_id, department_id=facts.case.department_id, start=step.occurred_at - window,
+                end=step.occurred_at + window, actions=self.actions,
+                submitted_since=step.occurred_at - timedelta(days=self.history_days))
             if count >= self.batch_size:
                 local = step.occurred_at.astimezone(CHINA_TZ)
                 yield Finding(self.name, self.kind, self.level,
@@ -100,7 +106,7 @@ class WithdrawResubmit:
     name: ClassVar[str] = "anomaly.withdraw_resubmit"
     kind: ClassVar[Literal["anomaly"]] = "anomaly"
     description: ClassVar[str] = (
-        "The case is accepted although the same applicant withdrew a case of the same item at most "
+        "The case is accepted although the same applicant withdrew an accepted case of the same item at most "
         "``window_days`` calendar days before submitting it: a withdrawal and resubmission that restarts the "
         "time limit (常见于即将超期时劝申请人撤回重报).")
     basis: ClassVar[str] = f"{LAW}第四十二条（办理期限）；不得以撤回重报规避办理时限"

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from functools import cached_property
 from typing import Any, Protocol
 
 from workflow.calendar import WorkingCalendar
@@ -52,27 +53,32 @@ class Withdrawal:
 class Lookups(Protocol):
     """The few reads beyond the case's own events; each asked only when a rule needs it."""
 
-    def completed_durations(self, *, item_id: int, exclude_case_id: int | None, limit: int) -> Sequence[int]:
-        """Working days used by the item's latest completed cases (newest first)."""
+    def completed_durations(self, *, item_id: int, exclude_case_id: int | None, limit: int,
+                            submitted_since: datetime) -> Sequence[int]:
+        """Working days used by the item's latest completed cases submitted since ``submitted_since``."""
         ...
 
-    def decisions_between(self, *, actor_id: str, start: datetime, end: datetime, actions: Sequence[str]) -> int:
-        """How many decisions ``actor_id`` recorded (occurred_at) in [start, end], over all cases."""
+    def decisions_between(self, *, actor_id: str, department_id: int, start: datetime, end: datetime,
+                          actions: Sequence[str], submitted_since: datetime) -> int:
+        """How many decisions ``actor_id`` recorded (occurred_at) in [start, end] on the department's cases
+        submitted since ``submitted_since`` (bounded by indexed columns: cases.department_id, submitted_at)."""
         ...
 
     def withdrawals_before(self, *, case_id: int, applicant_id_number: str, item_id: int,
                            since: datetime, until: datetime) -> Sequence[Withdrawal]:
-        """The applicant's other cases of the item withdrawn in [since, until]."""
+        """The applicant's other cases of the item withdrawn in [since, until] after their acceptance."""
         ...
 
 
 class NoLookups:
     """Lookups that find nothing (a rule evaluated without a database)."""
 
-    def completed_durations(self, *, item_id: int, exclude_case_id: int | None, limit: int) -> Sequence[int]:
+    def completed_durations(self, *, item_id: int, exclude_case_id: int | None, limit: int,
+                            submitted_since: datetime) -> Sequence[int]:
         return ()
 
-    def decisions_between(self, *, actor_id: str, start: datetime, end: datetime, actions: Sequence[str]) -> int:
+    def decisions_between(self, *, actor_id: str, department_id: int, start: datetime, end: datetime,
+                          actions: Sequence[str], submitted_since: datetime) -> int:
         return 0
 
     def withdrawals_before(self, *, case_id: int, applicant_id_number: str, item_id: int,
@@ -100,6 +106,13 @@ class CaseFacts:
     new_from: int = 1
     lookups: Lookups = field(default_factory=NoLookups)
     thresholds: Any = None
+
+    @cached_property
+    def deviations(self) -> list[Any]:
+        """The replay of the events through the definition (hub/supervision/rules/replay.py), once per case."""
+        from hub.supervision.rules.replay import replay
+
+        return replay(self.definition, self.steps)
 
     def is_new(self, step: Step) -> bool:
         return step.seq >= self.new_from

@@ -15,7 +15,7 @@ from hub.clock import business_date
 from hub.supervision.findings import Finding
 from hub.supervision.rules.base import ACCEPT, DECISIONS, LAW, REFUSALS, label
 from hub.supervision.rules.facts import CaseFacts
-from hub.supervision.rules.replay import NO_OPINION, OUT_OF_ORDER, REPEATED, SKIPPED, replay
+from hub.supervision.rules.replay import NO_OPINION, OUT_OF_ORDER, REPEATED, SKIPPED
 from workflow.clock import SUPPLEMENT, Suspension
 from workflow.definition import REQUEST_SUPPLEMENT_ACTION
 from workflow.process import END_SPECIAL, START_SPECIAL
@@ -35,7 +35,7 @@ class SkippedStep:
     level: Level = "red"
 
     def evaluate(self, facts: CaseFacts) -> Iterator[Finding]:
-        skipped = [d for d in replay(facts.definition, facts.steps) if d.kind == SKIPPED]
+        skipped = [d for d in facts.deviations if d.kind == SKIPPED]
         if not skipped:
             return
         missing = [action for d in skipped for action in d.missing]
@@ -60,7 +60,7 @@ class OutOfOrder:
     level: Level = "yellow"
 
     def evaluate(self, facts: CaseFacts) -> Iterator[Finding]:
-        wrong = [d for d in replay(facts.definition, facts.steps) if d.kind in (OUT_OF_ORDER, REPEATED)]
+        wrong = [d for d in facts.deviations if d.kind in (OUT_OF_ORDER, REPEATED)]
         if wrong:
             yield Finding(
                 self.name, self.kind, self.level,
@@ -82,7 +82,7 @@ class NoReasons:
     def evaluate(self, facts: CaseFacts) -> Iterator[Finding]:
         bare = [s.seq for s in facts.steps
                 if s.by_person and s.action in self.actions and not (s.opinion or "").strip()]
-        bare += [d.seq for d in replay(facts.definition, facts.steps) if d.kind == NO_OPINION and d.seq not in bare]
+        bare += [d.seq for d in facts.deviations if d.kind == NO_OPINION and d.seq not in bare]
         if bare:
             yield Finding(self.name, self.kind, self.level,
                           f"第{bare[0]}步作出不予受理或不予许可等决定，未说明理由", {"seqs": sorted(bare)})
@@ -204,7 +204,7 @@ class ChangeAfterCompletion:
     kind: ClassVar[Literal["procedure"]] = "procedure"
     description: ClassVar[str] = ("An event recorded after the case reached a terminal state (completed, "
                                   "refused, withdrawn), or a break in its hash chain (seq or prev_hash).")
-    basis: ClassVar[str] = (f"{LAW}第四十条、第六十一条（许可决定公开、监督检查）；"
+    basis: ClassVar[str] = (f"{LAW}第四十条（许可决定公开）、第六十条（上级行政机关监督检查）；"
                             "办件记录不可篡改（hub/audit 链式校验）")
     level: Level = "red"
     allowed_after: tuple[str, ...] = (END_SPECIAL,)

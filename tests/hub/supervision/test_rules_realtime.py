@@ -5,18 +5,19 @@ no outbox relay has run when the response comes back), and a submission alone ra
 from __future__ import annotations
 
 import uuid
+from datetime import date
 from typing import Any
 
 from fastapi.testclient import TestClient
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session, sessionmaker
 
 from hub.auth.models import Officer
 from hub.cases.models import Case
 from hub.outbox.models import OutboxMessage
 from hub.supervision.models import Alert
 from tests.conftest import Officers
-from tests.support import PARTNER_SECRET, case_record, envelope, item_code, officer_of, step, submit
+from tests.support import PARTNER_SECRET, case_record, citizen_id, envelope, item_code, officer_of, person, step, submit
 
 KEY = "physician-practice-registration"  # 沈阳 (210100), department 007
 
@@ -41,8 +42,14 @@ def act(client: TestClient, officers: Officers, number: str, username: str, acti
     assert response.status_code == 200, response.text
 
 
+def someone() -> dict[str, Any]:
+    """An applicant of this test alone (the withdraw-and-resubmit rule looks at the applicant's other cases)."""
+    draw = uuid.uuid4().int
+    return person(id_number=citizen_id(seq=draw % 900 + 100, born=date(1985, 5, 1 + draw // 900 % 28)))
+
+
 def test_a_submission_alone_raises_nothing(client: TestClient, session: Session) -> None:
-    number = submit(client, KEY)["tracking_no"]
+    number = submit(client, KEY, someone())["tracking_no"]
     assert alerts_of(session, number) == {}
 
 
@@ -52,7 +59,7 @@ def test_the_same_officer_reviewing_and_granting_raises_separation_of_duties(
     session.execute(update(Officer).where(Officer.username == both).values(roles=["reviewer", "approver"]))
     session.commit()
     try:
-        number = submit(client, KEY)["tracking_no"]
+        number = submit(client, KEY, someone())["tracking_no"]
         act(client, officers, number, officer_of(KEY, "intake"), "accept")
         act(client, officers, number, both, "review", "材料齐全，符合条件")
         assert "procedure.separation_of_duties" not in alerts_of(session, number)
@@ -68,7 +75,7 @@ def test_the_same_officer_reviewing_and_granting_raises_separation_of_duties(
 
 def test_review_and_grant_by_different_officers_raise_nothing(
         client: TestClient, officers: Officers, session: Session) -> None:
-    number = submit(client, KEY)["tracking_no"]
+    number = submit(client, KEY, someone())["tracking_no"]
     act(client, officers, number, officer_of(KEY, "intake"), "accept")
     act(client, officers, number, officer_of(KEY, "reviewer"), "review", "材料齐全")
     act(client, officers, number, officer_of(KEY, "approver"), "grant", "准予注册")
@@ -125,3 +132,87 @@ def test_a_partner_record_in_the_standard_flow_raises_no_procedure_alert(client:
     result = push(client, envelope(payload))[0]
     assert result["status"] == "applied", result
     assert alerts_of(session, result["tracking_no"]) == {}
+
+
+def test_withdrawing_an_accepted_case_and_resubmitting_raises_an_anomaly_at_acceptance(
+        client: TestClient, officers: Officers, session: Session) -> None:
+    applicant = someone()
+    first = submit(client, KEY, applicant)
+    act(client, officers, first["tracking_no"], officer_of(KEY, "intake"), "accept")
+    response = client.post(f"/api/v1/applications/{first['tracking_no']}/withdraw", json={"reason": "重新申报"},
+                           headers={"X-Query-Code": first["query_code"]})
+    assert response.status_code == 200, response.text
+    again = submit(client, KEY, applicant)["tracking_no"]
+    assert alerts_of(session, again) == {}
+    act(client, officers, again, officer_of(KEY, "intake"), "accept")
+    alert = alerts_of(session, again)["anomaly.withdraw_resubmit"]
+    assert alert.detail == {"withdrawn": [first["tracking_no"]]}
+
+
+def test_withdrawing_before_acceptance_and_resubmitting_is_no_anomaly(
+        client: TestClient, officers: Officers, session: Session) -> None:
+    applicant = someone()
+    first = submit(client, KEY, applicant)
+    client.post(f"/api/v1/applications/{first['tracking_no']}/withdraw", json={"reason": "填错了"},
+                headers={"X-Query-Code": first["query_code"]})
+    again = submit(client, KEY, applicant)["tracking_no"]
+    act(client, officers, again, officer_of(KEY, "intake"), "accept")
+    assert alerts_of(session, again) == {}
+
+
+def test_the_alert_commits_with_the_partner_record_or_not_at_all(
+        client: TestClient, session_factory: sessionmaker[Session], session: Session) -> None:
+    from hub.exchange.service import ingest
+    from tests.conftest import START
+
+    def apply(document: dict[str, Any], *, commit: bool) -> None:
+        with session_factory() as work:
+            result = ingest(work, envelope=document, authenticated_source="shenyang", now=START,
+                            audit_key="test-audit-key")
+            assert result.outcome == "applied"
+            # Before the commit the alert is not there: the commit itself raises it, in its transaction.
+            assert work.scalar(select(func.count()).select_from(Alert).join(Case, Case.id == Alert.case_id)
+                               .where(Case.external_id == document["payload"]["external_id"])) == 0
+            if commit:
+                work.commit()
+            else:
+                work.rollback()  # the unit of work fails: neither the case nor its alert stays
+
+    rolled_back, committed = skipping_record(client), skipping_record(client)
+    apply(envelope(rolled_back), commit=False)
+    apply(envelope(committed), commit=True)
+    session.expire_all()
+    assert session.scalar(select(Case.id).where(Case.external_id == rolled_back["external_id"])) is None
+    number = session.scalar(select(Case.tracking_no).where(Case.external_id == committed["external_id"]))
+    assert "procedure.skipped_step" in alerts_of(session, number)
+
+
+def test_the_lookups_read_the_items_history_and_an_officers_decisions(
+        client: TestClient, officers: Officers, session: Session) -> None:
+    from datetime import timedelta
+
+    from hub.cases.models import CaseEvent
+    from hub.supervision.realtime import SqlLookups
+    from tests.conftest import START
+
+    number = submit(client, KEY, someone())["tracking_no"]
+    act(client, officers, number, officer_of(KEY, "intake"), "accept")
+    act(client, officers, number, officer_of(KEY, "reviewer"), "review", "材料齐全")
+    act(client, officers, number, officer_of(KEY, "approver"), "grant", "准予注册")
+    act(client, officers, number, officer_of(KEY, "intake"), "complete")
+    session.expire_all()
+    case = session.scalars(select(Case).where(Case.tracking_no == number)).one()
+    grant = session.scalars(select(CaseEvent).where(CaseEvent.case_id == case.id, CaseEvent.action == "grant")).one()
+    lookups = SqlLookups(session)
+    around = {"start": START - timedelta(minutes=5), "end": START + timedelta(minutes=5),
+              "actions": ("grant", "deny", "complete"), "submitted_since": START - timedelta(days=1)}
+    assert lookups.decisions_between(actor_id=grant.actor_id, department_id=case.department_id, **around) >= 1
+    assert lookups.decisions_between(actor_id="nobody", department_id=case.department_id, **around) == 0
+    case.working_days_used = 4
+    session.flush()
+    history = lookups.completed_durations(item_id=case.item_id, exclude_case_id=None, limit=500,
+                                          submitted_since=START - timedelta(days=1))
+    assert 4 in history
+    assert 4 not in lookups.completed_durations(item_id=case.item_id, exclude_case_id=case.id, limit=500,
+                                                submitted_since=START - timedelta(days=1)) or history.count(4) > 1
+    session.rollback()

@@ -320,6 +320,19 @@ def test_exchange_deliveries_and_audit_views_of_a_quiet_hub(operator: Operator) 
     assert "worker check passed" in checked.stdout and "in-process bus" in checked.stdout
 
 
+def test_alerts_commands_on_a_quiet_hub(operator: Operator) -> None:
+    """No alert yet: the list is empty, and an unknown id is a clear refusal (exit 1), never a traceback."""
+    signed_in = {"HUB_OFFICER_USERNAME": "sy_yshj_supervisor", "HUB_OFFICER_PASSWORD": DEMO_PASSWORD}
+    listed, shown, explained, ruled = operator.hub_at_once(
+        ("alerts", "list", "--json"), ("alerts", "show", "999"),
+        ("alerts", "explain", "999", "--explanation", "说明", "--correction", "整改"),
+        ("alerts", "rule", "999", "--ruling", "accepted"), **signed_in)
+    assert listed.code == 0 and json.loads(listed.stdout)["total"] == 0, listed
+    for refused in (shown, explained, ruled):
+        assert refused.code == 1 and "预警 999 不存在" in refused.stderr, refused
+        assert "Traceback" not in refused.output
+
+
 def test_api_serves_the_migrated_database(operator: Operator) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"

@@ -24,8 +24,12 @@ DepartmentQ = Annotated[str | None, Query(pattern=r"^\d{9}$", description="部�
 ItemQ = Annotated[str | None, Query(pattern=r"^\d{17}[0-9X]$", description="事项编码")]
 ChannelQ = Annotated[Literal["online", "window", "partner"] | None, Query(description="渠道")]
 FormatQ = Annotated[Literal["json", "csv", "xlsx"], Query(alias="format", description="json（默认）、csv 或 xlsx")]
-RESPONSES = problem_responses(401, 403, 404, 422)
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "JSON, or the CSV / XLSX file asked for with `format`",
+          "content": {"application/json": {}, "text/csv": {}, XLSX: {}}},
+    **problem_responses(401, 403, 404, 422),
+}
 
 
 def _report(session: Any, officer: Any, now: Any, *, first: date | None, last: date | None, region: str | None,

@@ -43,9 +43,11 @@ from sqlalchemy.engine import Engine
 
 from hub.cases.models import Case
 from hub.catalog.models import Item
+from hub.clock import FixedClock
 from hub.org.models import Department
 from hub.supervision.models import Alert, Rating
 from tests.conftest import Officers
+from tests.support import officer_of, submit
 
 JUNE = {"from": "2030-06-01", "to": "2030-06-30"}
 CITY_SUPERVISOR = "sy_yshj_supervisor"  # 210100 沈阳市
@@ -359,3 +361,38 @@ def test_default_period_is_this_month(client: TestClient, officers: Officers) ->
     response = client.get("/api/v1/supervision/metrics", headers=officers.headers(CITY_SUPERVISOR))
     assert response.status_code == 200
     assert response.json()["period"] == {"from": "2026-03-01", "to": "2026-03-11"}  # the tests' clock: 2026-03-11
+
+
+def test_cases_completed_through_the_write_path_count_with_their_recorded_clock(
+        client: TestClient, clock: FixedClock) -> None:
+    """End to end: the on-time flag and working days the clock records when it stops (hub/cases/clock.py) are
+    what the metrics count — one case decided in 2 working days (promise 5: on time), one in 7 (overtime)."""
+    physician = "physician-practice-registration"
+    march = {"from": "2026-03-01", "to": "2026-04-30", "department": "210100007"}
+
+    def totals() -> dict[str, Any]:
+        response = client.get("/api/v1/supervision/metrics", params=march,
+                              headers=Officers(client).headers(CITY_SUPERVISOR))
+        assert response.status_code == 200, response.text
+        return dict(response.json()["total"])
+
+    def run(number: str, *actions: str) -> None:
+        staff = Officers(client)  # signed in again: the clock may have moved past the last token's expiry
+        roles = {"accept": "intake", "review": "reviewer", "grant": "approver", "complete": "approver"}
+        for action in actions:
+            role = roles[action]
+            response = client.post(f"/api/v1/cases/{number}/actions", json={"action": action, "opinion": "同意"},
+                                   headers=staff.headers(officer_of(physician, role)))
+            assert response.status_code == 200, response.text
+
+    before = totals()
+    quick, slow = submit(client, physician)["tracking_no"], submit(client, physician)["tracking_no"]
+    run(quick, "accept")
+    run(slow, "accept")  # both accepted Wednesday 2026-03-11
+    clock.advance(days=2)  # Friday 03-13: 2 working days used
+    run(quick, "review", "grant", "complete")
+    clock.advance(days=7)  # Friday 03-20: 7 working days used, 2 more than promised
+    run(slow, "review", "grant", "complete")
+    after = totals()
+    delta = {name: after[name] - before[name] for name in ("received", "accepted", "completed", "on_time", "overtime")}
+    assert delta == {"received": 2, "accepted": 2, "completed": 2, "on_time": 1, "overtime": 1}

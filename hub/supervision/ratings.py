@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -212,13 +212,21 @@ def record_follow_up(session: Session, *, rating_id: int, officer: Officer, note
     if rating is None or rating.follow_up_status is None or rating.department_id != officer.department_id:
         raise follow_up_not_found(rating_id)
     if rating.follow_up_status == "done":
-        raise Conflict(f"差评 {rating_id} 已于 {business_date(rating.followed_up_at or now)} 办理回访整改 "
-                       "(the follow-up was recorded already)", type_slug="follow-up-done")
-    rating.follow_up_status = "done"
-    rating.follow_up_note = note
-    rating.followed_up_by = officer.username
-    rating.followed_up_at = now
+        raise _follow_up_done(rating_id)
+    # Only while still open: of two officers recording at once, one gets the 409.
+    changed = session.execute(
+        update(Rating).where(Rating.id == rating_id, Rating.follow_up_status == "open")
+        .values(follow_up_status="done", follow_up_note=note, followed_up_by=officer.username, followed_up_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    session.expire(rating)
+    if not changed:
+        raise _follow_up_done(rating_id)
     return _follow_ups(session, [rating], business_date(now))[0]
+
+
+def _follow_up_done(rating_id: int) -> Conflict:
+    return Conflict(f"差评 {rating_id} 已办理回访整改 (the follow-up was recorded already)", type_slug="follow-up-done")
 
 
 def follow_up_not_found(rating_id: int) -> NotFound:

@@ -5,8 +5,10 @@ partner platforms' cases stay read-only to hub officers."""
 from __future__ import annotations
 
 import logging
+import threading
 import unicodedata
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -355,3 +357,20 @@ def test_the_follow_up_day_counts_working_days(client: TestClient, officers: Off
     clock.advance(days=2, hours=9)  # 2026-03-13 19:00 China time
     due = rate(client, receipt, {"level": 1}).json()["follow_up_due_on"]
     assert due == "2026-04-03"
+
+
+def test_two_ratings_at_once_store_one_and_refuse_the_other(client: TestClient, officers: Officers,
+                                                             backend: str) -> None:
+    if backend != "postgresql":
+        pytest.skip("SQLite has one writer at a time: two ratings never insert at the same moment")
+    receipt = completed(client, officers)
+    barrier = threading.Barrier(2)
+
+    def one(level: int) -> int:
+        barrier.wait()
+        return int(rate(client, receipt, {"level": level}).status_code)
+
+    with ThreadPoolExecutor(2) as pool:
+        codes = sorted(pool.map(one, (5, 1)))
+    assert codes == [201, 409]
+    assert status(client, receipt)["rating"]["level"] in (5, 1)

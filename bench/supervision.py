@@ -325,10 +325,9 @@ LIMITS = (10, 20)  # promised and statutory working days of every bulk-loaded ca
 
 
 def scanner_pass(factory: Any) -> Callable[[], int]:
-    """The scan as ``hub worker`` runs it (``Worker.supervise``): bounded batches of ``scanner.scan``, each in
-    its own transaction, until one comes back short; returns the cases it looked at. Raises ImportError while
-    the alerts part is not in this checkout."""
-    from hub.db import unit_of_work
+    """The scan as ``hub worker`` runs it: ``scanner.scan_once`` (one bounded batch in its own transaction)
+    until a batch comes back short; returns the cases it looked at. Raises ImportError while the alerts part
+    is not in this checkout."""
     from hub.settings import Settings
     from hub.supervision import scanner
 
@@ -338,10 +337,9 @@ def scanner_pass(factory: Any) -> Callable[[], int]:
     def run() -> int:
         seen = 0
         while True:
-            with unit_of_work(factory) as session:
-                report = scanner.scan(session, now=now, batch=batch)
-            seen += report.scanned
-            if report.scanned < batch:
+            done = scanner.scan_once(factory, now=now, batch=batch)
+            seen += done
+            if done < batch:
                 return seen
 
     return run

@@ -4,15 +4,23 @@ per region."""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from hub.auth.models import Officer
 from hub.db import unit_of_work
+from hub.errors import Conflict
+from hub.supervision import oversight
+from hub.supervision.models import SupervisionThreshold
 from hub.supervision.service import thresholds_for
 from tests.conftest import Officers
-from tests.hub.supervision.oversight_support import HEPING_MARKET, alert_on_new_case, stored
+from tests.hub.supervision.oversight_support import HEPING_MARKET, RAISED_AT, alert_on_new_case, stored
 
 ALERTS = "/api/v1/supervision/alerts"
 ACCOUNTABILITY = {"ruling": "accountability", "opinion": "超期办理，追究责任",
@@ -238,6 +246,15 @@ def test_after_escalation_only_the_supervisor_one_level_up_rules(
 # --- thresholds ----------------------------------------------------------------------------------------
 
 
+@pytest.fixture
+def dalian_thresholds_restored(session_factory: sessionmaker[Session]) -> Iterator[None]:
+    """The database is shared by the session's tests: other tests expect Dalian on the defaults."""
+    yield
+    with unit_of_work(session_factory) as session:
+        session.execute(delete(SupervisionThreshold).where(SupervisionThreshold.region_code == "210200"))
+
+
+@pytest.mark.usefixtures("dalian_thresholds_restored")
 def test_thresholds_per_region_inherit_down_the_tree(
         client: TestClient, officers: Officers, session_factory: sessionmaker[Session]) -> None:
     url = "/api/v1/supervision/thresholds"
@@ -263,3 +280,40 @@ def test_thresholds_per_region_inherit_down_the_tree(
     assert ("red_escalation_days", "missing") in errors_of(
         client.put(f"{url}/210200", json={"yellow_used_percent": 80, "yellow_days_left": 1}, headers=city))
     assert errors_of(client.get(f"{url}/21", headers=city)) == {("region_code", "string_pattern_mismatch")}
+
+
+def test_two_rulings_at_once_apply_one_after_the_other(
+        backend: str, client: TestClient, session_factory: sessionmaker[Session]) -> None:
+    """The second supervisor waits on the alert's row lock, then finds it ruled: 409, one ruling in the history."""
+    if backend != "postgresql":
+        pytest.skip("row locks: PostgreSQL")
+    _, alert_id = alert_on_new_case(client, session_factory)
+    outcome: dict[str, Any] = {}
+    first, second = session_factory(), session_factory()
+
+    def rule_as(session: Session, username: str, ruling: str, started: threading.Event | None = None) -> None:
+        officer = session.scalars(select(Officer).where(Officer.username == username)).one()
+        if started is not None:
+            started.set()
+        try:
+            alert = oversight.get_alert(session, officer=officer, alert_id=alert_id, for_update=True)
+            oversight.rule(session, officer=officer, alert=alert, ruling=ruling,  # type: ignore[arg-type]
+                           opinion=None, accountability=None, now=RAISED_AT)
+            outcome[username] = "ruled"
+        except Conflict:
+            outcome[username] = "conflict"
+
+    try:
+        rule_as(first, "sy_yshj_supervisor", "accepted")  # holds the row, not committed yet
+        started = threading.Event()
+        thread = threading.Thread(target=rule_as, args=(second, "ln_yshj_supervisor", "accepted", started))
+        thread.start()
+        assert started.wait(10)
+        first.commit()
+        thread.join(10)
+        second.commit()
+    finally:
+        first.close()
+        second.close()
+    assert outcome == {"sy_yshj_supervisor": "ruled", "ln_yshj_supervisor": "conflict"}
+    assert [step["action"] for step in stored(session_factory, alert_id).history] == ["raised", "ruled"]

@@ -1,7 +1,8 @@
 """Electronic supervision at scale: the time-limit scanner, the performance metrics and the rules per event.
 
     .venv/bin/python -m bench.supervision [--database-url URL] [--rounds 3] [--small 100000]
-                                          [--large 1000000] [--completed 1000000] [--json PATH]
+                                          [--large 1000000] [--completed 1000000] [--rule-cases 2000]
+                                          [--large-one-percent] [--json PATH] [--keep-database]
 
 What it does, in one run (issue 10, deliverable 7):
 
@@ -11,13 +12,15 @@ What it does, in one run (issue 10, deliverable 7):
    regions from the seed; acceptance days, deadlines and per-step deadlines computed with the hub's own
    calendar and clock), 1 % of them due to change colour today (``colour_due_on = today`` and far enough
    into their limit to turn yellow or red), the others due on a later day, then ``ANALYZE``;
-3. runs the time-limit scanner (``hub.supervision.scanner``) as ``hub worker`` does — batch after batch until
-   it reports nothing left — ``--rounds`` times, resetting the due cases (colour, due day, their alerts and
-   outbox rows) before each round; each figure is the **median over the rounds**;
-4. adds open cases up to ``--large`` and measures again, twice: with the same number of cases changing
-   colour as in the small set (``scan_ratio`` = large cost / small cost: the scanner's cost must follow the
-   cases that change colour, not the open cases — target ≤ 3) and with 1 % of the large set changing (cost
-   per changed case, ``scan_ratio_one_percent``);
+3. runs the time-limit scanner as ``hub worker`` does — ``hub.supervision.scanner.scan_once``, one batch in
+   its own transaction, until a batch comes back short — ``--rounds`` times, resetting the due cases
+   (colour, due day, their alerts and outbox rows) before each round; each figure is the **median over the rounds**;
+4. adds open cases up to ``--large`` and measures again with the same cases changing colour as in the small
+   set (``scan_ratio`` = large cost / small cost: the scanner's cost must follow the cases that change
+   colour, not the open cases — target ≤ 3; with 1 % of each set changing the large one has ten times the
+   changes and any scanner costs ten times as much, so that ratio could not tell an index-driven scanner
+   from a full scan); with ``--large-one-percent`` also with 1 % of the large set changing
+   (``scan_ratio_one_percent``, and ``per_changed_case_ratio``: the cost per changed case, large over small);
 5. bulk-loads ``--completed`` cases completed over one year (with ratings and alerts beside them) and times
    the performance metrics (``hub.supervision.metrics``) for the whole year, province-wide, grouped by
    department (target < 1 s);

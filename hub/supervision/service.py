@@ -9,7 +9,7 @@ transaction (the outbox). Services never commit.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -83,32 +83,45 @@ def _read_thresholds(session: Session) -> dict[str, Thresholds]:
 def raise_findings(session: Session, *, case: Case, findings: Iterable[Finding], now: datetime) -> list[Alert]:
     """Store each finding as an alert of ``case`` unless the case has one of that rule and level already
     (whatever its status: a closed alert is not raised again); ``alert.raised.v1`` for each new one.
-    Returns the new alerts, in the findings' order."""
-    unique: dict[tuple[str, str], Finding] = {}
-    for finding in findings:
-        unique.setdefault((finding.rule, finding.level), finding)
-    if not unique:
+    Returns the new alerts."""
+    return raise_many(session, found=[(case, findings)], now=now)
+
+
+INSERT_CHUNK = 500  # alerts per INSERT statement
+
+
+def raise_many(session: Session, *, found: Sequence[tuple[Case, Iterable[Finding]]], now: datetime) -> list[Alert]:
+    """``raise_findings`` for many cases at once (the scanner's batch): one multi-row INSERT .. ON CONFLICT DO
+    NOTHING per chunk, one SELECT for the new rows, their outbox messages. Returns the new alerts by id."""
+    raised_on = business_date(now)
+    cases: dict[int, Case] = {}
+    rows: list[dict[str, Any]] = []
+    for case, findings in found:
+        cases[case.id] = case
+        unique: dict[tuple[str, str], Finding] = {}
+        for finding in findings:
+            unique.setdefault((finding.rule, finding.level), finding)
+        rows.extend({
+            "case_id": case.id, "rule": f.rule, "kind": f.kind, "level": f.level, "status": OPEN,
+            "department_id": case.department_id, "region_code": case.region_code,
+            "supervisor_region_code": case.region_code, "escalations": 0, "message": f.message,
+            "detail": _plain(f.detail), "raised_at": now, "raised_on": raised_on,
+            "history": [{"at": now.isoformat(), "action": "raised", "by": "system", "level": f.level}],
+        } for f in unique.values())
+    if not rows:
         return []
     insert = _insert_for(session)
-    raised_on = business_date(now)
     new_ids: list[int] = []
-    for finding in unique.values():
-        entry = {"at": now.isoformat(), "action": "raised", "by": "system", "level": finding.level}
-        statement = (insert(Alert).values(
-            case_id=case.id, rule=finding.rule, kind=finding.kind, level=finding.level, status=OPEN,
-            department_id=case.department_id, region_code=case.region_code,
-            supervisor_region_code=case.region_code, escalations=0, message=finding.message,
-            detail=_plain(finding.detail), raised_at=now, raised_on=raised_on, history=[entry],
-        ).on_conflict_do_nothing(index_elements=[Alert.case_id, Alert.rule, Alert.level]).returning(Alert.id))
-        new_id = session.execute(statement).scalar()
-        if new_id is not None:
-            new_ids.append(int(new_id))
+    for start in range(0, len(rows), INSERT_CHUNK):
+        statement = (insert(Alert).values(rows[start:start + INSERT_CHUNK])
+                     .on_conflict_do_nothing(index_elements=[Alert.case_id, Alert.rule, Alert.level])
+                     .returning(Alert.id))
+        new_ids.extend(int(i) for i in session.execute(statement).scalars())
     if not new_ids:
         return []
-    by_id = {a.id: a for a in session.scalars(select(Alert).where(Alert.id.in_(new_ids)))}
-    alerts = [by_id[i] for i in new_ids]
+    alerts = list(session.scalars(select(Alert).where(Alert.id.in_(new_ids)).order_by(Alert.id)))
     for alert in alerts:
-        publish(session, RAISED, alert, case=case, now=now)
+        publish(session, RAISED, alert, case=cases[alert.case_id], now=now)
     return alerts
 
 

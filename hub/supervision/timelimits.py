@@ -170,9 +170,10 @@ def _definition(case: Case) -> WorkflowDefinition | None:
 
 def _judge_intake(case: Case, *, calendar: WorkingCalendar, today: date, thresholds: Thresholds) -> Judgement:
     """Art. 32: the intake decision within 5 working days of receipt (the receipt day not counted)."""
-    received = case.received_on
-    if received is None or case.suspended_since is not None or not _at_intake(case):
+    if case.suspended_since is not None or not _at_intake(case):
         return Judgement((), case.colour, None)
+    # A partner platform's record gives its submission only: received as the hub receives (docs/time-rules.md).
+    received = case.received_on or received_day(calendar, case.submitted_at.astimezone(CHINA_TZ))
     limit = _Limit(INTAKE_DUE, INTAKE_OVERDUE, 0, INTAKE_NOTICE_DAYS, "受理期限", BASIS_INTAKE)
     used = calendar.working_days_between(received, max(today, received))
     yellow_at = limit.yellow_at(thresholds)

@@ -430,3 +430,22 @@ def test_a_supplement_notice_within_five_working_days_is_not_flagged(
     run_on(supervisor, date(2026, 4, 8))
     assert "time.supplement_notice_late" not in alerts(session_factory, number)
     assert row(session_factory, number).colour_due_on is None  # waiting for the applicant: no intake clock
+
+
+def test_a_partner_case_left_at_intake_is_judged_like_the_hubs_own(
+    client: TestClient, supervisor: Worker, session_factory: sessionmaker[Session],
+) -> None:
+    # Reported with its submission only (Monday 03-09 09:00): 03-10 (1) … 03-13 (4: yellow), 03-16 (5), red 03-17.
+    record = case_record(item_code(client, KEY), external_id=f"SY-{uuid.uuid4().hex[:12]}", steps=1)
+    response = client.post("/api/v1/exchange/records", json={"records": [envelope(record)]},
+                           auth=("shenyang", PARTNER_SECRET))
+    assert response.status_code == 200, response.text
+    number = response.json()["results"][0]["tracking_no"]
+    run_on(supervisor, date(2026, 3, 12))
+    assert alerts(session_factory, number) == {}
+    run_on(supervisor, date(2026, 3, 13))
+    assert set(alerts(session_factory, number)) == {"time.intake_due"}
+    run_on(supervisor, date(2026, 3, 16))
+    assert "time.intake_overdue" not in alerts(session_factory, number)
+    run_on(supervisor, date(2026, 3, 17))
+    assert alerts(session_factory, number)["time.intake_overdue"].level == "red"

@@ -320,6 +320,34 @@ def shenyang_on_rabbitmq(amqp_url: str) -> Iterator[str]:
             delete_partner_user(management, admin, password, "shenyang")
 
 
+@contextmanager
+def alert_events(amqp_url: str) -> Iterator[Callable[[], list[dict[str, Any]]]]:
+    """A subscriber's queue on the hub's events exchange for ``alert.raised.v1``; yields a function returning
+    the payloads received so far."""
+    import pika
+
+    from adapters.amqp.topology import EVENTS_EXCHANGE
+
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    channel = connection.channel()
+    queue = channel.queue_declare("", exclusive=True).method.queue
+    channel.queue_bind(queue, EVENTS_EXCHANGE, routing_key="alert.raised.v1")
+    received: list[dict[str, Any]] = []
+
+    def drain() -> list[dict[str, Any]]:
+        while True:
+            method, _, body = channel.basic_get(queue, auto_ack=True)
+            if method is None:
+                return received
+            document = json.loads(body)
+            received.append(dict(document.get("payload", document)))
+
+    try:
+        yield drain
+    finally:
+        connection.close()
+
+
 def test_a_reported_case_without_acceptance_raises_a_procedure_alert_through_rabbitmq(
         backend: str, client: TestClient, clock: FixedClock, settings: Settings,
         session_factory: sessionmaker[Session]) -> None:
@@ -334,7 +362,7 @@ def test_a_reported_case_without_acceptance_raises_a_procedure_alert_through_rab
                     clock=clock)  # declares the hub's topology in the vhost, as every worker does at start
     worker.start()
     try:
-        with shenyang_on_rabbitmq(amqp_url) as partner_url:
+        with shenyang_on_rabbitmq(amqp_url) as partner_url, alert_events(amqp_url) as received:
             external_id = f"SUP-MQ-{uuid.uuid4().hex[:10]}"
             partner = make_bus(partner_url, connection_name="shenyang-platform-test")
             try:
@@ -343,6 +371,16 @@ def test_a_reported_case_without_acceptance_raises_a_procedure_alert_through_rab
             finally:
                 partner.close()
             assert wait_until(lambda: reported_case(session_factory, external_id) is not None, timeout=30)
+            case = reported_case(session_factory, external_id)
+            assert case is not None
+            # The alert leaves the hub too: alert.raised.v1 on the events exchange, no personal data in it.
+            assert wait_until(lambda: any(p.get("tracking_no") == case.tracking_no
+                                          and p.get("rule") == "procedure.skipped_step" for p in received()),
+                              timeout=30)
+            raised = next(p for p in received() if p.get("tracking_no") == case.tracking_no
+                          and p.get("rule") == "procedure.skipped_step")
+            assert raised["level"] == "red" and raised["kind"] == "procedure"
+            assert "赵六" not in json.dumps(raised, ensure_ascii=False)
     finally:
         worker.stop(timeout=10)
     check_procedure_alert(desk, session_factory, external_id)

@@ -24,6 +24,7 @@ from hub.clock import FixedClock
 from hub.db import unit_of_work
 from hub.outbox.models import OutboxMessage
 from hub.settings import DEV_AUDIT_KEY
+from hub.supervision.models import Alert
 from tests.conftest import Officers
 from tests.support import company, submit
 
@@ -268,6 +269,12 @@ def test_join_fires_once_when_every_branch_is_granted_then_the_lead_completes(
     assert done["state"] == "completed"
     body = status(client, receipt)
     assert (body["state"], body["result"]) == ("completed", "granted")
+    # Run as the law wants it, the joint case gives electronic supervision nothing to report: a branch opened by
+    # the lead department's acceptance is not an action outside the branch department's scope.
+    with session_factory() as session:
+        ids = [session.scalars(select(Case.id).where(Case.tracking_no == n)).one() for n in (number, *numbers.values())]
+        found = session.execute(select(Alert.rule).where(Alert.case_id.in_(ids), Alert.kind == "procedure")).all()
+    assert found == []
 
 
 def test_any_denial_denies_the_whole_case_with_every_departments_reasons(

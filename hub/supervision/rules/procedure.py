@@ -126,8 +126,11 @@ class OutsideScope:
     def evaluate(self, facts: CaseFacts) -> Iterator[Finding]:
         case = facts.case
         allowed = {case.department_id, getattr(case, "receiving_department_id", None)}
+        # A joint case's branch is opened by the lead department's acceptance: its first step is that officer's.
+        opened_by_lead = 1 if getattr(case, "parent_id", None) is not None else None
         outside = [s for s in facts.steps
-                   if s.actor_type == "officer" and s.department_id is not None and s.department_id not in allowed]
+                   if s.actor_type == "officer" and s.department_id is not None and s.department_id not in allowed
+                   and s.seq != opened_by_lead]
         if outside:
             yield Finding(self.name, self.kind, self.level,
                           f"第{outside[0].seq}步由非本办件所属部门的工作人员办理",

@@ -23,7 +23,7 @@ FLOW = [("submit", "submitted", "applicant"), ("accept", "under_review", "office
 def case(**changes: Any) -> SimpleNamespace:
     values: dict[str, Any] = dict(
         id=1, tracking_no="210100-20260310-0001", origin="hub", item_id=7, department_id=7,
-        receiving_department_id=None, applicant_id_number="210102199003071234", submitted_at=T0,
+        parent_id=None, receiving_department_id=None, applicant_id_number="210102199003071234", submitted_at=T0,
         accepted_on=date(2026, 3, 10), completed_at=None, decided_at=None, suspensions=[],
         working_days_used=None, workflow_id=STANDARD)
     values.update(changes)

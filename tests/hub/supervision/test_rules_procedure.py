@@ -105,6 +105,12 @@ def test_outside_scope() -> None:
     # The cross-region window that registered the application is not a stranger.
     window = standard(2, submit={"actor_type": "officer", "department_id": 12})
     assert found(OutsideScope(), facts(window, of=case(receiving_department_id=12))) == []
+    # A joint branch's first step is the lead department's acceptance that opened it; a later step by the lead is not.
+    opened = standard(3, submit={"actor_type": "officer", "department_id": 99})
+    assert found(OutsideScope(), facts(opened, of=case(parent_id=1))) == []
+    assert found(OutsideScope(), facts(opened, of=case(parent_id=None)))[0].detail["seqs"] == [1]
+    later = standard(3, review={"department_id": 99})
+    assert found(OutsideScope(), facts(later, of=case(parent_id=1)))[0].detail["seqs"] == [3]
 
 
 def test_repeated_supplement_notices() -> None:

@@ -5,7 +5,7 @@ submissions and officers' actions, partner records and events over REST, AMQP an
 alike. Just before the unit of work commits (``Session.before_commit``: the final flush still follows, so
 the alerts and their outbox messages commit with the events, or not at all), the rules run over every
 touched case: ONE query reads the events of all of them, each case is replayed and checked
-(hub/supervision/rules), and ``raise_findings`` stores what they find (once per case, rule and level).
+(hub/supervision/rules), and ``raise_many`` stores what they find (once per case, rule and level).
 
 Kept cheap: a case whose only event is its first (a submission) is not evaluated — no rule can find
 anything in a lone submission, so a submission costs nothing more; lookups beyond the case's own events
@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import fields, replace
 from datetime import datetime
 from typing import Any
 
@@ -34,14 +34,14 @@ from hub.supervision.findings import Finding
 from hub.supervision.models import Alert
 from hub.supervision.rules import RULES, CaseFacts, Step, Withdrawal, evaluate
 from hub.supervision.rules.base import WITHDRAW, Rule
-from hub.supervision.service import raise_findings
+from hub.supervision.service import raise_many
 from workflow.definition import WorkflowDefinition
 from workflow.registry import UnknownDefinition, get_definition
 
 log = logging.getLogger(__name__)
 EVENTS = CaseEvent.__table__
-_STEP_COLUMNS = ("case_id", "seq", "action", "step", "from_state", "to_state", "actor_type", "actor_id",
-                 "department_id", "opinion", "occurred_at", "data", "prev_hash", "hash")
+# A Step is a plain copy of its event row: the columns read are its fields (and the case the row belongs to).
+_STEP_COLUMNS = ("case_id", *(f.name for f in fields(Step)))
 
 
 def install() -> None:
@@ -99,13 +99,15 @@ def evaluate_touched(session: Session, touched: dict[Case, int], *, rules: Seque
         return 0
     # A case evaluated again finds again what it found before: one query skips what is raised already.
     known = set(session.execute(select(Alert.case_id, Alert.rule, Alert.level).where(Alert.case_id.in_(list(found)))))
-    raised = 0
+    # Raised through the batch writer: one INSERT and one SELECT per moment of the unit of work (a batch of
+    # partner records shares its moment), not per case; each alert keeps its case's time.
+    by_moment: dict[datetime, list[tuple[Case, list[Finding]]]] = {}
     for case_id, findings in found.items():
         fresh = [f for f in findings if (case_id, f.rule, f.level) not in known]
         if fresh:
             case = cases[case_id][0]
-            raised += len(raise_findings(session, case=case, findings=fresh, now=case.updated_at))
-    return raised
+            by_moment.setdefault(case.updated_at, []).append((case, fresh))
+    return sum(len(raise_many(session, found=batch, now=now)) for now, batch in by_moment.items())
 
 
 def _evaluate(facts: CaseFacts, rules: Sequence[Rule]) -> list[Finding]:

@@ -253,6 +253,41 @@ def _envelope_schema(*, envelope_type: str, version: int, payload_ref: str, sche
     return {"allOf": [{"$ref": schemas_url + "envelope.v1.json"}, {"type": "object", "properties": fixed}]}
 
 
+# A minimal record of each type, for a partner's first message: a case of the demo catalogue (`hub up`:
+# 医师执业注册 of 沈阳市卫健委, region 210100), submitted, then one step (its acceptance). Replace the item code,
+# region and ids with yours; tests/contracts/test_asyncapi.py sends both to the hub and checks they apply.
+EXAMPLE_ITEM_CODE = "210100007010160005"
+EXAMPLE_PAYLOADS: dict[str, dict[str, Any]] = {
+    "case-record.v1": {
+        "external_id": "SY-2026-000123", "record_version": 1, "item_code": EXAMPLE_ITEM_CODE, "region": "210100",
+        "applicant": {"type": "1", "name": "张三", "id_type": "citizen_id", "id_number": "11010519491231002X"},
+        "submitted_at": "2026-03-09T09:00:00+08:00", "state": "submitted",
+        "steps": [{"seq": 1, "action": "submit", "to_state": "submitted", "at": "2026-03-09T09:00:00+08:00",
+                   "officer": "王科员"}],
+    },
+    "case-event.v1": {
+        "external_id": "SY-2026-000123",
+        "step": {"seq": 2, "action": "accept", "to_state": "under_review", "at": "2026-03-09T10:00:00+08:00",
+                 "officer": "王科员", "opinion": "材料齐全，予以受理"},
+    },
+}
+EXAMPLE_MESSAGE_IDS = {"case-record.v1": "0b6f3f0e-5d7c-4c1e-9a51-6d2f1c3b7a01",
+                       "case-event.v1": "0b6f3f0e-5d7c-4c1e-9a51-6d2f1c3b7a02"}
+
+
+def _record_example(record_type: str) -> dict[str, Any]:
+    envelope_type, _, version = record_type.rpartition(".v")
+    return {
+        "name": f"minimal-{envelope_type}",
+        "summary": "partner shenyang's first message; publish with routing key shenyang." + record_type,
+        "payload": {
+            "message_id": EXAMPLE_MESSAGE_IDS[record_type], "type": envelope_type, "version": int(version),
+            "source": "shenyang", "region": "210100", "occurred_at": "2026-03-09T09:00:05+08:00",
+            "correlation_id": "SY-2026-000123", "payload": EXAMPLE_PAYLOADS[record_type],
+        },
+    }
+
+
 def _record_message(record_type: str, schemas_url: str) -> tuple[str, dict[str, Any], tuple[str, Any]]:
     envelope_type, _, version = record_type.rpartition(".v")
     schema_path = _served_path(RECORD_TYPES[record_type])
@@ -271,6 +306,8 @@ def _record_message(record_type: str, schemas_url: str) -> tuple[str, dict[str, 
         "bindings": {"amqp": {"messageType": record_type, "bindingVersion": BINDING_VERSION}},
         "x-routing-key": f"{{partner}}.{record_type}",
     }
+    if record_type in EXAMPLE_PAYLOADS:
+        message["examples"] = [_record_example(record_type)]
     schema = _envelope_schema(envelope_type=envelope_type, version=int(version), source=None,
                               payload_ref=schemas_url + schema_path, schemas_url=schemas_url)
     return name, message, (schema_name, schema)

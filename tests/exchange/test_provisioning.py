@@ -27,13 +27,15 @@ import pika
 import pika.exceptions
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import text
+from sqlalchemy import text, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.amqp import INBOUND_EXCHANGE, INBOUND_QUEUE, AmqpSettings, AmqpUnavailable, consume, open_connection
 from hub.clock import SystemClock
+from hub.db import unit_of_work
 from hub.exchange.consumer import InboundHandler
+from hub.exchange.models import Partner
 from hub.settings import Settings
 from tests.adapters.amqp.conftest import wait_for
 from tests.e2e.cli_support import ROOT, Ran, free_port, hub_executable, operator_env, run_process
@@ -44,9 +46,14 @@ KEY = "physician-practice-registration"  # a 沈阳 (210100) item
 
 
 @pytest.fixture
-def broker_users(broker: Broker) -> Iterator[None]:
-    """Deletes, afterwards, every RabbitMQ user named under the private vhost (the hub's `<vhost>.<code>`)."""
+def broker_users(broker: Broker, session_factory: sessionmaker[Session]) -> Iterator[None]:
+    """Deletes, afterwards, every RabbitMQ user named under the private vhost (the hub's `<vhost>.<code>`),
+    and forgets those users in the shared test database: `sync` names the demo partners' users too, and the
+    tests after these ones publish as the demo partners under their codes."""
     yield
+    with unit_of_work(session_factory) as session:
+        session.execute(update(Partner).where(Partner.amqp_username.startswith(f"{broker.vhost}.", autoescape=True))
+                        .values(amqp_username=None))
     with httpx.Client(base_url=broker.management_url, auth=(broker.admin_user, broker.admin_password),
                       timeout=10, trust_env=False) as api:
         for user in api.get("/api/users").json():

@@ -20,6 +20,7 @@ from typing import Any
 
 import pika
 
+from adapters.amqp.management import PUBLIC_EVENT_PREFIXES
 from adapters.amqp.topology import HUB_TOPOLOGY, Topology
 from hub.contracts.catalogue import ID_PREFIX, served_schemas
 from hub.contracts.events import PublishedEvent, published_events
@@ -109,7 +110,7 @@ def build(*, base_url: str, broker: Broker, topology: Topology = HUB_TOPOLOGY) -
 
 
 def _info_description(broker: Broker, topology: Topology, base_url: str) -> str:
-    user = broker.user_example
+    user = broker.user_example.replace("{partner}", "<partner>")
     return "\n".join([
         "How a partner platform (a city platform, a department system, the national system) exchanges records "
         "and events with the provincial hub over RabbitMQ (AMQP 0-9-1).",
@@ -123,7 +124,9 @@ def _info_description(broker: Broker, topology: Topology, base_url: str) -> str:
         "Your topic permissions allow only your own routing keys.",
         "* **Receive** events from the topic exchange "
         f"`{topology.events_exchange}` through a queue of your own: declare `partner.<partner>.<anything>` "
-        "(durable) and bind it to your routing keys, e.g. `partner.<partner>.#` (your rejections) and `case.#`. "
+        "(durable) and bind it to your routing keys: `partner.<partner>.#` (your rejections), "
+        + ", ".join(f"`{prefix}.#`" for prefix in PUBLIC_EVENT_PREFIXES)
+        + " (your user may bind no other keys). "
         f"Declare `{topology.events_exchange}` **passively** (`exchange_declare(..., passive=True)`) or not at "
         "all: a non-passive declaration of a hub exchange is refused with 403 and closes the channel. Events "
         "may arrive twice: deduplicate by `message_id`.",
@@ -227,12 +230,19 @@ def _operations(topology: Topology, broker: Broker, inbound: list[tuple[str, Any
         },
     }
     for family, names in families.items():
+        description = ("Consume from your own queue `partner.<partner>.<anything>` bound to "
+                       f"`{topology.events_exchange}`; ack after processing; deduplicate by `message_id`.")
+        if family not in (*PUBLIC_EVENT_PREFIXES, "partner"):
+            # adapters/amqp/management.py: a partner user's topic read on hub.events covers only these keys.
+            description += (f" Not for partner users: their binding keys on `{topology.events_exchange}` are "
+                            "limited to `partner.<partner>.#` and "
+                            + ", ".join(f"`{prefix}.#`" for prefix in PUBLIC_EVENT_PREFIXES)
+                            + "; these events go to the hub's supervision and audit consumers.")
         operations[f"receive{family.capitalize()}Events"] = {
             "action": "receive",
             "channel": {"$ref": events_ref},
             "title": titles.get(family, f"Receive {family} events"),
-            "description": ("Consume from your own queue `partner.<partner>.<anything>` bound to "
-                            f"`{topology.events_exchange}`; ack after processing; deduplicate by `message_id`."),
+            "description": description,
             "security": [{"$ref": "#/components/securitySchemes/partnerUser"}],
             "messages": refs(events_ref, names),
             "bindings": {"amqp": {"ack": True, "bindingVersion": BINDING_VERSION}},

@@ -224,3 +224,18 @@ def test_the_example_records_are_valid_and_apply_in_order_over_rest(client: Test
     response = client.post("/api/v1/exchange/records", json={"records": records}, auth=("shenyang", PARTNER_SECRET))
     assert response.status_code == 200, response.text
     assert [r["status"] for r in response.json()["results"]] == ["applied", "applied"], response.text
+
+
+def test_it_says_which_event_keys_a_partner_user_may_bind(client: TestClient) -> None:
+    """The broker grants a partner's user topic read on hub.events only for its own rejections and the public
+    case and catalogue events (adapters/amqp/management.py); the document must not promise more."""
+    from adapters.amqp.management import PUBLIC_EVENT_PREFIXES
+
+    doc = document(client)
+    for prefix in PUBLIC_EVENT_PREFIXES:
+        assert f"`{prefix}.#`" in doc["info"]["description"]
+    for name, operation in doc["operations"].items():
+        restricted = "Not for partner users" in operation["description"]
+        family = name.removeprefix("receive").removesuffix("Events").lower()
+        if operation["action"] == "receive":
+            assert restricted == (family not in (*PUBLIC_EVENT_PREFIXES, "partner")), name

@@ -31,6 +31,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hub.cases.models import Case
+from hub.db import begin_for_savepoints
 from hub.errors import NotFound
 from hub.exchange.checks import RecordRejected
 from hub.exchange.models import DeadLetter, InboxMessage, Partner, PartnerRejection
@@ -116,11 +117,14 @@ class Fault:
         return f"{text} ({self.category}: {self.detail})"[:2000]
 
     def errors(self) -> list[dict[str, Any]]:
-        if self.rule is None and self.field is None:
+        """The offending field and rule; a fault of the whole message (bad JSON, a defect) has no field; a
+        message that was never found at fault (retries exhausted, the broker's dead-lettering) has none."""
+        if self.rule is None and self.field is None and self.category in _NOT_THE_MESSAGES_FAULT:
             return []
         return [{"field": self.field, "rule": (self.rule or self.category)[:64], "message": self.detail[:2000]}]
 
 
+_NOT_THE_MESSAGES_FAULT = frozenset({"retries_exhausted", "broker", "transient"})
 _HEAD = re.compile(r"^(?P<category>[a-z_]{2,64}): (?P<rest>.*)$", re.DOTALL)
 _TAIL = re.compile(r"\s*\[(?:field (?P<field>\S+), )?rule (?P<rule>\S+)\]$")
 
@@ -229,6 +233,7 @@ def _recheck(session: Session, envelope: Any, source: str, fault: Fault) -> Faul
     the checks are pure and read-only, so asking them again names the same fault."""
     from hub.exchange import service  # service imports much; only this path needs it
 
+    begin_for_savepoints(session)  # a failed read must not spoil the dead letter's transaction
     try:
         with session.begin_nested():
             service.check(session, envelope=envelope, authenticated_source=source)

@@ -87,10 +87,12 @@ def _prepare(seed: bool) -> None:
     engine = make_engine(settings.resolved_database_url())
     upgrade(engine)
     if seed:
-        from hub.seed.service import seed_demo
+        from hub import progress
+        from hub.seed.service import seed_demo, seed_steps
 
-        with unit_of_work(make_session_factory(engine)) as session:
-            report = seed_demo(session, now=SystemClock().now())
+        with (progress.task(console, "seeding the demo province", seed_steps()) as advance,
+              unit_of_work(make_session_factory(engine)) as session):
+            report = seed_demo(session, now=SystemClock().now(), progress=advance)
         console.print(
             f"[green]seeded[/] {report.regions} regions, {report.departments} departments, "
             f"{report.items} items, {report.officers} officers, {report.partners} partners"
@@ -98,8 +100,12 @@ def _prepare(seed: bool) -> None:
     engine.dispose()
 
 
+VerboseOpt = Annotated[bool, typer.Option(
+    "--verbose", "-v", help="also the libraries' log lines (migrations, uvicorn, pika) at HUB_LOG_LEVEL")]
+
+
 @app.command()
-def up(host: HostOpt = "127.0.0.1", port: PortOpt = 8000) -> None:
+def up(host: HostOpt = "127.0.0.1", port: PortOpt = 8000, verbose: VerboseOpt = False) -> None:
     """Everything for a newcomer: migrate a SQLite file, seed the demo province, serve the API."""
     import uvicorn
 
@@ -107,15 +113,15 @@ def up(host: HostOpt = "127.0.0.1", port: PortOpt = 8000) -> None:
     from hub.seed.service import demo_accounts
 
     settings = get_settings()
-    logs.configure(settings.log_level, settings.log_json)
+    logs.configure(settings.log_level, settings.log_json, verbose=verbose)
     # Without keys in the environment, this data folder's own random keys (generated on the first start).
     for key in resolve_keys(settings, Policy.NEWCOMER):
         console.print(f"{key.spec.env}: {key.source}", highlight=False)
     _prepare(seed=True)
     start_for_up(settings, hub_url=f"http://{host}:{port}", console=console)  # when no registry is configured
     worker = _build_worker(settings)
+    _print_welcome(host, port, demo_accounts())  # first: nothing the worker logs lands inside the banner
     worker.start()
-    _print_welcome(host, port, demo_accounts())
     try:
         uvicorn.run(create_app(settings), host=host, port=port, log_config=None, access_log=False)
     finally:
@@ -130,12 +136,13 @@ def _build_worker(settings: Settings) -> Worker:
 
 
 @app.command()
-def worker(check: Annotated[bool, typer.Option(help="check database and broker, then exit")] = False) -> None:
+def worker(check: Annotated[bool, typer.Option(help="check database and broker, then exit")] = False,
+           verbose: VerboseOpt = False) -> None:
     """AMQP consumers (inbound records, dead letters), the outbox relay and the periodic jobs."""
     from hub.worker import run_forever
 
     settings = get_settings()
-    logs.configure(settings.log_level, settings.log_json)
+    logs.configure(settings.log_level, settings.log_json, verbose=verbose)
     resolve_keys(settings, Policy.PRODUCTION)  # before anything runs: never on the published defaults
     _prepare(seed=False)
     built = _build_worker(settings)
@@ -149,13 +156,18 @@ def worker(check: Annotated[bool, typer.Option(help="check database and broker, 
 
 def _print_welcome(host: str, port: int, accounts: list[dict[str, object]]) -> None:
     base = f"http://{host}:{port}"
-    console.print(f"\n[bold]审批交换中心已启动[/] — database: {get_settings().resolved_database_url()}")
-    console.print(f"  API docs      {base}/docs")
-    console.print(f"  OpenAPI       {base}/openapi.json")
-    console.print(f"  catalogue     {base}/api/v1/items")
-    console.print(f"  disclosure    {base}/api/v1/transparency/cases")
-    console.print(f"  health        {base}/health   ready {base}/ready   metrics {base}/metrics")
-    console.print(f"  demo          hub demo --base-url {base}   (in another terminal)\n")
+    database = make_url(get_settings().resolved_database_url()).render_as_string(hide_password=True)
+    lines = [
+        f"\n[bold]审批交换中心已启动[/] — database: {database}",
+        f"  API docs      {base}/docs   (ReDoc {base}/redoc; served offline)",
+        f"  OpenAPI       {base}/openapi.json",
+        f"  catalogue     {base}/api/v1/items",
+        f"  disclosure    {base}/api/v1/transparency/cases",
+        f"  health        {base}/health   ready {base}/ready   metrics {base}/metrics",
+        f"  demo          hub demo --base-url {base}   (in another terminal)\n",
+    ]
+    for line in lines:  # soft-wrapped: an address is never broken in two in a narrow terminal or a log file
+        console.print(line, highlight=False, soft_wrap=True)
     table = Table(title="演示账号 demo officers (password for all: see below)")
     for column in ("username", "name", "region", "department", "roles"):
         table.add_column(column)
@@ -186,12 +198,13 @@ def api(
     host: HostOpt = "127.0.0.1", port: PortOpt = 8000,
     workers: Annotated[int, typer.Option(min=1, help="uvicorn worker processes, each with its own app and "
                                                       "connection pool (they share the listening socket)")] = 1,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Serve the FastAPI app under uvicorn (migrates first; does not seed)."""
     import uvicorn
 
     settings = get_settings()
-    logs.configure(settings.log_level, settings.log_json)
+    logs.configure(settings.log_level, settings.log_json, verbose=verbose)
     resolve_keys(settings, Policy.PRODUCTION)  # before serving: never on the published defaults
     _prepare(seed=False)
     # An import string, not an app: with workers > 1 each worker process imports hub.asgi and builds its own

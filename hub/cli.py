@@ -76,6 +76,11 @@ if TYPE_CHECKING:
     from hub.worker import Worker
 
 HostOpt = Annotated[str, typer.Option(help="address to listen on")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print one plain JSON document (for scripts)")]
+
+
+def _print_json(document: object) -> None:
+    typer.echo(json.dumps(document, ensure_ascii=False, indent=2, default=str))
 PortOpt = Annotated[int, typer.Option(help="port to listen on")]
 
 
@@ -246,6 +251,7 @@ def audit_verify(
     tracking_no: Annotated[str | None, typer.Option(help="only this case")] = None,
     checkpoint: Annotated[Path | None, typer.Option(
         help="a saved audit.checkpoint.v1 message: also name every case whose head changed since")] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Recompute every case's keyed event chain and its seal of the case row; exit 1 and list what was
     edited, deleted or recomputed (and, with --checkpoint, what changed since that checkpoint)."""
@@ -257,6 +263,9 @@ def audit_verify(
         resolve_keys(settings, Policy.OPERATOR, keys=[AUDIT_KEY])  # the key the running hub chains with
     except KeyRefused:
         if checkpoint is None and not _has_case_events(settings):
+            if as_json:
+                _print_json({"intact": True, "events_checked": 0, "findings": []})
+                return
             console.print("[green]审计通过[/] 0 events verified: no case events yet, so no key is needed")
             return
         raise
@@ -267,6 +276,14 @@ def audit_verify(
         if saved is not None:
             findings += [f for f in checkpoints.compare(session, checkpoint=saved, key=settings.audit_key)
                          if tracking_no in (None, f.tracking_no) or f.tracking_no == "-"]
+    if as_json:
+        _print_json({"intact": not findings, "events_checked": checked,
+                     "checkpoint_at": saved["checkpoint_at"] if saved else None,
+                     "findings": [{"tracking_no": f.tracking_no, "seq": f.seq, "problem": f.problem,
+                                   "detail": f.detail} for f in findings]})
+        if findings:
+            raise typer.Exit(1)
+        return
     if not findings:
         against = f", matching checkpoint {saved['checkpoint_at']}" if saved else ""
         console.print(f"[green]审计通过[/] {checked} events verified, chains intact{against}")
@@ -356,13 +373,16 @@ def calendar_load(notice: Annotated[Path, typer.Argument(help="holiday notice JS
 
 
 @calendar_app.command("show")
-def calendar_show(year: int) -> None:
-    """Show a year's coverage, working-day count and loaded overrides."""
+def calendar_show(year: int, as_json: JsonOpt = False) -> None:
+    """Show a year's coverage, working-day count and loaded overrides (JSON; --json: plain, uncoloured)."""
     from hub.calendar.service import year_overview
 
     engine = make_engine(get_settings().resolved_database_url())
     with make_session_factory(engine)() as session:
         overview = year_overview(session, year)
+    if as_json:
+        _print_json(overview)
+        return
     console.print_json(json.dumps(overview, ensure_ascii=False))
 
 

@@ -132,6 +132,11 @@ def test_status_commands_answer_json(tmp_path: Path, seeded: tuple[dict[str, str
     assert letters.code == 0 and json.loads(letters.stdout) == [], letters
     deliveries = hub(env, tmp_path, "deliveries", "status", "--json")
     assert deliveries.code == 0 and json.loads(deliveries.stdout)["failures"] == [], deliveries
+    audit = hub(env, tmp_path, "audit", "verify", "--json")
+    assert audit.code == 0, audit
+    assert json.loads(audit.stdout) == {"intact": True, "events_checked": 0, "checkpoint_at": None, "findings": []}
+    calendar = hub(env, tmp_path, "calendar", "show", "2031", "--json")
+    assert calendar.code == 0 and json.loads(calendar.stdout)["year"] == 2031, calendar
 
 
 def store_letters(database_url: str, count: int) -> list[int]:

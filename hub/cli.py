@@ -212,6 +212,9 @@ def api(
     logs.configure(settings.log_level, settings.log_json, verbose=verbose)
     resolve_keys(settings, Policy.PRODUCTION)  # before serving: never on the published defaults
     _prepare(seed=False)
+    # uvicorn's own start-up lines are library INFO lines (--verbose shows them): say where it serves.
+    console.print(f"hub api: serving http://{host}:{port}/ ({workers} worker process(es)); docs at /docs",
+                  highlight=False, soft_wrap=True)
     # An import string, not an app: with workers > 1 each worker process imports hub.asgi and builds its own
     # app (engine, pool, registries) from the same environment; nothing is shared but the database.
     # uvicorn kills and replaces a worker that does not answer its supervisor's ping within the timeout (5 s by

@@ -76,12 +76,13 @@ if TYPE_CHECKING:
     from hub.worker import Worker
 
 HostOpt = Annotated[str, typer.Option(help="address to listen on")]
+PortOpt = Annotated[int, typer.Option(help="port to listen on")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print one plain JSON document (for scripts)")]
 
 
 def _print_json(document: object) -> None:
+    """Plain JSON on stdout (no colours, no wrapping), for `jq` and scripts."""
     typer.echo(json.dumps(document, ensure_ascii=False, indent=2, default=str))
-PortOpt = Annotated[int, typer.Option(help="port to listen on")]
 
 
 def _prepare(seed: bool) -> None:
@@ -267,7 +268,7 @@ def audit_verify(
     except KeyRefused:
         if checkpoint is None and not _has_case_events(settings):
             if as_json:
-                _print_json({"intact": True, "events_checked": 0, "findings": []})
+                _print_json({"intact": True, "events_checked": 0, "checkpoint_at": None, "findings": []})
                 return
             console.print("[green]审计通过[/] 0 events verified: no case events yet, so no key is needed")
             return

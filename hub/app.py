@@ -11,7 +11,7 @@ from prometheus_client import Counter, Histogram
 from sqlalchemy.engine import Engine
 
 from adapters.registries import Registries
-from hub import refcache
+from hub import apidocs, refcache
 from hub.auth.router import router as auth_router
 from hub.calendar.router import router as calendar_router
 from hub.cases.router import applications, cases
@@ -57,6 +57,7 @@ def create_app(
     app = FastAPI(
         title="Provincial approval exchange hub", version="1.0.0", description=DESCRIPTION,
         openapi_url="/openapi.json", lifespan=registry_setup.lifespan,
+        docs_url=None, redoc_url=None,  # FastAPI's pages load from CDNs: the hub serves its own (hub.apidocs)
     )
     app.state.settings = settings
     refcache.configure(ttl_s=settings.reference_cache_ttl_s)
@@ -65,6 +66,7 @@ def create_app(
     app.state.session_factory = make_session_factory(app.state.engine)
     registry_setup.install(app, settings, registries)  # app.state.registries; None: not configured
     install_problems(app)
+    apidocs.install(app)  # /docs, /redoc and their assets, offline
     for router in (
         health_router, auth_router, catalog_router, applications, cases, transparency_router,
         calendar_router, exchange_router, window_router, supervision_router,

@@ -77,6 +77,12 @@ if TYPE_CHECKING:
 
 HostOpt = Annotated[str, typer.Option(help="address to listen on")]
 PortOpt = Annotated[int, typer.Option(help="port to listen on")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print one plain JSON document (for scripts)")]
+
+
+def _print_json(document: object) -> None:
+    """Plain JSON on stdout (no colours, no wrapping), for `jq` and scripts."""
+    typer.echo(json.dumps(document, ensure_ascii=False, indent=2, default=str))
 
 
 def _prepare(seed: bool) -> None:
@@ -87,10 +93,12 @@ def _prepare(seed: bool) -> None:
     engine = make_engine(settings.resolved_database_url())
     upgrade(engine)
     if seed:
-        from hub.seed.service import seed_demo
+        from hub import progress
+        from hub.seed.service import seed_demo, seed_steps
 
-        with unit_of_work(make_session_factory(engine)) as session:
-            report = seed_demo(session, now=SystemClock().now())
+        with (progress.task(console, "seeding the demo province", seed_steps()) as advance,
+              unit_of_work(make_session_factory(engine)) as session):
+            report = seed_demo(session, now=SystemClock().now(), progress=advance)
         console.print(
             f"[green]seeded[/] {report.regions} regions, {report.departments} departments, "
             f"{report.items} items, {report.officers} officers, {report.partners} partners"
@@ -98,8 +106,12 @@ def _prepare(seed: bool) -> None:
     engine.dispose()
 
 
+VerboseOpt = Annotated[bool, typer.Option(
+    "--verbose", "-v", help="also the libraries' log lines (migrations, uvicorn, pika) at HUB_LOG_LEVEL")]
+
+
 @app.command()
-def up(host: HostOpt = "127.0.0.1", port: PortOpt = 8000) -> None:
+def up(host: HostOpt = "127.0.0.1", port: PortOpt = 8000, verbose: VerboseOpt = False) -> None:
     """Everything for a newcomer: migrate a SQLite file, seed the demo province, serve the API."""
     import uvicorn
 
@@ -107,15 +119,15 @@ def up(host: HostOpt = "127.0.0.1", port: PortOpt = 8000) -> None:
     from hub.seed.service import demo_accounts
 
     settings = get_settings()
-    logs.configure(settings.log_level, settings.log_json)
+    logs.configure(settings.log_level, settings.log_json, verbose=verbose)
     # Without keys in the environment, this data folder's own random keys (generated on the first start).
     for key in resolve_keys(settings, Policy.NEWCOMER):
         console.print(f"{key.spec.env}: {key.source}", highlight=False)
     _prepare(seed=True)
     start_for_up(settings, hub_url=f"http://{host}:{port}", console=console)  # when no registry is configured
     worker = _build_worker(settings)
+    _print_welcome(host, port, demo_accounts())  # first: nothing the worker logs lands inside the banner
     worker.start()
-    _print_welcome(host, port, demo_accounts())
     try:
         uvicorn.run(create_app(settings), host=host, port=port, log_config=None, access_log=False)
     finally:
@@ -130,12 +142,13 @@ def _build_worker(settings: Settings) -> Worker:
 
 
 @app.command()
-def worker(check: Annotated[bool, typer.Option(help="check database and broker, then exit")] = False) -> None:
+def worker(check: Annotated[bool, typer.Option(help="check database and broker, then exit")] = False,
+           verbose: VerboseOpt = False) -> None:
     """AMQP consumers (inbound records, dead letters), the outbox relay and the periodic jobs."""
     from hub.worker import run_forever
 
     settings = get_settings()
-    logs.configure(settings.log_level, settings.log_json)
+    logs.configure(settings.log_level, settings.log_json, verbose=verbose)
     resolve_keys(settings, Policy.PRODUCTION)  # before anything runs: never on the published defaults
     _prepare(seed=False)
     built = _build_worker(settings)
@@ -151,13 +164,18 @@ def _print_welcome(host: str, port: int, accounts: list[dict[str, object]]) -> N
     from hub.seed.service import demo_partner_secret
 
     base = f"http://{host}:{port}"
-    console.print(f"\n[bold]审批交换中心已启动[/] — database: {get_settings().resolved_database_url()}")
-    console.print(f"  API docs      {base}/docs")
-    console.print(f"  OpenAPI       {base}/openapi.json")
-    console.print(f"  catalogue     {base}/api/v1/items")
-    console.print(f"  disclosure    {base}/api/v1/transparency/cases")
-    console.print(f"  health        {base}/health   ready {base}/ready   metrics {base}/metrics")
-    console.print(f"  demo          hub demo --base-url {base}   (in another terminal)\n")
+    database = make_url(get_settings().resolved_database_url()).render_as_string(hide_password=True)
+    lines = [
+        f"\n[bold]审批交换中心已启动[/] — database: {database}",
+        f"  API docs      {base}/docs   (ReDoc {base}/redoc; served offline)",
+        f"  OpenAPI       {base}/openapi.json",
+        f"  catalogue     {base}/api/v1/items",
+        f"  disclosure    {base}/api/v1/transparency/cases",
+        f"  health        {base}/health   ready {base}/ready   metrics {base}/metrics",
+        f"  demo          hub demo --base-url {base}   (in another terminal)\n",
+    ]
+    for line in lines:  # soft-wrapped: an address is never broken in two in a narrow terminal or a log file
+        console.print(line, highlight=False, soft_wrap=True)
     table = Table(title="演示账号 demo officers (password for all: see below)")
     for column in ("username", "name", "region", "department", "roles"):
         table.add_column(column)
@@ -191,14 +209,18 @@ def api(
     host: HostOpt = "127.0.0.1", port: PortOpt = 8000,
     workers: Annotated[int, typer.Option(min=1, help="uvicorn worker processes, each with its own app and "
                                                       "connection pool (they share the listening socket)")] = 1,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Serve the FastAPI app under uvicorn (migrates first; does not seed)."""
     import uvicorn
 
     settings = get_settings()
-    logs.configure(settings.log_level, settings.log_json)
+    logs.configure(settings.log_level, settings.log_json, verbose=verbose)
     resolve_keys(settings, Policy.PRODUCTION)  # before serving: never on the published defaults
     _prepare(seed=False)
+    # uvicorn's own start-up lines are library INFO lines (--verbose shows them): say where it serves.
+    console.print(f"hub api: serving http://{host}:{port}/ ({workers} worker process(es)); docs at /docs",
+                  highlight=False, soft_wrap=True)
     # An import string, not an app: with workers > 1 each worker process imports hub.asgi and builds its own
     # app (engine, pool, registries) from the same environment; nothing is shared but the database.
     # uvicorn kills and replaces a worker that does not answer its supervisor's ping within the timeout (5 s by
@@ -238,6 +260,7 @@ def audit_verify(
     tracking_no: Annotated[str | None, typer.Option(help="only this case")] = None,
     checkpoint: Annotated[Path | None, typer.Option(
         help="a saved audit.checkpoint.v1 message: also name every case whose head changed since")] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Recompute every case's keyed event chain and its seal of the case row; exit 1 and list what was
     edited, deleted or recomputed (and, with --checkpoint, what changed since that checkpoint)."""
@@ -249,6 +272,9 @@ def audit_verify(
         resolve_keys(settings, Policy.OPERATOR, keys=[AUDIT_KEY])  # the key the running hub chains with
     except KeyRefused:
         if checkpoint is None and not _has_case_events(settings):
+            if as_json:
+                _print_json({"intact": True, "events_checked": 0, "checkpoint_at": None, "findings": []})
+                return
             console.print("[green]审计通过[/] 0 events verified: no case events yet, so no key is needed")
             return
         raise
@@ -259,6 +285,14 @@ def audit_verify(
         if saved is not None:
             findings += [f for f in checkpoints.compare(session, checkpoint=saved, key=settings.audit_key)
                          if tracking_no in (None, f.tracking_no) or f.tracking_no == "-"]
+    if as_json:
+        _print_json({"intact": not findings, "events_checked": checked,
+                     "checkpoint_at": saved["checkpoint_at"] if saved else None,
+                     "findings": [{"tracking_no": f.tracking_no, "seq": f.seq, "problem": f.problem,
+                                   "detail": f.detail} for f in findings]})
+        if findings:
+            raise typer.Exit(1)
+        return
     if not findings:
         against = f", matching checkpoint {saved['checkpoint_at']}" if saved else ""
         console.print(f"[green]审计通过[/] {checked} events verified, chains intact{against}")
@@ -348,13 +382,16 @@ def calendar_load(notice: Annotated[Path, typer.Argument(help="holiday notice JS
 
 
 @calendar_app.command("show")
-def calendar_show(year: int) -> None:
-    """Show a year's coverage, working-day count and loaded overrides."""
+def calendar_show(year: int, as_json: JsonOpt = False) -> None:
+    """Show a year's coverage, working-day count and loaded overrides (JSON; --json: plain, uncoloured)."""
     from hub.calendar.service import year_overview
 
     engine = make_engine(get_settings().resolved_database_url())
     with make_session_factory(engine)() as session:
         overview = year_overview(session, year)
+    if as_json:
+        _print_json(overview)
+        return
     console.print_json(json.dumps(overview, ensure_ascii=False))
 
 

@@ -42,7 +42,17 @@ class RedactingFormatter(logging.Formatter):
         return redact(super().format(record))
 
 
-def configure(level: str = "INFO", as_json: bool = True) -> None:
+# Libraries whose INFO lines (each migration applied, every broker connection, uvicorn's start-up) say
+# nothing an operator acts on and broke up `hub up`'s banner: WARNING unless asked (verbose, or DEBUG).
+LIBRARY_LOGGERS = (
+    "alembic", "uvicorn", "uvicorn.error", "uvicorn.access", "pika", "httpx", "httpcore", "zeep", "urllib3",
+    "sqlalchemy", "multipart", "python_multipart", "asyncio", "watchfiles",
+)
+
+
+def configure(level: str = "INFO", as_json: bool = True, *, verbose: bool = False) -> None:
+    """The hub's loggers at ``level``; the libraries' at WARNING (or above), unless ``verbose`` or the level
+    is DEBUG, when they log at ``level`` too."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         JsonFormatter() if as_json else RedactingFormatter("%(levelname)s %(name)s: %(message)s")
@@ -50,3 +60,8 @@ def configure(level: str = "INFO", as_json: bool = True) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    hub_level = logging.getLevelName(level.upper())
+    detailed = verbose or (isinstance(hub_level, int) and hub_level <= logging.DEBUG)
+    libraries = hub_level if detailed or not isinstance(hub_level, int) else max(hub_level, logging.WARNING)
+    for name in LIBRARY_LOGGERS:
+        logging.getLogger(name).setLevel(libraries)

@@ -86,7 +86,7 @@ def _find_nul(value: Any, path: list[str]) -> list[str] | None:
 async def reject(scope: Scope, send: Any, error: FieldError) -> None:
     problem = {
         "type": PROBLEM_TYPE_BASE + "validation-failed", "title": "提交的数据未通过校验",
-        "status": 422, "detail": f"{error.field}: {error.message}", "instance": scope.get("path"),
+        "code": error.rule, "status": 422, "detail": f"{error.field}: {error.message}", "instance": scope.get("path"),
         "errors": [error.as_dict()],
     }
     body = json.dumps(problem, ensure_ascii=False).encode()

@@ -1,8 +1,17 @@
-"""Maps the hub's errors (and FastAPI's own) to RFC 9457 problem documents, once."""
+"""Maps the hub's errors (and FastAPI's own) to RFC 9457 problem documents, once; and the one bilingual
+pattern of every error the hub answers (docs/architecture.md, "Errors: one bilingual pattern").
+
+Chinese for people, then the rule id for machines. Over HTTP a problem's ``title`` is Chinese text only
+(``申请材料不完整``) and its ``code`` the rule id (``form.required``); ``errors`` name each field and its rule.
+Over SOAP the faultstring joins the two as ``申请材料不完整 [form.required]`` (``bilingual``), and the fault
+detail carries the code, the rule, the field and the full message. The rule ids are the same on both
+protocols (``rule_of``).
+"""
 
 from __future__ import annotations
 
 import logging
+import re
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -12,6 +21,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hub.errors import FieldError, HubError
+from workflow.errors import ActionNotAvailable, OncePerStep, OpinionRequired, RoleNotAllowed
 
 PROBLEM_TYPE_BASE = "https://hub.example.gov.cn/problems/"
 MEDIA_TYPE = "application/problem+json"
@@ -26,11 +36,61 @@ class FieldProblem(BaseModel):
 
 class Problem(BaseModel):
     type: str
-    title: str
+    title: str = Field(description="中文标题，供人阅读 (Chinese, for people)")
+    code: str = Field(description="rule id, for machines: the same as the SOAP fault's rule")
     status: int
     detail: str
     instance: str | None = None
     errors: list[FieldProblem] = Field(default_factory=list)
+
+
+# --- the pattern ---------------------------------------------------------------------------------
+
+_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+
+
+def bilingual(people: str, rule: str) -> str:
+    """The one pattern: Chinese text for people, then the rule id for machines in brackets."""
+    return f"{people} [{rule}]"
+
+
+def chinese_part(message: str, fallback: str) -> str:
+    """The Chinese lead of a hub message written "中文说明 (English explanation)"; ``fallback`` (a Chinese
+    title) when the message holds no Chinese (e.g. an XML validator's English)."""
+    lead = message.split(" (", 1)[0].split(" [rule ", 1)[0].strip()
+    return lead if _CJK.search(lead) else fallback
+
+
+# Rules of the generic errors that name none of their own: the same ids on HTTP and SOAP.
+STATUS_RULES: dict[int, tuple[str, str | None]] = {
+    400: ("request", None), 401: ("credentials", None), 403: ("permission", None), 404: ("exists", None),
+    405: ("method", None), 409: ("state", None), 413: ("size", None), 415: ("media_type", None),
+    422: ("validation", None), 429: ("too_many_attempts", None), 500: ("internal", None),
+}
+_GENERIC_SLUGS = {"bad-request", "unauthorized", "forbidden", "not-found", "conflict", "validation-failed"}
+
+
+def rule_of(exc: HubError) -> tuple[str, str | None]:
+    """(rule id, field) of a hub error: the workflow rule it broke, else its first field error's rule,
+    else the rule its service named (its type slug), else the status's generic rule."""
+    cause = exc.__cause__
+    if isinstance(cause, RoleNotAllowed):
+        return "role", "action"
+    if isinstance(cause, ActionNotAvailable):
+        return "state", "action"
+    if isinstance(cause, OncePerStep):
+        return "once_per_step", "action"
+    if isinstance(cause, OpinionRequired):
+        return "required", "opinion"
+    if exc.errors:
+        return exc.errors[0].rule, exc.errors[0].field
+    if exc.type_slug not in _GENERIC_SLUGS:
+        return exc.type_slug.replace("-", "_"), None  # e.g. verification-pending: the service named its rule
+    if "本部门" in exc.detail:
+        return "department_scope", None  # a case of another department (hub.cases.service's wording)
+    if "角色" in exc.detail:
+        return "role", None
+    return STATUS_RULES.get(exc.status, ("request", None))
 
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, object]]:
@@ -57,7 +117,7 @@ def _response(request: Request, problem: Problem, headers: dict[str, str] | None
 
 async def _hub_error(request: Request, exc: HubError) -> JSONResponse:
     problem = Problem(
-        type=PROBLEM_TYPE_BASE + exc.type_slug, title=exc.title, status=exc.status,
+        type=PROBLEM_TYPE_BASE + exc.type_slug, title=exc.title, code=rule_of(exc)[0], status=exc.status,
         detail=exc.detail, errors=[FieldProblem(**e.as_dict()) for e in exc.errors],
     )
     headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
@@ -69,7 +129,8 @@ async def _hub_error(request: Request, exc: HubError) -> JSONResponse:
 async def _request_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
     errors = [_pydantic_error(e) for e in exc.errors()]
     problem = Problem(
-        type=PROBLEM_TYPE_BASE + "validation-failed", title="提交的数据未通过校验", status=422,
+        type=PROBLEM_TYPE_BASE + "validation-failed", title="提交的数据未通过校验",
+        code=errors[0].rule if errors else "validation", status=422,
         detail="; ".join(f"{e.field}: {e.message}" for e in errors[:5]) or "请求数据无效",
         errors=[FieldProblem(**e.as_dict()) for e in errors],
     )
@@ -90,6 +151,7 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
     title = _DESCRIPTIONS.get(exc.status_code, "请求无法处理")
     problem = Problem(
         type=PROBLEM_TYPE_BASE + str(exc.status_code), title=title, status=exc.status_code,
+        code=STATUS_RULES.get(exc.status_code, ("request", None))[0],
         detail=str(exc.detail),
     )
     return _response(request, problem, getattr(exc, "headers", None))
@@ -97,7 +159,7 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
 
 async def _concurrent_change(request: Request, exc: StaleDataError) -> JSONResponse:
     problem = Problem(
-        type=PROBLEM_TYPE_BASE + "concurrent-change", title="状态冲突", status=409,
+        type=PROBLEM_TYPE_BASE + "concurrent-change", title="状态冲突", code="concurrent_change", status=409,
         detail="办件已被他人同时处理，请刷新后重试 (the case changed meanwhile; reload and try again)",
     )
     return _response(request, problem)
@@ -106,7 +168,7 @@ async def _concurrent_change(request: Request, exc: StaleDataError) -> JSONRespo
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error", extra={"path": request.url.path})
     problem = Problem(
-        type=PROBLEM_TYPE_BASE + "internal", title="系统内部错误", status=500,
+        type=PROBLEM_TYPE_BASE + "internal", title="系统内部错误", code="internal", status=500,
         detail="服务器处理请求时出错，请稍后重试 (internal error; it has been logged)",
     )
     return _response(request, problem)

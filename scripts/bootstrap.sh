@@ -5,10 +5,14 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
 PYTHON="${PYTHON:-python3}"
+source "$ROOT/scripts/prereqs.sh"
 
-if [[ ! -x "$VENV/bin/python" ]]; then
+# A .venv left without pip (made while the venv module was missing) is made again.
+if [[ ! -x "$VENV/bin/python" ]] || ! "$VENV/bin/python" -m pip --version >/dev/null 2>&1; then
+  ensure_python "$PYTHON"
+  ensure_python_venv "$PYTHON"
   echo "==> creating virtual environment in .venv"
-  "$PYTHON" -m venv "$VENV"
+  "$PYTHON" -m venv --clear "$VENV"
 fi
 stamp="$VENV/.installed-$(sha256sum "$ROOT/pyproject.toml" | cut -c1-16)"
 if [[ ! -f "$stamp" ]]; then

@@ -79,10 +79,16 @@ def run_command(
     batch: Annotated[int, typer.Option(help="deliveries per transaction")] = 20,
 ) -> None:
     """Send every due delivery now (what the worker does on each tick)."""
+    from hub import progress
     from hub.deliveries import service
     from hub.deliveries.clients import DeliveryClients
 
-    report = service.drain(_factory(), clock=SystemClock(), clients=DeliveryClients(), batch=batch)
+    factory, clock = _factory(), SystemClock()
+    with factory() as session:
+        due = service.due_count(session, now=clock.now())
+    with progress.task(console, "delivering", due) as advance:
+        report = service.drain(factory, clock=clock, clients=DeliveryClients(), batch=batch,
+                               on_batch=lambda done: advance(done.total))
     console.print(f"sent {len(report.sent)}, failed {len(report.failed)}")
     if report.failed:
         raise typer.Exit(1)

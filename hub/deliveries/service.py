@@ -19,7 +19,7 @@ import json
 import logging
 import random
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -148,6 +148,12 @@ class RunReport:
         self.failed += other.failed
 
 
+def due_count(session: Session, *, now: datetime) -> int:
+    """How many deliveries ``run_due`` would try now (the progress bar's total)."""
+    return session.scalar(select(func.count()).select_from(Delivery).where(
+        Delivery.status.in_(("pending", "failed")), Delivery.next_attempt_at <= now)) or 0
+
+
 def run_due(session: Session, *, now: datetime, clients: Clients, limit: int = 50,
             policy: DeliveryPolicy = DEFAULT_POLICY, rng: random.Random | None = None) -> RunReport:
     """Send up to ``limit`` due deliveries (oldest due first) and record each outcome; flushes, never
@@ -170,14 +176,18 @@ def run_due(session: Session, *, now: datetime, clients: Clients, limit: int = 5
 
 
 def drain(factory: sessionmaker[Session], *, clock: Clock, clients: Clients, batch: int = 20,
-          max_batches: int = 50, policy: DeliveryPolicy = DEFAULT_POLICY) -> RunReport:
+          max_batches: int = 50, policy: DeliveryPolicy = DEFAULT_POLICY,
+          on_batch: Callable[[RunReport], None] | None = None) -> RunReport:
     """What a worker calls on each tick: ``run_due`` in batches, one committed transaction per batch,
-    until nothing is due (or ``max_batches``), so row locks are held only for one batch."""
+    until nothing is due (or ``max_batches``), so row locks are held only for one batch. ``on_batch``
+    hears of each committed batch (`hub deliveries run` shows progress with it)."""
     report = RunReport()
     for _ in range(max_batches):
         with unit_of_work(factory) as session:
             done = run_due(session, now=clock.now(), clients=clients, limit=batch, policy=policy)
         report.merge(done)
+        if on_batch is not None:
+            on_batch(done)
         if done.total < batch:
             break
     return report

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from hub import progress
 from hub.clock import SystemClock
 from hub.db import make_engine, make_session_factory, unit_of_work
 from hub.settings import get_settings
+
+if TYPE_CHECKING:
+    from hub.exchange.models import DeadLetter
 
 dlq_app = typer.Typer(help="死信队列：查看与重放 (dead letters: list, show, replay)")
 partners_app = typer.Typer(help="交换伙伴 (exchange partners)")
@@ -27,14 +31,31 @@ def _factory():  # type: ignore[no-untyped-def]
     return make_session_factory(make_engine(get_settings().resolved_database_url()))
 
 
+JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON (for scripts) instead of tables")]
+
+
+def _print_json(document: object) -> None:
+    """Plain JSON on stdout (no colours, no wrapping), one document, for `jq` and scripts."""
+    typer.echo(json.dumps(document, ensure_ascii=False, indent=2, default=str))
+
+
+def _letter_summary(letter: DeadLetter) -> dict[str, object]:
+    return {"id": letter.id, "message_id": letter.message_id, "received_at": letter.received_at.isoformat(),
+            "source": letter.source, "routing_key": letter.routing_key, "reason": letter.reason,
+            "replayed_at": letter.replayed_at.isoformat() if letter.replayed_at else None}
+
+
 @dlq_app.command("list")
 def dlq_list(all_letters: Annotated[bool, typer.Option("--all", help="include replayed ones")] = False,
-             limit: int = 50) -> None:
+             limit: int = 50, as_json: JsonOpt = False) -> None:
     """Dead letters, newest first, with their reasons."""
     from hub.exchange.dlq import list_letters
 
     with _factory()() as session:
         letters = list_letters(session, pending_only=not all_letters, limit=limit)
+        if as_json:
+            _print_json([_letter_summary(letter) for letter in letters])
+            return
         table = Table(title=f"死信 dead letters ({len(letters)})")
         for column in ("id", "received", "source", "routing key", "reason", "replayed"):
             table.add_column(column)
@@ -46,12 +67,15 @@ def dlq_list(all_letters: Annotated[bool, typer.Option("--all", help="include re
 
 
 @dlq_app.command("show")
-def dlq_show(letter_id: int) -> None:
+def dlq_show(letter_id: int, as_json: JsonOpt = False) -> None:
     """One dead letter: reason, headers and body."""
     from hub.exchange.dlq import get_letter
 
     with _factory()() as session:
         letter = get_letter(session, letter_id)
+        if as_json:
+            _print_json({**_letter_summary(letter), "headers": letter.headers, "body": letter.body})
+            return
         console.print(f"[bold]#{letter.id}[/] {letter.routing_key} from {letter.source} — {letter.reason}")
         console.print_json(json.dumps(letter.headers, ensure_ascii=False, default=str))
         console.print(letter.body[:20000])
@@ -68,12 +92,14 @@ def dlq_replay(letter_ids: Annotated[list[int], typer.Argument(help="dead letter
         from hub.keys import Policy, resolve_keys
 
         resolve_keys(settings, Policy.OPERATOR)
-    with unit_of_work(_factory()) as session, republisher(settings, session) as republish:
-        count = replay(session, letter_ids=letter_ids, republish=republish, now=SystemClock().now())
+    count = 0
+    with (unit_of_work(_factory()) as session, republisher(settings, session) as republish,
+          progress.task(console, "replaying dead letters", len(letter_ids)) as advance):
+        now = SystemClock().now()
+        for letter_id in letter_ids:  # one by one, for the progress; still one transaction
+            count += replay(session, letter_ids=[letter_id], republish=republish, now=now)
+            advance(1)
     console.print(f"[green]replayed[/] {count} dead letter(s)")
-
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output on stdout")]
 
 
 def _partner_command(as_json: bool, run: Callable[[], Any], show: Callable[[Any], None]) -> None:
@@ -256,10 +282,27 @@ def partners_sync(as_json: JsonOpt = False) -> None:
     # An error for one partner does not stop the others, but the command must not look successful.
     if any(row["status"] == "error" for row in results):
         raise typer.Exit(1)
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {v}" for k, v in value.items()) or "-"
+    return str(value)
+
+
 @exchange_app.command("status")
-def exchange_status() -> None:
+def exchange_status(as_json: JsonOpt = False) -> None:
     """Outbox backlog, dead letters waiting, inbox counts."""
     from hub.exchange.status import exchange_overview
 
     with _factory()() as session:
-        console.print_json(json.dumps(exchange_overview(session), ensure_ascii=False, default=str))
+        overview = exchange_overview(session)
+    if as_json:
+        _print_json(overview)
+        return
+    table = Table(title="数据交换状态 exchange status", show_header=False)
+    table.add_column("what")
+    table.add_column("value", overflow="fold")
+    for key, value in overview.items():
+        table.add_row(key.replace("_", " "), _cell(value))
+    console.print(table)

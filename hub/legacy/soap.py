@@ -11,8 +11,9 @@ from ``schemas/soap/`` and
   and validates the header and the body against the XSD;
 * renders a response from plain Python values (mappings, lists, dates) and validates it against the
   XSD before it leaves, so the hub can never answer outside its own contract;
-* renders faults: faultcode ``soap:Client`` / ``soap:Server``, a bilingual faultstring and a detail
-  element naming the code, the rule and the field.
+* renders faults: faultcode ``soap:Client`` / ``soap:Server``, the faultstring in the hub's one pattern
+  (``中文说明 [rule]``, hub/problems.py) and a detail element naming the code, the rule, the field and the
+  full message.
 
 ``dispatch`` runs one request through a handler and turns every failure into a fault: the hub's own
 errors (401/403/404/409/422) become Client faults naming the rule, anything unexpected a Server fault
@@ -35,6 +36,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from hub.errors import HubError
 from hub.outbox.alerts import Unserialisable, first_unsafe_text
+from hub.problems import bilingual, chinese_part, rule_of
 from workflow.errors import ActionNotAvailable, OncePerStep, OpinionRequired, RoleNotAllowed
 
 SOAP11_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
@@ -60,15 +62,32 @@ _EXCHANGE_FIELDS = {"messageId": "message_id", "client": "client", "service": "s
 
 
 class SoapFault(Exception):
-    """A fault to answer: ``kind`` is the SOAP faultcode, ``code``/``rule``/``field`` go into the detail."""
+    """A fault to answer: ``kind`` is the SOAP faultcode, ``code``/``rule``/``field``/``message`` go into the
+    detail; the faultstring is the hub's one bilingual pattern (hub.problems): Chinese for people, then the
+    rule id, ``用户名令牌的 Nonce 已使用过，疑似重放 [nonce_reused]``. ``title``: the Chinese text when the
+    message has none of its own."""
 
-    def __init__(self, kind: FaultKind, code: str, rule: str, message: str, field: str | None = None) -> None:
+    def __init__(self, kind: FaultKind, code: str, rule: str, message: str, field: str | None = None,
+                 title: str | None = None) -> None:
         super().__init__(message)
         self.kind = kind
         self.code = code
         self.rule = rule
         self.message = message
         self.field = field
+        self.title = title or CODE_TITLES.get(code, "请求无法处理")
+
+    @property
+    def faultstring(self) -> str:
+        return bilingual(chinese_part(self.message, self.title), self.rule)
+
+
+# The Chinese title of each fault code, for a message without Chinese text (an XML validator's English).
+CODE_TITLES = {
+    "INVALID_REQUEST": "请求不符合接口定义", "UNAUTHENTICATED": "未认证", "TOO_MANY_ATTEMPTS": "尝试次数过多",
+    "FORBIDDEN": "无权操作", "NOT_FOUND": "未找到", "CONFLICT": "状态冲突", "VALIDATION_FAILED": "数据未通过校验",
+    "DUPLICATE_MESSAGE": "消息标识重复", "INTERNAL_ERROR": "系统内部错误",
+}
 
 
 def client_fault(rule: str, message: str, field: str | None = None, code: str = "INVALID_REQUEST") -> SoapFault:
@@ -232,7 +251,7 @@ class SoapContract:
         node = etree.SubElement(etree.SubElement(envelope, f"{{{SOAP11_ENV}}}Body"), f"{{{SOAP11_ENV}}}Fault")
         # faultcode, faultstring and detail are unqualified in SOAP 1.1.
         etree.SubElement(node, "faultcode").text = f"soap:{fault.kind}"
-        etree.SubElement(node, "faultstring").text = fault.message
+        etree.SubElement(node, "faultstring").text = fault.faultstring
         detail = {"code": fault.code, "rule": fault.rule[:64], "field": (fault.field or None) and fault.field[:64],
                   "message": fault.message}
         etree.SubElement(node, "detail").append(self.element(self.fault_element, detail))
@@ -432,41 +451,29 @@ _STATUS_CODES = {401: "UNAUTHENTICATED", 403: "FORBIDDEN", 404: "NOT_FOUND", 409
 
 
 def fault_for(exc: HubError) -> SoapFault:
-    """A hub error as a Client fault whose faultstring names the rule in Chinese and English."""
+    """A hub error as a fault with the same rule id as its HTTP problem's ``code`` (hub.problems.rule_of);
+    the detail's message explains the rule in English."""
     code = _STATUS_CODES.get(exc.status, "INVALID_REQUEST" if exc.status < 500 else "INTERNAL_ERROR")
     kind: FaultKind = "Server" if exc.status >= 500 else "Client"
+    rule, field = rule_of(exc)
     cause = exc.__cause__
     if isinstance(cause, RoleNotAllowed):
         roles = ", ".join(sorted(cause.required_roles))
-        return SoapFault(kind, code, "role", f"{exc.detail} (rule role: action '{cause.action}' requires the role "
-                                             f"{roles})", field="action")
-    if isinstance(cause, ActionNotAvailable):
-        return SoapFault(kind, code, "state", f"{exc.detail} (rule state: action '{cause.action}' is not available "
-                                              f"in state '{cause.state}')", field="action")
-    if isinstance(cause, OncePerStep):
-        return SoapFault(kind, code, "once_per_step", f"{exc.detail} (rule once_per_step: action '{cause.action}' "
-                                                      f"may be taken once in step '{cause.step}')", field="action")
-    if isinstance(cause, OpinionRequired):
-        return SoapFault(kind, code, "required", f"{exc.detail} (rule required: action '{cause.action}' needs an "
-                                                 f"opinion)", field="opinion")
-    if exc.errors:
-        first = exc.errors[0]
-        return SoapFault(kind, code, first.rule, f"{exc.detail} (rule {first.rule}: field {first.field})",
-                         field=first.field)
-    rule, field = _RULES.get(exc.status, ("request", None))
-    if exc.type_slug not in _GENERIC_SLUGS:
-        rule = exc.type_slug.replace("-", "_")  # e.g. verification-pending: the service named its rule
-    if "本部门" in exc.detail:
-        rule, field = "department_scope", "trackingNo"
-    elif "角色" in exc.detail:
-        rule, field = "role", None
-    return SoapFault(kind, code, rule, f"{exc.detail} [rule {rule}]", field=field)
+        why = f"action '{cause.action}' requires the role {roles}"
+    elif isinstance(cause, ActionNotAvailable):
+        why = f"action '{cause.action}' is not available in state '{cause.state}'"
+    elif isinstance(cause, OncePerStep):
+        why = f"action '{cause.action}' may be taken once in step '{cause.step}'"
+    elif isinstance(cause, OpinionRequired):
+        why = f"action '{cause.action}' needs an opinion"
+    elif exc.errors:
+        why = f"field {field}"
+    else:
+        field = field or _SOAP_FIELDS.get(rule)
+        return SoapFault(kind, code, rule, f"{exc.detail} [rule {rule}]", field=field, title=exc.title)
+    return SoapFault(kind, code, rule, f"{exc.detail} (rule {rule}: {why})", field=field, title=exc.title)
 
 
-_GENERIC_SLUGS = {"bad-request", "unauthorized", "forbidden", "not-found", "conflict", "validation-failed"}
-_RULES: dict[int, tuple[str, str | None]] = {
-    401: ("credentials", "wsse:UsernameToken"),
-    403: ("permission", None),
-    404: ("exists", "trackingNo"),
-    409: ("state", None),
-}
+# Where a generic rule points in this service's requests.
+_SOAP_FIELDS: dict[str, str] = {"credentials": "wsse:UsernameToken", "exists": "trackingNo",
+                                "department_scope": "trackingNo"}

@@ -6,6 +6,7 @@ Idempotent: rows that exist are left alone, so `hub up` can run it on every star
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from importlib.resources import files
@@ -68,15 +69,28 @@ def seed_reference_data(session: Session) -> tuple[int, int]:
     return regions, departments
 
 
-def seed_demo(session: Session, *, now: datetime) -> SeedReport:
+SEED_STEPS = 4  # reference data, the catalogue (one step per item), officers, partners: 3 + items
+
+
+def seed_steps() -> int:
+    """How many steps ``seed_demo`` reports to its ``progress`` callback."""
+    return SEED_STEPS - 1 + len(read_seed("items"))
+
+
+def seed_demo(session: Session, *, now: datetime, progress: Callable[[int], None] | None = None) -> SeedReport:
+    step = progress or (lambda _: None)  # the CLI's progress bar or lines (hub.progress); one call per step
     regions, departments = seed_reference_data(session)
+    step(1)
     items = 0
     for row in read_seed("items"):
         if session.scalar(select(Item).where(Item.key == row["key"])) is None:
             catalog.write_item(session, data=_item_write(row), now=now)
             items += 1
+        step(1)
     officers = seed_officers(session, now=now)
+    step(1)
     partners = seed_partners(session, read_seed("partners"), now=now)
+    step(1)
     return SeedReport(regions, departments, items, officers, partners)
 
 

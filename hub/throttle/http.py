@@ -53,7 +53,7 @@ class BodyTooLarge(Exception):
 
 async def reject_too_large(scope: Scope, send: Any, limit: int, kind: str) -> None:
     problem = {
-        "type": PROBLEM_TYPE_BASE + "payload-too-large", "title": "请求体过大", "status": 413,
+        "type": PROBLEM_TYPE_BASE + "payload-too-large", "title": "请求体过大", "code": "size", "status": 413,
         "detail": f"请求体超过上限 {limit} 字节 ({kind} request bodies are limited to {limit} bytes)",
         "instance": scope.get("path"), "errors": [],
     }

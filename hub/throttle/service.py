@@ -91,8 +91,8 @@ def begin_login(session: Session, *, username: str, address: str, settings: Sett
     blocked = [w for w in waits if w is not None]
     if not blocked:
         return Verdict(None)
-    return Verdict(max(blocked), "登录失败次数过多，请稍后再试 (too many failed sign-ins for this account or from "
-                                 f"this address; retry after {max(blocked)} s)")
+    return Verdict(max(blocked), f"登录失败次数过多，请 {max(blocked)} 秒后再试 (too many failed sign-ins for this "
+                                 f"account or from this address; retry after {max(blocked)} s)")
 
 
 def login_succeeded(session: Session, *, username: str, address: str, settings: Settings) -> None:

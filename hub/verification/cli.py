@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Annotated, Any
 
 import httpx
@@ -17,17 +18,25 @@ if TYPE_CHECKING:
 registries_app = typer.Typer(help="信息库：熔断状态、重新核验 (population, enterprise, tax, organisation registries)",
                              no_args_is_help=True)
 console = Console()
+_err = Console(stderr=True)
 
 
 @registries_app.command("status")
 def status(
     base_url: Annotated[str, typer.Option(help="a running hub (its API process answers for itself)")] =
     "http://127.0.0.1:8000",
-    username: Annotated[str, typer.Option(envvar="HUB_OPS_USERNAME", prompt=True,
-                                          help="an admin or supervisor account")] = "",
-    password: Annotated[str, typer.Option(envvar="HUB_OPS_PASSWORD", prompt=True, hide_input=True)] = "",
+    username: Annotated[str, typer.Option(envvar="HUB_OPS_USERNAME", help="an admin or supervisor account")] = "",
+    password: Annotated[str, typer.Option(envvar="HUB_OPS_PASSWORD", help="its password")] = "",
+    as_json: Annotated[bool, typer.Option("--json", help="print the hub's JSON answer instead of a table")] = False,
 ) -> None:
     """Each registry's circuit breaker, recent latency and error rate, as the running hub sees them."""
+    # Never a prompt: a status command runs from scripts, cron and monitoring, where a prompt hangs or aborts.
+    missing = [name for name, value in (("--username / HUB_OPS_USERNAME", username),
+                                        ("--password / HUB_OPS_PASSWORD", password)) if not value]
+    if missing:
+        _err.print(f"[red]hub:[/] registries status signs in to the running hub as an admin or supervisor: "
+                   f"set {' and '.join(missing)}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
     try:
         with httpx.Client(base_url=base_url, timeout=10.0, trust_env=False) as client:
             token = client.post("/api/v1/auth/token", data={"username": username, "password": password})
@@ -42,6 +51,9 @@ def status(
     if answer.status_code != 200:
         console.print(f"[red]{answer.status_code}[/]: {_detail(answer)}")
         raise typer.Exit(1)
+    if as_json:
+        typer.echo(json.dumps(answer.json(), ensure_ascii=False, indent=2))
+        return
     print_status(answer.json())
 
 

@@ -305,7 +305,7 @@ def test_partners_list_and_endpoint(operator: Operator) -> None:
 def test_exchange_deliveries_and_audit_views_of_a_quiet_hub(operator: Operator) -> None:
     (status, letters, missing, deliveries, as_json, unnamed, retried, sent, unconfigured,
      no_key) = operator.hub_at_once(
-        ("exchange", "status"), ("dlq", "list"), ("dlq", "show", "999"), ("deliveries", "status"),
+        ("exchange", "status", "--json"), ("dlq", "list"), ("dlq", "show", "999"), ("deliveries", "status"),
         ("deliveries", "status", "--json"), ("deliveries", "retry"), ("deliveries", "retry", "--all-failed"),
         ("deliveries", "run"), ("registries", "reverify"), ("audit", "verify"))
     assert status.code == 0, status
@@ -506,7 +506,7 @@ def test_worker_applies_partner_records_and_operators_work_the_dead_letters(
             and operator.count("SELECT count(*) FROM dead_letters") == dead,
             "the worker applying the records and dead-lettering the faulty ones")
 
-        status, listed = operator.hub_at_once(("exchange", "status"), ("dlq", "list"))
+        status, listed = operator.hub_at_once(("exchange", "status", "--json"), ("dlq", "list"))
         assert json.loads(status.stdout)["inbox"] == {"applied": applied}, status
         assert json.loads(status.stdout)["dead_letters_waiting"] == dead, status
         assert listed.code == 0 and "dead letters (2)" in listed.stdout and "schema" in listed.stdout, listed

@@ -156,7 +156,8 @@ def test_a_second_supplement_notice_is_a_soap_fault_naming_the_rule(client: Test
     refused = fault(decide(client, clock, intake, number, "request_supplement", "又缺一份"))
     assert refused["faultcode"] == "soap:Client"
     assert (refused["code"], refused["rule"], refused["field"]) == ("CONFLICT", "once_per_step", "action")
-    assert ART_32 in refused["faultstring"] and "may be taken once in step 'intake'" in refused["faultstring"]
+    assert ART_32 in refused["faultstring"] and refused["faultstring"].endswith(" [once_per_step]")
+    assert "may be taken once in step 'intake'" in refused["message"]
     assert answered_state(decide(client, clock, intake, number, "accept")) == "under_review"
     reviewer = officer_of(KEY, "reviewer")
     asked = decide(client, clock, reviewer, number, "request_supplement", "请补交")
@@ -197,7 +198,8 @@ def test_partner_cases_are_not_in_the_hub_queue_and_refused_over_soap(client: Te
 
     payload = fault(decide(client, clock, intake, number, "accept"))
     assert (payload["code"], payload["rule"]) == ("CONFLICT", "partner_system_of_record")
-    assert "read-only in the hub" in payload["faultstring"]
+    assert "read-only in the hub" in payload["message"]
+    assert payload["faultstring"].endswith(" [partner_system_of_record]")
     page = soap(client, clock, "FetchPendingCases", "<d:offset>0</d:offset><d:limit>500</d:limit>", username=intake)
     assert number not in {c.findtext(f"{{{NS}}}trackingNo") for c in page.iterfind(f"{{{NS}}}case")}
 

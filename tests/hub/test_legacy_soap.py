@@ -228,7 +228,9 @@ def test_wrong_password_is_an_authentication_fault(client: TestClient, hub_url: 
         officer(hub_url, "sy_wj_intake", "wrong-Password-9").fetch_pending_cases()
     fault = caught.value
     assert fault.code == "soap:Client"
-    assert "用户名或密码错误" in fault.message and "invalid username or password" in fault.message
+    # The faultstring: Chinese for people, then the rule id (hub.problems); the English in the detail.
+    assert fault.message == "用户名或密码错误 [credentials]"
+    assert "invalid username or password" in fault_detail(fault)["message"]
     assert fault_detail(fault)["code"] == "UNAUTHENTICATED"
     assert fault_detail(fault)["rule"] == "credentials"
 
@@ -242,7 +244,8 @@ def test_an_officer_of_another_department_may_not_decide(client: TestClient, hub
     assert caught.value.code == "soap:Client"
     # Not found, exactly like an unknown number: the fault must not tell that the case exists.
     assert (detail["code"], detail["rule"], detail["field"]) == ("NOT_FOUND", "exists", "trackingNo")
-    assert "unknown tracking number" in caught.value.message
+    assert "unknown tracking number" in fault_detail(caught.value)["message"]
+    assert caught.value.message.endswith(" [exists]")
     with pytest.raises(zeep.exceptions.Fault) as reading:
         education.get_case(number)
     assert fault_detail(reading.value)["code"] == "NOT_FOUND"
@@ -258,7 +261,8 @@ def test_a_reviewer_may_not_grant(client: TestClient, hub_url: str) -> None:
         reviewer.submit_decision(number, "grant", "准予")
     detail = fault_detail(caught.value)
     assert (detail["code"], detail["rule"], detail["field"]) == ("FORBIDDEN", "role", "action")
-    assert "审批人员" in caught.value.message and "requires the role approver" in caught.value.message
+    assert "审批人员" in caught.value.message and caught.value.message.endswith(" [role]")
+    assert "requires the role approver" in fault_detail(caught.value)["message"]
 
 
 def test_workflow_state_and_opinion_rules_are_faults(client: TestClient, hub_url: str) -> None:
@@ -268,7 +272,7 @@ def test_workflow_state_and_opinion_rules_are_faults(client: TestClient, hub_url
     with pytest.raises(zeep.exceptions.Fault) as twice:
         intake.submit_decision(number, "accept")
     assert fault_detail(twice.value)["code"] == "CONFLICT"
-    assert "not available in state 'under_review'" in twice.value.message
+    assert "not available in state 'under_review'" in fault_detail(twice.value)["message"]
     with pytest.raises(zeep.exceptions.Fault) as silent:
         officer(hub_url, "sy_wj_reviewer").submit_decision(number, "review")
     detail = fault_detail(silent.value)
@@ -285,7 +289,8 @@ def test_a_schema_violation_is_a_client_fault_naming_the_element(client: TestCli
     detail = fault_detail(caught.value)
     assert caught.value.code == "soap:Client"
     assert (detail["code"], detail["rule"], detail["field"]) == ("INVALID_REQUEST", "schema", "limit")
-    assert "limit" in caught.value.message
+    assert "limit" in fault_detail(caught.value)["message"]
+    assert caught.value.message == "请求不符合接口规范：元素 limit [schema]"  # the validator's English: in the detail
 
     status, payload = raw.post("SubmitDecision", "<d:trackingNo>ABC</d:trackingNo><d:action>accept</d:action>",
                                username="sy_wj_intake")
@@ -297,7 +302,7 @@ def test_a_schema_violation_is_a_client_fault_naming_the_element(client: TestCli
     _, payload = raw.post("SubmitDecision", "<d:trackingNo>210100202603110000010</d:trackingNo>",
                           username="sy_wj_intake")
     missing = raw_fault(payload)
-    assert missing["field"] == "action" and "Missing child element" in missing["faultstring"]
+    assert missing["field"] == "action" and "Missing child element" in missing["message"]
 
 
 def test_headers_are_required_and_checked(raw: RawClient) -> None:

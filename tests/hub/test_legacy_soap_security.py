@@ -75,7 +75,8 @@ def test_a_replayed_request_is_refused(raw: RawClient) -> None:
     fault = raw_fault(payload)
     assert status == 500 and fault["faultcode"] == "soap:Client"
     assert (fault["code"], fault["rule"], fault["field"]) == ("UNAUTHENTICATED", "nonce_reused", "wsse:Nonce")
-    assert "重放" in fault["faultstring"] and "already used" in fault["faultstring"]
+    assert fault["faultstring"] == "用户名令牌的 Nonce 已使用过，疑似重放 [nonce_reused]"
+    assert "already used" in fault["message"]
     # The same nonce with a new Created is the same replay; a new nonce is a new request.
     _, payload = raw.post("FetchPendingCases", FETCH, username=OFFICER,
                           nonce=envelope.split(b"<wsse:Nonce>")[1].split(b"<")[0].decode())
@@ -89,6 +90,7 @@ def test_a_token_without_nonce_and_created_is_refused(raw: RawClient) -> None:
     fault = raw_fault(payload)
     assert (fault["code"], fault["rule"]) == ("UNAUTHENTICATED", "token_freshness")
     assert "Nonce" in fault["faultstring"] and "Created" in fault["faultstring"]
+    assert fault["faultstring"].endswith(" [token_freshness]")
 
 
 def test_created_must_be_within_the_window_of_the_hubs_time(raw: RawClient, clock: FixedClock) -> None:
@@ -133,7 +135,8 @@ def test_failed_sign_ins_lock_the_account_with_a_clear_fault(raw: RawClient, clo
     fault = raw_fault(payload)
     assert status == 500 and fault["faultcode"] == "soap:Client"
     assert (fault["code"], fault["rule"]) == ("TOO_MANY_ATTEMPTS", "too_many_attempts")
-    assert f"retry after {WINDOW_S} s" in fault["faultstring"] and "登录失败次数过多" in fault["faultstring"]
+    assert fault["faultstring"] == f"登录失败次数过多，请 {WINDOW_S} 秒后再试 [too_many_attempts]"
+    assert f"retry after {WINDOW_S} s" in fault["message"]
     clock.advance(seconds=WINDOW_S)
     assert raw.post("FetchPendingCases", FETCH, username=OFFICER)[0] == 200
 

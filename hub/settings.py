@@ -85,6 +85,12 @@ class Settings(BaseSettings):
     # 0 turns the scan (and the escalation of unresolved red alerts) off in this worker.
     supervision_scan_interval_s: float = Field(default=60.0, ge=0)
     supervision_scan_batch: int = Field(default=500, ge=1, le=10000)
+    # Electronic supervision, performance metrics (issue 10, part metrics; hub/supervision/rollup.py): `hub
+    # worker` rolls the closed days' case figures up (and recomputes the days a later write made dirty) every
+    # this many seconds, this many days per transaction; 0 turns the roll-up off in this worker (the metrics
+    # then read the cases for every day after the last roll-up: exact, slower over long periods).
+    supervision_metrics_rollup_interval_s: float = Field(default=300.0, ge=0)
+    supervision_metrics_rollup_days: int = Field(default=31, ge=1, le=366)
 
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -45,6 +45,13 @@ def china_noon(day: date) -> datetime:
 
 
 @pytest.fixture
+def june(request: pytest.FixtureRequest) -> dict[str, int]:
+    """test_metrics' hand-computed cases of June 2030 (their ids by name)."""
+    found: dict[str, int] = request.getfixturevalue("dataset")
+    return found
+
+
+@pytest.fixture
 def no_rollup(session_factory: sessionmaker[Session]) -> Iterator[sessionmaker[Session]]:
     with unit_of_work(session_factory) as session:
         rollup.reset(session)
@@ -90,7 +97,7 @@ def reports(client: TestClient, officers: Officers, periods: list[dict[str, str]
 
 
 def test_the_rolled_up_days_give_the_hand_computed_figures(client: TestClient, officers: Officers,
-                                                           settings: Settings, no_rollup: Any, dataset: Any) -> None:
+                                                           settings: Settings, no_rollup: Any, june: Any) -> None:
     assert roll_up_on(settings, no_rollup, date(2030, 7, 15)) > 0
     watermark, dirty = state(no_rollup)
     assert watermark == date(2030, 7, 14)  # the day before the worker's today: today is never rolled up
@@ -108,7 +115,7 @@ def test_the_rolled_up_days_give_the_hand_computed_figures(client: TestClient, o
 
 def test_a_period_across_the_watermark_reads_the_rest_from_the_cases(client: TestClient, officers: Officers,
                                                                     settings: Settings, no_rollup: Any,
-                                                                    dataset: Any) -> None:
+                                                                    june: Any) -> None:
     periods = [JUNE, {"from": "2030-05-20", "to": "2030-07-10"}, {"from": "2030-06-04", "to": "2030-06-20"}]
     before = reports(client, officers, periods)
     roll_up_on(settings, no_rollup, date(2030, 6, 13))  # rolled up to 06-12: A1 B1 B2 C1 J D1 … in the roll-up
@@ -118,12 +125,12 @@ def test_a_period_across_the_watermark_reads_the_rest_from_the_cases(client: Tes
 
 def test_a_write_to_a_rolled_up_day_marks_it_and_the_figures_stay_exact(
         client: TestClient, officers: Officers, engine: Engine, settings: Settings, no_rollup: Any,
-        dataset: dict[str, int]) -> None:
+        june: dict[str, int]) -> None:
     roll_up_on(settings, no_rollup, date(2030, 7, 15))
     # A partner platform's record of a case handled in the past, written as plain SQL: received 06-11, accepted
     # 06-12, completed 06-17 on time in 2 working days — by the physician department (A's item) in Shenyang.
     with engine.begin() as connection:
-        a1 = connection.execute(select(Case.__table__).where(Case.id == dataset["A1"])).one()._asdict()
+        a1 = connection.execute(select(Case.__table__).where(Case.id == june["A1"])).one()._asdict()
         late = {**a1, "id": None, "tracking_no": f"{TRACKING_PREFIX}{99:011d}", "channel": "partner",
                 "origin": "partner", "origin_partner": "metrics-test", "external_id": "metrics-late",
                 "submitted_at": china_noon(date(2030, 6, 11)), "received_on": date(2030, 6, 11),
@@ -146,12 +153,12 @@ def test_a_write_to_a_rolled_up_day_marks_it_and_the_figures_stay_exact(
 
         # A correction to a rolled-up case (A2 counted on time after all) marks the days its figures fall on.
         with engine.begin() as connection:
-            connection.execute(update(Case.__table__).where(Case.id == dataset["A2"]).values(on_time=True))
+            connection.execute(update(Case.__table__).where(Case.id == june["A2"]).values(on_time=True))
         assert state(no_rollup)[1] == [date(2030, 6, 4), date(2030, 6, 5), date(2030, 6, 20)]
         corrected = metrics(client, officers)["total"]
         assert (corrected["on_time"], corrected["overtime"]) == (7, 1)
         with engine.begin() as connection:
-            connection.execute(update(Case.__table__).where(Case.id == dataset["A2"]).values(on_time=False))
+            connection.execute(update(Case.__table__).where(Case.id == june["A2"]).values(on_time=False))
     finally:
         with engine.begin() as connection:  # a deletion marks its days too
             connection.execute(delete(Case.__table__).where(Case.id == late_id))
@@ -162,13 +169,13 @@ def test_a_write_to_a_rolled_up_day_marks_it_and_the_figures_stay_exact(
 
 
 def test_writes_after_the_watermark_mark_nothing(engine: Engine, settings: Settings, no_rollup: Any,
-                                                 dataset: dict[str, int]) -> None:
+                                                 june: dict[str, int]) -> None:
     """Today's writes — every submission, acceptance and decision of the write path — touch no roll-up row."""
     roll_up_on(settings, no_rollup, date(2030, 6, 20))
     with engine.begin() as connection:
-        connection.execute(update(Case.__table__).where(Case.id == dataset["E1"]).values(
+        connection.execute(update(Case.__table__).where(Case.id == june["E1"]).values(
             working_days_used=2, on_time=True, completed_at=china_noon(date(2030, 7, 3))))
-        connection.execute(update(Case.__table__).where(Case.id == dataset["E1"]).values(
+        connection.execute(update(Case.__table__).where(Case.id == june["E1"]).values(
             working_days_used=1, completed_at=china_noon(date(2030, 7, 2))))
     assert state(no_rollup) == (date(2030, 6, 19), [])
 

@@ -21,9 +21,11 @@ What it does, in one run (issue 10, deliverable 7):
    changes and any scanner costs ten times as much, so that ratio could not tell an index-driven scanner
    from a full scan); with ``--large-one-percent`` also with 1 % of the large set changing
    (``scan_ratio_one_percent``, and ``per_changed_case_ratio``: the cost per changed case, large over small);
-5. bulk-loads ``--completed`` cases completed over one year (with ratings and alerts beside them) and times
-   the performance metrics (``hub.supervision.metrics``) for the whole year, province-wide, grouped by
-   department (target < 1 s);
+5. bulk-loads ``--completed`` cases completed over one year (with ratings and alerts beside them), times the
+   performance metrics (``hub.supervision.metrics``) for the whole year, province-wide, grouped by department
+   once with every day read from the cases (``seconds_without_rollup``, for comparison), catches the daily
+   roll-up up as ``hub worker`` keeps it (``hub.supervision.rollup``: every day before TODAY; its time under
+   ``rollup``), then times the metrics again (target < 1 s);
 6. times the procedure and anomaly rules (``hub.supervision.rules``) over complete case histories: the cost
    per event;
 7. prints the figures, the 1-minute load average before and after each part, writes them as JSON (also to

@@ -193,11 +193,17 @@ class Worker:
         return scanned if scanned >= batch else 0
 
     def roll_up_metrics(self) -> int:
-        """The performance metrics' daily roll-up (hub/supervision/rollup.py): busy while there are days to roll
-        up or dirty days to recompute."""
+        """The performance metrics' daily roll-up (hub/supervision/rollup.py): every step due — dirty days to
+        recompute, days to roll up — each bounded in its own transaction; returns the days done."""
         from hub.supervision import rollup
 
-        return rollup.roll_up(self.factory, now=self.clock.now(), days=self.settings.supervision_metrics_rollup_days)
+        done, days = 0, self.settings.supervision_metrics_rollup_days
+        while not self._stop.is_set():
+            step = rollup.roll_up(self.factory, now=self.clock.now(), days=days)
+            if step == 0:
+                break
+            done += step
+        return done
 
     def _relay(self) -> int:
         return relay_once(self.factory, self._publish, now=self.clock.now())

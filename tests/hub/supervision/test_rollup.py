@@ -62,7 +62,7 @@ def no_rollup(session_factory: sessionmaker[Session]) -> Iterator[sessionmaker[S
 
 def roll_up_on(settings: Settings, factory: sessionmaker[Session], day: date) -> int:
     """The worker's metrics job on ``day`` (its clock at noon China time), run as its loop runs a busy job:
-    again at once until it comes back idle. Returns the calls made."""
+    again at once until it comes back idle. Returns the calls that found work."""
     from hub.clock import FixedClock
 
     worker = Worker(settings=settings.model_copy(update={"supervision_metrics_rollup_days": 366}),

@@ -2,10 +2,11 @@
 period, department, region (with the regions below it), item or channel, grouped by one of them — the
 basis of performance reviews. docs/supervision.md "Performance metrics" defines every figure.
 
-Computed in SQL (SQLAlchemy Core, the same statements on SQLite and PostgreSQL): three aggregate queries —
-the cases, their alerts and their ratings — each one pass over the rows of the period, summing additive
-counts only (every rate is a ratio of two sums, taken here), so the per-region rows roll up to the level
-asked for in Python without a second query.
+Computed in SQL (SQLAlchemy Core, the same statements on SQLite and PostgreSQL), summing additive counts only
+(every rate is a ratio of two sums, taken here), so the per-region rows roll up to the level asked for in Python
+without a second query: the cases' figures from the daily roll-up (``metrics_daily``, hub/supervision/rollup.py)
+for the days it holds and from the cases for the others (one aggregate per event, index-only on PostgreSQL);
+the alerts' and the ratings' from their own tables, one pass over the period's rows each.
 
 What is counted (Administrative Licensing Law Art. 42 limits, Art. 45 special procedures not counted, Art. 82
 working days):

@@ -194,3 +194,21 @@ def test_the_worker_runs_the_roll_up_unless_turned_off(settings: Settings, sessi
 
     assert "metrics-rollup" in jobs(300)
     assert "metrics-rollup" not in jobs(0)
+
+
+def test_the_day_marked_is_the_china_business_day_of_the_instant(engine: Engine, settings: Settings,
+                                                                 no_rollup: Any, june: dict[str, int]) -> None:
+    """07:00 China time on 12 June is 23:00 UTC on 11 June: the roll-up counts it on the 12th, so the trigger
+    marks the 12th."""
+    roll_up_on(settings, no_rollup, date(2030, 7, 15))
+    early = datetime(2030, 6, 11, 23, 0, tzinfo=UTC)
+    with engine.begin() as connection:
+        a5 = connection.execute(select(Case.__table__).where(Case.id == june["A5"])).one()._asdict()
+        row = {**a5, "tracking_no": f"{TRACKING_PREFIX}{98:011d}", "submitted_at": early, "updated_at": early}
+        del row["id"]
+        early_id = connection.execute(Case.__table__.insert().values(row).returning(Case.id)).scalar_one()
+    try:
+        assert state(no_rollup)[1] == [date(2030, 6, 12)]
+    finally:
+        with engine.begin() as connection:
+            connection.execute(delete(Case.__table__).where(Case.id == early_id))

@@ -89,6 +89,12 @@ class Settings(BaseSettings):
     # `hub partners add|rotate|disable|enable|sync` use. Default: the broker's host, port 15672, with the
     # hub's own AMQP user (an administrator); a user and password in this URL take precedence.
     rabbitmq_management_url: str | None = None
+    # Electronic supervision, performance metrics (issue 10, part metrics; hub/supervision/rollup.py): `hub
+    # worker` rolls the closed days' case figures up (and recomputes the days a later write made dirty) every
+    # this many seconds, this many days per transaction; 0 turns the roll-up off in this worker (the metrics
+    # then read the cases for every day after the last roll-up: exact, slower over long periods).
+    supervision_metrics_rollup_interval_s: float = Field(default=300.0, ge=0)
+    supervision_metrics_rollup_days: int = Field(default=31, ge=1, le=366)
 
     def resolved_database_url(self) -> str:
         if self.database_url:

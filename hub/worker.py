@@ -96,6 +96,9 @@ class Worker:
         if self.settings.supervision_scan_interval_s > 0:  # issue 10: time limits, escalation (part alerts)
             self.jobs.append(Job("supervision", self.supervise,
                                  idle_seconds=self.settings.supervision_scan_interval_s))
+        if self.settings.supervision_metrics_rollup_interval_s > 0:  # issue 10: the metrics' daily roll-up
+            self.jobs.append(Job("metrics-rollup", self.roll_up_metrics,
+                                 idle_seconds=self.settings.supervision_metrics_rollup_interval_s))
         interval = self.settings.audit_checkpoint_interval_s
         if interval > 0:
             self.jobs.append(Job("audit-checkpoint", self.checkpoint, idle_seconds=min(interval, 60.0)))
@@ -188,6 +191,19 @@ class Worker:
                 after = page.last_id
             self._escalated_on = today
         return scanned if scanned >= batch else 0
+
+    def roll_up_metrics(self) -> int:
+        """The performance metrics' daily roll-up (hub/supervision/rollup.py): every step due — dirty days to
+        recompute, days to roll up — each bounded in its own transaction; returns the days done."""
+        from hub.supervision import rollup
+
+        done, days = 0, self.settings.supervision_metrics_rollup_days
+        while not self._stop.is_set():
+            step = rollup.roll_up(self.factory, now=self.clock.now(), days=days)
+            if step == 0:
+                break
+            done += step
+        return done
 
     def _relay(self) -> int:
         return relay_once(self.factory, self._publish, now=self.clock.now())

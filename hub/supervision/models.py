@@ -85,3 +85,57 @@ class SupervisionThreshold(Base):
     yellow_days_left: Mapped[int] = mapped_column(Integer, default=1)
     red_escalation_days: Mapped[int] = mapped_column(Integer, default=3)
     updated_at: Mapped[datetime]
+
+
+# --- performance metrics' daily roll-up (issue 10, part metrics; hub/supervision/rollup.py) -------------------
+
+
+class MetricsDaily(Base):
+    """The additive case figures of one business day and one department × region × item × channel, for the
+    days up to ``MetricsRollup.rolled_until`` that are not dirty: the performance metrics sum these instead of
+    reading every case of a long period. Each figure is counted on the day of its own event (received by
+    ``submitted_at``, accepted by ``accepted_on``, completed by ``completed_at``), applications only."""
+
+    __tablename__ = "metrics_daily"
+
+    day: Mapped[date] = mapped_column(primary_key=True)
+    department_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    region_code: Mapped[str] = mapped_column(String(6), primary_key=True)
+    item_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16), primary_key=True)
+    received: Mapped[int] = mapped_column(Integer)
+    accepted: Mapped[int] = mapped_column(Integer)
+    completed: Mapped[int] = mapped_column(Integer)
+    on_time: Mapped[int] = mapped_column(Integer)
+    overtime: Mapped[int] = mapped_column(Integer)
+    days_cases: Mapped[int] = mapped_column(Integer)
+    days_sum: Mapped[int] = mapped_column(Integer)
+    promised_statutory: Mapped[int] = mapped_column(Integer)
+    promised_sum: Mapped[int] = mapped_column(Integer)
+    actual_statutory: Mapped[int] = mapped_column(Integer)
+    actual_sum: Mapped[int] = mapped_column(Integer)
+    online: Mapped[int] = mapped_column(Integer)
+    window: Mapped[int] = mapped_column(Integer)
+
+
+class MetricsDirtyDay(Base):
+    """A rolled-up day whose figures a later write changed (a partner record with past dates, a correction):
+    marked by the database trigger on ``cases`` (migration 0015) in the writer's transaction, read live by the
+    metrics until the roll-up recomputes the day. ``marks`` counts the writes (an upsert that holds the row lock
+    until the writer commits: the roll-up's delete of the mark waits for it)."""
+
+    __tablename__ = "metrics_dirty_days"
+
+    day: Mapped[date] = mapped_column(primary_key=True)
+    marks: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class MetricsRollup(Base):
+    """The one row saying how far the roll-up goes: every day up to ``rolled_until`` is in ``metrics_daily``
+    (unless dirty); later days are read from the cases. None: nothing rolled up yet."""
+
+    __tablename__ = "metrics_rollup"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    rolled_until: Mapped[date | None]
+    updated_at: Mapped[datetime | None]

@@ -121,13 +121,13 @@ class MetricsDaily(Base):
 class MetricsDirtyDay(Base):
     """A rolled-up day whose figures a later write changed (a partner record with past dates, a correction):
     marked by the database trigger on ``cases`` (migration 0015) in the writer's transaction, read live by the
-    metrics until the roll-up recomputes the day. ``marks`` counts the writes (an upsert that holds the row lock
-    until the writer commits: the roll-up's delete of the mark waits for it)."""
+    metrics until the roll-up recomputes the day. One row per marking write (append-only: concurrent writers
+    back-dating one day never wait on each other); the roll-up deletes the marks it read, by id."""
 
     __tablename__ = "metrics_dirty_days"
 
-    day: Mapped[date] = mapped_column(primary_key=True)
-    marks: Mapped[int] = mapped_column(Integer, default=1)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    day: Mapped[date] = mapped_column(index=True)
 
 
 class MetricsRollup(Base):

@@ -64,15 +64,19 @@ def roll_up(factory: sessionmaker[Session], *, now: datetime, days: int) -> int:
 
 
 def recompute_dirty(session: Session, *, limit: int) -> int:
-    """Recompute the first ``limit`` dirty days up to the watermark. Each mark is deleted before its day is read:
-    a writer holding the mark (its upsert's row lock) commits first and is read; a later writer marks again."""
+    """Recompute the first ``limit`` dirty days up to the watermark. The marks are read before the days and
+    deleted by id: a writer whose mark this read did not see (not committed yet) keeps it, so its day is
+    recomputed again next time; a writer committed before the read is in the recompute."""
     rolled_until = watermark(session)
     if rolled_until is None:
         return 0
-    found = list(session.scalars(select(dirty_days.c.day).where(dirty_days.c.day <= rolled_until)
-                                 .order_by(dirty_days.c.day).limit(limit)))
+    days = select(dirty_days.c.day).where(dirty_days.c.day <= rolled_until).distinct().order_by(dirty_days.c.day)
+    found = list(session.scalars(days.limit(limit)))
+    if not found:
+        return 0
+    marks = list(session.scalars(select(dirty_days.c.id).where(dirty_days.c.day.in_(found))))
+    session.execute(delete(dirty_days).where(dirty_days.c.id.in_(marks)))
     for day in found:
-        session.execute(delete(dirty_days).where(dirty_days.c.day == day))
         recompute_day(session, day)
     return len(found)
 
@@ -101,7 +105,7 @@ def advance(session: Session, *, now: datetime, days: int) -> int:
     session.execute(update(rollup_state).where(rollup_state.c.id == ROLLUP_ID)
                     .values(rolled_until=until, updated_at=now))
     session.execute(delete(dirty_days).where(dirty_days.c.day.between(start, until)))
-    session.execute(insert(dirty_days), [{"day": start + timedelta(days=n), "marks": 1}
+    session.execute(insert(dirty_days), [{"day": start + timedelta(days=n)}
                                          for n in range((until - start).days + 1)])
     return (until - start).days + 1
 

@@ -52,11 +52,11 @@ BEGIN
         days := days || ARRAY[((NEW.submitted_at AT TIME ZONE 'UTC') + interval '8 hours')::date, NEW.accepted_on,
                               ((NEW.completed_at AT TIME ZONE 'UTC') + interval '8 hours')::date];
     END IF;
-    -- An upsert, not DO NOTHING: it holds the mark's row lock until this transaction ends, so the roll-up's
-    -- delete of the mark waits for the write and then recomputes the day with it.
-    INSERT INTO metrics_dirty_days AS dirty (day, marks)
-    SELECT DISTINCT d, 1 FROM unnest(days) AS d WHERE d <= rolled ORDER BY 1
-    ON CONFLICT (day) DO UPDATE SET marks = dirty.marks + 1;
+    -- A new mark per write, never an update of an existing one: two writers back-dating the same day neither
+    -- wait for nor deadlock on each other. The roll-up deletes only the marks it has read (by id), so a mark
+    -- committed after that stays and the day is recomputed again.
+    INSERT INTO metrics_dirty_days (day)
+    SELECT DISTINCT d FROM unnest(days) AS d WHERE d <= rolled;
     RETURN NULL;
 END
 $$
@@ -74,9 +74,8 @@ def _sqlite_trigger(name: str, event: str, rows: Sequence[str], when: str) -> st
 CREATE TRIGGER {name} AFTER {event} ON cases
 WHEN ({when}) AND (SELECT rolled_until FROM metrics_rollup WHERE id = 1) IS NOT NULL
 BEGIN
-    INSERT INTO metrics_dirty_days (day, marks)
-    SELECT d, 1 FROM ({days}) WHERE d IS NOT NULL AND d <= (SELECT rolled_until FROM metrics_rollup WHERE id = 1)
-    ON CONFLICT (day) DO UPDATE SET marks = marks + 1;
+    INSERT INTO metrics_dirty_days (day)
+    SELECT d FROM ({days}) WHERE d IS NOT NULL AND d <= (SELECT rolled_until FROM metrics_rollup WHERE id = 1);
 END
 """
 
@@ -128,10 +127,12 @@ def upgrade() -> None:
                             name=op.f('pk_metrics_daily'))
     )
     op.create_table('metrics_dirty_days',
+    sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
     sa.Column('day', sa.Date(), nullable=False),
-    sa.Column('marks', sa.Integer(), nullable=False),
-    sa.PrimaryKeyConstraint('day', name=op.f('pk_metrics_dirty_days'))
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_metrics_dirty_days'))
     )
+    with op.batch_alter_table('metrics_dirty_days', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_metrics_dirty_days_day'), ['day'], unique=False)
     rollup = op.create_table('metrics_rollup',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('rolled_until', sa.Date(), nullable=True),

@@ -86,7 +86,7 @@ def metrics(client: TestClient, officers: Officers, who: str = CITY_SUPERVISOR, 
 def state(factory: sessionmaker[Session]) -> tuple[date | None, list[date]]:
     with factory() as session:
         watermark = session.scalar(select(MetricsRollup.rolled_until))
-        dirty = list(session.scalars(select(MetricsDirtyDay.day).order_by(MetricsDirtyDay.day)))
+        dirty = list(session.scalars(select(MetricsDirtyDay.day).distinct().order_by(MetricsDirtyDay.day)))
     return watermark, dirty
 
 
@@ -212,3 +212,43 @@ def test_the_day_marked_is_the_china_business_day_of_the_instant(engine: Engine,
     finally:
         with engine.begin() as connection:
             connection.execute(delete(Case.__table__).where(Case.id == early_id))
+
+
+def test_two_writers_back_dating_one_day_neither_wait_nor_lose_their_mark(
+        engine: Engine, settings: Settings, no_rollup: Any, june: dict[str, int]) -> None:
+    """Two workers applying a city platform's backlog both write cases of the same past day: the second does
+    not queue behind the first's mark, and a recompute while the first is uncommitted keeps its mark."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("one writer at a time on SQLite")
+    roll_up_on(settings, no_rollup, date(2030, 7, 15))
+    with engine.connect() as reader:
+        a1 = reader.execute(select(Case.__table__).where(Case.id == june["A1"])).one()._asdict()
+    del a1["id"]
+
+    def backlog_case(number: int) -> dict[str, Any]:
+        return {**a1, "tracking_no": f"{TRACKING_PREFIX}{number:011d}", "channel": "partner", "origin": "partner",
+                "origin_partner": "metrics-test", "external_id": f"metrics-backlog-{number}",
+                "submitted_at": china_noon(date(2030, 6, 11)), "received_on": date(2030, 6, 11),
+                "accepted_on": date(2030, 6, 12), "completed_at": china_noon(date(2030, 6, 17)),
+                "decided_at": china_noon(date(2030, 6, 17)), "working_days_used": 2, "on_time": True}
+
+    first = engine.connect()
+    first_tx = first.begin()
+    ids: list[int] = []
+    try:
+        ids.append(first.execute(Case.__table__.insert().values(backlog_case(97)).returning(Case.id)).scalar_one())
+        with engine.begin() as second:
+            second.exec_driver_sql("SET LOCAL lock_timeout = '5s'")  # the old upsert of one row per day waited here
+            ids.append(second.execute(Case.__table__.insert().values(backlog_case(98))
+                                      .returning(Case.id)).scalar_one())
+        roll_up_on(settings, no_rollup, date(2030, 7, 15))  # recomputes with the second, not the first
+        assert state(no_rollup)[1] == []
+        first_tx.commit()
+        assert state(no_rollup)[1] == [date(2030, 6, 11), date(2030, 6, 12), date(2030, 6, 17)]
+    finally:
+        if first_tx.is_active:
+            first_tx.rollback()
+        first.close()
+        with engine.begin() as connection:
+            connection.execute(delete(Case.__table__).where(Case.id.in_(ids)))
+        roll_up_on(settings, no_rollup, date(2030, 7, 15))

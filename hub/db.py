@@ -277,11 +277,12 @@ def wrote(session: Session) -> bool:
     return bool(session.info.get(_SESSION_WRITES) or session.new or session.dirty or session.deleted)
 
 
-def mark_written(session: Session, *writes: Write, announced: Iterable[str] = ()) -> None:
+def mark_written(session: Session, *writes: Write, announced: Iterable[str] = (),
+                 connection: Connection | None = None) -> None:
     """For writes the engine cannot see or name (raw DBAPI cursors, text SQL): count them as the session's.
     ``announced``: the tables whose change the write announced itself (an INSERT that calls pg_notify), so that
-    no hook announces them again before the commit."""
-    _note(session.connection(), session, writes or (UNKNOWN,), announced=announced)
+    no hook announces them again before the commit. ``connection``: the session's, when the caller holds it."""
+    _note(connection or session.connection(), session, writes or (UNKNOWN,), announced=announced)
 
 
 def _note(conn: Any, session: Session | None, writes: Iterable[Write], announced: Iterable[str]) -> None:

@@ -286,15 +286,22 @@ def _values(obj: Any) -> dict[str, Any]:
     (it is to look loaded afterwards, every attribute present)."""
     values = {}
     present = obj.__dict__
-    for attribute, column in _columns(type(obj)):
-        value = present.get(attribute)
-        if attribute not in present or (value is None and column.default is not None):
-            default = column.default
-            if value is None and default is not None:
-                value = default.arg if default.is_scalar else default.arg(None)  # type: ignore[attr-defined,operator]
+    for attribute, name, default in _defaults(type(obj)):
+        value = present.get(attribute, _UNSET)
+        if value is _UNSET or (value is None and default is not None):
+            value = None if default is None else default.arg if default.is_scalar else default.arg(None)
             setattr(obj, attribute, value)
-        values[column.name] = value
+        values[name] = value
     return values
+
+
+_UNSET = object()
+
+
+@functools.cache
+def _defaults(model: type[Any]) -> tuple[tuple[str, str, Any], ...]:
+    """(attribute, column name, the column's Python-side default or None) of `_columns`, read once per model."""
+    return tuple((attribute, column.name, column.default) for attribute, column in _columns(model))
 
 
 def _names(model: type[Any]) -> list[str]:
@@ -375,7 +382,7 @@ def _insert_at_once(
         cursor.execute(statement.sql, parameters)
         row = cursor.fetchone()
     assert row is not None
-    mark_written(session, *_WRITTEN_AT_ONCE, announced=(wake.TABLE,))
+    mark_written(session, *_WRITTEN_AT_ONCE, announced=(wake.TABLE,), connection=connection)
     case_id, ids = row[0], row[1] or {}
     return int(case_id), [int(ids[values["check_key"]]) for values in checks]
 

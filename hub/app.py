@@ -56,6 +56,9 @@ def create_app(
     app = FastAPI(
         title="Provincial approval exchange hub", version="1.0.0", description=DESCRIPTION,
         openapi_url="/openapi.json", lifespan=registry_setup.lifespan,
+        # The hub exports its own metrics (MetricsMiddleware, /metrics) and configures no OpenTelemetry; FastAPI's
+        # native telemetry would look up the global OpenTelemetry providers on every request to find that out.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     refcache.configure(ttl_s=settings.reference_cache_ttl_s)

@@ -411,11 +411,11 @@ def _as_loaded(session: Session, case: Case, case_id: int, checks: list[CaseVeri
                check_ids: list[int]) -> None:
     """Make the written objects persistent in the session as if just loaded: no INSERT at the next flush,
     no SELECT when read (the receipt is built from them)."""
+    # Into the instances' dicts, as loading sets them (``hub.db.built``): a transient row has no history to record.
     for row, row_id in zip(checks, check_ids, strict=True):
-        row.id, row.case_id = row_id, case_id
-        set_committed_value(row, "manual", None)  # a new check has no manual verification
+        row.__dict__.update(id=row_id, case_id=case_id, manual=None)  # a new check has no manual verification
         make_transient_to_detached(row)
-    case.id = case_id
+    case.__dict__["id"] = case_id
     make_transient_to_detached(case)
     # Item and department are reference data, maybe shared by a per-process cache: set on the case as
     # loaded, never cascaded into this session (an object belongs to one session at a time).

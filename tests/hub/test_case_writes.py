@@ -112,6 +112,28 @@ def test_a_submission_writes_its_case_once_and_on_postgresql_in_one_statement(
     assert (checked, findings) == (1, [])
 
 
+def test_on_postgresql_the_submission_statement_is_parsed_once_not_per_submission(
+    client: TestClient, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """psycopg keeps the parse of a statement's placeholders only for a text of at most 4096 characters; the
+    one statement of a submission must stay within it, or every submission parses its 4 KB again."""
+    if backend != "postgresql":
+        pytest.skip("the one-statement write and psycopg's parse cache are PostgreSQL's")
+    from psycopg import _queries
+
+    parsed_again: list[bytes] = []
+    uncached = _queries._query2pg_nocache
+
+    def counting(query: bytes, encoding: str) -> Any:
+        parsed_again.append(query)
+        return uncached(query, encoding)
+
+    monkeypatch.setattr(_queries, "_query2pg_nocache", counting)
+    for _ in range(2):
+        submit(client, KEY)
+    assert [query[:60] for query in parsed_again if b"INSERT INTO cases" in query] == []
+
+
 def test_the_receipt_of_a_verified_submission_reads_no_check_back(
     hub: TestClient, engine: Engine, session_factory: sessionmaker[Session], seed: Seed
 ) -> None:

@@ -124,6 +124,11 @@ def fresh_database(admin_url: str, name: str, *, keep: bool) -> Iterator[str]:
         admin.dispose()
 
 
+# As in production, where `hub worker` keeps the metrics' daily roll-up caught up to yesterday: each case write
+# then runs the whole dirty-day trigger of migration 0015, not its early exit for "nothing rolled up yet".
+ROLLED_UP_TO_YESTERDAY = "UPDATE metrics_rollup SET rolled_until = CURRENT_DATE - 1 WHERE id = 1"
+
+
 def prepare_database(url: str) -> None:
     """Migrate with Alembic (the only way the hub's schema is made) and seed the demo province."""
     from bench.baseline_app import TABLE_DDL
@@ -136,6 +141,8 @@ def prepare_database(url: str) -> None:
         upgrade(engine)
         with unit_of_work(make_session_factory(engine)) as session:
             seed_demo(session, now=datetime.now(UTC))
+        with engine.begin() as connection:
+            connection.execute(text(ROLLED_UP_TO_YESTERDAY))
         # The baseline's table, made once here: two baseline workers would race on CREATE TABLE.
         with engine.begin() as connection:
             connection.execute(text(TABLE_DDL))

@@ -35,7 +35,7 @@ from hub.org.service import is_within
 from hub.outbox import service as outbox
 from hub.outbox.models import OutboxMessage
 from hub.supervision import ratings
-from hub.validation import field_errors, shared_validator
+from hub.validation import shared_errors
 from workflow.clock import Suspension
 from workflow.definition import standard_definition
 
@@ -362,7 +362,7 @@ def _inbox_row(checked: CheckedMessage, result: IngestResult, case: Case | None,
 
 
 def _check_schema(schema: str, document: Any, prefix: str) -> None:
-    errors = field_errors(shared_validator(schema).iter_errors(document), prefix=prefix)
+    errors = shared_errors(schema, document, prefix=prefix)
     if errors:
         first = errors[0]
         raise RecordRejected("schema", f"{first.field}: {first.message}"[:500], field=first.field,

@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             stats = pstats.Stats(profiler)
             stats.sort_stats("cumulative").print_stats(45)
             stats.sort_stats("tottime").print_stats(40)
-            stats.print_callees("evaluate_touched|_apply_record|_apply_optimistically")
+            stats.print_callees(os.environ.get("CALLEES", "evaluate_touched"))
         print(f"load average before {tuple(round(x, 2) for x in load_before)}, "
               f"after {tuple(round(x, 2) for x in os.getloadavg())}")
         engine.dispose()

@@ -171,6 +171,7 @@ def open_branch(
     session.add(case)
     session.add(event)
     note_touched(session, case, first_seq=1)
+    _note_event(session, case, event)
     return Opening(case, event)
 
 
@@ -179,6 +180,7 @@ def add_case(session: Session, opening: Opening) -> None:
     session.add(opening.case)
     session.add(opening.event)
     note_touched(session, opening.case, first_seq=1)
+    _note_event(session, opening.case, opening.event)
 
 
 def insert_case(session: Session, opening: Opening, *, outbox: Sequence[OutboxMessage] = ()) -> None:
@@ -208,6 +210,9 @@ def insert_case(session: Session, opening: Opening, *, outbox: Sequence[OutboxMe
 # seq each got in this unit of work.
 
 TOUCHED = "hub.supervision.touched"  # session.info: {case: first seq appended in the open transaction}
+# session.info: {case: [its events made in the open transaction]} — the rules read a case opened in this unit of
+# work from these, not from the database.
+NEW_EVENTS = "hub.supervision.new_events"
 
 
 def note_touched(session: Session, case: Case, *, first_seq: int | None = None) -> None:
@@ -218,6 +223,13 @@ def note_touched(session: Session, case: Case, *, first_seq: int | None = None) 
     touched.setdefault(case, first_seq if first_seq is not None else case.event_count + 1)
 
 
+def _note_event(session: Session, case: Case, event: CaseEvent) -> None:
+    events = session.info.get(NEW_EVENTS)
+    if events is None:
+        events = session.info[NEW_EVENTS] = {}
+    events.setdefault(case, []).append(event)
+
+
 # --- appending a step --------------------------------------------------------------------------
 
 
@@ -226,6 +238,7 @@ def append_step(session: Session, case: Case, new: NewEvent, *, key: str) -> Cas
     note_touched(session, case)
     event = _event(case, new, key)
     session.add(event)
+    _note_event(session, case, event)
     return event
 
 

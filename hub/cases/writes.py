@@ -22,15 +22,16 @@ A new case is built by `new_case` and written by one of two writers:
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
 from psycopg.types.json import Jsonb
-from sqlalchemy import Column, Connection, Dialect, Select, func, insert, inspect, select
+from sqlalchemy import Column, Connection, Dialect, Select, func, insert, inspect, select, update
 from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.sql.dml import Insert
 
 from hub.audit.service import case_row, event_mac
@@ -202,6 +203,56 @@ def insert_case(session: Session, opening: Opening, *, outbox: Sequence[OutboxMe
                                                 message_values)
     _as_loaded(session, case, case_id, checks, check_ids)
     note_touched(session, case, first_seq=1)
+
+
+# --- updating cases a batch changed ------------------------------------------------------------
+
+
+def update_cases(session: Session, cases: Iterable[Case]) -> list[Case]:
+    """Write the changes of the persistent ``cases`` now, in ONE ``UPDATE cases … FROM`` (the rows as one JSONB
+    parameter) on PostgreSQL, where the ORM's flush sends an UPDATE per case (its ``lock_version`` check makes it
+    unbatchable). The check stays, in SQL: a row is updated only while its ``lock_version`` is the one this
+    session loaded, and bumped; a row another transaction changed meanwhile raises ``StaleDataError``, as the
+    flush would have. Afterwards the cases hold nothing more to flush. Elsewhere (SQLite), and for a single
+    changed case, the flush does it. Returns the cases it wrote: a caller that rolls back a savepoint around
+    this must expire them (the ORM expires only what its own flush wrote)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return []
+    columns = _case_attributes()
+    changed: list[tuple[Case, list[str]]] = []
+    for case in cases:
+        state = inspect(case)
+        if not state.persistent or not state.modified:
+            continue
+        keys = [key for key in state.committed_state if key in columns and key != "lock_version"]
+        if keys:
+            changed.append((case, keys))
+    if len(changed) < 2:
+        return []
+    attributes = sorted({key for _, keys in changed for key in keys})
+    names = [columns[key] for key in attributes]
+    rows = [json_row({"id": case.id, "lock_version": case.lock_version,
+                      **{name: getattr(case, key) for key, name in zip(attributes, names, strict=True)}})
+            for case, _ in changed]
+    source = json_rows(CASES.name, ["id", "lock_version", *names], "rows", many=True)
+    statement = (update(CASES).where(CASES.c.id == source.c.id, CASES.c.lock_version == source.c.lock_version)
+                 .values({**{name: source.c[name] for name in names}, "lock_version": CASES.c.lock_version + 1})
+                 .returning(CASES.c.id))
+    updated = set(session.connection().execute(statement, {"rows": rows}).scalars())
+    if len(updated) != len(changed):
+        raise StaleDataError(f"UPDATE statement on table 'cases' expected to update {len(changed)} row(s); "
+                             f"{len(updated)} were matched.")
+    for case, keys in changed:
+        for key in keys:  # as loaded: nothing left for the flush
+            set_committed_value(case, key, getattr(case, key))
+        set_committed_value(case, "lock_version", case.lock_version + 1)
+    return [case for case, _ in changed]
+
+
+@functools.cache
+def _case_attributes() -> dict[str, str]:
+    """Case attribute → column name, of the columns a writer sets (not the id)."""
+    return {key: column.name for key, column in _columns(Case)}
 
 
 # --- what the unit of work touched ---------------------------------------------------------------

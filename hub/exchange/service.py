@@ -130,6 +130,7 @@ def _apply_optimistically(
     outcomes: list[Applied] = []
     inbox: list[tuple[CheckedMessage, IngestResult, Case | None]] = []
     failed: dict[int, Applied] = {}
+    updated: list[Case] = []
     cache.owed, cache.outbox = [], []
     try:
         with session.begin_nested():
@@ -155,7 +156,10 @@ def _apply_optimistically(
                 inbox.append((checked, result, case))
                 cache.applied((checked.partner.code, checked.message_id))
                 outcomes.append(Applied(result=result))
-            session.flush()  # the batch's cases and steps, batched per table
+            # The batch's existing cases in one statement (their lock_version checked in it), then the rest of
+            # the batch — new cases and steps — in one flush, batched per table.
+            updated = writes.update_cases(session, (c for c in cache.cases.values() if c is not None))
+            session.flush()
             # After the flush: a new case has its id now.
             deliveries.create_owed(session, cache.owed, now)
             _insert_rows(session, OUTBOX, [_row(OUTBOX, message) for message in cache.outbox])
@@ -168,6 +172,8 @@ def _apply_optimistically(
             raise
         cache.restore(before)
         cache.forget_rolled_back(session)
+        for case in updated:  # written outside the ORM's flush, rolled back with the savepoint: read them again
+            session.expire(case)
         return None, failed
     cache.owed = cache.outbox = None
     return outcomes, failed
@@ -507,7 +513,9 @@ def _apply_record(
         if case is None:
             case, head = _new_partner_case(session, partner, item, record, now, key)
             _remember_case(session, case)
-        elif case.event_count:
+        elif case.event_count and steps[-1]["seq"] <= case.partner_event_seq:
+            # Only a record without new steps compares the row before and after (`_seal_record`); one with new
+            # steps reseals its last step anyway. (The case-row digest is the costly part of sealing.)
             sealed = case_row(case, key=key)
         for step in steps:
             if step["seq"] > case.partner_event_seq:

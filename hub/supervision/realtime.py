@@ -102,8 +102,12 @@ def evaluate_touched(session: Session, touched: dict[Case, int], *, rules: Seque
                 found[case_id] = findings
     if not found:
         return 0
-    # A case evaluated again finds again what it found before: one query skips what is raised already.
-    known = set(session.execute(select(Alert.case_id, Alert.rule, Alert.level).where(Alert.case_id.in_(list(found)))))
+    # A case evaluated again finds again what it found before: one query skips what is raised already — not
+    # asked for a case opened in this unit of work, which nothing else can have raised an alert on yet (and
+    # raise_many's ON CONFLICT DO NOTHING would drop a duplicate anyway).
+    earlier = [case_id for case_id in found if cases[case_id][1] != 1]
+    known = set(session.execute(select(Alert.case_id, Alert.rule, Alert.level)
+                                .where(Alert.case_id.in_(earlier)))) if earlier else set()
     # Raised through the batch writer: one INSERT and one SELECT per moment of the unit of work (a batch of
     # partner records shares its moment), not per case; each alert keeps its case's time.
     by_moment: dict[datetime, list[tuple[Case, list[Finding]]]] = {}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import lru_cache
 from typing import Any
 
@@ -43,6 +43,10 @@ if _missing:  # pragma: no cover - a broken installation
                       "(rfc3339-validator, rfc3986-validator)")
 
 
+# The shared schemas a partner message is checked against (envelope and payload).
+SHARED_SCHEMAS = ("envelope.v1.json", "case-record.v1.json", "case-event.v1.json")
+
+
 def validator_for(schema: dict[str, Any]) -> Draft202012Validator:
     return Draft202012Validator(schema, format_checker=FORMAT_CHECKER)
 
@@ -65,9 +69,8 @@ def shared_validator(name: str) -> Draft202012Validator:
     took. Errors read the same: a reference yields the errors of its target, and so does the target."""
     from referencing import Registry, Resource
 
-    names = ("envelope.v1.json", "case-record.v1.json", "case-event.v1.json")
     registry: Registry = Registry().with_resources(
-        (load_schema(n)["$id"], Resource.from_contents(load_schema(n))) for n in names
+        (load_schema(n)["$id"], Resource.from_contents(load_schema(n))) for n in SHARED_SCHEMAS
     )
     schema = load_schema(name)
     inlined = _inline_refs(schema, registry.resolver(base_uri=schema.get("$id", "")), depth=0)
@@ -85,6 +88,43 @@ def _inline_refs(node: Any, resolver: Any, *, depth: int) -> Any:
         resolved = resolver.lookup(node["$ref"])
         return _inline_refs(resolved.contents, resolved.resolver, depth=depth + 1)
     return {key: _inline_refs(value, resolver, depth=depth) for key, value in node.items()}
+
+
+@lru_cache(maxsize=64)
+def fast_check(name: str) -> Callable[[Any], bool] | None:
+    """A compiled yes/no check of a shared schema (jsonschema-rs), ≈15× cheaper than ``shared_validator``; None
+    when the package is missing. Only a quick pass: a document it refuses is checked again by
+    ``shared_validator``, whose errors (field and rule) are the ones reported, and which has the last word.
+
+    Never laxer than jsonschema, so a document it passes is one jsonschema passes too: the formats are checked
+    by the very checkers jsonschema uses (``FORMAT_CHECKER``), and the shared schemas' patterns are ASCII
+    classes, anchors and ``\\d`` — where Rust's regex differs from Python's ``re`` it is stricter (``$`` does
+    not match before a final newline). tests/hub/test_validation.py compares the two on mutated records."""
+    try:
+        import jsonschema_rs
+    except ImportError:  # pragma: no cover - an installation without it still validates, more slowly
+        return None
+    registry = jsonschema_rs.Registry([(load_schema(n)["$id"], load_schema(n)) for n in SHARED_SCHEMAS])
+    formats = {name: _format_check(name) for name in DECLARED_FORMATS}
+    validator = jsonschema_rs.Draft202012Validator(load_schema(name), registry=registry, validate_formats=True,
+                                                   formats=formats)
+    return validator.is_valid
+
+
+def _format_check(name: str) -> Callable[[str], bool]:
+    return lambda value: FORMAT_CHECKER.conforms(value, name)
+
+
+def shared_errors(name: str, document: Any, *, prefix: str) -> list[FieldError]:
+    """Every error of ``document`` against the shared schema ``name``, by field and rule (none: valid). The
+    compiled check first; jsonschema only for a document it refuses."""
+    fast = fast_check(name)
+    try:
+        if fast is not None and fast(document):
+            return []
+    except Exception:  # something it cannot take (a huge integer?): jsonschema decides
+        pass
+    return field_errors(shared_validator(name).iter_errors(document), prefix=prefix)
 
 
 def field_errors(errors: Iterable[ValidationError], *, prefix: str) -> list[FieldError]:

@@ -6,7 +6,8 @@
   ``setup(channel)`` (e.g. ``declare_topology``) on every new connection, sets ``basic_qos(prefetch)`` and
   consumes with manual acks;
 * hands a ``BatchHandler`` up to ``batch_size`` deliveries at once (see ``_take_batch``), any other handler one;
-* settles each delivery (``settlement.settle``): ACK → basic.ack; RETRY or a handler exception → after a
+* settles each delivery (``settlement.settle``): ACK → basic.ack; DEFER → kept unsettled and handed over
+  again first with the next batch; RETRY or a handler exception → after a
   backoff delay (``retry_initial_s`` … ``retry_max_s``), basic.reject(requeue=True), which counts toward
   ``x-delivery-limit``; REJECT, or the last allowed delivery of a retried message → dead letter with the
   reason;
@@ -214,6 +215,9 @@ class _Session:
         if settlement.action is Action.ACK:
             channel.basic_ack(tag)
             self.first_seen.forget(message.message_id)
+        elif settlement.action is Action.DEFER:  # only batch handlers defer; kept, handled again next
+            self._pause(POLL_S)
+            self._pending.appendleft((method, properties, body))
         elif settlement.action is Action.REQUEUE:
             self._pause(retry_delay_s(message, self.settings.retry_policy))
             # reject, not nack: from RabbitMQ 4.3 only basic.reject(requeue) counts toward x-delivery-limit
@@ -235,7 +239,8 @@ class _Session:
 
     def _deliver_batch(self, channel: BlockingChannel, handler: BatchHandler, deliveries: list[_Delivery]) -> None:
         """Handle a batch, then settle it: acks first (one ``multiple`` ack when all succeeded), then dead
-        letters, then — after one pause for the whole batch — the requeues."""
+        letters, then — after one pause for the whole batch — the requeues. Deferred deliveries go back to the
+        front of the pending ones, unsettled, in their order: the next batch starts with them."""
         messages = [inbound_message(self.queue, *delivery) for delivery in deliveries]
         now = self.clock()
         for message in messages:
@@ -244,10 +249,12 @@ class _Session:
                               dead_letter_exchange=self.dead_letter_exchange)
                        for message, outcome in zip(messages, run_batch_handler(handler, messages), strict=True)]
         tags = [method.delivery_tag for method, _, _ in deliveries]
-        all_acked = all(s.action is Action.ACK for s in settlements)
+        # A ``multiple`` ack settles every earlier delivery of the channel: only when none is left unsettled
+        # (a delivery deferred by an earlier batch is in this one, ahead of the rest).
+        all_acked = all(s.action is Action.ACK for s in settlements) and all(
+            method.delivery_tag > max(tags) for method, _, _ in self._pending)
         if all_acked:
-            # Every earlier delivery of this channel is settled already: this acks exactly the batch.
-            channel.basic_ack(tags[-1], multiple=True)
+            channel.basic_ack(max(tags), multiple=True)
         for tag, message, settlement in zip(tags, messages, settlements, strict=True):
             if settlement.action is Action.ACK:
                 if not all_acked:
@@ -255,6 +262,11 @@ class _Session:
                 self.first_seen.forget(message.message_id)
             elif settlement.action is Action.DEAD_LETTER:
                 self._dead_letter(channel, tag, message, settlement)
+        deferred = [delivery for delivery, settlement in zip(deliveries, settlements, strict=True)
+                    if settlement.action is Action.DEFER]
+        if deferred and len(deferred) == len(deliveries):
+            self._pause(POLL_S)  # nothing of the batch could be done now: no busy loop over it
+        self._pending.extendleft(reversed(deferred))
         requeue = [(tag, message) for tag, message, settlement in zip(tags, messages, settlements, strict=True)
                    if settlement.action is Action.REQUEUE]
         if requeue:

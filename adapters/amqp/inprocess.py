@@ -134,14 +134,20 @@ class InProcessBus:
             outcomes = (run_batch_handler(batch, messages) if batch is not None
                         else [run_handler(handler, messages[0])])
             requeue: list[tuple[_Stored, InboundMessage]] = []
+            deferred: list[_Stored] = []
             for stored, message, outcome in zip(taken, messages, outcomes, strict=True):
                 settlement = settle(message, outcome, self.delivery_limit, dead_letter_exchange=dlx)
                 if settlement.action is Action.ACK:
                     self._first_seen.forget(message.message_id)
+                elif settlement.action is Action.DEFER:
+                    deferred.append(stored)
                 elif settlement.action is Action.REQUEUE:
                     requeue.append((stored, message))
                 else:
                     self._dead_letter(message, settlement.reason or "rejected", dlx)
+            if deferred:  # handed over again first, uncounted, as the AMQP consumer does
+                with self._changed:
+                    self._queues[queue].extendleft(reversed(deferred))
             if requeue:  # one pause for the batch, as the AMQP consumer does
                 stop_event.wait(max(retry_delay_s(m, self.retry_policy) for _, m in requeue))
                 for stored, _ in requeue:

@@ -97,6 +97,7 @@ class OutcomeKind(StrEnum):
     ACK = "ack"
     REJECT = "reject"
     RETRY = "retry"
+    DEFER = "defer"
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,10 @@ class Outcome:
     * ``Outcome.ACK`` — done (return it only after the handler's own transaction committed);
     * ``Outcome.reject(reason)`` — poison: dead-letter now, with the reason (never personal data);
     * ``Outcome.RETRY`` / ``Outcome.retry(reason)`` — transient failure: redeliver; counts toward the
-      delivery limit, after which the message is dead-lettered with the last reason.
+      delivery limit, after which the message is dead-lettered with the last reason;
+    * ``Outcome.DEFER`` — not handled yet, through no fault of its own (another consumer is applying a message
+      about the same case): the consumer keeps the delivery, unsettled, and hands it over again with its next
+      batch, ahead of later deliveries; it counts toward nothing. Only a batch handler returns it.
     """
 
     kind: OutcomeKind
@@ -114,6 +118,7 @@ class Outcome:
 
     ACK: ClassVar[Outcome]
     RETRY: ClassVar[Outcome]
+    DEFER: ClassVar[Outcome]
 
     @classmethod
     def reject(cls, reason: str) -> Outcome:
@@ -128,6 +133,7 @@ class Outcome:
 
 Outcome.ACK = Outcome(OutcomeKind.ACK)
 Outcome.RETRY = Outcome(OutcomeKind.RETRY)
+Outcome.DEFER = Outcome(OutcomeKind.DEFER)
 
 Handler = Callable[[InboundMessage], Outcome]
 

@@ -1,6 +1,7 @@
 """How a delivery is settled, shared by the RabbitMQ consumer and the in-process bus so both behave alike.
 
 * ACK → acknowledge.
+* DEFER → keep the delivery unsettled and hand it to the handler again with the next batch, first.
 * REJECT(reason) → dead-letter with the reason.
 * RETRY, or a handler exception → requeue after a backoff delay, except on the last delivery the queue
   allows (``delivery_count >= delivery_limit``): the broker would dead-letter it on this requeue with only
@@ -45,6 +46,7 @@ MAX_REASON_CHARS = 500
 
 class Action(StrEnum):
     ACK = "ack"
+    DEFER = "defer"
     REQUEUE = "requeue"
     DEAD_LETTER = "dead_letter"
 
@@ -58,6 +60,8 @@ class Settlement:
 def settle(message: InboundMessage, outcome: Outcome, delivery_limit: int, *, dead_letter_exchange: str) -> Settlement:
     if outcome.kind is OutcomeKind.ACK:
         return Settlement(Action.ACK)
+    if outcome.kind is OutcomeKind.DEFER:
+        return Settlement(Action.DEFER)
     if outcome.kind is OutcomeKind.REJECT:
         settlement = Settlement(Action.DEAD_LETTER, outcome.reason)
     elif message.delivery_count >= delivery_limit:

@@ -23,15 +23,16 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
 from psycopg.types.json import Jsonb
-from sqlalchemy import Column, Connection, Dialect, Select, func, insert, inspect, select
+from sqlalchemy import Column, Connection, Dialect, Select, func, insert, inspect, select, update
 from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.sql.dml import Insert
 
 from hub.audit.service import case_row, event_mac
@@ -172,6 +173,7 @@ def open_branch(
     session.add(case)
     session.add(event)
     note_touched(session, case, first_seq=1)
+    _note_event(session, case, event)
     return Opening(case, event)
 
 
@@ -180,6 +182,7 @@ def add_case(session: Session, opening: Opening) -> None:
     session.add(opening.case)
     session.add(opening.event)
     note_touched(session, opening.case, first_seq=1)
+    _note_event(session, opening.case, opening.event)
 
 
 def insert_case(session: Session, opening: Opening, *, outbox: Sequence[OutboxMessage] = ()) -> None:
@@ -203,12 +206,65 @@ def insert_case(session: Session, opening: Opening, *, outbox: Sequence[OutboxMe
     note_touched(session, case, first_seq=1)
 
 
+# --- updating cases a batch changed ------------------------------------------------------------
+
+
+def update_cases(session: Session, cases: Iterable[Case]) -> list[Case]:
+    """Write the changes of the persistent ``cases`` now, in ONE ``UPDATE cases … FROM`` (the rows as one JSONB
+    parameter) on PostgreSQL, where the ORM's flush sends an UPDATE per case (its ``lock_version`` check makes it
+    unbatchable). The check stays, in SQL: a row is updated only while its ``lock_version`` is the one this
+    session loaded, and bumped; a row another transaction changed meanwhile raises ``StaleDataError``, as the
+    flush would have. Afterwards the cases hold nothing more to flush. Elsewhere (SQLite), and for a single
+    changed case, the flush does it. Returns the cases it wrote: a caller that rolls back a savepoint around
+    this must expire them (the ORM expires only what its own flush wrote)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return []
+    columns = _case_attributes()
+    changed: list[tuple[Case, list[str]]] = []
+    for case in cases:
+        state = inspect(case)
+        if not state.persistent or not state.modified:
+            continue
+        keys = [key for key in state.committed_state if key in columns and key != "lock_version"]
+        if keys:
+            changed.append((case, keys))
+    if len(changed) < 2:
+        return []
+    attributes = sorted({key for _, keys in changed for key in keys})
+    names = [columns[key] for key in attributes]
+    rows = [json_row({"id": case.id, "lock_version": case.lock_version,
+                      **{name: getattr(case, key) for key, name in zip(attributes, names, strict=True)}})
+            for case, _ in changed]
+    source = json_rows(CASES.name, ["id", "lock_version", *names], "rows", many=True)
+    statement = (update(CASES).where(CASES.c.id == source.c.id, CASES.c.lock_version == source.c.lock_version)
+                 .values({**{name: source.c[name] for name in names}, "lock_version": CASES.c.lock_version + 1})
+                 .returning(CASES.c.id))
+    updated = set(session.connection().execute(statement, {"rows": rows}).scalars())
+    if len(updated) != len(changed):
+        raise StaleDataError(f"UPDATE statement on table 'cases' expected to update {len(changed)} row(s); "
+                             f"{len(updated)} were matched.")
+    for case, keys in changed:
+        for key in keys:  # as loaded: nothing left for the flush
+            set_committed_value(case, key, getattr(case, key))
+        set_committed_value(case, "lock_version", case.lock_version + 1)
+    return [case for case, _ in changed]
+
+
+@functools.cache
+def _case_attributes() -> dict[str, str]:
+    """Case attribute → column name, of the columns a writer sets (not the id)."""
+    return {key: column.name for key, column in _columns(Case)}
+
+
 # --- what the unit of work touched ---------------------------------------------------------------
 # Electronic supervision runs its procedure and anomaly rules on every new event, once per unit of work, just
 # before it commits (hub/supervision/realtime.py): the writers note here which cases got events and the first
 # seq each got in this unit of work.
 
 TOUCHED = "hub.supervision.touched"  # session.info: {case: first seq appended in the open transaction}
+# session.info: {case: [its events made in the open transaction]} — the rules read a case opened in this unit of
+# work from these, not from the database.
+NEW_EVENTS = "hub.supervision.new_events"
 
 
 def note_touched(session: Session, case: Case, *, first_seq: int | None = None) -> None:
@@ -219,6 +275,13 @@ def note_touched(session: Session, case: Case, *, first_seq: int | None = None) 
     touched.setdefault(case, first_seq if first_seq is not None else case.event_count + 1)
 
 
+def _note_event(session: Session, case: Case, event: CaseEvent) -> None:
+    events = session.info.get(NEW_EVENTS)
+    if events is None:
+        events = session.info[NEW_EVENTS] = {}
+    events.setdefault(case, []).append(event)
+
+
 # --- appending a step --------------------------------------------------------------------------
 
 
@@ -227,6 +290,7 @@ def append_step(session: Session, case: Case, new: NewEvent, *, key: str) -> Cas
     note_touched(session, case)
     event = _event(case, new, key)
     session.add(event)
+    _note_event(session, case, event)
     return event
 
 

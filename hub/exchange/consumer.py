@@ -138,6 +138,8 @@ def _decode(message: InboundMessage, hub_user: str,
 
 
 def _outcome(message: InboundMessage, source: str, applied: service.Applied) -> Outcome:
+    if applied.deferred:  # its case is another worker's until that one commits: handed over again next batch
+        return Outcome.DEFER
     if applied.result is not None:
         log.info("record %s from %s: %s", message.message_id, source, applied.result.outcome)
         return Outcome.ACK

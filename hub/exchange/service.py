@@ -35,7 +35,7 @@ from hub.org.service import is_within
 from hub.outbox import service as outbox
 from hub.outbox.models import OutboxMessage
 from hub.supervision import ratings
-from hub.validation import field_errors, shared_validator
+from hub.validation import shared_errors
 from workflow.clock import Suspension
 from workflow.definition import standard_definition
 
@@ -80,6 +80,9 @@ class Applied:
     result: IngestResult | None = None
     rejected: RecordRejected | None = None
     error: Exception | None = None
+    # Not applied: another worker holds its case (its advisory lock) until that worker commits. The consumer
+    # keeps the delivery and hands it over again with its next batch (adapters/amqp Outcome.DEFER).
+    deferred: bool = False
 
 
 def ingest_batch(
@@ -89,8 +92,11 @@ def ingest_batch(
 
     The look-ups every message needs are made once for the batch: partners, the inbox rows of its message
     ids, its items (without their guide and form blobs) and its partner cases. On PostgreSQL the advisory
-    locks of all its partner cases are taken first, in one statement and in a fixed order, so two workers
-    whose batches share cases wait for each other instead of deadlocking.
+    locks of its partner cases are tried first, in one statement, without waiting: a message whose case
+    another worker holds is not applied but deferred (``Applied.deferred``), so two workers whose batches
+    share cases do not wait for each other's commits (a convoy); the consumer hands it over again with its
+    next batch. Only when every case of the batch is held elsewhere does it wait for them, all in one
+    statement and in a fixed order (no deadlock), as there is nothing else to do.
 
     Optimistic first (`_apply_optimistically`): every check runs before a message's first write, so the
     batch is applied in one SAVEPOINT, not one per message, and flushed once (its inserts batched per
@@ -124,10 +130,14 @@ def _apply_optimistically(
     outcomes: list[Applied] = []
     inbox: list[tuple[CheckedMessage, IngestResult, Case | None]] = []
     failed: dict[int, Applied] = {}
+    updated: list[Case] = []
     cache.owed, cache.outbox = [], []
     try:
         with session.begin_nested():
             for index, (envelope, source) in enumerate(envelopes):
+                if cache.held_elsewhere(envelope, source):
+                    outcomes.append(Applied(deferred=True))
+                    continue
                 try:
                     checked = check(session, envelope=envelope, authenticated_source=source)
                 except RecordRejected as exc:
@@ -146,7 +156,10 @@ def _apply_optimistically(
                 inbox.append((checked, result, case))
                 cache.applied((checked.partner.code, checked.message_id))
                 outcomes.append(Applied(result=result))
-            session.flush()  # the batch's cases and steps, batched per table
+            # The batch's existing cases in one statement (their lock_version checked in it), then the rest of
+            # the batch — new cases and steps — in one flush, batched per table.
+            updated = writes.update_cases(session, (c for c in cache.cases.values() if c is not None))
+            session.flush()
             # After the flush: a new case has its id now.
             deliveries.create_owed(session, cache.owed, now)
             _insert_rows(session, OUTBOX, [_row(OUTBOX, message) for message in cache.outbox])
@@ -159,6 +172,8 @@ def _apply_optimistically(
             raise
         cache.restore(before)
         cache.forget_rolled_back(session)
+        for case in updated:  # written outside the ORM's flush, rolled back with the savepoint: read them again
+            session.expire(case)
         return None, failed
     cache.owed = cache.outbox = None
     return outcomes, failed
@@ -173,6 +188,9 @@ def _apply_one_by_one(
     for index, (envelope, source) in enumerate(envelopes):
         if index in failed:
             outcomes.append(failed[index])
+            continue
+        if cache.held_elsewhere(envelope, source):
+            outcomes.append(Applied(deferred=True))
             continue
         try:
             with session.begin_nested():  # released on success, rolled back on any exception
@@ -223,6 +241,7 @@ class _BatchCache:
     inbox: set[tuple[str, uuid.UUID]] | None = None  # applied (partner, message id) pairs; None: not fetched
     cases: dict[tuple[str, str], Case | None] = field(default_factory=dict)  # absent key: not fetched
     locked: set[str] = field(default_factory=set)
+    contended: set[str] = field(default_factory=set)  # lock keys another worker holds: their messages wait
     # Partner cases -> whether held events may wait for them; absent: not fetched. Most have none, and then
     # a message needs neither the flush nor the SELECT that looking for them costs.
     held: dict[tuple[str, str], bool] = field(default_factory=dict)
@@ -242,6 +261,13 @@ class _BatchCache:
         if key is not None and self.inbox is not None:
             self.inbox.add(key)
 
+    def held_elsewhere(self, envelope: Any, source: str) -> bool:
+        """Whether the message is about a partner case whose lock another worker holds."""
+        if not self.contended:
+            return False
+        key = _case_key(envelope, source)
+        return key is not None and _lock_key(*key) in self.contended
+
     def forget_rolled_back(self, session: Session) -> None:
         # A case created in a rolled-back savepoint is gone: look it up again next time.
         self.cases = {k: c for k, c in self.cases.items() if c is None or c in session}
@@ -260,6 +286,15 @@ def _inbox_key(envelope: Any, source: str) -> tuple[str, uuid.UUID] | None:
         return None
 
 
+def _case_key(envelope: Any, source: str) -> tuple[str, str] | None:
+    """(partner, external id) of the case a message is about, as far as the raw envelope tells."""
+    payload = envelope.get("payload") if isinstance(envelope, dict) else None
+    external_id = payload.get("external_id") if isinstance(payload, dict) else None
+    if not _texts([source]) or external_id not in _texts([external_id]):
+        return None
+    return source, external_id
+
+
 def _texts(values: Iterable[Any]) -> list[str]:
     # Only what could be a key: a message's garbage must not fail the batch's look-up.
     return sorted({v for v in values if isinstance(v, str) and 0 < len(v) <= 64 and "\x00" not in v})
@@ -269,19 +304,17 @@ def _prefetch(session: Session, cache: _BatchCache, envelopes: Sequence[tuple[An
     """One query per kind for the whole batch (partners and items come from the process's reference cache,
     hub/refcache.py); in a savepoint of its own, so that if one fails (it should
     not) the batch goes on with per-message look-ups."""
-    payloads = [(e.get("payload"), s) for e, s in envelopes if isinstance(e, dict)]
-    payloads = [(p, s) for p, s in payloads if isinstance(p, dict)]
-    sources = _texts(s for _, s in envelopes)
     inbox_keys = [k for k in (_inbox_key(e, s) for e, s in envelopes) if k is not None]
-    case_keys = sorted({(s, x) for s, x in ((s, p.get("external_id")) for p, s in payloads)
-                        if x in _texts([x]) and s in sources})
+    case_keys = sorted({k for k in (_case_key(e, s) for e, s in envelopes) if k is not None})
     try:
         with session.begin_nested():
             if inbox_keys:
                 cache.inbox = {(p, m) for p, m in session.execute(
                     select(InboxMessage.partner_code, InboxMessage.message_id)
                     .where(tuple_(InboxMessage.partner_code, InboxMessage.message_id).in_(inbox_keys)))}
-            _lock_cases(session, cache, case_keys)  # before reading the cases: then no other worker changes them
+            # Before reading the cases: then no other worker changes them. Cases held elsewhere are not read.
+            _lock_cases(session, cache, case_keys)
+            case_keys = [k for k in case_keys if _lock_key(*k) not in cache.contended]
             if case_keys:
                 found = {(c.origin_partner, c.external_id): c for c in session.scalars(
                     select(Case).where(tuple_(Case.origin_partner, Case.external_id).in_(case_keys))
@@ -292,18 +325,32 @@ def _prefetch(session: Session, cache: _BatchCache, envelopes: Sequence[tuple[An
                     .where(tuple_(PendingEvent.partner_code, PendingEvent.external_id).in_(case_keys)))}
                 cache.held = {k: k in waiting for k in case_keys}
     except DBAPIError:
-        cache.inbox, cache.cases, cache.locked, cache.held = None, {}, set(), {}
+        cache.inbox, cache.cases, cache.locked, cache.held, cache.contended = None, {}, set(), {}, set()
 
 
 def _lock_cases(session: Session, cache: _BatchCache, case_keys: Sequence[tuple[str, str]]) -> None:
+    """Take the batch's case locks that are free now (``cache.locked``) and note those another worker holds
+    (``cache.contended``); if every one is held elsewhere, wait for them all."""
     if session.get_bind().dialect.name != "postgresql" or not case_keys:
         return
     keys = sorted(_lock_key(partner, external_id) for partner, external_id in case_keys)
-    # In the keys' order (WITH ORDINALITY … ORDER BY): every worker takes overlapping locks in the same order.
-    session.execute(text(
-        "SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) FROM unnest(:keys) WITH ORDINALITY AS t(k, n) "
-        "ORDER BY n").bindparams(bindparam("keys", type_=ARRAY(String()))), {"keys": keys})
-    cache.locked.update(keys)
+    contended = set(session.scalars(_TRY_LOCKS, {"keys": keys}))
+    if contended and len(contended) == len(keys):
+        # Nothing of the batch can go ahead: wait, as a batch whose cases are all busy must. In the keys' order
+        # (WITH ORDINALITY … ORDER BY): every worker takes overlapping locks in the same order, and one that
+        # waits holds none of the batch's locks (it got none), so two workers never wait for each other.
+        session.execute(_LOCKS, {"keys": keys})
+        contended = set()
+    cache.locked.update(k for k in keys if k not in contended)
+    cache.contended = contended
+
+
+_KEYS = bindparam("keys", type_=ARRAY(String()))
+_LOCKS = text("SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) FROM unnest(:keys) WITH ORDINALITY AS t(k, n) "
+              "ORDER BY n").bindparams(_KEYS)
+# The keys whose lock another transaction holds; every other one is taken (until commit) as a side effect.
+_TRY_LOCKS = text("SELECT k FROM unnest(:keys) AS t(k) WHERE NOT pg_try_advisory_xact_lock(hashtextextended(k, 0))"
+                  ).bindparams(_KEYS)
 
 
 def _already_applied(session: Session, partner_code: str, message_id: uuid.UUID) -> bool:
@@ -362,7 +409,7 @@ def _inbox_row(checked: CheckedMessage, result: IngestResult, case: Case | None,
 
 
 def _check_schema(schema: str, document: Any, prefix: str) -> None:
-    errors = field_errors(shared_validator(schema).iter_errors(document), prefix=prefix)
+    errors = shared_errors(schema, document, prefix=prefix)
     if errors:
         first = errors[0]
         raise RecordRejected("schema", f"{first.field}: {first.message}"[:500], field=first.field,
@@ -466,7 +513,9 @@ def _apply_record(
         if case is None:
             case, head = _new_partner_case(session, partner, item, record, now, key)
             _remember_case(session, case)
-        elif case.event_count:
+        elif case.event_count and steps[-1]["seq"] <= case.partner_event_seq:
+            # Only a record without new steps compares the row before and after (`_seal_record`); one with new
+            # steps reseals its last step anyway. (The case-row digest is the costly part of sealing.)
             sealed = case_row(case, key=key)
         for step in steps:
             if step["seq"] > case.partner_event_seq:

@@ -19,16 +19,16 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import fields, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, event, or_, select
+from sqlalchemy import and_, event, or_, select, text
 from sqlalchemy import inspect as orm_inspect
 from sqlalchemy.orm import Session
 
 from hub.calendar.service import load_calendar
 from hub.cases.models import Case, CaseEvent
-from hub.cases.writes import TOUCHED
+from hub.cases.writes import NEW_EVENTS, TOUCHED
 from hub.clock import business_date
 from hub.supervision.findings import Finding
 from hub.supervision.models import Alert
@@ -65,13 +65,18 @@ def definition_for(case: Case) -> WorkflowDefinition:
     return get_definition(case.workflow_id)
 
 
-def evaluate_touched(session: Session, touched: dict[Case, int], *, rules: Sequence[Rule] = RULES) -> int:
+def evaluate_touched(session: Session, touched: dict[Case, int], *, rules: Sequence[Rule] = RULES,
+                     new_events: dict[Case, list[CaseEvent]] | None = None) -> int:
     """Run ``rules`` over the touched cases (case → first seq new in this unit of work) and raise what they
-    find; returns the number of new alerts."""
+    find; returns the number of new alerts. ``new_events``: the events made in this unit of work, by case
+    (hub/cases/writes.py ``NEW_EVENTS``) — a case opened in it is read from them, not from the database."""
     cases = {case.id: (case, first) for case, first in touched.items() if _evaluable(case)}
     if not cases:
         return 0
-    steps = _steps_of(session, list(cases))
+    steps = _steps_in_memory(cases, new_events or {})
+    missing = [case_id for case_id in cases if case_id not in steps]
+    if missing:
+        steps.update(_steps_of(session, missing))
     calendar = load_calendar(session)
     # Pass 1 answers every lookup with "nothing" and notes what was asked; pass 2 re-runs only the cases that
     # asked, with the answers read in one query per kind of lookup for the whole unit of work.
@@ -97,8 +102,12 @@ def evaluate_touched(session: Session, touched: dict[Case, int], *, rules: Seque
                 found[case_id] = findings
     if not found:
         return 0
-    # A case evaluated again finds again what it found before: one query skips what is raised already.
-    known = set(session.execute(select(Alert.case_id, Alert.rule, Alert.level).where(Alert.case_id.in_(list(found)))))
+    # A case evaluated again finds again what it found before: one query skips what is raised already — not
+    # asked for a case opened in this unit of work, which nothing else can have raised an alert on yet (and
+    # raise_many's ON CONFLICT DO NOTHING would drop a duplicate anyway).
+    earlier = [case_id for case_id in found if cases[case_id][1] != 1]
+    known = set(session.execute(select(Alert.case_id, Alert.rule, Alert.level)
+                                .where(Alert.case_id.in_(earlier)))) if earlier else set()
     # Raised through the batch writer: one INSERT and one SELECT per moment of the unit of work (a batch of
     # partner records shares its moment), not per case; each alert keeps its case's time.
     by_moment: dict[datetime, list[tuple[Case, list[Finding]]]] = {}
@@ -124,6 +133,30 @@ def _evaluable(case: Case) -> bool:
     return state.persistent and (case.event_count or 0) > 1
 
 
+def _steps_in_memory(cases: dict[int, tuple[Case, int]], new_events: dict[Case, list[CaseEvent]]
+                     ) -> dict[int, list[Step]]:
+    """The steps of the cases opened in this unit of work, from the events it made (flushed, so as their rows
+    hold them): a case only when all its events are there and written (none lost to a rolled-back savepoint)."""
+    steps: dict[int, list[Step]] = {}
+    for case_id, (case, first) in cases.items():
+        events = new_events.get(case)
+        if first != 1 or not events:
+            continue
+        events = sorted(events, key=lambda e: e.seq)
+        if [e.seq for e in events] != list(range(1, case.event_count + 1)) or not all(
+                orm_inspect(e).persistent for e in events):
+            continue
+        steps[case_id] = [_step(e) for e in events]
+    return steps
+
+
+def _step(event: CaseEvent) -> Step:
+    values = {name: getattr(event, name) for name in _STEP_COLUMNS[1:]}
+    values["occurred_at"] = values["occurred_at"].astimezone(UTC)  # as the column hands it back
+    values["data"] = values["data"] or {}
+    return Step(**values)
+
+
 def _steps_of(session: Session, case_ids: list[int]) -> dict[int, list[Step]]:
     """The events of every case in ``case_ids``, ordered: one query."""
     columns = [EVENTS.c[name] for name in _STEP_COLUMNS]
@@ -142,14 +175,16 @@ def _before_commit(session: Session) -> None:
     if session.in_nested_transaction():
         return  # a savepoint released: the unit of work goes on
     touched = session.info.pop(TOUCHED, None)
+    new_events = session.info.pop(NEW_EVENTS, None)
     if touched:
         session.flush()
-        evaluate_touched(session, touched)
+        evaluate_touched(session, touched, new_events=new_events)
 
 
 def _forget(session: Session, *_: Any) -> None:
     if not session.in_nested_transaction():
         session.info.pop(TOUCHED, None)
+        session.info.pop(NEW_EVENTS, None)
 
 
 def _key(arguments: dict[str, Any]) -> tuple[Any, ...]:
@@ -230,6 +265,13 @@ class SqlLookups:
         return list(self.answers[key])
 
     def _load_decisions(self, questions: list[dict[str, Any]]) -> None:
+        if self.session.get_bind().dialect.name == "postgresql":
+            by_actions: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+            for q in questions:
+                by_actions.setdefault(tuple(q["actions"]), []).append(q)
+            for actions, asked in by_actions.items():
+                self._count_decisions(actions, asked)
+            return
         # case_events has no index on actor or time: reach them through the departments' recent cases.
         actions = sorted({action for q in questions for action in q["actions"]})
         rows = self.session.execute(
@@ -245,18 +287,55 @@ class SqlLookups:
                 if actor == q["actor_id"] and department == q["department_id"] and action in q["actions"]
                 and submitted >= q["submitted_since"] and q["start"] <= at <= q["end"])
 
+    def _count_decisions(self, actions: tuple[str, ...], questions: list[dict[str, Any]]) -> None:
+        """PostgreSQL: every question of the unit of work in one statement whose text never changes (the
+        questions are arrays), so it is compiled once per process and prepared by the server, and only the
+        counts come back."""
+        counts = dict(self.session.execute(_DECISIONS, {
+            "actor": [q["actor_id"] for q in questions], "dept": [q["department_id"] for q in questions],
+            "t0": [q["start"] for q in questions], "t1": [q["end"] for q in questions],
+            "since": [q["submitted_since"] for q in questions], "actions": list(actions)}).all())
+        for n, q in enumerate(questions, start=1):
+            self.answers[("decisions_between", _key(q))] = int(counts.get(n, 0))
+
     def _load_withdrawals(self, questions: list[dict[str, Any]]) -> None:
-        rows = self.session.execute(
-            select(Case.id, Case.applicant_id_number, Case.item_id, Case.tracking_no, CaseEvent.occurred_at)
-            .join(CaseEvent, CaseEvent.case_id == Case.id)
-            .where(Case.accepted_on.is_not(None),  # its clock had started: the resubmission restarts it
-                   CaseEvent.action == WITHDRAW, or_(*(and_(
-                       Case.applicant_id_number == q["applicant_id_number"], Case.item_id == q["item_id"],
-                       CaseEvent.occurred_at >= q["since"], CaseEvent.occurred_at <= q["until"])
-                       for q in questions)))
-            .order_by(CaseEvent.occurred_at.desc())).all()
+        if self.session.get_bind().dialect.name == "postgresql":
+            rows = self.session.execute(_WITHDRAWALS, {
+                "applicant": [q["applicant_id_number"] for q in questions], "item": [q["item_id"] for q in questions],
+                "since": [q["since"] for q in questions], "until": [q["until"] for q in questions],
+                "action": WITHDRAW}).all()
+        else:
+            rows = self.session.execute(
+                select(Case.id, Case.applicant_id_number, Case.item_id, Case.tracking_no, CaseEvent.occurred_at)
+                .join(CaseEvent, CaseEvent.case_id == Case.id)
+                .where(Case.accepted_on.is_not(None),  # its clock had started: the resubmission restarts it
+                       CaseEvent.action == WITHDRAW, or_(*(and_(
+                           Case.applicant_id_number == q["applicant_id_number"], Case.item_id == q["item_id"],
+                           CaseEvent.occurred_at >= q["since"], CaseEvent.occurred_at <= q["until"])
+                           for q in questions)))
+                .order_by(CaseEvent.occurred_at.desc())).all()
         for q in questions:
             self.answers[("withdrawals_before", _key(q))] = [
                 Withdrawal(number, at) for case_id, applicant, item_id, number, at in rows
                 if case_id != q["case_id"] and applicant == q["applicant_id_number"] and item_id == q["item_id"]
                 and q["since"] <= at <= q["until"]]
+
+
+# The lookups on PostgreSQL: one statement each whatever the number of questions (arrays, unnest), so SQLAlchemy
+# compiles it once and psycopg prepares it — a list of OR-ed conditions was a new statement for every count.
+# case_events has no index on actor or time: the decisions are reached through the departments' recent cases.
+_DECISIONS = text(
+    "SELECT q.n, count(*) FROM unnest(CAST(:actor AS text[]), CAST(:dept AS integer[]), "
+    "CAST(:t0 AS timestamptz[]), CAST(:t1 AS timestamptz[]), CAST(:since AS timestamptz[])) "
+    "WITH ORDINALITY AS q(actor, dept, t0, t1, since, n) "
+    "JOIN cases c ON c.department_id = q.dept AND c.submitted_at >= q.since "
+    "JOIN case_events e ON e.case_id = c.id AND e.actor_id = q.actor AND e.occurred_at BETWEEN q.t0 AND q.t1 "
+    "AND e.action = ANY(CAST(:actions AS text[])) GROUP BY q.n")
+# Withdrawals after acceptance (its clock had started: the resubmission restarts it), the newest first.
+_WITHDRAWALS = text(
+    "SELECT DISTINCT c.id, c.applicant_id_number, c.item_id, c.tracking_no, e.occurred_at "
+    "FROM unnest(CAST(:applicant AS text[]), CAST(:item AS integer[]), CAST(:since AS timestamptz[]), "
+    "CAST(:until AS timestamptz[])) AS q(applicant, item, since, until) "
+    "JOIN cases c ON c.applicant_id_number = q.applicant AND c.item_id = q.item AND c.accepted_on IS NOT NULL "
+    "JOIN case_events e ON e.case_id = c.id AND e.action = :action AND e.occurred_at BETWEEN q.since AND q.until "
+    "ORDER BY e.occurred_at DESC")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import pytest
 from pika.adapters.blocking_connection import BlockingChannel
@@ -213,3 +213,48 @@ def test_a_handler_returning_something_else_is_treated_as_retry(settings: AmqpSe
         [(_, properties, _)] = get_all(channel, topology.dead_letter_queue, expected=1)
     assert "not an Outcome" in properties.headers[REASON_HEADER]
     assert handler.count() == TEST_DELIVERY_LIMIT + 1
+
+
+class Deferring:
+    """A batch handler that defers ``held`` the first ``times`` times it sees it and acks everything else."""
+
+    def __init__(self, held: str | None, times: int) -> None:
+        self.batch_size, self.batch_wait_s = 4, 0.05
+        self.held, self.times = held, times
+        self.batches: list[list[InboundMessage]] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, delivered: InboundMessage) -> Outcome:
+        return self.handle_batch([delivered])[0]
+
+    def handle_batch(self, messages: Sequence[InboundMessage]) -> list[Outcome]:
+        with self._lock:
+            self.batches.append(list(messages))
+            seen = sum(1 for batch in self.batches for m in batch if m.message_id == self.held)
+        return [Outcome.DEFER if m.message_id == self.held and seen <= self.times else Outcome.ACK for m in messages]
+
+    def handled(self) -> Counter[str | None]:
+        with self._lock:
+            return Counter(m.message_id for batch in self.batches for m in batch)
+
+
+def test_a_deferred_delivery_is_kept_and_handed_over_first_with_the_next_batch_uncounted(
+        settings: AmqpSettings, topology: Topology, channel: BlockingChannel) -> None:
+    sent = [message(topology.inbound_exchange, body=b'{"n": %d}' % i) for i in range(12)]
+    held = sent[1].message_id
+    handler = Deferring(held, times=2)
+    publish(settings, *sent)
+    with running_consumer(settings, topology.inbound_queue, handler,
+                          dead_letter_exchange=topology.dead_letter_exchange):
+        wait_for(lambda: sum(handler.handled().values()) >= len(sent) + 2, timeout_s=20,
+                 what="every message acked, the held one after two deferrals")
+    assert handler.handled() == Counter({**{m.message_id: 1 for m in sent}, held: 3})
+    with_held = [batch for batch in handler.batches if any(m.message_id == held for m in batch)]
+    # Kept by the consumer, not returned to the broker: no redelivery, nothing counted toward the limit; and
+    # ahead of the deliveries that came after it.
+    assert all(batch[0].message_id == held for batch in with_held[1:])
+    assert {(m.redelivered, m.delivery_count) for batch in with_held for m in batch if m.message_id == held} == {
+        (False, 0)}
+    # Nothing left unsettled or settled twice: the queue is empty once the consumer is gone, nothing dead.
+    assert queue_depth(channel, topology.inbound_queue) == 0
+    assert queue_depth(channel, topology.dead_letter_queue) == 0

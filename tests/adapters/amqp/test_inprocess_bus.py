@@ -218,3 +218,29 @@ def test_without_an_amqp_url_the_hub_gets_the_in_process_bus() -> None:
     assert isinstance(make_bus(None), InProcessBus)
     assert isinstance(make_bus("", delivery_limit=7), InProcessBus)
     assert make_bus(None, delivery_limit=7).delivery_limit == 7  # type: ignore[union-attr]
+
+
+def test_a_deferred_message_is_handed_over_again_first_and_uncounted(bus: InProcessBus) -> None:
+    sent = [message(INBOUND_EXCHANGE, body=b'{"n": %d}' % i) for i in range(6)]
+    held = sent[0].message_id
+    batches: list[list[InboundMessage]] = []
+
+    class Deferring:
+        batch_size, batch_wait_s = 3, 0.0
+
+        def __call__(self, delivered: InboundMessage) -> Outcome:
+            return self.handle_batch([delivered])[0]
+
+        def handle_batch(self, messages: list[InboundMessage]) -> list[Outcome]:
+            batches.append(list(messages))
+            first_time = sum(m.message_id == held for batch in batches for m in batch) == 1
+            return [Outcome.DEFER if m.message_id == held and first_time else Outcome.ACK for m in messages]
+
+    bus.publish_many(sent)
+    with consuming(bus, Deferring()):  # type: ignore[arg-type]
+        wait_for(lambda: sum(len(b) for b in batches) >= len(sent) + 1, timeout_s=10, what="every message acked")
+    assert Counter(m.message_id for b in batches for m in b) == Counter(
+        {**{m.message_id: 1 for m in sent}, held: 2})
+    assert batches[1][0].message_id == held
+    assert {(m.delivery_count, m.redelivered) for b in batches for m in b if m.message_id == held} == {(0, False)}
+    assert bus.messages(INBOUND_QUEUE) == [] and bus.messages(DEAD_LETTER_QUEUE) == []

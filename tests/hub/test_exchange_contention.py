@@ -1,0 +1,120 @@
+"""Two workers whose batches share a partner case (PostgreSQL): the second does not wait for the first one's
+commit. It applies the rest of its batch and defers the messages about the busy case (the consumer hands them
+over again with its next batch); only a batch with nothing else to do waits — and then applies in order."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, select, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from adapters.amqp.messages import InboundMessage, Outcome
+from adapters.amqp.topology import INBOUND_QUEUE
+from hub.cases.models import Case
+from hub.clock import FixedClock
+from hub.exchange import service
+from hub.exchange.consumer import InboundHandler
+from hub.settings import Settings
+from tests.support import case_record, envelope, item_code, wait_until
+
+ITEM = "physician-practice-registration"
+
+
+@pytest.fixture(autouse=True)
+def postgresql_only(backend: str) -> None:
+    if backend != "postgresql":
+        pytest.skip("advisory locks between workers: PostgreSQL (SQLite has one writer at a time)")
+
+
+def message(document: dict[str, Any]) -> InboundMessage:
+    return InboundMessage(body=json.dumps(document).encode(), routing_key="shenyang.case-record.v1",
+                          exchange="hub.inbound", queue=INBOUND_QUEUE, message_id=str(document["message_id"]),
+                          user_id="shenyang", type="case-record", correlation_id=None,
+                          content_type="application/json", timestamp=None, headers={}, redelivered=False,
+                          delivery_count=0)
+
+
+@pytest.fixture
+def handler(session_factory: sessionmaker[Session], clock: FixedClock, settings: Settings) -> InboundHandler:
+    return InboundHandler(session_factory, clock, "hub", settings.audit_key, batch_size=50)
+
+
+@pytest.fixture
+def other_worker(session_factory: sessionmaker[Session], clock: FixedClock, settings: Settings
+                 ) -> Iterator[Any]:
+    """Another worker in the middle of its batch: it applied ``documents`` and has not committed yet."""
+    session = session_factory()
+
+    def applying(*documents: dict[str, Any]) -> Session:
+        session.begin()
+        outcomes = service.ingest_batch(session, envelopes=[(d, "shenyang") for d in documents], now=clock.now(),
+                                        audit_key=settings.audit_key)
+        assert all(o.result is not None and o.result.outcome == "applied" for o in outcomes), outcomes
+        return session
+
+    yield applying
+    session.rollback()
+    session.close()
+
+
+def in_thread(call: Any) -> tuple[threading.Thread, list[Any]]:
+    result: list[Any] = []
+    thread = threading.Thread(target=lambda: result.append(call()), daemon=True)
+    thread.start()
+    return thread, result
+
+
+def versions(session_factory: sessionmaker[Session], *external_ids: str) -> dict[str, int | None]:
+    with session_factory() as session:
+        return {x: v for x, v in session.execute(select(Case.external_id, Case.record_version)
+                                                 .where(Case.external_id.in_(external_ids)))}
+
+
+def test_a_batch_sharing_a_case_with_another_worker_applies_the_rest_without_waiting(
+    client: TestClient, handler: InboundHandler, other_worker: Any, session_factory: sessionmaker[Session],
+) -> None:
+    code = item_code(client, ITEM)
+    busy, free = f"CT-{uuid.uuid4().hex[:10]}", f"CT-{uuid.uuid4().hex[:10]}"
+    holder = other_worker(envelope(case_record(code, external_id=busy, version=1)))
+    later = envelope(case_record(code, external_id=busy, version=2, steps=3))
+    unrelated = envelope(case_record(code, external_id=free, version=1))
+    thread, outcomes = in_thread(lambda: handler.handle_batch([message(later), message(unrelated)]))
+    thread.join(timeout=60)
+    alive = thread.is_alive()
+    holder.commit()  # lets a waiting handler (the old behaviour) finish, so a failure does not hang the run
+    thread.join(timeout=60)
+    assert not alive, "the batch waited for the other worker's commit"
+    assert outcomes == [[Outcome.DEFER, Outcome.ACK]]
+    assert versions(session_factory, busy, free) == {busy: 1, free: 1}
+    # Handed over again once the other worker committed: applied after it, in order.
+    assert handler.handle_batch([message(later)]) == [Outcome.ACK]
+    assert versions(session_factory, busy) == {busy: 2}
+
+
+def test_a_batch_whose_every_case_is_busy_waits_for_them_and_applies_after(
+    client: TestClient, handler: InboundHandler, other_worker: Any, session_factory: sessionmaker[Session],
+    engine: Engine,
+) -> None:
+    code = item_code(client, ITEM)
+    busy = f"CT-{uuid.uuid4().hex[:10]}"
+    holder = other_worker(envelope(case_record(code, external_id=busy, version=1)))
+    thread, outcomes = in_thread(lambda: handler.handle_batch(
+        [message(envelope(case_record(code, external_id=busy, version=2, steps=3)))]))
+
+    def waiting_for_a_lock() -> bool:
+        with engine.connect() as connection:
+            return bool(connection.scalar(text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                                               "AND NOT granted")))
+
+    assert wait_until(waiting_for_a_lock, timeout=60), "the batch did not wait for the busy case"
+    holder.commit()
+    thread.join(timeout=60)
+    assert outcomes == [[Outcome.ACK]]
+    assert versions(session_factory, busy) == {busy: 2}

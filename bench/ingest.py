@@ -77,6 +77,7 @@ from adapters.amqp import (
     provision_partner_user,
 )
 from adapters.amqp.topology import EVENTS_EXCHANGE, INBOUND_QUEUE, inbound_queue_arguments
+from bench.submit import ROLLED_UP_TO_YESTERDAY
 from hub.clock import SystemClock
 from hub.db import make_engine, make_session_factory, unit_of_work
 from hub.exchange.consumer import InboundHandler
@@ -117,6 +118,7 @@ def fresh_database(base_url: str) -> Iterator[str]:
         with unit_of_work(make_session_factory(engine)) as session:
             seed_demo(session, now=SystemClock().now())
         with engine.begin() as connection:
+            connection.execute(text(ROLLED_UP_TO_YESTERDAY))  # the worker's metrics roll-up, caught up (bench.submit)
             connection.execute(text("CREATE TABLE baseline_records (id bigserial PRIMARY KEY, body jsonb NOT NULL, "
                                     "created_at timestamptz NOT NULL DEFAULT now())"))
         engine.dispose()

@@ -17,6 +17,7 @@ from hub.calendar.router import router as calendar_router
 from hub.cases.router import applications, cases
 from hub.catalog.router import router as catalog_router
 from hub.clock import Clock, SystemClock
+from hub.contracts.router import router as contracts_router
 from hub.db import make_engine, make_session_factory
 from hub.exchange.router import router as exchange_router
 from hub.health.router import router as health_router
@@ -74,6 +75,7 @@ def create_app(
     app.include_router(supervision_metrics_router)  # performance metrics and ranking (electronic supervision)
     app.include_router(applicant_ratings)  # 好差评: the applicant's rating of a completed case
     app.include_router(follow_ups)  # bad ratings' follow-ups (hub/supervision/ratings.py)
+    app.include_router(contracts_router)  # /schemas/<path of $id>, /asyncapi.json: no authentication
     # Outside every body reader: oversized bodies are refused before parsing, NUL characters before the
     # database; one pass over each request (hub.request_guard).
     app.add_middleware(RequestGuardMiddleware, limits=BodyLimits.from_settings(settings))

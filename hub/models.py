@@ -6,7 +6,7 @@ from hub.cases.models import Case, CaseEvent, Material, TrackingSequence
 from hub.catalog.models import Item, ItemType
 from hub.db import Base
 from hub.deliveries.models import Delivery
-from hub.exchange.models import DeadLetter, InboxMessage, Partner, PendingEvent
+from hub.exchange.models import DeadLetter, InboxMessage, Partner, PartnerRejection, PendingEvent
 from hub.idempotency.models import IdempotencyKey
 from hub.org.models import Department, Region
 from hub.outbox.models import OutboxMessage
@@ -34,6 +34,7 @@ __all__ = [
     "Officer",
     "OutboxMessage",
     "Partner",
+    "PartnerRejection",
     "PendingEvent",
     "Rating",
     "Region",

@@ -657,8 +657,14 @@ def _message(case: Case, action: str, now: datetime, *, parent: Case | None = No
 
 def case_event_payload(case: Case, *, parent: Case | None = None) -> dict[str, Any]:
     """What partners receive about a case: no personal data beyond the applicant type. A joint case's
-    branch also names its parent (the applicant's tracking number) and its branch."""
+    branch also names its parent (the applicant's tracking number) and its branch; a partner's case its
+    ``external_id`` and ``record_version`` (schemas/case-notification.v1.json)."""
     payload = _payload(case)
+    if case.origin_partner and case.external_id:
+        # A partner-reported case names the partner's own case id and the record version applied last, so the
+        # partner can map its case to the hub's tracking number; the hub's own cases carry neither.
+        payload["external_id"] = case.external_id
+        payload["record_version"] = case.record_version
     if parent is not None and case.parent_id is not None:
         payload["parent_tracking_no"] = parent.tracking_no
         payload["branch"] = case.branch

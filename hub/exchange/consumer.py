@@ -27,7 +27,7 @@ from adapters.amqp.messages import SOURCE_HEADER, InboundMessage, Outcome, heade
 from adapters.amqp.topology import DEAD_LETTER_EXCHANGE
 from hub.clock import Clock
 from hub.db import unit_of_work
-from hub.exchange import dlq, service
+from hub.exchange import dlq, feedback, service
 
 log = logging.getLogger("hub.exchange.consumer")
 
@@ -159,12 +159,16 @@ class DeadLetterHandler:
         # dead-lettered itself still has the partner's properties and headers.
         from_hub = bool(message.user_id) and message.user_id == self.hub_user
         with unit_of_work(self.factory) as session:
-            dlq.store(
+            letter = dlq.store(
                 session, body=message.body,
                 routing_key=_original_key(message) if from_hub else message.routing_key, headers=headers,
                 message_id=message.message_id, source=authenticated_source(message, self.hub_user),
                 reason=(message.reason if from_hub else None) or _death_reason(headers), now=self.clock.now(),
             )
+            # The partner hears of it in the same transaction (hub/exchange/feedback.py).
+            feedback.tell_dead_letter(session, source=letter.source, from_hub=from_hub, message_id=letter.message_id,
+                                      routing_key=letter.routing_key, body=message.body, reason=letter.reason,
+                                      now=letter.received_at)
         return Outcome.ACK
 
 

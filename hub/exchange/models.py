@@ -72,3 +72,26 @@ class DeadLetter(Base):
     body: Mapped[str] = mapped_column(Text)
     received_at: Mapped[datetime]
     replayed_at: Mapped[datetime | None]
+
+
+class PartnerRejection(Base):
+    """What a partner was told about one of its messages that never applied (hub/exchange/feedback.py).
+
+    One row per (partner, message id, outcome): the key that stops a message sent again, or redelivered,
+    from producing a second ``partner.rejected.v1`` event; and what ``GET /api/v1/exchange/records/{id}``
+    answers for a message that is not in the inbox. A message without an id cannot be told apart from
+    another (NULL never equals NULL), so each such one has its row and event."""
+
+    __tablename__ = "partner_rejections"
+    __table_args__ = (UniqueConstraint("partner_code", "message_id", "outcome"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    partner_code: Mapped[str] = mapped_column(String(40))
+    message_id: Mapped[str | None] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(16))  # rejected | dead_lettered
+    routing_key: Mapped[str] = mapped_column(String(255))
+    category: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text)
+    errors: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    event_id: Mapped[uuid.UUID] = mapped_column(Uuid)  # the outbox message that told the partner
+    received_at: Mapped[datetime]

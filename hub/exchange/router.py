@@ -2,16 +2,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Path
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from sqlalchemy.exc import IntegrityError
 
 from hub.deps import NowDep, SessionDep, SettingsDep
 from hub.errors import Conflict, Unauthorized
-from hub.exchange import service
+from hub.exchange import feedback, service
 from hub.exchange.models import Partner
 from hub.exchange.partners import authenticate_partner
-from hub.exchange.schemas import BatchResult, RecordBatch, RecordResult
+from hub.exchange.schemas import BatchResult, RecordBatch, RecordResult, RecordStatus
 from hub.problems import problem_responses
 
 router = APIRouter(prefix="/api/v1/exchange", tags=["exchange"])
@@ -43,6 +43,8 @@ def push_records(
                                        now=now, audit_key=settings.audit_key)
         results = [_result(index, envelope, done) for index, (envelope, done)
                    in enumerate(zip(batch.records, applied, strict=True))]
+        feedback.tell_rejected_records(session, partner=partner, envelopes=batch.records,
+                                       rejections=[done.rejected for done in applied], now=now)
         # Flushed here, where a duplicate is still a 409; the request dependency commits the batch.
         session.flush()
     except IntegrityError as exc:
@@ -68,3 +70,17 @@ def _result(index: int, envelope: Any, applied: service.Applied) -> RecordResult
     assert outcome is not None
     return RecordResult(index=index, message_id=message_id, status=outcome.outcome,  # type: ignore[arg-type]
                         tracking_no=outcome.tracking_no, detail=outcome.detail)
+
+
+@router.get("/records/{message_id}", response_model=RecordStatus, responses=problem_responses(401, 404))
+def record_status(
+    message_id: Annotated[str, Path(min_length=1, max_length=64, description="the message's id (its envelope's "
+                                    "message_id, else the AMQP message_id property)")],
+    session: SessionDep, partner: Annotated[Partner, Depends(current_partner)],
+) -> RecordStatus:
+    """What became of one message of the calling partner, sent over REST or AMQP: ``applied``, ``duplicate``,
+    ``stale`` (an older record version), ``held`` (a step waiting for its predecessor), ``rejected`` (it can
+    never apply: ``reason`` and ``errors`` say which field broke which rule) or ``dead_lettered`` (not applied
+    within the delivery limit). 404 for an id the hub has no answer for — unknown, still queued, or another
+    partner's message."""
+    return RecordStatus(**feedback.record_status(session, partner_code=partner.code, message_id=message_id))

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -43,3 +44,22 @@ class PartnerOut(BaseModel):
     region: str
     record_types: list[str]
     active: bool
+
+
+class RecordError(BaseModel):
+    field: str | None = Field(description="dotted path of the offending field; null when the whole message is at "
+                              "fault")
+    rule: str = Field(description="the rule it broke, e.g. required, format, within_partner_region")
+    message: str
+
+
+class RecordStatus(BaseModel):
+    """What became of one message of the calling partner (``GET /api/v1/exchange/records/{message_id}``)."""
+
+    message_id: str
+    partner_code: str
+    status: Literal["applied", "duplicate", "stale", "held", "rejected", "dead_lettered"]
+    received_at: datetime = Field(description="when the hub applied, or decided about, the message")
+    tracking_no: str | None = Field(None, description="the hub's tracking number of the case it applied to")
+    reason: str | None = Field(None, description="rejected/dead_lettered: why, in Chinese then in English")
+    errors: list[RecordError] = Field(default_factory=list, description="rejected: the offending fields and rules")

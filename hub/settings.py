@@ -85,6 +85,10 @@ class Settings(BaseSettings):
     # 0 turns the scan (and the escalation of unresolved red alerts) off in this worker.
     supervision_scan_interval_s: float = Field(default=60.0, ge=0)
     supervision_scan_batch: int = Field(default=500, ge=1, le=10000)
+    # Partner lifecycle (issue 11, part lifecycle; hub/exchange/provisioning.py): the RabbitMQ management API
+    # `hub partners add|rotate|disable|enable|sync` use. Default: the broker's host, port 15672, with the
+    # hub's own AMQP user (an administrator); a user and password in this URL take precedence.
+    rabbitmq_management_url: str | None = None
 
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from hub.clock import SystemClock
 from hub.db import make_engine, make_session_factory, unit_of_work
@@ -17,6 +19,8 @@ dlq_app = typer.Typer(help="死信队列：查看与重放 (dead letters: list, 
 partners_app = typer.Typer(help="交换伙伴 (exchange partners)")
 exchange_app = typer.Typer(help="数据交换状态 (exchange status)")
 console = Console()
+err_console = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)  # the partner commands: a secret or a message is never broken across lines
 
 
 def _factory():  # type: ignore[no-untyped-def]
@@ -69,17 +73,149 @@ def dlq_replay(letter_ids: Annotated[list[int], typer.Argument(help="dead letter
     console.print(f"[green]replayed[/] {count} dead letter(s)")
 
 
-@partners_app.command("list")
-def partners_list() -> None:
-    from hub.exchange.partners import list_partners
+JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output on stdout")]
 
-    with _factory()() as session:
+
+def _partner_command(as_json: bool, run: Callable[[], Any], show: Callable[[Any], None]) -> None:
+    """Run a partner command in one unit of work; a refusal exits 1 with its bilingual message (and, with
+    --json, {"error", "message"} on stdout), never a traceback."""
+    from hub.exchange.provisioning import PartnerCommandError
+
+    try:
+        result = run()
+    except PartnerCommandError as exc:
+        if as_json:
+            print(json.dumps(exc.as_dict(), ensure_ascii=False))
+        err_console.print(f"[red]失败 failed:[/] {exc.message}", highlight=False)
+        raise typer.Exit(1) from None
+    except (OperationalError, InterfaceError) as exc:
+        message = f"数据库无法访问 (database_unreachable: {type(exc).__name__})"
+        if as_json:
+            print(json.dumps({"error": "database_unreachable", "message": message}, ensure_ascii=False))
+        err_console.print(f"[red]失败 failed:[/] {message}", highlight=False)
+        raise typer.Exit(1) from None
+    if as_json:
+        print(json.dumps(result, ensure_ascii=False, default=str))
+    else:
+        show(result)
+
+
+def _broker():  # type: ignore[no-untyped-def]
+    from hub.exchange.provisioning import broker_of
+
+    return broker_of(get_settings())
+
+
+def _show_credentials(verb: str) -> Callable[[dict[str, Any]], None]:
+    def show(done: dict[str, Any]) -> None:
+        out.print(f"[green]{verb}[/] partner {done['code']}", highlight=False)
+        out.print(f"  secret (shown once; REST and AMQP)  {done['secret']}", highlight=False)
+        if done["vhost"] is None:
+            out.print("  RabbitMQ user                       none: HUB_AMQP_URL is not set (REST only; "
+                          "`hub partners sync` once the hub has a broker)", highlight=False)
+        else:
+            out.print(f"  RabbitMQ user                       {done['amqp_username']} in vhost "
+                          f"{done['vhost']}", highlight=False)
+        out.print(f"  publishes to hub.inbound with       {done['publish_routing_keys']}", highlight=False)
+        out.print(f"  its queues on hub.events named      {done['events_queue_prefix']}<anything>",
+                      highlight=False, soft_wrap=True)
+    return show
+
+
+@partners_app.command("add")
+def partners_add(
+    code: Annotated[str, typer.Argument(help="the partner's code: a-z, 0-9, '-', '_' (its routing-key word)")],
+    name: Annotated[str, typer.Option(help="its name, e.g. 沈阳市网上审批平台")],
+    region: Annotated[str, typer.Option(help="the GB/T 2260 region it answers for, e.g. 210100")],
+    kind: Annotated[str, typer.Option(help="city_platform | legacy_department | national")],
+    department: Annotated[str | None, typer.Option(help="department code in that region "
+                                                        "(legacy_department)")] = None,
+    record_types: Annotated[str | None, typer.Option(help="comma-separated, e.g. case-record.v1,case-event.v1 "
+                                                          "(default for a city platform: both)")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Register a partner with its own secret (shown once) and, with a broker, its own RabbitMQ user."""
+    from hub.exchange.provisioning import add_partner
+
+    def run() -> dict[str, Any]:
+        types = None if record_types is None else [t.strip() for t in record_types.split(",") if t.strip()]
+        with unit_of_work(_factory()) as session:
+            return add_partner(session, code=code, name=name, region=region, kind=kind, department=department,
+                               record_types=types, broker=_broker(), now=SystemClock().now()).as_dict()
+
+    _partner_command(as_json, run, _show_credentials("added"))
+
+
+@partners_app.command("rotate")
+def partners_rotate(
+    code: str, as_json: JsonOpt = False,
+    close_connections: Annotated[bool, typer.Option(
+        help="also close the partner's open AMQP connections now (RabbitMQ checks a password at login "
+             "only)")] = False,
+) -> None:
+    """A new secret for the partner (REST and RabbitMQ); the old one stops working for every new login."""
+    from hub.exchange.provisioning import rotate_secret
+
+    def run() -> dict[str, Any]:
+        with unit_of_work(_factory()) as session:
+            return rotate_secret(session, code=code, broker=_broker(), now=SystemClock().now(),
+                                 close_connections=close_connections).as_dict()
+
+    _partner_command(as_json, run, _show_credentials("rotated"))
+
+
+@partners_app.command("disable")
+def partners_disable(code: str, as_json: JsonOpt = False) -> None:
+    """Refuse the partner over REST and delete its RabbitMQ user (its open connections close)."""
+    from hub.exchange.provisioning import disable_partner
+
+    def run() -> dict[str, Any]:
+        with unit_of_work(_factory()) as session:
+            return disable_partner(session, code=code, broker=_broker(), now=SystemClock().now())
+
+    def show(done: dict[str, Any]) -> None:
+        user = ("RabbitMQ user deleted" if done["amqp_user_deleted"] else "no RabbitMQ user to delete")
+        out.print(f"[yellow]disabled[/] partner {code}: REST refused, {user}", highlight=False)
+
+    _partner_command(as_json, run, show)
+
+
+@partners_app.command("enable")
+def partners_enable(code: str, as_json: JsonOpt = False) -> None:
+    """Undo `disable`: the same secret works again; the RabbitMQ user is re-created from its stored hash."""
+    from hub.exchange.provisioning import enable_partner
+
+    def run() -> dict[str, Any]:
+        with unit_of_work(_factory()) as session:
+            return enable_partner(session, code=code, broker=_broker())
+
+    def show(done: dict[str, Any]) -> None:
+        user = f"RabbitMQ user {done['amqp_username']} re-created" if done["amqp_user_created"] else "no broker"
+        out.print(f"[green]enabled[/] partner {code}: REST accepted, {user}", highlight=False)
+
+    _partner_command(as_json, run, show)
+
+
+@partners_app.command("list")
+def partners_list(as_json: JsonOpt = False) -> None:
+    """Every partner: kind, region, record types, RabbitMQ user, whether active (never a secret)."""
+    from hub.exchange.partners import list_partners
+    from hub.exchange.provisioning import partner_row
+
+    def run() -> list[dict[str, Any]]:
+        with _factory()() as session:
+            return [partner_row(p) for p in list_partners(session)]
+
+    def show(rows: list[dict[str, Any]]) -> None:
         table = Table(title="交换伙伴 partners")
-        for column in ("code", "name", "kind", "region", "record types", "active"):
+        for column in ("code", "name", "kind", "region", "record types", "RabbitMQ user", "active"):
             table.add_column(column)
-        for p in list_partners(session):
-            table.add_row(p.code, p.name, p.kind, p.region_code, ", ".join(p.record_types), str(p.active))
-    console.print(table)
+        for p in rows:
+            table.add_row(p["code"], p["name"], p["kind"], p["region"], ", ".join(p["record_types"]),
+                          p["amqp_username"] or "-", str(p["active"]))
+        out.print(table)
+
+    _partner_command(as_json, run, show)
 
 
 @partners_app.command("endpoint")
@@ -91,24 +227,33 @@ def partners_endpoint(
 
     with unit_of_work(_factory()) as session:
         set_endpoint(session, code=code, endpoint=None if url == "-" else url)
-    console.print(f"[green]{code}[/] → {url}")
+    out.print(f"[green]{code}[/] → {url}")
 
 
 @partners_app.command("sync")
-def partners_sync(
-    management_url: Annotated[str, typer.Option(envvar="HUB_RABBITMQ_MANAGEMENT_URL")] = "http://127.0.0.1:15672",
-    secret: Annotated[str, typer.Option(envvar="HUB_PARTNER_DEMO_SECRET",
-                                        help="password to set for every partner (demo)")] = "demo-Partner-1",
-) -> None:
-    """Provision one RabbitMQ user per partner, allowed to publish only its own routing keys."""
+def partners_sync(as_json: JsonOpt = False) -> None:
+    """Create missing partner users on RabbitMQ from their stored password hashes, set their permissions
+    again, remove disabled partners' users; never changes an existing user's password. Reports per partner."""
     from hub.exchange.provisioning import sync_partners
 
-    settings = get_settings()
-    with _factory()() as session:
-        done = sync_partners(session, settings=settings, management_url=management_url, secret_for=lambda _: secret)
-    console.print(f"[green]provisioned[/] {len(done)} partner user(s): {', '.join(done)}")
+    results: list[dict[str, Any]] = []
 
+    def run() -> list[dict[str, Any]]:
+        with unit_of_work(_factory()) as session:
+            results.extend(r.as_dict() for r in sync_partners(session, broker=_broker()))
+        return results
 
+    def show(rows: list[dict[str, Any]]) -> None:
+        for row in rows:
+            colour = {"error": "red", "password_differs": "yellow", "skipped": "yellow"}.get(row["status"], "green")
+            out.print(f"[{colour}]{row['status']:<17}[/] {row['code']:<20} {row['amqp_username']:<32} "
+                          f"{row['detail']}", highlight=False)
+        out.print(f"{len(rows)} partner(s) checked", highlight=False)
+
+    _partner_command(as_json, run, show)
+    # An error for one partner does not stop the others, but the command must not look successful.
+    if any(row["status"] == "error" for row in results):
+        raise typer.Exit(1)
 @exchange_app.command("status")
 def exchange_status() -> None:
     """Outbox backlog, dead letters waiting, inbox counts."""

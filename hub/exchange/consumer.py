@@ -38,15 +38,27 @@ log = logging.getLogger("hub.exchange.consumer")
 TRANSIENT = (OperationalError, InterfaceError, IntegrityError, SqlTimeoutError, DisconnectionError)
 
 
-def authenticated_source(message: InboundMessage, hub_user: str) -> str | None:
+def authenticated_source(message: InboundMessage, hub_user: str,
+                         factory: sessionmaker[Session] | None = None) -> str | None:
     """Who sent the message, as far as the broker proves it: the AMQP ``user_id``, which RabbitMQ checks
     against the connection's user. Headers are a partner's to set and prove nothing — except on a message
     the hub itself published (its own ``user_id``): a replayed dead letter carries the source the broker
-    proved when it first arrived."""
+    proved when it first arrived (already a partner code).
+
+    A partner's RabbitMQ user need not be named as its code (``<vhost>.<code>`` outside vhost ``/``), so
+    with ``factory`` the user is mapped to its partner's code through the partner directory (cached: no
+    query while it is current); a user no partner has stays as it is, and is refused as an unknown partner."""
     from_hub = bool(message.user_id) and message.user_id == hub_user
     if from_hub and (dlq.REPLAY_HEADER in message.headers or message.exchange == DEAD_LETTER_EXCHANGE):
         return header_text(message.headers, SOURCE_HEADER) or None
-    return message.user_id or None
+    if not message.user_id:
+        return None
+    if factory is None or from_hub:
+        return message.user_id
+    from hub.exchange.partners import partner_of_amqp_user
+
+    with factory() as session:
+        return partner_of_amqp_user(session, message.user_id) or message.user_id
 
 
 @dataclass
@@ -81,7 +93,7 @@ class InboundHandler:
         outcomes: list[Outcome | None] = [None] * len(messages)
         work: list[tuple[int, Any, str]] = []  # (index, envelope, authenticated source)
         for index, message in enumerate(messages):
-            decoded = _decode(message, self.hub_user)
+            decoded = _decode(message, self.hub_user, self.factory)
             if isinstance(decoded, Outcome):
                 outcomes[index] = decoded
             else:
@@ -110,9 +122,10 @@ class InboundHandler:
                 for (index, _, source), done in zip(work, applied, strict=True)]
 
 
-def _decode(message: InboundMessage, hub_user: str) -> tuple[Any, str] | Outcome:
+def _decode(message: InboundMessage, hub_user: str,
+            factory: sessionmaker[Session] | None = None) -> tuple[Any, str] | Outcome:
     """The envelope and its authenticated sender, or the rejection of a message that has neither."""
-    source = authenticated_source(message, hub_user)
+    source = authenticated_source(message, hub_user, factory)
     if source is None:
         return Outcome.reject("unauthenticated: the message carries no user_id")
     try:
@@ -162,7 +175,7 @@ class DeadLetterHandler:
             letter = dlq.store(
                 session, body=message.body,
                 routing_key=_original_key(message) if from_hub else message.routing_key, headers=headers,
-                message_id=message.message_id, source=authenticated_source(message, self.hub_user),
+                message_id=message.message_id, source=authenticated_source(message, self.hub_user, self.factory),
                 reason=(message.reason if from_hub else None) or _death_reason(headers), now=self.clock.now(),
             )
             # The partner hears of it in the same transaction (hub/exchange/feedback.py).

@@ -25,6 +25,15 @@ class Partner(Base):
     endpoint: Mapped[str | None] = mapped_column(String(255))
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime]
+    # Partner credentials (issue 11, lifecycle; hub/exchange/provisioning.py). The one secret a partner holds
+    # is stored twice, hashed: ``secret_hash`` (argon2, REST) and ``amqp_password_hash`` (RabbitMQ's own
+    # sha256 format), so `hub partners sync` can re-create its RabbitMQ user without knowing the secret.
+    # ``amqp_username`` is the user the hub provisioned (the code in vhost "/", else "<vhost>.<code>"); None:
+    # never provisioned by the hub — the consumer then knows the partner by a user named as its code.
+    amqp_username: Mapped[str | None] = mapped_column(String(255), unique=True)
+    amqp_password_hash: Mapped[str | None] = mapped_column(String(255))
+    secret_rotated_at: Mapped[datetime | None]
+    disabled_at: Mapped[datetime | None]
 
 
 class InboxMessage(Base):

@@ -42,6 +42,9 @@ class PartnerDirectory:
     # Per department: the active legacy system the hub pushes new cases to (an endpoint set; lowest code).
     legacy_by_department: dict[int, str]
     national: tuple[str, ...]  # the active national partners a completed, reported case owes its result, by code
+    # The partner's code by the RabbitMQ user that proves it (the broker-checked ``user_id``): the user the hub
+    # provisioned (``Partner.amqp_username``), or — for a partner the hub never provisioned — its code.
+    by_amqp_user: dict[str, str]
 
 
 def directory(session: Session) -> PartnerDirectory:
@@ -65,7 +68,13 @@ def _read_directory(session: Session) -> PartnerDirectory:
         by_code={row["code"]: refcache.row_snapshot(Partner, row) for row in rows},
         legacy_by_department=legacy,
         national=tuple(row["code"] for row in rows if row["kind"] == "national" and row["active"]),
+        by_amqp_user={row["amqp_username"] or row["code"]: row["code"] for row in rows},
     )
+
+
+def partner_of_amqp_user(session: Session, user_id: str) -> str | None:
+    """The code of the partner whose RabbitMQ user is ``user_id``, or None."""
+    return directory(session).by_amqp_user.get(user_id)
 
 
 def list_partners(session: Session, *, kind: str | None = None) -> list[Partner]:
@@ -75,9 +84,20 @@ def list_partners(session: Session, *, kind: str | None = None) -> list[Partner]
     return list(session.scalars(query))
 
 
+def hash_secret(secret: str) -> str:
+    """The REST side of a partner's secret (argon2)."""
+    return _hasher.hash(secret)
+
+
 def seed_partners(session: Session, rows: list[dict[str, Any]], *, now: datetime) -> int:
+    """The demo partners, with the published demo secret of hub/seed/data/partners.json (docs/amqp.md): each
+    stored as `hub partners add` stores a generated one — argon2 for REST, RabbitMQ's hash for its user."""
+    from adapters.amqp.management import rabbit_password_hash
+
     created = 0
-    hashes: dict[str, str] = {}  # the demo partners share one published secret: hash it once
+    # argon2 costs ~0.1-0.3 s a hash and every test database seeds these: one argon2 hash per distinct demo
+    # secret (it is salted; sharing it reveals nothing more than the published secret itself).
+    hashes: dict[str, str] = {}
     for row in rows:
         if session.get(Partner, row["code"]) is not None:
             continue
@@ -90,6 +110,7 @@ def seed_partners(session: Session, rows: list[dict[str, Any]], *, now: datetime
             code=row["code"], name=row["name"], kind=row["kind"], region_code=row["region"],
             secret_hash=hashes[row["secret"]], record_types=row["record_types"],
             department_id=department_id, endpoint=row.get("endpoint"), created_at=now,
+            amqp_password_hash=rabbit_password_hash(row["secret"]), secret_rotated_at=now,
         ))
         created += 1
     session.flush()

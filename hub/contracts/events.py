@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 from hub.audit.checkpoints import EVENT_TYPE as AUDIT_CHECKPOINT
 from hub.cases.service import EVENT_NAMES
+from hub.exchange.feedback import EVENT_TYPE as PARTNER_REJECTED
+from hub.exchange.feedback import routing_key_for as rejection_routing_key
 from hub.outbox.alerts import ALERT_TYPE as CASE_WITHHELD
 from hub.supervision.ratings import RECEIVED as RATING_RECEIVED
 from hub.supervision.service import CLOSED as ALERT_CLOSED
@@ -22,9 +24,8 @@ from hub.supervision.service import RAISED as ALERT_RAISED
 CATALOGUE_EVENTS = ("catalog.item_created.v1", "catalog.item_updated.v1")
 # Case events published beside the actions' own: a partner's record applied, a cross-region registration.
 CASE_EVENTS_BESIDE_ACTIONS = ("reported", "forwarded")
-# The rejection of a partner's message, on that partner's own routing key (docs/exchange.md, design of issue 11).
-PARTNER_REJECTED = "partner.rejected.v1"
-PARTNER_REJECTED_KEY = "partner.{partner}.rejected.v1"
+# The rejection of a partner's message travels on that partner's own routing key (hub/exchange/feedback.py).
+PARTNER_REJECTED_KEY = rejection_routing_key("{partner}")
 
 
 @dataclass(frozen=True)

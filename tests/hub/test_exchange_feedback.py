@@ -22,6 +22,8 @@ from referencing import Registry, Resource
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from adapters.amqp.messages import InboundMessage, Outcome
+from hub.exchange.consumer import DeadLetterHandler
 from hub.outbox.models import OutboxMessage
 from tests.support import PARTNER_SECRET, case_record, envelope, item_code, step, submit
 
@@ -160,3 +162,52 @@ def test_the_hubs_own_case_events_carry_no_partner_ids(
     for event in events:
         assert not list(check.iter_errors(event.payload))
         assert "external_id" not in event.payload and "record_version" not in event.payload
+
+
+# --- dead letters: the handler that stores them tells the partner ------------------------------------------
+
+
+def dead_letter(body: dict[str, Any], *, user_id: str, headers: dict[str, Any]) -> InboundMessage:
+    return InboundMessage(
+        body=json.dumps(body).encode(), routing_key="shenyang.case-record.v1", exchange="hub.dlx",
+        queue="hub.inbound.dead", message_id=body["message_id"], user_id=user_id, type="case-record.v1",
+        correlation_id=None, content_type="application/json", timestamp=None, headers=headers, redelivered=False,
+        delivery_count=0)
+
+
+def test_a_message_the_broker_dead_lettered_is_told_as_dead_lettered(
+        client: TestClient, session_factory: sessionmaker[Session], clock: Any) -> None:
+    message = envelope(case_record(item_code(client, KEY), external_id=f"SY-{uuid.uuid4().hex[:12]}"))
+    handler = DeadLetterHandler(factory=session_factory, clock=clock, hub_user="hub")
+    broker_said = dead_letter(message, user_id="shenyang", headers={"x-death": [{"reason": "delivery_limit"}]})
+    assert handler(broker_said) is Outcome.ACK
+    assert handler(broker_said) is Outcome.ACK  # redelivered: stored again, told once
+
+    [event] = rejection_events(session_factory, message["message_id"])
+    assert event.routing_key == "partner.shenyang.rejected.v1"
+    assert (event.payload["outcome"], event.payload["category"], event.payload["errors"]) == (
+        "dead_lettered", "broker", [])
+    assert not list(validator("partner-rejection.v1.json").iter_errors(event.payload))
+    answer = status(client, message["message_id"]).json()
+    assert (answer["status"], answer["errors"]) == ("dead_lettered", [])
+    assert answer["reason"].startswith("消息被消息代理转入死信队列 (broker: ")
+
+
+def test_retries_exhausted_is_dead_lettered_and_a_cut_short_reason_still_names_field_and_rule(
+        client: TestClient, session_factory: sessionmaker[Session], clock: Any) -> None:
+    handler = DeadLetterHandler(factory=session_factory, clock=clock, hub_user="hub")
+    retried = envelope(case_record(item_code(client, KEY), external_id=f"SY-{uuid.uuid4().hex[:12]}"))
+    handler(dead_letter(retried, user_id="hub", headers={
+        "x-hub-reason": "retries exhausted after 5 deliveries; last: transient: OperationalError",
+        "x-hub-source": "shenyang"}))
+    [told] = rejection_events(session_factory, retried["message_id"])
+    assert (told.payload["outcome"], told.payload["category"]) == ("dead_lettered", "retries_exhausted")
+
+    # The hub's reason header is capped: a long one loses its "[field …, rule …]" tail; the checks name them again.
+    cut = faulty(client)
+    handler(dead_letter(cut, user_id="hub", headers={
+        "x-hub-reason": "schema: payload.submitted_at: not an RFC 3339 date-time with off",
+        "x-hub-source": "shenyang"}))
+    [rejected] = rejection_events(session_factory, cut["message_id"])
+    assert rejected.payload["outcome"] == "rejected"
+    assert [(e["field"], e["rule"]) for e in rejected.payload["errors"]] == [("payload.submitted_at", "format")]

@@ -85,8 +85,6 @@ def test_partners_guide_runs_against_a_live_hub(hub: LiveHub, tmp_path: Path) ->
     outputs: list[str] = []
     for snippet in snippets(GUIDE.read_text(encoding="utf-8")):
         ran = run_snippet(snippet, hub, tmp_path)
-        if snippet.operator and "No such command" in ran.stderr:
-            pytest.skip("waiting for lifecycle: `hub partners add` is not in this branch yet")
         if ran.returncode != 0:
             pytest.fail(f"docs/partners.md, section {snippet.heading!r}, block {snippet.index} ({snippet.lang}) "
                         f"failed with exit {ran.returncode}:\n--- stdout\n{ran.stdout[-4000:]}\n--- stderr\n"

@@ -148,6 +148,8 @@ def worker(check: Annotated[bool, typer.Option(help="check database and broker, 
 
 
 def _print_welcome(host: str, port: int, accounts: list[dict[str, object]]) -> None:
+    from hub.seed.service import demo_partner_secret
+
     base = f"http://{host}:{port}"
     console.print(f"\n[bold]审批交换中心已启动[/] — database: {get_settings().resolved_database_url()}")
     console.print(f"  API docs      {base}/docs")
@@ -165,6 +167,9 @@ def _print_welcome(host: str, port: int, accounts: list[dict[str, object]]) -> N
     console.print(table)
     passwords = sorted({str(a["password"]) for a in accounts})
     console.print(f"password: {', '.join(passwords)}\n")
+    # Partner lifecycle (issue 11): the demo partners' published secret (hub/seed/data/partners.json).
+    console.print(f"exchange partners (shenyang, dalian, …) secret: {demo_partner_secret()}   "
+                  "(`hub partners add CODE …` gives a partner its own)\n", highlight=False)
 
 
 @app.command()

@@ -116,11 +116,14 @@ class Fault:
         return f"{text} ({self.category}: {self.detail})"[:2000]
 
     def errors(self) -> list[dict[str, Any]]:
-        if self.rule is None and self.field is None:
+        """The offending field and rule; a fault of the whole message (bad JSON, a defect) has no field; a
+        message that was never found at fault (retries exhausted, the broker's dead-lettering) has none."""
+        if self.rule is None and self.field is None and self.category in _NOT_THE_MESSAGES_FAULT:
             return []
         return [{"field": self.field, "rule": (self.rule or self.category)[:64], "message": self.detail[:2000]}]
 
 
+_NOT_THE_MESSAGES_FAULT = frozenset({"retries_exhausted", "broker", "transient"})
 _HEAD = re.compile(r"^(?P<category>[a-z_]{2,64}): (?P<rest>.*)$", re.DOTALL)
 _TAIL = re.compile(r"\s*\[(?:field (?P<field>\S+), )?rule (?P<rule>\S+)\]$")
 

@@ -194,7 +194,7 @@ def sync_partners(session: Session, *, broker: Broker | None) -> list[SyncResult
         try:
             results.append(_sync_one(partner, broker))
         except ManagementApiError as exc:
-            if exc.status is None:  # unreachable: every other partner would fail the same way
+            if exc.status in (None, 401):  # unreachable, or not an administrator: all would fail alike
                 raise _broker_error(exc) from None
             results.append(SyncResult(partner.code, broker.username_for(partner.code), "error", str(exc)))
     session.flush()

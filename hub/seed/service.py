@@ -112,3 +112,8 @@ def demo_accounts() -> list[dict[str, Any]]:
         {k: row[k] for k in ("username", "password", "name", "region", "department", "roles")}
         for row in read_seed("officers")
     ]
+
+
+def demo_partner_secret() -> str:
+    """The published secret of the demo partners (`hub up` prints it; docs/amqp.md names it)."""
+    return ", ".join(sorted({str(row["secret"]) for row in read_seed("partners")}))

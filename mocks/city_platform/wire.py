@@ -21,12 +21,15 @@ log = logging.getLogger("mocks.city_platform")
 
 
 def partner_url(amqp_url: str, partner: str, secret: str | None = None) -> str:
-    """``amqp_url`` with the partner's credentials when it names no user."""
+    """``amqp_url`` with the partner's credentials when it names no user: its RabbitMQ user as
+    `hub partners add` names it (the code in vhost "/", else ``<vhost>.<code>``)."""
     parts = urlsplit(amqp_url)
     if parts.username:
         return amqp_url
     host = parts.hostname or "127.0.0.1"
-    netloc = f"{quote(partner, safe='')}:{quote(secret or DEFAULT_SECRET, safe='')}@{host}:{parts.port or 5672}"
+    vhost = unquote(parts.path[1:]) or "/"
+    user = partner if vhost == "/" else f"{vhost}.{partner}"
+    netloc = f"{quote(user, safe='')}:{quote(secret or DEFAULT_SECRET, safe='')}@{host}:{parts.port or 5672}"
     return urlunsplit(parts._replace(netloc=netloc))
 
 

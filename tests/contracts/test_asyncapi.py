@@ -113,7 +113,7 @@ def test_a_real_event_validates_against_its_message_payload_resolved_from_the_hu
     event = {"message_id": "6b0b7f0e-8a55-4a53-9e61-5d3a2b7c9d10", "type": "catalog.item_updated", "version": 1,
              "source": "hub", "region": "210000", "occurred_at": "2026-03-11T02:00:00+00:00",
              "correlation_id": "210100001012000010", "payload": {
-                 "code": "210100001012000010", "key": "food_business", "version": 2, "name": "食品经营许可",
+                 "code": "210100001012000010", "key": "food-business-licence", "version": 2, "name": "食品经营许可",
                  "national_code": "000101001000", "active": True}}
     assert list(validator.iter_errors(event)) == []
     wrong = {**event, "type": "case.accepted"}

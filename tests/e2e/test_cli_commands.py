@@ -463,7 +463,9 @@ def test_worker_applies_partner_records_and_operators_work_the_dead_letters(
     broker = {"HUB_AMQP_URL": vhost.amqp_url, "HUB_RABBITMQ_MANAGEMENT_URL": vhost.management_url}
     synced = operator.hub("partners", "sync", **broker)
     assert synced.code == 0, synced
-    assert "provisioned 14 partner user(s)" in synced.stdout and "shenyang" in synced.stdout, synced
+    # Every seeded partner's own user, created from its stored hash and named under this vhost (issue 11).
+    assert "16 partner(s) checked" in synced.stdout, synced
+    assert re.search(rf"created\s+shenyang\s+{vhost.name}\.shenyang\s", synced.stdout), synced
     for code in ("national-results", "legacy-sy-wj"):  # `hub up`'s mocks are gone: stop calling them
         stopped = operator.hub("partners", "endpoint", code, "-")
         assert stopped.code == 0 and f"{code} → -" in stopped.stdout, stopped

@@ -19,17 +19,21 @@ from typing import Any
 
 import pika
 import pytest
+from fastapi.testclient import TestClient
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from hub.app import create_app
 from hub.exchange.models import DeadLetter, PartnerRejection
 from hub.outbox.models import OutboxMessage
 from hub.settings import Settings
 from mocks.city_platform import CityPlatform, PartnerPublisher
 from tests.adapters.amqp.conftest import wait_for
 from tests.exchange.conftest import running_workers
+from tests.support import PARTNER_SECRET
 
 
 @pytest.fixture
@@ -158,3 +162,54 @@ def test_a_message_without_user_id_tells_nobody_and_is_still_dead_lettered(
     assert letter.source is None
     assert count(factory, PartnerRejection, message_id) == 0
     assert shenyang_queue.take() == []
+
+
+def test_a_reported_case_comes_back_with_the_partners_ids_and_each_message_has_its_status(
+        worker: None, partner_urls: dict[str, str], hub_settings: Settings, factory: sessionmaker[Session],
+        exchange_engine: Engine) -> None:
+    connection = pika.BlockingConnection(pika.URLParameters(partner_urls["shenyang"]))
+    channel = connection.channel()
+    queue = f"partner.shenyang.cases-{uuid.uuid4().hex[:8]}"
+    channel.queue_declare(queue, durable=True, arguments={"x-queue-type": "quorum"})
+    channel.queue_bind(queue, "hub.events", routing_key="case.reported.v1")
+    try:
+        platform = CityPlatform(partner_urls["shenyang"], "shenyang", seed=43)
+        [good] = platform.plan(1)
+        record = json.loads(good.body)
+        bad = faulty_record(CityPlatform(partner_urls["shenyang"], "shenyang", seed=44))
+        platform.publish([good])
+        with PartnerPublisher(partner_urls["shenyang"]) as publisher:
+            publisher.publish("shenyang.case-record.v1", json.dumps(bad).encode(), message_id=bad["message_id"],
+                              type_="case-record.v1")
+
+        mine: list[dict[str, Any]] = []
+
+        def reported() -> bool:
+            while True:
+                method, _properties, body = channel.basic_get(queue, auto_ack=True)
+                if method is None:
+                    return bool(mine)
+                payload = json.loads(body)["payload"]
+                if payload.get("external_id") == record["payload"]["external_id"]:
+                    mine.append(payload)
+
+        wait_for(reported, timeout_s=60, interval_s=0.2, what="case.reported.v1 of the partner's case")
+        [event] = mine
+        assert event["record_version"] == record["payload"]["record_version"]
+        assert event["origin_partner"] == "shenyang"
+        assert not list(validator("case-notification.v1.json").iter_errors(event))
+
+        wait_for(lambda: count(factory, PartnerRejection, bad["message_id"]) == 1, timeout_s=60, interval_s=0.2,
+                 what="the faulty message's rejection")
+        client = TestClient(create_app(hub_settings, engine=exchange_engine))
+        auth = ("shenyang", PARTNER_SECRET)
+        applied = client.get(f"/api/v1/exchange/records/{good.message_id}", auth=auth).json()
+        assert (applied["status"], applied["tracking_no"]) == ("applied", event["tracking_no"])
+        rejected = client.get(f"/api/v1/exchange/records/{bad['message_id']}", auth=auth).json()
+        assert rejected["status"] == "rejected"
+        assert [(e["field"], e["rule"]) for e in rejected["errors"]] == [("payload.applicant.name", "not_blank")]
+        assert client.get(f"/api/v1/exchange/records/{bad['message_id']}",
+                          auth=("dalian", PARTNER_SECRET)).status_code == 404
+    finally:
+        channel.queue_delete(queue)
+        connection.close()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import replace
 from importlib.resources import files
 from typing import Any
 
@@ -211,3 +212,17 @@ def test_retries_exhausted_is_dead_lettered_and_a_cut_short_reason_still_names_f
     [rejected] = rejection_events(session_factory, cut["message_id"])
     assert rejected.payload["outcome"] == "rejected"
     assert [(e["field"], e["rule"]) for e in rejected.payload["errors"]] == [("payload.submitted_at", "format")]
+
+
+def test_a_message_that_is_not_json_is_told_with_the_whole_message_at_fault(
+        session_factory: sessionmaker[Session], clock: Any) -> None:
+    handler = DeadLetterHandler(factory=session_factory, clock=clock, hub_user="hub")
+    message_id = str(uuid.uuid4())
+    handler(replace(dead_letter({"message_id": message_id}, user_id="hub", headers={
+        "x-hub-reason": "bad_json: Expecting value: line 1 column 1 (char 0)", "x-hub-source": "shenyang"}),
+        body=b"not json"))
+    [told] = rejection_events(session_factory, message_id)
+    assert (told.payload["outcome"], told.payload["message_id"]) == ("rejected", message_id)
+    assert told.payload["errors"] == [{"field": None, "rule": "bad_json",
+                                       "message": "Expecting value: line 1 column 1 (char 0)"}]
+    assert told.payload["reason"].startswith("消息不是合法的JSON (bad_json: ")

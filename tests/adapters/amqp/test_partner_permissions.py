@@ -6,7 +6,7 @@ import dataclasses
 import secrets
 import uuid
 from collections.abc import Iterator
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import pika
 import pika.exceptions
@@ -27,6 +27,7 @@ from adapters.amqp import (
     partner_permissions,
     provision_partner_user,
 )
+from adapters.amqp.management import rabbit_password_hash, rabbit_password_matches
 from tests.adapters.amqp.conftest import message, wait_for
 
 
@@ -140,3 +141,62 @@ def test_partner_names_must_be_one_plain_routing_key_word() -> None:
     assert permissions.write == r"^(hub\.inbound|partner\.city-210100\..*)$"
     assert permissions.read == r"^(hub\.events|partner\.city-210100\..*)$"
     assert permissions.configure == r"^partner\.city-210100\..*$"
+
+
+@pytest.fixture
+def scoped_partner(management_url: str, admin: tuple[str, str, str], settings: AmqpSettings) -> Iterator[Partner]:
+    """A partner whose RabbitMQ user is named ``<vhost>.<code>`` (as a hub outside vhost "/" names it),
+    created from RabbitMQ's password hash alone — the hub never sends the secret itself."""
+    user, password, vhost = admin
+    code = f"test-{uuid.uuid4().hex[:8]}"
+    username, secret = f"{vhost}.{code}", secrets.token_urlsafe(24)
+    provision_partner_user(management_url, user, password, vhost, username, code=code,
+                           password_hash=rabbit_password_hash(secret))
+    parts = urlsplit(settings.url)
+    netloc = f"{quote(username, safe='')}:{quote(secret, safe='')}@{parts.hostname}:{parts.port or 5672}"
+    yield Partner(code, dataclasses.replace(settings, url=urlunsplit(parts._replace(netloc=netloc)),
+                                            connection_name=f"partner-{code}"))
+    delete_partner_user(management_url, user, password, username)
+
+
+def test_a_vhost_scoped_user_created_from_a_hash_logs_in_and_publishes_its_codes_keys(
+        scoped_partner: Partner, hub_topology: None) -> None:
+    username = urlsplit(scoped_partner.settings.url).username
+    with Publisher(scoped_partner.settings) as publisher:
+        publisher.publish(message(INBOUND_EXCHANGE, f"{scoped_partner.name}.case-record.v1", user_id=unquote(
+            username or "")))
+        with pytest.raises(PublishRefused) as raised:
+            publisher.publish(message(INBOUND_EXCHANGE, f"{username}.case-record.v1"))
+        assert raised.value.reply_code == 403
+
+
+def test_a_partner_binds_only_its_own_and_the_public_keys_of_hub_events(
+        scoped_partner: Partner, hub_topology: None, channel: BlockingChannel) -> None:
+    code = scoped_partner.name
+    own_queue = f"partner.{code}.events"
+    connection = open_connection(scoped_partner.settings)
+    try:
+        mine = connection.channel()
+        mine.exchange_declare(EVENTS_EXCHANGE, passive=True)  # checking it exists is allowed
+        mine.queue_declare(own_queue, durable=True, arguments={"x-queue-type": "quorum"})
+        for key in (f"partner.{code}.#", f"partner.{code}.rejected.v1", "case.#", "catalog.#"):
+            mine.queue_bind(own_queue, EVENTS_EXCHANGE, routing_key=key)
+        refused = [lambda ch, key=key: ch.queue_bind(own_queue, EVENTS_EXCHANGE, routing_key=key)
+                   for key in ("partner.shenyang.#", "partner.#", "#", "alert.#", f"partner.{code}x.#")]
+        refused.append(lambda ch: ch.exchange_declare(EVENTS_EXCHANGE, exchange_type="topic", durable=True))
+        for attempt in refused:
+            with pytest.raises(pika.exceptions.ChannelClosedByBroker) as raised:
+                attempt(connection.channel())
+            assert raised.value.reply_code == 403, raised.value.reply_text
+    finally:
+        if connection.is_open:
+            connection.close()
+        channel.queue_delete(own_queue)
+
+
+def test_rabbit_password_hash_is_rabbitmqs_salted_sha256() -> None:
+    # The worked example of RabbitMQ's "Credentials and Passwords" guide (salt 908DC60A, password test12).
+    assert rabbit_password_hash("test12", salt=bytes.fromhex("908DC60A")) == \
+        "kI3GCqW5JLMJa4iX1lo7X4D6XbYqlLgxIs30+P6tENUV2POR"
+    assert rabbit_password_matches(rabbit_password_hash("s3cret"), "s3cret")
+    assert not rabbit_password_matches(rabbit_password_hash("s3cret"), "other")

@@ -65,3 +65,35 @@ def schema_url(base_url: str, schema_id: str) -> str:
     """Where this hub serves the schema with ``schema_id``: ``base_url`` (the hub's root, ending in "/")
     followed by the ``$id``'s path."""
     return base_url + "schemas/" + schema_id.removeprefix(ID_PREFIX)
+
+
+def self_contained(path: str, *, replace: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The schema served at ``path`` with every reference replaced by its target, and without ``$schema`` and
+    ``$id``: for embedding in another document (OpenAPI), where a ``$ref`` would resolve against that document.
+    ``replace`` sets top-level properties first (e.g. the envelope's payload as the record schemas)."""
+    from referencing import Registry, Resource
+
+    documents = {s.schema_id: s.document for s in served_schemas().values()}
+    registry: Registry = Registry().with_resources(
+        (schema_id, Resource.from_contents(document)) for schema_id, document in documents.items())
+    schema = served_schemas()[path].document
+    if replace:
+        schema["properties"] = {**schema["properties"], **replace}
+    resolver = registry.resolver(base_uri=schema["$id"])
+    inlined = _inline(schema, resolver)
+    inlined.pop("$defs", None)
+    return {key: value for key, value in inlined.items() if key not in ("$schema", "$id")}
+
+
+def _inline(node: Any, resolver: Any) -> Any:
+    if isinstance(node, list):
+        return [_inline(value, resolver) for value in node]
+    if not isinstance(node, dict):
+        return node
+    if isinstance(node.get("$ref"), str):
+        resolved = resolver.lookup(node["$ref"])
+        target = _inline(resolved.contents, resolved.resolver)
+        siblings = {key: _inline(value, resolver) for key, value in node.items() if key != "$ref"}
+        return {**target, **siblings} if isinstance(target, dict) else target
+    return {key: _inline(value, resolver) for key, value in node.items()
+            if key not in ("$schema", "$id") or not isinstance(value, str)}

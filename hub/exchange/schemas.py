@@ -1,15 +1,40 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+
+from hub.contracts.catalogue import self_contained
+
+
+def _record_schema() -> dict[str, Any]:
+    """The OpenAPI shape of one record: the envelope (schemas/envelope.v1.json) whose payload is a case record or
+    a case step, embedded whole (every reference inlined) so the document stands alone, offline too."""
+    payload = {
+        "oneOf": [self_contained("case-record.v1.json"), self_contained("case-event.v1.json")],
+        "description": "envelope type case-record (version 1): the whole case, /schemas/case-record.v1.json; "
+                       "envelope type case-event (version 1): one new step, /schemas/case-event.v1.json",
+    }
+    return {
+        **self_contained("envelope.v1.json", replace={"payload": payload}),
+        "title": "Record envelope",
+        "description": "One record as served at /schemas/envelope.v1.json with its payload per "
+                       "/schemas/case-record.v1.json or /schemas/case-event.v1.json. Each record is checked on its "
+                       "own: one that breaks a rule is answered `rejected` in the results, naming the field and "
+                       "the rule (and told on partner.<code>.rejected.v1); the batch is not refused for it.",
+    }
+
+
+# Validation stays per record (hub/exchange/service.py), so a bad record is one `rejected` result, never a 422
+# for the batch: the schema below documents the records, it does not make pydantic check them.
+Record = Annotated[Any, WithJsonSchema(_record_schema())]
 
 
 class RecordBatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    records: list[Any] = Field(
+    records: list[Record] = Field(
         min_length=1, max_length=500,
         description="envelopes (schemas/envelope.v1.json) carrying case-record.v1 or case-event.v1 payloads",
     )

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -179,25 +178,6 @@ class HubContracts:
             if path.startswith(records_path + "/{") and "get" in operations:
                 return path
         raise LookupError("the OpenAPI document has no record status endpoint")
-
-
-def external_refs(node: Any, components: dict[str, Any] | None = None, seen: set[str] | None = None) -> Iterator[str]:
-    """Every ``$ref`` in a schema that points outside its own document, following the document's own
-    ``#/components/schemas/…`` references (given ``components``) on the way."""
-    seen = set() if seen is None else seen
-    if isinstance(node, dict):
-        ref = node.get("$ref")
-        if isinstance(ref, str) and not ref.startswith("#"):
-            yield ref
-        elif isinstance(ref, str) and components is not None and ref not in seen:
-            seen.add(ref)
-            target = components.get(ref.rsplit("/", 1)[-1]) if ref.startswith("#/components/schemas/") else None
-            yield from external_refs(target, components, seen)
-        for value in node.values():
-            yield from external_refs(value, components, seen)
-    elif isinstance(node, list):
-        for value in node:
-            yield from external_refs(value, components, seen)
 
 
 class CityPlatform:

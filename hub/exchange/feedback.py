@@ -31,6 +31,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hub.cases.models import Case
+from hub.db import begin_for_savepoints
 from hub.errors import NotFound
 from hub.exchange.checks import RecordRejected
 from hub.exchange.models import DeadLetter, InboxMessage, Partner, PartnerRejection
@@ -232,6 +233,7 @@ def _recheck(session: Session, envelope: Any, source: str, fault: Fault) -> Faul
     the checks are pure and read-only, so asking them again names the same fault."""
     from hub.exchange import service  # service imports much; only this path needs it
 
+    begin_for_savepoints(session)  # a failed read must not spoil the dead letter's transaction
     try:
         with session.begin_nested():
             service.check(session, envelope=envelope, authenticated_source=source)

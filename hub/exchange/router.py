@@ -72,7 +72,7 @@ def _result(index: int, envelope: Any, applied: service.Applied) -> RecordResult
                         tracking_no=outcome.tracking_no, detail=outcome.detail)
 
 
-@router.get("/records/{message_id}", response_model=RecordStatus, responses=problem_responses(401, 404))
+@router.get("/records/{message_id}", response_model=RecordStatus, responses=problem_responses(401, 404, 422))
 def record_status(
     message_id: Annotated[str, Path(min_length=1, max_length=64, description="the message's id (its envelope's "
                                     "message_id, else the AMQP message_id property)")],

@@ -20,6 +20,7 @@ from typing import Any
 
 import pika
 
+from adapters.amqp.management import PUBLIC_EVENT_PREFIXES
 from adapters.amqp.topology import HUB_TOPOLOGY, Topology
 from hub.contracts.catalogue import ID_PREFIX, served_schemas
 from hub.contracts.events import PublishedEvent, published_events
@@ -109,7 +110,7 @@ def build(*, base_url: str, broker: Broker, topology: Topology = HUB_TOPOLOGY) -
 
 
 def _info_description(broker: Broker, topology: Topology, base_url: str) -> str:
-    user = broker.user_example
+    user = broker.user_example.replace("{partner}", "<partner>")
     return "\n".join([
         "How a partner platform (a city platform, a department system, the national system) exchanges records "
         "and events with the provincial hub over RabbitMQ (AMQP 0-9-1).",
@@ -123,7 +124,9 @@ def _info_description(broker: Broker, topology: Topology, base_url: str) -> str:
         "Your topic permissions allow only your own routing keys.",
         "* **Receive** events from the topic exchange "
         f"`{topology.events_exchange}` through a queue of your own: declare `partner.<partner>.<anything>` "
-        "(durable) and bind it to your routing keys, e.g. `partner.<partner>.#` (your rejections) and `case.#`. "
+        "(durable) and bind it to your routing keys: `partner.<partner>.#` (your rejections), "
+        + ", ".join(f"`{prefix}.#`" for prefix in PUBLIC_EVENT_PREFIXES)
+        + " (your user may bind no other keys). "
         f"Declare `{topology.events_exchange}` **passively** (`exchange_declare(..., passive=True)`) or not at "
         "all: a non-passive declaration of a hub exchange is refused with 403 and closes the channel. Events "
         "may arrive twice: deduplicate by `message_id`.",
@@ -227,12 +230,19 @@ def _operations(topology: Topology, broker: Broker, inbound: list[tuple[str, Any
         },
     }
     for family, names in families.items():
+        description = ("Consume from your own queue `partner.<partner>.<anything>` bound to "
+                       f"`{topology.events_exchange}`; ack after processing; deduplicate by `message_id`.")
+        if family not in (*PUBLIC_EVENT_PREFIXES, "partner"):
+            # adapters/amqp/management.py: a partner user's topic read on hub.events covers only these keys.
+            description += (f" Not for partner users: their binding keys on `{topology.events_exchange}` are "
+                            "limited to `partner.<partner>.#` and "
+                            + ", ".join(f"`{prefix}.#`" for prefix in PUBLIC_EVENT_PREFIXES)
+                            + "; these events go to the hub's supervision and audit consumers.")
         operations[f"receive{family.capitalize()}Events"] = {
             "action": "receive",
             "channel": {"$ref": events_ref},
             "title": titles.get(family, f"Receive {family} events"),
-            "description": ("Consume from your own queue `partner.<partner>.<anything>` bound to "
-                            f"`{topology.events_exchange}`; ack after processing; deduplicate by `message_id`."),
+            "description": description,
             "security": [{"$ref": "#/components/securitySchemes/partnerUser"}],
             "messages": refs(events_ref, names),
             "bindings": {"amqp": {"ack": True, "bindingVersion": BINDING_VERSION}},
@@ -253,6 +263,41 @@ def _envelope_schema(*, envelope_type: str, version: int, payload_ref: str, sche
     return {"allOf": [{"$ref": schemas_url + "envelope.v1.json"}, {"type": "object", "properties": fixed}]}
 
 
+# A minimal record of each type, for a partner's first message: a case of the demo catalogue (`hub up`:
+# 医师执业注册 of 沈阳市卫健委, region 210100), submitted, then one step (its acceptance). Replace the item code,
+# region and ids with yours; tests/contracts/test_asyncapi.py sends both to the hub and checks they apply.
+EXAMPLE_ITEM_CODE = "210100007010160005"
+EXAMPLE_PAYLOADS: dict[str, dict[str, Any]] = {
+    "case-record.v1": {
+        "external_id": "SY-2026-000123", "record_version": 1, "item_code": EXAMPLE_ITEM_CODE, "region": "210100",
+        "applicant": {"type": "1", "name": "张三", "id_type": "citizen_id", "id_number": "11010519491231002X"},
+        "submitted_at": "2026-03-09T09:00:00+08:00", "state": "submitted",
+        "steps": [{"seq": 1, "action": "submit", "to_state": "submitted", "at": "2026-03-09T09:00:00+08:00",
+                   "officer": "王科员"}],
+    },
+    "case-event.v1": {
+        "external_id": "SY-2026-000123",
+        "step": {"seq": 2, "action": "accept", "to_state": "under_review", "at": "2026-03-09T10:00:00+08:00",
+                 "officer": "王科员", "opinion": "材料齐全，予以受理"},
+    },
+}
+EXAMPLE_MESSAGE_IDS = {"case-record.v1": "0b6f3f0e-5d7c-4c1e-9a51-6d2f1c3b7a01",
+                       "case-event.v1": "0b6f3f0e-5d7c-4c1e-9a51-6d2f1c3b7a02"}
+
+
+def _record_example(record_type: str) -> dict[str, Any]:
+    envelope_type, _, version = record_type.rpartition(".v")
+    return {
+        "name": f"minimal-{envelope_type}",
+        "summary": "partner shenyang's first message; publish with routing key shenyang." + record_type,
+        "payload": {
+            "message_id": EXAMPLE_MESSAGE_IDS[record_type], "type": envelope_type, "version": int(version),
+            "source": "shenyang", "region": "210100", "occurred_at": "2026-03-09T09:00:05+08:00",
+            "correlation_id": "SY-2026-000123", "payload": EXAMPLE_PAYLOADS[record_type],
+        },
+    }
+
+
 def _record_message(record_type: str, schemas_url: str) -> tuple[str, dict[str, Any], tuple[str, Any]]:
     envelope_type, _, version = record_type.rpartition(".v")
     schema_path = _served_path(RECORD_TYPES[record_type])
@@ -271,6 +316,8 @@ def _record_message(record_type: str, schemas_url: str) -> tuple[str, dict[str, 
         "bindings": {"amqp": {"messageType": record_type, "bindingVersion": BINDING_VERSION}},
         "x-routing-key": f"{{partner}}.{record_type}",
     }
+    if record_type in EXAMPLE_PAYLOADS:
+        message["examples"] = [_record_example(record_type)]
     schema = _envelope_schema(envelope_type=envelope_type, version=int(version), source=None,
                               payload_ref=schemas_url + schema_path, schemas_url=schemas_url)
     return name, message, (schema_name, schema)

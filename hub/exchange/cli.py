@@ -89,7 +89,8 @@ def _partner_command(as_json: bool, run: Callable[[], Any], show: Callable[[Any]
         err_console.print(f"[red]失败 failed:[/] {exc.message}", highlight=False)
         raise typer.Exit(1) from None
     except (OperationalError, InterfaceError) as exc:
-        message = f"数据库无法访问 (database_unreachable: {type(exc).__name__})"
+        detail = str(getattr(exc, "orig", None) or type(exc).__name__).splitlines()[0][:200]
+        message = f"数据库无法访问 (database_unreachable: {detail})"
         if as_json:
             print(json.dumps({"error": "database_unreachable", "message": message}, ensure_ascii=False))
         err_console.print(f"[red]失败 failed:[/] {message}", highlight=False)
@@ -190,7 +191,8 @@ def partners_enable(code: str, as_json: JsonOpt = False) -> None:
             return enable_partner(session, code=code, broker=_broker())
 
     def show(done: dict[str, Any]) -> None:
-        user = f"RabbitMQ user {done['amqp_username']} re-created" if done["amqp_user_created"] else "no broker"
+        user = (f"RabbitMQ user {done['amqp_username']} re-created" if done["amqp_user_created"]
+                else "no RabbitMQ user (no broker, or no stored hash: `hub partners rotate` gives it one)")
         out.print(f"[green]enabled[/] partner {code}: REST accepted, {user}", highlight=False)
 
     _partner_command(as_json, run, show)

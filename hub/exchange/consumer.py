@@ -42,23 +42,26 @@ def authenticated_source(message: InboundMessage, hub_user: str,
                          factory: sessionmaker[Session] | None = None) -> str | None:
     """Who sent the message, as far as the broker proves it: the AMQP ``user_id``, which RabbitMQ checks
     against the connection's user. Headers are a partner's to set and prove nothing — except on a message
-    the hub itself published (its own ``user_id``): a replayed dead letter carries the source the broker
-    proved when it first arrived (already a partner code).
+    the hub itself published (its own ``user_id``): a dead letter, or a replayed one, carries the source the
+    broker proved when it first arrived.
 
     A partner's RabbitMQ user need not be named as its code (``<vhost>.<code>`` outside vhost ``/``), so
     with ``factory`` the user is mapped to its partner's code through the partner directory (cached: no
     query while it is current); a user no partner has stays as it is, and is refused as an unknown partner."""
     from_hub = bool(message.user_id) and message.user_id == hub_user
     if from_hub and (dlq.REPLAY_HEADER in message.headers or message.exchange == DEAD_LETTER_EXCHANGE):
-        return header_text(message.headers, SOURCE_HEADER) or None
-    if not message.user_id:
-        return None
-    if factory is None or from_hub:
+        # The dead-letter copy names the partner's user; a replay, the code stored with the dead letter.
+        user = header_text(message.headers, SOURCE_HEADER) or None
+    elif from_hub:
         return message.user_id
+    else:
+        user = message.user_id or None
+    if user is None or factory is None:
+        return user
     from hub.exchange.partners import partner_of_amqp_user
 
     with factory() as session:
-        return partner_of_amqp_user(session, message.user_id) or message.user_id
+        return partner_of_amqp_user(session, user) or user
 
 
 @dataclass

@@ -190,3 +190,52 @@ def test_the_document_has_an_etag_and_needs_no_credentials(client: TestClient) -
     assert first.status_code == 200
     again = client.get("/asyncapi.json", headers={"If-None-Match": first.headers["etag"]})
     assert again.status_code == 304
+
+
+def test_the_example_records_are_valid_and_apply_in_order_over_rest(client: TestClient) -> None:
+    """The document's examples are a newcomer's first messages: they validate against the served schemas and
+    the hub applies them (the record, then its next step) on the demo catalogue."""
+    import copy
+    import uuid
+
+    from jsonschema import Draft202012Validator
+
+    from hub.validation import FORMAT_CHECKER
+    from tests.support import PARTNER_SECRET
+
+    doc = document(client)
+    registry: Registry = Registry()
+    for entry in client.get("/schemas").json()["schemas"]:
+        resource = Resource.from_contents(client.get(entry["url"].removeprefix(HUB.rstrip("/"))).json(),
+                                          default_specification=DRAFT202012)
+        registry = registry.with_resources([(entry["url"], resource), (entry["id"], resource)])
+    external_id = f"SY-EX-{uuid.uuid4().hex[:8]}"
+    records = []
+    for name in ("CaseRecord", "CaseEvent"):
+        message = doc["components"]["messages"][name]
+        schema = pointer(doc, message["payload"]["$ref"][1:])
+        validator = Draft202012Validator({"$schema": "https://json-schema.org/draft/2020-12/schema", **schema},
+                                         registry=registry, format_checker=FORMAT_CHECKER)
+        example = copy.deepcopy(message["examples"][0]["payload"])
+        assert list(validator.iter_errors(example)) == [], name
+        example["message_id"] = str(uuid.uuid4())
+        example["correlation_id"] = example["payload"]["external_id"] = external_id
+        records.append(example)
+    response = client.post("/api/v1/exchange/records", json={"records": records}, auth=("shenyang", PARTNER_SECRET))
+    assert response.status_code == 200, response.text
+    assert [r["status"] for r in response.json()["results"]] == ["applied", "applied"], response.text
+
+
+def test_it_says_which_event_keys_a_partner_user_may_bind(client: TestClient) -> None:
+    """The broker grants a partner's user topic read on hub.events only for its own rejections and the public
+    case and catalogue events (adapters/amqp/management.py); the document must not promise more."""
+    from adapters.amqp.management import PUBLIC_EVENT_PREFIXES
+
+    doc = document(client)
+    for prefix in PUBLIC_EVENT_PREFIXES:
+        assert f"`{prefix}.#`" in doc["info"]["description"]
+    for name, operation in doc["operations"].items():
+        restricted = "Not for partner users" in operation["description"]
+        family = name.removeprefix("receive").removesuffix("Events").lower()
+        if operation["action"] == "receive":
+            assert restricted == (family not in (*PUBLIC_EVENT_PREFIXES, "partner")), name

@@ -31,10 +31,18 @@ from sqlalchemy import text, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapters.amqp import INBOUND_EXCHANGE, INBOUND_QUEUE, AmqpSettings, AmqpUnavailable, consume, open_connection
+from adapters.amqp import (
+    DEAD_LETTER_QUEUE,
+    INBOUND_EXCHANGE,
+    INBOUND_QUEUE,
+    AmqpSettings,
+    AmqpUnavailable,
+    consume,
+    open_connection,
+)
 from hub.clock import SystemClock
 from hub.db import unit_of_work
-from hub.exchange.consumer import InboundHandler
+from hub.exchange.consumer import DeadLetterHandler, InboundHandler
 from hub.exchange.models import Partner
 from hub.settings import Settings
 from tests.adapters.amqp.conftest import wait_for
@@ -118,17 +126,28 @@ def case_of(factory: sessionmaker[Session], partner: str, external_id: str) -> b
                                     {"p": partner, "e": external_id}).scalar_one())
 
 
+def dead_letter_source(factory: sessionmaker[Session], message_id: str) -> str | None:
+    with factory() as session:
+        return session.execute(text("select source from dead_letters where message_id = :m"),
+                               {"m": message_id}).scalar()
+
+
 @pytest.fixture
 def inbound_consumer(broker: Broker, session_factory: sessionmaker[Session]) -> Iterator[None]:
-    """The hub's inbound consumer (as `hub worker` runs it) on the private vhost and the test database."""
+    """The hub's inbound and dead-letter consumers (as `hub worker` runs them) on the private vhost and the
+    test database."""
     stop = threading.Event()
-    handler = InboundHandler(session_factory, SystemClock(), broker.admin_user, Settings().audit_key)
-    thread = threading.Thread(target=consume, args=(broker.settings(heartbeat=10), INBOUND_QUEUE, handler),
-                              kwargs={"stop_event": stop}, daemon=True)
-    thread.start()
+    handlers = [(INBOUND_QUEUE, InboundHandler(session_factory, SystemClock(), broker.admin_user,
+                                               Settings().audit_key)),
+                (DEAD_LETTER_QUEUE, DeadLetterHandler(session_factory, SystemClock(), broker.admin_user))]
+    threads = [threading.Thread(target=consume, args=(broker.settings(heartbeat=10), queue, handler),
+                                kwargs={"stop_event": stop}, daemon=True) for queue, handler in handlers]
+    for thread in threads:
+        thread.start()
     yield
     stop.set()
-    thread.join(timeout=20)
+    for thread in threads:
+        thread.join(timeout=20)
 
 
 def test_add_gives_the_partner_one_secret_for_rest_and_its_own_rabbitmq_user(
@@ -148,22 +167,29 @@ def test_add_gives_the_partner_one_secret_for_rest_and_its_own_rabbitmq_user(
 
     # REST: the new partner pushes a record with its code and secret (another process wrote it: the app's
     # partner cache may take a moment to hear of it).
-    assert wait_until(lambda: rest_status(client, code, secret) == 200), "the new partner's REST secret"
+    assert wait_until(lambda: rest_status(client, code, secret) == 200, timeout=60), "the new partner's REST secret"
 
     # AMQP: its own user, in the hub's vhost, publishing its own routing key; the hub applies the record as
     # the partner (the broker-checked user_id is mapped to the partner's code).
     external_id = f"LC-{uuid.uuid4().hex[:12]}"
     record = envelope(case_record(item_code(client, KEY), external_id=external_id), source=code)
+    poison_id = str(uuid.uuid4())
     connection = pika.BlockingConnection(pika.URLParameters(amqp_url(broker, credentials["amqp_username"], secret)))
     try:
-        connection.channel().basic_publish(
-            INBOUND_EXCHANGE, f"{code}.case-record.v1", json.dumps(record).encode(),
-            pika.BasicProperties(message_id=record["message_id"], type="case-record.v1", delivery_mode=2,
-                                 content_type="application/json", user_id=credentials["amqp_username"]))
+        channel = connection.channel()
+        for message_id, body in ((record["message_id"], json.dumps(record).encode()), (poison_id, b"{not json")):
+            channel.basic_publish(
+                INBOUND_EXCHANGE, f"{code}.case-record.v1", body,
+                pika.BasicProperties(message_id=message_id, type="case-record.v1", delivery_mode=2,
+                                     content_type="application/json", user_id=credentials["amqp_username"]))
     finally:
         connection.close()
-    wait_for(lambda: case_of(session_factory, code, external_id), timeout_s=30, interval_s=0.2,
+    wait_for(lambda: case_of(session_factory, code, external_id), timeout_s=60, interval_s=0.2,
              what="the partner's AMQP record applied as the partner")
+    # Its faulty message is dead-lettered under the partner's code (what replay and its feedback go by).
+    wait_for(lambda: dead_letter_source(session_factory, poison_id) is not None, timeout_s=60, interval_s=0.2,
+             what="the partner's faulty message in dead_letters")
+    assert dead_letter_source(session_factory, poison_id) == code
 
     listed = hub_cli("list", "--json")
     assert listed.code == 0, listed
@@ -182,7 +208,7 @@ def test_rotate_replaces_the_secret_for_rest_and_rabbitmq(hub_cli: HubCli, broke
     new = json.loads(ran.stdout)
     assert new["secret"] != old["secret"] and new["amqp_username"] == old["amqp_username"]
 
-    assert wait_until(lambda: rest_status(client, code, new["secret"]) == 200), "the new secret over REST"
+    assert wait_until(lambda: rest_status(client, code, new["secret"]) == 200, timeout=60), "the new secret over REST"
     assert rest_status(client, code, old["secret"]) == 401
     assert can_log_in(broker, new["amqp_username"], new["secret"])
     assert not can_log_in(broker, old["amqp_username"], old["secret"])
@@ -197,7 +223,7 @@ def test_disable_refuses_rest_and_closes_the_partners_connection_and_enable_rest
     code = new_code()
     credentials = add(hub_cli, code)
     user, secret = credentials["amqp_username"], credentials["secret"]
-    assert wait_until(lambda: rest_status(client, code, secret) == 200)
+    assert wait_until(lambda: rest_status(client, code, secret) == 200, timeout=60)
     connection = open_connection(AmqpSettings(url=amqp_url(broker, user, secret)))
 
     ran = hub_cli("disable", code, "--json")
@@ -211,14 +237,14 @@ def test_disable_refuses_rest_and_closes_the_partners_connection_and_enable_rest
             return True
         return not connection.is_open
 
-    wait_for(closed, timeout_s=15, what="the broker to close the disabled partner's connection")
-    assert wait_until(lambda: rest_status(client, code, secret) == 401), "REST refused once disabled"
+    wait_for(closed, timeout_s=60, what="the broker to close the disabled partner's connection")
+    assert wait_until(lambda: rest_status(client, code, secret) == 401, timeout=60), "REST refused once disabled"
     assert not can_log_in(broker, user, secret)
 
     enabled = hub_cli("enable", code)
     assert enabled.code == 0, enabled
     assert can_log_in(broker, user, secret)  # the same secret: re-created from the stored hash
-    assert wait_until(lambda: rest_status(client, code, secret) == 200), "REST accepted again"
+    assert wait_until(lambda: rest_status(client, code, secret) == 200, timeout=60), "REST accepted again"
 
 
 def test_sync_recreates_missing_users_from_stored_hashes_and_never_resets_a_password(
@@ -285,6 +311,7 @@ def test_without_a_broker_add_gives_a_rest_secret_and_sync_says_why_it_cannot_ru
     assert ran.code == 0, ran
     assert "HUB_AMQP_URL is not set" in ran.stdout
     secret = next(line.split()[-1] for line in ran.stdout.splitlines() if "secret" in line)
-    assert wait_until(lambda: rest_status(client, code, secret) == 200), "the REST secret of a broker-less hub"
+    assert wait_until(lambda: rest_status(client, code, secret) == 200, timeout=60), \
+        "the REST secret of a broker-less hub"
     sync = hub_cli("sync", broker_on=False)
     assert sync.code == 1 and "no_broker" in sync.stderr and "Traceback" not in sync.output

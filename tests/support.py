@@ -15,6 +15,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
+from adapters.amqp import InboundMessage
+from adapters.amqp.topology import INBOUND_QUEUE
 from hub.seed.service import read_seed
 from workflow.identifiers import citizen_id_check_char, credit_code_check_char
 
@@ -117,6 +119,15 @@ def envelope(payload: dict[str, Any], *, source: str = "shenyang", region: str =
     return {"message_id": message_id or str(uuid.uuid4()), "type": record_type, "version": 1,
             "source": source, "region": region, "occurred_at": "2026-03-11T10:00:00+08:00",
             "correlation_id": payload.get("external_id"), "payload": payload}
+
+
+def inbound_message(document: dict[str, Any], *, user_id: str = "shenyang") -> InboundMessage:
+    """An envelope as the consumer receives it from hub.inbound, published by ``user_id``."""
+    return InboundMessage(body=json.dumps(document).encode(), routing_key=f"{user_id}.case-record.v1",
+                          exchange="hub.inbound", queue=INBOUND_QUEUE, message_id=str(document["message_id"]),
+                          user_id=user_id, type="case-record", correlation_id=None,
+                          content_type="application/json", timestamp=None, headers={}, redelivered=False,
+                          delivery_count=0)
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = 15.0) -> bool:

@@ -4,7 +4,6 @@ detected (StaleDataError), as the ORM's own flush would."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -15,15 +14,14 @@ from sqlalchemy import Engine, event, select, text
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
-from adapters.amqp.messages import InboundMessage, Outcome
-from adapters.amqp.topology import INBOUND_QUEUE
+from adapters.amqp.messages import Outcome
 from hub.audit.service import verify
 from hub.cases import writes
 from hub.cases.models import Case
 from hub.clock import FixedClock
 from hub.exchange.consumer import InboundHandler
 from hub.settings import Settings
-from tests.support import case_record, envelope, item_code
+from tests.support import case_record, envelope, inbound_message, item_code
 
 ITEM = "physician-practice-registration"
 
@@ -33,13 +31,6 @@ def postgresql_only(backend: str) -> None:
     if backend != "postgresql":
         pytest.skip("SQLite keeps the ORM's per-row UPDATE (one in-process file: no round trip to save)")
 
-
-def message(document: dict[str, Any]) -> InboundMessage:
-    return InboundMessage(body=json.dumps(document).encode(), routing_key="shenyang.case-record.v1",
-                          exchange="hub.inbound", queue=INBOUND_QUEUE, message_id=str(document["message_id"]),
-                          user_id="shenyang", type="case-record", correlation_id=None,
-                          content_type="application/json", timestamp=None, headers={}, redelivered=False,
-                          delivery_count=0)
 
 
 @pytest.fixture
@@ -66,13 +57,13 @@ def test_a_batch_updating_existing_cases_sends_one_update_and_bumps_each_lock_ve
 ) -> None:
     code = item_code(client, ITEM)
     ids = [f"BU-{uuid.uuid4().hex[:10]}" for _ in range(6)]
-    assert handler.handle_batch([message(envelope(case_record(code, external_id=x, steps=2))) for x in ids]) == [
-        Outcome.ACK] * 6
+    batch = [inbound_message(envelope(case_record(code, external_id=x, steps=2))) for x in ids]
+    assert handler.handle_batch(batch) == [Outcome.ACK] * 6
     with session_factory() as session:
         before = dict(session.execute(select(Case.external_id, Case.lock_version)
                                       .where(Case.external_id.in_(ids))).all())
     updates.clear()
-    later = [message(envelope(case_record(code, external_id=x, version=2, steps=4))) for x in ids]
+    later = [inbound_message(envelope(case_record(code, external_id=x, version=2, steps=4))) for x in ids]
     assert handler.handle_batch(later) == [Outcome.ACK] * 6
     assert len(updates) == 1, updates
     with session_factory() as session:
@@ -89,8 +80,8 @@ def test_a_case_changed_behind_the_sessions_back_is_detected(
 ) -> None:
     code = item_code(client, ITEM)
     ids = [f"BU-{uuid.uuid4().hex[:10]}" for _ in range(3)]
-    assert handler.handle_batch([message(envelope(case_record(code, external_id=x, steps=2))) for x in ids]) == [
-        Outcome.ACK] * 3
+    batch = [inbound_message(envelope(case_record(code, external_id=x, steps=2))) for x in ids]
+    assert handler.handle_batch(batch) == [Outcome.ACK] * 3
     with session_factory() as session, session.begin():
         cases = list(session.scalars(select(Case).where(Case.external_id.in_(ids))))
         for case in cases:

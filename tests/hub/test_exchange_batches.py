@@ -4,7 +4,6 @@ system written once per case, whether the case completes in this batch or was co
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -14,8 +13,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, event, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapters.amqp.messages import InboundMessage, Outcome
-from adapters.amqp.topology import INBOUND_QUEUE
+from adapters.amqp.messages import Outcome
 from hub.audit.service import verify
 from hub.cases.models import Case
 from hub.clock import FixedClock
@@ -23,17 +21,10 @@ from hub.deliveries.models import Delivery
 from hub.deliveries.service import NATIONAL_RESULT
 from hub.exchange.consumer import InboundHandler
 from hub.settings import Settings
-from tests.support import case_record, envelope, item_code
+from tests.support import case_record, envelope, inbound_message, item_code
 
 REPORTED = "physician-practice-registration"  # 沈阳市卫健委 (210100): results reported nationally
 
-
-def message(document: dict[str, Any]) -> InboundMessage:
-    return InboundMessage(body=json.dumps(document).encode(), routing_key="shenyang.case-record.v1",
-                          exchange="hub.inbound", queue=INBOUND_QUEUE, message_id=str(document["message_id"]),
-                          user_id="shenyang", type="case-record", correlation_id=None,
-                          content_type="application/json", timestamp=None, headers={}, redelivered=False,
-                          delivery_count=0)
 
 
 @pytest.fixture
@@ -63,7 +54,7 @@ def test_a_batch_is_applied_in_one_savepoint_not_one_per_message(
 ) -> None:
     documents = records(item_code(client, REPORTED), 12)
     statements.clear()
-    assert handler.handle_batch([message(d) for d in documents]) == [Outcome.ACK] * 12
+    assert handler.handle_batch([inbound_message(d) for d in documents]) == [Outcome.ACK] * 12
     savepoints = [s for s in statements if s.lstrip().upper().startswith("SAVEPOINT")]
     # The batch's look-ups, its writes (and on SQLite the block of tracking numbers): none per message.
     assert len(savepoints) <= 3, savepoints
@@ -80,9 +71,9 @@ def test_completed_cases_of_a_batch_owe_one_national_delivery_each(
     open_ = records(code, 2, steps=2)
     # The same case again within the batch (a newer version), and a later batch repeating a completion.
     again = envelope({**completed[0]["payload"], "record_version": 2})
-    assert handler.handle_batch([message(d) for d in [*completed, *open_, again]]) == [Outcome.ACK] * 6
+    assert handler.handle_batch([inbound_message(d) for d in [*completed, *open_, again]]) == [Outcome.ACK] * 6
     repeat = envelope({**completed[1]["payload"], "record_version": 3})
-    assert handler.handle_batch([message(repeat)]) == [Outcome.ACK]
+    assert handler.handle_batch([inbound_message(repeat)]) == [Outcome.ACK]
 
     with session_factory() as session:
         def deliveries(document: dict[str, Any]) -> list[str]:

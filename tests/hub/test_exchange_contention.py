@@ -4,7 +4,6 @@ over again with its next batch); only a batch with nothing else to do waits — 
 
 from __future__ import annotations
 
-import json
 import threading
 import uuid
 from collections.abc import Iterator
@@ -15,14 +14,13 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapters.amqp.messages import InboundMessage, Outcome
-from adapters.amqp.topology import INBOUND_QUEUE
+from adapters.amqp.messages import Outcome
 from hub.cases.models import Case
 from hub.clock import FixedClock
 from hub.exchange import service
 from hub.exchange.consumer import InboundHandler
 from hub.settings import Settings
-from tests.support import case_record, envelope, item_code, wait_until
+from tests.support import case_record, envelope, inbound_message, item_code, wait_until
 
 ITEM = "physician-practice-registration"
 
@@ -32,13 +30,6 @@ def postgresql_only(backend: str) -> None:
     if backend != "postgresql":
         pytest.skip("advisory locks between workers: PostgreSQL (SQLite has one writer at a time)")
 
-
-def message(document: dict[str, Any]) -> InboundMessage:
-    return InboundMessage(body=json.dumps(document).encode(), routing_key="shenyang.case-record.v1",
-                          exchange="hub.inbound", queue=INBOUND_QUEUE, message_id=str(document["message_id"]),
-                          user_id="shenyang", type="case-record", correlation_id=None,
-                          content_type="application/json", timestamp=None, headers={}, redelivered=False,
-                          delivery_count=0)
 
 
 @pytest.fixture
@@ -85,7 +76,7 @@ def test_a_batch_sharing_a_case_with_another_worker_applies_the_rest_without_wai
     holder = other_worker(envelope(case_record(code, external_id=busy, version=1)))
     later = envelope(case_record(code, external_id=busy, version=2, steps=3))
     unrelated = envelope(case_record(code, external_id=free, version=1))
-    thread, outcomes = in_thread(lambda: handler.handle_batch([message(later), message(unrelated)]))
+    thread, outcomes = in_thread(lambda: handler.handle_batch([inbound_message(later), inbound_message(unrelated)]))
     thread.join(timeout=60)
     alive = thread.is_alive()
     holder.commit()  # lets a waiting handler (the old behaviour) finish, so a failure does not hang the run
@@ -94,7 +85,7 @@ def test_a_batch_sharing_a_case_with_another_worker_applies_the_rest_without_wai
     assert outcomes == [[Outcome.DEFER, Outcome.ACK]]
     assert versions(session_factory, busy, free) == {busy: 1, free: 1}
     # Handed over again once the other worker committed: applied after it, in order.
-    assert handler.handle_batch([message(later)]) == [Outcome.ACK]
+    assert handler.handle_batch([inbound_message(later)]) == [Outcome.ACK]
     assert versions(session_factory, busy) == {busy: 2}
 
 
@@ -106,7 +97,7 @@ def test_a_batch_whose_every_case_is_busy_waits_for_them_and_applies_after(
     busy = f"CT-{uuid.uuid4().hex[:10]}"
     holder = other_worker(envelope(case_record(code, external_id=busy, version=1)))
     thread, outcomes = in_thread(lambda: handler.handle_batch(
-        [message(envelope(case_record(code, external_id=busy, version=2, steps=3)))]))
+        [inbound_message(envelope(case_record(code, external_id=busy, version=2, steps=3)))]))
 
     def waiting_for_a_lock() -> bool:
         with engine.connect() as connection:

@@ -248,6 +248,10 @@ def drain_workers(broker: Broker, database_url: str, engine: Engine, count: int,
     env.update(HUB_DATABASE_URL=database_url, HUB_AMQP_URL=broker.admin_url, HUB_DATA_DIR=str(log_dir),
                HUB_SECRET_KEY=BENCH_SECRET_KEY, HUB_AUDIT_KEY=BENCH_AUDIT_KEY, HUB_LOG_LEVEL="ERROR",
                HUB_LOG_JSON="false", HUB_INGEST_BATCH_SIZE=str(batch), HUB_AUDIT_CHECKPOINT_INTERVAL_S="0",
+               # The worker's periodic supervision jobs are not ingest: the minute scanner would judge each of the
+               # earlier rounds' back-dated cases (≈1.3 ms each, bench.supervision) inside these figures, the
+               # metrics roll-up recompute their days. The real-time rules of each record stay on.
+               HUB_SUPERVISION_SCAN_INTERVAL_S="0", HUB_SUPERVISION_METRICS_ROLLUP_INTERVAL_S="0",
                PYTHONUNBUFFERED="1")
     target = inbox_count(engine) + count
     processes = []

@@ -68,7 +68,7 @@ app.add_typer(partners_app, name="partners")
 app.add_typer(exchange_app, name="exchange")
 app.add_typer(deliveries_app, name="deliveries")
 app.add_typer(alerts_app, name="alerts")
-console = Console()
+console = Console(soft_wrap=True)  # an address or a path is never broken across lines (logs, pipes)
 log = logging.getLogger("hub.cli")
 
 if TYPE_CHECKING:

@@ -15,6 +15,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from hub import logs
+from hub.cli_options import JsonOpt
 from hub.clock import SystemClock
 from hub.db import make_engine, make_session_factory, unit_of_work
 from hub.deliveries.cli import deliveries_app
@@ -77,7 +78,6 @@ if TYPE_CHECKING:
 
 HostOpt = Annotated[str, typer.Option(help="address to listen on")]
 PortOpt = Annotated[int, typer.Option(help="port to listen on")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="print one plain JSON document (for scripts)")]
 
 
 def _print_json(document: object) -> None:

@@ -130,6 +130,18 @@ def inbound_message(document: dict[str, Any], *, user_id: str = "shenyang") -> I
                           delivery_count=0)
 
 
+def closed_by_broker(connection: Any) -> bool:
+    """Whether RabbitMQ has closed this blocking pika connection (e.g. after its user was deleted): a
+    condition for ``wait_until``/``wait_for``."""
+    import pika.exceptions
+
+    try:
+        connection.process_data_events(time_limit=0)
+    except pika.exceptions.AMQPError:
+        return True
+    return not connection.is_open
+
+
 def wait_until(condition: Callable[[], bool], timeout: float = 15.0) -> bool:
     """Polls ``condition`` until it holds or ``timeout`` seconds pass; returns its last answer, for the
     test to assert (a busy machine is slow, so tests wait on conditions, never on time)."""

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.orm import Session, sessionmaker
 
+from hub.cli_options import JsonOpt
 from hub.clock import SystemClock
 from hub.db import make_engine, make_session_factory, unit_of_work
 from hub.settings import get_settings
@@ -28,7 +29,7 @@ def _factory() -> sessionmaker[Session]:
 
 @deliveries_app.command("status")
 def status_command(
-    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of tables")] = False,
+    as_json: JsonOpt = False,
     recent: Annotated[int, typer.Option(help="how many recent failures to list")] = 20,
 ) -> None:
     """Deliveries per partner, kind and status, and the most recent failures with their errors."""

@@ -12,6 +12,7 @@ from rich.table import Table
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from hub import progress
+from hub.cli_options import JsonOpt
 from hub.clock import SystemClock
 from hub.db import make_engine, make_session_factory, unit_of_work
 from hub.settings import get_settings
@@ -31,7 +32,6 @@ def _factory():  # type: ignore[no-untyped-def]
     return make_session_factory(make_engine(get_settings().resolved_database_url()))
 
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON (for scripts) instead of tables")]
 
 
 def _print_json(document: object) -> None:

@@ -19,6 +19,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from hub.cli_options import JsonOpt
 from hub.errors import FieldError, ValidationFailed
 
 if TYPE_CHECKING:
@@ -34,7 +35,6 @@ Username = Annotated[str, typer.Option("--username", envvar="HUB_OFFICER_USERNAM
                                        help="the officer acting (a supervisor, or an officer of the department)")]
 Password = Annotated[str, typer.Option("--password", envvar="HUB_OFFICER_PASSWORD",
                                        help="the officer's password (asked for on a terminal when not given)")]
-AsJson = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
 
 
 def _signed_in(session: Session, username: str, password: str) -> Officer:
@@ -92,7 +92,7 @@ def list_command(
     case: Annotated[str | None, typer.Option(help="tracking number")] = None,
     offset: Annotated[int, typer.Option(min=0)] = 0,
     limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
-    as_json: AsJson = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """The alerts the officer may see, newest first (a supervisor: his region and below; an officer: his
     department's)."""
@@ -121,7 +121,7 @@ def list_command(
 @alerts_app.command("show")
 @_refusing
 def show_command(alert_id: Annotated[int, typer.Argument(min=1, help="the alert's id")],
-                 username: Username = "", password: Password = "", as_json: AsJson = False) -> None:
+                 username: Username = "", password: Password = "", as_json: JsonOpt = False) -> None:
     """One alert with its explanation, ruling and every step of its history."""
     from hub.supervision import oversight
 
@@ -141,7 +141,7 @@ def explain_command(
     alert_id: Annotated[int, typer.Argument(min=1, help="the alert's id")],
     explanation: Annotated[str, typer.Option(help="情况说明: why the alert arose")],
     correction: Annotated[str, typer.Option(help="整改情况: the correction made")],
-    username: Username = "", password: Password = "", as_json: AsJson = False,
+    username: Username = "", password: Password = "", as_json: JsonOpt = False,
 ) -> None:
     """The responsible department's explanation and correction (an officer of that department)."""
     from hub.clock import SystemClock
@@ -170,7 +170,7 @@ def rule_command(
     measure: Annotated[str | None, typer.Option(help="accountability: the measure taken (e.g. 诫勉谈话)")] = None,
     person: Annotated[str | None, typer.Option(help="accountability: the person held responsible")] = None,
     on: Annotated[str | None, typer.Option("--date", help="accountability: the day, YYYY-MM-DD")] = None,
-    username: Username = "", password: Password = "", as_json: AsJson = False,
+    username: Username = "", password: Password = "", as_json: JsonOpt = False,
 ) -> None:
     """A supervisor's ruling: accepted, or accountability with --measure, --person and --date."""
     from hub.clock import SystemClock

@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from hub.cli_options import JsonOpt
 from hub.settings import get_settings
 
 if TYPE_CHECKING:
@@ -27,7 +28,7 @@ def status(
     "http://127.0.0.1:8000",
     username: Annotated[str, typer.Option(envvar="HUB_OPS_USERNAME", help="an admin or supervisor account")] = "",
     password: Annotated[str, typer.Option(envvar="HUB_OPS_PASSWORD", help="its password")] = "",
-    as_json: Annotated[bool, typer.Option("--json", help="print the hub's JSON answer instead of a table")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Each registry's circuit breaker, recent latency and error rate, as the running hub sees them."""
     # Never a prompt: a status command runs from scripts, cron and monitoring, where a prompt hangs or aborts.

@@ -48,7 +48,7 @@ from hub.settings import Settings
 from tests.adapters.amqp.conftest import wait_for
 from tests.e2e.cli_support import ROOT, Ran, free_port, hub_executable, operator_env, run_process
 from tests.exchange.conftest import Broker
-from tests.support import PARTNER_SECRET, case_record, envelope, item_code, wait_until
+from tests.support import PARTNER_SECRET, case_record, closed_by_broker, envelope, item_code, wait_until
 
 KEY = "physician-practice-registration"  # a 沈阳 (210100) item
 
@@ -230,14 +230,8 @@ def test_disable_refuses_rest_and_closes_the_partners_connection_and_enable_rest
     assert ran.code == 0, ran
     assert json.loads(ran.stdout) == {"code": code, "active": False, "amqp_user_deleted": True, "amqp_username": user}
 
-    def closed() -> bool:
-        try:
-            connection.process_data_events(time_limit=0)
-        except pika.exceptions.AMQPError:
-            return True
-        return not connection.is_open
-
-    wait_for(closed, timeout_s=60, what="the broker to close the disabled partner's connection")
+    wait_for(lambda: closed_by_broker(connection), timeout_s=60,
+             what="the broker to close the disabled partner's connection")
     assert wait_until(lambda: rest_status(client, code, secret) == 401, timeout=60), "REST refused once disabled"
     assert not can_log_in(broker, user, secret)
 

@@ -7,11 +7,13 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.registries import AdapterOptions, Registries, RegistryEndpoints, build_registries
 from adapters.resilience import ResiliencePolicy
 from hub.app import create_app
 from hub.clock import FixedClock
+from hub.exchange.consumer import InboundHandler
 from hub.settings import Settings
 from mocks.runner import RunningMocks
 from tests.conftest import Officers
@@ -50,3 +52,9 @@ def hub(settings: Settings, clock: FixedClock, engine: Engine, registries: Regis
 @pytest.fixture
 def staff(hub: TestClient) -> Officers:
     return Officers(hub)
+
+
+# The partner records' batch handler as `hub worker` runs it (batches of 50): the batch tests share it.
+@pytest.fixture
+def handler(session_factory: sessionmaker[Session], clock: FixedClock, settings: Settings) -> InboundHandler:
+    return InboundHandler(session_factory, clock, "hub", settings.audit_key, batch_size=50)

@@ -18,7 +18,6 @@ from adapters.amqp.messages import Outcome
 from hub.audit.service import verify
 from hub.cases import writes
 from hub.cases.models import Case
-from hub.clock import FixedClock
 from hub.exchange.consumer import InboundHandler
 from hub.settings import Settings
 from tests.support import case_record, envelope, inbound_message, item_code
@@ -32,10 +31,6 @@ def postgresql_only(backend: str) -> None:
         pytest.skip("SQLite keeps the ORM's per-row UPDATE (one in-process file: no round trip to save)")
 
 
-
-@pytest.fixture
-def handler(session_factory: sessionmaker[Session], clock: FixedClock, settings: Settings) -> InboundHandler:
-    return InboundHandler(session_factory, clock, "hub", settings.audit_key, batch_size=50)
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from adapters.amqp.messages import Outcome
 from hub.audit.service import verify
 from hub.cases.models import Case
-from hub.clock import FixedClock
 from hub.deliveries.models import Delivery
 from hub.deliveries.service import NATIONAL_RESULT
 from hub.exchange.consumer import InboundHandler
@@ -26,10 +25,6 @@ from tests.support import case_record, envelope, inbound_message, item_code
 REPORTED = "physician-practice-registration"  # 沈阳市卫健委 (210100): results reported nationally
 
 
-
-@pytest.fixture
-def handler(session_factory: sessionmaker[Session], clock: FixedClock, settings: Settings) -> InboundHandler:
-    return InboundHandler(session_factory, clock, "hub", settings.audit_key, batch_size=50)
 
 
 @pytest.fixture

@@ -32,10 +32,6 @@ def postgresql_only(backend: str) -> None:
 
 
 
-@pytest.fixture
-def handler(session_factory: sessionmaker[Session], clock: FixedClock, settings: Settings) -> InboundHandler:
-    return InboundHandler(session_factory, clock, "hub", settings.audit_key, batch_size=50)
-
 
 @pytest.fixture
 def other_worker(session_factory: sessionmaker[Session], clock: FixedClock, settings: Settings

@@ -29,6 +29,7 @@ from adapters.amqp import (
 )
 from adapters.amqp.management import rabbit_password_hash, rabbit_password_matches
 from tests.adapters.amqp.conftest import message, wait_for
+from tests.support import closed_by_broker
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,14 +120,8 @@ def test_deleting_a_partner_closes_its_connection_and_refuses_new_ones(
     connection = open_connection(partner.settings)
     assert delete_partner_user(management_url, admin[0], admin[1], partner.name) is True
 
-    def closed() -> bool:
-        try:
-            connection.process_data_events(time_limit=0)
-        except pika.exceptions.AMQPError:
-            return True
-        return not connection.is_open
-
-    wait_for(closed, timeout_s=10, what="the broker to close the deleted partner's connection")
+    wait_for(lambda: closed_by_broker(connection), timeout_s=10,
+             what="the broker to close the deleted partner's connection")
     with pytest.raises(AmqpUnavailable, match="login refused"):
         open_connection(partner.settings, attempts=1)
     assert delete_partner_user(management_url, admin[0], admin[1], partner.name) is False

@@ -10,6 +10,14 @@ from hub.exchange.models import DeadLetter, InboxMessage, Partner, PartnerReject
 from hub.idempotency.models import IdempotencyKey
 from hub.org.models import Department, Region
 from hub.outbox.models import OutboxMessage
+from hub.payments.models import (
+    CaseFee,
+    PaymentNotification,
+    PaymentOrder,
+    PaymentOrderEvent,
+    PaymentRefund,
+    ReconciliationReport,
+)
 from hub.supervision.models import Alert, Rating, SupervisionThreshold
 from hub.throttle.models import AttemptCounter, SeenNonce
 from hub.verification.models import CaseVerification, ManualVerification, RegistryAccess
@@ -21,6 +29,7 @@ __all__ = [
     "CalendarOverride",
     "Case",
     "CaseEvent",
+    "CaseFee",
     "CaseVerification",
     "DeadLetter",
     "Delivery",
@@ -35,8 +44,13 @@ __all__ = [
     "OutboxMessage",
     "Partner",
     "PartnerRejection",
+    "PaymentNotification",
+    "PaymentOrder",
+    "PaymentOrderEvent",
+    "PaymentRefund",
     "PendingEvent",
     "Rating",
+    "ReconciliationReport",
     "Region",
     "RegistryAccess",
     "SeenNonce",

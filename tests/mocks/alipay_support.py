@@ -16,9 +16,9 @@ from urllib.parse import parse_qsl, urlsplit
 import httpx
 from fastapi import FastAPI, Request, Response
 
-from adapters.payments.alipay import AlipayGateway, cst_timestamp, request_sign_content
+from adapters.payments.alipay import AlipayGateway, cst_timestamp, request_sign_content, response_sign_content
 from adapters.payments.base import Checkout, NotificationRejected, OrderRequest
-from adapters.payments.signing import load_private_key, sign
+from adapters.payments.signing import load_private_key, load_public_key, sign, verify
 from adapters.resilience import ResiliencePolicy
 from mocks.payments import alipay as alipay_app
 from mocks.server import MockServer
@@ -176,6 +176,15 @@ class AlipayMockHandle:
         if tamper is not None:
             tamper(params)
         return self.http.post("/gateway.do", data=params)
+
+    def answer(self, response: httpx.Response, method: str) -> dict[str, Any]:
+        """The ``*_response`` object of a gateway answer, once the gateway's signature over its text verified."""
+        assert response.status_code == 200, response.text
+        found = response_sign_content(response.text, method.replace(".", "_") + "_response")
+        assert found is not None, response.text
+        content, signature = found
+        assert signature and verify(load_public_key(self.keys["gateway_public_key"].encode()), content, signature)
+        return dict(json.loads(content))
 
     def stop(self) -> None:
         self.server.app.state.payment.stop()

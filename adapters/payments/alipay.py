@@ -400,6 +400,10 @@ class AlipayGateway:
         return Acknowledgement(status_code=200, body=ACK_SUCCESS if accepted else ACK_FAILURE,
                                media_type="text/plain")
 
+    def status(self) -> dict[str, Any]:
+        """Breaker state and call statistics of this gateway (for an ops view)."""
+        return self.guard.status()
+
     def verify_return(self, params: Mapping[str, str]) -> bool:
         """Whether a browser return's parameters carry the gateway's signature (display only, never paid)."""
         signature = params.get("sign", "")
@@ -423,9 +427,9 @@ def _fen(value: Any) -> int:
 
 
 def _reason(exc: AdapterError) -> str:
-    # The English part of an adapter message ("中文 (english)"), else the class name.
+    # The English part of an adapter message ("中文 (english)"), else the message itself.
     text = str(exc)
-    return text[text.find("(") + 1:-1] if text.endswith(")") and "(" in text else type(exc).__name__
+    return text[text.find("(") + 1:-1] if text.endswith(")") and "(" in text else text or type(exc).__name__
 
 
 def _trade_status(trade_status: str, *, paid: bool) -> TradeStatus | None:

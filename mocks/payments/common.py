@@ -59,6 +59,7 @@ DEV_SCHEDULE_S: tuple[float, ...] = (0.2, 0.5, 1.0, 2.0, 5.0, 5.0, 5.0)
 REAL_SCHEDULE_S: tuple[float, ...] = (240.0, 600.0, 600.0, 3600.0, 7200.0, 21600.0, 54000.0)
 _NOTIFY_TIMEOUT_S = 5.0
 _BODY_EXCERPT = 200
+_KEEP_RECORDS = 2000
 
 
 def now_utc() -> datetime:
@@ -526,6 +527,10 @@ class Notifier:
                                     status=status, label=label, url=url, form=dict(form), lost=lost, finished=lost)
         with self._cond:
             self._records.append(record)
+            if len(self._records) > _KEEP_RECORDS:  # a long `hub up` session: forget the oldest finished ones
+                oldest = next((r for r in self._records if r.finished), None)
+                if oldest is not None:
+                    self._records.remove(oldest)
         return record
 
     def records(self, order_no: str | None = None) -> list[NotificationRecord]:

@@ -8,7 +8,7 @@ import hashlib
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -142,6 +142,17 @@ def gateway_signature_ok(keys: dict[str, str], fields: dict[str, str]) -> bool:
     digest = hashlib.sha256(text.encode()).hexdigest()
     key = signing.load_public_key(keys["gateway_certificate"].encode())
     return signing.verify(key, digest, fields.get("signature", ""))
+
+
+def wait_until(condition: Callable[[], Any], *, timeout_s: float = WAIT_S, what: str = "condition") -> Any:
+    """Poll ``condition`` until it returns something truthy (and return that); fail after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = condition()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
 
 
 FORM_RE = r'<form id="{name}" method="post" action="([^"]+)">'

@@ -410,7 +410,8 @@ class UnionPayGateway:
 
 # --- statement file ------------------------------------------------------------------------------
 
-# The columns of a statement line (a subset of the 全渠道 ZM flow file, fixed width, one space between):
+# The columns of a statement line (a subset of the 全渠道 ZM flow file, fixed width, one space between; the mock
+# writes them with its own code, mocks/payments/unionpay.py):
 # (name, width). Amounts are zero-padded fen; the time is the transmission time MMDDhhmmss (CST).
 STATEMENT_COLUMNS: tuple[tuple[str, int], ...] = (
     ("code", 3),  # S22 consume, S30 refund
@@ -426,11 +427,6 @@ STATEMENT_COLUMNS: tuple[tuple[str, int], ...] = (
 )
 STATEMENT_CONSUME = "S22"
 STATEMENT_REFUND = "S30"
-
-
-def format_statement_line(values: Mapping[str, str]) -> str:
-    """One statement line (the mock writes these; exposed so the format lives in one place)."""
-    return " ".join(values.get(name, "").ljust(width)[:width] for name, width in STATEMENT_COLUMNS)
 
 
 def parse_statement(text: str, *, day: date) -> list[StatementLine]:
@@ -457,14 +453,6 @@ def parse_statement(text: str, *, day: date) -> list[StatementLine]:
                                        amount_fen=int(values["txnAmt"]), occurred_at=occurred,
                                        gateway_trade_no=values["queryId"] or None, refund_no=values["orderId"]))
     return lines
-
-
-def pack_file(name: str, text: str) -> str:
-    """``fileContent`` for a file: base64(zlib(zip with one member)) (the mock uses it)."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr(name, text.encode("utf-8"))
-    return base64.b64encode(zlib.compress(buffer.getvalue())).decode("ascii")
 
 
 def _unpack_file(content: str) -> str:

@@ -24,21 +24,22 @@ transaction at UnionPay yet: its query answers 34 too — until payTimeout, afte
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import io
 import secrets
 import threading
+import zipfile
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, date, datetime
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode
 
-from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import APIRouter, FastAPI, Request, Response
 from pydantic import BaseModel, ConfigDict
 
-from adapters.payments import signing
-from adapters.payments.unionpay import format_statement_line, pack_file
 from mocks.control import own_control_router
 from mocks.payments.common import (
     CST,
@@ -54,6 +55,7 @@ from mocks.payments.common import (
     new_notify_id,
     now_utc,
 )
+from mocks.payments.gateway_keys import GatewayKey, sha256_hex, sorted_string, verify
 from mocks.server import MockServer
 
 PATH = "/gateway/api"  # frontTransReq.do, backTransReq.do, queryTrans.do, fileTransfer.do under it
@@ -105,52 +107,80 @@ class UnionPayFaults:
 @dataclass(frozen=True)
 class UnionPayKeys:
     """What this mock generated at start: its own signing key/certificate, the merchant's it issued, and the key
-    a forger uses."""
+    a forger uses (same certificate name, another key)."""
 
-    gateway: signing.KeyPair
-    merchant: signing.KeyPair
-    forger: signing.KeyPair
+    gateway: GatewayKey
+    merchant: GatewayKey
+    forger: GatewayKey
     mer_id: str = MER_ID
 
     @classmethod
     def generate(cls, *, mer_id: str = MER_ID) -> UnionPayKeys:
-        return cls(gateway=signing.generate_key_pair("China UnionPay mock signing"),
-                   merchant=signing.generate_key_pair(f"merchant {mer_id}"),
-                   forger=signing.generate_key_pair("China UnionPay mock signing"), mer_id=mer_id)
+        return cls(gateway=GatewayKey.generate("China UnionPay mock signing"),
+                   merchant=GatewayKey.generate(f"merchant {mer_id}"),
+                   forger=GatewayKey.generate("China UnionPay mock signing"), mer_id=mer_id)
 
     def as_json(self) -> dict[str, str]:
         return {
-            "merchant_private_key": self.merchant.private_pem.decode(),
-            "merchant_public_key": self.merchant.public_pem.decode(),
-            "merchant_certificate": self.merchant.certificate_pem.decode(),
+            "merchant_private_key": self.merchant.private_pem,
+            "merchant_public_key": self.merchant.public_pem,
+            "merchant_certificate": self.merchant.certificate_pem,
             "merchant_cert_id": self.merchant.cert_id,
-            "gateway_public_key": self.gateway.public_pem.decode(),
-            "gateway_certificate": self.gateway.certificate_pem.decode(),
+            "gateway_public_key": self.gateway.public_pem,
+            "gateway_certificate": self.gateway.certificate_pem,
             "mer_id": self.mer_id,
         }
 
 
 def signature_base(fields: Mapping[str, str]) -> str:
-    return signing.sha256_hex(signing.sorted_string(fields, exclude=frozenset({"signature"})))
+    """The SHA-256 hex of the sorted ``k=v&…`` of every non-empty field but ``signature``."""
+    return sha256_hex(sorted_string(fields, exclude=frozenset({"signature"})))
 
 
 @dataclass(frozen=True)
 class Signer:
-    """A gateway identity ready to sign: the key parsed once (parsing a PEM private key checks the RSA key and
-    costs tens of milliseconds, far more than signing) and the certificate it carries."""
+    """A gateway identity ready to sign answers and notifications, carrying its certificate."""
 
-    key: rsa.RSAPrivateKey
+    key: GatewayKey
     certificate: str
 
     @classmethod
-    def of(cls, pair: signing.KeyPair) -> Signer:
-        return cls(pair.private_key, pair.certificate_pem.decode())
+    def of(cls, key: GatewayKey) -> Signer:
+        return cls(key, key.certificate_pem)
 
     def sign(self, fields: Mapping[str, str]) -> dict[str, str]:
         """Fields as a UnionPay-style gateway signs them: its certificate carried, the SHA-256 hex signed."""
         signed = {k: v for k, v in fields.items() if k != "signature"}
         signed["signPubKeyCert"] = self.certificate
-        return {**signed, "signature": signing.sign(self.key, signature_base(signed))}
+        return {**signed, "signature": self.key.sign(signature_base(signed))}
+
+
+# The statement file: a subset of the 全渠道 ZM flow file's columns, fixed width, one space between (name, width).
+# Amounts are zero-padded fen; traceTime is the transmission time MMDDhhmmss (CST).
+STATEMENT_COLUMNS: tuple[tuple[str, int], ...] = (
+    ("code", 3),  # S22 consume, S30 refund
+    ("traceNo", 6),
+    ("traceTime", 10),
+    ("accNo", 19),
+    ("txnAmt", 12),
+    ("queryId", 21),
+    ("orderId", 32),
+    ("origQryId", 21),
+    ("reqReserved", 32),  # a refund's: the order it refunds
+    ("merId", 15),
+)
+
+
+def statement_line(values: Mapping[str, str]) -> str:
+    return " ".join(values.get(name, "").ljust(width)[:width] for name, width in STATEMENT_COLUMNS)
+
+
+def pack_file(name: str, text: str) -> str:
+    """``fileContent``: base64 of the zlib-deflated zip holding the file, as the gateway sends it."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(name, text.encode("utf-8"))
+    return base64.b64encode(zlib.compress(buffer.getvalue())).decode("ascii")
 
 
 def cst_time(moment: datetime) -> str:
@@ -209,7 +239,7 @@ class UnionPayMock:
 
     def merchant_signature_ok(self, fields: Mapping[str, str]) -> bool:
         return (fields.get("signMethod") == "01" and fields.get("certId") == self._merchant_cert_id
-                and signing.verify(self._merchant_key, signature_base(fields), fields.get("signature", "")))
+                and verify(self._merchant_key, signature_base(fields), fields.get("signature", "")))
 
     def answer(self, fields: Mapping[str, str]) -> Response:
         return Response(urlencode(self._gateway.sign(fields)), media_type=FORM_TYPE)
@@ -396,7 +426,7 @@ class UnionPayMock:
         day = self._settle_day(fields["settleDate"])
         if day is None or fields["fileType"] != "00":
             return self.refusal(fields, "10")
-        text = "".join(format_statement_line(values) + "\r\n" for values in self.statement_lines(day))
+        text = "".join(statement_line(values) + "\r\n" for values in self.statement_lines(day))
         name = f"INN{day:%y%m%d}88ZM_{self.mer_id}"
         return self.answer({"version": VERSION, "encoding": "UTF-8", "signMethod": "01", "txnType": "76",
                             "txnSubType": "01", "bizType": "000000", "accessType": "0", "merId": self.mer_id,

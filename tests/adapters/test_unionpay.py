@@ -30,11 +30,10 @@ from adapters.payments.unionpay import (
     CST,
     UnionPayGateway,
     _trade_status,
-    format_statement_line,
     parse_statement,
 )
 from adapters.resilience import ResiliencePolicy
-from mocks.payments.unionpay import UnionPayMock
+from mocks.payments.unionpay import UnionPayMock, statement_line
 from mocks.server import MockServer
 from tests.mocks.unionpay_support import Browser, Merchant, fresh, merchant_endpoint, unionpay_mock
 
@@ -244,10 +243,10 @@ def test_acknowledgement_is_http_200_or_a_refusal(adapter: UnionPayGateway) -> N
 @given(amount=st.integers(min_value=1, max_value=10**12 - 1),
        order=st.from_regex(r"[0-9A-Za-z]{8,32}", fullmatch=True),
        at=st.datetimes(min_value=datetime(2020, 1, 2), max_value=datetime(2030, 12, 30), timezones=st.just(UTC)))
-def test_statement_lines_round_trip_through_the_fixed_width_file(amount: int, order: str, at: datetime) -> None:
+def test_the_mocks_statement_lines_read_back_through_the_adapters_parser(amount: int, order: str, at: datetime) -> None:
     at = at.replace(microsecond=0)
     day = at.astimezone(CST).date()
-    text = format_statement_line({"code": "S22", "traceNo": "000001", "traceTime": at.astimezone(CST).strftime(
+    text = statement_line({"code": "S22", "traceNo": "000001", "traceTime": at.astimezone(CST).strftime(
         "%m%d%H%M%S"), "accNo": "6216****0018", "txnAmt": f"{amount:012d}", "queryId": "1" * 21, "orderId": order,
         "merId": MER_ID}) + "\r\n"
     [line] = parse_statement(text, day=day)

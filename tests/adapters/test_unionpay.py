@@ -520,3 +520,15 @@ def test_duplicates_share_a_notify_id_and_an_out_of_order_one_has_its_own_and_de
     assert len(paid) == 2 and paid[0].notify_id == paid[1].notify_id
     assert len(stale) == 1 and stale[0].notify_id != paid[0].notify_id
     assert stale[0].trade.status == "unknown"  # respCode 05: ask again, never decide on it
+
+
+def test_a_4xx_answer_is_a_refusal_not_retried(gateway_mock: tuple[MockServer, UnionPayMock],
+                                               dev_keys: dict[str, str]) -> None:
+    server, _ = gateway_mock
+    misconfigured = connect(f"{server.url}/wrong-base", dev_keys)  # every path answers 404
+    try:
+        with pytest.raises(GatewayRefused) as caught:
+            misconfigured.query(order_no="P20261130000000000001", created_at=CREATED)
+    finally:
+        misconfigured.close()
+    assert caught.value.rule == "rejected" and not caught.value.retryable

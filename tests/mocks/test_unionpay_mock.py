@@ -9,6 +9,7 @@ import secrets
 import zipfile
 import zlib
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -285,3 +286,17 @@ def test_the_runner_starts_the_unionpay_mock_at_its_offset(mocks: RunningMocks) 
     assert endpoint.service_url == f"{endpoint.url}/gateway/api"
     assert HTTP.get(f"{endpoint.url}/_keys").json()["mer_id"]
     assert any(line.startswith("unionpay") for line in mocks.describe())
+
+
+def test_concurrent_retries_of_one_refund_make_one_refund(
+        gateway: MockServer, keys: dict[str, str], site: Merchant) -> None:
+    order = paid(gateway, keys, site)
+    query_id = query(gateway, keys, order["orderId"], order["txnTime"])["queryId"]
+    refund_no = "R" + order["orderId"][1:]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        answers = list(pool.map(lambda _: refund(gateway, keys, refund_no=refund_no, query_id=query_id, amount=500),
+                                range(4)))
+    assert {(a["respCode"], a["queryId"], a["txnTime"]) for a in answers} == {
+        ("00", answers[0]["queryId"], answers[0]["txnTime"])}
+    trade = HTTP.get(f"{gateway.url}/_control/trades/{order['orderId']}").json()
+    assert (trade["refunded_fen"], len(trade["refunds"])) == (500, 1)

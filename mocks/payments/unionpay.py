@@ -15,11 +15,13 @@ must be its serial): a bad one is answered with respCode 11 (验证签名失败)
 gateway's certificate in ``signPubKeyCert`` and are signed with its key (``forge_signature``: with another key,
 carrying that key's certificate — what a forger would do). Notifications go to ``backUrl`` and are resent until
 HTTP 200. After paying, the browser is sent (303) to ``frontUrl`` with the signed result (display only). A
-refund's notification goes to its own ``backUrl``, else to the payment's. ``wrong_app`` has no UnionPay meaning
+refund's notification goes to its own ``backUrl``, else to the payment's; a refund asked again under the same
+orderId is the same refund, answered with the first request's txnTime and queryId. ``wrong_app`` has no UnionPay meaning
 (there is no app id) and changes nothing here.
 
 A trade is (merId, orderId, txnTime): a query with another txnTime finds nothing (34). An order not paid is not a
-transaction at UnionPay yet: its query answers 34 too — until payTimeout, after which the mock closes it.
+transaction at UnionPay yet: its query answers 34 too. Once its time to pay (payTimeout − txnTime, counted from
+when the mock first saw the order, so that a hub on a test clock works) has passed, the mock closes it.
 """
 
 from __future__ import annotations
@@ -340,13 +342,22 @@ class UnionPayMock:
             code = "10"
         if code is not None:
             return cashier_message("unionpay", "交易失败", f"{MESSAGES[code]} [{code}]", status_code=400)
+        # payTimeout is on the merchant's clock, like txnTime: the order may be paid for (payTimeout − txnTime)
+        # from when this gateway first sees it. (Measuring it against our own clock would make every order of a
+        # hub running on a test clock look expired, or never.)
         now = self.state.clock()
-        expires = parse_cst(fields["payTimeout"]) if fields.get("payTimeout") else None
-        if expires is not None and expires <= now:
+        try:
+            ttl = parse_cst(fields["payTimeout"]) - parse_cst(fields["txnTime"]) if fields.get("payTimeout") else None
+        except ValueError:
+            return cashier_message("unionpay", "交易失败", f"{MESSAGES['10']} [10] payTimeout", status_code=400)
+        if ttl is not None and ttl.total_seconds() <= 0:
             return cashier_message("unionpay", "交易失败", "交易已超过支付时限 (payTimeout)", status_code=400)
+        expires = now + ttl if ttl is not None else None
         extra = {"txnTime": fields["txnTime"], **({"reqReserved": fields["reqReserved"]}
                                                    if fields.get("reqReserved") else {})}
         existing = self.state.ledger.get(fields["orderId"])
+        if existing is not None:
+            self._close_if_expired(existing)
         if existing is not None and existing.extra.get("txnTime") != fields["txnTime"]:
             return cashier_message("unionpay", "交易失败", f"{MESSAGES['12']} [12]", status_code=400)
         try:
@@ -435,14 +446,24 @@ class UnionPayMock:
                             "respCode": "00", "respMsg": SUCCESS_MSG})
 
     def _settle_day(self, mmdd: str) -> date | None:
+        """The day a settleDate (MMDD) means: the latest such day holding a payment or refund, else the latest
+        such day up to today (payments may carry any year's times: `/_control/trades/{order}/pay` takes one)."""
+        if len(mmdd) != 4 or not mmdd.isdigit():
+            return None
+        month, day_of_month = int(mmdd[:2]), int(mmdd[2:])
+        days = {moment.astimezone(CST).date() for trade in self.state.ledger.trades()
+                for moment in (trade.paid_at, *(r.refunded_at for r in trade.refunds.values())) if moment}
+        matching = [d for d in days if (d.month, d.day) == (month, day_of_month)]
+        if matching:
+            return max(matching)
         today = self.state.clock().astimezone(CST).date()
-        for year in (today.year, today.year - 1):
+        for year in range(today.year, today.year - 8, -1):  # (29 February: back to the last leap year)
             try:
-                day = date(year, int(mmdd[:2]), int(mmdd[2:]))
+                candidate = date(year, month, day_of_month)
             except ValueError:
                 continue
-            if len(mmdd) == 4 and mmdd.isdigit() and day <= today:
-                return day
+            if candidate <= today:
+                return candidate
         return None
 
     def statement_lines(self, day: date) -> list[dict[str, str]]:

@@ -300,3 +300,21 @@ def test_concurrent_retries_of_one_refund_make_one_refund(
         ("00", answers[0]["queryId"], answers[0]["txnTime"])}
     trade = HTTP.get(f"{gateway.url}/_control/trades/{order['orderId']}").json()
     assert (trade["refunded_fen"], len(trade["refunds"])) == (500, 1)
+
+
+def test_a_payment_made_at_a_given_time_is_on_that_days_statement(
+        gateway: MockServer, keys: dict[str, str], site: Merchant) -> None:
+    # What reconciliation tests do: the hub on a test clock, the payment placed on a day of its own.
+    order = consume(keys, site, at=datetime(2026, 3, 11, 2, 0, tzinfo=UTC))
+    cashier(gateway, order)
+    paid_at = datetime(2025, 12, 31, 23, 30, tzinfo=CST)
+    HTTP.post(f"{gateway.url}/_control/trades/{order['orderId']}/pay",
+              json={"paid_at": paid_at.isoformat()}).raise_for_status()
+    fields = merchant_signed(keys, {**common(keys, "76", "01", "000000"), "settleDate": "1231",
+                                    "txnTime": cst(datetime.now(UTC)), "fileType": "00"})
+    answer = parse_answer(HTTP.post(gateway.url + FILE, data=fields))
+    assert answer["fileName"].startswith("INN251231")
+    archive = zipfile.ZipFile(io.BytesIO(zlib.decompress(base64.b64decode(answer["fileContent"]))))
+    text = archive.read(archive.namelist()[0]).decode()
+    assert [line[:3] for line in text.splitlines() if order["orderId"] in line] == ["S22"]
+    assert "1231233000" in text  # MMDDhhmmss, China time

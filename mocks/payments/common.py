@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import hashlib
 import heapq
 import html
 import itertools
@@ -99,6 +100,11 @@ def parse_cst_time(text: str, fmt: str = "%Y-%m-%d %H:%M:%S") -> datetime:
 def sorted_params(params: Mapping[str, str], *, exclude: frozenset[str] = frozenset({"sign"})) -> str:
     """``k=v&…`` of the non-empty parameters but ``exclude``, sorted by key."""
     return "&".join(f"{k}={params[k]}" for k in sorted(params) if k not in exclude and params[k] not in ("", None))
+
+
+def sha256_hex(text: str) -> str:
+    """The lowercase hex SHA-256 of the UTF-8 text (UnionPay signs this digest, not the string itself)."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def rsa_sign(private_key: rsa.RSAPrivateKey, text: str) -> str:

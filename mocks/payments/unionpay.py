@@ -46,6 +46,7 @@ from mocks.control import own_control_router
 from mocks.payments.common import (
     CST,
     DEV_SCHEDULE_S,
+    KeyMaterial,
     LedgerError,
     NotifyEvent,
     PaymentMockState,
@@ -53,11 +54,15 @@ from mocks.payments.common import (
     Trade,
     cashier_message,
     cashier_page,
+    generate_keys,
     install,
     new_notify_id,
     now_utc,
+    rsa_sign,
+    rsa_verify,
+    sha256_hex,
+    sorted_params,
 )
-from mocks.payments.gateway_keys import GatewayKey, sha256_hex, sorted_string, verify
 from mocks.server import MockServer
 
 PATH = "/gateway/api"  # frontTransReq.do, backTransReq.do, queryTrans.do, fileTransfer.do under it
@@ -111,16 +116,16 @@ class UnionPayKeys:
     """What this mock generated at start: its own signing key/certificate, the merchant's it issued, and the key
     a forger uses (same certificate name, another key)."""
 
-    gateway: GatewayKey
-    merchant: GatewayKey
-    forger: GatewayKey
+    gateway: KeyMaterial
+    merchant: KeyMaterial
+    forger: KeyMaterial
     mer_id: str = MER_ID
 
     @classmethod
     def generate(cls, *, mer_id: str = MER_ID) -> UnionPayKeys:
-        return cls(gateway=GatewayKey.generate("China UnionPay mock signing"),
-                   merchant=GatewayKey.generate(f"merchant {mer_id}"),
-                   forger=GatewayKey.generate("China UnionPay mock signing"), mer_id=mer_id)
+        return cls(gateway=generate_keys("China UnionPay mock signing"),
+                   merchant=generate_keys(f"merchant {mer_id}"),
+                   forger=generate_keys("China UnionPay mock signing"), mer_id=mer_id)
 
     def as_json(self) -> dict[str, str]:
         return {
@@ -136,25 +141,25 @@ class UnionPayKeys:
 
 def signature_base(fields: Mapping[str, str]) -> str:
     """The SHA-256 hex of the sorted ``k=v&…`` of every non-empty field but ``signature``."""
-    return sha256_hex(sorted_string(fields, exclude=frozenset({"signature"})))
+    return sha256_hex(sorted_params(fields, exclude=frozenset({"signature"})))
 
 
 @dataclass(frozen=True)
 class Signer:
     """A gateway identity ready to sign answers and notifications, carrying its certificate."""
 
-    key: GatewayKey
+    key: KeyMaterial
     certificate: str
 
     @classmethod
-    def of(cls, key: GatewayKey) -> Signer:
+    def of(cls, key: KeyMaterial) -> Signer:
         return cls(key, key.certificate_pem)
 
     def sign(self, fields: Mapping[str, str]) -> dict[str, str]:
         """Fields as a UnionPay-style gateway signs them: its certificate carried, the SHA-256 hex signed."""
         signed = {k: v for k, v in fields.items() if k != "signature"}
         signed["signPubKeyCert"] = self.certificate
-        return {**signed, "signature": self.key.sign(signature_base(signed))}
+        return {**signed, "signature": rsa_sign(self.key.private_key, signature_base(signed))}
 
 
 # The statement file: a subset of the 全渠道 ZM flow file's columns, fixed width, one space between (name, width).
@@ -241,7 +246,7 @@ class UnionPayMock:
 
     def merchant_signature_ok(self, fields: Mapping[str, str]) -> bool:
         return (fields.get("signMethod") == "01" and fields.get("certId") == self._merchant_cert_id
-                and verify(self._merchant_key, signature_base(fields), fields.get("signature", "")))
+                and rsa_verify(self._merchant_key, signature_base(fields), fields.get("signature", "")))
 
     def answer(self, fields: Mapping[str, str]) -> Response:
         return Response(urlencode(self._gateway.sign(fields)), media_type=FORM_TYPE)

@@ -197,11 +197,15 @@ def mocks(
     hub_url: Annotated[str | None, typer.Option(envvar="HUB_MOCKS_HUB_URL",
                                                 help="a hub for the legacy department mock to work against")] = None,
     seed: Annotated[int, typer.Option(help="seed of the generated people and organisations")] = 2026,
+    legacy_decides: Annotated[bool, typer.Option(
+        envvar="HUB_MOCKS_LEGACY_DECIDES",
+        help="let the legacy department mock decide cases through --hub-url as demo officers (off: it only "
+             "receives pushes; never against a real hub)")] = False,
 ) -> None:
     """Every mock counterpart on its own port (registries, national system, legacy department)."""
     from hub.mocks_cli import serve_forever
 
-    serve_forever(host, base_port, hub_url, seed, console)
+    serve_forever(host, base_port, hub_url, seed, console, legacy_decides=legacy_decides)
 
 
 @app.command()

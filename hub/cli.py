@@ -298,9 +298,22 @@ def api(
     # app (engine, pool, registries) from the same environment; nothing is shared but the database.
     # uvicorn kills and replaces a worker that does not answer its supervisor's ping within the timeout (5 s by
     # default): on a loaded machine a busy but healthy worker missed it and was restarted, dropping its requests.
+    stopped_by = _note_stop_signals()
     uvicorn.run("hub.asgi:app", host=host, port=port, workers=workers, log_config=None, access_log=False,
                 timeout_worker_healthcheck=WORKER_HEALTHCHECK_TIMEOUT_S)
-    log.info("hub api stopped", extra={"status": "stopped"})
+    log.info("hub api stopped%s", f" on {stopped_by[0]}" if stopped_by else "", extra={"status": "stopped"})
+
+
+def _note_stop_signals() -> list[str]:
+    """uvicorn stops gracefully on SIGTERM/SIGINT, then restores the handlers it found and raises the signal
+    again: with Python's defaults a `docker stop` ended as "killed by SIGTERM" (exit 143), not exit 0. These
+    handlers, found and restored by uvicorn, only note the signal it already acted on."""
+    import signal
+
+    noted: list[str] = []
+    for number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, lambda sig, _frame: noted.append(signal.Signals(sig).name))
+    return noted
 
 
 WORKER_HEALTHCHECK_TIMEOUT_S = 60

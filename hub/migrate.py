@@ -4,11 +4,13 @@ On PostgreSQL every upgrade holds one transaction-level advisory lock (``MIGRATI
 transaction: processes started together on an empty database (a `migrate` job, API replicas, workers)
 migrate one at a time, and each one after the first finds the schema at head and does nothing. Without it
 two of them created ``alembic_version`` at once and one crashed (issue 13: ``UniqueViolation …
-pg_type_typname_nsp_index``).
+pg_type_typname_nsp_index``). On SQLite, a lock file beside the database file does the same.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib.resources import files
@@ -33,10 +35,28 @@ def alembic_config(url: str) -> Config:
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
     config = alembic_config(engine.url.render_as_string(hide_password=False))
-    with engine.begin() as connection:
+    with _sqlite_file_lock(engine), engine.begin() as connection:
         lock_migrations(connection)
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
+
+
+@contextmanager
+def _sqlite_file_lock(engine: Engine) -> Iterator[None]:
+    """SQLite's own lock waits only its busy timeout (10 s), shorter than a migration from scratch on a busy
+    machine: processes migrating one SQLite file take turns on a lock file beside it (``<file>.migrate-lock``)."""
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:" or database.startswith("file:"):
+        yield
+        return
+    import fcntl
+
+    with open(f"{database}.migrate-lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def lock_migrations(connection: Connection) -> None:

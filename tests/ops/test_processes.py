@@ -177,7 +177,7 @@ def test_a_start_up_crash_is_one_json_line_with_the_error_and_a_non_zero_exit(
 
 def test_the_worker_health_check_reads_its_threads_heartbeat(fresh_database: str, tmp_path: Path) -> None:
     heartbeat = tmp_path / "worker.heartbeat.json"
-    env = env_for(tmp_path, fresh_database, HUB_WORKER_HEARTBEAT_FILE=str(heartbeat), HUB_WORKER_HEARTBEAT_S="0.5")
+    env = env_for(tmp_path, fresh_database, HUB_WORKER_HEARTBEAT_FILE=str(heartbeat), HUB_WORKER_HEARTBEAT_S="2")
     alive = [*hub_executable(), "worker", "--alive"]
     before = run_process(alive, env, cwd=tmp_path)
     assert before.code == 1 and "no heartbeat" in before.output, before
@@ -193,7 +193,7 @@ def test_the_worker_health_check_reads_its_threads_heartbeat(fresh_database: str
         dead = tmp_path / "dead.heartbeat.json"
         beat = json.loads(heartbeat.read_text(encoding="utf-8"))
         beat["threads"]["inbound"]["alive"] = False
-        beat["written_at"] = time.time()
+        beat["written_at"], beat["interval_s"] = time.time(), 600  # fresh: only the dead thread is wrong
         dead.write_text(json.dumps(beat), encoding="utf-8")
         failed = run_process(alive, {**env, "HUB_WORKER_HEARTBEAT_FILE": str(dead)}, cwd=tmp_path)
         assert failed.code == 1 and "inbound" in failed.output, failed

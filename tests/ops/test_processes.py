@@ -105,8 +105,8 @@ def test_the_worker_health_check_never_migrates(fresh_database: str, tmp_path: P
 
 
 def test_a_worker_started_without_migrating_refuses_an_old_schema(fresh_database: str, tmp_path: Path) -> None:
-    refused = run_process([*hub_executable(), "worker"], env_for(tmp_path, fresh_database, HUB_MIGRATE_ON_START="false"),
-                          cwd=tmp_path)
+    env = env_for(tmp_path, fresh_database, HUB_MIGRATE_ON_START="false")
+    refused = run_process([*hub_executable(), "worker"], env, cwd=tmp_path)
     assert refused.code == 1, refused
     assert "hub db upgrade" in json_lines(refused.output)[-1]["msg"]
     assert revision_of(fresh_database) is None

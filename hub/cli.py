@@ -34,6 +34,20 @@ class HubCli(typer.Typer):
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         try:
+            return self._run(*args, **kwargs)
+        except SystemExit:
+            raise
+        except Exception as exc:
+            if not logs.json_configured():
+                raise
+            # A process logging JSON (api, worker, db upgrade under compose): its crash is one JSON line with
+            # the error, then exit 1 — no box-drawn traceback over hundreds of log lines (issue 13).
+            log.critical("hub %s crashed: %s: %s", " ".join(sys.argv[1:2]) or "command", type(exc).__name__,
+                         _first_line(exc), extra={"error": f"{type(exc).__name__}: {_first_line(exc)}"})
+            sys.exit(1)
+
+    def _run(self, *args: Any, **kwargs: Any) -> Any:
+        try:
             return super().__call__(*args, **kwargs)
         except KeyRefused as exc:
             _fail(f"refused: {exc}")
@@ -51,8 +65,16 @@ def _describe(exc: HubError) -> str:
     return "\n".join(lines)
 
 
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else ""
+
+
 def _fail(message: str) -> NoReturn:
-    Console(stderr=True).print(f"[red]hub:[/] {message}", highlight=False, soft_wrap=True)
+    if logs.json_configured():  # a JSON-logging process: the refusal is one JSON line like every other
+        log.error("hub: %s", message.replace("\n", " "))
+    else:
+        Console(stderr=True).print(f"[red]hub:[/] {message}", highlight=False, soft_wrap=True)
     sys.exit(1)
 
 
@@ -85,13 +107,21 @@ def _print_json(document: object) -> None:
     typer.echo(json.dumps(document, ensure_ascii=False, indent=2, default=str))
 
 
-def _prepare(seed: bool) -> None:
+MigrateOpt = Annotated[bool | None, typer.Option(
+    "--migrate/--no-migrate", help="migrate the database on start (default: HUB_MIGRATE_ON_START, true); "
+                                   "--no-migrate when a `hub db upgrade` job migrates once for every process")]
+
+
+def _prepare(seed: bool, *, migrate: bool = True) -> None:
     from hub.migrate import upgrade  # alembic: only the commands that migrate load it
 
     settings = get_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.resolved_database_url())
-    upgrade(engine)
+    if not migrate:
+        engine.dispose()
+        return
+    upgrade(engine)  # under PostgreSQL's advisory lock: concurrent starts migrate one at a time
     if seed:
         from hub import progress
         from hub.seed.service import seed_demo, seed_steps
@@ -142,22 +172,55 @@ def _build_worker(settings: Settings) -> Worker:
 
 
 @app.command()
-def worker(check: Annotated[bool, typer.Option(help="check database and broker, then exit")] = False,
-           verbose: VerboseOpt = False) -> None:
+def worker(check: Annotated[bool, typer.Option(
+               help="check keys, database (schema at head; never migrates) and broker, then exit")] = False,
+           alive: Annotated[bool, typer.Option(
+               help="the running worker's health check: exit 0 when every thread of the worker on this host is "
+                    "alive (its heartbeat file, HUB_WORKER_HEARTBEAT_FILE), else 1; touches nothing else")] = False,
+           migrate: MigrateOpt = None, verbose: VerboseOpt = False) -> None:
     """AMQP consumers (inbound records, dead letters), the outbox relay and the periodic jobs."""
     from hub.worker import run_forever
 
     settings = get_settings()
     logs.configure(settings.log_level, settings.log_json, verbose=verbose)
+    if alive:
+        _worker_alive(settings)
+        return
     resolve_keys(settings, Policy.PRODUCTION)  # before anything runs: never on the published defaults
-    _prepare(seed=False)
+    if check or not (settings.migrate_on_start if migrate is None else migrate):
+        _require_schema_at_head(settings)  # a health check or a --no-migrate start never migrates
+    else:
+        _prepare(seed=False)
     built = _build_worker(settings)
     if check:
         built.stop()
         bus = "broker reachable" if settings.amqp_url else "in-process bus (HUB_AMQP_URL is not set)"
-        console.print(f"[green]worker check passed[/]: database migrated, keys set, {bus}")
+        console.print(f"[green]worker check passed[/]: database at head, keys set, {bus}")
         return
-    run_forever(built)
+    raise typer.Exit(run_forever(built))
+
+
+def _require_schema_at_head(settings: Settings) -> None:
+    from hub.migrate import schema_state
+
+    engine = make_engine(settings.resolved_database_url())
+    try:
+        with engine.connect() as connection:
+            state = schema_state(connection)
+    finally:
+        engine.dispose()
+    if not state.at_head:
+        _fail(f"database schema at {state.current or 'nothing (never migrated)'}, this code needs {state.head}: "
+              "run `hub db upgrade` first (the compose `migrate` job)")
+
+
+def _worker_alive(settings: Settings) -> None:
+    from hub.worker import read_heartbeat
+
+    verdict = read_heartbeat(settings.resolved_heartbeat_file, now=SystemClock().now().timestamp())
+    if not verdict.alive:
+        _fail(f"worker not alive: {verdict.reason}")
+    console.print(f"worker alive: {verdict.reason}", highlight=False, soft_wrap=True)
 
 
 def _print_welcome(host: str, port: int, accounts: list[dict[str, object]]) -> None:
@@ -197,11 +260,15 @@ def mocks(
     hub_url: Annotated[str | None, typer.Option(envvar="HUB_MOCKS_HUB_URL",
                                                 help="a hub for the legacy department mock to work against")] = None,
     seed: Annotated[int, typer.Option(help="seed of the generated people and organisations")] = 2026,
+    legacy_decides: Annotated[bool, typer.Option(
+        envvar="HUB_MOCKS_LEGACY_DECIDES",
+        help="let the legacy department mock decide cases through --hub-url as demo officers (off: it only "
+             "receives pushes; never against a real hub)")] = False,
 ) -> None:
     """Every mock counterpart on its own port (registries, national system, legacy department)."""
     from hub.mocks_cli import serve_forever
 
-    serve_forever(host, base_port, hub_url, seed, console)
+    serve_forever(host, base_port, hub_url, seed, console, legacy_decides=legacy_decides)
 
 
 @app.command()
@@ -209,24 +276,44 @@ def api(
     host: HostOpt = "127.0.0.1", port: PortOpt = 8000,
     workers: Annotated[int, typer.Option(min=1, help="uvicorn worker processes, each with its own app and "
                                                       "connection pool (they share the listening socket)")] = 1,
+    migrate: MigrateOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Serve the FastAPI app under uvicorn (migrates first; does not seed)."""
+    """Serve the FastAPI app under uvicorn (migrates first unless --no-migrate; does not seed). SIGTERM and
+    SIGINT stop it cleanly: uvicorn stops accepting, finishes the requests in flight, exits 0."""
     import uvicorn
 
     settings = get_settings()
     logs.configure(settings.log_level, settings.log_json, verbose=verbose)
     resolve_keys(settings, Policy.PRODUCTION)  # before serving: never on the published defaults
-    _prepare(seed=False)
+    # --no-migrate: /ready answers 503 (ready.schema) until the migrate job has brought the schema to head.
+    _prepare(seed=False, migrate=settings.migrate_on_start if migrate is None else migrate)
     # uvicorn's own start-up lines are library INFO lines (--verbose shows them): say where it serves.
-    console.print(f"hub api: serving http://{host}:{port}/ ({workers} worker process(es)); docs at /docs",
-                  highlight=False, soft_wrap=True)
+    serving = f"hub api: serving http://{host}:{port}/ ({workers} worker process(es)); docs at /docs"
+    if settings.log_json:
+        log.info(serving)  # every line a JSON line when the process logs JSON
+    else:
+        console.print(serving, highlight=False, soft_wrap=True)
     # An import string, not an app: with workers > 1 each worker process imports hub.asgi and builds its own
     # app (engine, pool, registries) from the same environment; nothing is shared but the database.
     # uvicorn kills and replaces a worker that does not answer its supervisor's ping within the timeout (5 s by
     # default): on a loaded machine a busy but healthy worker missed it and was restarted, dropping its requests.
+    stopped_by = _note_stop_signals()
     uvicorn.run("hub.asgi:app", host=host, port=port, workers=workers, log_config=None, access_log=False,
                 timeout_worker_healthcheck=WORKER_HEALTHCHECK_TIMEOUT_S)
+    log.info("hub api stopped%s", f" on {stopped_by[0]}" if stopped_by else "", extra={"status": "stopped"})
+
+
+def _note_stop_signals() -> list[str]:
+    """uvicorn stops gracefully on SIGTERM/SIGINT, then restores the handlers it found and raises the signal
+    again: with Python's defaults a `docker stop` ended as "killed by SIGTERM" (exit 143), not exit 0. These
+    handlers, found and restored by uvicorn, only note the signal it already acted on."""
+    import signal
+
+    noted: list[str] = []
+    for number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, lambda sig, _frame: noted.append(signal.Signals(sig).name))
+    return noted
 
 
 WORKER_HEALTHCHECK_TIMEOUT_S = 60
@@ -243,8 +330,11 @@ def demo(
 
 
 @db_app.command("upgrade")
-def db_upgrade() -> None:
-    """Apply Alembic migrations to HUB_DATABASE_URL."""
+def db_upgrade(verbose: VerboseOpt = False) -> None:
+    """Apply Alembic migrations to HUB_DATABASE_URL. Safe to run from several processes at once on PostgreSQL
+    (an advisory lock: one migrates, the others wait and find the schema at head) — the compose `migrate` job."""
+    settings = get_settings()
+    logs.configure(settings.log_level, settings.log_json, verbose=verbose)
     _prepare(seed=False)
     console.print("[green]database at head[/]")
 

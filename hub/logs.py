@@ -29,7 +29,8 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": redact(record.getMessage()),
         }
-        for key in ("path", "tracking_no", "action", "officer", "status", "method"):
+        # "error": a crash's exception as "Type: message" (hub/cli.py; the traceback, when any, in "exc")
+        for key in ("path", "tracking_no", "action", "officer", "status", "method", "error"):
             if hasattr(record, key):
                 entry[key] = redact(str(getattr(record, key)))
         if record.exc_info:
@@ -50,9 +51,20 @@ LIBRARY_LOGGERS = (
 )
 
 
+_json_configured = False
+
+
+def json_configured() -> bool:
+    """Whether this process logs JSON lines (`configure(as_json=True)` ran): then a crash or refusal is one
+    JSON line too, never a box-drawn traceback (issue 13)."""
+    return _json_configured
+
+
 def configure(level: str = "INFO", as_json: bool = True, *, verbose: bool = False) -> None:
     """The hub's loggers at ``level``; the libraries' at WARNING (or above), unless ``verbose`` or the level
     is DEBUG, when they log at ``level`` too."""
+    global _json_configured
+    _json_configured = as_json
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         JsonFormatter() if as_json else RedactingFormatter("%(levelname)s %(name)s: %(message)s")

@@ -42,7 +42,9 @@ class AllMocks:
 
 
 def start_all_mocks(host: str, base_port: int, *, hub_url: str | None, seed: int = 2026,
-                    legacy_interval_s: float | None = 5.0) -> AllMocks:
+                    legacy_interval_s: float | None = 5.0, legacy_decides: bool = False) -> AllMocks:
+    """Every mock; the legacy department decides cases through ``hub_url`` only when ``legacy_decides``
+    (issue 13: never by default — a mock pointed at a real hub acted as its officers)."""
     from mocks.legacy_department import start_legacy
     from mocks.national import start_national
     from mocks.runner import start_all
@@ -51,18 +53,22 @@ def start_all_mocks(host: str, base_port: int, *, hub_url: str | None, seed: int
     try:
         national = start_national(host, base_port + NATIONAL_OFFSET if base_port else 0)
         legacy = start_legacy(host, base_port + LEGACY_OFFSET if base_port else 0, hub_url=hub_url,
-                              interval_s=legacy_interval_s if hub_url else None)
+                              interval_s=legacy_interval_s if hub_url else None, decides=legacy_decides)
     except BaseException:
         registries.stop()
         raise
     return AllMocks(registries, national, legacy)
 
 
-def serve_forever(host: str, base_port: int, hub_url: str | None, seed: int, console: Console) -> None:
-    mocks = start_all_mocks(host, base_port, hub_url=hub_url, seed=seed)
+def serve_forever(host: str, base_port: int, hub_url: str | None, seed: int, console: Console, *,
+                  legacy_decides: bool = False) -> None:
+    mocks = start_all_mocks(host, base_port, hub_url=hub_url, seed=seed, legacy_decides=legacy_decides)
     console.print("[bold]模拟对端 mock counterparts[/] (fault switches: POST <mock>/_control/faults)")
     for line in mocks.describe():
         console.print(f"  {line}", highlight=False)
+    deciding = (f"decides cases through {hub_url} as the department's demo officers" if legacy_decides and hub_url
+                else "receives pushes only, decides nothing (--legacy-decides and a hub URL switch deciding on)")
+    console.print(f"  legacy department: {deciding}", highlight=False, soft_wrap=True)
     console.print("\nPoint the hub at them: HUB_POPULATION_WSDL, HUB_ENTERPRISE_URL, HUB_TAX_WSDL, "
                   "HUB_ORGANISATION_URL, and `hub partners endpoint national-results <wsdl>` / "
                   "`hub partners endpoint legacy-sy-wj <wsdl>`.")
@@ -81,7 +87,7 @@ def start_for_up(settings: Any, *, hub_url: str, console: Console) -> AllMocks |
     base = settings.mock_registries_base_port
     try:
         # The legacy mock only receives pushes here; it would otherwise decide the demo's cases itself.
-        mocks = start_all_mocks("127.0.0.1", base, hub_url=hub_url, legacy_interval_s=None)
+        mocks = start_all_mocks("127.0.0.1", base, hub_url=hub_url, legacy_interval_s=None, legacy_decides=False)
     except (OSError, RuntimeError) as exc:
         console.print(f"[yellow]mocks not started[/] ({exc}); free ports {base}–{base + LEGACY_OFFSET} "
                       "or set HUB_MOCK_REGISTRIES_BASE_PORT. Registries stay unconfigured.")

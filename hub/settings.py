@@ -95,6 +95,18 @@ class Settings(BaseSettings):
     # then read the cases for every day after the last roll-up: exact, slower over long periods).
     supervision_metrics_rollup_interval_s: float = Field(default=300.0, ge=0)
     supervision_metrics_rollup_days: int = Field(default=31, ge=1, le=366)
+    # Operations (issue 13, part ops; docs/operations.md): `hub api` and `hub worker` migrate on start unless
+    # this is false (`--no-migrate`; compose runs `hub db upgrade` once as its `migrate` job). The worker
+    # writes its threads' liveness to ``worker_heartbeat_file`` (default <data_dir>/heartbeats/worker-<host
+    # name>.json) every ``worker_heartbeat_s``; `hub worker --alive` reads it and fails when the file is older
+    # than three beats, a thread has died, or a job has not come round for its pause plus ``worker_stall_s``.
+    # On SIGTERM/SIGINT the worker waits up to ``worker_stop_grace_s`` for its threads to finish their batch
+    # (keep it under the container's stop grace period).
+    migrate_on_start: bool = True
+    worker_heartbeat_file: Path | None = None
+    worker_heartbeat_s: float = Field(default=5.0, gt=0, le=300)
+    worker_stall_s: float = Field(default=300.0, gt=0)
+    worker_stop_grace_s: float = Field(default=20.0, gt=0, le=3600)
 
     def resolved_database_url(self) -> str:
         if self.database_url:
@@ -104,6 +116,15 @@ class Settings(BaseSettings):
     @property
     def materials_dir(self) -> Path:
         return self.data_dir / "materials"
+
+    @property
+    def resolved_heartbeat_file(self) -> Path:
+        """Per host (container) by default: replicas sharing one data volume never write each other's file."""
+        if self.worker_heartbeat_file is not None:
+            return self.worker_heartbeat_file
+        import socket
+
+        return self.data_dir / "heartbeats" / f"worker-{socket.gethostname()}.json"
 
 
 @lru_cache

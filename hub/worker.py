@@ -5,13 +5,17 @@ Nothing here holds state another process needs: run as many workers as the load 
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import signal
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from functools import partial
+from pathlib import Path
 from urllib.parse import urlparse
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -68,6 +72,8 @@ class Worker:
     consume_inbound: bool = True
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
+    # Each job loop's last turn (time.time()) and how long it may take to come round again: the heartbeat.
+    _beats: dict[str, tuple[float, float]] = field(default_factory=dict)
     _escalated_on: date | None = None  # the business day of the last full escalation pass
 
     def __post_init__(self) -> None:
@@ -118,7 +124,10 @@ class Worker:
         for job in self.jobs:
             self._spawn(job.name, partial(self._loop, job))
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float = 10.0) -> list[str]:
+        """Stop taking work, let every thread finish what it holds (a consumer its batch: committed, then
+        acked), close the connections. Returns the threads still running after ``timeout`` (daemons: they
+        die with the process, their uncommitted batch goes back to the queue unacked)."""
         self._stop.set()
         for job in self.jobs:
             if job.wake is not None:
@@ -126,11 +135,35 @@ class Worker:
         if self._listener is not None:
             self._listener.stop()
         wake.unsubscribe(self._relay_wake)
+        deadline = time.monotonic() + timeout
         for thread in self._threads:
-            thread.join(timeout=timeout)
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        stuck = [t.name for t in self._threads if t.is_alive()]
         self._bus.close()
         if self._reverify is not None:
             self._reverify.close()
+        return stuck
+
+    def heartbeat(self) -> dict[str, object]:
+        """Every thread's liveness now, as the heartbeat file holds it (``read_heartbeat`` judges it)."""
+        now = time.time()
+        threads: dict[str, dict[str, object]] = {}
+        for thread in self._threads:
+            name = thread.name.removeprefix("hub-worker-")
+            entry: dict[str, object] = {"alive": thread.is_alive()}
+            if name in self._beats:
+                beat, allowed = self._beats[name]
+                entry.update(beat_at=beat, allowed_s=allowed)
+            threads[name] = entry
+        return {"pid": os.getpid(), "written_at": now, "interval_s": self.settings.worker_heartbeat_s,
+                "stopping": self._stop.is_set(), "threads": threads}
+
+    def write_heartbeat(self, path: Path) -> None:
+        """Atomically (a rename): `hub worker --alive` never reads half a file."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial_file = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        partial_file.write_text(json.dumps(self.heartbeat()), encoding="utf-8")
+        partial_file.replace(path)
 
     def wait(self) -> None:
         while not self._stop.wait(1.0):
@@ -147,6 +180,7 @@ class Worker:
         while not self._stop.is_set():
             if job.wake is not None:
                 job.wake.clear()  # before looking: a commit from now on wakes the next wait
+            self._beat(job, failures)
             try:
                 done = job.run()
                 failures = 0
@@ -154,8 +188,13 @@ class Worker:
                 failures += 1
                 log.exception("job %s failed (%d in a row)", job.name, failures)
                 done = 0
+            self._beat(job, failures)
             if done == 0 and not self._stop.is_set():
                 sleep.wait(job.pause_s(failures))
+
+    def _beat(self, job: Job, failures: int) -> None:
+        """The loop came round: it is due again within its pause plus the time a run may take."""
+        self._beats[job.name] = (time.time(), job.pause_s(failures) + self.settings.worker_stall_s)
 
     def _deliver(self) -> int:
         from hub.deliveries.service import drain
@@ -218,14 +257,81 @@ class Worker:
         ])
 
 
-def run_forever(worker: Worker) -> None:
-    # `docker stop` and systemd send SIGTERM: finish as on Ctrl-C (consumers and relay stopped cleanly).
-    signal.signal(signal.SIGTERM, lambda *_: worker._stop.set())
+def run_forever(worker: Worker) -> int:
+    """Run until SIGTERM (`docker stop`, systemd) or SIGINT (Ctrl-C): then stop taking deliveries, let each
+    thread finish its batch (committed, then acked), close the connections, say so in one log line and
+    return 0 — or 1 when a thread did not finish within ``worker_stop_grace_s``."""
+    received: list[str] = []
+
+    def on_signal(number: int, _frame: object) -> None:
+        received.append(signal.Signals(number).name)
+        worker._stop.set()
+
+    for number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, on_signal)
+    heartbeat_file = worker.settings.resolved_heartbeat_file
     worker.start()
     log.info("worker started: %s", ", ".join(t.name for t in worker._threads))
     try:
-        worker.wait()
-    except KeyboardInterrupt:
-        pass
+        while not worker._stop.wait(worker.settings.worker_heartbeat_s):
+            _write_heartbeat(worker, heartbeat_file)
     finally:
-        worker.stop()
+        started = time.monotonic()
+        stuck = worker.stop(timeout=worker.settings.worker_stop_grace_s)
+        heartbeat_file.unlink(missing_ok=True)  # a stopped worker is not alive
+    why = received[0] if received else "stop requested"
+    took = f"{time.monotonic() - started:.1f} s"
+    if stuck:
+        log.error("worker stopped on %s after %s; still running, abandoned: %s", why, took, ", ".join(stuck),
+                  extra={"status": "stopped"})
+        return 1
+    log.info("worker stopped on %s after %s: every batch finished and acknowledged, connections closed", why,
+             took, extra={"status": "stopped"})
+    return 0
+
+
+def _write_heartbeat(worker: Worker, path: Path) -> None:
+    try:
+        worker.write_heartbeat(path)
+    except OSError as exc:  # a full or read-only disk must not stop the work; the health check will say so
+        log.warning("heartbeat not written to %s: %s", path, exc)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    alive: bool
+    reason: str
+
+
+def read_heartbeat(path: Path, *, now: float) -> Verdict:
+    """`hub worker --alive`: whether the worker writing ``path`` runs with every thread alive."""
+    try:
+        beat = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return Verdict(False, f"no heartbeat at {path} (the worker is not running on this host, or has stopped)")
+    except (OSError, ValueError) as exc:
+        return Verdict(False, f"heartbeat {path} unreadable: {exc}")
+    age = now - float(beat["written_at"])
+    if age > 3 * float(beat["interval_s"]) + 1:
+        return Verdict(False, f"heartbeat {age:.0f} s old (written every {beat['interval_s']} s): the worker hangs "
+                              "or has died")
+    if _pid_gone(int(beat["pid"])):
+        return Verdict(False, f"the worker process {beat['pid']} is gone")
+    dead = [name for name, t in beat["threads"].items() if not t["alive"]]
+    if dead:
+        return Verdict(False, f"thread(s) died: {', '.join(sorted(dead))}")
+    stalled = [name for name, t in beat["threads"].items()
+               if "beat_at" in t and float(beat["written_at"]) - float(t["beat_at"]) > float(t["allowed_s"])]
+    if stalled:
+        return Verdict(False, f"job(s) stalled, not come round in time: {', '.join(sorted(stalled))}")
+    return Verdict(True, f"{len(beat['threads'])} threads alive (pid {beat['pid']}, heartbeat {age:.0f} s old)")
+
+
+def _pid_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # exists, another user's
+        return False
+    return False

@@ -5,14 +5,17 @@
 
       POST /legacy                ReceiveCase          GET /legacy?wsdl      the WSDL
       GET  /_control/received     the pushed cases     POST /_control/faults, /refuse, /recover (fault switches)
-      POST /_control/run-once     one decision pass against the hub (needs hub_url); {"only": [numbers]}
+      POST /_control/run-once     one decision pass against the hub (needs hub_url and deciding switched
+                                  on); {"only": [numbers]}
       GET  /_control/decisions    every decision made so far
 
 * **Client** — with **zeep** against the hub's department-exchange WSDL, signed in (WS-Security
   UsernameToken) as the department's demo officers, it fetches each officer's pending cases and
   decides them as the old system's users would: intake accepts, the reviewer reviews, the approver
-  grants and completes. ``run_once(hub_url)`` is one pass; ``start_legacy(..., hub_url=...)`` also
-  runs a pass every ``interval_s`` seconds in the background.
+  grants and completes. ``run_once(hub_url)`` is one pass; ``start_legacy(..., hub_url=..., decides=True)``
+  also runs a pass every ``interval_s`` seconds in the background. Deciding is OFF unless switched on
+  (``decides=True``, ``hub mocks --legacy-decides``, ``--decide`` here): a mock pointed at a real hub must
+  never act as its officers (issue 13: 61 officer actions on 25 real cases in one run).
 
 Knows nothing of the hub's internals: only the WSDLs and zeep. Every zeep call sets
 ``operation_timeout``; each officer's client loads the hub's WSDL once and is reused.
@@ -243,19 +246,24 @@ class LegacyState:
             return list(self._decisions)
 
 
+class DecidingOff(RuntimeError):
+    """The mock was asked to decide cases while deciding is switched off."""
+
+
 class LegacyMock:
     """A running legacy department mock: its endpoint, what it received, its decision loop."""
 
     def __init__(self, server: MockServer, state: LegacyState, hub_url: str | None, interval_s: float | None,
-                 now: Now = utc_now) -> None:
+                 now: Now = utc_now, *, decides: bool = False) -> None:
         self.server = server
         self.now = now
         self.state = state
         self.hub_url = hub_url
+        self.decides = decides
         self._run_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        if hub_url and interval_s:
+        if hub_url and interval_s and decides:
             self._thread = threading.Thread(target=self._loop, args=(interval_s,), name="legacy-decisions",
                                             daemon=True)
             self._thread.start()
@@ -282,6 +290,9 @@ class LegacyMock:
     def run_once(self, **kwargs: Any) -> list[Decision]:
         if not self.hub_url:
             raise RuntimeError("this legacy mock was started without hub_url")
+        if not self.decides:
+            raise DecidingOff("this legacy mock does not decide cases: start it with decides=True "
+                              "(`hub mocks --legacy-decides`)")
         with self._run_lock:  # the loop and the control API never decide concurrently
             decisions = run_once(self.hub_url, **{"now": self.now, **kwargs})
         self.state.record(decisions)
@@ -325,6 +336,9 @@ def create_app(server: MockServer, state: LegacyState, mock: Callable[[], Legacy
         running = mock()
         if running is None or not running.hub_url:
             raise HTTPException(status_code=409, detail="started without hub_url: nothing to decide against")
+        if not running.decides:
+            raise HTTPException(status_code=409, detail="deciding is switched off (start the mock with "
+                                                        "decides=True, `hub mocks --legacy-decides`)")
         only = set(request.only) if request and request.only is not None else None
         try:
             made = running.run_once(only=only)
@@ -336,16 +350,17 @@ def create_app(server: MockServer, state: LegacyState, mock: Callable[[], Legacy
 
 
 def start_legacy(host: str = "127.0.0.1", port: int = 0, hub_url: str | None = None, *,
-                 interval_s: float | None = 5.0, now: Now = utc_now) -> LegacyMock:
-    """Serve the legacy mock on ``host:port`` (0: a free port); with ``hub_url`` (and ``interval_s``) it
-    also decides the department's pending cases through the hub every ``interval_s`` seconds. ``now``:
-    the clock of its WS-Security timestamps (the hub refuses a Created far from its own time)."""
+                 interval_s: float | None = 5.0, now: Now = utc_now, decides: bool = False) -> LegacyMock:
+    """Serve the legacy mock on ``host:port`` (0: a free port); with ``hub_url`` and ``decides`` it also
+    decides the department's pending cases through the hub (every ``interval_s`` seconds, and on
+    ``run_once``); without ``decides`` it only receives the hub's pushes. ``now``: the clock of its
+    WS-Security timestamps (the hub refuses a Created far from its own time)."""
     state = LegacyState()
     holder: list[LegacyMock] = []
     server = MockServer("legacy-sy-wj", "soap", lambda s: create_app(s, state, lambda: holder[0] if holder else None),
                         host=host, port=port)
     server.start()
-    mock = LegacyMock(server, state, hub_url, interval_s, now)
+    mock = LegacyMock(server, state, hub_url, interval_s, now, decides=decides)
     holder.append(mock)
     return mock
 
@@ -356,8 +371,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8111)
     parser.add_argument("--hub-url", default="http://127.0.0.1:8000")
     parser.add_argument("--interval", type=float, default=5.0, help="seconds between decision passes")
+    parser.add_argument("--decide", action="store_true",
+                        help="act as the department's officers and decide its cases through the hub (off by default)")
     args = parser.parse_args(argv)
-    mock = start_legacy(args.host, args.port, args.hub_url, interval_s=args.interval)
+    mock = start_legacy(args.host, args.port, args.hub_url, interval_s=args.interval, decides=args.decide)
     print(f"legacy department mock  WSDL {mock.wsdl_url}   control {mock.control_url}   hub {args.hub_url}",
           flush=True)
     try:

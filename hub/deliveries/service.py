@@ -208,6 +208,9 @@ def _send(session: Session, delivery: Delivery, *, now: datetime, clients: Clien
         return False
     try:
         message = _message(delivery, case)
+    except NotReportable as exc:
+        _not_reportable(session, delivery, case, exc, now=now, policy=policy, rng=rng)
+        return False
     except Exception as exc:  # a bug building the message must not stop the other deliveries
         log.exception("delivery %s to %s could not be built", delivery.id, partner.code)
         _failed(delivery, f"内部错误 (internal error building the message: {type(exc).__name__}); fix and retry",
@@ -242,6 +245,42 @@ def _send(session: Session, delivery: Delivery, *, now: datetime, clients: Clien
              ", duplicate" if receipt.duplicate else "",
              extra={"tracking_no": case.tracking_no, "action": delivery.kind, "status": "sent"})
     return True
+
+
+class NotReportable(ValueError):
+    """The case does not (yet) hold what the message needs (a national result without a result or a
+    completion time): not a bug, a fact about the case that a later record may still change."""
+
+    def __init__(self, case: Case) -> None:
+        self.result, self.completed_at = case.result, case.completed_at
+        super().__init__(f"case {case.tracking_no} has no reportable result (result {case.result!r}, "
+                         f"completed_at {case.completed_at.isoformat() if case.completed_at else None})")
+
+
+NOT_REPORTABLE_RULE = "procedure.delivery_not_reportable"
+
+
+def _not_reportable(session: Session, delivery: Delivery, case: Case, exc: NotReportable, *, now: datetime,
+                    policy: DeliveryPolicy, rng: random.Random | None) -> None:
+    """A visible failure with its reason (`hub deliveries` lists it), tried again on the schedule — a later
+    record of the case may bring the result — until the attempts run out; and an alert on the case, once, so
+    supervision sees a completed case whose result the national system never got (issue 13)."""
+    from hub.supervision.findings import Finding
+    from hub.supervision.service import raise_findings
+
+    delivery.attempts += 1
+    keep_trying = delivery.attempts < policy.max_attempts
+    _failed(delivery, f"办件缺少可上报的办理结果，未发送 (not reportable: {exc}); the case needs a result "
+                      f"(granted/denied) and a completion time, then `hub deliveries retry {delivery.id}`",
+            now=now, retry_in=policy.delay(delivery.attempts, rng) if keep_trying else None, count=False)
+    log.warning("delivery %s to %s not sent: %s", delivery.id, delivery.partner_code, exc,
+                extra={"tracking_no": case.tracking_no, "action": delivery.kind, "status": delivery.status})
+    raise_findings(session, case=case, now=now, findings=[Finding(
+        rule=NOT_REPORTABLE_RULE, kind="procedure", level="yellow",
+        message="办件已办结但缺少办理结果，未能向国家平台报送",
+        detail={"delivery_id": delivery.id, "partner": delivery.partner_code, "kind": delivery.kind,
+                "result": exc.result, "completed": exc.completed_at is not None},
+    )])
 
 
 def _message(delivery: Delivery, case: Case) -> NationalResult | LegacyCase:
@@ -301,7 +340,7 @@ def _failed(delivery: Delivery, error: str, *, now: datetime, retry_in: timedelt
 
 def national_result(case: Case, delivery: Delivery) -> NationalResult:
     if case.result not in ("granted", "denied") or case.completed_at is None:
-        raise ValueError(f"case {case.tracking_no} has no reportable result ({case.result!r})")
+        raise NotReportable(case)
     return NationalResult(
         message_id=str(delivery.message_id), case_number=case.tracking_no,
         item_national_code=case.item.national_code, item_code=case.item.code, item_name=case.item.name,

@@ -21,7 +21,7 @@ from hub.audit.service import case_row
 from hub.calendar.service import load_calendar
 from hub.cases import clock, writes
 from hub.cases.models import Case, CaseEvent
-from hub.cases.service import case_event_payload
+from hub.cases.service import DECISIONS, case_event_payload
 from hub.catalog import service as catalog
 from hub.catalog.models import Item
 from hub.clock import business_date
@@ -558,11 +558,27 @@ def _append_step(
     # The row changes first: the event seals the case as the step left it.
     case.partner_event_seq = step["seq"]
     case.state = step["to_state"]
+    _note_outcome(case, step)
     _deem_accepted(session, case, step)
     # Electronic supervision reads the case again (hub/supervision/scanner.py): its state or clock moved.
     case.colour_due_on = business_date(datetime.fromisoformat(step["at"]))
     return writes.append_step(session, case, _step_event(
         partner, step, version, from_state=from_state, department_id=case.department_id), key=key)
+
+
+def _note_outcome(case: Case, step: dict[str, Any]) -> None:
+    """The decision and completion a step brings, as a hub case's steps bring them (hub/cases/service.py
+    ``_settle``): a platform reporting by single ``case-event`` messages sends no ``result`` block, and its
+    completed case must still carry the result and completion time the national report needs (issue 13: 129
+    of 550 national deliveries failed for want of them). A full record's ``result`` still overrides these
+    (``_update_from_record`` runs after its steps)."""
+    at = datetime.fromisoformat(step["at"])
+    if step["to_state"] in DECISIONS and case.decided_at is None:
+        case.decided_at = at
+        case.result = step["to_state"]
+    if standard_definition().is_terminal(step["to_state"]) and case.completed_at is None:
+        case.completed_at = at
+        case.result = case.result or step["to_state"]
 
 
 # A step the case can only have reached after acceptance (hub/exchange/checks.py lets a platform's record skip

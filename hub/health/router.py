@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 from sqlalchemy import text
+
+from hub.problems import MEDIA_TYPE, PROBLEM_TYPE_BASE, Problem
 
 router = APIRouter(tags=["operations"])
 
@@ -18,22 +22,47 @@ class Readiness(BaseModel):
     database: str
 
 
+class NotReady(Problem):
+    """Why the hub is not ready (issue 13): the database unreachable, its schema not at this code's head
+    (migrations still running, or not run: `hub db upgrade`), or the catalogue empty (not bootstrapped)."""
+
+    schema_revision: str | None = None
+    head_revision: str | None = None
+
+
 @router.get("/health", response_model=Health)
 def health() -> Health:
     """Liveness: the process answers."""
     return Health(status="ok")
 
 
-@router.get("/ready", response_model=Readiness, responses={503: {"model": Readiness}})
+@router.get("/ready", response_model=Readiness, responses={503: {"model": NotReady, "content": {MEDIA_TYPE: {}}}})
 def ready(request: Request) -> Response:
-    """Readiness: the database answers and its schema is migrated."""
+    """Readiness: the database answers, its schema is at this code's head and the catalogue holds items; else
+    503 with a problem document saying which (``code``: ready.database, ready.schema, ready.catalogue)."""
+    from hub.migrate import schema_state
+
     try:
         with request.app.state.engine.connect() as connection:
-            connection.execute(text("SELECT 1 FROM alembic_version"))
+            state = schema_state(connection)
+            if not state.at_head:
+                return _not_ready("ready.schema", "数据库结构不是最新版本",
+                                  f"database schema at {state.current or 'nothing (never migrated)'}, this code needs "
+                                  f"{state.head}: run `hub db upgrade` (the compose `migrate` job)",
+                                  schema_revision=state.current, head_revision=state.head)
+            if connection.execute(text("SELECT 1 FROM items LIMIT 1")).first() is None:
+                return _not_ready("ready.catalogue", "事项目录为空",
+                                  "the catalogue holds no items: load it (`hub bootstrap`, or `hub db seed` for "
+                                  "the demo)", schema_revision=state.current, head_revision=state.head)
     except Exception as exc:  # any database failure means "not ready", never a 500
-        body = Readiness(status="unavailable", database=type(exc).__name__)
-        return JSONResponse(body.model_dump(), status_code=503)
+        return _not_ready("ready.database", "数据库不可用", f"the database did not answer: {type(exc).__name__}")
     return JSONResponse(Readiness(status="ready", database="ok").model_dump())
+
+
+def _not_ready(code: str, title: str, detail: str, **extra: Any) -> Response:
+    body = NotReady(type=f"{PROBLEM_TYPE_BASE}not-ready", title=title, code=code, status=503, detail=detail,
+                    instance="/ready", **extra)
+    return JSONResponse(body.model_dump(exclude_none=True), status_code=503, media_type=MEDIA_TYPE)
 
 
 @router.get("/metrics", response_class=Response)

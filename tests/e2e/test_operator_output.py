@@ -87,13 +87,14 @@ def test_library_log_lines_only_when_asked(tmp_path: Path) -> None:
     assert quiet.code == 0 and "database at head" in quiet.stdout, quiet
     assert "Running upgrade" not in quiet.output, quiet
 
+    # Issue 13: `hub worker --check` (a health check) never migrates any more; `hub db upgrade` takes --verbose.
     env = newcomer_env(tmp_path / "verbose", HUB_DATABASE_URL=f"sqlite:///{tmp_path}/verbose.db", **PROCESS_KEYS)
-    verbose = hub(env, tmp_path, "worker", "--check", "--verbose")
+    verbose = hub(env, tmp_path, "db", "upgrade", "--verbose")
     assert verbose.code == 0, verbose
     assert "Running upgrade" in verbose.stderr, verbose  # alembic's INFO lines, asked for
 
     debug = hub({**env, "HUB_LOG_LEVEL": "DEBUG", "HUB_DATABASE_URL": f"sqlite:///{tmp_path}/debug.db"},
-                tmp_path, "worker", "--check")
+                tmp_path, "db", "upgrade")
     assert debug.code == 0 and "Running upgrade" in debug.stderr, debug
 
 

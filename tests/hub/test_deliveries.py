@@ -7,13 +7,18 @@ so backoff and breaker reset are tested by moving the clock, never by sleeping.
 from __future__ import annotations
 
 import json
+import os
 import random
+import subprocess
+import sys
+import uuid
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.resilience import ResiliencePolicy, exponential_backoff_s
@@ -26,9 +31,10 @@ from hub.deliveries.models import Delivery
 from hub.exchange.models import Partner
 from hub.outbox.alerts import ALERT_TYPE
 from hub.outbox.models import OutboxMessage
+from hub.supervision.models import Alert
 from mocks.legacy_department import LegacyMock, start_legacy
 from mocks.national import NationalMock, start_national
-from tests.support import officer_of, submit
+from tests.support import PARTNER_SECRET, PROCESS_KEYS, case_record, envelope, item_code, officer_of, step, submit
 
 KEY = "physician-practice-registration"  # 沈阳市卫健委 (210100-007): national reporting, legacy system
 NOT_REPORTED = "food-business-licence"  # 和平区市场监管局 (210102-001): no national reporting, no legacy system
@@ -359,3 +365,96 @@ def test_the_delivery_schedule_is_the_one_backoff_formula_with_its_own_numbers(a
     assert policy.delay(attempts, random.Random(attempts)) == timedelta(seconds=expected)
     base = min(6 * 3600.0, 30.0 * 2 ** max(0, attempts - 1))
     assert timedelta(seconds=base) <= policy.delay(attempts) <= timedelta(seconds=base * 1.2)
+
+
+# --- a partner case completed by single events (issue 13: 129 of 550 national deliveries failed for good) ------
+
+
+def partner_case_completed_by_events(client: TestClient) -> str:
+    """A city platform's case: a record of its first three steps, then `grant` and `complete` as two single
+    case-event messages (no record ever carries a `result` block). Returns its tracking number."""
+    ext = f"SY-{uuid.uuid4().hex[:12]}"
+    record = envelope(case_record(item_code(client, KEY), external_id=ext, steps=3))
+    events = [envelope({"external_id": ext, "step": step(seq, action, state)}, record_type="case-event")
+              for seq, action, state in ((4, "grant", "granted"), (5, "complete", "completed"))]
+    results = []
+    for document in (record, *events):
+        response = client.post("/api/v1/exchange/records", json={"records": [document]},
+                               auth=("shenyang", PARTNER_SECRET))
+        assert response.status_code == 200, response.text
+        results.append(response.json()["results"][0])
+    assert [r["status"] for r in results] == ["applied", "applied", "applied"], results
+    return str(results[0]["tracking_no"])
+
+
+def test_a_partner_case_completed_by_single_events_carries_its_result_and_completion_time(
+        client: TestClient, session: Session, partners: None) -> None:
+    number = partner_case_completed_by_events(client)
+    case = session.scalar(select(Case).where(Case.tracking_no == number))
+    assert case is not None and case.state == "completed"
+    assert case.result == "granted"
+    assert case.decided_at == datetime.fromisoformat(step(4, "grant", "granted")["at"])
+    assert case.completed_at == datetime.fromisoformat(step(5, "complete", "completed")["at"])
+
+
+def test_a_partner_case_completed_by_single_events_is_reported_once_with_its_result(
+        client: TestClient, session: Session, clock: FixedClock, clients: DeliveryClients,
+        national: NationalMock, partners: None) -> None:
+    number = partner_case_completed_by_events(client)
+    [delivery] = of_case(session, number, "national_result")
+    assert delivery.id in run(session, clock, clients).sent
+    [got] = [r for r in national.received() if r["caseNumber"] == number]
+    assert got["result"] == "granted"
+    [delivery] = of_case(session, number, "national_result")
+    assert (delivery.status, delivery.attempts, delivery.last_error) == ("sent", 1, None)
+    assert run(session, clock, clients).total == 0  # nothing twice
+    assert received_cases(national).count(number) == 1
+
+
+def hub_cli(session: Session, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`hub …` as an operator runs it, on the tests' database."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
+    env.update(HUB_DATABASE_URL=session.get_bind().url.render_as_string(hide_password=False),
+               HUB_DATA_DIR=str(tmp_path), HUB_LOG_JSON="true", COLUMNS="200", NO_COLOR="1", **PROCESS_KEYS)
+    return subprocess.run([sys.executable, "-m", "hub.cli", *args], env=env, capture_output=True, text=True,
+                          timeout=120, stdin=subprocess.DEVNULL)
+
+
+def test_a_result_delivery_that_cannot_be_built_is_a_visible_failure_with_its_reason_retried_and_alerted(
+        client: TestClient, session: Session, clock: FixedClock, clients: DeliveryClients,
+        national: NationalMock, partners: None, tmp_path: Path) -> None:
+    number = partner_case_completed_by_events(client)
+    # A case as the old code left it (events applied, no result): its delivery cannot be built.
+    session.execute(update(Case).where(Case.tracking_no == number).values(result=None, completed_at=None))
+    session.commit()
+    [delivery] = of_case(session, number, "national_result")
+    report = run(session, clock, clients)
+    assert delivery.id in report.failed
+    [delivery] = of_case(session, number, "national_result")
+    assert delivery.status == "failed" and delivery.attempts == 1
+    assert "not reportable" in (delivery.last_error or "") and "内部错误" not in (delivery.last_error or "")
+    assert delivery.next_attempt_at is not None and delivery.next_attempt_at > clock.now()  # not given up
+    assert number not in received_cases(national)
+    case_id = session.scalar(select(Case.id).where(Case.tracking_no == number))
+    alerts = list(session.scalars(select(Alert).where(Alert.case_id == case_id,
+                                                      Alert.rule == deliveries.NOT_REPORTABLE_RULE)))
+    assert len(alerts) == 1 and alerts[0].detail["delivery_id"] == delivery.id
+
+    shown = hub_cli(session, tmp_path, "deliveries", "status", "--json", "--recent", "1000")
+    assert shown.returncode == 0, shown.stderr
+    [failure] = [f for f in json.loads(shown.stdout)["failures"] if f["id"] == delivery.id]
+    assert "not reportable" in failure["last_error"] and not failure["gave_up"]
+
+    clock.advance(seconds=40)  # due again: still failing, the alert is not raised twice
+    assert delivery.id in run(session, clock, clients).failed
+    assert session.scalar(select(func.count()).select_from(Alert).where(
+        Alert.case_id == case_id, Alert.rule == deliveries.NOT_REPORTABLE_RULE)) == 1
+
+    # The case corrected (as a later record would), then retried by hand: reported once, with its result.
+    session.execute(update(Case).where(Case.tracking_no == number).values(
+        result="granted", completed_at=clock.now()))
+    session.commit()
+    assert deliveries.retry(session, now=clock.now(), ids=[delivery.id]) == 1  # `hub deliveries retry ID`
+    session.commit()
+    assert delivery.id in run(session, clock, clients).sent
+    assert received_cases(national).count(number) == 1

@@ -3,8 +3,13 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,9 +25,9 @@ from hub.deliveries import service as deliveries
 from hub.deliveries.clients import DeliveryClients
 from hub.deliveries.models import Delivery
 from hub.exchange.models import Partner
-from mocks.legacy_department import GRANT_OPINION, REVIEW_OPINION, LegacyMock, start_legacy
-from tests.servers import serving
-from tests.support import submit
+from mocks.legacy_department import GRANT_OPINION, REVIEW_OPINION, DecidingOff, LegacyMock, start_legacy
+from tests.servers import free_port_block, serving
+from tests.support import submit, wait_until
 
 KEY = "physician-practice-registration"  # 沈阳市卫生健康委员会 (210100-007)
 POLICY = ResiliencePolicy(timeout_s=5.0, attempts=2, backoff_initial_s=0.001, backoff_max_s=0.002)
@@ -36,9 +41,9 @@ def hub_url(app: Any) -> Iterator[str]:
 
 @pytest.fixture
 def legacy(hub_url: str, session_factory: sessionmaker[Session], clock: Any) -> Iterator[LegacyMock]:
-    """The mock, decisions on demand only (no background loop), registered as the department's system;
-    its WS-Security timestamps come from the hub's test clock."""
-    mock = start_legacy(hub_url=hub_url, interval_s=None, now=clock.now)
+    """The mock, deciding switched on (issue 13: off by default) but on demand only (no background loop),
+    registered as the department's system; its WS-Security timestamps come from the hub's test clock."""
+    mock = start_legacy(hub_url=hub_url, interval_s=None, now=clock.now, decides=True)
     with unit_of_work(session_factory) as session:
         session.get(Partner, "legacy-sy-wj").endpoint = mock.wsdl_url  # type: ignore[union-attr]
         session.execute(update(Delivery).where(Delivery.status != "sent")
@@ -118,3 +123,42 @@ def test_a_looping_mock_stops_promptly(hub_url: str) -> None:
     mock = start_legacy(hub_url=hub_url, interval_s=3600)
     mock.stop()
     assert not mock.server.listening
+
+
+# --- deciding is off unless asked (issue 13: a mock pointed at the real API decided real cases) -----------------
+
+
+def test_hub_mocks_pointed_at_a_hub_never_decides_its_cases_unless_switched_on(
+        client: TestClient, hub_url: str, session: Session, tmp_path: Path) -> None:
+    number = submit(client, KEY)["tracking_no"]
+    base_port = free_port_block(7)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
+    env.update(HUB_DATA_DIR=str(tmp_path), HUB_MOCKS_HUB_URL=hub_url, PYTHONUNBUFFERED="1", NO_COLOR="1",
+               COLUMNS="200")
+    log = tmp_path / "mocks.log"
+    with open(log, "wb") as handle:
+        process = subprocess.Popen([sys.executable, "-m", "hub.cli", "mocks", "--base-port", str(base_port)],
+                                   env=env, stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        assert wait_until(lambda: "decides nothing" in log.read_text(errors="replace"), timeout=90), \
+            log.read_text(errors="replace")
+        with httpx.Client(base_url=f"http://127.0.0.1:{base_port + 6}/_control", timeout=30,
+                          trust_env=False) as http:
+            refused = http.post("/run-once", json={"only": [number]})
+            assert refused.status_code == 409 and "switched off" in refused.text, refused.text
+            assert http.get("/decisions").json()["decisions"] == []
+        session.expire_all()
+        assert session.scalar(select(Case.state).where(Case.tracking_no == number)) == "submitted"
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
+
+
+def test_a_legacy_mock_started_in_process_decides_nothing_unless_switched_on(hub_url: str) -> None:
+    mock = start_legacy(hub_url=hub_url, interval_s=None)
+    try:
+        with pytest.raises(DecidingOff):
+            mock.run_once()
+        assert mock.state.decisions() == []
+    finally:
+        mock.stop()

@@ -105,8 +105,9 @@ def yuan(fen: int) -> str:
 
 def notification(order_no: str, *, amount_fen: int = 2000, status: str = "TRADE_SUCCESS", notify_id: str = "n1",
                  signer: str = "gateway", app_id: str = APP_ID, seller_id: str = SELLER_ID) -> bytes:
-    """A notification form body as the gateway sends it, signed with ``signer``'s key."""
-    params = {"notify_id": notify_id, "notify_type": "trade_status_sync", "app_id": app_id,
+    """A notification form body as the gateway sends it, signed with ``signer``'s key. The notify id is unique
+    per order (``notify_id`` after the order number): the inbox is shared by every test of the run."""
+    params = {"notify_id": f"{order_no}-{notify_id}", "notify_type": "trade_status_sync", "app_id": app_id,
               "seller_id": seller_id, "out_trade_no": order_no, "trade_no": "2026113022001400001" + order_no[-4:],
               "trade_status": status, "total_amount": yuan(amount_fen), "buyer_logon_id": "138****5678",
               "sign_type": "RSA2"}
@@ -167,7 +168,8 @@ def events_of(factory: sessionmaker[Session], tracking_no: str) -> list[OutboxMe
 
 
 def inbox_of(factory: sessionmaker[Session], order_no: str) -> list[tuple[str, str, str | None]]:
+    """(notify id as given to ``notification``, outcome, reason) of the order's stored notifications."""
     with factory() as session:
-        return [(n.notify_id, n.outcome, n.reason) for n in session.scalars(
+        return [(n.notify_id.removeprefix(f"{order_no}-"), n.outcome, n.reason) for n in session.scalars(
             select(PaymentNotification).where(PaymentNotification.order_no == order_no)
             .order_by(PaymentNotification.id))]

@@ -299,6 +299,15 @@ def test_the_service_checks_the_merchant_and_app_itself(
     _unchanged(session_factory, order)
 
 
+def test_a_notification_to_a_gateway_not_offered_is_a_problem_not_a_500(client: Any) -> None:
+    """The default hub offers no gateway: 404 naming it; a name that is no gateway at all: 422 naming the field."""
+    body, form = b"a=1", {"Content-Type": "application/x-www-form-urlencoded"}
+    missing = client.post("/api/v1/payments/notify/alipay", content=body, headers=form)
+    assert missing.status_code == 404 and missing.headers["content-type"].startswith("application/problem+json")
+    unknown = client.post("/api/v1/payments/notify/paypal", content=body, headers=form)
+    assert unknown.status_code == 422 and unknown.json()["errors"][0]["field"] == "gateway"
+
+
 class FailingCommit(Session):
     """A session whose COMMIT fails (a lost connection, a full disk) after everything was flushed."""
 

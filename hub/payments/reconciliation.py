@@ -106,11 +106,14 @@ def query_one(session: Session, *, order: PaymentOrder, gateways: GatewayRegistr
         log.warning("query of %s refused: %s %s", order.order_no, exc.rule, exc.message)
         trade = None
     if trade is not None and trade.status != "unknown":
-        before = order.state
-        if service.apply_trade(session, order=order, trade=trade, source="query", now=now) \
-                or order.state != before:
-            report.changed.append(order.order_no)
-    else:
+        try:
+            if service.apply_trade(session, order=order, trade=trade, source="query", now=now,
+                                   identity=gateways.identity(order.gateway)):
+                report.changed.append(order.order_no)
+        except service.TradeMismatch as exc:  # a verified answer that does not fit: changes nothing, kept asking
+            log.warning("query of %s does not fit the order: %s", order.order_no, exc.rule)
+            trade = None
+    if trade is None or trade.status == "unknown":
         report.unanswered.append(order.order_no)
     if order.state in OPEN_ORDER_STATES and order.expires_at <= now and (trade is None or trade.status in (
             "pending", "closed")):
@@ -196,7 +199,12 @@ def _payment_differences(session: Session, *, gateway: str, day: date, lines: di
         before = known.state
         trade = TradeState(order_no=order_no, status="paid", amount_fen=line.amount_fen,
                            gateway_trade_no=line.gateway_trade_no, paid_at=line.occurred_at, code="statement")
-        service.apply_trade(session, order=known, trade=trade, source="statement", now=now)
+        try:
+            service.apply_trade(session, order=known, trade=trade, source="statement", now=now)
+        except service.TradeMismatch as exc:  # e.g. another amount: listed, never applied
+            differences.append(_difference("amount_differs", order_no=order_no, hub=known.amount_fen,
+                                           gateway=line.amount_fen, hub_state=before, note=exc.rule))
+            continue
         corrected = known.state in PAID_ORDER_STATES
         differences.append(_difference("missing_at_hub", order_no=order_no, hub=known.amount_fen,
                                        gateway=line.amount_fen, hub_state=before, corrected=corrected,

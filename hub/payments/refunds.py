@@ -38,6 +38,7 @@ from hub.cases.models import Case
 from hub.clock import business_date
 from hub.db import Write, on_commit, unit_of_work
 from hub.errors import FieldError, HubError, ValidationFailed
+from hub.payments.gateways import GatewayIdentity
 from hub.payments.models import CaseFee, PaymentOrder, PaymentRefund
 
 log = logging.getLogger("hub.payments.refunds")
@@ -148,6 +149,8 @@ class GatewayRegistry(Protocol):
     def get(self, name: str) -> PaymentGateway: ...
 
     def names(self) -> list[str]: ...
+
+    def identity(self, name: str) -> GatewayIdentity: ...
 
 
 def send_due(factory: sessionmaker[Session], *, gateways: GatewayRegistry, now: datetime, batch: int = 20,

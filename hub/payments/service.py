@@ -27,6 +27,7 @@ from hub.clock import CHINA_TZ
 from hub.db import begin_for_savepoints, built
 from hub.errors import FieldError, HubError, NotFound
 from hub.outbox import service as outbox
+from hub.payments import fees
 from hub.payments.gateways import GatewayIdentity, Gateways
 from hub.payments.models import CaseFee, PaymentNotification, PaymentOrder, PaymentOrderEvent
 from hub.settings import Settings
@@ -321,41 +322,11 @@ def _amount_due(session: Session, *, case: Case, now: datetime) -> int | None:
 
 
 def _assess(session: Session, *, case: Case, now: datetime) -> CaseFee | None:
-    """fees.assess when part fees is merged; until then the item's fixed fee (the switch is this function)."""
-    try:
-        from hub.payments import fees  # type: ignore[attr-defined]
-    except ImportError:
-        fees = None
-    if fees is not None:
-        result: CaseFee | None = fees.assess(session, case=case, now=now)
-        return result
-    fee = session.get(CaseFee, case.id)
-    if fee is not None:
-        return fee
-    item = session.get(Item, case.item_id)
-    if item is None or not item.fee_fen:
-        return None
-    fee = built(CaseFee, case_id=case.id, amount_fen=item.fee_fen, due="before_completion", basis="",
-                status="due", source="hub", exemption=None, waived_reason=None, waived_by=None, waived_at=None,
-                paid_fen=0, reported=None, assessed_at=now, updated_at=now)
-    session.add(fee)
-    session.flush()
-    return fee
+    return fees.assess(session, case=case, now=now)
 
 
 def _mark_fee_paid(session: Session, *, case_id: int, amount_fen: int, now: datetime) -> None:
-    try:
-        from hub.payments import fees  # type: ignore[attr-defined]
-    except ImportError:
-        fees = None
-    if fees is not None:
-        fees.mark_paid(session, case_id=case_id, amount_fen=amount_fen, now=now)
-        return
-    fee = session.get(CaseFee, case_id)
-    if fee is not None:
-        fee.paid_fen = (fee.paid_fen or 0) + amount_fen
-        fee.status = "paid" if fee.paid_fen >= fee.amount_fen else fee.status
-        fee.updated_at = now
+    fees.mark_paid(session, case_id=case_id, amount_fen=amount_fen, now=now)
 
 
 def _open_orders(session: Session, *, case_id: int, gateway: str) -> list[PaymentOrder]:

@@ -126,7 +126,8 @@ def test_an_expired_order_still_unpaid_at_the_gateway_is_closed(
         gateway: str, client: TestClient, pay_settings: Settings, clock: FixedClock,
         session_factory: sessionmaker[Session]) -> None:
     order = new_order(client, fee_case(client), gateway)
-    report = _query(session_factory, pay_settings, clock.now() + timedelta(seconds=pay_settings.payments_order_ttl_s + 1))
+    expired = clock.now() + timedelta(seconds=pay_settings.payments_order_ttl_s + 1)
+    report = _query(session_factory, pay_settings, expired)
     assert order["order_no"] in report.closed
     assert order_row(session_factory, order["order_no"]).state == "closed"
     assert history(session_factory, order["order_no"])[-1][1:] == ("closed", "query")

@@ -126,7 +126,7 @@ def test_a_verified_success_notification_reads_as_paid_with_the_amount_in_fen(
     assert (trade.order_no, trade.status, trade.amount_fen, trade.merchant_id, trade.code) == (
         "P20261130123456789012", "paid", 2000, MER_ID, "00")
     assert trade.gateway_trade_no == "782611301015300012345"
-    assert trade.paid_at == CREATED
+    assert trade.paid_at == datetime(2026, 11, 30, 2, 16, 2, tzinfo=UTC)  # traceTime, when the money moved
     assert note.params["accNo"] == "621626*********0018"  # the card number masked before it is stored
     assert "signPubKeyCert" not in note.params
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from hub.clock import FixedClock
 from hub.db import unit_of_work
 from hub.payments.gateways import Gateways
 from hub.payments.models import PaymentOrder, PaymentOrderEvent, PaymentRefund
@@ -28,6 +29,10 @@ GATEWAYS = ("alipay", "unionpay")
 FEE_ITEM = "id-card-renewal"  # 2000 fen, due before completion
 UNREACHABLE = "http://127.0.0.1:9"  # the discard port: the gateways' notifications never arrive
 HTTP = httpx.Client(timeout=30, trust_env=False)
+
+
+def real_time_clock() -> FixedClock:
+    return FixedClock(datetime.now(UTC).replace(microsecond=0))
 
 
 def _write(folder: Path, name: str, text: str) -> Path:
@@ -111,8 +116,20 @@ def new_order(client: TestClient, receipt: dict[str, Any], gateway: str) -> dict
                                                      "query_code": receipt["query_code"], "gateway": gateway})
     assert response.status_code == 201, response.text
     order = dict(response.json())
-    # The browser would open pay_url; the trade exists at the gateway once the hub created it.
+    open_cashier(order_row(client.app.state.session_factory, order["order_no"]))  # type: ignore[attr-defined]
     return order
+
+
+def open_cashier(order: PaymentOrder) -> str:
+    """What the applicant's browser does with the checkout (the hub's pay page sends it there): the gateway
+    creates its trade and shows the cashier page, which is returned."""
+    checkout = order.checkout or {}
+    if checkout.get("method", "GET") == "GET":
+        response = HTTP.get(checkout["url"], follow_redirects=True)
+    else:
+        response = HTTP.post(checkout["url"], data=checkout.get("fields") or {}, follow_redirects=True)
+    assert response.status_code == 200 and "收银台" in response.text, response.text[:500]
+    return response.text
 
 
 def order_row(factory: sessionmaker[Session], order_no: str) -> PaymentOrder:

@@ -35,12 +35,20 @@ from tests.payments.reconcile_support import (
     new_order,
     order_row,
     payment_settings,
+    real_time_clock,
     settings_env,
     settle_order,
 )
 from tests.support import PROCESS_KEYS
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    """The mock gateways keep real time (a cashier refuses a trade past its expiry by their clock): so does the
+    hub here, from now on, moved by the tests."""
+    return real_time_clock()
 
 
 @pytest.fixture

@@ -1,7 +1,8 @@
 """`hub mocks` and the mocks `hub up` starts: registries, the national system, a legacy department.
 
 Ports from the base port: +0 control plane, +1 population (SOAP), +2 enterprise (REST), +3 tax (SOAP),
-+4 organisation (REST), +5 national results (SOAP), +6 legacy department system (SOAP).
++4 organisation (REST), +5 alipay, +6 unionpay (payment gateways, issue 12), +7 national results (SOAP),
++8 legacy department system (SOAP).
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from typing import Any
 
 from rich.console import Console
 
-NATIONAL_OFFSET = 5
-LEGACY_OFFSET = 6
+NATIONAL_OFFSET = 7  # +5 and +6 are the payment gateway mocks (mocks/runner.py)
+LEGACY_OFFSET = 8
 NATIONAL_PARTNER = "national-results"
 LEGACY_PARTNER = "legacy-sy-wj"
 

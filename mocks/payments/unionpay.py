@@ -55,6 +55,7 @@ from mocks.payments.common import (
 )
 from mocks.server import MockServer
 
+PATH = "/gateway/api"  # frontTransReq.do, backTransReq.do, queryTrans.do, fileTransfer.do under it
 MER_ID = "777290058110097"
 OTHER_MER_ID = "777290058110098"  # what ``wrong_merchant`` notifications name
 VERSION = "5.1.0"

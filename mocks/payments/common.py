@@ -390,8 +390,8 @@ class Notifier:
                  timeout_s: float = _NOTIFY_TIMEOUT_S) -> None:
         self._acknowledged = acknowledged
         self._faults = faults
-        self._schedule = tuple(schedule)
-        self._real_schedule = tuple(real_schedule)
+        self.schedule = tuple(schedule)  # settable: tests shorten it
+        self.real_schedule = tuple(real_schedule)
         self._timeout_s = timeout_s
         self._cond = threading.Condition()
         self._queue: list[_Job] = []
@@ -497,7 +497,7 @@ class Notifier:
                 "utf-8", "replace"), ok)
         except httpx.HTTPError as exc:
             ok, attempt = False, Attempt(now_utc(), None, "", False, type(exc).__name__)
-        schedule = self._real_schedule if self._faults.current.real_schedule else self._schedule
+        schedule = self.real_schedule if self._faults.current.real_schedule else self.schedule
         with self._cond:
             record.attempts.append(attempt)
             record.acknowledged = record.acknowledged or ok

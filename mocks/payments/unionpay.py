@@ -33,6 +33,7 @@ from datetime import UTC, date, datetime
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode
 
+from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import APIRouter, FastAPI, Request, Response
 from pydantic import BaseModel, ConfigDict
 
@@ -133,11 +134,23 @@ def signature_base(fields: Mapping[str, str]) -> str:
     return signing.sha256_hex(signing.sorted_string(fields, exclude=frozenset({"signature"})))
 
 
-def sign_as(keys: signing.KeyPair, fields: Mapping[str, str]) -> dict[str, str]:
-    """Fields as a UnionPay-style gateway signs them: its certificate carried, SHA-256 hex signed."""
-    signed = {**fields, "signPubKeyCert": keys.certificate_pem.decode()}
-    signed.pop("signature", None)
-    return {**signed, "signature": signing.sign(keys.private_key, signature_base(signed))}
+@dataclass(frozen=True)
+class Signer:
+    """A gateway identity ready to sign: the key parsed once (parsing a PEM private key checks the RSA key and
+    costs tens of milliseconds, far more than signing) and the certificate it carries."""
+
+    key: rsa.RSAPrivateKey
+    certificate: str
+
+    @classmethod
+    def of(cls, pair: signing.KeyPair) -> Signer:
+        return cls(pair.private_key, pair.certificate_pem.decode())
+
+    def sign(self, fields: Mapping[str, str]) -> dict[str, str]:
+        """Fields as a UnionPay-style gateway signs them: its certificate carried, the SHA-256 hex signed."""
+        signed = {k: v for k, v in fields.items() if k != "signature"}
+        signed["signPubKeyCert"] = self.certificate
+        return {**signed, "signature": signing.sign(self.key, signature_base(signed))}
 
 
 def cst_time(moment: datetime) -> str:
@@ -162,6 +175,8 @@ class UnionPayMock:
         self.mer_id = self.keys.mer_id
         self._merchant_key = self.keys.merchant.public_key
         self._merchant_cert_id = self.keys.merchant.cert_id
+        self._gateway = Signer.of(self.keys.gateway)
+        self._forger = Signer.of(self.keys.forger)
         self._lock = threading.Lock()
         self._faults = UnionPayFaults()
         self._refund_times: dict[str, str] = {}  # refund orderId → the txnTime it was made under
@@ -197,7 +212,7 @@ class UnionPayMock:
                 and signing.verify(self._merchant_key, signature_base(fields), fields.get("signature", "")))
 
     def answer(self, fields: Mapping[str, str]) -> Response:
-        return Response(urlencode(sign_as(self.keys.gateway, fields)), media_type=FORM_TYPE)
+        return Response(urlencode(self._gateway.sign(fields)), media_type=FORM_TYPE)
 
     def refusal(self, request: Mapping[str, str], code: str) -> Response:
         """A signed answer with an error respCode, echoing what identifies the request."""
@@ -250,13 +265,13 @@ class UnionPayMock:
             fields = self._result_fields(trade, code=code, amount_fen=event.amount_fen, at=event.occurred_at)
         if event.wrong_merchant:
             fields["merId"] = OTHER_MER_ID
-        return sign_as(self.keys.forger if event.forge_signature else self.keys.gateway, fields)
+        return (self._forger if event.forge_signature else self._gateway).sign(fields)
 
     def return_params(self, trade: Trade) -> dict[str, str]:
         """What the browser brings back to frontUrl: the signed result (display only)."""
         fields = self._result_fields(trade, code="00", amount_fen=trade.amount_fen,
                                      at=trade.paid_at or self.state.clock())
-        return sign_as(self.keys.gateway, fields)
+        return self._gateway.sign(fields)
 
     def _refund_fields(self, trade: Trade, refund: Refund, *, amount_fen: int, code: str) -> dict[str, str]:
         return {

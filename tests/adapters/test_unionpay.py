@@ -15,6 +15,8 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
+from hypothesis import given
+from hypothesis import strategies as st
 
 from adapters.payments import signing
 from adapters.payments.base import (
@@ -24,7 +26,13 @@ from adapters.payments.base import (
     OrderRequest,
     RefundRequest,
 )
-from adapters.payments.unionpay import CST, UnionPayGateway
+from adapters.payments.unionpay import (
+    CST,
+    UnionPayGateway,
+    _trade_status,
+    format_statement_line,
+    parse_statement,
+)
 from adapters.resilience import ResiliencePolicy
 from mocks.payments.unionpay import UnionPayMock
 from mocks.server import MockServer
@@ -229,6 +237,29 @@ def test_acknowledgement_is_http_200_or_a_refusal(adapter: UnionPayGateway) -> N
     assert adapter.acknowledgement(accepted=False).status_code == 400
 
 
+
+# --- pure rules ----------------------------------------------------------------------------------------------
+
+
+@given(amount=st.integers(min_value=1, max_value=10**12 - 1),
+       order=st.from_regex(r"[0-9A-Za-z]{8,32}", fullmatch=True),
+       at=st.datetimes(min_value=datetime(2020, 1, 2), max_value=datetime(2030, 12, 30), timezones=st.just(UTC)))
+def test_statement_lines_round_trip_through_the_fixed_width_file(amount: int, order: str, at: datetime) -> None:
+    at = at.replace(microsecond=0)
+    day = at.astimezone(CST).date()
+    text = format_statement_line({"code": "S22", "traceNo": "000001", "traceTime": at.astimezone(CST).strftime(
+        "%m%d%H%M%S"), "accNo": "6216****0018", "txnAmt": f"{amount:012d}", "queryId": "1" * 21, "orderId": order,
+        "merId": MER_ID}) + "\r\n"
+    [line] = parse_statement(text, day=day)
+    assert (line.order_no, line.kind, line.amount_fen, line.occurred_at, line.gateway_trade_no) == (
+        order, "payment", amount, at, "1" * 21)
+
+
+@pytest.mark.parametrize("code,status", [("00", "paid"), ("A6", "paid"), ("03", "unknown"), ("04", "unknown"),
+                                         ("05", "unknown"), ("34", "pending"), ("01", "failed"), ("30", "failed")])
+def test_resp_codes_in_the_hubs_words(code: str, status: str) -> None:
+    assert _trade_status(code) == status
+
 # --- over real sockets, against the mock gateway -------------------------------------------------------------
 
 # The production policy's shape with a short timeout and tiny backoff (what DESIGN §6 asks, made fast).
@@ -327,8 +358,12 @@ def test_an_unpaid_order_is_pending_until_it_expires_then_closed(
         gateway_mock: tuple[MockServer, UnionPayMock]) -> None:
     request, _ = open_order(live, merchant_site)
     assert live.query(order_no=request.order_no, created_at=request.created_at).status == "pending"
-    later = connect(gateway_mock[0].url, dev_keys, now=lambda: request.expires_at + timedelta(minutes=3))
+    moments = {"now": request.expires_at + timedelta(minutes=1)}
+    later = connect(gateway_mock[0].url, dev_keys, now=lambda: moments["now"])
     try:
+        # Just past payTimeout a slow gateway clock may still take the payment: not closed yet.
+        assert later.query(order_no=request.order_no, created_at=request.created_at).status == "pending"
+        moments["now"] = request.expires_at + timedelta(minutes=3)
         expired = later.query(order_no=request.order_no, created_at=request.created_at)
     finally:
         later.close()

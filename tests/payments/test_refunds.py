@@ -222,3 +222,16 @@ def test_a_payment_arriving_after_its_case_was_withdrawn_goes_straight_back(
     _send(session_factory, pay_settings, clock.now())
     assert order_row(session_factory, order["order_no"]).state == "refunded"
     assert len(_ledger_refunds(mocks, gateway, order["order_no"])) == 1
+
+
+def test_a_refund_requested_in_this_process_wakes_the_refund_job(
+        client: TestClient, mocks: RunningMocks, pay_settings: Settings, clock: FixedClock,
+        session_factory: sessionmaker[Session]) -> None:
+    receipt, _ = paid_case(client, mocks, pay_settings, session_factory, clock, "alipay")
+    woken = refunds.subscribe()
+    try:
+        woken.clear()
+        _withdraw(client, receipt)  # the request's unit of work commits the refund row
+        assert woken.is_set()
+    finally:
+        refunds.unsubscribe(woken)

@@ -26,6 +26,7 @@ from adapters.payments.base import (
     GatewayRefused,
     GatewayUnavailable,
     NotificationRejected,
+    OrderRequest,
     PaymentGateway,
     RefundRequest,
 )
@@ -292,6 +293,30 @@ def test_a_refund_retried_with_the_same_number_refunds_once(mock: AlipayMockHand
     assert refused.value.rule == "refund_exceeds_balance"
     # Fully refunded: the gateway shows TRADE_CLOSED, and it was still paid.
     assert gateway.query(order_no=order_no, created_at=datetime.now(UTC)).status == "paid"
+
+
+def test_a_refund_whose_answer_was_lost_is_retried_and_refunds_once(mock: AlipayMockHandle,
+                                                                    gateway: AlipayGateway) -> None:
+    order_no = mock.paid_order(2000)
+    request = RefundRequest(order_no=order_no, refund_no=_refund_no(order_no, 1), amount_fen=800,
+                            order_amount_fen=2000, reason="撤回")
+    mock.set_faults(slow_ms=1500)  # the gateway refunds, but only after the adapter stopped waiting
+    with pytest.raises(GatewayUnavailable):
+        gateway.refund(request)
+    wait_until(lambda: mock.http.get(f"/_control/trades/{order_no}").json()["refunds"], what="the late refund")
+    mock.set_faults(slow_ms=None)
+    retried = gateway.refund(request)
+    assert (retried.status, retried.refunded_fen) == ("succeeded", 800)
+    ledger = mock.http.get(f"/_control/trades/{order_no}").json()
+    assert ledger["refunded_fen"] == 800 and len(ledger["refunds"]) == 1
+
+
+def test_the_subject_loses_the_characters_alipay_refuses(mock: AlipayMockHandle, gateway: AlipayGateway) -> None:
+    now = datetime.now(UTC)
+    checkout = gateway.create(OrderRequest(order_no=mock.order_no(), amount_fen=1, subject="工本费/补办=1&加急",
+                                           created_at=now, expires_at=now, notify_url="http://h/n",
+                                           return_url="http://h/r"))
+    assert json.loads(query_params(checkout.url)["biz_content"])["subject"] == "工本费 补办 1 加急"
 
 
 def test_a_reused_refund_number_with_another_amount_is_refused(mock: AlipayMockHandle,

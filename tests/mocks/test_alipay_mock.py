@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from urllib.parse import urlencode
 
 import httpx
@@ -20,6 +21,7 @@ from adapters.payments.alipay import (
 from adapters.payments.signing import generate_key_pair, load_private_key, load_public_key, verify
 from mocks.payments.common import DEV_SCHEDULE_S
 from mocks.runner import RunningMocks
+from tests.e2e.cli_support import ROOT, free_port_block, hub_executable, operator_env, started
 from tests.mocks.alipay_support import AlipayMockHandle, alipay_mock, query_params, wait_until
 
 FORM = "application/x-www-form-urlencoded"
@@ -344,3 +346,16 @@ def test_notification_bodies_are_forms_the_adapter_reads_back(mock: AlipayMockHa
     form = wait_until(lambda: mock.notifications(order_no), what="the notification")[0]["form"]
     parsed = mock.gateway().parse_notification(body=urlencode(form).encode(), content_type=FORM)
     assert parsed.trade.order_no == order_no and parsed.trade.status == "paid"
+
+
+def test_hub_mocks_serves_and_shows_the_alipay_gateway(tmp_path: Path) -> None:
+    base = free_port_block(9)
+    env = operator_env(tmp_path / "var")
+    with started([*hub_executable(), "mocks", "--base-port", str(base)], env, cwd=ROOT,
+                 log=tmp_path / "mocks.log") as mocks:
+        mocks.wait_until(lambda: "Point the hub at them" in mocks.output(), "`hub mocks` printing its addresses")
+        line = next(x for x in mocks.output().splitlines() if x.strip().startswith("alipay"))
+        assert f"http://127.0.0.1:{base + 5}/gateway.do" in line and "/_keys" in line
+        keys = httpx.get(f"http://127.0.0.1:{base + 5}/_keys", trust_env=False).json()
+        assert "BEGIN PRIVATE KEY" in keys["merchant_private_key"]
+        assert mocks.stop() == 0

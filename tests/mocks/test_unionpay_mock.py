@@ -9,6 +9,7 @@ import secrets
 import zipfile
 import zlib
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -285,3 +286,35 @@ def test_the_runner_starts_the_unionpay_mock_at_its_offset(mocks: RunningMocks) 
     assert endpoint.service_url == f"{endpoint.url}/gateway/api"
     assert HTTP.get(f"{endpoint.url}/_keys").json()["mer_id"]
     assert any(line.startswith("unionpay") for line in mocks.describe())
+
+
+def test_concurrent_retries_of_one_refund_make_one_refund(
+        gateway: MockServer, keys: dict[str, str], site: Merchant) -> None:
+    order = paid(gateway, keys, site)
+    query_id = query(gateway, keys, order["orderId"], order["txnTime"])["queryId"]
+    refund_no = "R" + order["orderId"][1:]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        answers = list(pool.map(lambda _: refund(gateway, keys, refund_no=refund_no, query_id=query_id, amount=500),
+                                range(4)))
+    assert {(a["respCode"], a["queryId"], a["txnTime"]) for a in answers} == {
+        ("00", answers[0]["queryId"], answers[0]["txnTime"])}
+    trade = HTTP.get(f"{gateway.url}/_control/trades/{order['orderId']}").json()
+    assert (trade["refunded_fen"], len(trade["refunds"])) == (500, 1)
+
+
+def test_a_payment_made_at_a_given_time_is_on_that_days_statement(
+        gateway: MockServer, keys: dict[str, str], site: Merchant) -> None:
+    # What reconciliation tests do: the hub on a test clock, the payment placed on a day of its own.
+    order = consume(keys, site, at=datetime(2026, 3, 11, 2, 0, tzinfo=UTC))
+    cashier(gateway, order)
+    paid_at = datetime(2025, 12, 31, 23, 30, tzinfo=CST)
+    HTTP.post(f"{gateway.url}/_control/trades/{order['orderId']}/pay",
+              json={"paid_at": paid_at.isoformat()}).raise_for_status()
+    fields = merchant_signed(keys, {**common(keys, "76", "01", "000000"), "settleDate": "1231",
+                                    "txnTime": cst(datetime.now(UTC)), "fileType": "00"})
+    answer = parse_answer(HTTP.post(gateway.url + FILE, data=fields))
+    assert answer["fileName"].startswith("INN251231")
+    archive = zipfile.ZipFile(io.BytesIO(zlib.decompress(base64.b64decode(answer["fileContent"]))))
+    text = archive.read(archive.namelist()[0]).decode()
+    assert [line[:3] for line in text.splitlines() if order["orderId"] in line] == ["S22"]
+    assert "1231233000" in text  # MMDDhhmmss, China time

@@ -15,6 +15,7 @@ approver's recorded reason), ``exempt`` and ``paid`` let the case go on.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -30,6 +31,7 @@ from hub.catalog.schemas import Fee, FeeCondition
 from hub.errors import FieldError, HubError
 from hub.payments.models import CaseFee
 
+log = logging.getLogger("hub.payments.fees")
 BEFORE_ACCEPTANCE, BEFORE_COMPLETION = "before_acceptance", "before_completion"
 # Statuses after which nothing more is owed.
 SETTLED = frozenset({"paid", "waived", "exempt"})
@@ -269,6 +271,9 @@ def waive(session: Session, *, case: Case, officer: Officer, reason: str, now: d
     case.updated_at = now
     _record_waiver(session, case, officer, row, reason, now, audit_key)
     session.flush()
+    # The operators' log too (no personal data: the reason stays in the row and the chain).
+    log.info("fee waived", extra={"tracking_no": case.tracking_no, "officer": officer.username,
+                                  "amount_fen": row.amount_fen})
     return row
 
 

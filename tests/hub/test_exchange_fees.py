@@ -15,7 +15,15 @@ from adapters.amqp.messages import Outcome
 from hub.cases.models import Case
 from hub.payments.models import CaseFee
 from hub.supervision.models import Alert
-from tests.support import PARTNER_SECRET, case_record, envelope, inbound_message, item_code, officer_of
+from tests.support import (
+    PARTNER_SECRET,
+    case_record,
+    envelope,
+    inbound_message,
+    item_code,
+    officer_of,
+    sent_statements,
+)
 
 ID_CARD = "id-card-renewal"  # 沈阳市和平区公安分局 (210102 002): 2000 fen
 RULE = "procedure.fee_unpaid_at_completion"
@@ -106,3 +114,17 @@ def test_the_batch_path_stores_new_and_existing_cases_payments(client: TestClien
         number = session.scalar(select(Case.tracking_no).where(Case.external_id == external_id))
         rows[external_id] = fee_row(session, number)
     assert rows[first].status == "waived" and rows[second].status == "exempt"  # type: ignore[union-attr]
+
+
+def test_the_batch_reads_case_fees_once_for_its_completions_and_never_without_them(
+        client: TestClient, handler, engine) -> None:
+    """The ingest path is hot: a record without ``payment`` costs nothing more; supervision reads the fee rows of
+    a batch's completed fee cases in one statement, and records that complete nothing read none."""
+    running = [inbound_message(record(client, new_id(), steps=2)) for _ in range(5)]
+    with sent_statements(engine) as seen:
+        assert handler.handle_batch(running) == [Outcome.ACK] * 5
+    assert [s for s in seen if "case_fees" in s] == []
+    completed = [inbound_message(record(client, new_id())) for _ in range(5)]
+    with sent_statements(engine) as seen:
+        assert handler.handle_batch(completed) == [Outcome.ACK] * 5
+    assert len([s for s in seen if "case_fees" in s]) == 1

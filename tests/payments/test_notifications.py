@@ -27,9 +27,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from hub.app import create_app
 from hub.clock import FixedClock
+from hub.outbox.relay import envelope_of
 from hub.payments import service
 from hub.payments.models import CaseFee, PaymentNotification, PaymentOrder
 from hub.settings import Settings
+from tests.contracts.test_event_schemas import Contracts
 from tests.payments.orders_support import FEE_ITEM, events_of, history_of, inbox_of, order_row
 from tests.payments.wire_support import Browser, Mock, configured, landed_gateways, mock_gateway, wait_for
 from tests.servers import serving
@@ -120,8 +122,12 @@ def test_a_payment_at_the_cashier_is_applied_from_the_notification(
     assert row.state == "paid" and row.paid_at is not None and row.gateway_trade_no
     assert history_of(session_factory, order["order_no"])[-1] == ("created", "paid", "notification")
     assert [(o, r) for _, o, r in inbox_of(session_factory, order["order_no"])] == [("applied", None)]
-    assert [e.type for e in events_of(session_factory, order["tracking_no"])] == \
-        ["payment.created.v1", "payment.paid.v1"]
+    events = events_of(session_factory, order["tracking_no"])
+    assert [e.type for e in events] == ["payment.created.v1", "payment.paid.v1"]
+    contracts = Contracts(hub.api)  # type: ignore[arg-type]
+    for event in events:  # as the served AsyncAPI document and payment-event schema describe them
+        assert contracts.errors(event.routing_key, envelope_of(event)) == []
+    assert (events[1].payload["state"], events[1].payload["amount_fen"]) == ("paid", 2000)
     with session_factory() as session:
         fee = session.get(CaseFee, row.case_id)
         assert fee is not None and (fee.status, fee.paid_fen) == ("paid", 2000)
@@ -209,6 +215,11 @@ def test_a_browser_return_never_marks_paid(
     page = Browser().http.get(location)
     assert page.status_code == 200 and "支付结果以支付机构通知为准" in page.text
     assert 'data-state="created"' in page.text
+    # Posted as a form (UnionPay's front URL is a form POST in production): the same page, nothing changed.
+    path, _, query = location.partition("?")
+    posted = Browser().http.post(path, content=query.encode(),
+                                 headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert posted.status_code == 200 and 'data-state="created"' in posted.text
     _unchanged(session_factory, order)
     assert inbox_of(session_factory, order["order_no"]) == []
 
@@ -231,11 +242,14 @@ def test_a_failing_commit_is_never_acknowledged_and_the_resend_applies(
     assert order_row(session_factory, order["order_no"]).state == "paid"
 
 
+@pytest.mark.parametrize("same_notify_id", [True, False], ids=["same-notification", "another-notification"])
 def test_two_deliveries_at_once_on_two_connections_apply_once(
-        backend: str, hub: Hub, gateway: str, mock: Mock, session_factory: sessionmaker[Session]) -> None:
-    """PostgreSQL, two connections (as two API processes would hold): the first holds the stored notification
-    uncommitted; the second's insert waits on the unique index until the first commits, then answers as the
-    stored outcome and changes nothing."""
+        backend: str, hub: Hub, gateway: str, mock: Mock, session_factory: sessionmaker[Session],
+        same_notify_id: bool) -> None:
+    """PostgreSQL, two connections (as two API processes would hold): the first holds its delivery uncommitted.
+    The same notification: the second's insert waits on the inbox's unique index until the first commits, then
+    answers as the stored outcome. Another notification of the same payment (another notify id): the second
+    waits on the order's row lock (SELECT … FOR UPDATE), then finds it paid — stale. Either way: paid once."""
     if backend != "postgresql":
         pytest.skip("SQLite has one writer: two deliveries cannot overlap")
     order = new_order(hub, gateway)
@@ -245,13 +259,14 @@ def test_two_deliveries_at_once_on_two_connections_apply_once(
     adapter = hub.app.state.payment_gateways.get(gateway)
     word = adapter.parse_notification(body=urlencode(record["form"]).encode(),
                                       content_type="application/x-www-form-urlencoded")
+    other = word if same_notify_id else replace(word, notify_id=word.notify_id + "-again")
     now = datetime.now(UTC)
     first_applied, outcomes = threading.Event(), {}
 
     def second() -> None:
         first_applied.wait()
         with session_factory() as session:
-            outcomes["second"] = service.receive_notification(session, notification=word, now=now)
+            outcomes["second"] = service.receive_notification(session, notification=other, now=now)
             session.commit()
 
     thread = threading.Thread(target=second)
@@ -263,11 +278,13 @@ def test_two_deliveries_at_once_on_two_connections_apply_once(
         session.commit()
     thread.join()
     assert (outcomes["first"].outcome, outcomes["first"].duplicate) == ("applied", False)
-    assert (outcomes["second"].outcome, outcomes["second"].duplicate) == ("applied", True)
+    expected = ("applied", True) if same_notify_id else ("stale", False)
+    assert (outcomes["second"].outcome, outcomes["second"].duplicate) == expected
     assert [h[1] for h in history_of(session_factory, order["order_no"])] == ["created", "paid"]
+    assert [e.type for e in events_of(session_factory, order["tracking_no"])].count("payment.paid.v1") == 1
     with session_factory() as session:
         assert len(session.scalars(select(PaymentNotification).where(
-            PaymentNotification.order_no == order["order_no"])).all()) == 1
+            PaymentNotification.order_no == order["order_no"])).all()) == (1 if same_notify_id else 2)
 
 
 def test_the_service_checks_the_merchant_and_app_itself(
@@ -297,6 +314,15 @@ def test_the_service_checks_the_merchant_and_app_itself(
                 service.apply_trade(session, order=row, trade=word.trade, source="api", now=row.created_at)
             session.rollback()
     _unchanged(session_factory, order)
+
+
+def test_a_notification_to_a_gateway_not_offered_is_a_problem_not_a_500(client: Any) -> None:
+    """The default hub offers no gateway: 404 naming it; a name that is no gateway at all: 422 naming the field."""
+    body, form = b"a=1", {"Content-Type": "application/x-www-form-urlencoded"}
+    missing = client.post("/api/v1/payments/notify/alipay", content=body, headers=form)
+    assert missing.status_code == 404 and missing.headers["content-type"].startswith("application/problem+json")
+    unknown = client.post("/api/v1/payments/notify/paypal", content=body, headers=form)
+    assert unknown.status_code == 422 and unknown.json()["errors"][0]["field"] == "gateway"
 
 
 class FailingCommit(Session):

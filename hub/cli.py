@@ -193,7 +193,7 @@ def _print_welcome(host: str, port: int, accounts: list[dict[str, object]]) -> N
 @app.command()
 def mocks(
     host: HostOpt = "127.0.0.1",
-    base_port: Annotated[int, typer.Option(help="first port; the mocks take it and the next six")] = 8100,
+    base_port: Annotated[int, typer.Option(help="first port; the mocks take it and the next eight")] = 8100,
     hub_url: Annotated[str | None, typer.Option(envvar="HUB_MOCKS_HUB_URL",
                                                 help="a hub for the legacy department mock to work against")] = None,
     seed: Annotated[int, typer.Option(help="seed of the generated people and organisations")] = 2026,

@@ -47,7 +47,7 @@ def test_readme_tour_runs_against_a_live_hub_up(tmp_path: Path) -> None:
     # The mock registries run inside `hub up`'s own process: on this shared, loaded test machine a look-up can
     # outlast the default 1.5 s per attempt, and the applicant would stay "pending" (grant: 409) for reasons
     # that are the machine's, not the README's. A newcomer's idle machine answers in milliseconds.
-    env = operator_env(tmp_path / "var", HUB_MOCK_REGISTRIES_BASE_PORT=str(free_port_block(7)),
+    env = operator_env(tmp_path / "var", HUB_MOCK_REGISTRIES_BASE_PORT=str(free_port_block(9)),
                        HUB_REGISTRY_TIMEOUT_S="15", HUB_VERIFICATION_BUDGET_S="30")
     script = PREAMBLE + "\n".join(tour_blocks(README.read_text(encoding="utf-8"))).replace(DOCUMENTED_BASE, base)
     with started([*hub_executable(), "up", "--port", str(port)], env, cwd=tmp_path, log=tmp_path / "up.log") as hub:

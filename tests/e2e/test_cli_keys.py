@@ -75,7 +75,7 @@ def forged_with(secret: str, genuine: str) -> str:
 
 def test_hub_up_keeps_random_keys_per_data_folder(tmp_path: Path) -> None:
     data = tmp_path / "var"
-    env = operator_env(data, HUB_MOCK_REGISTRIES_BASE_PORT=str(free_port_block(7)))
+    env = operator_env(data, HUB_MOCK_REGISTRIES_BASE_PORT=str(free_port_block(9)))
     secret_file, audit_file = data / "secrets" / "secret_key", data / "secrets" / "audit_key"
     tokens = []
     for start in ("first", "second"):

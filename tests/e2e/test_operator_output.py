@@ -49,7 +49,7 @@ def hub(env: dict[str, str], cwd: Path, *args: str) -> Ran:
 def test_hub_up_prints_banner_and_accounts_without_library_log_lines(tmp_path: Path) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    env = newcomer_env(tmp_path / "var", HUB_MOCK_REGISTRIES_BASE_PORT=str(free_port_block(7)), COLUMNS="80")
+    env = newcomer_env(tmp_path / "var", HUB_MOCK_REGISTRIES_BASE_PORT=str(free_port_block(9)), COLUMNS="80")
     with started([*hub_executable(), "up", "--port", str(port)], env, cwd=tmp_path, log=tmp_path / "up.log") as up:
         up.wait_until(lambda: answers(f"{base}/health"), "hub up answering /health")
         up.wait_until(lambda: "password:" in up.output(), "the banner printed")

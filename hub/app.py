@@ -22,6 +22,8 @@ from hub.db import make_engine, make_session_factory
 from hub.exchange.router import router as exchange_router
 from hub.health.router import router as health_router
 from hub.legacy.router import router as legacy_soap_router
+from hub.payments.gateways import Gateways
+from hub.payments.router import router as payments_router
 from hub.problems import MEDIA_TYPE, Problem
 from hub.problems import install as install_problems
 from hub.request_guard import RequestGuardMiddleware
@@ -68,6 +70,7 @@ def create_app(
     app.state.engine = engine or make_engine(settings.resolved_database_url())
     app.state.session_factory = make_session_factory(app.state.engine)
     registry_setup.install(app, settings, registries)  # app.state.registries; None: not configured
+    app.state.payment_gateways = Gateways.from_settings(settings)  # issue 12: one registry per process
     install_problems(app)
     # The submission's router first: FastAPI tries the routers in order, each by matching its own routes, so
     # every router ahead of it cost each submission ≈8 µs per route (no two routers' paths overlap).
@@ -81,6 +84,7 @@ def create_app(
     app.include_router(supervision_metrics_router)  # performance metrics and ranking (electronic supervision)
     app.include_router(applicant_ratings)  # 好差评: the applicant's rating of a completed case
     app.include_router(follow_ups)  # bad ratings' follow-ups (hub/supervision/ratings.py)
+    app.include_router(payments_router)  # issue 12: payment orders, notifications, the browser's return
     app.include_router(contracts_router)  # /schemas/<path of $id>, /asyncapi.json: no authentication
     apidocs.install(app)  # /docs, /redoc and their assets, offline (after the API's routes: matched last)
     # Outside every body reader: oversized bodies are refused before parsing, NUL characters before the

@@ -96,6 +96,24 @@ class Settings(BaseSettings):
     supervision_metrics_rollup_interval_s: float = Field(default=300.0, ge=0)
     supervision_metrics_rollup_days: int = Field(default=31, ge=1, le=366)
 
+    # issue 12 payments (part orders; hub/payments/gateways.py, docs/payments.md). A gateway whose url is empty
+    # is not offered. Key files are PEM: the merchant's own private key (and UnionPay certificate) and the
+    # gateway's public key / signing certificate. ``payments_public_url``: where the gateways call back and
+    # browsers return to (default: ``public_base_url``).
+    payments_public_url: str = ""
+    payments_alipay_url: str = ""
+    payments_alipay_app_id: str = ""
+    payments_alipay_seller_id: str = ""
+    payments_alipay_private_key_file: Path | None = None
+    payments_alipay_public_key_file: Path | None = None
+    payments_unionpay_url: str = ""
+    payments_unionpay_mer_id: str = ""
+    payments_unionpay_private_key_file: Path | None = None
+    payments_unionpay_cert_file: Path | None = None
+    payments_unionpay_gateway_cert_file: Path | None = None
+    payments_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    payments_order_ttl_s: int = Field(default=1800, ge=60, le=7 * 24 * 3600)
+
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url

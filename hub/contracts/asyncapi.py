@@ -189,7 +189,8 @@ def _events_channel(topology: Topology, broker: Broker, events: list[PublishedEv
         "title": f"Events the hub publishes ({topology.events_exchange})",
         "description": (f"Topic exchange `{topology.events_exchange}` (durable); the routing key is the event type "
                         "(`case.<event>.v1`, `alert.<event>.v1`, `catalog.<event>.v1`, `rating.received.v1`, "
-                        "`audit.checkpoint.v1`), except a partner's rejections, which travel on that partner's own "
+                        "`audit.checkpoint.v1`, `payment.<event>.v1`), except a partner's rejections, which travel "
+                        "on that partner's own "
                         "key `partner.<partner>.rejected.v1`. Bind a queue named `partner.<partner>.<anything>` "
                         "with the keys you want; declare this exchange passively. Every event's body is the envelope "
                         "(`source: \"hub\"`) and its AMQP `type` property is the event type."),
@@ -214,7 +215,8 @@ def _operations(topology: Topology, broker: Broker, inbound: list[tuple[str, Any
         families.setdefault(event.event_type.split(".")[0], []).append(name)
     titles = {"case": "Receive case events", "alert": "Receive supervision alerts",
               "catalog": "Receive catalogue changes", "rating": "Receive ratings (好差评)",
-              "audit": "Receive audit checkpoints", "partner": "Receive your rejections"}
+              "audit": "Receive audit checkpoints", "partner": "Receive your rejections",
+              "payment": "Receive fee payment events"}
     operations: dict[str, Any] = {
         "sendRecord": {
             "action": "send",

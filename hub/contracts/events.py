@@ -15,6 +15,8 @@ from hub.cases.service import EVENT_NAMES
 from hub.exchange.feedback import EVENT_TYPE as PARTNER_REJECTED
 from hub.exchange.feedback import routing_key_for as rejection_routing_key
 from hub.outbox.alerts import ALERT_TYPE as CASE_WITHHELD
+from hub.payments.service import EVENT_STATES as PAYMENT_EVENT_STATES
+from hub.payments.service import event_type as payment_event_type
 from hub.supervision.ratings import RECEIVED as RATING_RECEIVED
 from hub.supervision.service import CLOSED as ALERT_CLOSED
 from hub.supervision.service import ESCALATED as ALERT_ESCALATED
@@ -88,7 +90,19 @@ def published_events() -> list[PublishedEvent]:
         PublishedEvent(PARTNER_REJECTED, PARTNER_REJECTED_KEY, "partner-rejection.v1.json",
                        "one of this partner's messages was rejected or dead-lettered: why, by field and rule"),
     ]
-    return [*_case_events(), *alerts, *catalogue, *others]
+    return [*_case_events(), *alerts, *catalogue, *others, *_payment_events()]
+
+
+def _payment_events() -> list[PublishedEvent]:
+    """``payment.<event>.v1`` (hub/payments/service.py ``transition``): a fee payment order changed state."""
+    summaries = {"created": "a payment order was created for a case's fee",
+                 "paid": "a gateway's verified word (notification, query, statement): the fee was paid",
+                 "failed": "the gateway refused the payment for good", "closed": "the order closed unpaid",
+                 "refunding": "a refund of the order was requested", "refunded": "a refund completed"}
+    order = ("created", "paid", "failed", "closed", "refunding", "refunded")
+    assert set(order) == PAYMENT_EVENT_STATES
+    return [PublishedEvent(payment_event_type(state), payment_event_type(state), "payment-event.v1.json",
+                           summaries[state]) for state in order]
 
 
 def event_for_routing_key(routing_key: str) -> PublishedEvent | None:

@@ -23,6 +23,7 @@ from hub.exchange.router import router as exchange_router
 from hub.health.router import router as health_router
 from hub.legacy.router import router as legacy_soap_router
 from hub.payments.gateways import Gateways
+from hub.payments.reconciliation_router import router as payments_officers_router
 from hub.payments.router import router as payments_router
 from hub.problems import MEDIA_TYPE, Problem
 from hub.problems import install as install_problems
@@ -84,6 +85,7 @@ def create_app(
     app.include_router(supervision_metrics_router)  # performance metrics and ranking (electronic supervision)
     app.include_router(applicant_ratings)  # 好差评: the applicant's rating of a completed case
     app.include_router(follow_ups)  # bad ratings' follow-ups (hub/supervision/ratings.py)
+    app.include_router(payments_officers_router)  # reconciliations, refunds: before /payments/{order_no}
     app.include_router(payments_router)  # issue 12: payment orders, notifications, the browser's return
     app.include_router(contracts_router)  # /schemas/<path of $id>, /asyncapi.json: no authentication
     apidocs.install(app)  # /docs, /redoc and their assets, offline (after the API's routes: matched last)

@@ -23,6 +23,7 @@ from hub.errors import HubError
 from hub.exchange.cli import dlq_app, exchange_app, partners_app
 from hub.keys import AUDIT_KEY, KeyRefused, Policy, resolve_keys
 from hub.mocks_cli import start_for_up
+from hub.payments.cli import payments_app
 from hub.settings import Settings, get_settings
 from hub.supervision.cli import alerts_app
 from hub.verification.cli import registries_app
@@ -69,6 +70,7 @@ app.add_typer(partners_app, name="partners")
 app.add_typer(exchange_app, name="exchange")
 app.add_typer(deliveries_app, name="deliveries")
 app.add_typer(alerts_app, name="alerts")
+app.add_typer(payments_app, name="payments")
 console = Console(soft_wrap=True)  # an address or a path is never broken across lines (logs, pipes)
 log = logging.getLogger("hub.cli")
 

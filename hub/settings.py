@@ -113,6 +113,15 @@ class Settings(BaseSettings):
     payments_unionpay_gateway_cert_file: Path | None = None
     payments_timeout_s: float = Field(default=5.0, gt=0, le=60)
     payments_order_ttl_s: int = Field(default=1800, ge=60, le=7 * 24 * 3600)
+    # Payments, reconciliation and refunds (issue 12, part reconcile; hub/payments/reconciliation.py, refunds.py):
+    # `hub worker` asks the gateway about an order left created/pending without a notification for
+    # payments_query_after_s (then again with backoff from payments_query_interval_s), looks for refunds to send
+    # every payments_refund_interval_s, and reconciles yesterday with each gateway's statement from this hour
+    # (China time) on; -1 turns the daily reconciliation off in this worker.
+    payments_query_after_s: float = Field(default=60.0, ge=0)
+    payments_query_interval_s: float = Field(default=15.0, gt=0)
+    payments_refund_interval_s: float = Field(default=10.0, gt=0)
+    payments_reconcile_hour: int = Field(default=3, ge=-1, le=23)
 
     def resolved_database_url(self) -> str:
         if self.database_url:

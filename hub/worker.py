@@ -27,6 +27,7 @@ from hub.db import unit_of_work
 from hub.exchange.consumer import DeadLetterHandler, InboundHandler
 from hub.outbox import wake
 from hub.outbox.relay import OutgoingEvent, relay_once
+from hub.payments.gateways import Gateways
 from hub.settings import Settings
 
 log = logging.getLogger("hub.worker")
@@ -66,6 +67,7 @@ class Worker:
     bus: MessageBus | None = None  # None: RabbitMQ when settings.amqp_url is set, else the in-process bus
     jobs: list[Job] = field(default_factory=list)
     consume_inbound: bool = True
+    payment_gateways: Gateways | None = None  # None: from the settings (hub.payments.gateways)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
     _escalated_on: date | None = None  # the business day of the last full escalation pass
@@ -102,6 +104,25 @@ class Worker:
         interval = self.settings.audit_checkpoint_interval_s
         if interval > 0:
             self.jobs.append(Job("audit-checkpoint", self.checkpoint, idle_seconds=min(interval, 60.0)))
+        self._refund_wake: threading.Event | None = None
+        self._add_payment_jobs()
+
+    def _add_payment_jobs(self) -> None:
+        """Issue 12 (part reconcile): only when a gateway is configured. Each tick is its own units of work; an
+        idle job sleeps its interval (the refund job is also woken by refunds requested in this process)."""
+        from hub.payments import refunds
+
+        if self.payment_gateways is None:
+            self.payment_gateways = Gateways.from_settings(self.settings)
+        if not self.payment_gateways.names():
+            return
+        settings = self.settings
+        self._refund_wake = refunds.subscribe()
+        self.jobs.append(Job("payments-query", self.query_payments, idle_seconds=settings.payments_query_interval_s))
+        self.jobs.append(Job("payments-refunds", self.send_refunds, idle_seconds=settings.payments_refund_interval_s,
+                             wake=self._refund_wake))
+        if settings.payments_reconcile_hour >= 0:
+            self.jobs.append(Job("payments-reconcile", self.reconcile_payments, idle_seconds=60.0))
 
     def start(self) -> None:
         user = hub_user(self.settings.amqp_url)
@@ -126,6 +147,10 @@ class Worker:
         if self._listener is not None:
             self._listener.stop()
         wake.unsubscribe(self._relay_wake)
+        if self._refund_wake is not None:
+            from hub.payments import refunds
+
+            refunds.unsubscribe(self._refund_wake)
         for thread in self._threads:
             thread.join(timeout=timeout)
         self._bus.close()
@@ -204,6 +229,29 @@ class Worker:
                 break
             done += step
         return done
+
+    def query_payments(self) -> int:
+        """Ask the gateways about open orders that heard nothing (hub/payments/reconciliation.py)."""
+        from hub.payments import reconciliation
+
+        assert self.payment_gateways is not None
+        return reconciliation.query_pending(self.factory, gateways=self.payment_gateways, settings=self.settings,
+                                            now=self.clock.now())
+
+    def send_refunds(self) -> int:
+        """Send the refunds due, the same refund number on every retry (hub/payments/refunds.py)."""
+        from hub.payments import refunds
+
+        assert self.payment_gateways is not None
+        return refunds.send_due(self.factory, gateways=self.payment_gateways, now=self.clock.now())
+
+    def reconcile_payments(self) -> int:
+        """Yesterday's reconciliation per gateway, once, from ``payments_reconcile_hour`` (China time) on."""
+        from hub.payments import reconciliation
+
+        assert self.payment_gateways is not None
+        return reconciliation.reconcile_due(self.factory, gateways=self.payment_gateways, settings=self.settings,
+                                            now=self.clock.now())
 
     def _relay(self) -> int:
         return relay_once(self.factory, self._publish, now=self.clock.now())

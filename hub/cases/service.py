@@ -29,6 +29,7 @@ from hub.org.models import Department
 from hub.outbox import service as outbox
 from hub.outbox.models import OutboxMessage
 from hub.pagination import Page, paginate
+from hub.payments import refunds
 from hub.text_fields import normalize_form
 from hub.verification import checks as verification
 from workflow import clock as clock_rules
@@ -447,6 +448,7 @@ def _record(
         _published(session, family, opened.case, "open_branch", now)
     events.extend(_clock_only(session, family, before, after, moved=set(last), now=now, calendar=calendar,
                               key=key))
+    refunds.on_case_state(session, case=family.root, now=now)  # denied, refused, withdrawn: fees paid go back
     return events
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hub.db import Base
@@ -62,6 +62,10 @@ class PaymentOrder(Base):
     notified_at: Mapped[datetime | None]  # the last verified notification applied
     last_queried_at: Mapped[datetime | None]
     query_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # reconcile (migration 0018): when the query job asks the gateway next about this open order; NULL until
+    # the first query (due ``payments_query_after_s`` after creation or the last notification), then set with
+    # backoff after every query. Indexed: an idle query job costs one index probe.
+    next_query_at: Mapped[datetime | None] = mapped_column(index=True)
 
 
 class PaymentOrderEvent(Base):
@@ -132,3 +136,7 @@ class ReconciliationReport(Base):
     summary: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     differences: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     created_at: Mapped[datetime]
+
+
+# reconcile (migration 0018): the daily reconciliation reads one gateway's orders paid in one business day.
+Index("ix_payment_orders_gateway_paid_at", PaymentOrder.gateway, PaymentOrder.paid_at)

@@ -153,14 +153,14 @@ def configure_payments(settings: Any, running: Any, *, hub_url: str) -> dict[str
     return configured
 
 
-def _write_secret(path: Path, text: str) -> str:
+def _write_secret(path: Path, text: str) -> Path:
     """A private key file readable by its owner only (created 0600, never world-readable for an instant)."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
         handle.write(text)
     os.chmod(path, 0o600)  # an older file keeps its mode through O_TRUNC
-    return str(path)
+    return path
 
 
 def set_partner_endpoints(settings: Any, endpoints: dict[str, str | None]) -> None:

@@ -18,6 +18,8 @@ Conditions are waited on (bounded polls), never slept on. The worker's payment j
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import secrets
 import signal
@@ -36,6 +38,8 @@ from urllib.parse import quote, urljoin
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from sqlalchemy import create_engine, text
 
 from tests.docs.live_hub import _consuming, _database, _vhost, require_services
@@ -537,6 +541,38 @@ def test_duplicate_and_out_of_order_notifications_are_applied_once(stack: Stack,
 
 
 @pytest.mark.parametrize("gateway", GATEWAYS)
+def _merchant_signed(fields: dict[str, str], private_pem: str) -> dict[str, str]:
+    """A UnionPay-style request signed as the merchant: SHA256withRSA over the lowercase SHA-256 hex of the
+    sorted ``k=v&…`` of every non-empty field but ``signature`` (the merchant key the mock issued)."""
+    base = "&".join(f"{k}={fields[k]}" for k in sorted(fields) if k != "signature" and fields[k] != "")
+    key = serialization.load_pem_private_key(private_pem.encode(), password=None)
+    assert isinstance(key, rsa.RSAPrivateKey)
+    digest = hashlib.sha256(base.encode()).hexdigest().encode()
+    return {**fields, "signature": base64.b64encode(key.sign(digest, padding.PKCS1v15(), hashes.SHA256())).decode()}
+
+
+def test_a_genuine_notification_for_an_order_the_hub_never_issued_changes_nothing(stack: Stack) -> None:
+    """The gateway really took money for an order number the hub never issued (a request signed with the
+    merchant's key, not made by the hub): its genuine notification is kept as rejected, creates nothing."""
+    case, order = new_fee_order(stack, "unionpay")
+    with browser() as applicant:
+        page = applicant.get(order["pay_url"])
+        method, action, fields = next(iter(forms_of(page).values()))  # the hub's own signed request …
+        unknown = order["order_no"][:-6] + f"{(int(order['order_no'][-6:]) + 1) % 10**6:06d}"
+        forged = _merchant_signed({**fields, "orderId": unknown}, stack.keys["unionpay"]["merchant_private_key"])
+        cashier = applicant.request(method, action, data=forged)  # … for another order number
+        assert cashier.status_code == 200 and unknown in cashier.text, cashier.text[:500]
+        _, pay_action, pay_fields = forms_of(cashier)["pay"]
+        assert applicant.post(pay_action, data=pay_fields, follow_redirects=False).status_code == 303
+    answered = wait_for(lambda: answers_to(stack, "unionpay", unknown), "the hub answering the notification", stack)
+    assert not any(a["acknowledged"] for a in answered), answered
+    assert [(row.outcome) for row in inbox(stack, unknown)] == ["rejected"]
+    assert stack.sql("SELECT count(*) AS n FROM payment_orders WHERE order_no = :o", o=unknown)[0].n == 0
+    assert httpx.get(f"{stack.api}/api/v1/payments/{unknown}", params={"query_code": case.query_code},
+                     timeout=30).status_code == 404
+    assert order_of(stack, case, order["order_no"])["state"] in ("created", "pending")  # the real one untouched
+
+
 def test_a_payment_whose_notifications_were_lost_is_found_by_the_query_job(stack: Stack, gateway: str) -> None:
     case, order = new_fee_order(stack, gateway)
     with faults(stack, gateway, lose_notifications=True):

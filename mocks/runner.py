@@ -7,6 +7,7 @@ Ports (``base_port`` = 8100 by default; ``base_port=0`` gives each server a free
     base+2  enterprise      REST   /api/enterprises/{credit_code}
     base+3  tax             SOAP   /tax         (WSDL /tax?wsdl)
     base+4  organisation    REST   /api/organisations/{code}
+    base+5  alipay          REST   /gateway.do  (Alipay-style payment gateway; keys on /_keys)
 
 ``python -m mocks.runner`` prints every address and blocks until interrupted.
 """
@@ -25,6 +26,7 @@ from fastapi import FastAPI
 
 from mocks.control import plane_control_router
 from mocks.faults import WireProtocol
+from mocks.payments import alipay
 from mocks.registries import enterprise, organisation, population, tax
 from mocks.registries.seed import DEFAULT_SEED, Seed, build_seed
 from mocks.server import MockServer
@@ -40,6 +42,7 @@ class _Spec:
     factory: Callable[[MockServer, Seed], Any]
     service_path: str
     wsdl: bool
+    summary: str = ""  # what `describe` prints instead of "GET <collection>/{code}" (payment gateways)
 
 
 SPECS: tuple[_Spec, ...] = (
@@ -47,6 +50,8 @@ SPECS: tuple[_Spec, ...] = (
     _Spec("enterprise", "rest", 2, enterprise.create_app, "/api/enterprises", False),
     _Spec("tax", "soap", 3, tax.create_app, tax.PATH, True),
     _Spec("organisation", "rest", 4, organisation.create_app, "/api/organisations", False),
+    _Spec("alipay", "rest", 5, alipay.create_app, alipay.PATH, False,
+          "Alipay-style gateway {service_url}  keys {url}/_keys  faults {url}/_control/payment-faults"),
 )
 
 
@@ -110,7 +115,11 @@ class RunningMocks:
         """Human-readable lines: every address, then identities to try."""
         lines = [f"{'control plane':<14} {self.control_url}"]
         for ep in self.endpoints.values():
-            where = f"WSDL {ep.wsdl_url}" if ep.wsdl_url else f"GET  {ep.service_url}/{{code}}"
+            summary = next(s.summary for s in SPECS if s.name == ep.name)
+            if summary:
+                where = summary.format(url=ep.url, service_url=ep.service_url)
+            else:
+                where = f"WSDL {ep.wsdl_url}" if ep.wsdl_url else f"GET  {ep.service_url}/{{code}}"
             lines.append(f"{ep.name:<14} {ep.protocol.upper():<5}{where}   control {ep.control_url}")
         s = self.seed
         lines += [
@@ -124,6 +133,11 @@ class RunningMocks:
         return lines
 
     def stop(self) -> None:
+        # Payment mocks resend notifications from their own thread: stop it with the server.
+        for server in self.servers.values():
+            payment = getattr(server.app.state, "payment", None)
+            if payment is not None:
+                payment.stop()
         # Signal all first, then wait: each uvicorn shutdown takes a few tenths of a second.
         threads = [t for server in [*self.servers.values(), self.plane] for t in server.signal_stop()]
         MockServer.join(threads)

@@ -535,6 +535,10 @@ class PaymentMockState:
         self.payment_faults = PaymentFaultState()
         self.notifier = Notifier(acknowledged=acknowledged, faults=self.payment_faults, schedule=schedule)
 
+    def stop(self) -> None:
+        """Stop resending (the runner calls this when the mock shuts down)."""
+        self.notifier.stop()
+
     def pay(self, order_no: str, *, at: datetime | None = None) -> Trade:
         """The buyer paid (cashier or control): mark paid and announce it once."""
         trade, changed = self.ledger.pay(order_no, at=at or self.clock())

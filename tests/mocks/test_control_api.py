@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from mocks.registries.seed import Seed
-from mocks.runner import RunningMocks
+from mocks.runner import SPECS, RunningMocks
 from tests.mocks.support import HTTP, MockControl
 
 
@@ -176,5 +176,6 @@ def test_reset_counts_zeroes_the_counters(control: MockControl, mocks: RunningMo
 
 def test_control_plane_lists_every_mock_and_rejects_unknown_names(control: MockControl) -> None:
     summary = HTTP.get(control.mocks.control_url).json()["mocks"]
-    assert set(summary) == {"population", "enterprise", "tax", "organisation"}
+    assert set(summary) == {spec.name for spec in SPECS}
+    assert {"population", "enterprise", "tax", "organisation", "alipay"} <= set(summary)
     assert control.http.get("/nonesuch").status_code == 404

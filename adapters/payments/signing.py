@@ -47,6 +47,7 @@ def load_private_key(pem: bytes) -> rsa.RSAPrivateKey:
 
 def load_public_key(pem: bytes) -> rsa.RSAPublicKey:
     """A PEM public key, or the public key of a PEM certificate."""
+    key: object  # a certificate's and a bare key's loaders return different unions
     if b"BEGIN CERTIFICATE" in pem:
         key = x509.load_pem_x509_certificate(pem).public_key()
     else:

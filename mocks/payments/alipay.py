@@ -322,8 +322,11 @@ class AlipayMock:
 
     def query(self, biz: Mapping[str, Any]) -> dict[str, Any]:
         trade = self._trade(biz)
+        # A paid trade refunded in full shows TRADE_CLOSED (with its payment time), as on Alipay.
+        refunded = trade.status == "paid" and trade.refunded_fen >= trade.amount_fen
         answer: dict[str, Any] = {"code": "10000", "msg": "Success", "trade_no": trade.trade_no,
-                                  "out_trade_no": trade.order_no, "trade_status": TRADE_STATUS[trade.status],
+                                  "out_trade_no": trade.order_no,
+                                  "trade_status": "TRADE_CLOSED" if refunded else TRADE_STATUS[trade.status],
                                   "total_amount": fen_to_yuan(trade.amount_fen)}
         if trade.status == "paid" and trade.paid_at is not None:
             buyer_id, logon_id = self._buyer(trade)

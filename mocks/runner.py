@@ -8,6 +8,7 @@ Ports (``base_port`` = 8100 by default; ``base_port=0`` gives each server a free
     base+3  tax             SOAP   /tax         (WSDL /tax?wsdl)
     base+4  organisation    REST   /api/organisations/{code}
     base+5  alipay          REST   /gateway.do  (Alipay-style payment gateway; keys on /_keys)
+    base+6  unionpay        REST   /gateway/api/*.do  (UnionPay-style payment gateway; keys on /_keys)
 
 ``python -m mocks.runner`` prints every address and blocks until interrupted.
 """
@@ -26,7 +27,7 @@ from fastapi import FastAPI
 
 from mocks.control import plane_control_router
 from mocks.faults import WireProtocol
-from mocks.payments import alipay
+from mocks.payments import alipay, unionpay
 from mocks.registries import enterprise, organisation, population, tax
 from mocks.registries.seed import DEFAULT_SEED, Seed, build_seed
 from mocks.server import MockServer
@@ -52,6 +53,9 @@ SPECS: tuple[_Spec, ...] = (
     _Spec("organisation", "rest", 4, organisation.create_app, "/api/organisations", False),
     _Spec("alipay", "rest", 5, alipay.create_app, alipay.PATH, False,
           "Alipay-style gateway {service_url}  keys {url}/_keys  faults {url}/_control/payment-faults"),
+    _Spec("unionpay", "rest", 6, unionpay.create_app, unionpay.PATH, False,
+          "UnionPay-style gateway {service_url}/frontTransReq.do  keys {url}/_keys  "
+          "faults {url}/_control/payment-faults"),
 )
 
 

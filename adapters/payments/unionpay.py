@@ -513,8 +513,18 @@ def _trade_status(code: str) -> TradeStatus:
 
 
 def _paid_at(fields: Mapping[str, str]) -> datetime | None:
-    value = fields.get("txnTime", "")
-    return parse_txn_time(value) if TXN_TIME.match(value) else None
+    """When the money moved: the transmission time ``traceTime`` (MMDDhhmmss, CST) in the year of the order's
+    ``txnTime`` (the next year when the order was placed in December and paid in January); else ``txnTime``."""
+    ordered, traced = fields.get("txnTime", ""), fields.get("traceTime", "")
+    if not TXN_TIME.match(ordered):
+        return None
+    if not re.fullmatch(r"\d{10}", traced):
+        return parse_txn_time(ordered)
+    year = int(ordered[:4]) + (1 if ordered[4:6] == "12" and traced[:2] == "01" else 0)
+    try:
+        return parse_txn_time(f"{year}{traced}")
+    except ValueError:
+        return parse_txn_time(ordered)
 
 
 def _format_problem(fields: Mapping[str, str]) -> str:

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mocks.runner import start_all
+from mocks.runner import SPECS, start_all
 from tests.mocks.support import HTTP
 from tests.servers import free_port_block
 
@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_start_all_uses_base_port_then_consecutive_ports() -> None:
-    base = free_port_block(5)
+    base = free_port_block(len(SPECS) + 1)  # the control plane and every mock
     with start_all(base_port=base) as mocks:
         assert mocks.control_url == f"http://127.0.0.1:{base}/_control"
         assert mocks.population_wsdl == f"http://127.0.0.1:{base + 1}/population?wsdl"
@@ -31,7 +31,7 @@ def test_start_all_uses_base_port_then_consecutive_ports() -> None:
 
 
 def test_main_prints_every_address_including_wsdls() -> None:
-    base = free_port_block(5)
+    base = free_port_block(len(SPECS) + 1)  # the control plane and every mock
     process = subprocess.Popen(
         [sys.executable, "-m", "mocks.runner", "--base-port", str(base)], cwd=ROOT,
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,

@@ -22,6 +22,7 @@ from hub.db import make_engine, make_session_factory
 from hub.exchange.router import router as exchange_router
 from hub.health.router import router as health_router
 from hub.legacy.router import router as legacy_soap_router
+from hub.payments.fees_router import router as fees_router
 from hub.payments.gateways import Gateways
 from hub.payments.reconciliation_router import router as payments_officers_router
 from hub.payments.router import router as payments_router
@@ -88,6 +89,7 @@ def create_app(
     app.include_router(payments_officers_router)  # reconciliations, refunds: before /payments/{order_no}
     app.include_router(payments_router)  # issue 12: payment orders, notifications, the browser's return
     app.include_router(contracts_router)  # /schemas/<path of $id>, /asyncapi.json: no authentication
+    app.include_router(fees_router)  # issue 12: a case's fee and its waiver (hub/payments/fees_router.py)
     apidocs.install(app)  # /docs, /redoc and their assets, offline (after the API's routes: matched last)
     # Outside every body reader: oversized bodies are refused before parsing, NUL characters before the
     # database; one pass over each request (hub.request_guard).

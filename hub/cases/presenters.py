@@ -21,6 +21,7 @@ from hub.cases.schemas import (
     StatusOut,
     StepOut,
 )
+from hub.payments import fees
 from hub.supervision import ratings
 from hub.transparency import redact
 from hub.verification import checks as verification
@@ -70,6 +71,8 @@ def _action_label(definition: WorkflowDefinition, action: str) -> str:
         return "提交申请"
     if action == "verify_manually":
         return "人工核验申请人身份"
+    if action == fees.WAIVE_ACTION:
+        return "减免费用"
     if action == "update_record":  # a partner record changed the case without a new step (hub/exchange)
         return "更新办件信息"
     if action in clock.CLOCK_ACTIONS:  # Art. 42 / Art. 45 (hub/cases/clock.py)
@@ -133,6 +136,7 @@ def _status_fields(
         "verifications": [] if public else [verification_views.brief(v) for v in verification.verifications_of(
             session, case)],
         "rating": None if public else _rating(session, case),
+        "fee": None if public else fees.brief(session, case),
     }
 
 

@@ -151,6 +151,17 @@ class CaseRating(BaseModel):
     follow_up_due_on: date | None = Field(description="15 working days after the rating")
 
 
+class FeeBrief(BaseModel):
+    """The case's fee (issue 12): what it owes and where that stands; GET /api/v1/cases/{tracking_no}/fee has
+    the rest (basis, exemption, payment orders)."""
+
+    amount_fen: int = Field(description="应缴金额（分）")
+    paid_fen: int
+    due: Literal["before_acceptance", "before_completion"]
+    status: Literal["due", "paid", "waived", "exempt", "refunded"]
+    source: Literal["hub", "partner"] = Field(description="partner: as the city platform reported it")
+
+
 class StatusOut(JointFields, ClockFields):
     tracking_no: str
     item_code: str
@@ -173,6 +184,8 @@ class StatusOut(JointFields, ClockFields):
     verifications: list[VerificationBrief] = Field(default_factory=list, description="registry checks (masked)")
     rating: CaseRating | None = Field(default=None, description="the rating once given (好差评): after completion, "
                                                                 "POST /api/v1/applications/{tracking_no}/rating")
+    fee: FeeBrief | None = Field(default=None, description="the fee the case owes (收费) and its status; none: the "
+                                                           "item charges nothing")
 
 
 class CaseOut(StatusOut):

@@ -29,7 +29,7 @@ from hub.org.models import Department
 from hub.outbox import service as outbox
 from hub.outbox.models import OutboxMessage
 from hub.pagination import Page, paginate
-from hub.payments import refunds
+from hub.payments import fees, refunds
 from hub.text_fields import normalize_form
 from hub.verification import checks as verification
 from workflow import clock as clock_rules
@@ -161,6 +161,8 @@ def submit_application(
         messages.append(_forwarded_message(case, receiving_department, now))
     # Case, first event, planned checks and outbox rows: one statement (hub/cases/writes.py).
     writes.insert_case(session, opening, outbox=messages)
+    # What the case owes, from the item as it stands now (an item without a fee: nothing, no query).
+    fees.assess(session, case=case, now=now)
     deliveries.on_case_change(session, case, "submit", now)
     return case, query_code
 
@@ -322,6 +324,8 @@ def act(
                        branch=family.name_of(case), data=data)
     if action == "grant":
         verification.ensure_grantable(session, family.root)
+    if action in fees.GUARDED_ACTIONS:
+        fees.ensure_allowed(session, case=case, action=action, now=now)
     return _record(session, family, before, outcome, actor=actor, now=now, calendar=calendar, key=audit_key)[0]
 
 

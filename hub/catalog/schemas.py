@@ -54,10 +54,42 @@ class MaterialSpec(StrictModel):
         return self
 
 
+class FeeCondition(StrictModel):
+    """When an exemption applies: an applicant type, or a form field holding a value (e.g. 低保对象 = true)."""
+
+    applicant_type: ApplicantType | None = None
+    form_field: str | None = Field(default=None, min_length=1, max_length=64)
+    equals: str | int | float | bool | None = Field(
+        default=None, description="the value of ``form_field`` that exempts the applicant")
+
+
+class FeeExemption(StrictModel):
+    when: FeeCondition
+    basis: str = Field(min_length=1, max_length=500, description="the provision that exempts (免收依据)")
+
+
 class Fee(StrictModel):
-    amount_fen: int = Field(ge=0, le=10**10)
+    """An item's fee rule (收费标准). The original shape ``{amount_fen, basis, description}`` is still a valid
+    rule: fixed, due before completion. Cross-field rules (a per-unit fee's count field exists in the form,
+    ...) are checked with the item (hub/payments/fees.py ``rule_errors``), naming the field and the rule."""
+
+    kind: Literal["fixed", "per_unit"] = "fixed"
+    amount_fen: int | None = Field(default=None, ge=0, le=10**10,
+                                   description="fixed: the amount; per unit: shown in the catalogue (one unit)")
+    unit_fen: int | None = Field(default=None, ge=1, le=10**10, description="per unit: the price of one unit")
+    unit_field: str | None = Field(default=None, min_length=1, max_length=64,
+                                   description="per unit: the form field (an integer) holding the count")
+    max_fen: int | None = Field(default=None, ge=1, le=10**10, description="per unit: the cap of the amount")
     basis: str = Field(min_length=1, max_length=500)
     description: str | None = Field(default=None, max_length=500)
+    due: Literal["before_acceptance", "before_completion"] = "before_completion"
+    exemptions: list[FeeExemption] = Field(default_factory=list, max_length=20)
+
+    def shown_fen(self) -> int | None:
+        """The amount the catalogue shows (``fee_fen``): the fixed amount, or one unit's price."""
+        if self.kind == "per_unit":
+            return self.amount_fen if self.amount_fen is not None else self.unit_fen
+        return self.amount_fen
 
 
 class SpecialProcedure(StrictModel):

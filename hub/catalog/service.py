@@ -27,6 +27,7 @@ from hub.org import service as org_service
 from hub.org.models import Department, Region
 from hub.outbox import service as outbox
 from hub.pagination import Page, paginate
+from hub.payments import fees
 from hub.validation import field_errors, validator_for
 from workflow.definition import Branch, WorkflowDefinition
 from workflow.identifiers import IdentifierError, build_item_code, validate_national_basic_code
@@ -149,6 +150,8 @@ def _check_item(session: Session, data: ItemWrite) -> tuple[Department, list[int
         errors.append(FieldError("kind", "instant_means_zero_days", "即办件承诺时限为 0，承诺件应大于 0"))
     errors.extend(_form_schema_errors(data.form_schema))
     errors.extend(_branch_errors(session, data))
+    if data.fee is not None:
+        errors.extend(fees.rule_errors(data.fee, form_schema=data.form_schema, applicant_types=data.applicant_types))
     department = _find_department(session, data.region, data.department, "department", errors)
     co_ids = [
         d.id
@@ -251,7 +254,7 @@ def _apply(
     item.kind = data.kind
     item.statutory_limit_days = data.statutory_limit_days
     item.promised_limit_days = data.promised_limit_days
-    item.fee_fen = data.fee.amount_fen if data.fee else None
+    item.fee_fen = data.fee.shown_fen() if data.fee else None
     item.national_reporting = data.national_reporting
     item.applicant_types = list(data.applicant_types)
     item.co_department_ids = co_ids

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from hub.auth.models import Officer
 from hub.cases import writes
 from hub.cases.models import Case, CaseEvent
+from hub.catalog.schemas import Fee, FeeCondition
 from hub.errors import FieldError, HubError
 from hub.payments.models import CaseFee
 
@@ -32,6 +33,8 @@ BEFORE_ACCEPTANCE, BEFORE_COMPLETION = "before_acceptance", "before_completion"
 # Statuses after which nothing more is owed.
 SETTLED = frozenset({"paid", "waived", "exempt"})
 WAIVE_ACTION = "waive_fee"
+# The case steps a fee can hold up (hub/cases/service.act calls ensure_allowed before them).
+GUARDED_ACTIONS = frozenset({"accept", "complete"})
 PAY_HINT = ("请通过网上办事大厅“缴费”或 POST /api/v1/payments 选择支付宝或银联在线缴纳；"
             "确需减免的，由审批部门负责人登记减免理由")
 
@@ -84,11 +87,72 @@ def units(rule: dict[str, Any], form: dict[str, Any]) -> int:
 
 
 def _applies(when: dict[str, Any], *, applicant_type: str, form: dict[str, Any]) -> bool:
-    if "applicant_type" in when:
+    # The stored guide names every condition key, the unused ones null.
+    if when.get("applicant_type") is not None:
         return bool(applicant_type == str(when["applicant_type"]))
-    if "form_field" in when:
-        return bool(when["form_field"] in form and form[when["form_field"]] == when.get("equals"))
+    field = when.get("form_field")
+    if field is not None and field in form:
+        return _same(form[field], when.get("equals"))
     return False
+
+
+def _same(value: Any, expected: Any) -> bool:
+    """The form's value is the rule's: ``true`` is not ``1`` (JSON booleans are not numbers here)."""
+    if isinstance(value, bool) or isinstance(expected, bool):
+        return value is expected
+    return bool(value == expected)
+
+
+# --- the item's rule, checked ----------------------------------------------------------------------------
+
+
+def rule_errors(fee: Fee, *, form_schema: dict[str, Any], applicant_types: list[str]) -> list[FieldError]:
+    """What makes an item's fee rule unusable, each naming the field (``fee.…``) and the rule: checked on every
+    item write (the catalogue API, the seed), so a case is never assessed from a bad rule."""
+    errors: list[FieldError] = []
+    properties = form_schema.get("properties") if isinstance(form_schema.get("properties"), dict) else {}
+    if fee.kind == "fixed" and fee.amount_fen is None:
+        errors.append(FieldError("fee.amount_fen", "required_for_fixed", "固定收费须给出金额 amount_fen（分）"))
+    if fee.kind == "per_unit":
+        if fee.unit_fen is None:
+            errors.append(FieldError("fee.unit_fen", "required_for_per_unit",
+                                     "按数量收费须给出单价 unit_fen（分）"))
+        if fee.unit_field is None:
+            errors.append(FieldError("fee.unit_field", "required_for_per_unit",
+                                     "按数量收费须指明表单中填写数量的字段 unit_field"))
+        elif not _integer_field(properties.get(fee.unit_field)):
+            errors.append(FieldError("fee.unit_field", "integer_form_field",
+                                     f"表单中没有整数字段 {fee.unit_field}（数量须由申请表的整数字段填写）"))
+        if fee.max_fen is not None and fee.unit_fen is not None and fee.max_fen < fee.unit_fen:
+            errors.append(FieldError("fee.max_fen", "not_below_unit_fen", "收费上限不得低于单价"))
+    elif fee.unit_fen is not None or fee.unit_field is not None or fee.max_fen is not None:
+        errors.append(FieldError("fee.kind", "per_unit_fields",
+                                 "unit_fen、unit_field、max_fen 仅用于按数量收费 per_unit"))
+    for index, exemption in enumerate(fee.exemptions):
+        errors.extend(_exemption_errors(exemption.when, f"fee.exemptions.{index}.when", properties, applicant_types))
+    return errors
+
+
+def _integer_field(prop: Any) -> bool:
+    return isinstance(prop, dict) and prop.get("type") == "integer"
+
+
+def _exemption_errors(when: FeeCondition, where: str, properties: dict[str, Any], applicant_types: list[str]
+                      ) -> list[FieldError]:
+    if (when.applicant_type is None) == (when.form_field is None):
+        return [FieldError(where, "one_condition", "免收条件须为申请人类型 applicant_type 或表单字段 form_field 之一")]
+    if when.applicant_type is not None:
+        if when.equals is not None:
+            return [FieldError(f"{where}.equals", "form_field_only", "equals 仅与 form_field 同用")]
+        if when.applicant_type not in applicant_types:
+            return [FieldError(f"{where}.applicant_type", "applicant_type_of_item",
+                               f"申请人类型 {when.applicant_type} 不是本事项受理的申请人类型")]
+        return []
+    if when.form_field not in properties:
+        return [FieldError(f"{where}.form_field", "form_field_exists", f"表单中没有字段 {when.form_field}")]
+    if when.equals is None:
+        return [FieldError(f"{where}.equals", "required", "须给出使申请人免收的字段值 equals")]
+    return []
 
 
 # --- the case's row ------------------------------------------------------------------------------------
@@ -104,12 +168,11 @@ def fee_of(session: Session, case: Case, *, lock: bool = False) -> CaseFee | Non
 def assess(session: Session, *, case: Case, now: datetime) -> CaseFee | None:
     """The case's fee row, created once from its item's fee rule and its form and applicant; None when the
     item has no fee. An existing row (the hub's or a partner's) is returned as it is."""
-    existing = fee_of(session, case)
-    if existing is not None:
-        return existing
     rule = fee_rule(case)
-    if rule is None:
-        return None
+    existing = fee_of(session, case) if rule is not None or case.origin == "partner" else None
+    # A partner's case is the platform's to charge: only what it reported (``record_partner_payment``).
+    if existing is not None or rule is None or case.origin == "partner":
+        return existing
     assessment = compute(rule, applicant_type=case.applicant_type, form=case.form_data or {})
     status = "due" if assessment.amount_fen > 0 else "exempt"
     exemption = assessment.exemption
@@ -124,6 +187,18 @@ def assess(session: Session, *, case: Case, now: datetime) -> CaseFee | None:
     return row
 
 
+def brief(session: Session, case: Case) -> dict[str, Any] | None:
+    """The fee as the case views show it (one field): amount, due point, status; None when nothing is owed
+    or reported. No query for a hub case whose item has no fee."""
+    if fee_rule(case) is None and case.origin != "partner":
+        return None
+    row = fee_of(session, case)
+    if row is None:
+        return None
+    return {"amount_fen": row.amount_fen, "paid_fen": row.paid_fen, "due": row.due, "status": row.status,
+            "source": row.source}
+
+
 # --- the guard on the case's steps -------------------------------------------------------------------
 
 
@@ -131,7 +206,7 @@ def ensure_allowed(session: Session, *, case: Case, action: str, now: datetime |
     """Refuse ``accept`` while a fee due before acceptance is unpaid, and ``complete`` of a granted case while
     any fee is unpaid: 409 ``fee-unpaid``. Other actions, denied cases and items without a fee pass."""
     # Only a hub case of an item with a fee can owe one (a partner's case is read-only here): no query else.
-    if action not in ("accept", "complete") or fee_rule(case) is None:
+    if action not in GUARDED_ACTIONS or fee_rule(case) is None:
         return
     if action == "complete" and case.state != "granted" and case.result != "granted":
         return  # a denied (or otherwise ended) case is not charged

@@ -556,7 +556,6 @@ def test_duplicate_and_out_of_order_notifications_are_applied_once(stack: Stack,
     assert len({row.notify_id for row in inbox(stack, order["order_no"])}) == len(outcomes)  # each stored once
 
 
-@pytest.mark.parametrize("gateway", GATEWAYS)
 def _merchant_signed(fields: dict[str, str], private_pem: str) -> dict[str, str]:
     """A UnionPay-style request signed as the merchant: SHA256withRSA over the lowercase SHA-256 hex of the
     sorted ``k=v&…`` of every non-empty field but ``signature`` (the merchant key the mock issued)."""
@@ -589,6 +588,7 @@ def test_a_genuine_notification_for_an_order_the_hub_never_issued_changes_nothin
     assert order_of(stack, case, order["order_no"])["state"] in ("created", "pending")  # the real one untouched
 
 
+@pytest.mark.parametrize("gateway", GATEWAYS)
 def test_a_payment_whose_notifications_were_lost_is_found_by_the_query_job(stack: Stack, gateway: str) -> None:
     case, order = new_fee_order(stack, gateway)
     with faults(stack, gateway, lose_notifications=True):

@@ -211,26 +211,27 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         base_env = operator_env(workdir / "var", HUB_DATABASE_URL=database_url, HUB_AMQP_URL=amqp_url,
                                 HUB_SECRET_KEY=secrets.token_urlsafe(48), HUB_AUDIT_KEY=secrets.token_urlsafe(48))
         processes: dict[str, Server] = {}
+        stack.callback(_stop_all, processes)
 
         def serve(name: str, *args: str, **extra: str) -> Server:
             server = Server([*hub_executable(), *args], {**base_env, **extra}, cwd=workdir, log=workdir / f"{name}.log")
             processes[name] = server
-            stack.callback(_stop, server)
             return server
 
-        base_port = free_port_block(9)
-        mocks_process = serve("mocks", "mocks", "--base-port", str(base_port))
-        for command in (("db", "upgrade"), ("db", "seed")):  # while the mocks start
+        def hub(*command: str) -> None:
             ran = run_process([*hub_executable(), *command], base_env, cwd=workdir, timeout_s=300)
             assert ran.code == 0, ran
             mark(" ".join(command))
+
+        base_port = free_port_block(9)
+        mocks_process = serve("mocks", "mocks", "--base-port", str(base_port))
+        hub("db", "upgrade")  # while the mocks start
         mocks = {name: f"http://127.0.0.1:{base_port + offset}" for name, offset in MOCK_OFFSET.items()}
         for url in mocks.values():
             mocks_process.wait_until(lambda u=url: answers(f"{u}/_keys"), f"{url}/_keys answers", timeout_s=120)
         keys = {name: httpx.get(f"{url}/_keys", timeout=10, trust_env=False).json() for name, url in mocks.items()}
         mark("mocks' keys")
-        payments = _payment_env(workdir, keys, mocks)
-        base_env.update(payments)
+        base_env.update(_payment_env(workdir, keys, mocks))
 
         port_a, port_b = free_port(), free_port()
         api_a, api_b = f"http://127.0.0.1:{port_a}", f"http://127.0.0.1:{port_b}"
@@ -239,6 +240,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         serve("worker", "worker", HUB_PAYMENTS_PUBLIC_URL=api_a)
         serve("api-a", "api", "--port", str(port_a), HUB_PAYMENTS_PUBLIC_URL=api_a)
         serve("api-b", "api", "--port", str(port_b), HUB_PAYMENTS_PUBLIC_URL=relay.url)
+        hub("db", "seed")  # while they start (the catalogue and officers are only needed by the tests)
         amqp_user = httpx.URL(amqp_url)
         live = Stack(api_a, api_b, mocks, amqp_url, keys, database_url,
                      services["HUB_TEST_RABBITMQ_MANAGEMENT_URL"].rstrip("/"), vhost,
@@ -251,6 +253,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         mark("worker consuming")
         _bind_event_queue(live)
         yield live
+
+
+def _stop_all(processes: dict[str, Server]) -> None:
+    """Ctrl-C to every process at once, then wait for each (one after the other took seconds apiece)."""
+    for server in processes.values():
+        if server.process.poll() is None:
+            server.process.send_signal(signal.SIGINT)
+    for server in processes.values():
+        _stop(server)
 
 
 def _stop(server: Server) -> None:
@@ -627,7 +638,7 @@ def test_a_refund_retried_after_a_timeout_refunds_once(stack: Stack) -> None:
     refunded = wait_for(lambda: (o := order_of(stack, case, order["order_no"]))["state"] == "refunded" and o,
                         "the refund retried and confirmed", stack, timeout_s=60)
     assert [h["to_state"] for h in refunded["history"]].count("refunded") == 1, refunded["history"]
-    refunds = stack.sql("SELECT refund_no, state, attempts FROM payment_refunds r JOIN payment_orders o "
+    refunds = stack.sql("SELECT r.refund_no, r.state, r.attempts FROM payment_refunds r JOIN payment_orders o "
                         "ON o.id = r.order_id WHERE o.order_no = :o", o=order["order_no"])
     assert len(refunds) == 1 and refunds[0].state == "succeeded" and refunds[0].attempts >= 2, refunds
     trade = trade_at_gateway(stack, "alipay", order["order_no"])

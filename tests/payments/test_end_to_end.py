@@ -218,14 +218,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             processes[name] = server
             return server
 
-        def hub(*command: str) -> None:
-            ran = run_process([*hub_executable(), *command], base_env, cwd=workdir, timeout_s=300)
-            assert ran.code == 0, ran
-            mark(" ".join(command))
-
         base_port = free_port_block(9)
         mocks_process = serve("mocks", "mocks", "--base-port", str(base_port))
-        hub("db", "upgrade")  # while the mocks start
+        # `hub db seed` migrates, then seeds: the API and the worker start as soon as the schema is there.
+        seeding = serve("seed", "db", "seed")
+        seeding.wait_until(lambda: "seeding the demo province" in seeding.output(), "the database migrated",
+                           timeout_s=180)
+        mark("db migrated")
         mocks = {name: f"http://127.0.0.1:{base_port + offset}" for name, offset in MOCK_OFFSET.items()}
         for url in mocks.values():
             mocks_process.wait_until(lambda u=url: answers(f"{u}/_keys"), f"{url}/_keys answers", timeout_s=120)
@@ -240,7 +239,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         serve("worker", "worker", HUB_PAYMENTS_PUBLIC_URL=api_a)
         serve("api-a", "api", "--port", str(port_a), HUB_PAYMENTS_PUBLIC_URL=api_a)
         serve("api-b", "api", "--port", str(port_b), HUB_PAYMENTS_PUBLIC_URL=relay.url)
-        hub("db", "seed")  # while they start (the catalogue and officers are only needed by the tests)
+        deadline = time.monotonic() + 180  # the catalogue and officers are only needed by the tests
+        while seeding.process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert seeding.process.returncode == 0, seeding.output()[-3000:]
+        mark("db seeded")
         amqp_user = httpx.URL(amqp_url)
         live = Stack(api_a, api_b, mocks, amqp_url, keys, database_url,
                      services["HUB_TEST_RABBITMQ_MANAGEMENT_URL"].rstrip("/"), vhost,
@@ -262,6 +265,8 @@ def _stop_all(processes: dict[str, Server]) -> None:
             server.process.send_signal(signal.SIGINT)
     for server in processes.values():
         _stop(server)
+        if os.environ.get("HUB_TEST_E2E_TIMING"):
+            print(f"stopped {server.args[1:3]}", file=sys.stderr, flush=True)
 
 
 def _stop(server: Server) -> None:
@@ -657,23 +662,27 @@ def refund_calls(live: Stack) -> int:
 def test_a_browser_return_never_marks_paid_and_reconciliation_finds_the_payment(stack: Stack) -> None:
     """Last: the worker is stopped (the hub hears nothing and queries nothing), so only the operator's
     reconciliation can find what the gateway took."""
-    _stop(stack.processes["worker"])
-    for gateway in GATEWAYS:
-        case, order = new_fee_order(stack, gateway)
+    worker = stack.processes["worker"]
+    worker.process.send_signal(signal.SIGINT)
+    orders = {gateway: new_fee_order(stack, gateway) for gateway in GATEWAYS}  # while it stops
+    _stop(worker)
+    for gateway, (case, order) in orders.items():
         with faults(stack, gateway, lose_notifications=True), browser() as applicant:
             back = pay_at_cashier(applicant, order["pay_url"], order)
             returned = applicant.get(back.headers["location"])
             assert returned.status_code == 200 and "支付结果以支付机构通知为准" in returned.text
         state = order_of(stack, case, order["order_no"])
         assert state["state"] in ("created", "pending") and paid_by(state) == [], state
-        day = order["order_no"][1:9]
-        ran = stack.hub("payments", "reconcile", "--gateway", gateway, "--date", f"{day[:4]}-{day[4:6]}-{day[6:]}",
-                        "--json")
-        assert ran.code == 2, ran  # differences found
-        report = json.loads(ran.stdout)
+    day = next(iter(orders.values()))[1]["order_no"][1:9]
+    with ThreadPoolExecutor(len(GATEWAYS)) as pool:  # the operator reconciles both gateways' day
+        ran = dict(zip(GATEWAYS, pool.map(lambda g: stack.hub(
+            "payments", "reconcile", "--gateway", g, "--date", f"{day[:4]}-{day[4:6]}-{day[6:]}", "--json"),
+            GATEWAYS), strict=True))
+    for gateway, (case, order) in orders.items():
+        assert ran[gateway].code == 2, ran[gateway]  # differences found
+        report = json.loads(ran[gateway].stdout)
         assert report["status"] == "differences", report
         found_by = [d for d in report["differences"] if d["order_no"] == order["order_no"]]
         assert [(d["kind"], d["corrected"]) for d in found_by] == [("missing_at_hub", True)], report
         found = order_of(stack, case, order["order_no"])
         assert found["state"] == "paid" and paid_by(found) == ["statement"], found["history"]
-

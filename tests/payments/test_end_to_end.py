@@ -256,6 +256,34 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         mark("worker consuming")
         _bind_event_queue(live)
         yield live
+        if os.environ.get("HUB_TEST_E2E_TIMING"):  # the figures docs/payments.md quotes
+            print(json.dumps(figures(live), indent=1), file=sys.stderr, flush=True)
+
+
+def figures(live: Stack) -> dict[str, Any]:
+    """What the run did: notifications the mocks sent and how the hub answered, the inbox, orders, sources."""
+    sent: dict[str, Any] = {}
+    for gateway, url in live.mocks.items():
+        records = httpx.get(f"{url}/_control/notifications", timeout=10, trust_env=False).json()["notifications"]
+        attempts = [a for r in records for a in r["attempts"]]
+        sent[gateway] = {
+            "notifications": len(records), "by_label": _count(r["label"] for r in records),
+            "lost": sum(r["lost"] for r in records), "attempts": len(attempts),
+            "acknowledged": sum(a["acknowledged"] for a in attempts),
+            "refused": sum(1 for a in attempts if a["status_code"] is not None and not a["acknowledged"]),
+        }
+    rows = live.sql("SELECT gateway, outcome, count(*) AS n FROM payment_notifications GROUP BY gateway, outcome")
+    states = live.sql("SELECT gateway, state, count(*) AS n FROM payment_orders GROUP BY gateway, state")
+    paid = live.sql("SELECT source, count(*) AS n FROM payment_order_events WHERE to_state = 'paid' GROUP BY source")
+    return {"mocks": sent, "inbox": [tuple(r) for r in rows], "orders": [tuple(r) for r in states],
+            "paid_by": [tuple(r) for r in paid], "cases": live.sql("SELECT count(*) FROM cases")[0][0]}
+
+
+def _count(values: Any) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for value in values:
+        counts[value] = counts.get(value, 0) + 1
+    return counts
 
 
 def _stop_all(processes: dict[str, Server]) -> None:

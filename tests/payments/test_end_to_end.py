@@ -257,7 +257,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         _bind_event_queue(live)
         yield live
         if os.environ.get("HUB_TEST_E2E_TIMING"):  # the figures docs/payments.md quotes
-            print(json.dumps(figures(live), indent=1), file=sys.stderr, flush=True)
+            print("figures:", json.dumps(figures(live), ensure_ascii=False), file=sys.stderr, flush=True)
 
 
 def figures(live: Stack) -> dict[str, Any]:
@@ -292,9 +292,10 @@ def _stop_all(processes: dict[str, Server]) -> None:
         if server.process.poll() is None:
             server.process.send_signal(signal.SIGINT)
     for server in processes.values():
+        begun = time.monotonic()
         _stop(server)
         if os.environ.get("HUB_TEST_E2E_TIMING"):
-            print(f"stopped {server.args[1:3]}", file=sys.stderr, flush=True)
+            print(f"stopped {server.args[1:3]} in {time.monotonic() - begun:.1f} s", file=sys.stderr, flush=True)
 
 
 def _stop(server: Server) -> None:

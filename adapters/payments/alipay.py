@@ -216,7 +216,7 @@ class AlipayGateway:
     def create(self, request: OrderRequest) -> Checkout:
         """alipay.trade.page.pay: the browser GETs the gateway with the signed parameters (电脑网站支付)."""
         biz = {"out_trade_no": request.order_no, "total_amount": fen_to_yuan(request.amount_fen),
-               "subject": request.subject, "product_code": "FAST_INSTANT_TRADE_PAY",
+               "subject": _subject(request.subject), "product_code": "FAST_INSTANT_TRADE_PAY",
                "time_expire": cst_timestamp(request.expires_at)}
         params = self.signed_request(PAGE_PAY, biz, notify_url=request.notify_url, return_url=request.return_url)
         return Checkout(url=f"{self.url}?{urlencode(params)}", method="GET")
@@ -390,7 +390,7 @@ class AlipayGateway:
         trade = TradeState(order_no=params["out_trade_no"], status=status, amount_fen=amount,
                            gateway_trade_no=params.get("trade_no") or None, paid_at=paid_at,
                            merchant_id=params["seller_id"], app_id=params["app_id"], code=params["trade_status"],
-                           message=params.get("notify_time", ""))
+                           message=f"notify_time={params.get('notify_time', '')}")
         return Notification(gateway="alipay", notify_id=params["notify_id"], kind="refund" if is_refund else "payment",
                             trade=trade, refund_no=params.get("out_biz_no") if is_refund else None,
                             refund_fen=refund_fen if is_refund else None, params=masked_params(params))
@@ -400,10 +400,19 @@ class AlipayGateway:
         return Acknowledgement(status_code=200, body=ACK_SUCCESS if accepted else ACK_FAILURE,
                                media_type="text/plain")
 
+    def status(self) -> dict[str, Any]:
+        """Breaker state and call statistics of this gateway (for an ops view)."""
+        return self.guard.status()
+
     def verify_return(self, params: Mapping[str, str]) -> bool:
         """Whether a browser return's parameters carry the gateway's signature (display only, never paid)."""
         signature = params.get("sign", "")
         return bool(signature) and verify(self._gateway_key, notification_sign_content(params), signature)
+
+
+def _subject(text: str) -> str:
+    # Alipay refuses subjects with its separators (/ = &) and longer than 256 characters.
+    return re.sub(r"[/=&]", " ", text).strip()[:256] or "行政事业性收费"
 
 
 def _pem(value: bytes | str) -> bytes:
@@ -418,9 +427,9 @@ def _fen(value: Any) -> int:
 
 
 def _reason(exc: AdapterError) -> str:
-    # The English part of an adapter message ("中文 (english)"), else the class name.
+    # The English part of an adapter message ("中文 (english)"), else the message itself.
     text = str(exc)
-    return text[text.find("(") + 1:-1] if text.endswith(")") and "(" in text else type(exc).__name__
+    return text[text.find("(") + 1:-1] if text.endswith(")") and "(" in text else text or type(exc).__name__
 
 
 def _trade_status(trade_status: str, *, paid: bool) -> TradeStatus | None:
@@ -434,7 +443,7 @@ def _form(body: bytes, content_type: str) -> dict[str, str]:
     if media_type != "application/x-www-form-urlencoded":
         raise _rejected("malformed", f"content type {media_type or 'missing'!r} is not a form")
     try:
-        pairs = parse_qsl(body.decode("ascii"), keep_blank_values=True, strict_parsing=bool(body),
+        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=bool(body),
                           encoding="utf-8", errors="strict")
     except (UnicodeDecodeError, ValueError):
         raise _rejected("malformed", "the body is not a UTF-8 form") from None

@@ -33,19 +33,10 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import HTMLResponse
 
-from adapters.payments.alipay import (
-    CST,
-    cst_timestamp,
-    fen_to_yuan,
-    notification_sign_content,
-    parse_cst_timestamp,
-    request_sign_content,
-    response_key,
-    yuan_to_fen,
-)
-from adapters.payments.signing import KeyPair, generate_key_pair, sign, verify
 from mocks.control import own_control_router
 from mocks.payments.common import (
+    CST,
+    KeyMaterial,
     LedgerEntry,
     LedgerError,
     NotifyEvent,
@@ -53,8 +44,16 @@ from mocks.payments.common import (
     Trade,
     cashier_message,
     cashier_page,
+    cst_time,
+    fen,
+    generate_keys,
     install,
     now_utc,
+    parse_cst_time,
+    rsa_sign,
+    rsa_verify,
+    sorted_params,
+    yuan,
 )
 from mocks.registries.seed import Seed
 from mocks.server import MockServer
@@ -75,6 +74,20 @@ BILL_HEADER = ("支付宝交易号", "商户订单号", "业务类型", "商品�
                "操作员", "终端号", "对方账户", "订单金额（元）", "商家实收（元）", "支付宝红包（元）", "集分宝（元）",
                "支付宝优惠（元）", "商家优惠（元）", "券核销金额（元）", "券名称", "商家红包消费金额（元）",
                "卡消费金额（元）", "退款批次号/请求号", "服务费（元）", "分润（元）", "备注")
+
+
+def request_sign_content(params: Mapping[str, str]) -> str:
+    """What the merchant signs: every non-empty parameter but ``sign``."""
+    return sorted_params(params, exclude=frozenset({"sign"}))
+
+
+def notification_sign_content(params: Mapping[str, str]) -> str:
+    """What the gateway signs in notifications and browser returns: without ``sign`` and ``sign_type``."""
+    return sorted_params(params, exclude=frozenset({"sign", "sign_type"}))
+
+
+def response_key(method: str) -> str:
+    return method.replace(".", "_") + "_response"
 
 
 _CODE_MESSAGES = {"20000": "Service Currently Unavailable", "40001": "Missing Required Arguments",
@@ -120,12 +133,12 @@ def _amount(biz: Mapping[str, Any], field: str) -> int:
         raise AlipayError("40002", "isv.missing-parameter" if value is None else "isv.invalid-parameter",
                           f"缺少参数{field}" if value is None else f"参数{field}不合法")
     try:
-        fen = yuan_to_fen(str(value))
+        amount = fen(str(value))
     except ValueError:
         raise _invalid(field, "金额最多两位小数") from None
-    if fen <= 0:
+    if amount <= 0:
         raise _invalid(field, "金额必须大于0")
-    return fen
+    return amount
 
 
 def _text(biz: Mapping[str, Any], field: str, *, required: bool = True) -> str:
@@ -150,9 +163,9 @@ class AlipayMock:
         self.server = server
         self.app_id = app_id
         self.seller_id = seller_id
-        self.gateway_keys = generate_key_pair("mock-alipay-gateway")
-        self.merchant_keys = generate_key_pair("mock-alipay-merchant")
-        self._forge_keys: KeyPair | None = None
+        self.gateway_keys = generate_keys("mock-alipay-gateway")
+        self.merchant_keys = generate_keys("mock-alipay-merchant")
+        self._forge_keys: KeyMaterial | None = None
         self._lock = threading.Lock()
         self._bills: dict[str, tuple[date, float]] = {}
         self.payment = PaymentMockState(
@@ -169,27 +182,27 @@ class AlipayMock:
         return {
             "app_id": self.app_id,
             "seller_id": self.seller_id,
-            "merchant_private_key": self.merchant_keys.private_pem.decode(),
-            "merchant_public_key": self.merchant_keys.public_pem.decode(),
-            "merchant_certificate": self.merchant_keys.certificate_pem.decode(),
-            "gateway_public_key": self.gateway_keys.public_pem.decode(),
-            "gateway_certificate": self.gateway_keys.certificate_pem.decode(),
+            "merchant_private_key": self.merchant_keys.private_pem,
+            "merchant_public_key": self.merchant_keys.public_pem,
+            "merchant_certificate": self.merchant_keys.certificate_pem,
+            "gateway_public_key": self.gateway_keys.public_pem,
+            "gateway_certificate": self.gateway_keys.certificate_pem,
         }
 
-    def _forger(self) -> KeyPair:
+    def _forger(self) -> KeyMaterial:
         with self._lock:
             if self._forge_keys is None:
-                self._forge_keys = generate_key_pair("not-alipay")
+                self._forge_keys = generate_keys("not-alipay")
             return self._forge_keys
 
     def signed_params(self, params: dict[str, str], *, forge: bool = False) -> dict[str, str]:
         keys = self._forger() if forge else self.gateway_keys
-        return {**params, "sign": sign(keys.private_key, notification_sign_content(params))}
+        return {**params, "sign": rsa_sign(keys.private_key, notification_sign_content(params))}
 
     def answer(self, method: str, payload: Mapping[str, Any]) -> Response:
         """``{"<method>_response": {...}, "sign": "..."}``: the signature covers the value's exact text."""
         inner = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
-        signature = sign(self.gateway_keys.private_key, inner)
+        signature = rsa_sign(self.gateway_keys.private_key, inner)
         body = f'{{"{response_key(method)}":{inner},"sign":"{signature}"}}'
         return Response(body, media_type="application/json;charset=utf-8")
 
@@ -208,7 +221,7 @@ class AlipayMock:
         params = {
             "notify_id": event.notify_id,
             "notify_type": "trade_status_sync",
-            "notify_time": cst_timestamp(event.occurred_at if stale else self.payment.clock()),
+            "notify_time": cst_time(event.occurred_at if stale else self.payment.clock()),
             "app_id": OTHER_APP_ID if event.wrong_app else self.app_id,
             "auth_app_id": OTHER_APP_ID if event.wrong_app else self.app_id,
             "seller_id": OTHER_SELLER_ID if event.wrong_merchant else self.seller_id,
@@ -218,23 +231,23 @@ class AlipayMock:
             "trade_no": trade.trade_no,
             "out_trade_no": trade.order_no,
             "subject": trade.subject,
-            "total_amount": fen_to_yuan(event.amount_fen),
-            "gmt_create": cst_timestamp(trade.created_at),
+            "total_amount": yuan(event.amount_fen),
+            "gmt_create": cst_time(trade.created_at),
         }
         if event.status == "paid" and trade.paid_at is not None:
             buyer_id, logon_id = self._buyer(trade)
-            paid = fen_to_yuan(event.amount_fen)
+            paid = yuan(event.amount_fen)
             params.update(buyer_id=buyer_id, buyer_logon_id=logon_id, receipt_amount=paid, buyer_pay_amount=paid,
-                          invoice_amount=paid, gmt_payment=cst_timestamp(trade.paid_at))
+                          invoice_amount=paid, gmt_payment=cst_time(trade.paid_at))
         if event.status == "closed" and trade.closed_at is not None and not stale:
-            params["gmt_close"] = cst_timestamp(trade.closed_at)
+            params["gmt_close"] = cst_time(trade.closed_at)
         if event.kind == "refund" and event.refund is not None and event.refund_fen is not None:
             extra_fen = event.refund_fen - event.refund.amount_fen  # +1 under wrong_amount
             refunded = trade.refunded_fen + extra_fen
             trade_status = "TRADE_CLOSED" if refunded >= trade.amount_fen else "TRADE_SUCCESS"
-            params.update(out_biz_no=event.refund.refund_no, refund_fee=fen_to_yuan(refunded),
-                          send_back_fee=fen_to_yuan(event.refund_fen),
-                          gmt_refund=cst_timestamp(event.refund.refunded_at))
+            params.update(out_biz_no=event.refund.refund_no, refund_fee=yuan(refunded),
+                          send_back_fee=yuan(event.refund_fen),
+                          gmt_refund=cst_time(event.refund.refunded_at))
         params["trade_status"] = trade_status
         return self.signed_params(params, forge=event.forge_signature)
 
@@ -244,7 +257,7 @@ class AlipayMock:
             "charset": "utf-8", "method": "alipay.trade.page.pay.return", "version": "1.0", "sign_type": "RSA2",
             "app_id": self.app_id, "auth_app_id": self.app_id, "seller_id": self.seller_id,
             "out_trade_no": trade.order_no, "trade_no": trade.trade_no,
-            "total_amount": fen_to_yuan(trade.amount_fen), "timestamp": cst_timestamp(self.payment.clock()),
+            "total_amount": yuan(trade.amount_fen), "timestamp": cst_time(self.payment.clock()),
         }
         return self.signed_params(params)
 
@@ -262,13 +275,15 @@ class AlipayMock:
             raise AlipayError("40002", "isv.invalid-app-id", "无效的AppID参数")
         if params["sign_type"] != "RSA2":
             raise AlipayError("40002", "isv.invalid-signature-type", "无效签名类型")
-        if not verify(self.merchant_keys.public_key, request_sign_content(params), params["sign"]):
+        if not rsa_verify(self.merchant_keys.public_key, request_sign_content(params), params["sign"]):
             raise AlipayError("40002", "isv.invalid-signature", "验签出错")
         try:
-            at = parse_cst_timestamp(params["timestamp"])
+            at = parse_cst_time(params["timestamp"])
         except ValueError:
             raise AlipayError("40002", "isv.invalid-timestamp", "非法的时间戳参数") from None
-        if abs((now_utc() - at).total_seconds()) > 15 * 60:
+        # A page-pay URL is signed when the order is made and followed whenever the applicant clicks: only the
+        # server-to-server calls must be fresh.
+        if method != "alipay.trade.page.pay" and abs((now_utc() - at).total_seconds()) > 15 * 60:
             raise AlipayError("40002", "isv.invalid-timestamp", "非法的时间戳参数（与网关时间相差超过15分钟）")
         try:
             biz = json.loads(params.get("biz_content") or "{}")
@@ -303,7 +318,7 @@ class AlipayMock:
         expires_at = None
         if biz.get("time_expire"):
             try:
-                expires_at = parse_cst_timestamp(_text(biz, "time_expire"))
+                expires_at = parse_cst_time(_text(biz, "time_expire"))
             except ValueError:
                 raise _invalid("time_expire", "格式应为yyyy-MM-dd HH:mm:ss") from None
         try:
@@ -327,12 +342,12 @@ class AlipayMock:
         answer: dict[str, Any] = {"code": "10000", "msg": "Success", "trade_no": trade.trade_no,
                                   "out_trade_no": trade.order_no,
                                   "trade_status": "TRADE_CLOSED" if refunded else TRADE_STATUS[trade.status],
-                                  "total_amount": fen_to_yuan(trade.amount_fen)}
+                                  "total_amount": yuan(trade.amount_fen)}
         if trade.status == "paid" and trade.paid_at is not None:
             buyer_id, logon_id = self._buyer(trade)
             answer.update(buyer_logon_id=_mask_phone(logon_id), buyer_user_id=buyer_id,
-                          buyer_pay_amount=fen_to_yuan(trade.amount_fen),
-                          receipt_amount=fen_to_yuan(trade.amount_fen), send_pay_date=cst_timestamp(trade.paid_at))
+                          buyer_pay_amount=yuan(trade.amount_fen),
+                          receipt_amount=yuan(trade.amount_fen), send_pay_date=cst_time(trade.paid_at))
         return answer
 
     def refund(self, biz: Mapping[str, Any]) -> dict[str, Any]:
@@ -350,8 +365,8 @@ class AlipayMock:
         _, logon_id = self._buyer(trade)
         return {"code": "10000", "msg": "Success", "trade_no": trade.trade_no, "out_trade_no": trade.order_no,
                 "buyer_logon_id": _mask_phone(logon_id), "fund_change": "Y" if created else "N",
-                "refund_fee": fen_to_yuan(trade.refunded_fen), "send_back_fee": fen_to_yuan(refund.amount_fen),
-                "gmt_refund_pay": cst_timestamp(refund.refunded_at)}
+                "refund_fee": yuan(trade.refunded_fen), "send_back_fee": yuan(refund.amount_fen),
+                "gmt_refund_pay": cst_time(refund.refunded_at)}
 
     def refund_query(self, biz: Mapping[str, Any]) -> dict[str, Any]:
         trade = self._trade(biz)
@@ -360,8 +375,8 @@ class AlipayMock:
         answer: dict[str, Any] = {"code": "10000", "msg": "Success", "trade_no": trade.trade_no,
                                   "out_trade_no": trade.order_no, "out_request_no": refund_no}
         if refund is not None:  # an unknown request number answers success without a refund, as Alipay does
-            answer.update(refund_amount=fen_to_yuan(refund.amount_fen), total_amount=fen_to_yuan(trade.amount_fen),
-                          refund_status="REFUND_SUCCESS", gmt_refund_pay=cst_timestamp(refund.refunded_at))
+            answer.update(refund_amount=yuan(refund.amount_fen), total_amount=yuan(trade.amount_fen),
+                          refund_status="REFUND_SUCCESS", gmt_refund_pay=cst_time(refund.refunded_at))
         return answer
 
     def close(self, biz: Mapping[str, Any]) -> dict[str, Any]:
@@ -414,9 +429,9 @@ class AlipayMock:
         out.write("#-----------------------------------------业务明细列表结束------------------------------------\r\n")
         payments = [e for e in entries if e.kind == "payment"]
         refunds = [e for e in entries if e.kind == "refund"]
-        out.write(f"#交易合计：{len(payments)}笔，商家实收：{fen_to_yuan(sum(e.amount_fen for e in payments))}元，"
+        out.write(f"#交易合计：{len(payments)}笔，商家实收：{yuan(sum(e.amount_fen for e in payments))}元，"
                   "商家优惠：0.00元\r\n")
-        out.write(f"#退款合计：{len(refunds)}笔，商家实收：{fen_to_yuan(-sum(e.amount_fen for e in refunds))}元，"
+        out.write(f"#退款合计：{len(refunds)}笔，商家实收：{yuan(-sum(e.amount_fen for e in refunds))}元，"
                   "商家优惠：0.00元\r\n")
         out.write(f"#导出时间：[{self.payment.clock().astimezone(CST):%Y年%m月%d日 %H:%M:%S}]\r\n")
         return out.getvalue()
@@ -427,8 +442,8 @@ class AlipayMock:
         received = entry.amount_fen if entry.kind == "payment" else -entry.amount_fen
         zero = "0.00"
         return [entry.trade_no, entry.order_no, "交易" if entry.kind == "payment" else "退款", entry.subject,
-                cst_timestamp(trade.created_at), cst_timestamp(entry.occurred_at), "", "", "", "",
-                _mask_phone(logon_id), fen_to_yuan(entry.order_amount_fen), fen_to_yuan(received), zero, zero, zero,
+                cst_time(trade.created_at), cst_time(entry.occurred_at), "", "", "", "",
+                _mask_phone(logon_id), yuan(entry.order_amount_fen), yuan(received), zero, zero, zero,
                 zero, zero, "", zero, zero, entry.refund_no or "", zero, zero, ""]
 
     def dispatch(self, params: Mapping[str, str], base_url: str) -> Response:

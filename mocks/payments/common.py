@@ -19,9 +19,12 @@ Routes added to a gateway's app (``install(app, state)``):
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import heapq
 import html
 import itertools
+import re
 import secrets
 import threading
 import time
@@ -33,6 +36,11 @@ from typing import Any, Literal
 from urllib.parse import urlencode
 
 import httpx
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.x509.oid import NameOID
 from fastapi import APIRouter, Body, FastAPI, HTTPException, Response
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -51,6 +59,7 @@ DEV_SCHEDULE_S: tuple[float, ...] = (0.2, 0.5, 1.0, 2.0, 5.0, 5.0, 5.0)
 REAL_SCHEDULE_S: tuple[float, ...] = (240.0, 600.0, 600.0, 3600.0, 7200.0, 21600.0, 54000.0)
 _NOTIFY_TIMEOUT_S = 5.0
 _BODY_EXCERPT = 200
+_KEEP_RECORDS = 2000
 
 
 def now_utc() -> datetime:
@@ -61,6 +70,90 @@ def yuan(fen: int) -> str:
     """Fen as a two-decimal yuan string, exactly (integer arithmetic, never a float)."""
     sign = "-" if fen < 0 else ""
     return f"{sign}{abs(fen) // 100}.{abs(fen) % 100:02d}"
+
+
+_YUAN = re.compile(r"^(0|[1-9][0-9]{0,11})(?:\.([0-9]{1,2}))?$")
+
+
+def fen(yuan_text: str) -> int:
+    """"20.00" → 2000 exactly; anything but a plain amount with at most two decimals raises ValueError."""
+    match = _YUAN.match(yuan_text)
+    if match is None:
+        raise ValueError(f"not a yuan amount: {yuan_text!r}")
+    return int(match.group(1)) * 100 + int((match.group(2) or "0").ljust(2, "0"))
+
+
+def cst_time(at: datetime, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
+    return at.astimezone(CST).strftime(fmt)
+
+
+def parse_cst_time(text: str, fmt: str = "%Y-%m-%d %H:%M:%S") -> datetime:
+    return datetime.strptime(text, fmt).replace(tzinfo=CST)
+
+
+# --- signatures and keys -------------------------------------------------------------------------------------
+# The mocks' own implementation, independent of adapters/payments (import contract: mocks know nothing of
+# adapters): a bug in the adapter's signing then shows up as a refused call instead of agreeing with itself.
+
+
+def sorted_params(params: Mapping[str, str], *, exclude: frozenset[str] = frozenset({"sign"})) -> str:
+    """``k=v&…`` of the non-empty parameters but ``exclude``, sorted by key."""
+    return "&".join(f"{k}={params[k]}" for k in sorted(params) if k not in exclude and params[k] not in ("", None))
+
+
+def rsa_sign(private_key: rsa.RSAPrivateKey, text: str) -> str:
+    """SHA256withRSA (PKCS#1 v1.5) over the UTF-8 text, base64."""
+    return base64.b64encode(private_key.sign(text.encode("utf-8"), padding.PKCS1v15(), hashes.SHA256())).decode()
+
+
+def rsa_verify(public_key: rsa.RSAPublicKey, text: str, signature: str) -> bool:
+    try:
+        public_key.verify(base64.b64decode(signature, validate=True), text.encode("utf-8"), padding.PKCS1v15(),
+                          hashes.SHA256())
+    except (InvalidSignature, ValueError, binascii.Error):
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class KeyMaterial:
+    """An RSA key pair with a self-signed certificate, generated when a mock starts (never stored)."""
+
+    private_key: rsa.RSAPrivateKey
+    certificate: x509.Certificate
+
+    @property
+    def public_key(self) -> rsa.RSAPublicKey:
+        return self.private_key.public_key()
+
+    @property
+    def private_pem(self) -> str:
+        return self.private_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                              serialization.NoEncryption()).decode()
+
+    @property
+    def public_pem(self) -> str:
+        return self.public_key.public_bytes(serialization.Encoding.PEM,
+                                            serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+    @property
+    def certificate_pem(self) -> str:
+        return self.certificate.public_bytes(serialization.Encoding.PEM).decode()
+
+    @property
+    def cert_id(self) -> str:
+        """The certificate's serial number in decimal (UnionPay's certId)."""
+        return str(self.certificate.serial_number)
+
+
+def generate_keys(common_name: str, *, bits: int = 2048) -> KeyMaterial:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    start = now_utc()
+    certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+                   .serial_number(x509.random_serial_number()).not_valid_before(start - timedelta(days=1))
+                   .not_valid_after(start + timedelta(days=365)).sign(key, hashes.SHA256()))
+    return KeyMaterial(key, certificate)
 
 
 # --- fault switches ------------------------------------------------------------------------------------------
@@ -390,8 +483,8 @@ class Notifier:
                  timeout_s: float = _NOTIFY_TIMEOUT_S) -> None:
         self._acknowledged = acknowledged
         self._faults = faults
-        self._schedule = tuple(schedule)
-        self._real_schedule = tuple(real_schedule)
+        self.schedule = tuple(schedule)  # settable: tests shorten it
+        self.real_schedule = tuple(real_schedule)
         self._timeout_s = timeout_s
         self._cond = threading.Condition()
         self._queue: list[_Job] = []
@@ -434,6 +527,10 @@ class Notifier:
                                     status=status, label=label, url=url, form=dict(form), lost=lost, finished=lost)
         with self._cond:
             self._records.append(record)
+            if len(self._records) > _KEEP_RECORDS:  # a long `hub up` session: forget the oldest finished ones
+                oldest = next((r for r in self._records if r.finished), None)
+                if oldest is not None:
+                    self._records.remove(oldest)
         return record
 
     def records(self, order_no: str | None = None) -> list[NotificationRecord]:
@@ -497,7 +594,7 @@ class Notifier:
                 "utf-8", "replace"), ok)
         except httpx.HTTPError as exc:
             ok, attempt = False, Attempt(now_utc(), None, "", False, type(exc).__name__)
-        schedule = self._real_schedule if self._faults.current.real_schedule else self._schedule
+        schedule = self.real_schedule if self._faults.current.real_schedule else self.schedule
         with self._cond:
             record.attempts.append(attempt)
             record.acknowledged = record.acknowledged or ok

@@ -20,11 +20,11 @@ Wire shape, as the real gateway's (simplified where noted):
   day's statement file. (Real answers are raw ``k=v&…`` text and the real file is the 全渠道 ZM layout; the
   mock answers URL-encoded forms and a file with the subset of ZM columns reconciliation needs.)
 
-Respond codes in the hub's words: 00/A6 paid; 03/04/05 (and 06 busy, 37 too frequent) unknown — ask again,
-never decide on them; 34 no such transaction — pending while the order may still be paid, closed after; any
-other code of a transaction — failed. Outbound calls go through the resilience policy (timeout, retries with
-backoff for timeouts/connection errors/5xx, circuit breaker); an answer whose signature fails is never trusted
-(``GatewayUnavailable``, rule ``signature_invalid``).
+Response codes in the hub's words: 00/A6 paid; 03/04/05 (and 06 busy, 37 too frequent) unknown — ask again,
+never decide on them; 34 no such transaction — pending (nothing paid; the hub closes the order once it expired,
+by its own clock); any other code of a transaction — failed. Outbound calls go through the resilience policy
+(timeout, retries with backoff for timeouts/connection errors/5xx, circuit breaker); an answer whose signature
+fails is never trusted (``GatewayUnavailable``, rule ``signature_invalid``).
 """
 
 from __future__ import annotations
@@ -96,9 +96,6 @@ FILE_MISSING = "98"
 ORDER_ID = re.compile(r"^[0-9A-Za-z]{8,32}$")
 TXN_TIME = re.compile(r"^\d{14}$")
 AMOUNT = re.compile(r"^\d{1,12}$")
-# A query's "no such transaction" may come a little after payTimeout from a slow gateway clock: wait this long
-# after the order's expiry before reading it as "closed".
-EXPIRY_GRACE = timedelta(minutes=2)
 
 Rule = Literal["signature_invalid", "malformed", "merchant_mismatch", "app_mismatch"]
 
@@ -144,7 +141,7 @@ class UnionPayGateway:
 
     def __init__(self, *, url: str, mer_id: str, private_key_pem: bytes | str, certificate_pem: bytes | str,
                  gateway_certificate_pem: bytes | str, timeout_s: float, client: httpx.Client | None = None,
-                 policy: ResiliencePolicy | None = None, order_ttl_s: float = 1800.0,
+                 policy: ResiliencePolicy | None = None,
                  refund_notify_url: str | None = None, now: Callable[[], datetime] | None = None,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self.url = url.rstrip("/")
@@ -159,7 +156,6 @@ class UnionPayGateway:
         self.guard = RegistryGuard(self.name, self.policy, sleep=sleep)
         self._own_client = client is None
         self._http = client or build_http_client(timeout_s=timeout_s, max_connections=self.policy.max_concurrency)
-        self.order_ttl = timedelta(seconds=order_ttl_s)
         self.refund_notify_url = refund_notify_url
         self._now = now or (lambda: datetime.now(UTC))
 
@@ -234,10 +230,11 @@ class UnionPayGateway:
         answer = self._query(order_no, txn_time(created_at))
         code = answer["respCode"]
         if code == NOT_FOUND:
-            # The gateway has no transaction: the applicant has not paid (yet). Once payTimeout has passed, never.
-            open_until = _as_aware(created_at) + self.order_ttl + EXPIRY_GRACE
-            status: TradeStatus = "pending" if self._now() < open_until else "closed"
-            return TradeState(order_no=order_no, status=status, merchant_id=self.mer_id, code=code,
+            # No transaction: the applicant has not paid (or cancelled at the cashier, which UnionPay does not
+            # record). Pending, whatever the time: once the order's payTimeout has passed nobody can pay it, and
+            # the hub closes it by its own clock (hub/payments/reconciliation.py) — this adapter's clock may not
+            # be the one the order's times were taken from.
+            return TradeState(order_no=order_no, status="pending", merchant_id=self.mer_id, code=code,
                               message=answer.get("respMsg", ""))
         if code in UNKNOWN:
             return TradeState(order_no=order_no, status="unknown", merchant_id=self.mer_id, code=code,
@@ -410,7 +407,8 @@ class UnionPayGateway:
 
 # --- statement file ------------------------------------------------------------------------------
 
-# The columns of a statement line (a subset of the 全渠道 ZM flow file, fixed width, one space between):
+# The columns of a statement line (a subset of the 全渠道 ZM flow file, fixed width, one space between; the mock
+# writes them with its own code, mocks/payments/unionpay.py):
 # (name, width). Amounts are zero-padded fen; the time is the transmission time MMDDhhmmss (CST).
 STATEMENT_COLUMNS: tuple[tuple[str, int], ...] = (
     ("code", 3),  # S22 consume, S30 refund
@@ -426,11 +424,6 @@ STATEMENT_COLUMNS: tuple[tuple[str, int], ...] = (
 )
 STATEMENT_CONSUME = "S22"
 STATEMENT_REFUND = "S30"
-
-
-def format_statement_line(values: Mapping[str, str]) -> str:
-    """One statement line (the mock writes these; exposed so the format lives in one place)."""
-    return " ".join(values.get(name, "").ljust(width)[:width] for name, width in STATEMENT_COLUMNS)
 
 
 def parse_statement(text: str, *, day: date) -> list[StatementLine]:
@@ -459,14 +452,6 @@ def parse_statement(text: str, *, day: date) -> list[StatementLine]:
     return lines
 
 
-def pack_file(name: str, text: str) -> str:
-    """``fileContent`` for a file: base64(zlib(zip with one member)) (the mock uses it)."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr(name, text.encode("utf-8"))
-    return base64.b64encode(zlib.compress(buffer.getvalue())).decode("ascii")
-
-
 def _unpack_file(content: str) -> str:
     if not content:
         raise ValueError("empty")
@@ -491,10 +476,6 @@ def _statement_time(mmddhhmmss: str, day: date) -> datetime:
 
 def _bytes(pem: bytes | str) -> bytes:
     return pem.encode("ascii") if isinstance(pem, str) else pem
-
-
-def _as_aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _check_order_id(value: str, field: str) -> None:

@@ -15,18 +15,24 @@ must be its serial): a bad one is answered with respCode 11 (验证签名失败)
 gateway's certificate in ``signPubKeyCert`` and are signed with its key (``forge_signature``: with another key,
 carrying that key's certificate — what a forger would do). Notifications go to ``backUrl`` and are resent until
 HTTP 200. After paying, the browser is sent (303) to ``frontUrl`` with the signed result (display only). A
-refund's notification goes to its own ``backUrl``, else to the payment's. ``wrong_app`` has no UnionPay meaning
+refund's notification goes to its own ``backUrl``, else to the payment's; a refund asked again under the same
+orderId is the same refund, answered with the first request's txnTime and queryId. ``wrong_app`` has no UnionPay meaning
 (there is no app id) and changes nothing here.
 
 A trade is (merId, orderId, txnTime): a query with another txnTime finds nothing (34). An order not paid is not a
-transaction at UnionPay yet: its query answers 34 too — until payTimeout, after which the mock closes it.
+transaction at UnionPay yet: its query answers 34 too. Once its time to pay (payTimeout − txnTime, counted from
+when the mock first saw the order, so that a hub on a test clock works) has passed, the mock closes it.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import io
 import secrets
 import threading
+import zipfile
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, date, datetime
@@ -36,8 +42,6 @@ from urllib.parse import parse_qsl, urlencode
 from fastapi import APIRouter, FastAPI, Request, Response
 from pydantic import BaseModel, ConfigDict
 
-from adapters.payments import signing
-from adapters.payments.unionpay import format_statement_line, pack_file
 from mocks.control import own_control_router
 from mocks.payments.common import (
     CST,
@@ -53,6 +57,7 @@ from mocks.payments.common import (
     new_notify_id,
     now_utc,
 )
+from mocks.payments.gateway_keys import GatewayKey, sha256_hex, sorted_string, verify
 from mocks.server import MockServer
 
 PATH = "/gateway/api"  # frontTransReq.do, backTransReq.do, queryTrans.do, fileTransfer.do under it
@@ -104,40 +109,80 @@ class UnionPayFaults:
 @dataclass(frozen=True)
 class UnionPayKeys:
     """What this mock generated at start: its own signing key/certificate, the merchant's it issued, and the key
-    a forger uses."""
+    a forger uses (same certificate name, another key)."""
 
-    gateway: signing.KeyPair
-    merchant: signing.KeyPair
-    forger: signing.KeyPair
+    gateway: GatewayKey
+    merchant: GatewayKey
+    forger: GatewayKey
     mer_id: str = MER_ID
 
     @classmethod
     def generate(cls, *, mer_id: str = MER_ID) -> UnionPayKeys:
-        return cls(gateway=signing.generate_key_pair("China UnionPay mock signing"),
-                   merchant=signing.generate_key_pair(f"merchant {mer_id}"),
-                   forger=signing.generate_key_pair("China UnionPay mock signing"), mer_id=mer_id)
+        return cls(gateway=GatewayKey.generate("China UnionPay mock signing"),
+                   merchant=GatewayKey.generate(f"merchant {mer_id}"),
+                   forger=GatewayKey.generate("China UnionPay mock signing"), mer_id=mer_id)
 
     def as_json(self) -> dict[str, str]:
         return {
-            "merchant_private_key": self.merchant.private_pem.decode(),
-            "merchant_public_key": self.merchant.public_pem.decode(),
-            "merchant_certificate": self.merchant.certificate_pem.decode(),
+            "merchant_private_key": self.merchant.private_pem,
+            "merchant_public_key": self.merchant.public_pem,
+            "merchant_certificate": self.merchant.certificate_pem,
             "merchant_cert_id": self.merchant.cert_id,
-            "gateway_public_key": self.gateway.public_pem.decode(),
-            "gateway_certificate": self.gateway.certificate_pem.decode(),
+            "gateway_public_key": self.gateway.public_pem,
+            "gateway_certificate": self.gateway.certificate_pem,
             "mer_id": self.mer_id,
         }
 
 
 def signature_base(fields: Mapping[str, str]) -> str:
-    return signing.sha256_hex(signing.sorted_string(fields, exclude=frozenset({"signature"})))
+    """The SHA-256 hex of the sorted ``k=v&…`` of every non-empty field but ``signature``."""
+    return sha256_hex(sorted_string(fields, exclude=frozenset({"signature"})))
 
 
-def sign_as(keys: signing.KeyPair, fields: Mapping[str, str]) -> dict[str, str]:
-    """Fields as a UnionPay-style gateway signs them: its certificate carried, SHA-256 hex signed."""
-    signed = {**fields, "signPubKeyCert": keys.certificate_pem.decode()}
-    signed.pop("signature", None)
-    return {**signed, "signature": signing.sign(keys.private_key, signature_base(signed))}
+@dataclass(frozen=True)
+class Signer:
+    """A gateway identity ready to sign answers and notifications, carrying its certificate."""
+
+    key: GatewayKey
+    certificate: str
+
+    @classmethod
+    def of(cls, key: GatewayKey) -> Signer:
+        return cls(key, key.certificate_pem)
+
+    def sign(self, fields: Mapping[str, str]) -> dict[str, str]:
+        """Fields as a UnionPay-style gateway signs them: its certificate carried, the SHA-256 hex signed."""
+        signed = {k: v for k, v in fields.items() if k != "signature"}
+        signed["signPubKeyCert"] = self.certificate
+        return {**signed, "signature": self.key.sign(signature_base(signed))}
+
+
+# The statement file: a subset of the 全渠道 ZM flow file's columns, fixed width, one space between (name, width).
+# Amounts are zero-padded fen; traceTime is the transmission time MMDDhhmmss (CST).
+STATEMENT_COLUMNS: tuple[tuple[str, int], ...] = (
+    ("code", 3),  # S22 consume, S30 refund
+    ("traceNo", 6),
+    ("traceTime", 10),
+    ("accNo", 19),
+    ("txnAmt", 12),
+    ("queryId", 21),
+    ("orderId", 32),
+    ("origQryId", 21),
+    ("reqReserved", 32),  # a refund's: the order it refunds
+    ("merId", 15),
+)
+
+
+def statement_line(values: Mapping[str, str]) -> str:
+    return " ".join(values.get(name, "").ljust(width)[:width] for name, width in STATEMENT_COLUMNS)
+
+
+def pack_file(name: str, text: str) -> str:
+    """``fileContent``: base64 of the zlib-deflated zip holding the file, as the gateway sends it."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(name, text.encode("utf-8"))
+    return base64.b64encode(zlib.compress(buffer.getvalue())).decode("ascii")
 
 
 def cst_time(moment: datetime) -> str:
@@ -162,6 +207,8 @@ class UnionPayMock:
         self.mer_id = self.keys.mer_id
         self._merchant_key = self.keys.merchant.public_key
         self._merchant_cert_id = self.keys.merchant.cert_id
+        self._gateway = Signer.of(self.keys.gateway)
+        self._forger = Signer.of(self.keys.forger)
         self._lock = threading.Lock()
         self._faults = UnionPayFaults()
         self._refund_times: dict[str, str] = {}  # refund orderId → the txnTime it was made under
@@ -194,10 +241,10 @@ class UnionPayMock:
 
     def merchant_signature_ok(self, fields: Mapping[str, str]) -> bool:
         return (fields.get("signMethod") == "01" and fields.get("certId") == self._merchant_cert_id
-                and signing.verify(self._merchant_key, signature_base(fields), fields.get("signature", "")))
+                and verify(self._merchant_key, signature_base(fields), fields.get("signature", "")))
 
     def answer(self, fields: Mapping[str, str]) -> Response:
-        return Response(urlencode(sign_as(self.keys.gateway, fields)), media_type=FORM_TYPE)
+        return Response(urlencode(self._gateway.sign(fields)), media_type=FORM_TYPE)
 
     def refusal(self, request: Mapping[str, str], code: str) -> Response:
         """A signed answer with an error respCode, echoing what identifies the request."""
@@ -250,13 +297,13 @@ class UnionPayMock:
             fields = self._result_fields(trade, code=code, amount_fen=event.amount_fen, at=event.occurred_at)
         if event.wrong_merchant:
             fields["merId"] = OTHER_MER_ID
-        return sign_as(self.keys.forger if event.forge_signature else self.keys.gateway, fields)
+        return (self._forger if event.forge_signature else self._gateway).sign(fields)
 
     def return_params(self, trade: Trade) -> dict[str, str]:
         """What the browser brings back to frontUrl: the signed result (display only)."""
         fields = self._result_fields(trade, code="00", amount_fen=trade.amount_fen,
                                      at=trade.paid_at or self.state.clock())
-        return sign_as(self.keys.gateway, fields)
+        return self._gateway.sign(fields)
 
     def _refund_fields(self, trade: Trade, refund: Refund, *, amount_fen: int, code: str) -> dict[str, str]:
         return {
@@ -295,13 +342,22 @@ class UnionPayMock:
             code = "10"
         if code is not None:
             return cashier_message("unionpay", "交易失败", f"{MESSAGES[code]} [{code}]", status_code=400)
+        # payTimeout is on the merchant's clock, like txnTime: the order may be paid for (payTimeout − txnTime)
+        # from when this gateway first sees it. (Measuring it against our own clock would make every order of a
+        # hub running on a test clock look expired, or never.)
         now = self.state.clock()
-        expires = parse_cst(fields["payTimeout"]) if fields.get("payTimeout") else None
-        if expires is not None and expires <= now:
+        try:
+            ttl = parse_cst(fields["payTimeout"]) - parse_cst(fields["txnTime"]) if fields.get("payTimeout") else None
+        except ValueError:
+            return cashier_message("unionpay", "交易失败", f"{MESSAGES['10']} [10] payTimeout", status_code=400)
+        if ttl is not None and ttl.total_seconds() <= 0:
             return cashier_message("unionpay", "交易失败", "交易已超过支付时限 (payTimeout)", status_code=400)
+        expires = now + ttl if ttl is not None else None
         extra = {"txnTime": fields["txnTime"], **({"reqReserved": fields["reqReserved"]}
                                                    if fields.get("reqReserved") else {})}
         existing = self.state.ledger.get(fields["orderId"])
+        if existing is not None:
+            self._close_if_expired(existing)
         if existing is not None and existing.extra.get("txnTime") != fields["txnTime"]:
             return cashier_message("unionpay", "交易失败", f"{MESSAGES['12']} [12]", status_code=400)
         try:
@@ -381,7 +437,7 @@ class UnionPayMock:
         day = self._settle_day(fields["settleDate"])
         if day is None or fields["fileType"] != "00":
             return self.refusal(fields, "10")
-        text = "".join(format_statement_line(values) + "\r\n" for values in self.statement_lines(day))
+        text = "".join(statement_line(values) + "\r\n" for values in self.statement_lines(day))
         name = f"INN{day:%y%m%d}88ZM_{self.mer_id}"
         return self.answer({"version": VERSION, "encoding": "UTF-8", "signMethod": "01", "txnType": "76",
                             "txnSubType": "01", "bizType": "000000", "accessType": "0", "merId": self.mer_id,
@@ -390,14 +446,24 @@ class UnionPayMock:
                             "respCode": "00", "respMsg": SUCCESS_MSG})
 
     def _settle_day(self, mmdd: str) -> date | None:
+        """The day a settleDate (MMDD) means: the latest such day holding a payment or refund, else the latest
+        such day up to today (payments may carry any year's times: `/_control/trades/{order}/pay` takes one)."""
+        if len(mmdd) != 4 or not mmdd.isdigit():
+            return None
+        month, day_of_month = int(mmdd[:2]), int(mmdd[2:])
+        days = {moment.astimezone(CST).date() for trade in self.state.ledger.trades()
+                for moment in (trade.paid_at, *(r.refunded_at for r in trade.refunds.values())) if moment}
+        matching = [d for d in days if (d.month, d.day) == (month, day_of_month)]
+        if matching:
+            return max(matching)
         today = self.state.clock().astimezone(CST).date()
-        for year in (today.year, today.year - 1):
+        for year in range(today.year, today.year - 8, -1):  # (29 February: back to the last leap year)
             try:
-                day = date(year, int(mmdd[:2]), int(mmdd[2:]))
+                candidate = date(year, month, day_of_month)
             except ValueError:
                 continue
-            if len(mmdd) == 4 and mmdd.isdigit() and day <= today:
-                return day
+            if candidate <= today:
+                return candidate
         return None
 
     def statement_lines(self, day: date) -> list[dict[str, str]]:

@@ -15,6 +15,8 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
+from hypothesis import given
+from hypothesis import strategies as st
 
 from adapters.payments import signing
 from adapters.payments.base import (
@@ -24,9 +26,14 @@ from adapters.payments.base import (
     OrderRequest,
     RefundRequest,
 )
-from adapters.payments.unionpay import CST, UnionPayGateway
+from adapters.payments.unionpay import (
+    CST,
+    UnionPayGateway,
+    _trade_status,
+    parse_statement,
+)
 from adapters.resilience import ResiliencePolicy
-from mocks.payments.unionpay import UnionPayMock
+from mocks.payments.unionpay import UnionPayMock, statement_line
 from mocks.server import MockServer
 from tests.mocks.unionpay_support import Browser, Merchant, fresh, merchant_endpoint, unionpay_mock
 
@@ -229,6 +236,29 @@ def test_acknowledgement_is_http_200_or_a_refusal(adapter: UnionPayGateway) -> N
     assert adapter.acknowledgement(accepted=False).status_code == 400
 
 
+
+# --- pure rules ----------------------------------------------------------------------------------------------
+
+
+@given(amount=st.integers(min_value=1, max_value=10**12 - 1),
+       order=st.from_regex(r"[0-9A-Za-z]{8,32}", fullmatch=True),
+       at=st.datetimes(min_value=datetime(2020, 1, 2), max_value=datetime(2030, 12, 30), timezones=st.just(UTC)))
+def test_the_mocks_statement_lines_read_back_through_the_adapters_parser(amount: int, order: str, at: datetime) -> None:
+    at = at.replace(microsecond=0)
+    day = at.astimezone(CST).date()
+    text = statement_line({"code": "S22", "traceNo": "000001", "traceTime": at.astimezone(CST).strftime(
+        "%m%d%H%M%S"), "accNo": "6216****0018", "txnAmt": f"{amount:012d}", "queryId": "1" * 21, "orderId": order,
+        "merId": MER_ID}) + "\r\n"
+    [line] = parse_statement(text, day=day)
+    assert (line.order_no, line.kind, line.amount_fen, line.occurred_at, line.gateway_trade_no) == (
+        order, "payment", amount, at, "1" * 21)
+
+
+@pytest.mark.parametrize("code,status", [("00", "paid"), ("A6", "paid"), ("03", "unknown"), ("04", "unknown"),
+                                         ("05", "unknown"), ("34", "pending"), ("01", "failed"), ("30", "failed")])
+def test_resp_codes_in_the_hubs_words(code: str, status: str) -> None:
+    assert _trade_status(code) == status
+
 # --- over real sockets, against the mock gateway -------------------------------------------------------------
 
 # The production policy's shape with a short timeout and tiny backoff (what DESIGN §6 asks, made fast).
@@ -322,17 +352,25 @@ def test_paid_at_the_cashier_the_notification_verifies_and_the_query_confirms(
     assert confirmed.paid_at == note.trade.paid_at
 
 
-def test_an_unpaid_order_is_pending_until_it_expires_then_closed(
-        live: UnionPayGateway, merchant_site: Merchant, dev_keys: dict[str, str],
-        gateway_mock: tuple[MockServer, UnionPayMock]) -> None:
+def test_an_unpaid_order_reads_as_pending_and_its_expiry_is_left_to_the_hub(
+        live: UnionPayGateway, merchant_site: Merchant) -> None:
     request, _ = open_order(live, merchant_site)
+    unpaid = live.query(order_no=request.order_no, created_at=request.created_at)
+    assert (unpaid.status, unpaid.code, unpaid.amount_fen) == ("pending", "34", None)
+
+
+def test_an_order_made_on_a_test_clock_months_ago_is_still_payable_and_found_paid(
+        live: UnionPayGateway, merchant_site: Merchant) -> None:
+    # The hub's tests run on a fixed clock (tests/conftest.py START); the gateway mock runs on the real one.
+    request, page = open_order(live, merchant_site, at=datetime(2026, 3, 11, 2, 0, tzinfo=UTC))
     assert live.query(order_no=request.order_no, created_at=request.created_at).status == "pending"
-    later = connect(gateway_mock[0].url, dev_keys, now=lambda: request.expires_at + timedelta(minutes=3))
+    browser = Browser()
     try:
-        expired = later.query(order_no=request.order_no, created_at=request.created_at)
+        assert browser.press(page, "pay").status_code == 303
     finally:
-        later.close()
-    assert (expired.status, expired.code) == ("closed", "34")
+        browser.close()
+    found = live.query(order_no=request.order_no, created_at=request.created_at)
+    assert (found.status, found.amount_fen) == ("paid", 2000)
 
 
 def test_a_query_under_another_txn_time_finds_nothing(live: UnionPayGateway, merchant_site: Merchant) -> None:
@@ -486,3 +524,15 @@ def test_duplicates_share_a_notify_id_and_an_out_of_order_one_has_its_own_and_de
     assert len(paid) == 2 and paid[0].notify_id == paid[1].notify_id
     assert len(stale) == 1 and stale[0].notify_id != paid[0].notify_id
     assert stale[0].trade.status == "unknown"  # respCode 05: ask again, never decide on it
+
+
+def test_a_4xx_answer_is_a_refusal_not_retried(gateway_mock: tuple[MockServer, UnionPayMock],
+                                               dev_keys: dict[str, str]) -> None:
+    server, _ = gateway_mock
+    misconfigured = connect(f"{server.url}/wrong-base", dev_keys)  # every path answers 404
+    try:
+        with pytest.raises(GatewayRefused) as caught:
+            misconfigured.query(order_no="P20261130000000000001", created_at=CREATED)
+    finally:
+        misconfigured.close()
+    assert caught.value.rule == "rejected" and not caught.value.retryable

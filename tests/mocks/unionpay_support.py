@@ -4,11 +4,12 @@ receives its notifications, and a browser that goes through the cashier with pla
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +17,7 @@ from urllib.parse import parse_qsl, urljoin
 
 import httpx
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from fastapi import FastAPI, Request, Response
 
 from adapters.payments import signing
@@ -124,12 +125,17 @@ def fresh(server: MockServer, mock: UnionPayMock) -> None:
     mock.clear_faults()
 
 
+@functools.lru_cache(maxsize=8)
+def _private_key(pem: str) -> rsa.RSAPrivateKey:
+    return signing.load_private_key(pem.encode())  # parsed once: loading checks the key (tens of ms)
+
+
 def merchant_signed(keys: dict[str, str], fields: dict[str, str]) -> dict[str, str]:
     """A merchant request signed as the UnionPay SDK does, written independently of the adapter."""
     signed = {**fields, "certId": keys["merchant_cert_id"]}
     text = "&".join(f"{k}={v}" for k, v in sorted(signed.items()) if k != "signature" and v != "")
     digest = hashlib.sha256(text.encode()).hexdigest()
-    key = signing.load_private_key(keys["merchant_private_key"].encode())
+    key = _private_key(keys["merchant_private_key"])
     signed["signature"] = base64.b64encode(key.sign(digest.encode(), padding.PKCS1v15(), hashes.SHA256())).decode()
     return signed
 
@@ -142,6 +148,17 @@ def gateway_signature_ok(keys: dict[str, str], fields: dict[str, str]) -> bool:
     digest = hashlib.sha256(text.encode()).hexdigest()
     key = signing.load_public_key(keys["gateway_certificate"].encode())
     return signing.verify(key, digest, fields.get("signature", ""))
+
+
+def wait_until(condition: Callable[[], Any], *, timeout_s: float = WAIT_S, what: str = "condition") -> Any:
+    """Poll ``condition`` until it returns something truthy (and return that); fail after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = condition()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
 
 
 FORM_RE = r'<form id="{name}" method="post" action="([^"]+)">'

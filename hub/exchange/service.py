@@ -34,6 +34,7 @@ from hub.exchange.partners import find_partner
 from hub.org.service import is_within
 from hub.outbox import service as outbox
 from hub.outbox.models import OutboxMessage
+from hub.payments import fees
 from hub.supervision import ratings
 from hub.validation import shared_errors
 from workflow.clock import Suspension
@@ -523,6 +524,9 @@ def _apply_record(
         _update_from_record(session, case, record, now)
         _seal_record(session, case, partner, record, head, sealed, now, key)
         _store_rating(session, case, record, now, opened=opened)
+        if "payment" in record:  # issue 12: the platform's payment status, stored as reported (no query without)
+            fees.record_partner_payment(session, case=case, item=item, payment=record["payment"], now=now,
+                                        opened=opened)
     _drain_pending(session, case, partner, key)
     _publish(session, case, now)
     return IngestResult("applied", case.tracking_no)

@@ -295,6 +295,9 @@ def _case_detail(session: Session, case: Case, officer: Officer, *, now: datetim
             "stateLabel": line.state_label, "currentStep": line.current_step, "deadline": line.deadline,
             "suspended": line.suspended, "result": line.result,
         } for line in view.branches],
+        # Issue 12: whether the case's fee is paid (absent when the item charges nothing).
+        "fee": view.fee and {"amountFen": view.fee.amount_fen, "paidFen": view.fee.paid_fen,
+                             "status": view.fee.status, "due": view.fee.due, "source": view.fee.source},
     }}
 
 

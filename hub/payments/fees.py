@@ -15,6 +15,7 @@ approver's recorded reason), ``exempt`` and ``paid`` let the case go on.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -25,10 +26,12 @@ from sqlalchemy.orm import Session
 from hub.auth.models import Officer
 from hub.cases import writes
 from hub.cases.models import Case, CaseEvent
+from hub.catalog.models import Item
 from hub.catalog.schemas import Fee, FeeCondition
 from hub.errors import FieldError, HubError
 from hub.payments.models import CaseFee
 
+log = logging.getLogger("hub.payments.fees")
 BEFORE_ACCEPTANCE, BEFORE_COMPLETION = "before_acceptance", "before_completion"
 # Statuses after which nothing more is owed.
 SETTLED = frozenset({"paid", "waived", "exempt"})
@@ -268,6 +271,9 @@ def waive(session: Session, *, case: Case, officer: Officer, reason: str, now: d
     case.updated_at = now
     _record_waiver(session, case, officer, row, reason, now, audit_key)
     session.flush()
+    # The operators' log too (no personal data: the reason stays in the row and the chain).
+    log.info("fee waived", extra={"tracking_no": case.tracking_no, "officer": officer.username,
+                                  "amount_fen": row.amount_fen})
     return row
 
 
@@ -278,3 +284,40 @@ def _record_waiver(session: Session, case: Case, officer: Officer, row: CaseFee,
         actor_id=officer.username, actor_name=officer.name, department_id=officer.department_id, opinion=None,
         occurred_at=now, data={"amount_fen": row.amount_fen, "reason": reason, "basis": row.basis},
     ), key=key)
+
+
+# --- partner platforms' records --------------------------------------------------------------------------
+
+# A record's payment status (schemas/case-record.v1.json ``payment.status``) → case_fees.status.
+PARTNER_STATUS = {"unpaid": "due", "paid": "paid", "waived": "waived", "exempt": "exempt", "refunded": "refunded"}
+
+
+def record_partner_payment(session: Session, *, case: Case, item: Item, payment: dict[str, Any], now: datetime,
+                           opened: bool) -> CaseFee:
+    """Store a partner record's ``payment`` as reported (``source`` "partner", the object itself in
+    ``reported``): the platform collects its own fees, the hub only mirrors what it says — electronic
+    supervision reads it (``procedure.fee_unpaid_at_completion``). Called inside the exchange's no-autoflush
+    block: a new case (``opened``) has no id yet, its fee row goes to the same flush through ``CaseFee.case``;
+    only an existing case's row is looked up (one primary-key read, none if it is in the session)."""
+    row = _pending_fee(session, case)
+    if row is None and not opened:
+        row = session.get(CaseFee, case.id)
+    rule = (item.guide or {}).get("fee") or {}
+    status = PARTNER_STATUS[payment["status"]]
+    amount = int(payment.get("amount_fen", 0))
+    if row is None:
+        row = CaseFee(case=case, assessed_at=now, source="partner")
+        session.add(row)
+    row.amount_fen, row.status, row.source, row.reported = amount, status, "partner", dict(payment)
+    row.paid_fen = amount if status == "paid" else 0
+    row.due = rule.get("due") or BEFORE_COMPLETION
+    row.basis = str(rule.get("basis") or "合作平台报送 (reported by the partner platform)")
+    row.exemption = "合作平台报送：免收 (reported exempt by the partner platform)" if status == "exempt" else None
+    row.waived_reason = "合作平台报送：已减免 (reported waived by the partner platform)" if status == "waived" else None
+    row.updated_at = now
+    return row
+
+
+def _pending_fee(session: Session, case: Case) -> CaseFee | None:
+    """A fee row added in this unit of work and not yet written (a batch's earlier record of the same case)."""
+    return next((o for o in session.new if isinstance(o, CaseFee) and o.case is case), None)

@@ -4,12 +4,15 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from hub.db import Base
+
+if TYPE_CHECKING:
+    from hub.cases.models import Case
 
 
 class CaseFee(Base):
@@ -35,6 +38,10 @@ class CaseFee(Base):
     reported: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     assessed_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+
+    # (fees) The case, so that a partner's new case and the fee its record reports are written in the same
+    # flush, the case first (hub/exchange/service.py writes a batch's new cases at one flush, ids unknown before).
+    case: Mapped[Case] = relationship(lazy="select")
 
 
 class PaymentOrder(Base):

@@ -30,9 +30,10 @@ from hub.calendar.service import load_calendar
 from hub.cases.models import Case, CaseEvent
 from hub.cases.writes import NEW_EVENTS, TOUCHED
 from hub.clock import business_date
+from hub.payments.models import CaseFee
 from hub.supervision.findings import Finding
 from hub.supervision.models import Alert
-from hub.supervision.rules import RULES, CaseFacts, Step, Withdrawal, evaluate
+from hub.supervision.rules import RULES, CaseFacts, FeeFacts, Step, Withdrawal, evaluate
 from hub.supervision.rules.base import WITHDRAW, Rule
 from hub.supervision.service import raise_many
 from workflow.definition import WorkflowDefinition
@@ -209,6 +210,10 @@ class _Collecting:
         self.asked.append(("withdrawals_before", arguments))
         return ()
 
+    def case_fee(self, **arguments: Any) -> FeeFacts | None:
+        self.asked.append(("case_fee", arguments))
+        return None
+
 
 # An item's recent completion times change slowly: read once per item and process for a few minutes.
 _HISTORY_TTL_S = 600.0
@@ -232,6 +237,8 @@ class SqlLookups:
             self._load_decisions(by_kind["decisions_between"])
         if "withdrawals_before" in by_kind:
             self._load_withdrawals(by_kind["withdrawals_before"])
+        if "case_fee" in by_kind:
+            self._load_fees([q["case_id"] for q in by_kind["case_fee"]])
 
     def completed_durations(self, *, item_id: int, exclude_case_id: int | None, limit: int,
                             submitted_since: datetime) -> Sequence[int]:
@@ -263,6 +270,26 @@ class SqlLookups:
         if key not in self.answers:
             self._load_withdrawals([arguments])
         return list(self.answers[key])
+
+    def case_fee(self, *, case_id: int) -> FeeFacts | None:
+        key = ("case_fee", (case_id,))
+        if key not in self.answers:
+            self._load_fees([case_id])
+        answer: FeeFacts | None = self.answers[key]
+        return answer
+
+    def _load_fees(self, case_ids: list[int]) -> None:
+        """The fee rows of the completed cases of the unit of work: those in the session already (a partner
+        record's payment, stored in it) without a query, the others in one."""
+        missing = []
+        for case_id in dict.fromkeys(case_ids):
+            row = self.session.identity_map.get(self.session.identity_key(CaseFee, case_id))
+            if row is None:
+                missing.append(case_id)
+            self.answers[("case_fee", (case_id,))] = _fee_facts(row)
+        if missing:
+            for row in self.session.scalars(select(CaseFee).where(CaseFee.case_id.in_(missing))):
+                self.answers[("case_fee", (row.case_id,))] = _fee_facts(row)
 
     def _load_decisions(self, questions: list[dict[str, Any]]) -> None:
         if self.session.get_bind().dialect.name == "postgresql":
@@ -319,6 +346,13 @@ class SqlLookups:
                 Withdrawal(number, at) for case_id, applicant, item_id, number, at in rows
                 if case_id != q["case_id"] and applicant == q["applicant_id_number"] and item_id == q["item_id"]
                 and q["since"] <= at <= q["until"]]
+
+
+def _fee_facts(row: Any) -> FeeFacts | None:
+    if row is None:
+        return None
+    return FeeFacts(status=row.status, amount_fen=row.amount_fen, paid_fen=row.paid_fen or 0, due=row.due,
+                    source=row.source)
 
 
 # The lookups on PostgreSQL: one statement each whatever the number of questions (arrays, unnest), so SQLAlchemy

@@ -12,9 +12,9 @@ from collections.abc import Iterable, Sequence
 from hub.supervision.findings import Finding
 from hub.supervision.rules import anomaly, procedure
 from hub.supervision.rules.base import Rule
-from hub.supervision.rules.facts import CaseFacts, Lookups, NoLookups, Step, Withdrawal
+from hub.supervision.rules.facts import CaseFacts, FeeFacts, Lookups, NoLookups, Step, Withdrawal
 
-__all__ = ["RULES", "CaseFacts", "Lookups", "NoLookups", "Rule", "Step", "Withdrawal", "evaluate"]
+__all__ = ["RULES", "CaseFacts", "FeeFacts", "Lookups", "NoLookups", "Rule", "Step", "Withdrawal", "evaluate"]
 
 RULES: tuple[Rule, ...] = (*procedure.RULES, *anomaly.RULES)
 

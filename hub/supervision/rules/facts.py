@@ -50,6 +50,18 @@ class Withdrawal:
     withdrawn_at: datetime
 
 
+@dataclass(frozen=True)
+class FeeFacts:
+    """The case's fee as the hub stores it (hub/payments/fees.py, ``case_fees``): the hub's assessment, or
+    what a partner platform reported (``source`` "partner"; ``status`` "due" for its "unpaid")."""
+
+    status: str  # due, paid, waived, exempt, refunded
+    amount_fen: int
+    paid_fen: int
+    due: str
+    source: str
+
+
 class Lookups(Protocol):
     """The few reads beyond the case's own events; each asked only when a rule needs it."""
 
@@ -69,6 +81,10 @@ class Lookups(Protocol):
         """The applicant's other cases of the item withdrawn in [since, until] after their acceptance."""
         ...
 
+    def case_fee(self, *, case_id: int) -> FeeFacts | None:
+        """The case's fee row, None when none is stored (no fee, or a platform that reported no payment)."""
+        ...
+
 
 class NoLookups:
     """Lookups that find nothing (a rule evaluated without a database)."""
@@ -84,6 +100,9 @@ class NoLookups:
     def withdrawals_before(self, *, case_id: int, applicant_id_number: str, item_id: int,
                            since: datetime, until: datetime) -> Sequence[Withdrawal]:
         return ()
+
+    def case_fee(self, *, case_id: int) -> FeeFacts | None:
+        return None
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 Each rule is a frozen dataclass: its parameters are the fields (with their defaults), ``name``, ``kind``,
 ``description`` and ``basis`` are documented in docs/supervision.md ("Procedure and anomaly rules").
-Completion while a fee is unpaid is not here: the hub records no payments yet (a rule is added with them).
+``procedure.fee_unpaid_at_completion`` reads what issue 12 stores (``case_fees``) through ``facts.lookups``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import ClassVar, Literal
 
 from hub.clock import business_date
 from hub.supervision.findings import Finding
-from hub.supervision.rules.base import ACCEPT, DECISIONS, LAW, REFUSALS, label
+from hub.supervision.rules.base import ACCEPT, COMPLETE, DECISIONS, LAW, REFUSALS, label
 from hub.supervision.rules.facts import CaseFacts
 from hub.supervision.rules.replay import NO_OPINION, OUT_OF_ORDER, REPEATED, SKIPPED
 from workflow.clock import SUPPLEMENT, Suspension
@@ -232,5 +232,47 @@ class ChangeAfterCompletion:
                           {"after_terminal": late, "chain_breaks": breaks, "terminal_seq": ended})
 
 
+@dataclass(frozen=True)
+class FeeUnpaidAtCompletion:
+    name: ClassVar[str] = "procedure.fee_unpaid_at_completion"
+    kind: ClassVar[Literal["procedure"]] = "procedure"
+    description: ClassVar[str] = (
+        "A granted case completed while the fee its item charges is still due: not paid, waived or exempt "
+        "(``case_fees``: the hub's assessment, or the payment status a partner platform reported as "
+        "``unpaid``). The hub's own officers cannot complete such a case (409 fee-unpaid): in practice it "
+        "finds partner platforms' cases. A platform's case whose record reports no payment is not judged.")
+    basis: ClassVar[str] = (f"{LAW}第五十八条、第五十九条（依照法律、行政法规收取费用的，按照公布的法定项目和标准收费，"
+                            "所收取的费用全部上缴国库）；收费未缴不得发证")
+    level: Level = "yellow"
+
+    def evaluate(self, facts: CaseFacts) -> Iterator[Finding]:
+        done = next((s for s in reversed(facts.steps) if s.action == COMPLETE), None)
+        if done is None or not facts.is_new(done) or not _granted(facts) or not _charges(facts.case):
+            return
+        fee = facts.lookups.case_fee(case_id=facts.case.id)
+        if fee is None or fee.status != "due":
+            return
+        owed = fee.amount_fen - fee.paid_fen
+        yield Finding(self.name, self.kind, self.level,
+                      f"办件第{done.seq}步办结时，应缴费用{owed // 100}.{owed % 100:02d}元尚未缴纳（未减免、不属免收）",
+                      {"seq": done.seq, "amount_fen": fee.amount_fen, "paid_fen": fee.paid_fen, "due": fee.due,
+                       "source": fee.source})
+
+
+def _granted(facts: CaseFacts) -> bool:
+    """Only a granted case is charged (a denied one is refunded): its result, else its last decision step."""
+    result = getattr(facts.case, "result", None)
+    if result:
+        return bool(result == "granted")
+    decision = next((s for s in reversed(facts.steps) if s.action in DECISIONS), None)
+    return decision is not None and decision.action == "grant"
+
+
+def _charges(case: object) -> bool:
+    """The item charges a fee: only then is the fee row looked up. Read from ``items.fee_fen`` (set from the
+    item's fee rule on every write), not the guide: a partner batch loads its items without the guide."""
+    return getattr(getattr(case, "item", None), "fee_fen", None) is not None
+
+
 RULES = (SkippedStep(), OutOfOrder(), NoReasons(), SeparationOfDuties(), OutsideScope(), RepeatedSupplement(),
-         SuspensionUnrecorded(), SuspensionOverlong(), ChangeAfterCompletion())
+         SuspensionUnrecorded(), SuspensionOverlong(), ChangeAfterCompletion(), FeeUnpaidAtCompletion())

@@ -38,6 +38,13 @@ def act(client: TestClient, officers: Officers, key: str, number: str, role: str
 def completed(client: TestClient, officers: Officers, key: str = KEY, **applicant: Any) -> dict[str, Any]:
     receipt = submit(client, key, applicant=person(**applicant) if applicant else None)
     for role, action, opinion in FLOW:
+        if action == "complete" and key == DALIAN_KEY:
+            # The real-estate transfer charges its registration fee before completion (issue 12): waived here,
+            # these tests are about the rating of a completed case, not about paying.
+            waiver = client.post(f"/api/v1/cases/{receipt['tracking_no']}/fee/waiver",
+                                 json={"reason": "测试减免登记费"},
+                                 headers=officers.headers(officer_of(key, "approver")))
+            assert waiver.status_code == 200, waiver.text
         response = act(client, officers, key, receipt["tracking_no"], role, action, opinion)
         assert response.status_code == 200, response.text
     return receipt

@@ -8,7 +8,7 @@ from typing import Annotated
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -21,7 +21,7 @@ from hub.payments import pages, service
 from hub.payments.gateways import Gateways
 from hub.payments.models import PaymentOrder
 from hub.payments.schemas import ORDER_NO, HistoryEntry, PaymentDetail, PaymentIn, PaymentOut
-from hub.problems import problem_responses
+from hub.problems import MEDIA_TYPE, Problem, problem_responses
 from hub.settings import Settings
 
 router = APIRouter(prefix="/api/v1/payments", tags=["payments"])
@@ -44,7 +44,10 @@ GatewaysDep = Annotated[Gateways, Depends(get_gateways)]
 RawBody = Annotated[bytes, Depends(raw_body)]
 
 
-@router.post("", response_model=PaymentOut, status_code=201, responses=problem_responses(404, 409, 422, 429))
+@router.post("", response_model=PaymentOut, status_code=201, responses={
+    200: {"model": PaymentOut, "description": "the case's open order through this gateway, again"},
+    **problem_responses(404, 409, 422, 429),
+    503: {"model": Problem, "content": {MEDIA_TYPE: {}}, "description": "支付机构暂不可用 (gateway unavailable)"}})
 def create_payment(data: PaymentIn, session: SessionDep, factory: SessionFactoryDep, settings: SettingsDep,
                    now: NowDep, gateways: GatewaysDep) -> JSONResponse:
     """Create a payment order for the case's fee (201), or return its open one through the same gateway (200).
@@ -74,7 +77,11 @@ def browser_return_posted(gateway: GatewayName, request: Request, body: RawBody,
     return HTMLResponse(pages.returned(_returned_order(session, gateway, params)))
 
 
-@router.post("/notify/{gateway}", responses={200: {"content": {"text/plain": {}}}})
+@router.post("/notify/{gateway}", response_class=PlainTextResponse, responses={
+    200: {"content": {"text/plain": {}}, "description": "the gateway's acknowledgement (Alipay `success` or "
+          "`failure`)"},
+    400: {"content": {"text/plain": {}}, "description": "not acknowledged (UnionPay)"},
+    **problem_responses(404, 422)})
 def notify(gateway: GatewayName, body: RawBody, factory: SessionFactoryDep, now: NowDep, gateways: GatewaysDep,
            content_type: Annotated[str, Header()] = "application/x-www-form-urlencoded") -> Response:
     """A gateway's back-end notification: verified by the adapter (signature, merchant, app), stored once in
@@ -117,7 +124,10 @@ def get_payment(order_no: OrderNo, query_code: Annotated[str, Query(min_length=4
     return PaymentDetail(**_out(order, case.tracking_no, settings).model_dump(), history=history)
 
 
-@router.get("/{order_no}/pay", response_class=HTMLResponse, responses={303: {"description": "to the cashier"}})
+@router.get("/{order_no}/pay", response_class=HTMLResponse, responses={
+    303: {"description": "to the gateway's cashier (a GET checkout)"},
+    409: {"content": {"text/html": {}}, "description": "the order can no longer be paid (a page saying why)"},
+    **problem_responses(404, 422)})
 def pay(order_no: OrderNo, session: SessionDep, now: NowDep) -> Response:
     """The hub's own page that sends the browser to the gateway's cashier: 303 for a GET checkout, an
     auto-submitting form for a POST one; an order no longer payable gets a page saying so."""

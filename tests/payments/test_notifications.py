@@ -27,9 +27,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from hub.app import create_app
 from hub.clock import FixedClock
+from hub.outbox.relay import envelope_of
 from hub.payments import service
 from hub.payments.models import CaseFee, PaymentNotification, PaymentOrder
 from hub.settings import Settings
+from tests.contracts.test_event_schemas import Contracts
 from tests.payments.orders_support import FEE_ITEM, events_of, history_of, inbox_of, order_row
 from tests.payments.wire_support import Browser, Mock, configured, landed_gateways, mock_gateway, wait_for
 from tests.servers import serving
@@ -120,8 +122,12 @@ def test_a_payment_at_the_cashier_is_applied_from_the_notification(
     assert row.state == "paid" and row.paid_at is not None and row.gateway_trade_no
     assert history_of(session_factory, order["order_no"])[-1] == ("created", "paid", "notification")
     assert [(o, r) for _, o, r in inbox_of(session_factory, order["order_no"])] == [("applied", None)]
-    assert [e.type for e in events_of(session_factory, order["tracking_no"])] == \
-        ["payment.created.v1", "payment.paid.v1"]
+    events = events_of(session_factory, order["tracking_no"])
+    assert [e.type for e in events] == ["payment.created.v1", "payment.paid.v1"]
+    contracts = Contracts(hub.api)  # type: ignore[arg-type]
+    for event in events:  # as the served AsyncAPI document and payment-event schema describe them
+        assert contracts.errors(event.routing_key, envelope_of(event)) == []
+    assert (events[1].payload["state"], events[1].payload["amount_fen"]) == ("paid", 2000)
     with session_factory() as session:
         fee = session.get(CaseFee, row.case_id)
         assert fee is not None and (fee.status, fee.paid_fen) == ("paid", 2000)
@@ -297,6 +303,15 @@ def test_the_service_checks_the_merchant_and_app_itself(
                 service.apply_trade(session, order=row, trade=word.trade, source="api", now=row.created_at)
             session.rollback()
     _unchanged(session_factory, order)
+
+
+def test_a_notification_to_a_gateway_not_offered_is_a_problem_not_a_500(client: Any) -> None:
+    """The default hub offers no gateway: 404 naming it; a name that is no gateway at all: 422 naming the field."""
+    body, form = b"a=1", {"Content-Type": "application/x-www-form-urlencoded"}
+    missing = client.post("/api/v1/payments/notify/alipay", content=body, headers=form)
+    assert missing.status_code == 404 and missing.headers["content-type"].startswith("application/problem+json")
+    unknown = client.post("/api/v1/payments/notify/paypal", content=body, headers=form)
+    assert unknown.status_code == 422 and unknown.json()["errors"][0]["field"] == "gateway"
 
 
 class FailingCommit(Session):

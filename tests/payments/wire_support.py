@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from html import unescape
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urljoin
 
 import httpx
 
@@ -94,8 +95,10 @@ class Browser:
 
     def __init__(self) -> None:
         self.http = httpx.Client(timeout=30, trust_env=False, follow_redirects=False)
+        self.at = ""
 
     def cashier(self, pay_url: str) -> str:
+        """The gateway's cashier page, reached from the hub's pay page (``self.at``: its address)."""
         page = self.http.get(pay_url)
         if page.status_code == 303:  # a GET checkout
             cashier = self.http.get(page.headers["location"])
@@ -105,12 +108,13 @@ class Browser:
             cashier = self.http.post(action, data=fields)
         assert cashier.status_code == 200, cashier.text
         assert "收银台" in cashier.text
+        self.at = str(cashier.url)
         return cashier.text
 
     def press(self, cashier: str, button: str) -> httpx.Response:
         """Press ``pay`` or ``cancel``: the gateway's 303 back to the hub's return URL (not followed)."""
         action, fields = forms(cashier)[button]
-        answer = self.http.post(action, data=fields)
+        answer = self.http.post(urljoin(self.at, action), data=fields)
         assert answer.status_code == 303, answer.text
         return answer
 

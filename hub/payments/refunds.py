@@ -140,6 +140,13 @@ def on_case_state(session: Session, *, case: Case, now: datetime) -> list[Paymen
     return refund_for_case(session, case=case, reason=reason, now=now)
 
 
+def on_order_paid(session: Session, *, order: PaymentOrder, now: datetime) -> list[PaymentRefund]:
+    """The orders' hook, called where an order becomes paid: money that arrives after its case ended (denied,
+    refused at intake, withdrawn while the order was open) goes straight back."""
+    case = session.get(Case, order.case_id)
+    return [] if case is None else on_case_state(session, case=case, now=now)
+
+
 # --- sending (the worker's job) ---------------------------------------------------------------------------------
 
 

@@ -27,7 +27,7 @@ from hub.clock import CHINA_TZ
 from hub.db import begin_for_savepoints, built
 from hub.errors import FieldError, HubError, NotFound
 from hub.outbox import service as outbox
-from hub.payments import fees
+from hub.payments import fees, refunds
 from hub.payments.gateways import GatewayIdentity, Gateways
 from hub.payments.models import CaseFee, PaymentNotification, PaymentOrder, PaymentOrderEvent
 from hub.settings import Settings
@@ -206,6 +206,7 @@ def apply_trade(session: Session, *, order: PaymentOrder, trade: TradeState, sou
         transition(session, order=order, to_state="paid", source=source,
                    detail={**detail, "gateway_trade_no": trade.gateway_trade_no}, now=now)
         _mark_fee_paid(session, case_id=order.case_id, amount_fen=order.amount_fen, now=now)
+        refunds.on_order_paid(session, order=order, now=now)  # reconcile: paid after its case ended → back
         return True
     if trade.status in ("pending", "closed", "failed") and order.state in OPEN_STATES \
             and trade.status != order.state:

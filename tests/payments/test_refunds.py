@@ -203,3 +203,35 @@ def test_an_unpaid_case_ending_refunds_nothing(client: TestClient, pay_settings:
     with session_factory() as session:
         assert session.scalar(select(PaymentOrder.state).where(PaymentOrder.order_no == order["order_no"])) \
             == "created"
+
+
+@pytest.mark.parametrize("gateway", GATEWAYS)
+def test_a_payment_arriving_after_its_case_was_withdrawn_goes_straight_back(
+        gateway: str, client: TestClient, mocks: RunningMocks, pay_settings: Settings, clock: FixedClock,
+        session_factory: sessionmaker[Session]) -> None:
+    receipt = fee_case(client)
+    order = new_order(client, receipt, gateway)
+    _withdraw(client, receipt)  # the applicant withdraws while the cashier page is still open …
+    MockGateway(mocks, gateway).pay(order["order_no"], at=clock.now())  # … and pays anyway
+    clock.advance(seconds=61)
+    reconciliation.query_pending(session_factory, gateways=gateways_for(pay_settings), settings=pay_settings,
+                                 now=clock.now())
+    assert [(r.amount_fen, r.state) for r in refunds_of(session_factory, order["order_no"])] == [(2000, "requested")]
+    assert history(session_factory, order["order_no"])[-2:] == [("created", "paid", "query"),
+                                                               ("paid", "refunding", "refund")]
+    _send(session_factory, pay_settings, clock.now())
+    assert order_row(session_factory, order["order_no"]).state == "refunded"
+    assert len(_ledger_refunds(mocks, gateway, order["order_no"])) == 1
+
+
+def test_a_refund_requested_in_this_process_wakes_the_refund_job(
+        client: TestClient, mocks: RunningMocks, pay_settings: Settings, clock: FixedClock,
+        session_factory: sessionmaker[Session]) -> None:
+    receipt, _ = paid_case(client, mocks, pay_settings, session_factory, clock, "alipay")
+    woken = refunds.subscribe()
+    try:
+        woken.clear()
+        _withdraw(client, receipt)  # the request's unit of work commits the refund row
+        assert woken.is_set()
+    finally:
+        refunds.unsubscribe(woken)

@@ -202,6 +202,18 @@ def brief(session: Session, case: Case) -> dict[str, Any] | None:
             "source": row.source}
 
 
+def not_charged(case: Case) -> bool:
+    """A case that ended without a grant (denied, refused at intake, withdrawn) is never charged: what it paid
+    is refunded (hub/payments/refunds.py)."""
+    return case.state in ("denied", "intake_refused", "withdrawn") or (
+        case.result is not None and case.result != "granted")
+
+
+def owed(case: Case, row: CaseFee | None) -> bool:
+    """Whether the applicant still has to pay."""
+    return row is not None and row.status == "due" and not not_charged(case)
+
+
 # --- the guard on the case's steps -------------------------------------------------------------------
 
 
@@ -211,7 +223,7 @@ def ensure_allowed(session: Session, *, case: Case, action: str, now: datetime |
     # Only a hub case of an item with a fee can owe one (a partner's case is read-only here): no query else.
     if action not in GUARDED_ACTIONS or fee_rule(case) is None:
         return
-    if action == "complete" and case.state != "granted" and case.result != "granted":
+    if action == "complete" and (case.state != "granted" or not_charged(case)):
         return  # a denied (or otherwise ended) case is not charged
     row = fee_of(session, case)
     if row is None:

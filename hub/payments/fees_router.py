@@ -49,6 +49,8 @@ class FeeOut(BaseModel):
     status: Literal["none", "due", "paid", "waived", "exempt", "refunded"] = Field(
         description="none: the item charges nothing; due: to pay; paid; waived (减免, with the approver's "
                     "reason); exempt (免收: the exemption below); refunded")
+    owed: bool = Field(description="the applicant still has to pay: due, and the case was not denied, refused "
+                                   "or withdrawn (such a case is never charged; what it paid is refunded)")
     amount_fen: int = Field(description="应缴金额（分）")
     amount_yuan: str = Field(description="应缴金额（元）, for people")
     paid_fen: int
@@ -134,12 +136,13 @@ def _reason(value: str) -> str:
 
 def fee_out(session: Session, case: Case, *, row: CaseFee | None, officer: bool) -> FeeOut:
     if row is None:
-        return FeeOut(tracking_no=case.tracking_no, status="none", amount_fen=0, amount_yuan="0.00", paid_fen=0,
-                      due=None, basis=None, exemption=None, source=None)
+        return FeeOut(tracking_no=case.tracking_no, status="none", owed=False, amount_fen=0, amount_yuan="0.00",
+                      paid_fen=0, due=None, basis=None, exemption=None, source=None)
     orders = session.scalars(select(PaymentOrder).where(PaymentOrder.case_id == case.id)
                              .order_by(PaymentOrder.created_at, PaymentOrder.id))
     return FeeOut(
-        tracking_no=case.tracking_no, status=row.status, amount_fen=row.amount_fen,  # type: ignore[arg-type]
+        tracking_no=case.tracking_no, status=row.status, owed=fees.owed(case, row),  # type: ignore[arg-type]
+        amount_fen=row.amount_fen,
         amount_yuan=fees.yuan(row.amount_fen), paid_fen=row.paid_fen or 0, due=row.due,  # type: ignore[arg-type]
         basis=row.basis or None, exemption=row.exemption, source=row.source,  # type: ignore[arg-type]
         waived_at=row.waived_at, waived_by=row.waived_by if officer else None,

@@ -4,14 +4,29 @@ on the item write naming the field and the rule; the original shape stays valid 
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import delete
+from sqlalchemy.orm import Session, sessionmaker
 
+from hub.catalog.models import Item
+from hub.db import unit_of_work
 from hub.payments.fees import compute
 from hub.seed.service import read_form, read_seed
 
 ITEMS = read_seed("items")
+TEST_KEYS = "%-fee-test-%"
+
+
+@pytest.fixture(autouse=True)
+def no_test_items_left(session_factory: sessionmaker[Session]) -> Iterator[None]:
+    """The items written here leave the shared catalogue afterwards: the search tests count its items."""
+    yield
+    with unit_of_work(session_factory) as session:
+        session.execute(delete(Item).where(Item.key.like(TEST_KEYS)))
 
 
 def item_body(key: str, *, main_item: str, fee: dict[str, Any] | None) -> dict[str, Any]:

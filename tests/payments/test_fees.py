@@ -98,9 +98,13 @@ def test_a_per_unit_fee_counts_the_form_field(client: TestClient) -> None:
 
 
 def test_a_denied_case_completes_without_paying(client: TestClient, officers) -> None:
-    number = submit(client, REAL_ESTATE)["tracking_no"]
+    submitted = submit(client, REAL_ESTATE)
+    number, query_code = submitted["tracking_no"], submitted["query_code"]
+    receipt = {"tracking_no": number, "query_code": query_code}
+    assert fee_of(client, receipt)["owed"] is True
     for role, action in (("intake", "accept"), ("reviewer", "review"), ("approver", "deny")):
         assert act(client, officers, REAL_ESTATE, role, number, action).status_code == 200
+    assert fee_of(client, receipt)["owed"] is False
     assert act(client, officers, REAL_ESTATE, "approver", number, "complete").status_code == 200
 
 

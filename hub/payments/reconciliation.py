@@ -105,6 +105,9 @@ def query_one(session: Session, *, order: PaymentOrder, gateways: GatewayRegistr
     except PaymentGatewayError as exc:
         log.warning("query of %s refused: %s %s", order.order_no, exc.rule, exc.message)
         trade = None
+    except Exception:  # an adapter's bug must not stop the other orders' queries: asked again later
+        log.exception("query of %s: unexpected error", order.order_no)
+        trade = None
     if trade is not None and trade.status != "unknown":
         try:
             if service.apply_trade(session, order=order, trade=trade, source="query", now=now,
@@ -179,6 +182,9 @@ def _payment_differences(session: Session, *, gateway: str, day: date, lines: di
 
     differences: list[dict[str, Any]] = []
     hub_paid = {order.order_no: order for order in _hub_paid(session, gateway=gateway, day=day)}
+    others = [order_no for order_no in lines if order_no not in hub_paid]
+    elsewhere = {order.order_no: order for order in session.scalars(select(PaymentOrder).where(
+        PaymentOrder.order_no.in_(others)).with_for_update())} if others else {}
     for order_no, line in sorted(lines.items()):
         order = hub_paid.get(order_no)
         if order is not None:
@@ -186,7 +192,7 @@ def _payment_differences(session: Session, *, gateway: str, day: date, lines: di
                 differences.append(_difference("amount_differs", order_no=order_no, hub=order.amount_fen,
                                                gateway=line.amount_fen, hub_state=order.state))
             continue
-        known = session.scalar(select(PaymentOrder).where(PaymentOrder.order_no == order_no).with_for_update())
+        known = elsewhere.get(order_no)
         if known is None or known.gateway != gateway:
             differences.append(_difference("missing_at_hub", order_no=order_no, hub=None, gateway=line.amount_fen,
                                            hub_state=None, note="unknown order"))

@@ -209,6 +209,11 @@ def send_one(session: Session, *, refund: PaymentRefund, gateways: GatewayRegist
     except PaymentGatewayError as exc:  # a definite refusal
         _settle_failed(session, refund=refund, order=order, error=f"{exc.rule}: {exc.message}", now=now)
         return
+    except Exception as exc:  # an adapter's bug must not stop the other refunds: the outcome stays unknown
+        log.exception("refund %s of %s: unexpected error", refund.refund_no, order.order_no)
+        refund.state = "unknown"
+        _retry_later(refund, f"内部错误 (internal error: {type(exc).__name__})", now=now, policy=policy, count=False)
+        return
     record_result(session, refund=refund, order=order, result=result, now=now, policy=policy)
 
 

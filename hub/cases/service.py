@@ -162,7 +162,7 @@ def submit_application(
     # Case, first event, planned checks and outbox rows: one statement (hub/cases/writes.py).
     writes.insert_case(session, opening, outbox=messages)
     # What the case owes, from the item as it stands now (an item without a fee: nothing, no query).
-    fees.assess(session, case=case, now=now)
+    fees.assess(session, case=case, now=now, new_case=True)
     deliveries.on_case_change(session, case, "submit", now)
     return case, query_code
 

@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from hub.auth.models import Officer
@@ -28,6 +29,7 @@ from hub.cases import writes
 from hub.cases.models import Case, CaseEvent
 from hub.catalog.models import Item
 from hub.catalog.schemas import Fee, FeeCondition
+from hub.db import begin_for_savepoints
 from hub.errors import FieldError, HubError
 from hub.payments.models import CaseFee
 
@@ -168,11 +170,13 @@ def fee_of(session: Session, case: Case, *, lock: bool = False) -> CaseFee | Non
     return session.scalar(query.with_for_update() if lock else query)
 
 
-def assess(session: Session, *, case: Case, now: datetime) -> CaseFee | None:
+def assess(session: Session, *, case: Case, now: datetime, new_case: bool = False) -> CaseFee | None:
     """The case's fee row, created once from its item's fee rule and its form and applicant; None when the
-    item has no fee. An existing row (the hub's or a partner's) is returned as it is."""
+    item has no fee. An existing row (the hub's or a partner's) is returned as it is. ``new_case``: the case
+    was inserted in this unit of work (a submission), so no row can exist yet: not looked for."""
     rule = fee_rule(case)
-    existing = fee_of(session, case) if rule is not None or case.origin == "partner" else None
+    looked_for = not new_case and (rule is not None or case.origin == "partner")
+    existing = fee_of(session, case) if looked_for else None
     # A partner's case is the platform's to charge: only what it reported (``record_partner_payment``).
     if existing is not None or rule is None or case.origin == "partner":
         return existing
@@ -185,8 +189,17 @@ def assess(session: Session, *, case: Case, now: datetime) -> CaseFee | None:
         case_id=case.id, amount_fen=assessment.amount_fen, due=assessment.due, basis=assessment.basis,
         status=status, source="hub", exemption=exemption, paid_fen=0, assessed_at=now, updated_at=now,
     )
-    session.add(row)
-    session.flush()
+    if new_case:
+        session.add(row)
+        session.flush()
+        return row
+    # A case submitted before its item had a fee, assessed on first need: two requests may race to it.
+    begin_for_savepoints(session)
+    try:
+        with session.begin_nested():
+            session.add(row)
+    except IntegrityError:
+        return fee_of(session, case)
     return row
 
 
@@ -236,10 +249,10 @@ def ensure_allowed(session: Session, *, case: Case, action: str, now: datetime |
 
 
 def fee_unpaid(row: CaseFee, action: str) -> HubError:
-    owed = row.amount_fen - row.paid_fen
+    left = row.amount_fen - row.paid_fen
     step = "受理" if action == "accept" else "办结"
-    message = (f"本事项须缴纳费用 {yuan(owed)} 元（{row.basis}），缴费完成前不能{step}。{PAY_HINT} "
-               f"(a fee of {yuan(owed)} yuan is unpaid: the case cannot be "
+    message = (f"本事项须缴纳费用 {yuan(left)} 元（{row.basis}），缴费完成前不能{step}。{PAY_HINT} "
+               f"(a fee of {yuan(left)} yuan is unpaid: the case cannot be "
                f"{'accepted' if action == 'accept' else 'completed'} until it is paid or waived)")
     return HubError(detail=message, title="费用未缴", status=409, type_slug="fee-unpaid",
                     errors=[FieldError("fee", "fee_unpaid", message)])

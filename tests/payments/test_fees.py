@@ -171,3 +171,20 @@ def test_an_item_without_a_fee_has_none(client: TestClient, officers) -> None:
     view = client.get(f"/api/v1/cases/{receipt['tracking_no']}",
                       headers=officers.headers(officer_of("physician-practice-registration", "intake"))).json()
     assert view["fee"] is None
+
+
+def test_a_case_without_an_assessment_is_assessed_when_first_needed(client: TestClient, officers,
+                                                                    session_factory) -> None:
+    """A case submitted before its item charged a fee (or before this release) has no row: the guard and the
+    fee view assess it from the item then."""
+    from sqlalchemy import delete
+
+    from hub.payments.models import CaseFee
+
+    receipt = submit(client, ID_CARD, form={**example_form(ID_CARD), "subsistence_allowance_exempt": False})
+    number = receipt["tracking_no"]
+    with unit_of_work(session_factory) as session:
+        case_id = session.scalar(select(Case.id).where(Case.tracking_no == number))
+        session.execute(delete(CaseFee).where(CaseFee.case_id == case_id))
+    assert_fee_unpaid(act(client, officers, ID_CARD, "intake", number, "accept"), "20.00")
+    assert fee_of(client, receipt)["status"] == "due"

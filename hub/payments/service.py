@@ -76,7 +76,7 @@ def create_order(session: Session, *, case: Case, gateway: str, gateways: Gatewa
     _lock_case(session, case)
     amount = _amount_due(session, case=case, now=now)
     if amount is None:
-        raise HubError(detail="该办件无需缴费（无收费、免收、已减免或已缴清）(no fee is due for this case)",
+        raise HubError(detail="该办件无需缴费（无收费、免收、已减免、已缴清或办件已终止）(no fee is due for this case)",
                        title="无需缴费", status=409, type_slug="no-fee-due",
                        errors=[FieldError(field="tracking_no", rule="no_fee_due",
                                           message="该办件无需缴费 (no fee is due for this case)")])
@@ -314,9 +314,10 @@ def _lock_case(session: Session, case: Case) -> None:
 
 
 def _amount_due(session: Session, *, case: Case, now: datetime) -> int | None:
-    """What the case still owes in fen, None when nothing (no fee, exempt, waived, paid)."""
+    """What the case still owes in fen, None when nothing (no fee, exempt, waived, paid; a denied, refused or
+    withdrawn case is never charged: ``fees.owed``)."""
     fee = _assess(session, case=case, now=now)
-    if fee is None or fee.status != "due":
+    if fee is None or not fees.owed(case, fee):
         return None
     amount = fee.amount_fen - (fee.paid_fen or 0)
     return amount if amount > 0 else None

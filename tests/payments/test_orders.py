@@ -122,6 +122,15 @@ def test_a_waived_fee_is_not_due_any_more(
     assert response.status_code == 409 and response.json()["code"] == "no_fee_due"
 
 
+def test_a_withdrawn_case_is_not_charged(client: TestClient, gateway: str) -> None:
+    receipt = fee_case(client)
+    withdrawn = client.post(f"/api/v1/applications/{receipt['tracking_no']}/withdraw", json={"reason": "不再办理"},
+                            headers={"X-Query-Code": receipt["query_code"]})
+    assert withdrawn.status_code == 200, withdrawn.text
+    response = client.post("/api/v1/payments", json={**_credentials(receipt), "gateway": gateway})
+    assert response.status_code == 409 and response.json()["code"] == "no_fee_due"
+
+
 def test_a_gateway_not_configured_is_refused_naming_the_gateway(
         settings: Settings, clock: FixedClock, engine: Engine) -> None:
     with TestClient(create_app(settings, clock=clock, engine=engine)) as client:  # no gateway configured

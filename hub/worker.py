@@ -144,13 +144,13 @@ class Worker:
         for job in self.jobs:
             if job.wake is not None:
                 job.wake.set()  # it sleeps on its wake event, not on _stop
-        if self._listener is not None:
-            self._listener.stop()
-        wake.unsubscribe(self._relay_wake)
         if self._refund_wake is not None:
             from hub.payments import refunds
 
             refunds.unsubscribe(self._refund_wake)
+        if self._listener is not None:
+            self._listener.stop()
+        wake.unsubscribe(self._relay_wake)
         for thread in self._threads:
             thread.join(timeout=timeout)
         self._bus.close()

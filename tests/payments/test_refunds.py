@@ -235,3 +235,25 @@ def test_a_refund_requested_in_this_process_wakes_the_refund_job(
         assert woken.is_set()
     finally:
         refunds.unsubscribe(woken)
+
+
+def test_a_running_worker_sends_a_refund_as_soon_as_it_is_requested(
+        client: TestClient, mocks: RunningMocks, pay_settings: Settings, clock: FixedClock,
+        session_factory: sessionmaker[Session]) -> None:
+    from adapters.amqp import InProcessBus
+    from hub.worker import Worker
+    from tests.support import wait_until
+
+    receipt, order = paid_case(client, mocks, pay_settings, session_factory, clock, "unionpay")
+    quiet = pay_settings.model_copy(update={
+        "supervision_scan_interval_s": 0, "supervision_metrics_rollup_interval_s": 0,
+        "audit_checkpoint_interval_s": 0, "payments_refund_interval_s": 3600, "payments_reconcile_hour": -1})
+    worker = Worker(settings=quiet, factory=session_factory, clock=clock, bus=InProcessBus(user="hub"),
+                    consume_inbound=False)
+    worker.start()
+    try:
+        _withdraw(client, receipt)  # woken by the commit, not by its hour-long interval
+        assert wait_until(lambda: order_row(session_factory, order["order_no"]).state == "refunded", timeout=60)
+    finally:
+        worker.stop(timeout=10)
+    assert len(_ledger_refunds(mocks, "unionpay", order["order_no"])) == 1

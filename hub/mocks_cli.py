@@ -1,19 +1,25 @@
-"""`hub mocks` and the mocks `hub up` starts: registries, the national system, a legacy department.
+"""`hub mocks` and the mocks `hub up` starts: registries, payment gateways, the national system, a legacy
+department.
 
 Ports from the base port: +0 control plane, +1 population (SOAP), +2 enterprise (REST), +3 tax (SOAP),
-+4 organisation (REST), +5 alipay, +6 unionpay (payment gateways, issue 12), +7 national results (SOAP),
-+8 legacy department system (SOAP).
++4 organisation (REST), +5 Alipay-style gateway, +6 UnionPay-style gateway (mocks/runner.py SPECS, issue 12),
++7 national results (SOAP), +8 legacy department system (SOAP).
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
-NATIONAL_OFFSET = 7  # +5 and +6 are the payment gateway mocks (mocks/runner.py)
+if TYPE_CHECKING:
+    from pathlib import Path
+
+# After the runner's own mocks (+1…+6 since the payment gateways joined them in issue 12).
+NATIONAL_OFFSET = 7
 LEGACY_OFFSET = 8
 NATIONAL_PARTNER = "national-results"
 LEGACY_PARTNER = "legacy-sy-wj"
@@ -71,7 +77,8 @@ def serve_forever(host: str, base_port: int, hub_url: str | None, seed: int, con
     console.print(f"  legacy department: {deciding}", highlight=False, soft_wrap=True)
     console.print("\nPoint the hub at them: HUB_POPULATION_WSDL, HUB_ENTERPRISE_URL, HUB_TAX_WSDL, "
                   "HUB_ORGANISATION_URL, and `hub partners endpoint national-results <wsdl>` / "
-                  "`hub partners endpoint legacy-sy-wj <wsdl>`.")
+                  "`hub partners endpoint legacy-sy-wj <wsdl>`; the payment gateways' dev keys and ids are at "
+                  "<gateway>/_keys (HUB_PAYMENTS_*: docs/payments.md).", highlight=False)
     try:
         threading.Event().wait()
     except KeyboardInterrupt:
@@ -97,10 +104,69 @@ def start_for_up(settings: Any, *, hub_url: str, console: Console) -> AllMocks |
     settings.tax_wsdl = mocks.registries.tax_wsdl
     settings.organisation_url = mocks.registries.organisation_url
     set_partner_endpoints(settings, mocks.endpoints())
+    cashiers = configure_payments(settings, mocks.registries, hub_url=hub_url)
     console.print("[bold]模拟对端 mock counterparts[/] (the hub verifies applicants and reports results to them)")
     for line in mocks.describe():
         console.print(f"  {line}", highlight=False)
+    for name, url in cashiers.items():
+        console.print(f"  收银台 cashier   {name:<9} {url}   (the hub pays demo fees here: POST /api/v1/payments, "
+                      "docs/payments.md; keys under HUB_DATA_DIR/payments/)", highlight=False, soft_wrap=True)
     return mocks
+
+
+# Issue 12 (e2e): the payment mocks issue the merchant's keys themselves (GET /_keys); `hub up` writes them where
+# the hub's settings point, so a newcomer pays a demo case's fee with no key handling. Dev only: a real merchant's
+# key comes from the gateway's merchant portal and is never generated here, never committed.
+PAYMENT_GATEWAYS = ("alipay", "unionpay")
+
+
+def configure_payments(settings: Any, running: Any, *, hub_url: str) -> dict[str, str]:
+    """Point the hub at the payment mocks in ``running`` (mocks.runner.RunningMocks) unless a gateway is already
+    configured: keys into ``HUB_DATA_DIR/payments/*.pem`` (0600), ``payments_*`` settings set. Returns each
+    configured gateway's cashier base URL."""
+    import httpx
+
+    names = [name for name in PAYMENT_GATEWAYS if name in getattr(running, "servers", {})]
+    if not names or not hasattr(settings, "payments_alipay_url"):
+        return {}
+    if settings.payments_alipay_url or settings.payments_unionpay_url:
+        return {}  # the operator chose the gateways: never replace them with mocks
+    folder = settings.data_dir / "payments"
+    configured: dict[str, str] = {}
+    for name in names:
+        url = running.endpoint(name).url
+        keys = httpx.get(f"{url}/_keys", timeout=10, trust_env=False).raise_for_status().json()
+        if name == "alipay":
+            settings.payments_alipay_app_id = keys["app_id"]
+            settings.payments_alipay_seller_id = keys["seller_id"]
+            settings.payments_alipay_private_key_file = _write_secret(
+                folder / "alipay-merchant-private.pem", keys["merchant_private_key"])
+            settings.payments_alipay_public_key_file = _write_secret(
+                folder / "alipay-gateway-public.pem", keys["gateway_public_key"])
+            settings.payments_alipay_url = url
+        else:
+            settings.payments_unionpay_mer_id = keys["mer_id"]
+            settings.payments_unionpay_private_key_file = _write_secret(
+                folder / "unionpay-merchant-private.pem", keys["merchant_private_key"])
+            settings.payments_unionpay_cert_file = _write_secret(
+                folder / "unionpay-merchant-cert.pem", keys["merchant_certificate"])
+            settings.payments_unionpay_gateway_cert_file = _write_secret(
+                folder / "unionpay-gateway-cert.pem", keys["gateway_certificate"])
+            settings.payments_unionpay_url = url
+        configured[name] = url
+    if not settings.payments_public_url:
+        settings.payments_public_url = hub_url  # notifications and browsers come back to this `hub up`
+    return configured
+
+
+def _write_secret(path: Path, text: str) -> Path:
+    """A private key file readable by its owner only (created 0600, never world-readable for an instant)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.chmod(path, 0o600)  # an older file keeps its mode through O_TRUNC
+    return path
 
 
 def set_partner_endpoints(settings: Any, endpoints: dict[str, str | None]) -> None:

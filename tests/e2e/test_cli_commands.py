@@ -452,7 +452,7 @@ def test_up_serves_the_demo_and_operators_check_it(operator: Operator) -> None:
 def test_mocks_serve_and_reverify_uses_them(operator: Operator) -> None:
     base_port = free_port_block(9)
     with operator.serving("mocks", "--base-port", str(base_port), log="mocks.log") as mocks:
-        mocks.wait_until(lambda: "national results" in mocks.output() and port_open(base_port + 6),
+        mocks.wait_until(lambda: "national results" in mocks.output() and port_open(base_port + 8),
                          "hub mocks listening and describing themselves")
         printed = mocks.output()
         population = re.search(r"population\s+SOAP\s+WSDL (\S+)", printed)

@@ -94,7 +94,7 @@ def test_readme_documents_exactly_the_commands_and_options_there_are() -> None:
     assert set(documented) - {SIMULATOR} == set(tree)
     for name, options in documented.items():
         if name in tree:
-            known = {o for p in tree[name].params for o in getattr(p, "opts", [])}
+            known = {o for p in tree[name].params for o in [*getattr(p, "opts", []), *getattr(p, "secondary_opts", [])]}
             assert options <= known, f"{name} documents {options - known}, which it does not take"
 
 

@@ -71,12 +71,12 @@ def install(side: str) -> None:
         rollback(self)
 
     psycopg.Connection.rollback = counted_rollback  # type: ignore[method-assign]
-    # The hub's pool pings with libpq's own call (hub.db._ping_psycopg), under psycopg's cursor: counted here,
-    # so the hub's figure still includes its ping as the baseline's includes its pool_pre_ping. Installed before
-    # the app makes its engine, which registers the function as it then is.
+    # The hub's pool pings with libpq's own call (hub.db._ping_round_trip), under psycopg's cursor: counted here
+    # when the round trip is sent (not for a connection returned a moment ago, checked by a poll of its socket),
+    # so the hub's figure includes its pings as the baseline's includes its pool_pre_ping.
     import hub.db
 
-    hub.db._ping_psycopg = counted_function(hub.db._ping_psycopg, counters)  # type: ignore[assignment]
+    hub.db._ping_round_trip = counted_function(hub.db._ping_round_trip, counters)  # type: ignore[assignment]
 
 
 def counted_function(function: Any, counters: _Counters) -> Any:

@@ -251,11 +251,42 @@ def attach(session: Session, snap: Snapshot) -> Any:
 
 
 def values_of(session: Session, snap: Snapshot) -> Any:
-    """The snapshot's row for reading its values: the session's own instance when it has one, else one
-    built from the snapshot (with its related rows) and left detached — no ``add``, so none of its cascade.
-    Never to be changed or added to a session; a case may hold it as loaded (hub/cases/writes.py)."""
+    """The snapshot's row for reading its values: the session's own instance when it has one, else the
+    snapshot's one detached instance (with its related rows), built on first use and shared by every
+    session and thread of the process while the snapshot is current — no ``add``, so none of its cascade.
+    Never to be changed, added to or merged into a session (``is_shared`` tells it; tests/hub/test_refcache.py
+    fails when a submission, a window registration or a partner record attaches one); a case may hold it as
+    loaded (hub/cases/writes.py)."""
     existing = session.identity_map.get(snap.identity)
-    return existing if existing is not None else _build(session, snap, attached=False)
+    if existing is not None:
+        return existing
+    shared = snap.__dict__.get("_shared")
+    if shared is None:
+        # Two threads may both build it: the last one stored wins, and either is a correct read-only copy.
+        shared = _build(session, snap, attached=False)
+        object.__setattr__(snap, "_shared", shared)  # a frozen dataclass: its fields stay as they were
+        for instance in _graph(shared):
+            _shared_ids.add(id(instance))
+            weakref.finalize(instance, _shared_ids.discard, id(instance))
+    return shared
+
+
+# The ids of the instances ``values_of`` shares (kept while they live).
+_shared_ids: set[int] = set()
+
+
+def is_shared(instance: Any) -> bool:
+    """Whether ``instance`` is (part of) a detached instance ``values_of`` shares between sessions."""
+    return id(instance) in _shared_ids
+
+
+def _graph(instance: Any) -> list[Any]:
+    """The instance and the many-to-one rows built with it (a snapshot's ``related``, recursively)."""
+    found = [instance]
+    for value in list(instance.__dict__.values()):
+        if value is not None and hasattr(value, "_sa_instance_state") and value is not instance:
+            found.extend(_graph(value))
+    return found
 
 
 def _build(session: Session, snap: Snapshot, *, attached: bool = True) -> Any:

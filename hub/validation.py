@@ -111,6 +111,23 @@ def fast_check(name: str) -> Callable[[Any], bool] | None:
     return validator.is_valid
 
 
+def compiled_check(schema: dict[str, Any]) -> Callable[[Any], bool] | None:
+    """A compiled yes/no check of any schema (an item's form schema), as ``fast_check`` is of a shared one: a
+    quick pass only, whose "no" is for ``validator_for(schema)`` to word and whose "yes" it never contradicts.
+    Every format jsonschema checks is checked by jsonschema's own checker. None without jsonschema-rs, or for a
+    schema it cannot compile (a pattern its regex engine refuses): jsonschema alone then."""
+    try:
+        import jsonschema_rs
+    except ImportError:  # pragma: no cover - an installation without it still validates, more slowly
+        return None
+    formats = {name: _format_check(name) for name in FORMAT_CHECKER.checkers}
+    try:
+        validator = jsonschema_rs.Draft202012Validator(schema, validate_formats=True, formats=formats)
+    except Exception:  # a schema jsonschema-rs cannot compile: jsonschema decides alone
+        return None
+    return validator.is_valid
+
+
 def _format_check(name: str) -> Callable[[str], bool]:
     return lambda value: FORMAT_CHECKER.conforms(value, name)
 

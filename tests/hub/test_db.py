@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
+from hub import db
 from hub.app import create_app
 from hub.clock import FixedClock
 from hub.db import make_engine
@@ -66,3 +67,47 @@ def _raw_pooled(engine: Engine) -> list[Any]:
     for connection in connections:
         connection.close()
     return drivers
+
+
+def _checkout_traced(engine: Engine, tmp_path: Any) -> str:
+    """The client/server protocol messages of one checkout and return of the pool's one connection (libpq's
+    trace of its socket), after a first checkout that put the connection in the pool."""
+    with engine.connect() as connection:
+        connection.execute(text("SELECT 1"))
+    trace = tmp_path / "protocol.trace"
+    raw = engine.raw_connection()
+    pgconn = raw.driver_connection.pgconn  # type: ignore[union-attr]
+    raw.close()
+    with trace.open("w") as sink:
+        pgconn.trace(sink.fileno())
+        try:
+            with engine.connect():
+                pass
+        finally:
+            pgconn.untrace()
+    return trace.read_text()
+
+
+def test_a_connection_handed_out_again_at_once_is_checked_without_a_round_trip(
+    backend: str, engine: Engine, tmp_path: Any
+) -> None:
+    if backend != "postgresql":
+        pytest.skip("SQLite's connections are a file: no round trip to save")
+    own = make_engine(engine.url.render_as_string(hide_password=False), pool_size=1, max_overflow=0)
+    try:
+        assert "Query" not in _checkout_traced(own, tmp_path)
+    finally:
+        own.dispose()
+
+
+def test_a_connection_idle_in_the_pool_is_pinged_before_use(
+    backend: str, engine: Engine, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if backend != "postgresql":
+        pytest.skip("SQLite has no server to ping")
+    monkeypatch.setattr(db, "QUIET_CHECK_S", 0.0)  # every connection has been idle long enough
+    own = make_engine(engine.url.render_as_string(hide_password=False), pool_size=1, max_overflow=0)
+    try:
+        assert "Query" in _checkout_traced(own, tmp_path)  # the empty query of the ping
+    finally:
+        own.dispose()

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import delete, select
+from sqlalchemy import delete, event, inspect, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -198,6 +198,41 @@ def test_a_cached_item_is_the_sessions_own_instance_when_it_holds_one(
         assert attached in session and attached not in session.dirty and attached.department in session
         assert attached.department.key == "210100007" and attached.department.region.code == "210100"
         assert attached.name != "未刷新的改动"
+
+
+def test_a_submissions_item_is_one_shared_detached_instance_that_no_session_ever_attaches(
+    client: TestClient, officers: Any, session_factory: sessionmaker[Session], long_ttl: None
+) -> None:
+    """The values a submission reads (its item, the item's department and region) are one instance per
+    process, reused by every request while the cache holds them — so none may ever join a session: an
+    object belongs to one session at a time, and another thread's request holds the same one."""
+    from tests.hub.test_window import DALIAN_WINDOW, URL, paper_application
+
+    code = code_of(session_factory, SUBMITTED)
+    with session_factory() as session:
+        shared = catalog.get_item(session, code, attach=False)
+    graph = [shared, shared.department, shared.department.region]
+    assert all(refcache.is_shared(instance) for instance in graph)
+    attached: list[Any] = []
+
+    def watch(_session: Session, instance: Any) -> None:
+        if refcache.is_shared(instance):
+            attached.append(instance)
+
+    event.listen(Session, "before_attach", watch)
+    try:
+        for _ in range(2):
+            online = client.post("/api/v1/applications", json=application(code))
+            assert online.status_code == 201, online.text
+        # Registered at another city's window (跨域通办): the forwarded path reads the item's department too.
+        window = client.post(URL, json=paper_application(client), headers=officers.headers(DALIAN_WINDOW))
+        assert window.status_code == 201, window.text
+    finally:
+        event.remove(Session, "before_attach", watch)
+    assert attached == []
+    with session_factory() as session:
+        assert catalog.get_item(session, code, attach=False) is shared  # reused, not rebuilt per request
+    assert all(inspect(instance).detached for instance in graph)
 
 
 # --- rolled back: nothing changes -----------------------------------------------------------------------

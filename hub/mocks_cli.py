@@ -124,39 +124,47 @@ def configure_payments(settings: Any, running: Any, *, hub_url: str) -> dict[str
     """Point the hub at the payment mocks in ``running`` (mocks.runner.RunningMocks) unless a gateway is already
     configured: keys into ``HUB_DATA_DIR/payments/*.pem`` (0600), ``payments_*`` settings set. Returns each
     configured gateway's cashier base URL."""
-    import httpx
 
     names = [name for name in PAYMENT_GATEWAYS if name in getattr(running, "servers", {})]
     if not names or not hasattr(settings, "payments_alipay_url"):
         return {}
     if settings.payments_alipay_url or settings.payments_unionpay_url:
         return {}  # the operator chose the gateways: never replace them with mocks
-    folder = settings.data_dir / "payments"
     configured: dict[str, str] = {}
     for name in names:
         url = running.endpoint(name).url
-        keys = httpx.get(f"{url}/_keys", timeout=10, trust_env=False).raise_for_status().json()
-        if name == "alipay":
-            settings.payments_alipay_app_id = keys["app_id"]
-            settings.payments_alipay_seller_id = keys["seller_id"]
-            settings.payments_alipay_private_key_file = _write_secret(
-                folder / "alipay-merchant-private.pem", keys["merchant_private_key"])
-            settings.payments_alipay_public_key_file = _write_secret(
-                folder / "alipay-gateway-public.pem", keys["gateway_public_key"])
-            settings.payments_alipay_url = url
-        else:
-            settings.payments_unionpay_mer_id = keys["mer_id"]
-            settings.payments_unionpay_private_key_file = _write_secret(
-                folder / "unionpay-merchant-private.pem", keys["merchant_private_key"])
-            settings.payments_unionpay_cert_file = _write_secret(
-                folder / "unionpay-merchant-cert.pem", keys["merchant_certificate"])
-            settings.payments_unionpay_gateway_cert_file = _write_secret(
-                folder / "unionpay-gateway-cert.pem", keys["gateway_certificate"])
-            settings.payments_unionpay_url = url
+        for key, value in gateway_settings(name, url, settings.data_dir / "payments").items():
+            setattr(settings, key, value)
         configured[name] = url
     if not settings.payments_public_url:
         settings.payments_public_url = hub_url  # notifications and browsers come back to this `hub up`
     return configured
+
+
+def gateway_settings(name: str, url: str, folder: Path) -> dict[str, Any]:
+    """The ``payments_*`` settings of one mock gateway at ``url``: its ``/_keys`` (the merchant key it issued,
+    its own public key or certificate) written under ``folder`` (0600), the ids it expects."""
+    import httpx
+
+    keys = httpx.get(f"{url}/_keys", timeout=10, trust_env=False).raise_for_status().json()
+    if name == "alipay":
+        return {
+            "payments_alipay_url": url, "payments_alipay_app_id": keys["app_id"],
+            "payments_alipay_seller_id": keys["seller_id"],
+            "payments_alipay_private_key_file": _write_secret(folder / "alipay-merchant-private.pem",
+                                                              keys["merchant_private_key"]),
+            "payments_alipay_public_key_file": _write_secret(folder / "alipay-gateway-public.pem",
+                                                             keys["gateway_public_key"]),
+        }
+    return {
+        "payments_unionpay_url": url, "payments_unionpay_mer_id": keys["mer_id"],
+        "payments_unionpay_private_key_file": _write_secret(folder / "unionpay-merchant-private.pem",
+                                                            keys["merchant_private_key"]),
+        "payments_unionpay_cert_file": _write_secret(folder / "unionpay-merchant-cert.pem",
+                                                     keys["merchant_certificate"]),
+        "payments_unionpay_gateway_cert_file": _write_secret(folder / "unionpay-gateway-cert.pem",
+                                                             keys["gateway_certificate"]),
+    }
 
 
 def _write_secret(path: Path, text: str) -> Path:

@@ -20,9 +20,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from hub.clock import FixedClock
 from hub.db import unit_of_work
 from hub.payments.gateways import Gateways
-from hub.payments.models import PaymentOrder, PaymentOrderEvent, PaymentRefund
+from hub.payments.models import PaymentOrder, PaymentRefund
 from hub.settings import Settings
 from mocks.runner import RunningMocks
+from tests.payments.orders_support import order_row
+from tests.payments.wire_support import configured
 from tests.support import submit
 
 GATEWAYS = ("alipay", "unionpay")
@@ -35,36 +37,11 @@ def real_time_clock() -> FixedClock:
     return FixedClock(datetime.now(UTC).replace(microsecond=0))
 
 
-def _write(folder: Path, name: str, text: str) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / name
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
 def payment_settings(settings: Settings, mocks: RunningMocks, folder: Path, **overrides: Any) -> Settings:
-    """``settings`` with both mock gateways configured from their ``/_keys``."""
-    values: dict[str, Any] = {"payments_public_url": UNREACHABLE, "payments_timeout_s": 2.0}
-    for name in GATEWAYS:
-        url = mocks.endpoint(name).url
-        keys = HTTP.get(f"{url}/_keys").raise_for_status().json()
-        if name == "alipay":
-            values.update(
-                payments_alipay_url=url, payments_alipay_app_id=keys["app_id"],
-                payments_alipay_seller_id=keys["seller_id"],
-                payments_alipay_private_key_file=_write(folder, "alipay-merchant.pem", keys["merchant_private_key"]),
-                payments_alipay_public_key_file=_write(folder, "alipay-gateway.pem", keys["gateway_public_key"]))
-        else:
-            values.update(
-                payments_unionpay_url=url, payments_unionpay_mer_id=keys["mer_id"],
-                payments_unionpay_private_key_file=_write(folder, "unionpay-merchant.pem",
-                                                          keys["merchant_private_key"]),
-                payments_unionpay_cert_file=_write(folder, "unionpay-merchant-cert.pem",
-                                                   keys["merchant_certificate"]),
-                payments_unionpay_gateway_cert_file=_write(folder, "unionpay-gateway-cert.pem",
-                                                           keys["gateway_certificate"]))
-    values.update(overrides)
-    return settings.model_copy(update=values)
+    """``settings`` with both mock gateways configured from their ``/_keys``; notifications go nowhere."""
+    urls = {name: mocks.endpoint(name).url for name in GATEWAYS}
+    return configured(settings, urls, folder, **{"payments_public_url": UNREACHABLE, "payments_timeout_s": 2.0,
+                                                 **overrides})
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -130,20 +107,6 @@ def open_cashier(order: PaymentOrder) -> str:
         response = HTTP.post(checkout["url"], data=checkout.get("fields") or {}, follow_redirects=True)
     assert response.status_code == 200 and "收银台" in response.text, response.text[:500]
     return response.text
-
-
-def order_row(factory: sessionmaker[Session], order_no: str) -> PaymentOrder:
-    with factory() as session:
-        order = session.scalars(select(PaymentOrder).where(PaymentOrder.order_no == order_no)).one()
-        session.expunge(order)
-        return order
-
-
-def history(factory: sessionmaker[Session], order_no: str) -> list[tuple[str | None, str, str]]:
-    with factory() as session:
-        order = session.scalars(select(PaymentOrder).where(PaymentOrder.order_no == order_no)).one()
-        return [(e.from_state, e.to_state, e.source) for e in session.scalars(
-            select(PaymentOrderEvent).where(PaymentOrderEvent.order_id == order.id).order_by(PaymentOrderEvent.id))]
 
 
 def refunds_of(factory: sessionmaker[Session], order_no: str) -> list[PaymentRefund]:

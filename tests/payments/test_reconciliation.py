@@ -25,15 +25,15 @@ from hub.settings import Settings
 from hub.worker import Worker
 from mocks.runner import RunningMocks
 from tests.conftest import Officers
+from tests.payments.orders_support import history_of as history
+from tests.payments.orders_support import order_row
 from tests.payments.reconcile_support import (
     GATEWAYS,
     MockGateway,
     fee_case,
     gateway_faults,
     gateways_for,
-    history,
     new_order,
-    order_row,
     payment_settings,
     real_time_clock,
     settings_env,

@@ -16,6 +16,7 @@ from urllib.parse import urljoin
 
 import httpx
 
+from hub.mocks_cli import gateway_settings
 from hub.settings import Settings
 from mocks.server import MockServer
 
@@ -47,32 +48,11 @@ def mock_gateway(name: str) -> Iterator[MockServer]:
         server.stop()
 
 
-def _write(folder: Path, name: str, text: str) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / name
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
 def configured(settings: Settings, urls: dict[str, str], folder: Path, **overrides: Any) -> Settings:
-    """``settings`` with each mock gateway of ``urls`` configured from its ``/_keys`` (PEM files in ``folder``)."""
+    """``settings`` with each mock gateway of ``urls`` configured from its ``/_keys`` as `hub up` does it."""
     values: dict[str, Any] = {"payments_timeout_s": 5.0}
     for name, url in urls.items():
-        keys = HTTP.get(f"{url}/_keys").raise_for_status().json()
-        if name == "alipay":
-            values.update(
-                payments_alipay_url=url, payments_alipay_app_id=keys["app_id"],
-                payments_alipay_seller_id=keys["seller_id"],
-                payments_alipay_private_key_file=_write(folder, "alipay-merchant.pem", keys["merchant_private_key"]),
-                payments_alipay_public_key_file=_write(folder, "alipay-gateway.pem", keys["gateway_public_key"]))
-        else:
-            values.update(
-                payments_unionpay_url=url, payments_unionpay_mer_id=keys["mer_id"],
-                payments_unionpay_private_key_file=_write(folder, "unionpay-merchant.pem",
-                                                          keys["merchant_private_key"]),
-                payments_unionpay_cert_file=_write(folder, "unionpay-merchant-cert.pem", keys["merchant_certificate"]),
-                payments_unionpay_gateway_cert_file=_write(folder, "unionpay-gateway-cert.pem",
-                                                           keys["gateway_certificate"]))
+        values.update(gateway_settings(name, url, folder))
     values.update(overrides)
     return settings.model_copy(update=values)
 

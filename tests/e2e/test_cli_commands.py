@@ -345,6 +345,22 @@ def test_alerts_commands_on_a_quiet_hub(operator: Operator) -> None:
         assert "Traceback" not in refused.output
 
 
+def test_payments_commands_of_a_hub_without_gateways(operator: Operator) -> None:
+    """No gateway configured: the views are empty and a reconciliation names the field and why, exit 1."""
+    status, pending, reconciled, bad_date = operator.hub_at_once(
+        ("payments", "status", "--json"), ("payments", "query-pending", "--json"),
+        ("payments", "reconcile", "--gateway", "alipay", "--json"),
+        ("payments", "reconcile", "--gateway", "unionpay", "--date", "2026-13-01"))
+    assert status.code == 0, status
+    assert json.loads(status.stdout) == {"gateways": [], "open_orders": [], "pending_refunds": [],
+                                         "last_reconciliation": {}}
+    assert pending.code == 0 and json.loads(pending.stdout)["queried"] == [], pending
+    assert reconciled.code == 1 and "gateway" in reconciled.stderr and "未开通" in reconciled.stderr, reconciled
+    assert bad_date.code == 1 and "date" in bad_date.stderr, bad_date
+    for ran in (reconciled, bad_date):
+        assert "Traceback" not in ran.output
+
+
 def test_api_serves_the_migrated_database(operator: Operator) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"

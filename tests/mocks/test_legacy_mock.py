@@ -25,6 +25,7 @@ from hub.deliveries import service as deliveries
 from hub.deliveries.clients import DeliveryClients
 from hub.deliveries.models import Delivery
 from hub.exchange.models import Partner
+from hub.mocks_cli import LEGACY_OFFSET
 from mocks.legacy_department import GRANT_OPINION, REVIEW_OPINION, DecidingOff, LegacyMock, start_legacy
 from tests.servers import free_port_block, serving
 from tests.support import submit, wait_until
@@ -131,7 +132,7 @@ def test_a_looping_mock_stops_promptly(hub_url: str) -> None:
 def test_hub_mocks_pointed_at_a_hub_never_decides_its_cases_unless_switched_on(
         client: TestClient, hub_url: str, session: Session, tmp_path: Path) -> None:
     number = submit(client, KEY)["tracking_no"]
-    base_port = free_port_block(7)
+    base_port = free_port_block(LEGACY_OFFSET + 1)
     env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
     env.update(HUB_DATA_DIR=str(tmp_path), HUB_MOCKS_HUB_URL=hub_url, PYTHONUNBUFFERED="1", NO_COLOR="1",
                COLUMNS="200")
@@ -142,7 +143,7 @@ def test_hub_mocks_pointed_at_a_hub_never_decides_its_cases_unless_switched_on(
     try:
         assert wait_until(lambda: "decides nothing" in log.read_text(errors="replace"), timeout=90), \
             log.read_text(errors="replace")
-        with httpx.Client(base_url=f"http://127.0.0.1:{base_port + 6}/_control", timeout=30,
+        with httpx.Client(base_url=f"http://127.0.0.1:{base_port + LEGACY_OFFSET}/_control", timeout=30,
                           trust_env=False) as http:
             refused = http.post("/run-once", json={"only": [number]})
             assert refused.status_code == 409 and "switched off" in refused.text, refused.text

@@ -11,12 +11,10 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
 from rich.console import Console
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 # After the runner's own mocks (+1…+6 since the payment gateways joined them in issue 12).
 NATIONAL_OFFSET = 7
@@ -111,6 +109,10 @@ def start_for_up(settings: Any, *, hub_url: str, console: Console) -> AllMocks |
     for name, url in cashiers.items():
         console.print(f"  收银台 cashier   {name:<9} {url}   (the hub pays demo fees here: POST /api/v1/payments, "
                       "docs/payments.md; keys under HUB_DATA_DIR/payments/)", highlight=False, soft_wrap=True)
+    if cashiers:
+        env_file = settings.data_dir / "payments" / PAYMENT_ENV_FILE
+        console.print(f"  hub payments …   in another terminal: set -a; . {env_file}; set +a", highlight=False,
+                      soft_wrap=True)
     return mocks
 
 
@@ -118,6 +120,7 @@ def start_for_up(settings: Any, *, hub_url: str, console: Console) -> AllMocks |
 # the hub's settings point, so a newcomer pays a demo case's fee with no key handling. Dev only: a real merchant's
 # key comes from the gateway's merchant portal and is never generated here, never committed.
 PAYMENT_GATEWAYS = ("alipay", "unionpay")
+PAYMENT_ENV_FILE = "hub-up.env"
 
 
 def configure_payments(settings: Any, running: Any, *, hub_url: str) -> dict[str, str]:
@@ -138,7 +141,16 @@ def configure_payments(settings: Any, running: Any, *, hub_url: str) -> dict[str
         configured[name] = url
     if not settings.payments_public_url:
         settings.payments_public_url = hub_url  # notifications and browsers come back to this `hub up`
+    _write_environment(settings, settings.data_dir / "payments" / PAYMENT_ENV_FILE)
     return configured
+
+
+def _write_environment(settings: Any, path: Path) -> None:
+    """The gateway settings `hub up` chose, as ``HUB_…=value`` lines: a `hub payments …` command in another
+    terminal reads them (``set -a; . $HUB_DATA_DIR/payments/hub-up.env; set +a``) and sees the same gateways."""
+    lines = [f"HUB_{name.upper()}={value}" for name, value in sorted(settings.model_dump().items())
+             if name.startswith("payments_") and isinstance(value, str | Path) and str(value)]
+    _write_secret(path, "\n".join(lines) + "\n")
 
 
 def gateway_settings(name: str, url: str, folder: Path) -> dict[str, Any]:

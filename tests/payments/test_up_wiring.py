@@ -5,7 +5,11 @@ never replaced by a mock."""
 
 from __future__ import annotations
 
+import json
+import os
 import stat
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,11 +34,27 @@ def test_the_hub_is_configured_from_the_payment_mocks_keys(mocks: RunningMocks, 
     assert settings.payments_alipay_url == cashiers["alipay"] and settings.payments_alipay_app_id
     assert settings.payments_unionpay_url == cashiers["unionpay"] and settings.payments_unionpay_mer_id
     assert settings.payments_public_url == "http://127.0.0.1:8123"  # notifications come back to this hub up
-    files = sorted((tmp_path / "payments").iterdir())
+    files = sorted(f for f in (tmp_path / "payments").iterdir() if f.suffix == ".pem")
     assert len(files) == 5 and all(stat.S_IMODE(f.stat().st_mode) == 0o600 for f in files), files
     assert stat.S_IMODE((tmp_path / "payments").stat().st_mode) == 0o700
     assert all(b"PRIVATE KEY" not in f.read_bytes() or "merchant" in f.name for f in files)  # no gateway secret
     assert sorted(Gateways.from_settings(settings).names()) == ["alipay", "unionpay"]
+
+
+def test_hub_payments_in_another_terminal_sees_the_gateways_hub_up_chose(mocks: RunningMocks, tmp_path: Path) -> None:
+    """The documented way: source HUB_DATA_DIR/payments/hub-up.env, then `hub payments status` (a new process)."""
+    configure_payments(Settings(data_dir=tmp_path, database_url="sqlite://"), mocks, hub_url="http://h")
+    env_file = tmp_path / "payments" / "hub-up.env"
+    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
+    database = f"sqlite:///{tmp_path / 'hub.db'}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")} | {"HUB_DATABASE_URL": database,
+                                                                            "HUB_DATA_DIR": str(tmp_path)}
+    hub = [sys.executable, "-m", "hub.cli"]
+    assert subprocess.run([*hub, "db", "upgrade"], env=env, capture_output=True, timeout=120).returncode == 0
+    shown = subprocess.run(["bash", "-c", f"set -a; . {env_file}; set +a; exec \"$@\"", "_", *hub, "payments",
+                            "status", "--json"], env=env, capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    assert sorted(json.loads(shown.stdout)["gateways"]) == ["alipay", "unionpay"]
 
 
 def test_a_gateway_the_operator_configured_is_not_replaced(mocks: RunningMocks, tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,7 +21,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
+from hub.db import make_engine
 from tests.servers import free_port, free_port_block  # noqa: F401  (the CLI tests take them from here)
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -122,3 +126,26 @@ def port_open(port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(0.5)
         return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def required_env(name: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        pytest.fail(f"{name} is unset: run scripts/test.sh (it starts PostgreSQL and RabbitMQ and exports it)")
+    return value
+
+
+@contextmanager
+def fresh_postgres_database(prefix: str = "hub_cli") -> Iterator[str]:
+    """An empty database of its own on the test PostgreSQL server, dropped afterwards."""
+    base = make_url(required_env("HUB_TEST_POSTGRES_URL"))
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    admin = make_engine(base.render_as_string(hide_password=False))
+    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield base.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

@@ -12,7 +12,6 @@ the data folder's keys, and the later commands find them there.
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import sys
@@ -29,7 +28,6 @@ import httpx
 import pytest
 import typer
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
 from hub.cli import app as hub_app
 from hub.db import make_engine
@@ -41,9 +39,11 @@ from tests.e2e.cli_support import (
     answers,
     free_port,
     free_port_block,
+    fresh_postgres_database,
     hub_executable,
     operator_env,
     port_open,
+    required_env,
     run_process,
     started,
 )
@@ -147,28 +147,6 @@ def command_name(args: tuple[str, ...]) -> str:
     words = ["hub", *[a for a in args if not a.startswith("-")][:2]]
     tree = command_tree()
     return " ".join(words) if " ".join(words) in tree else " ".join(words[:2])
-
-
-@contextmanager
-def fresh_postgres_database() -> Iterator[str]:
-    base = make_url(required_env("HUB_TEST_POSTGRES_URL"))
-    name = f"hub_cli_{uuid.uuid4().hex[:8]}"
-    admin = make_engine(base.render_as_string(hide_password=False))
-    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield base.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
-def required_env(name: str) -> str:
-    value = os.environ.get(name)
-    if not value:
-        pytest.fail(f"{name} is unset: run scripts/test.sh (it starts PostgreSQL and RabbitMQ and exports it)")
-    return value
 
 
 @pytest.fixture(scope="module")

@@ -7,11 +7,9 @@ HUB_TEST_BACKENDS: a SQLite file, or a new PostgreSQL database created for the t
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,11 +17,10 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import inspect, text
-from sqlalchemy.engine import make_url
 
 from hub.db import make_engine
 from hub.migrate import head_revision
-from tests.e2e.cli_support import free_port, hub_executable, operator_env, run_process, started
+from tests.e2e.cli_support import free_port, fresh_postgres_database, hub_executable, operator_env, run_process, started
 from tests.support import PROCESS_KEYS, wait_until
 
 
@@ -33,17 +30,8 @@ def fresh_database(backend: str, tmp_path: Path) -> Iterator[str]:
     if backend == "sqlite":
         yield f"sqlite:///{tmp_path / 'fresh.db'}"
         return
-    base = make_url(os.environ["HUB_TEST_POSTGRES_URL"])
-    name = f"hub_ops_{uuid.uuid4().hex[:8]}"
-    admin = make_engine(base.render_as_string(hide_password=False))
-    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield base.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with fresh_postgres_database("hub_ops") as url:
+        yield url
 
 
 def env_for(tmp_path: Path, database_url: str, **variables: str) -> dict[str, str]:

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 import pytest
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
@@ -90,9 +91,14 @@ def test_notification_base_string_also_leaves_out_sign_type() -> None:
 def test_rsa2_signature_is_sha256_with_rsa_pkcs1_over_the_utf8_base_string() -> None:
     keys = generate_key_pair("test-merchant")
     signature = sign(keys.private_key, DOC_BASE_STRING)
-    # Verified with the primitive directly, not through the module under test.
-    keys.public_key.verify(base64.b64decode(signature), DOC_BASE_STRING.encode("utf-8"), padding.PKCS1v15(),
-                           hashes.SHA256())
+    raw = base64.b64decode(signature, validate=True)
+    assert len(raw) == 256  # one RSA-2048 block
+    assert sign(keys.private_key, DOC_BASE_STRING) == signature  # PKCS#1 v1.5 is deterministic (PSS is not)
+    # Verified with the primitive directly, not through the module under test: the right string passes, a
+    # base string changed by one character does not.
+    keys.public_key.verify(raw, DOC_BASE_STRING.encode("utf-8"), padding.PKCS1v15(), hashes.SHA256())
+    with pytest.raises(InvalidSignature):
+        keys.public_key.verify(raw, (DOC_BASE_STRING + "x").encode("utf-8"), padding.PKCS1v15(), hashes.SHA256())
 
 
 def test_adapter_satisfies_the_gateway_protocol(gateway: AlipayGateway) -> None:

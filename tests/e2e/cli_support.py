@@ -21,10 +21,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
 
-from hub.db import make_engine
 from tests.servers import free_port, free_port_block  # noqa: F401  (the CLI tests take them from here)
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -140,7 +140,8 @@ def fresh_postgres_database(prefix: str = "hub_cli") -> Iterator[str]:
     """An empty database of its own on the test PostgreSQL server, dropped afterwards."""
     base = make_url(required_env("HUB_TEST_POSTGRES_URL"))
     name = f"{prefix}_{uuid.uuid4().hex[:8]}"
-    admin = make_engine(base.render_as_string(hide_password=False))
+    # Plain SQLAlchemy, not hub.db: the partner-contract tests import this file and must import nothing of the hub.
+    admin = create_engine(base.render_as_string(hide_password=False), poolclass=NullPool)
     with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         connection.execute(text(f'CREATE DATABASE "{name}"'))
     try:

@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from fastapi import FastAPI
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy.engine import Engine
 
 from adapters.registries import Registries
@@ -41,6 +41,9 @@ from hub.window.router import router as window_router
 
 REQUESTS = Counter("hub_http_requests_total", "HTTP requests", ["method", "route", "status"])
 LATENCY = Histogram("hub_http_request_seconds", "HTTP request latency", ["method", "route"])
+# Summed over the live uvicorn workers only (multi-process mode, hub/metrics/multiprocess.py): a worker that died
+# has nothing in flight.
+IN_FLIGHT = Gauge("hub_http_requests_in_flight", "HTTP requests being served now", multiprocess_mode="livesum")
 log = logging.getLogger("hub.http")
 
 DESCRIPTION = """
@@ -143,6 +146,7 @@ class MetricsMiddleware:
             return
         started = time.perf_counter()
         status = 500
+        IN_FLIGHT.inc()
 
         async def send_with_status(message: dict[str, Any]) -> None:
             nonlocal status
@@ -153,6 +157,7 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_with_status)
         finally:
+            IN_FLIGHT.dec()
             route = scope.get("route")
             name = getattr(route, "path", "unmatched")
             elapsed = time.perf_counter() - started

@@ -3,6 +3,7 @@
 from hub import logs
 from hub.app import create_app
 from hub.keys import KeyRefused, Policy, resolve_keys
+from hub.metrics.multiprocess import register_worker_exit
 from hub.settings import get_settings
 
 _settings = get_settings()
@@ -11,4 +12,5 @@ try:
     resolve_keys(_settings, Policy.PRODUCTION)
 except KeyRefused as exc:
     raise SystemExit(f"hub: refusing to serve: {exc}") from None
+register_worker_exit()  # multi-process metrics: this worker's live gauges go when it exits
 app = create_app(_settings)

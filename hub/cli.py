@@ -301,8 +301,18 @@ def api(
     # uvicorn kills and replaces a worker that does not answer its supervisor's ping within the timeout (5 s by
     # default): on a loaded machine a busy but healthy worker missed it and was restarted, dropping its requests.
     stopped_by = _note_stop_signals()
-    uvicorn.run("hub.asgi:app", host=host, port=port, workers=workers, log_config=None, access_log=False,
-                timeout_worker_healthcheck=WORKER_HEALTHCHECK_TIMEOUT_S)
+    # Several workers: one scrape of /metrics must see them all (prometheus multi-process mode, docs/metrics.md).
+    from hub.metrics import multiprocess
+
+    shared_metrics = multiprocess.prepare(settings.data_dir, workers)
+    if shared_metrics is not None:
+        shared_metrics.start_reaper()
+    try:
+        uvicorn.run("hub.asgi:app", host=host, port=port, workers=workers, log_config=None, access_log=False,
+                    timeout_worker_healthcheck=WORKER_HEALTHCHECK_TIMEOUT_S)
+    finally:
+        if shared_metrics is not None:
+            shared_metrics.close()
     log.info("hub api stopped%s", f" on {stopped_by[0]}" if stopped_by else "", extra={"status": "stopped"})
 
 

@@ -135,6 +135,16 @@ class Settings(BaseSettings):
     payments_refund_interval_s: float = Field(default=10.0, gt=0)
     payments_reconcile_hour: int = Field(default=3, ge=-1, le=23)
 
+    # Metrics (issue 13, part metrics; hub/metrics/, docs/metrics.md). ``metrics_token`` (HUB_METRICS_TOKEN, or
+    # HUB_METRICS_TOKEN_FILE) set: /metrics on the api and the worker answer 401 without `Authorization: Bearer
+    # <token>`; unset or empty: open. `hub worker` serves Prometheus text at http://<worker_metrics_host>:
+    # <worker_metrics_port>/metrics (port 0: off); its figures read from the database are read at most once per
+    # ``worker_metrics_cache_s`` (one query per family), however often it is scraped.
+    metrics_token: str | None = None
+    worker_metrics_port: int = Field(default=0, ge=0, le=65535)
+    worker_metrics_host: str = "127.0.0.1"
+    worker_metrics_cache_s: float = Field(default=10.0, ge=0, le=3600)
+
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -33,6 +34,9 @@ from hub.outbox import wake
 from hub.outbox.relay import OutgoingEvent, relay_once
 from hub.payments.gateways import Gateways
 from hub.settings import Settings
+
+if TYPE_CHECKING:
+    from hub.metrics.worker import MetricsServer
 
 log = logging.getLogger("hub.worker")
 IN_PROCESS_USER = "hub"
@@ -77,6 +81,7 @@ class Worker:
     # Each job loop's last turn (time.time()) and how long it may take to come round again: the heartbeat.
     _beats: dict[str, tuple[float, float]] = field(default_factory=dict)
     _escalated_on: date | None = None  # the business day of the last full escalation pass
+    metrics_server: MetricsServer | None = None  # HUB_WORKER_METRICS_PORT set: serving /metrics (docs/metrics.md)
 
     def __post_init__(self) -> None:
         from hub.deliveries.clients import DeliveryClients
@@ -131,6 +136,7 @@ class Worker:
             self.jobs.append(Job("payments-reconcile", self.reconcile_payments, idle_seconds=60.0))
 
     def start(self) -> None:
+        self._serve_metrics()  # first: a port already taken fails the start before any work is taken
         user = hub_user(self.settings.amqp_url)
         if self.consume_inbound:
             inbound = InboundHandler(self.factory, self.clock, user, self.settings.audit_key,
@@ -165,6 +171,9 @@ class Worker:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
         stuck = [t.name for t in self._threads if t.is_alive()]
         self._bus.close()
+        if self.metrics_server is not None:
+            self.metrics_server.stop()
+            self.metrics_server = None
         if self._reverify is not None:
             self._reverify.close()
         return stuck
@@ -182,6 +191,33 @@ class Worker:
             threads[name] = entry
         return {"pid": os.getpid(), "written_at": now, "interval_s": self.settings.worker_heartbeat_s,
                 "stopping": self._stop.is_set(), "threads": threads}
+
+    def breakers(self) -> dict[tuple[str, str], str]:
+        """This process's circuit breakers, (kind, target) → state: each partner's delivery endpoint, each
+        registry the re-verification calls, each payment gateway."""
+        states: dict[tuple[str, str], str] = {}
+        for partner, status in self._delivery_clients.status().items():
+            states[("delivery", partner)] = str(status.get("breaker", "unknown"))
+        if self._reverify is not None:
+            for name, status in self._reverify.registries.status().items():
+                states[("registry", name)] = str(status.get("breaker", "unknown"))
+        gateways = self.payment_gateways
+        if gateways is not None:
+            for name in gateways.names():
+                status_of = getattr(gateways.get(name), "status", None)
+                if callable(status_of):
+                    states[("payment", name)] = str(status_of().get("breaker", "unknown"))
+        return states
+
+    def _serve_metrics(self) -> None:
+        if self.settings.worker_metrics_port == 0 or self.metrics_server is not None:
+            return
+        from hub.metrics.worker import MetricsServer, WorkerCollector
+
+        collector = WorkerCollector(self.factory, self.clock, self, cache_s=self.settings.worker_metrics_cache_s)
+        self.metrics_server = MetricsServer(self.settings.worker_metrics_host, self.settings.worker_metrics_port,
+                                            collector, token=self.settings.metrics_token)
+        self.metrics_server.start()
 
     def write_heartbeat(self, path: Path) -> None:
         """Atomically (a rename): `hub worker --alive` never reads half a file."""

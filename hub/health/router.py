@@ -4,7 +4,6 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 from sqlalchemy import text
 
@@ -65,7 +64,12 @@ def _not_ready(code: str, title: str, detail: str, **extra: Any) -> Response:
     return JSONResponse(body.model_dump(exclude_none=True), status_code=503, media_type=MEDIA_TYPE)
 
 
-@router.get("/metrics", response_class=Response)
-def metrics() -> Response:
-    """Prometheus metrics."""
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+@router.get("/metrics", response_class=Response, responses={401: {"model": Problem, "content": {MEDIA_TYPE: {}}}})
+def metrics(request: Request) -> Response:
+    """Prometheus metrics (docs/metrics.md): with `hub api --workers N`, every worker's figures in one answer.
+    When HUB_METRICS_TOKEN is set, only for `Authorization: Bearer <token>` (401 otherwise)."""
+    from hub.metrics import exposition
+
+    if not exposition.authorised(request.headers.get("authorization"), request.app.state.settings.metrics_token):
+        return Response(exposition.unauthorised_body(), status_code=401, headers=exposition.UNAUTHORISED_HEADERS)
+    return Response(exposition.api_text(), media_type=exposition.CONTENT_TYPE)

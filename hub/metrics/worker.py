@@ -52,20 +52,29 @@ Rows = list[tuple[Any, ...]]
 
 @dataclass
 class _Cached:
-    """One family's query result, kept ``ttl_s``: concurrent scrapes share the one query in flight."""
+    """One family's query result, kept ``ttl_s``: concurrent scrapes share the one query in flight. A failed
+    read is not tried again before ``ttl_s`` either: a database in trouble is not asked more for being down."""
 
     query: Callable[[Session], Rows]
     ttl_s: float
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _rows: Rows | None = None
+    _failure: Exception | None = None
     _read_at: float = float("-inf")
 
     def rows(self, factory: sessionmaker[Session]) -> Rows:
         with self._lock:
-            if self._rows is None or time.monotonic() - self._read_at >= self.ttl_s:
-                with factory() as session:
-                    self._rows = self.query(session)
+            if time.monotonic() - self._read_at >= self.ttl_s:
                 self._read_at = time.monotonic()
+                try:
+                    with factory() as session:
+                        self._rows, self._failure = self.query(session), None
+                except Exception as exc:
+                    self._rows, self._failure = None, exc
+                    raise
+            if self._failure is not None:
+                raise self._failure
+            assert self._rows is not None
             return self._rows
 
 
@@ -122,6 +131,8 @@ class WorkerCollector(Collector):
         now = self.clock.now()
         database_up = 1
         for name, cached in self._families.items():
+            if not database_up:
+                break  # one family failed: the others would wait for the same unreachable database
             try:
                 rows = cached.rows(self.factory)
             except Exception as exc:  # the database away: say so in a gauge, never fail the scrape

@@ -10,21 +10,23 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.amqp import InProcessBus
 from hub.app import create_app
 from hub.clock import FixedClock
-from hub.db import unit_of_work
+from hub.db import make_engine, make_session_factory, unit_of_work
 from hub.exchange.models import DeadLetter
+from hub.metrics.worker import MetricsServer, WorkerCollector
 from hub.settings import Settings
 from hub.worker import Worker
 from tests.servers import free_port
@@ -194,3 +196,36 @@ def _store_dead_letter(factory: sessionmaker[Session], clock: FixedClock, **over
                               **overrides}
     with unit_of_work(factory) as session:
         session.add(DeadLetter(**fields))
+
+
+class _Idle:
+    """A worker with no threads and no breakers: only the database families are under test."""
+
+    def heartbeat(self) -> dict[str, object]:
+        return {"written_at": 0.0, "threads": {}}
+
+    def breakers(self) -> dict[tuple[str, str], str]:
+        return {}
+
+
+def test_a_worker_whose_database_is_away_still_answers_the_scrape_and_asks_again_only_after_the_cache(
+        tmp_path: Path, clock: FixedClock) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'missing' / 'nowhere.db'}")  # its folder does not exist
+    opened: list[int] = []
+    factory = make_session_factory(engine)
+    event.listen(engine, "do_connect", lambda *_: opened.append(1))
+    server = MetricsServer("127.0.0.1", free_port(), WorkerCollector(factory, clock, _Idle(), cache_s=3600),
+                           token=None)
+    server.start()
+    try:
+        first = httpx.get(server.url, timeout=30, trust_env=False)
+        assert first.status_code == 200
+        assert value(first.text, "hub_worker_database_up") == 0
+        assert "hub_outbox_backlog " not in first.text
+        tried = len(opened)
+        assert tried == 1  # the first family failed: the others were not tried against the same database
+        again = httpx.get(server.url, timeout=30, trust_env=False)
+        assert value(again.text, "hub_worker_database_up") == 0 and len(opened) == tried  # not asked again yet
+    finally:
+        server.stop()
+        engine.dispose()

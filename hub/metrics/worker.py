@@ -7,8 +7,8 @@ docs/metrics.md.
 * From the database, read at scrape time: the outbox backlog and the age of its oldest unsent row, the inbox's
   outcomes, dead letters waiting, deliveries failing by partner, held events. These figures are the hub's, not
   this process's: every worker replica answers the same (aggregate with ``max``, never ``sum``). A scrape must
-  not hammer PostgreSQL: each family is one query, run at most once per ``worker_metrics_cache_s``, however
-  many scrapers and replicas ask (concurrent scrapes wait for the one query in flight).
+  not hammer PostgreSQL: each family is one query, run at most once per ``worker_metrics_cache_s`` by each
+  worker process, however many scrapers ask (concurrent scrapes wait for the one query in flight).
 * From this process: its circuit breakers by target (this process's view: each worker has its own breakers)
   and its threads' liveness (the heartbeat `hub worker --alive` reads).
 """

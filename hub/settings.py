@@ -134,6 +134,11 @@ class Settings(BaseSettings):
     payments_query_interval_s: float = Field(default=15.0, gt=0)
     payments_refund_interval_s: float = Field(default=10.0, gt=0)
     payments_reconcile_hour: int = Field(default=3, ge=-1, le=23)
+    # Connection budget (issue 13, part compose; docs/operations.md "Connection budgets"): the PostgreSQL pool
+    # of each `hub api` / `hub worker` process — at most pool + overflow connections, plus its one LISTEN
+    # connection. Size max_connections for every process at its limit. SQLite keeps SQLAlchemy's own pool.
+    db_pool_size: int = Field(default=20, ge=1, le=1000)
+    db_max_overflow: int = Field(default=20, ge=0, le=1000)
 
     def resolved_database_url(self) -> str:
         if self.database_url:

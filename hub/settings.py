@@ -139,6 +139,10 @@ class Settings(BaseSettings):
     # connection. Size max_connections for every process at its limit. SQLite keeps SQLAlchemy's own pool.
     db_pool_size: int = Field(default=20, ge=1, le=1000)
     db_max_overflow: int = Field(default=20, ge=0, le=1000)
+    # The broker administrator's password for the partner commands and `hub bootstrap` (compose: the
+    # `rabbitmq_admin_password` secret, with HUB_RABBITMQ_MANAGEMENT_URL=http://admin@rabbitmq:15672); the
+    # hub's own AMQP user is no administrator there. Used only when that URL names a user.
+    rabbitmq_management_password_file: Path | None = None
 
     def resolved_database_url(self) -> str:
         if self.database_url:

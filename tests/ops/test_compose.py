@@ -39,6 +39,8 @@ OPERATIONS_DOC = ROOT / "docs" / "operations.md"
 Config = dict[str, Any]
 JOBS = {"migrate", "bootstrap", "seed"}  # run to completion: restart "no"/on-failure, no healthcheck needed
 HUB_PROCESSES = ("migrate", "bootstrap", "api", "worker")
+ONLY_FOR = {"rabbitmq_admin_password": {"bootstrap"}, "bootstrap_admin_password": {"bootstrap"},
+            "rabbitmq_definitions": {"rabbitmq"}}
 CONTRACT_ENVIRONMENT = {
     "HUB_DATABASE_URL": "postgresql+psycopg://hub@postgres:5432/hub",
     "HUB_DATABASE_PASSWORD_FILE": "/run/secrets/db_password",
@@ -240,6 +242,8 @@ def secret_problems(config: Config) -> list[str]:
         for value in environment(service).values():
             if value.startswith("/run/secrets/") and value.removeprefix("/run/secrets/") not in mounted:
                 problems.append(f"{name} reads {value} but does not mount it")
+        # Least privilege: the administrators' passwords for the one job that needs them.
+        problems += [f"{name} holds {s}" for s in sorted(mounted) if name not in ONLY_FOR.get(s, {name})]
     return problems
 
 
@@ -504,6 +508,10 @@ BROKEN_CONFIGS: dict[str, tuple[Rule, Break, BreakText]] = {
     "api materials not shared": (_on_config(contract_problems), _set("services.api.volumes", []), None),
     "an undeclared secret": (_on_config(secret_problems), _set("services.api.secrets", ["db_password", "nope"]),
                              None),
+    "the broker admin in the api": (_on_config(secret_problems),
+                                    _set("services.api.secrets", ["db_password", "amqp_password", "hub_secret_key",
+                                                                  "hub_audit_key", "metrics_token",
+                                                                  "rabbitmq_admin_password"]), None),
     "a secret read but not mounted": (_on_config(secret_problems), _set("services.worker.secrets", ["db_password"]),
                                       None),
     "nginx to the wrong upstream": (NGINX, None,

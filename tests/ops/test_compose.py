@@ -505,7 +505,13 @@ Break = Callable[[Config], None] | None
 BreakText = Callable[[Texts], None] | None
 NGINX = _with(nginx_problems, "nginx")
 VERSION = _with(rabbitmq_version_problems, "docs")
-BUDGET: Rule = lambda config, given: postgres_budget_problems(config, given["postgres"], given["docs"])  # noqa: E731
+
+
+def _budget(config: Config, given: Texts) -> list[str]:
+    return postgres_budget_problems(config, given["postgres"], given["docs"])
+
+
+BUDGET = _budget
 
 BROKEN_CONFIGS: dict[str, tuple[Rule, Break, BreakText]] = {
     "schema: ports not a list": (_on_config(schema_problems), _set("services.api.ports", "8000:8000"), None),

@@ -17,7 +17,7 @@ from sqlalchemy.exc import DBAPIError
 from hub import logs
 from hub.cli_options import JsonOpt
 from hub.clock import SystemClock
-from hub.db import make_engine, make_session_factory, unit_of_work
+from hub.db import make_engine, make_process_engine, make_session_factory, unit_of_work
 from hub.deliveries.cli import deliveries_app
 from hub.errors import HubError
 from hub.exchange.cli import dlq_app, exchange_app, partners_app
@@ -169,7 +169,7 @@ def up(host: HostOpt = "127.0.0.1", port: PortOpt = 8000, verbose: VerboseOpt = 
 def _build_worker(settings: Settings) -> Worker:
     from hub.worker import Worker
 
-    factory = make_session_factory(make_engine(settings.resolved_database_url()))
+    factory = make_session_factory(make_process_engine(settings))  # HUB_DB_POOL_SIZE / HUB_DB_MAX_OVERFLOW
     return Worker(settings=settings, factory=factory, clock=SystemClock())
 
 

@@ -134,6 +134,15 @@ class Settings(BaseSettings):
     payments_query_interval_s: float = Field(default=15.0, gt=0)
     payments_refund_interval_s: float = Field(default=10.0, gt=0)
     payments_reconcile_hour: int = Field(default=3, ge=-1, le=23)
+    # Connection budget (issue 13, part compose; docs/operations.md "Connection budgets"): the PostgreSQL pool
+    # of each `hub api` / `hub worker` process — at most pool + overflow connections, plus its one LISTEN
+    # connection. Size max_connections for every process at its limit. SQLite keeps SQLAlchemy's own pool.
+    db_pool_size: int = Field(default=20, ge=1, le=1000)
+    db_max_overflow: int = Field(default=20, ge=0, le=1000)
+    # The broker administrator's password for the partner commands and `hub bootstrap` (compose: the
+    # `rabbitmq_admin_password` secret, with HUB_RABBITMQ_MANAGEMENT_URL=http://admin@rabbitmq:15672); the
+    # hub's own AMQP user is no administrator there. Used only when that URL names a user.
+    rabbitmq_management_password_file: Path | None = None
 
     # Metrics (issue 13, part metrics; hub/metrics/, docs/metrics.md). ``metrics_token`` (HUB_METRICS_TOKEN, or
     # HUB_METRICS_TOKEN_FILE) set: /metrics on the api and the worker answer 401 without `Authorization: Bearer

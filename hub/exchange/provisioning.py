@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import re
 import secrets
+import stat
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse, urlunparse
 
@@ -79,7 +81,8 @@ def amqp_username(code: str, vhost: str) -> str:
 def broker_of(settings: Settings) -> Broker | None:
     """None without HUB_AMQP_URL (the in-process bus: no users to manage). The management API is
     HUB_RABBITMQ_MANAGEMENT_URL (default: the broker's host, port 15672); its credentials are that URL's
-    user and password if it has them, else the hub's own AMQP user's (it needs the administrator tag)."""
+    user and password (or, with a user in the URL, the password in HUB_RABBITMQ_MANAGEMENT_PASSWORD_FILE) if
+    it has them, else the hub's own AMQP user's (it needs the administrator tag)."""
     if not settings.amqp_url:
         return None
     amqp = urlparse(settings.amqp_url)
@@ -88,10 +91,37 @@ def broker_of(settings: Settings) -> Broker | None:
     parsed = urlparse(management)
     if parsed.username:
         user, password = unquote(parsed.username), unquote(parsed.password or "")
+        if settings.rabbitmq_management_password_file is not None:
+            password = _management_password(settings.rabbitmq_management_password_file, in_url=bool(password))
         management = urlunparse(parsed._replace(netloc=parsed.hostname + (f":{parsed.port}" if parsed.port else "")))
     else:
         user, password = unquote(amqp.username or "guest"), unquote(amqp.password or "guest")
     return Broker(management_url=management, admin_user=user, admin_password=password, vhost=vhost or "/")
+
+
+SECRETS_MOUNT = Path("/run/secrets")  # compose's secrets: read-only mounts, may be readable by others
+
+
+def _management_password(path: Path, *, in_url: bool) -> str:
+    """The broker administrator's password from HUB_RABBITMQ_MANAGEMENT_PASSWORD_FILE (compose's
+    `rabbitmq_admin_password` secret): only the jobs that manage partners hold it, never the api or worker."""
+    variable = "HUB_RABBITMQ_MANAGEMENT_PASSWORD_FILE"
+    if in_url:
+        raise PartnerCommandError("management_password_twice", "RabbitMQ 管理密码重复设置",
+                                  f"both HUB_RABBITMQ_MANAGEMENT_URL (with a password) and {variable} are set")
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        password = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PartnerCommandError("management_password_file", "无法读取 RabbitMQ 管理密码文件",
+                                  f"{variable}: {path} cannot be read ({type(exc).__name__})") from None
+    if mode & 0o077 and not path.absolute().is_relative_to(SECRETS_MOUNT):
+        raise PartnerCommandError("management_password_file", "RabbitMQ 管理密码文件权限过宽",
+                                  f"{variable}: {path} is open to other users (mode {mode:o}); chmod 600 it")
+    if not password:
+        raise PartnerCommandError("management_password_file", "RabbitMQ 管理密码文件为空",
+                                  f"{variable}: {path} is empty")
+    return password
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from hub import logs
 from hub.app import create_app
+from hub.heap import freeze_startup_heap
 from hub.keys import KeyRefused, Policy, resolve_keys
 from hub.settings import get_settings
 
@@ -12,3 +13,4 @@ try:
 except KeyRefused as exc:
     raise SystemExit(f"hub: refusing to serve: {exc}") from None
 app = create_app(_settings)
+freeze_startup_heap()  # start-up's objects out of the garbage collector's walks (hub/heap.py)

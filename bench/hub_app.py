@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from bench import counting
 from hub import logs
 from hub.app import create_app
+from hub.heap import freeze_startup_heap
 from hub.settings import Settings
 
 
@@ -30,4 +31,6 @@ def app_from_env() -> FastAPI:
         log_level=os.environ.get("HUB_LOG_LEVEL", "WARNING"),
     )
     logs.configure(settings.log_level, settings.log_json)
-    return create_app(settings)
+    app = create_app(settings)
+    freeze_startup_heap()  # as hub.asgi does for `hub api`
+    return app

@@ -148,6 +148,7 @@ def up(host: HostOpt = "127.0.0.1", port: PortOpt = 8000, verbose: VerboseOpt = 
     import uvicorn
 
     from hub.app import create_app
+    from hub.heap import freeze_startup_heap
     from hub.seed.service import demo_accounts
 
     settings = get_settings()
@@ -161,7 +162,9 @@ def up(host: HostOpt = "127.0.0.1", port: PortOpt = 8000, verbose: VerboseOpt = 
     _print_welcome(host, port, demo_accounts())  # first: nothing the worker logs lands inside the banner
     worker.start()
     try:
-        uvicorn.run(create_app(settings), host=host, port=port, log_config=None, access_log=False)
+        served = create_app(settings)
+        freeze_startup_heap()  # start-up's objects out of the garbage collector's walks (hub/heap.py)
+        uvicorn.run(served, host=host, port=port, log_config=None, access_log=False)
     finally:
         worker.stop()
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Annotated
 
@@ -48,6 +49,25 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
         raise
     finally:
         # A read's transaction is rolled back here. After a commit or a rollback this does no I/O.
+        session.close()
+
+
+@contextmanager
+def request_unit_of_work(request: Request) -> Iterator[Session]:
+    """``get_session`` for the one endpoint that takes no dependency at all, the online submission (each
+    dependency FastAPI solves costs a request more than the work of the dependency itself): the same unit
+    of work — committed once when the block ends, only if something was written, rolled back when it raises,
+    closed — entered and left in the (sync) endpoint's own thread, so the COMMIT needs no hop of its own and
+    a failing COMMIT still becomes the error answer. Only for a plain ``def`` endpoint: it blocks."""
+    session: Session = request.app.state.session_factory()
+    try:
+        yield session
+        if wrote(session):
+            session.commit()
+    except BaseException:
+        session.rollback()  # also after a failed COMMIT (see get_session)
+        raise
+    finally:
         session.close()
 
 

@@ -132,6 +132,7 @@ def _apply_optimistically(
     inbox: list[tuple[CheckedMessage, IngestResult, Case | None]] = []
     failed: dict[int, Applied] = {}
     updated: list[Case] = []
+    inserted: list[Any] = []
     cache.owed, cache.outbox = [], []
     try:
         with session.begin_nested():
@@ -160,6 +161,8 @@ def _apply_optimistically(
             # The batch's existing cases in one statement (their lock_version checked in it), then the rest of
             # the batch — new cases and steps — in one flush, batched per table.
             updated = writes.update_cases(session, (c for c in cache.cases.values() if c is not None))
+            # New cases and events: one statement per table, not the ORM's INSERTs (hub/cases/writes.py).
+            inserted = writes.insert_added(session)
             session.flush()
             # After the flush: a new case has its id now.
             deliveries.create_owed(session, cache.owed, now)
@@ -171,6 +174,9 @@ def _apply_optimistically(
         cache.owed = cache.outbox = None
         if not _transaction_usable(session):
             raise
+        for obj in inserted:  # made persistent outside the ORM's flush: its rows were rolled back
+            if obj in session:
+                session.expunge(obj)
         cache.restore(before)
         cache.forget_rolled_back(session)
         for case in updated:  # written outside the ORM's flush, rolled back with the savepoint: read them again

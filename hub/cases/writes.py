@@ -497,11 +497,13 @@ def insert_added(session: Session) -> list[Any]:
     table on PostgreSQL, each table's rows one JSONB parameter — where the ORM's flush sends an INSERT …
     RETURNING per run of cases with the same attributes set and one statement of every event's values, tens of
     kilobytes of text that psycopg parses again on every execution (its parse cache takes statements under
-    ``DRIVER_CACHED_LENGTH``) and the server plans afresh. Afterwards both are persistent objects of the
-    session as if loaded (supervision tells a written event by that: hub/supervision/realtime.py), with
-    nothing left to flush. For a unit of work that adds many (hub/exchange/service.py ``ingest_batch``); a
-    case whose row another new object refers to by relationship is left to the flush (a joint case's branches).
-    Elsewhere (SQLite) the flush does it."""
+    ``DRIVER_CACHED_LENGTH``) and the server plans afresh. Afterwards both are persistent objects of the session
+    as if loaded (supervision tells a new case's written events by that: hub/supervision/realtime.py), with
+    nothing left to flush. Returns what it wrote: a caller that rolls back a savepoint around this must
+    expunge it (the ORM
+    forgets only the rows its own flush inserted). For a unit of work that adds many (hub/exchange/service.py
+    ``ingest_batch``); a case whose row refers to another new one (a joint case's branches) is left to the
+    flush. Elsewhere (SQLite) the flush does it."""
     if session.get_bind().dialect.name != "postgresql":
         return []
     cases = [obj for obj in session.new if type(obj) is Case and obj.parent_id is None]

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ARRAY, String, bindparam, delete, insert, select, text, tuple_
+from sqlalchemy import ARRAY, String, bindparam, delete, func, insert, select, text, tuple_
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, defer, joinedload
 
@@ -132,6 +132,7 @@ def _apply_optimistically(
     inbox: list[tuple[CheckedMessage, IngestResult, Case | None]] = []
     failed: dict[int, Applied] = {}
     updated: list[Case] = []
+    inserted: list[Any] = []
     cache.owed, cache.outbox = [], []
     try:
         with session.begin_nested():
@@ -160,6 +161,8 @@ def _apply_optimistically(
             # The batch's existing cases in one statement (their lock_version checked in it), then the rest of
             # the batch — new cases and steps — in one flush, batched per table.
             updated = writes.update_cases(session, (c for c in cache.cases.values() if c is not None))
+            # New cases and events: one statement per table, not the ORM's INSERTs (hub/cases/writes.py).
+            inserted = writes.insert_added(session)
             session.flush()
             # After the flush: a new case has its id now.
             deliveries.create_owed(session, cache.owed, now)
@@ -171,6 +174,9 @@ def _apply_optimistically(
         cache.owed = cache.outbox = None
         if not _transaction_usable(session):
             raise
+        for obj in inserted:  # made persistent outside the ORM's flush: its rows were rolled back
+            if obj in session:
+                session.expunge(obj)
         cache.restore(before)
         cache.forget_rolled_back(session)
         for case in updated:  # written outside the ORM's flush, rolled back with the savepoint: read them again
@@ -312,21 +318,33 @@ def _prefetch(session: Session, cache: _BatchCache, envelopes: Sequence[tuple[An
             if inbox_keys:
                 cache.inbox = {(p, m) for p, m in session.execute(
                     select(InboxMessage.partner_code, InboxMessage.message_id)
-                    .where(tuple_(InboxMessage.partner_code, InboxMessage.message_id).in_(inbox_keys)))}
+                    .where(_pairs_in(session, InboxMessage.partner_code, InboxMessage.message_id, inbox_keys)))}
             # Before reading the cases: then no other worker changes them. Cases held elsewhere are not read.
             _lock_cases(session, cache, case_keys)
             case_keys = [k for k in case_keys if _lock_key(*k) not in cache.contended]
             if case_keys:
                 found = {(c.origin_partner, c.external_id): c for c in session.scalars(
-                    select(Case).where(tuple_(Case.origin_partner, Case.external_id).in_(case_keys))
+                    select(Case).where(_pairs_in(session, Case.origin_partner, Case.external_id, case_keys))
                     .options(*_CASE_OPTIONS))}
                 cache.cases = {k: found.get(k) for k in case_keys}
                 waiting = {(p, x) for p, x in session.execute(
                     select(PendingEvent.partner_code, PendingEvent.external_id).distinct()
-                    .where(tuple_(PendingEvent.partner_code, PendingEvent.external_id).in_(case_keys)))}
+                    .where(_pairs_in(session, PendingEvent.partner_code, PendingEvent.external_id, case_keys)))}
                 cache.held = {k: k in waiting for k in case_keys}
     except DBAPIError:
         cache.inbox, cache.cases, cache.locked, cache.held, cache.contended = None, {}, set(), {}, set()
+
+
+def _pairs_in(session: Session, first: Any, second: Any, pairs: Sequence[tuple[Any, Any]]) -> Any:
+    """``(first, second) IN pairs``. On PostgreSQL as two array parameters unnested: a short statement of two
+    parameters whatever the batch, which psycopg parses once and the server keeps prepared — an expanded
+    ``IN ((…), (…))`` of a hundred parameters is a new statement to parse and plan for every batch size."""
+    if session.get_bind().dialect.name != "postgresql":
+        return tuple_(first, second).in_(pairs)
+    unnested = func.unnest(bindparam("first", [a for a, _ in pairs], type_=ARRAY(first.type)),
+                           bindparam("second", [b for _, b in pairs], type_=ARRAY(second.type))
+                           ).table_valued("a", "b").render_derived(name="pairs")
+    return tuple_(first, second).in_(select(unnested.c.a, unnested.c.b))
 
 
 def _lock_cases(session: Session, cache: _BatchCache, case_keys: Sequence[tuple[str, str]]) -> None:

@@ -266,7 +266,7 @@ def test_the_administrator_signs_in_and_a_partner_authenticates_over_http(hub: H
              "HUB_AUDIT_KEY_FILE": str(hub.secret_file("audit_key", PROCESS_KEYS["HUB_AUDIT_KEY"]))}
     if hub.database_url.startswith("postgresql"):  # the URL without its password, the password from a file
         url = make_url(hub.database_url)
-        files["HUB_DATABASE_URL"] = url.set(password=None).render_as_string(hide_password=False)
+        files["HUB_DATABASE_URL"] = url._replace(password=None).render_as_string(hide_password=False)
         files["HUB_DATABASE_PASSWORD_FILE"] = str(hub.secret_file("db_password", str(url.password)))
     port = free_port()
     base = f"http://127.0.0.1:{port}"

@@ -177,6 +177,25 @@ def test_a_partner_secret_file_open_to_others_or_the_demo_secret_is_refused(hub:
     assert "partners[3].secret_file" in ran.stderr and "not_demo" in ran.stderr, ran
 
 
+def test_an_item_the_catalogue_refuses_is_named_by_its_file_index_and_field(hub: Hub) -> None:
+    """A catalogue file of its own, each item's form beside it: an item the catalogue's rules refuse (a promised
+    time limit above the statutory one) exits 2 naming the items file, the item and the field; all rolled back."""
+    from hub.seed.service import read_form, read_seed
+
+    row = next(r for r in read_seed("items") if r["key"] == "physician-practice-registration")
+    folder = hub.workdir / "catalogue"
+    (folder / "forms").mkdir(parents=True)
+    (folder / "forms" / "physician.json").write_text(json.dumps(read_form(row["form"])), encoding="utf-8")
+    bad = {**row, "form": "forms/physician.json", "promised_limit_days": row["statutory_limit_days"] + 5}
+    (folder / "items.json").write_text(json.dumps([bad], ensure_ascii=False), encoding="utf-8")
+    own = hub.variant("own-catalogue.json", lambda d: d["catalogue"].update(items="catalogue/items.json"))
+    ran = hub.bootstrap(own, "--admin-password-file", str(hub.secret_file("pw", ADMIN_PASSWORD)))
+    assert ran.code == 2, ran
+    assert f"{folder / 'items.json'}: [0].promised_limit_days" in ran.stderr, ran
+    assert "not_above_statutory" in ran.stderr, ran
+    assert hub.count("SELECT count(*) FROM regions") == 0 and hub.count("SELECT count(*) FROM items") == 0
+
+
 @pytest.mark.parametrize(("password", "message"), [
     ("short-pw", "at least 12"), (DEMO_PASSWORD, "published demo password")], ids=["short", "demo"])
 def test_a_weak_administrator_password_is_refused(hub: Hub, password: str, message: str) -> None:

@@ -243,7 +243,7 @@ def partner_secret_problem(secret: str, *, demo: set[str], taken: dict[str, str]
     return None
 
 
-def check_admin_password(password: str, *, source: str) -> None:
+def check_admin_password(*, password: str, source: str) -> None:
     demo = {str(row["password"]) for row in read_seed("officers")}
     if password in demo:
         raise BootstrapRefused(f"{source}: the administrator's password is the published demo password")

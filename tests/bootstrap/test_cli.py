@@ -133,7 +133,8 @@ def test_a_misspelt_section_and_a_missing_field_are_each_named(hub: Hub) -> None
     ran = hub.bootstrap(hub.variant("misspelt.json", change), "--json")
     assert ran.code == 2, ran
     problems = {(p["path"], p["rule"]) for p in json.loads(ran.stdout)["problems"]}
-    assert {("", "additionalProperties"), ("", "required"), ("administrator", "required")} <= problems, problems
+    assert {("", "additionalProperties"), ("partners", "required"),
+            ("administrator.department", "required")} <= problems, problems
 
 
 def test_a_region_that_exists_nowhere_is_refused_before_anything_is_written(hub: Hub) -> None:

@@ -15,6 +15,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from hub import logs
+from hub.bootstrap.cli import bootstrap_command
 from hub.cli_options import JsonOpt
 from hub.clock import SystemClock
 from hub.db import make_engine, make_process_engine, make_session_factory, unit_of_work
@@ -24,7 +25,7 @@ from hub.exchange.cli import dlq_app, exchange_app, partners_app
 from hub.keys import AUDIT_KEY, KeyRefused, Policy, resolve_keys
 from hub.mocks_cli import start_for_up
 from hub.payments.cli import payments_app
-from hub.settings import Settings, get_settings
+from hub.settings import SecretFileRefused, Settings, get_settings
 from hub.supervision.cli import alerts_app
 from hub.verification.cli import registries_app
 
@@ -50,7 +51,7 @@ class HubCli(typer.Typer):
     def _run(self, *args: Any, **kwargs: Any) -> Any:
         try:
             return super().__call__(*args, **kwargs)
-        except KeyRefused as exc:
+        except (KeyRefused, SecretFileRefused) as exc:
             _fail(f"refused: {exc}")
         except HubError as exc:
             _fail(_describe(exc))
@@ -93,6 +94,7 @@ app.add_typer(exchange_app, name="exchange")
 app.add_typer(deliveries_app, name="deliveries")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(payments_app, name="payments")
+app.command("bootstrap")(bootstrap_command)  # issue 13, part boot: hub/bootstrap/
 console = Console(soft_wrap=True)  # an address or a path is never broken across lines (logs, pipes)
 log = logging.getLogger("hub.cli")
 

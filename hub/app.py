@@ -18,7 +18,7 @@ from hub.cases.router import applications, cases
 from hub.catalog.router import router as catalog_router
 from hub.clock import Clock, SystemClock
 from hub.contracts.router import router as contracts_router
-from hub.db import make_engine, make_session_factory
+from hub.db import make_process_engine, make_session_factory
 from hub.exchange.router import router as exchange_router
 from hub.health.router import router as health_router
 from hub.legacy.router import router as legacy_soap_router
@@ -69,7 +69,7 @@ def create_app(
     app.state.settings = settings
     refcache.configure(ttl_s=settings.reference_cache_ttl_s)
     app.state.clock = clock or SystemClock()
-    app.state.engine = engine or make_engine(settings.resolved_database_url())
+    app.state.engine = engine or make_process_engine(settings)  # HUB_DB_POOL_SIZE/_MAX_OVERFLOW
     app.state.session_factory = make_session_factory(app.state.engine)
     registry_setup.install(app, settings, registries)  # app.state.registries; None: not configured
     app.state.payment_gateways = Gateways.from_settings(settings)  # issue 12: one registry per process

@@ -15,16 +15,17 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from hub import logs
+from hub.bootstrap.cli import bootstrap_command
 from hub.cli_options import JsonOpt
 from hub.clock import SystemClock
-from hub.db import make_engine, make_session_factory, unit_of_work
+from hub.db import make_engine, make_process_engine, make_session_factory, unit_of_work
 from hub.deliveries.cli import deliveries_app
 from hub.errors import HubError
 from hub.exchange.cli import dlq_app, exchange_app, partners_app
 from hub.keys import AUDIT_KEY, KeyRefused, Policy, resolve_keys
 from hub.mocks_cli import start_for_up
 from hub.payments.cli import payments_app
-from hub.settings import Settings, get_settings
+from hub.settings import SecretFileRefused, Settings, get_settings
 from hub.supervision.cli import alerts_app
 from hub.verification.cli import registries_app
 
@@ -50,7 +51,7 @@ class HubCli(typer.Typer):
     def _run(self, *args: Any, **kwargs: Any) -> Any:
         try:
             return super().__call__(*args, **kwargs)
-        except KeyRefused as exc:
+        except (KeyRefused, SecretFileRefused) as exc:
             _fail(f"refused: {exc}")
         except HubError as exc:
             _fail(_describe(exc))
@@ -93,6 +94,7 @@ app.add_typer(exchange_app, name="exchange")
 app.add_typer(deliveries_app, name="deliveries")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(payments_app, name="payments")
+app.command("bootstrap")(bootstrap_command)  # issue 13, part boot: hub/bootstrap/
 console = Console(soft_wrap=True)  # an address or a path is never broken across lines (logs, pipes)
 log = logging.getLogger("hub.cli")
 
@@ -169,7 +171,7 @@ def up(host: HostOpt = "127.0.0.1", port: PortOpt = 8000, verbose: VerboseOpt = 
 def _build_worker(settings: Settings) -> Worker:
     from hub.worker import Worker
 
-    factory = make_session_factory(make_engine(settings.resolved_database_url()))
+    factory = make_session_factory(make_process_engine(settings))  # HUB_DB_POOL_SIZE / HUB_DB_MAX_OVERFLOW
     return Worker(settings=settings, factory=factory, clock=SystemClock())
 
 

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from functools import cache
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from psycopg import pq
 from sqlalchemy import JSON, DateTime, MetaData, bindparam, create_engine, event, func, inspect, literal_column
@@ -20,6 +20,9 @@ from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, configure_mappers, sessionmaker
 from sqlalchemy.sql.dml import Insert, Update, UpdateBase
 from sqlalchemy.types import TypeDecorator
+
+if TYPE_CHECKING:
+    from hub.settings import Settings
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -99,6 +102,15 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     event.listen(engine, "checkout", _ping_psycopg)
     event.listen(engine, "checkin", _note_checkin)
     return engine
+
+
+def make_process_engine(settings: Settings) -> Engine:
+    """The engine of a long-running process (`hub api`, `hub worker`): on PostgreSQL its pool is
+    HUB_DB_POOL_SIZE + HUB_DB_MAX_OVERFLOW, the figures the deployment's connection budget adds up."""
+    url = settings.resolved_database_url()
+    if url.startswith("sqlite"):
+        return make_engine(url)
+    return make_engine(url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow)
 
 
 # A connection returned to the pool less than this long ago is checked without a round trip (``_quiet``).

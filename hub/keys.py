@@ -7,7 +7,8 @@ tests can build ``Settings`` directly; no command that serves or operates on rea
 Three policies, by who runs the command:
 
 * ``PRODUCTION`` (``hub api``, ``hub worker``, ``uvicorn hub.asgi:app``): the key comes from the
-  environment only, so every replica on every host has the same one. Unset, the development default or
+  environment only (``HUB_SECRET_KEY``, or ``HUB_SECRET_KEY_FILE`` naming a file that holds it: compose
+  secrets), so every replica on every host has the same one. Unset, the development default or
   shorter than ``MIN_KEY_LENGTH`` characters: the command refuses to start.
 * ``NEWCOMER`` (``hub up``): the environment if set (same checks), else the data folder's key file
   ``<data_dir>/secrets/<name>`` — generated at random on the first start (mode 0600), reused afterwards.
@@ -84,19 +85,24 @@ def resolve_keys(settings: Settings, policy: Policy, keys: Sequence[KeySpec] = A
 
 def _resolve(settings: Settings, policy: Policy, spec: KeySpec) -> tuple[str, str]:
     configured = getattr(settings, spec.field)
-    explicit = configured != spec.dev_default or spec.env in os.environ  # (.env files count via the value)
+    # ``<ENV>_FILE`` (compose secrets) counts as the environment: Settings read the file (hub/settings.py).
+    from_file = settings.secret_file_of(spec.field)
+    explicit = configured != spec.dev_default or spec.env in os.environ or from_file is not None
+    source, named = ("environment", spec.env) if from_file is None else (
+        f"file {from_file}", f"{spec.env}_FILE {from_file}")
     if explicit and policy is Policy.OPERATOR:
         # The operator names the key the hub runs with; judging it is the serving command's job (a test hub
         # on the development default is checked by setting that default explicitly).
-        return configured, "environment"
+        return configured, source
     if explicit:
-        _check(configured, f"{spec.env} ({spec.purpose})")
-        return configured, "environment"
+        _check(configured, f"{named} ({spec.purpose})")
+        return configured, source
     if policy is Policy.PRODUCTION:
         raise KeyRefused(
             f"{spec.env} is not set: it {spec.purpose}, and a production command takes it from the environment "
-            f"only (the same value for every api and worker). Set it to a random string of at least "
-            f"{MIN_KEY_LENGTH} characters, e.g. `python -c 'import secrets; print(secrets.token_urlsafe(48))'`."
+            f"only (the same value for every api and worker). Set it (or {spec.env}_FILE, a file holding it) "
+            f"to a random string of at least {MIN_KEY_LENGTH} characters, e.g. "
+            f"`python -c 'import secrets; print(secrets.token_urlsafe(48))'`."
         )
     path = key_file(settings.data_dir, spec)
     if path.exists():
@@ -129,17 +135,25 @@ def _read(path: Path, spec: KeySpec) -> str:
 
 def _generate(path: Path, spec: KeySpec) -> str:
     """A new random key, published atomically: two starts at once end up with one key, never a half-written one."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     value = secrets.token_urlsafe(48)
+    if publish_secret_file(path, value):
+        return value
+    return _read(path, spec)  # another start won the race: use its key
+
+
+def publish_secret_file(path: Path, value: str) -> bool:
+    """Write ``value`` to ``path`` (mode 0600, its folder 0700) unless the file exists: False then, and the
+    file is left as it was. Atomic: a reader never sees a half-written secret, two writers never both win."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
     descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
             handle.write(value + "\n")
         try:
-            os.link(draft, path)  # fails if another start won the race: use its key
+            os.link(draft, path)  # fails if the file exists
         except FileExistsError:
-            return _read(path, spec)
+            return False
     finally:
         draft.unlink(missing_ok=True)
-    return value
+    return True

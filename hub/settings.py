@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
 
-from pydantic import Field
+from pydantic import Field, PrivateAttr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_SECRET = "dev-only-secret-change-me-in-production-0123456789"
 DEV_AUDIT_KEY = "dev-only-audit-key-change-me-in-production-9876543210"
+# Compose mounts its `secrets:` here (read-only, often mode 0444): a file under it may be readable by others.
+RUN_SECRETS = Path("/run/secrets")
+
+
+class SecretFileRefused(Exception):
+    """A ``HUB_*_FILE`` secret cannot be used (both forms set, file missing, empty or open to other users);
+    the message names the variables and the file. Not a ValueError: pydantic lets it through unwrapped, so
+    `hub` answers it in one line (hub/cli.py) instead of a validation traceback."""
 
 
 class Settings(BaseSettings):
@@ -134,6 +145,46 @@ class Settings(BaseSettings):
     payments_query_interval_s: float = Field(default=15.0, gt=0)
     payments_refund_interval_s: float = Field(default=10.0, gt=0)
     payments_reconcile_hour: int = Field(default=3, ge=-1, le=23)
+    # Connection budget (issue 13, part compose; docs/operations.md "Connection budgets"): the PostgreSQL pool
+    # of each `hub api` / `hub worker` process — at most pool + overflow connections, plus its one LISTEN
+    # connection. Size max_connections for every process at its limit. SQLite keeps SQLAlchemy's own pool.
+    db_pool_size: int = Field(default=20, ge=1, le=1000)
+    db_max_overflow: int = Field(default=20, ge=0, le=1000)
+
+    # Secrets from files (issue 13, part boot; docs/bootstrap.md): every secret may be given as ``HUB_<X>_FILE``,
+    # a file whose stripped content is the value (compose `secrets:`); the file must not be open to group or
+    # other unless it lives under /run/secrets. Setting both ``HUB_<X>`` and ``HUB_<X>_FILE`` is refused. The
+    # database and broker passwords are put into HUB_DATABASE_URL / HUB_AMQP_URL, which then carry none.
+    # ``metrics_token``: `/metrics` needs ``Authorization: Bearer <token>`` when set (part metrics).
+    # ``bootstrap_admin_password_file``: the first administrator's password for `hub bootstrap` (a file only).
+    metrics_token: str | None = None
+    secret_key_file: Path | None = None
+    audit_key_file: Path | None = None
+    metrics_token_file: Path | None = None
+    database_password_file: Path | None = None
+    amqp_password_file: Path | None = None
+    bootstrap_admin_password_file: Path | None = None
+    _secret_files: dict[str, Path] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _read_secret_files(self) -> Settings:
+        for name in ("secret_key", "audit_key", "metrics_token"):
+            path = getattr(self, f"{name}_file")
+            if path is None:
+                continue
+            if name in self.model_fields_set:
+                raise SecretFileRefused(f"both {_env(name)} and {_env(name)}_FILE are set: set one of them")
+            setattr(self, name, read_secret_file(path, variable=f"{_env(name)}_FILE"))
+            self._secret_files[name] = path
+        if self.database_password_file is not None:
+            self.database_url = _with_database_password(self.database_url, self.database_password_file)
+        if self.amqp_password_file is not None:
+            self.amqp_url = _with_amqp_password(self.amqp_url, self.amqp_password_file)
+        return self
+
+    def secret_file_of(self, name: str) -> Path | None:
+        """The file a secret setting (``secret_key``, ``audit_key``, ``metrics_token``) was read from, if any."""
+        return self._secret_files.get(name)
 
     def resolved_database_url(self) -> str:
         if self.database_url:
@@ -152,6 +203,56 @@ class Settings(BaseSettings):
         import socket
 
         return self.data_dir / "heartbeats" / f"worker-{socket.gethostname()}.json"
+
+
+def _env(name: str) -> str:
+    return f"HUB_{name.upper()}"
+
+
+def read_secret_file(path: Path, *, variable: str) -> str:
+    """The stripped content of a secret file, or ``SecretFileRefused`` naming ``variable`` and the file."""
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+        value = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        raise SecretFileRefused(f"{variable}: the file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SecretFileRefused(f"{variable}: the file {path} cannot be read ({type(exc).__name__})") from None
+    if mode & 0o077 and not path.absolute().is_relative_to(RUN_SECRETS):
+        raise SecretFileRefused(f"{variable}: the file {path} is open to other users (mode {mode:o}); "
+                                f"`chmod 600 {path}`")
+    if not value:
+        raise SecretFileRefused(f"{variable}: the file {path} is empty")
+    return value
+
+
+def _with_database_password(url: str, path: Path) -> str:
+    from sqlalchemy.engine import make_url  # settings stay importable without SQLAlchemy's URL machinery
+
+    if not url:
+        raise SecretFileRefused("HUB_DATABASE_PASSWORD_FILE is set but HUB_DATABASE_URL is not "
+                                "(the SQLite default takes no password)")
+    parsed = make_url(url)
+    if parsed.password:
+        raise SecretFileRefused("both HUB_DATABASE_URL (with a password) and HUB_DATABASE_PASSWORD_FILE are set: "
+                                "leave the password out of the URL")
+    password = read_secret_file(path, variable="HUB_DATABASE_PASSWORD_FILE")
+    return parsed.set(password=password).render_as_string(hide_password=False)
+
+
+def _with_amqp_password(url: str | None, path: Path) -> str:
+    if not url:
+        raise SecretFileRefused("HUB_AMQP_PASSWORD_FILE is set but HUB_AMQP_URL is not")
+    parts = urlsplit(url)
+    if parts.password:
+        raise SecretFileRefused("both HUB_AMQP_URL (with a password) and HUB_AMQP_PASSWORD_FILE are set: "
+                                "leave the password out of the URL")
+    if not parts.username:
+        raise SecretFileRefused("HUB_AMQP_PASSWORD_FILE is set but HUB_AMQP_URL names no user "
+                                "(amqp://USER@host:5672/vhost)")
+    password = read_secret_file(path, variable="HUB_AMQP_PASSWORD_FILE")
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:{quote(password, safe='')}@{host}"))
 
 
 @lru_cache

@@ -269,6 +269,23 @@ def _apply(
     item.updated_at = now
 
 
+def item_differs(session: Session, item: Item, data: ItemWrite) -> bool:
+    """Whether writing ``data`` would change the stored item (what ``_apply`` sets), e.g. for a re-run of
+    `hub bootstrap` that must leave an unchanged catalogue alone — no new version, no event."""
+    department = session.get(Department, item.department_id)
+    co = [session.get(Department, i) for i in item.co_department_ids]
+    stored = (item.name, item.national_code, item.region_code, department.code if department else None,
+              item.item_type, item.main_item, item.sub_item, item.level, item.kind, item.statutory_limit_days,
+              item.promised_limit_days, item.national_reporting, list(item.applicant_types), item.workflow_id,
+              [(d.region_code, d.code) for d in co if d is not None], item.guide, item.form_schema)
+    wanted = (data.name, data.national_code.upper(), data.region, data.department, data.item_type,
+              data.main_item, data.sub_item, data.level, data.kind, data.statutory_limit_days,
+              data.promised_limit_days, data.national_reporting, list(data.applicant_types), data.workflow_id,
+              [(ref.region, ref.code) for ref in data.departments],
+              data.model_dump(include=set(GUIDE_FIELDS), mode="json"), data.form_schema)
+    return stored != wanted
+
+
 def _publish(session: Session, item: Item, event_type: str) -> None:
     outbox.enqueue(
         session,

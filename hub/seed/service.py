@@ -6,11 +6,12 @@ Idempotent: rows that exist are left alone, so `hub up` can run it on every star
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from importlib.resources import files
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -42,31 +43,65 @@ def read_form(name: str) -> dict[str, Any]:
     return json.loads((files("schemas") / "forms" / name).read_text(encoding="utf-8"))
 
 
+Outcome = Literal["created", "updated", "unchanged"]
+
+
 def seed_reference_data(session: Session) -> tuple[int, int]:
     """Regions, departments and item types: what every installation needs."""
-    regions = 0
-    for row in read_seed("regions"):
-        if session.get(Region, row["code"]) is None:
-            session.add(Region(code=row["code"], name=row["name"], level=row["level"],
-                               parent_code=row["parent"]))
-            session.flush()
-            regions += 1
-    for row in read_seed("item_types"):
-        if session.get(ItemType, row["code"]) is None:
-            session.add(ItemType(**row))
-    departments = 0
-    for row in read_seed("departments"):
-        exists = session.scalar(select(Department).where(
-            Department.region_code == row["region"], Department.code == row["code"]))
-        if exists is None:
-            session.add(Department(
-                region_code=row["region"], code=row["code"], name=row["name"],
-                short_name=row["short_name"], credit_code=row["credit_code"],
-                phone=row.get("phone"),
-            ))
-            departments += 1
+    tally = load_reference_data(session, regions=read_seed("regions"), departments=read_seed("departments"),
+                                item_types=read_seed("item_types"), update=False)
+    return tally["regions"]["created"], tally["departments"]["created"]
+
+
+def load_reference_data(session: Session, *, regions: list[dict[str, Any]], departments: list[dict[str, Any]],
+                        item_types: list[dict[str, Any]], update: bool) -> dict[str, Counter[Outcome]]:
+    """Rows in the seed files' shape (regions parents first). Existing rows are left alone, or — ``update``
+    (`hub bootstrap`) — given the row's names and phone where they differ. Outcomes counted per kind."""
+    tally: dict[str, Counter[Outcome]] = {"regions": Counter(), "departments": Counter(), "item_types": Counter()}
+    for row in regions:
+        tally["regions"][put_region(session, row=row, update=update)] += 1
+    for row in item_types:
+        tally["item_types"][_put(session, ItemType, session.get(ItemType, row["code"]), row, update=update)] += 1
+    for row in departments:
+        tally["departments"][put_department(session, row=row, update=update)] += 1
     session.flush()
-    return regions, departments
+    return tally
+
+
+def put_region(session: Session, *, row: dict[str, Any], update: bool) -> Outcome:
+    values = {"code": row["code"], "name": row["name"], "level": row["level"], "parent_code": row["parent"]}
+    outcome = _put(session, Region, session.get(Region, row["code"]), values, update=update)
+    session.flush()  # its children refer to it
+    return outcome
+
+
+def put_department(session: Session, *, row: dict[str, Any], update: bool) -> Outcome:
+    existing = session.scalar(select(Department).where(
+        Department.region_code == row["region"], Department.code == row["code"]))
+    values = {"region_code": row["region"], "code": row["code"], "name": row["name"],
+              "short_name": row["short_name"], "credit_code": row["credit_code"], "phone": row.get("phone")}
+    return _put(session, Department, existing, values, update=update)
+
+
+def _put(session: Session, model: type[Any], existing: Any, values: dict[str, Any], *, update: bool) -> Outcome:
+    if existing is None:
+        session.add(model(**values))
+        return "created"
+    changed = {k: v for k, v in values.items() if getattr(existing, k) != v}
+    if not update or not changed:
+        return "unchanged"
+    for key, value in changed.items():
+        setattr(existing, key, value)
+    return "updated"
+
+
+def put_item(session: Session, *, data: ItemWrite, now: datetime, update: bool) -> Outcome:
+    """An item of the catalogue by its key: written when new or — ``update`` — when it differs."""
+    existing = session.scalar(select(Item).where(Item.key == data.key))
+    if existing is not None and (not update or not catalog.item_differs(session, existing, data)):
+        return "unchanged"
+    catalog.write_item(session, data=data, now=now)
+    return "created" if existing is None else "updated"
 
 
 SEED_STEPS = 4  # reference data, the catalogue (one step per item), officers, partners: 3 + items
@@ -83,9 +118,7 @@ def seed_demo(session: Session, *, now: datetime, progress: Callable[[int], None
     step(1)
     items = 0
     for row in read_seed("items"):
-        if session.scalar(select(Item).where(Item.key == row["key"])) is None:
-            catalog.write_item(session, data=_item_write(row), now=now)
-            items += 1
+        items += put_item(session, data=_item_write(row), now=now, update=False) == "created"
         step(1)
     officers = seed_officers(session, now=now)
     step(1)
@@ -95,8 +128,13 @@ def seed_demo(session: Session, *, now: datetime, progress: Callable[[int], None
 
 
 def _item_write(row: dict[str, Any]) -> ItemWrite:
+    return item_write(row, forms=read_form)
+
+
+def item_write(row: dict[str, Any], *, forms: Callable[[str], dict[str, Any]]) -> ItemWrite:
+    """An items.json row as the catalogue writes it: its ``form`` (a file name) read by ``forms``."""
     data = {k: v for k, v in row.items() if k != "form"}
-    data["form_schema"] = read_form(row["form"])
+    data["form_schema"] = forms(row["form"])
     return ItemWrite.model_validate(data)
 
 

@@ -111,3 +111,40 @@ def test_a_connection_idle_in_the_pool_is_pinged_before_use(
         assert "Query" in _checkout_traced(own, tmp_path)  # the empty query of the ping
     finally:
         own.dispose()
+
+
+def _pool_limits(engine: Engine) -> tuple[int, int]:
+    pool: Any = engine.pool
+    return pool.size(), pool._max_overflow
+
+
+def test_the_api_and_the_worker_size_their_pool_from_the_settings(backend: str, settings: Settings) -> None:
+    """HUB_DB_POOL_SIZE / HUB_DB_MAX_OVERFLOW are the per-process figures the connection budget adds up
+    (docs/operations.md); without them a process keeps the defaults (20 + 20)."""
+    if backend != "postgresql":
+        pytest.skip("SQLite keeps SQLAlchemy's own pool")
+    from hub.cli import _build_worker
+
+    sized = settings.model_copy(update={"db_pool_size": 3, "db_max_overflow": 1})
+    app = create_app(sized)
+    worker = _build_worker(sized)
+    try:
+        assert _pool_limits(app.state.engine) == (3, 1)
+        assert _pool_limits(worker.factory.kw["bind"]) == (3, 1)
+    finally:
+        app.state.engine.dispose()
+        worker.factory.kw["bind"].dispose()
+    default = create_app(settings)
+    try:
+        assert _pool_limits(default.state.engine) == (20, 20)
+    finally:
+        default.state.engine.dispose()
+
+
+def test_pool_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HUB_DB_POOL_SIZE", "7")
+    monkeypatch.setenv("HUB_DB_MAX_OVERFLOW", "0")
+    assert (Settings().db_pool_size, Settings().db_max_overflow) == (7, 0)
+    monkeypatch.setenv("HUB_DB_POOL_SIZE", "0")
+    with pytest.raises(ValueError, match="db_pool_size"):
+        Settings()

@@ -384,7 +384,7 @@ class Deployment:
     services: dict[str, Service]
     replicas: dict[str, list[Replica]]
     secret_values: dict[str, str]  # secret name → value written to its file
-    paths: dict[str, Path]  # container path → local path
+    paths: dict[str, Path]  # container path → local path (of the mounts and secrets)
 
     def all(self) -> list[Replica]:
         return [replica for group in self.replicas.values() for replica in group]
@@ -486,53 +486,60 @@ def plan(document: dict[str, Any], services: dict[str, Service], *, hosts: HostM
     secrets_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(secrets_dir, 0o700)
     volumes = work / "volumes"
-    paths: dict[str, Path] = dict(files)
+    shared: dict[str, Path] = {}  # every container path some service mounts → its local path
     secret_values: dict[str, str] = {}
+    own_paths: dict[str, dict[str, Path]] = {}  # service → what its containers see at which path
     for service in services.values():
+        seen: dict[str, Path] = {target: path for target, path in files.items()}
         for target, name in service.secrets.items():
             if name not in secret_values:
                 secret_values[name] = secret_value(name, target, service.environment)
                 path = secrets_dir / name
                 path.write_text(secret_values[name] + "\n", encoding="utf-8")
                 os.chmod(path, 0o600)
-            paths.setdefault(target, secrets_dir / name)
+            seen[target] = secrets_dir / name
         for target, (kind, source) in service.mounts.items():
-            if target in paths:
+            if target in seen:
                 continue
             if kind == "volume":
-                local = volumes / source
+                local = volumes / source  # one directory per named volume, shared by every service mounting it
                 local.mkdir(parents=True, exist_ok=True)
             elif kind == "bind":
                 local = (ROOT / source).resolve()
             else:
                 raise ComposeError(f"{service.name}: cannot provide {kind} {source} at {target}")
-            paths[target] = local
+            seen[target] = local
+        own_paths[service.name] = seen
+        shared.update(seen)
     replicas: dict[str, list[Replica]] = {}
     for service in services.values():
         group = []
         for index in range(1, service.replicas + 1):
+            cwd = work / "run" / f"{service.name}-{index}"
+            cwd.mkdir(parents=True, exist_ok=True)
+            # What a container sees at a path nothing is mounted on is its own: a directory of the replica's own.
+            paths = {**own_paths[service.name]}
             env = {**image_env, **service.environment}
             port = free_port() if _option(service.command, "--port") else None
-            args = _replica_args(service.command, port)
-            env = {key: _map_value(value, hosts, paths) for key, value in env.items()}
-            args = [_map_value(arg, hosts, paths) for arg in args]
+            args = _replica_args([_map_value(arg, hosts, paths, cwd) for arg in service.command], port)
+            env = {key: _map_value(value, hosts, paths, cwd) for key, value in env.items()}
             for key, value in list(env.items()):
+                if key.endswith("_DIR") and value.startswith(str(cwd)):
+                    Path(value).mkdir(parents=True, exist_ok=True)  # as the image creates it
                 if key.startswith("HUB_") and key.endswith("_PORT") and value.isdigit() and value != "0":
                     env[key] = str(free_port())  # one host: each replica needs a port of its own
                 if value == "0.0.0.0":
                     env[key] = "127.0.0.1"
-            cwd = work / "run" / f"{service.name}-{index}"
-            cwd.mkdir(parents=True, exist_ok=True)
-            data_dir = Path(env.get("HUB_DATA_DIR", cwd / "var"))
-            # The worker's heartbeat file is named after the container's host name by default; here one host
-            # name is shared by all, so each replica gets the file its own container would have.
-            if "HUB_WORKER_HEARTBEAT_FILE" not in env:
+            if service.command[:2] == ["hub", "worker"] and "HUB_WORKER_HEARTBEAT_FILE" not in env:
+                # Named after the container's host name by default; here one host name is shared by every
+                # process, so each replica gets the file its own container would have.
+                data_dir = Path(env.get("HUB_DATA_DIR", cwd / "var"))
                 env["HUB_WORKER_HEARTBEAT_FILE"] = str(data_dir / "heartbeats" / f"worker-{service.name}-{index}.json")
             base = {key: value for key, value in os.environ.items() if key in ("PATH", "LANG", "LC_ALL", "TZ")}
             base["HOME"] = str(cwd)
             group.append(Replica(service, index, args, {**base, **env}, cwd, work, port))
         replicas[service.name] = group
-    return Deployment(document, services, replicas, secret_values, paths)
+    return Deployment(document, services, replicas, secret_values, shared)
 
 
 def _replica_args(command: list[str], port: int | None) -> list[str]:
@@ -547,11 +554,15 @@ def _replica_args(command: list[str], port: int | None) -> list[str]:
     return args
 
 
-def _map_value(value: str, hosts: HostMap, paths: Mapping[str, Path]) -> str:
+def _map_value(value: str, hosts: HostMap, paths: Mapping[str, Path], root: Path) -> str:
     value = hosts.url(value)
     for target in sorted(paths, key=len, reverse=True):
         if value == target or value.startswith(target.rstrip("/") + "/"):
             return str(paths[target]) + value[len(target):]
+    if value.startswith("/") and not value.startswith("//") and " " not in value:
+        private = root / "rootfs" / value.lstrip("/")  # the container's own file system
+        private.parent.mkdir(parents=True, exist_ok=True)
+        return str(private)
     return value
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
+import tempfile
 from datetime import datetime
 from pathlib import Path
 
@@ -82,13 +84,44 @@ def _check_content(content: bytes, content_type: str, settings: Settings) -> Non
 
 
 def _store(root: Path, digest: str, content: bytes) -> None:
+    """Content-addressed, written whole or not at all, safe for any number of writers on one filesystem (the
+    api replicas and workers share the `hub-data` volume): each writes its own temporary file in the target's
+    folder, flushes it to disk and renames it over the target — the same bytes under the same name, whoever
+    renames last. A file already there with the right size is kept."""
     target = root / digest[:2] / digest
-    if target.exists():
+    if _complete(target, len(content)):
         return
     target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_suffix(f".{os.getpid()}.tmp")
-    temporary.write_bytes(content)
-    os.replace(temporary, target)
+    # Unique per writer: the pid alone is not (every container's main process may be pid 1, and one process
+    # serves uploads from several threads); writers sharing a temporary file made the second rename fail.
+    descriptor, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{digest}.", suffix=".tmp")
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(content)
+            handle.flush()
+            os.fsync(handle.fileno())  # on disk before its name is: the case row commits right after
+        os.replace(temporary, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+    _sync_folder(target.parent)
+
+
+def _complete(target: Path, size: int) -> bool:
+    try:
+        return target.stat().st_size == size
+    except FileNotFoundError:
+        return False
+
+
+def _sync_folder(folder: Path) -> None:
+    """The rename itself on disk (POSIX: a directory's entries are synced through the directory)."""
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def _safe_filename(filename: str) -> str:

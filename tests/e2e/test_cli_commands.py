@@ -226,6 +226,30 @@ def test_db_upgrade_and_seed_on_a_fresh_database(operator: Operator) -> None:
     assert "0 items, 0 officers, 0 partners" in again.stdout, again  # idempotent
 
 
+def test_bootstrap_adds_only_what_its_file_declares_and_only_once(operator: Operator) -> None:
+    """On the seeded database: the catalogue and tree are there already, the administrator and partner are new
+    (a fresh database with deploy/bootstrap.example.json: tests/bootstrap/test_cli.py)."""
+    file = operator.workdir / "bootstrap.json"
+    file.write_text(json.dumps({
+        "regions": [], "departments": [], "catalogue": {"items": "builtin"},
+        "administrator": {"username": "cli_admin", "name": "命令行管理员", "region": "210000", "department": "090"},
+        "partners": [{"code": "cli-boot", "name": "引导测试平台", "kind": "city_platform", "region": "210100"}],
+    }, ensure_ascii=False), encoding="utf-8")
+    password = operator.workdir / "admin-password"
+    password.write_text("an-administrator-password-1\n", encoding="utf-8")
+    password.chmod(0o600)
+    credentials = operator.workdir / "credentials"
+    first = operator.hub("bootstrap", "--file", str(file), "--admin-password-file", str(password),
+                         "--credentials-dir", str(credentials), "--json")
+    assert first.code == 0, first
+    report = json.loads(first.stdout)
+    assert report["items"] == {"created": 0, "updated": 0, "unchanged": 17}, report
+    assert report["administrator"]["created"] == report["partners"]["created"] == 1, report
+    assert (credentials / "cli-boot.secret").stat().st_mode & 0o077 == 0
+    again = operator.hub("bootstrap", "--file", str(file), "--credentials-dir", str(credentials))
+    assert again.code == 0 and "created 0, updated 0, unchanged 30" in again.stdout, again
+
+
 NOTICE_2031 = {"year": 2031, "source": "国务院办公厅关于2031年部分节假日安排的通知",
                "holidays": [{"name": "国庆节", "from": "2031-10-01", "to": "2031-10-07"}],
                "workdays": [{"name": "国庆节调休", "date": "2031-09-28"}]}

@@ -80,7 +80,7 @@ def merge(base: Any, override: Any, key: str = "") -> Any:
 def default_profile(document: Config) -> Config:
     """What `docker compose up` starts: services without `profiles`."""
     effective = copy.deepcopy(document)
-    effective["services"] = {name: service for name, service in document["services"].items()
+    effective["services"] = {name: service for name, service in effective["services"].items()
                              if not service.get("profiles")}
     return effective
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import secrets
 import signal
 import threading
@@ -50,7 +51,7 @@ from mocks.legacy_department import LegacyMock, start_legacy
 from mocks.national import NationalMock, NationalState, create_app
 from mocks.server import MockServer
 from mocks.soapkit import Call
-from tests.e2e.cli_support import fresh_postgres_database, hub_executable, run_process
+from tests.e2e.cli_support import fresh_postgres_database
 from tests.exchange.conftest import Broker, EventCollector
 from tests.ops.compose_shape import (
     COMPOSE_FILE,
@@ -133,6 +134,7 @@ class Shape:
     tracking_numbers: list[str] = field(default_factory=list)
     killed: list[str] = field(default_factory=list)
     waves: list[list[str]] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)  # phase → seconds of wall time (printed)
 
     def api_urls(self) -> list[str]:
         return [f"http://127.0.0.1:{replica.port}" for replica in self.deployment.replicas["api"]]
@@ -278,12 +280,14 @@ def _admin_password(deployment: Deployment) -> str:
 def running(shape: Shape) -> Shape:
     """The deployment started as compose starts it: every job done, both api replicas ready."""
     deployment = shape.deployment
+    began = time.monotonic()
     shape.waves = deployment.start(timeout_s=300)
     jobs = [r for r in deployment.all() if r.service.kind != LONG_RUNNING]
     deployment.wait_until(lambda: all(r.exit_code() == 0 for r in jobs), "every job (migrate, bootstrap) done",
                           timeout_s=300)
     deployment.wait_until(lambda: all(_status(f"{url}/ready") == 200 for url in shape.api_urls()),
                           "/ready 200 on every api replica", timeout_s=180)
+    shape.timings["start to ready"] = time.monotonic() - began
     return shape
 
 
@@ -359,30 +363,22 @@ def _token(http: httpx.Client, url: str, username: str, password: str) -> str:
 
 
 def _create_officers(shape: Shape, http: httpx.Client, urls: list[str], *, region: str, department: str) -> None:
-    """The officers the case needs, created as the bootstrapped administrator would: through the API when the
-    hub has an endpoint for it, else with the documented CLI (`hub officers add`)."""
+    """The officers the case needs, created by the bootstrapped administrator through the API (found in the
+    served OpenAPI document: POST …/officers)."""
     admin = shape.bootstrap["administrator"]
     token = _token(http, urls[0], admin["username"], shape.admin_password)
     paths = http.get(f"{urls[0]}/openapi.json").json()["paths"]
     endpoint = next((p for p, ops in paths.items() if p.rstrip("/").endswith("/officers") and "post" in ops), None)
+    if endpoint is None:
+        pytest.fail("the hub has no API to create officers with (POST …/officers)")
     for role in ROLES:
         username = f"shape-{role}-{uuid.uuid4().hex[:6]}"
         password = secrets.token_urlsafe(18)
         name = {"intake": "受理员", "reviewer": "审查员", "approver": "审批员"}[role]
-        if endpoint is not None:
-            created = http.post(f"{urls[1]}{endpoint}", headers={"Authorization": f"Bearer {token}"}, json={
-                "username": username, "name": name, "password": password, "region": region,
-                "department": department, "roles": [role]})
-            assert created.status_code in (200, 201), created.text
-        else:
-            replica = shape.deployment.replicas["api"][0]
-            password_file = replica.cwd / f"{username}.password"
-            password_file.write_text(password, encoding="utf-8")
-            os.chmod(password_file, 0o600)
-            added = run_process([*hub_executable(), "officers", "add", username, "--name", name, "--region", region,
-                                 "--department", department, "--role", role, "--password-file", str(password_file)],
-                                replica.env, cwd=replica.cwd)
-            assert added.code == 0, f"no API and no CLI to create officers with:\n{added}"
+        created = http.post(f"{urls[1]}{endpoint}", headers={"Authorization": f"Bearer {token}"}, json={
+            "username": username, "name": name, "password": password, "region": region, "department": department,
+            "roles": [role]})
+        assert created.status_code == 201, created.text
         shape.officers[role] = username
         shape.officer_passwords[role] = password
 
@@ -481,6 +477,7 @@ def test_partner_records_over_amqp_and_rest_survive_a_killed_worker_and_api_repl
 
     threads = [threading.Thread(target=publish, name="amqp-partner", daemon=True),
                threading.Thread(target=pusher.run, name="rest-partner", daemon=True)]
+    began = time.monotonic()
     for thread in threads:
         thread.start()
 
@@ -506,6 +503,7 @@ def test_partner_records_over_amqp_and_rest_survive_a_killed_worker_and_api_repl
     assert not any(t.is_alive() for t in threads), "a partner stream did not finish within 300 s"
     assert not published_error, published_error
     assert pusher.error is None, pusher.error
+    shape.timings["streams sent"] = time.monotonic() - began
 
     expected_apply = {m.lower() for m in amqp_platform.report.expected_apply | rest_platform.report.expected_apply}
     expected_dead = {m.lower(): reason for m, reason in amqp_platform.report.expected_dead.items()}
@@ -520,6 +518,7 @@ def test_partner_records_over_amqp_and_rest_survive_a_killed_worker_and_api_repl
     deployment.wait_until(lambda: _outbox_ids(shape) <= shape.collector.ids(), "every event on the test queue",
                           timeout_s=120)
 
+    shape.timings["streams applied, relayed, delivered"] = time.monotonic() - began
     # Every record applied exactly once: the inbox holds each valid message once, the cases their steps once.
     assert _inbox_ids(shape, code) == expected_apply
     for platform in (amqp_platform, rest_platform):
@@ -638,3 +637,8 @@ def test_every_process_stops_on_sigterm_and_logged_only_json_free_of_personal_da
             assert not leaked, f"{name} logged personal data {leaked[:3]}: {line[:500]}"
             assert not any(s in line or s in readable for s in secrets_held), f"{name} logged a secret: {line[:200]}"
             assert not any(d in readable for d in DEMO_SECRETS), f"{name} logged a demo password"
+    hub = resource.getrusage(resource.RUSAGE_CHILDREN)
+    test = resource.getrusage(resource.RUSAGE_SELF)
+    print(f"\nproduction shape: wall {', '.join(f'{k} {v:.0f} s' for k, v in running.timings.items())}; CPU of "
+          f"the hub's processes {hub.ru_utime + hub.ru_stime:.0f} s, of this test process (partners, mocks) "
+          f"{test.ru_utime + test.ru_stime:.0f} s; load average {os.getloadavg()[0]:.1f}")

@@ -22,6 +22,7 @@ Sizes: AMQP_RECORDS and REST_RECORDS below (issue 13's figures: 3,000 and 400).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import resource
@@ -333,6 +334,7 @@ def test_a_case_runs_from_submission_to_completion_alternating_replicas(running:
         receipt = submitted.json()
         number = receipt["tracking_no"]
         running.tracking_numbers.append(number)
+        digest = _upload_on_both_replicas(http, urls, number, receipt["query_code"])
         steps = [("intake", "accept", "under_review"), ("reviewer", "review", "pending_decision"),
                  ("approver", "grant", "granted"), ("intake", "complete", "completed")]
         for i, (role, action, state) in enumerate(steps):
@@ -346,6 +348,34 @@ def test_a_case_runs_from_submission_to_completion_alternating_replicas(running:
     body = status.json()
     assert [s["action"] for s in body["steps"]] == ["submit", "accept", "review", "grant", "complete"]
     assert body["result"] == "granted"
+    # The materials are on the shared volume: one file per content, whichever replica stored it.
+    stored = [p for p in (running.data_dir / "materials").rglob("*") if p.is_file() and digest in p.name]
+    assert len(stored) == 1 and hashlib.sha256(stored[0].read_bytes()).hexdigest() == digest, stored
+
+
+def _upload_on_both_replicas(http: httpx.Client, urls: list[str], number: str, query_code: str) -> str:
+    """The same content uploaded as two materials of the case, on each replica at the same moment (both write
+    the one content-addressed file of the shared volume); the content's SHA-256."""
+    content = b"%PDF-1.4\n% production shape " + uuid.uuid4().hex.encode() + b"\n%%EOF\n"
+    answers: dict[str, httpx.Response] = {}
+    gate = threading.Barrier(2)
+
+    def upload(url: str, key: str) -> None:
+        gate.wait(timeout=30)
+        answers[key] = http.post(f"{url}/api/v1/applications/{number}/materials", headers={"X-Query-Code": query_code},
+                                 data={"key": key}, files={"file": ("证书.pdf", content, "application/pdf")})
+
+    uploads = [threading.Thread(target=upload, args=(url, key)) for url, key in
+               zip(urls, ("qualification_certificate", "health_certificate"), strict=True)]
+    for thread in uploads:
+        thread.start()
+    for thread in uploads:
+        thread.join(timeout=120)
+    assert {k: r.status_code for k, r in answers.items()} == {"qualification_certificate": 201,
+                                                              "health_certificate": 201}, answers
+    digest = hashlib.sha256(content).hexdigest()
+    assert {r.json()["sha256"] for r in answers.values()} == {digest}
+    return digest
 
 
 def _catalogue_item(http: httpx.Client, url: str, key: str) -> dict[str, Any]:
@@ -497,6 +527,8 @@ def test_partner_records_over_amqp_and_rest_survive_a_killed_worker_and_api_repl
         shape.killed.append(victim.name)
     for victim in (worker, api):
         victim.restart_after_kill()  # restart: unless-stopped
+    for victim in (worker, api):  # back, as its healthcheck says, while the streams go on
+        deployment.wait_until(victim.healthy, f"{victim.name} healthy again after its restart", timeout_s=180)
 
     for thread in threads:
         thread.join(timeout=300)

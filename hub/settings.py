@@ -165,6 +165,10 @@ class Settings(BaseSettings):
     amqp_password_file: Path | None = None
     bootstrap_admin_password_file: Path | None = None
     _secret_files: dict[str, Path] = PrivateAttr(default_factory=dict)
+    # Issue 13, part shape: the broker administrator's password for the commands that manage partners' RabbitMQ
+    # users (`hub bootstrap`, `hub partners …`), paired with the user named in HUB_RABBITMQ_MANAGEMENT_URL — the
+    # hub's own AMQP user has no management access in the compose shape (deploy/rabbitmq/definitions.json).
+    rabbitmq_management_password_file: Path | None = None
 
     @model_validator(mode="after")
     def _read_secret_files(self) -> Settings:

@@ -36,7 +36,7 @@ from hub.exchange.models import Partner
 from hub.exchange.partners import hash_secret, list_partners
 from hub.exchange.service import RECORD_TYPES
 from hub.org.models import Department, Region
-from hub.settings import Settings
+from hub.settings import SecretFileRefused, Settings, read_secret_file
 
 KINDS = ("city_platform", "legacy_department", "national")
 # The code is the partner's word in routing keys and inside permission regexes: plain, no dots.
@@ -79,15 +79,22 @@ def amqp_username(code: str, vhost: str) -> str:
 def broker_of(settings: Settings) -> Broker | None:
     """None without HUB_AMQP_URL (the in-process bus: no users to manage). The management API is
     HUB_RABBITMQ_MANAGEMENT_URL (default: the broker's host, port 15672); its credentials are that URL's
-    user and password if it has them, else the hub's own AMQP user's (it needs the administrator tag)."""
+    user and password if it has them (the password may come from HUB_RABBITMQ_MANAGEMENT_PASSWORD_FILE: the
+    compose shape's broker administrator), else the hub's own AMQP user's (it needs the administrator tag)."""
     if not settings.amqp_url:
         return None
     amqp = urlparse(settings.amqp_url)
     vhost = unquote(amqp.path[1:]) if amqp.path.startswith("/") else ""
     management = settings.rabbitmq_management_url or f"http://{amqp.hostname or '127.0.0.1'}:{DEFAULT_MANAGEMENT_PORT}"
     parsed = urlparse(management)
+    password_file = settings.rabbitmq_management_password_file
+    if password_file is not None and (not parsed.username or parsed.password):
+        raise SecretFileRefused("HUB_RABBITMQ_MANAGEMENT_PASSWORD_FILE needs HUB_RABBITMQ_MANAGEMENT_URL naming its "
+                                "user and no password (e.g. http://admin@rabbitmq:15672)")
     if parsed.username:
         user, password = unquote(parsed.username), unquote(parsed.password or "")
+        if password_file is not None:
+            password = read_secret_file(password_file, variable="HUB_RABBITMQ_MANAGEMENT_PASSWORD_FILE")
         management = urlunparse(parsed._replace(netloc=parsed.hostname + (f":{parsed.port}" if parsed.port else "")))
     else:
         user, password = unquote(amqp.username or "guest"), unquote(amqp.password or "guest")

@@ -238,13 +238,13 @@ def default_profile_hosts(document: dict[str, Any]) -> set[str]:
 
 @dataclass(frozen=True)
 class Endpoint:
-    """A server of the test standing in for a compose service's port: where it is and whose account to use."""
+    """A server of the test standing in for a compose service's port: where it is, the account that stands in
+    for each compose user name (name, password), the database or vhost."""
 
     host: str
     port: int
-    user: str | None = None
-    password: str | None = None
-    path: str | None = None  # the database, the vhost
+    users: dict[str, tuple[str, str]] = field(default_factory=dict)
+    path: str | None = None
 
 
 DEFAULT_PORTS = {"postgresql": 5432, "postgres": 5432, "amqp": 5672, "amqps": 5671, "http": 80, "https": 443}
@@ -268,11 +268,14 @@ class HostMap:
         port = parts.port or DEFAULT_PORTS.get(scheme)
         stand_in = self.stand_ins.get((host or "", port or 0))
         if stand_in is not None:
-            user = stand_in.user if parts.username else None
-            password = stand_in.password if parts.password else None
             netloc = f"{stand_in.host}:{stand_in.port}"
-            if user:
-                netloc = quote(user, safe="") + (f":{quote(password, safe='')}" if password else "") + "@" + netloc
+            if parts.username:
+                compose_user = unquote(parts.username)
+                if compose_user not in stand_in.users:
+                    raise ComposeError(f"{value}: no account of the test stands in for user {compose_user!r}")
+                user, password = stand_in.users[compose_user]
+                secret = f":{quote(password, safe='')}" if parts.password else ""
+                netloc = f"{quote(user, safe='')}{secret}@{netloc}"
             path = f"/{quote(stand_in.path, safe='')}" if stand_in.path and parts.path not in ("", "/") else parts.path
             return urlunsplit(parts._replace(netloc=netloc, path=path))
         if host in self.local or any(host == known for known, _ in self.stand_ins):

@@ -46,6 +46,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.pool import NullPool
 
+from adapters.amqp.management import rabbit_password_hash
 from hub.seed.service import demo_accounts, demo_partner_secret
 from mocks.city_platform import CityPlatform
 from mocks.legacy_department import LegacyMock, start_legacy
@@ -151,6 +152,42 @@ class Shape:
         return dict(found[0])
 
 
+@dataclass(frozen=True)
+class BrokerStandIn:
+    """The module's vhost on the test broker, made from deploy/rabbitmq/definitions.json as compose's RabbitMQ
+    imports it: its users (renamed: users are broker-wide) with their permissions and tags, nothing more."""
+
+    url: str  # the test operator's, for the test's own queue
+    users: dict[str, tuple[str, str]]  # compose's user name → (the stand-in's name, password)
+    vhost: str
+
+
+@contextmanager
+def _broker_from_definitions(management_url: str, amqp_url: str, vhost: str) -> Iterator[BrokerStandIn]:
+    parts = urlsplit(amqp_url)
+    operator = (unquote(parts.username or "guest"), unquote(parts.password or "guest"))
+    document = json.loads((ROOT / "deploy" / "rabbitmq" / "definitions.json").read_text(encoding="utf-8"))
+    compose_vhosts = {v["name"] for v in document["vhosts"]}
+    users = {u["name"]: (f"{vhost}_{u['name']}", secrets.token_urlsafe(24)) for u in document["users"]}
+    for user in document["users"]:  # deploy/make_secrets.py fills the hashes from the secret files the same way
+        user["name"], password = users[user["name"]]
+        user["password_hash"] = rabbit_password_hash(password)
+    document["permissions"] = [{**grant, "user": users[grant["user"]][0], "vhost": vhost}
+                               for grant in document["permissions"] if grant["vhost"] in compose_vhosts]
+    document["vhosts"] = [{"name": vhost}]
+    with httpx.Client(base_url=management_url, auth=operator, timeout=15, trust_env=False) as api:
+        api.post("/api/definitions", json=document).raise_for_status()
+        try:
+            api.put(f"/api/permissions/{vhost}/{quote(operator[0], safe='')}",
+                    json={"configure": ".*", "write": ".*", "read": ".*"}).raise_for_status()
+            yield BrokerStandIn(urlunsplit(parts._replace(path=f"/{vhost}")), users, vhost)
+        finally:
+            api.delete(f"/api/vhosts/{vhost}")
+            for listed in api.get("/api/users").json():  # its users, and the partners' the hub created for it
+                if str(listed["name"]).startswith((f"{vhost}.", f"{vhost}_")):
+                    api.delete(f"/api/users/{quote(str(listed['name']), safe='')}")
+
+
 @pytest.fixture(scope="module")
 def shape(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shape]:
     _, amqp_url, management_url = _servers()
@@ -159,8 +196,8 @@ def shape(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shape]:
     admin_user, admin_password = unquote(amqp.username or "guest"), unquote(amqp.password or "guest")
     vhost = f"hub_shape_{uuid.uuid4().hex[:8]}"
     with fresh_postgres_database("hub_shape") as database_url, \
-            _vhost(management_url, amqp_url, vhost) as broker_url:
-        broker = Broker(broker_url, management_url, admin_user, admin_password, vhost)
+            _broker_from_definitions(management_url, amqp_url, vhost) as stand_in:
+        broker = Broker(stand_in.url, management_url, admin_user, admin_password, vhost)
         national, national_state = start_counting_national()
         legacy = start_legacy("127.0.0.1", 0, hub_url=None, interval_s=None, decides=False)
         engine = create_engine(database_url, poolclass=NullPool)
@@ -174,21 +211,25 @@ def shape(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shape]:
             bootstrap_file.write_text(json.dumps(bootstrap, ensure_ascii=False, indent=2), encoding="utf-8")
             pg = make_url(database_url)
             mgmt = urlsplit(management_url)
+            amqp_host, amqp_port = amqp.hostname or "127.0.0.1", amqp.port or 5672
             hosts = HostMap(
                 stand_ins={
-                    ("postgres", 5432): Endpoint(pg.host or "127.0.0.1", pg.port or 5432, pg.username, pg.password,
-                                                 pg.database),
-                    ("rabbitmq", 5672): Endpoint(amqp.hostname or "127.0.0.1", amqp.port or 5672, admin_user,
-                                                 admin_password, vhost),
-                    ("rabbitmq", 15672): Endpoint(mgmt.hostname or "127.0.0.1", mgmt.port or 15672),
+                    ("postgres", 5432): Endpoint(pg.host or "127.0.0.1", pg.port or 5432,
+                                                 {"hub": (pg.username or "", pg.password or "")}, pg.database),
+                    ("rabbitmq", 5672): Endpoint(amqp_host, amqp_port, stand_in.users, vhost),
+                    ("rabbitmq", 15672): Endpoint(mgmt.hostname or "127.0.0.1", mgmt.port or 15672, stand_in.users),
                 },
                 local=set(document["services"]))
-            passwords = {"HUB_DATABASE_PASSWORD_FILE": pg.password or "", "HUB_AMQP_PASSWORD_FILE": admin_password}
+            # The secrets holding the servers' passwords: the settings reading them say which is which.
+            passwords = {"HUB_DATABASE_PASSWORD_FILE": pg.password or "",
+                         "HUB_AMQP_PASSWORD_FILE": stand_in.users["hub"][1]}
+            if "admin" in stand_in.users:
+                passwords["HUB_RABBITMQ_MANAGEMENT_PASSWORD_FILE"] = stand_in.users["admin"][1]
 
             def secret_value(name: str, target: str, env: dict[str, str]) -> str:
                 for key, value in env.items():
                     if value == target and key in passwords:
-                        return passwords[key]  # the test servers' accounts stand in for compose's `hub` users
+                        return passwords[key]
                 return secrets.token_urlsafe(32)
 
             deployment = plan(document, services, hosts=hosts, work=work, secret_value=secret_value,
@@ -204,24 +245,6 @@ def shape(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shape]:
             engine.dispose()
             legacy.stop()
             national.stop()
-
-
-@contextmanager
-def _vhost(management_url: str, amqp_url: str, vhost: str) -> Iterator[str]:
-    """A vhost of this module's own on the test broker (the test's administrator may do everything in it)."""
-    parts = urlsplit(amqp_url)
-    user, password = unquote(parts.username or "guest"), unquote(parts.password or "guest")
-    with httpx.Client(base_url=management_url, auth=(user, password), timeout=15, trust_env=False) as api:
-        api.put(f"/api/vhosts/{vhost}").raise_for_status()
-        api.put(f"/api/permissions/{vhost}/{quote(user, safe='')}",
-                json={"configure": ".*", "write": ".*", "read": ".*"}).raise_for_status()
-        try:
-            yield urlunsplit(parts._replace(path=f"/{vhost}"))
-        finally:
-            api.delete(f"/api/vhosts/{vhost}")
-            for listed in api.get("/api/users").json():  # the partners' users `hub bootstrap` created for it
-                if str(listed["name"]).startswith(f"{vhost}."):
-                    api.delete(f"/api/users/{quote(str(listed['name']), safe='')}")
 
 
 def _declare_events_exchange(broker: Broker) -> None:

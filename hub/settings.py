@@ -150,6 +150,10 @@ class Settings(BaseSettings):
     # connection. Size max_connections for every process at its limit. SQLite keeps SQLAlchemy's own pool.
     db_pool_size: int = Field(default=20, ge=1, le=1000)
     db_max_overflow: int = Field(default=20, ge=0, le=1000)
+    # The broker administrator's password for the partner commands and `hub bootstrap` (compose: the
+    # `rabbitmq_admin_password` secret, with HUB_RABBITMQ_MANAGEMENT_URL=http://admin@rabbitmq:15672); the
+    # hub's own AMQP user is no administrator there. Used only when that URL names a user.
+    rabbitmq_management_password_file: Path | None = None
 
     # Secrets from files (issue 13, part boot; docs/bootstrap.md): every secret may be given as ``HUB_<X>_FILE``,
     # a file whose stripped content is the value (compose `secrets:`); the file must not be open to group or
@@ -165,10 +169,6 @@ class Settings(BaseSettings):
     amqp_password_file: Path | None = None
     bootstrap_admin_password_file: Path | None = None
     _secret_files: dict[str, Path] = PrivateAttr(default_factory=dict)
-    # Issue 13, part shape: the broker administrator's password for the commands that manage partners' RabbitMQ
-    # users (`hub bootstrap`, `hub partners …`), paired with the user named in HUB_RABBITMQ_MANAGEMENT_URL — the
-    # hub's own AMQP user has no management access in the compose shape (deploy/rabbitmq/definitions.json).
-    rabbitmq_management_password_file: Path | None = None
 
     @model_validator(mode="after")
     def _read_secret_files(self) -> Settings:

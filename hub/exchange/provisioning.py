@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import re
 import secrets
+import stat
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse, urlunparse
 
@@ -36,7 +38,7 @@ from hub.exchange.models import Partner
 from hub.exchange.partners import hash_secret, list_partners
 from hub.exchange.service import RECORD_TYPES
 from hub.org.models import Department, Region
-from hub.settings import SecretFileRefused, Settings, read_secret_file
+from hub.settings import Settings
 
 KINDS = ("city_platform", "legacy_department", "national")
 # The code is the partner's word in routing keys and inside permission regexes: plain, no dots.
@@ -79,26 +81,47 @@ def amqp_username(code: str, vhost: str) -> str:
 def broker_of(settings: Settings) -> Broker | None:
     """None without HUB_AMQP_URL (the in-process bus: no users to manage). The management API is
     HUB_RABBITMQ_MANAGEMENT_URL (default: the broker's host, port 15672); its credentials are that URL's
-    user and password if it has them (the password may come from HUB_RABBITMQ_MANAGEMENT_PASSWORD_FILE: the
-    compose shape's broker administrator), else the hub's own AMQP user's (it needs the administrator tag)."""
+    user and password (or, with a user in the URL, the password in HUB_RABBITMQ_MANAGEMENT_PASSWORD_FILE) if
+    it has them, else the hub's own AMQP user's (it needs the administrator tag)."""
     if not settings.amqp_url:
         return None
     amqp = urlparse(settings.amqp_url)
     vhost = unquote(amqp.path[1:]) if amqp.path.startswith("/") else ""
     management = settings.rabbitmq_management_url or f"http://{amqp.hostname or '127.0.0.1'}:{DEFAULT_MANAGEMENT_PORT}"
     parsed = urlparse(management)
-    password_file = settings.rabbitmq_management_password_file
-    if password_file is not None and (not parsed.username or parsed.password):
-        raise SecretFileRefused("HUB_RABBITMQ_MANAGEMENT_PASSWORD_FILE needs HUB_RABBITMQ_MANAGEMENT_URL naming its "
-                                "user and no password (e.g. http://admin@rabbitmq:15672)")
     if parsed.username:
         user, password = unquote(parsed.username), unquote(parsed.password or "")
-        if password_file is not None:
-            password = read_secret_file(password_file, variable="HUB_RABBITMQ_MANAGEMENT_PASSWORD_FILE")
+        if settings.rabbitmq_management_password_file is not None:
+            password = _management_password(settings.rabbitmq_management_password_file, in_url=bool(password))
         management = urlunparse(parsed._replace(netloc=parsed.hostname + (f":{parsed.port}" if parsed.port else "")))
     else:
         user, password = unquote(amqp.username or "guest"), unquote(amqp.password or "guest")
     return Broker(management_url=management, admin_user=user, admin_password=password, vhost=vhost or "/")
+
+
+SECRETS_MOUNT = Path("/run/secrets")  # compose's secrets: read-only mounts, may be readable by others
+
+
+def _management_password(path: Path, *, in_url: bool) -> str:
+    """The broker administrator's password from HUB_RABBITMQ_MANAGEMENT_PASSWORD_FILE (compose's
+    `rabbitmq_admin_password` secret): only the jobs that manage partners hold it, never the api or worker."""
+    variable = "HUB_RABBITMQ_MANAGEMENT_PASSWORD_FILE"
+    if in_url:
+        raise PartnerCommandError("management_password_twice", "RabbitMQ 管理密码重复设置",
+                                  f"both HUB_RABBITMQ_MANAGEMENT_URL (with a password) and {variable} are set")
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        password = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PartnerCommandError("management_password_file", "无法读取 RabbitMQ 管理密码文件",
+                                  f"{variable}: {path} cannot be read ({type(exc).__name__})") from None
+    if mode & 0o077 and not path.absolute().is_relative_to(SECRETS_MOUNT):
+        raise PartnerCommandError("management_password_file", "RabbitMQ 管理密码文件权限过宽",
+                                  f"{variable}: {path} is open to other users (mode {mode:o}); chmod 600 it")
+    if not password:
+        raise PartnerCommandError("management_password_file", "RabbitMQ 管理密码文件为空",
+                                  f"{variable}: {path} is empty")
+    return password
 
 
 @dataclass(frozen=True)
@@ -117,19 +140,17 @@ class Credentials:
 
 
 def add_partner(session: Session, *, code: str, name: str, region: str, kind: str, department: str | None,
-                record_types: list[str] | None, broker: Broker | None, now: datetime, secret: str | None = None,
-                endpoint: str | None = None) -> Credentials:
-    """Register a partner with a new secret (or ``secret``: `hub bootstrap`'s from a file) and, with a broker,
-    its own RabbitMQ user."""
+                record_types: list[str] | None, broker: Broker | None, now: datetime) -> Credentials:
+    """Register a partner with a new secret and, with a broker, its own RabbitMQ user."""
     _check_new(session, code=code, name=name, kind=kind)
     region_row = session.get(Region, region)
     if region_row is None:
         raise PartnerCommandError("unknown_region", f"行政区划 {region} 不存在", f"no region with code {region}")
     department_id = _department_id(session, region=region, code=department, kind=kind)
     types = _record_types(record_types, kind)
-    secret = secret or new_secret()
+    secret = new_secret()
     partner = Partner(code=code, name=name, kind=kind, region_code=region, secret_hash=hash_secret(secret),
-                      record_types=types, department_id=department_id, created_at=now, endpoint=endpoint,
+                      record_types=types, department_id=department_id, created_at=now,
                       amqp_password_hash=rabbit_password_hash(secret), secret_rotated_at=now)
     session.add(partner)
     session.flush()

@@ -13,6 +13,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import httpx
@@ -20,8 +21,12 @@ import pika
 import pika.exceptions
 import pytest
 
+from adapters.amqp.errors import ManagementApiError
+from adapters.amqp.management import delete_partner_user, provision_partner_user, read_user
 from adapters.amqp.settings import AmqpSettings, open_connection
 from adapters.amqp.topology import HUB_TOPOLOGY, declare_topology
+from hub.exchange.provisioning import PartnerCommandError, broker_of
+from hub.settings import Settings
 from tests.ops.test_compose import secret_files_made
 
 ACCESS_REFUSED = 403
@@ -116,3 +121,47 @@ def test_the_administrator_is_separate_and_the_hub_user_has_no_management_access
     with httpx.Client(base_url=imported.management_url, timeout=10, trust_env=False) as api:
         assert api.get("/api/whoami", auth=imported.admin).json()["tags"] in (["administrator"], "administrator")
         assert api.get("/api/whoami", auth=imported.hub).status_code == 401
+
+
+def test_partner_users_are_made_with_the_admin_password_file_not_the_hub_user(imported: Imported,
+                                                                             tmp_path: Path) -> None:
+    """compose's bootstrap: HUB_AMQP_URL as the limited hub user, HUB_RABBITMQ_MANAGEMENT_URL naming the admin
+    and HUB_RABBITMQ_MANAGEMENT_PASSWORD_FILE holding its password — a partner's user is provisioned. With the
+    hub user's own credentials the management API refuses (it is no administrator)."""
+    management = urlsplit(imported.management_url)
+    password_file = tmp_path / "rabbitmq_admin_password"
+    password_file.write_text(imported.admin[1] + "\n", encoding="utf-8")
+    password_file.chmod(0o600)
+    partner = f"defs-partner-{uuid.uuid4().hex[:6]}"
+    as_admin = broker_of(Settings(
+        amqp_url=imported.hub_url, rabbitmq_management_password_file=password_file,
+        rabbitmq_management_url=f"http://{quote(imported.admin[0])}@{management.hostname}:{management.port}"))
+    as_hub = broker_of(Settings(amqp_url=imported.hub_url, rabbitmq_management_url=imported.management_url))
+    assert as_admin is not None and as_hub is not None
+    assert (as_admin.admin_user, as_admin.admin_password) == imported.admin
+    with pytest.raises(ManagementApiError) as refused:
+        provision_partner_user(as_hub.management_url, as_hub.admin_user, as_hub.admin_password, as_hub.vhost,
+                               partner, "partner-secret-1234567890")
+    assert refused.value.status == 401
+    try:
+        provision_partner_user(as_admin.management_url, as_admin.admin_user, as_admin.admin_password,
+                               as_admin.vhost, partner, "partner-secret-1234567890")
+        assert read_user(as_admin.management_url, as_admin.admin_user, as_admin.admin_password, as_admin.vhost,
+                         partner).exists
+    finally:
+        delete_partner_user(as_admin.management_url, as_admin.admin_user, as_admin.admin_password, partner)
+
+
+def test_the_admin_password_file_is_refused_when_open_to_others_or_doubled(tmp_path: Path) -> None:
+    password_file = tmp_path / "rabbitmq_admin_password"
+    password_file.write_text("s3cret\n", encoding="utf-8")
+    password_file.chmod(0o644)
+    settings = Settings(amqp_url="amqp://hub@127.0.0.1/hub", rabbitmq_management_url="http://admin@127.0.0.1:15672",
+                        rabbitmq_management_password_file=password_file)
+    with pytest.raises(PartnerCommandError, match="open to other users"):
+        broker_of(settings)
+    password_file.chmod(0o600)
+    assert broker_of(settings).admin_password == "s3cret"  # type: ignore[union-attr]
+    doubled = settings.model_copy(update={"rabbitmq_management_url": "http://admin:x@127.0.0.1:15672"})
+    with pytest.raises(PartnerCommandError, match="both HUB_RABBITMQ_MANAGEMENT_URL"):
+        broker_of(doubled)

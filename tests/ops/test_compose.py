@@ -39,6 +39,8 @@ OPERATIONS_DOC = ROOT / "docs" / "operations.md"
 Config = dict[str, Any]
 JOBS = {"migrate", "bootstrap", "seed"}  # run to completion: restart "no"/on-failure, no healthcheck needed
 HUB_PROCESSES = ("migrate", "bootstrap", "api", "worker")
+ONLY_FOR = {"rabbitmq_admin_password": {"bootstrap"}, "bootstrap_admin_password": {"bootstrap"},
+            "rabbitmq_definitions": {"rabbitmq"}}
 CONTRACT_ENVIRONMENT = {
     "HUB_DATABASE_URL": "postgresql+psycopg://hub@postgres:5432/hub",
     "HUB_DATABASE_PASSWORD_FILE": "/run/secrets/db_password",
@@ -240,6 +242,8 @@ def secret_problems(config: Config) -> list[str]:
         for value in environment(service).values():
             if value.startswith("/run/secrets/") and value.removeprefix("/run/secrets/") not in mounted:
                 problems.append(f"{name} reads {value} but does not mount it")
+        # Least privilege: the administrators' passwords for the one job that needs them.
+        problems += [f"{name} holds {s}" for s in sorted(mounted) if name not in ONLY_FOR.get(s, {name})]
     return problems
 
 
@@ -322,25 +326,35 @@ def rabbitmq_version_problems(config: Config, docs: str) -> list[str]:
     return problems
 
 
-def postgres_budget_problems(config: Config, conf: str) -> list[str]:
-    """max_connections covers every pool at its limit, the LISTEN connections and the jobs."""
+JOBS_AND_OPERATORS = 1 + 2 + 10  # migrate (one connection), bootstrap, operator commands (docs/operations.md)
+
+
+def connection_budget(config: Config) -> int:
+    """Every api and worker process at its pool's limit plus its LISTEN connection, and the jobs."""
+    budget = JOBS_AND_OPERATORS
+    for name in ("api", "worker"):
+        service = config["services"][name]
+        env = environment(service)
+        per_process = int(env.get("HUB_DB_POOL_SIZE", 20)) + int(env.get("HUB_DB_MAX_OVERFLOW", 20)) + 1
+        budget += per_process * int(service.get("deploy", {}).get("replicas", 1))
+    return budget
+
+
+def postgres_budget_problems(config: Config, conf: str, docs: str) -> list[str]:
+    """max_connections covers the connection budget, whose sum the docs and postgresql.conf write down."""
     setting = dict(re.findall(r"^\s*(\w+)\s*=\s*'?([^'#\n]*?)'?\s*(?:#.*)?$", conf, re.M))
     problems = []
     if "shared_buffers" not in setting:
         problems.append("shared_buffers not set")
-    budget = 0
     for name in ("api", "worker"):
-        service = config["services"][name]
-        env = environment(service)
-        if "HUB_DB_POOL_SIZE" not in env or "HUB_DB_MAX_OVERFLOW" not in env:
-            problems.append(f"{name}: pool size not set")
-            continue
-        per_process = int(env["HUB_DB_POOL_SIZE"]) + int(env["HUB_DB_MAX_OVERFLOW"]) + 1  # + LISTEN
-        budget += per_process * int(service.get("deploy", {}).get("replicas", 1))
-    budget += 1 + 2 + 10  # migrate (one connection), bootstrap, operator commands (docs/operations.md)
+        if not {"HUB_DB_POOL_SIZE", "HUB_DB_MAX_OVERFLOW"} <= set(environment(config["services"][name])):
+            problems.append(f"{name}: pool size not set (the budget needs the figures)")
+    budget = connection_budget(config)
     available = int(setting.get("max_connections", 100)) - int(setting.get("superuser_reserved_connections", 3))
     if budget > available:
         problems.append(f"connection budget {budget} exceeds max_connections - reserved = {available}")
+    if f"**{budget}**" not in docs or not re.search(rf"total\s+=\s*{budget}\b", conf):
+        problems.append(f"docs/operations.md (**{budget}**) or postgresql.conf (total = {budget}) states another sum")
     if str(config["services"]["postgres"].get("command", "")).find("config_file=") < 0:
         problems.append("postgres does not read deploy/postgres/postgresql.conf")
     return problems
@@ -387,6 +401,23 @@ def test_secrets_are_declared_mounted_and_made_by_the_script(default: Config, de
     assert declared <= secret_files_made(tmp_path)
 
 
+def test_make_secrets_keeps_what_exists_and_rotates_only_what_is_named(tmp_path: Path) -> None:
+    script = [sys.executable, str(ROOT / "deploy" / "make_secrets.py"), "--dir", str(tmp_path)]
+    subprocess.run(script, check=True, capture_output=True)
+    before = {p.name: p.read_text() for p in tmp_path.iterdir()}
+    subprocess.run(script, check=True, capture_output=True)
+    again = {p.name: p.read_text() for p in tmp_path.iterdir()}
+    assert {k: v for k, v in again.items() if k.endswith(".txt")} == \
+        {k: v for k, v in before.items() if k.endswith(".txt")}
+    subprocess.run([*script, "--rotate", "amqp_password"], check=True, capture_output=True)
+    after = {p.name: p.read_text() for p in tmp_path.iterdir()}
+    assert [k for k in after if k.endswith(".txt") and after[k] != before[k]] == ["amqp_password.txt"]
+    hub_user = next(u for u in json.loads(after["rabbitmq_definitions.json"])["users"] if u["name"] == "hub")
+    assert rabbit_password_matches(hub_user["password_hash"], after["amqp_password.txt"].strip())
+    refused = subprocess.run([*script, "--rotate", "nope"], capture_output=True, text=True)
+    assert refused.returncode != 0 and "unknown secret" in refused.stderr
+
+
 def test_the_rendered_definitions_hold_hashes_of_the_secret_passwords(tmp_path: Path) -> None:
     secret_files_made(tmp_path)
     rendered = json.loads((tmp_path / "rabbitmq_definitions.json").read_text(encoding="utf-8"))
@@ -415,7 +446,9 @@ def test_the_rabbitmq_version_is_the_one_the_docs_and_this_machine_use(default: 
 
 
 def test_postgres_max_connections_cover_the_connection_budget(default: Config) -> None:
-    assert not postgres_budget_problems(default, POSTGRES_CONF.read_text(encoding="utf-8"))
+    assert not postgres_budget_problems(default, POSTGRES_CONF.read_text(encoding="utf-8"),
+                                        OPERATIONS_DOC.read_text(encoding="utf-8"))
+    assert connection_budget(default) == 127
 
 
 # --- every rule fails on a broken variant -------------------------------------------------------------------
@@ -472,7 +505,13 @@ Break = Callable[[Config], None] | None
 BreakText = Callable[[Texts], None] | None
 NGINX = _with(nginx_problems, "nginx")
 VERSION = _with(rabbitmq_version_problems, "docs")
-BUDGET = _with(postgres_budget_problems, "postgres")
+
+
+def _budget(config: Config, given: Texts) -> list[str]:
+    return postgres_budget_problems(config, given["postgres"], given["docs"])
+
+
+BUDGET = _budget
 
 BROKEN_CONFIGS: dict[str, tuple[Rule, Break, BreakText]] = {
     "schema: ports not a list": (_on_config(schema_problems), _set("services.api.ports", "8000:8000"), None),
@@ -504,6 +543,10 @@ BROKEN_CONFIGS: dict[str, tuple[Rule, Break, BreakText]] = {
     "api materials not shared": (_on_config(contract_problems), _set("services.api.volumes", []), None),
     "an undeclared secret": (_on_config(secret_problems), _set("services.api.secrets", ["db_password", "nope"]),
                              None),
+    "the broker admin in the api": (_on_config(secret_problems),
+                                    _set("services.api.secrets", ["db_password", "amqp_password", "hub_secret_key",
+                                                                  "hub_audit_key", "metrics_token",
+                                                                  "rabbitmq_admin_password"]), None),
     "a secret read but not mounted": (_on_config(secret_problems), _set("services.worker.secrets", ["db_password"]),
                                       None),
     "nginx to the wrong upstream": (NGINX, None,
@@ -519,6 +562,7 @@ BROKEN_CONFIGS: dict[str, tuple[Rule, Break, BreakText]] = {
     "docs naming another rabbitmq": (VERSION, None, _text("docs", "RabbitMQ 3.10", "RabbitMQ 3.13")),
     "pools beyond max_connections": (BUDGET, _env("api", "HUB_DB_MAX_OVERFLOW", "60"), None),
     "postgres at its default 100": (BUDGET, None, _text("postgres", "max_connections = 150", "max_connections = 100")),
+    "a pool changed, the docs' sum not": (BUDGET, _env("worker", "HUB_DB_MAX_OVERFLOW", "6"), None),
     "postgres without shared_buffers": (BUDGET, None, _text("postgres", "shared_buffers", "# shared_buffers")),
 }
 

@@ -16,9 +16,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import httpx
+import pika
 import pytest
+from pika.exceptions import AMQPConnectionError
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
@@ -32,6 +35,7 @@ from tests.e2e.cli_support import (
     fresh_postgres_database,
     hub_executable,
     operator_env,
+    required_env,
     run_process,
     started,
 )
@@ -173,6 +177,25 @@ def test_a_partner_secret_file_open_to_others_or_the_demo_secret_is_refused(hub:
     assert "partners[3].secret_file" in ran.stderr and "not_demo" in ran.stderr, ran
 
 
+def test_an_item_the_catalogue_refuses_is_named_by_its_file_index_and_field(hub: Hub) -> None:
+    """A catalogue file of its own, each item's form beside it: an item the catalogue's rules refuse (a promised
+    time limit above the statutory one) exits 2 naming the items file, the item and the field; all rolled back."""
+    from hub.seed.service import read_form, read_seed
+
+    row = next(r for r in read_seed("items") if r["key"] == "physician-practice-registration")
+    folder = hub.workdir / "catalogue"
+    (folder / "forms").mkdir(parents=True)
+    (folder / "forms" / "physician.json").write_text(json.dumps(read_form(row["form"])), encoding="utf-8")
+    bad = {**row, "form": "forms/physician.json", "promised_limit_days": row["statutory_limit_days"] + 5}
+    (folder / "items.json").write_text(json.dumps([bad], ensure_ascii=False), encoding="utf-8")
+    own = hub.variant("own-catalogue.json", lambda d: d["catalogue"].update(items="catalogue/items.json"))
+    ran = hub.bootstrap(own, "--admin-password-file", str(hub.secret_file("pw", ADMIN_PASSWORD)))
+    assert ran.code == 2, ran
+    assert f"{folder / 'items.json'}: [0].promised_limit_days" in ran.stderr, ran
+    assert "not_above_statutory" in ran.stderr, ran
+    assert hub.count("SELECT count(*) FROM regions") == 0 and hub.count("SELECT count(*) FROM items") == 0
+
+
 @pytest.mark.parametrize(("password", "message"), [
     ("short-pw", "at least 12"), (DEMO_PASSWORD, "published demo password")], ids=["short", "demo"])
 def test_a_weak_administrator_password_is_refused(hub: Hub, password: str, message: str) -> None:
@@ -256,6 +279,60 @@ def test_a_partner_of_another_kind_under_an_existing_code_is_refused(hub: Hub) -
     ran = hub.bootstrap(bad)
     assert ran.code == 2, ran
     assert "partners[2].kind" in ran.stderr and "immutable" in ran.stderr, ran
+
+
+@dataclass(frozen=True)
+class Vhost:
+    amqp_url: str
+    management_url: str
+    name: str
+
+
+@pytest.fixture
+def vhost() -> Iterator[Vhost]:
+    """A throwaway vhost on the test broker; the users bootstrap creates for it are deleted afterwards."""
+    parts = urlsplit(required_env("HUB_TEST_AMQP_URL"))
+    management_url = required_env("HUB_TEST_RABBITMQ_MANAGEMENT_URL").rstrip("/")
+    user, password = unquote(parts.username or ""), unquote(parts.password or "")
+    name = f"hub_boot_{uuid.uuid4().hex[:8]}"
+    with httpx.Client(base_url=management_url, auth=(user, password), timeout=15, trust_env=False) as api:
+        api.put(f"/api/vhosts/{name}").raise_for_status()
+        api.put(f"/api/permissions/{name}/{quote(user, safe='')}",
+                json={"configure": ".*", "write": ".*", "read": ".*"}).raise_for_status()
+        try:
+            yield Vhost(urlunsplit(parts._replace(path=f"/{name}")), management_url, name)
+        finally:
+            ours = {p["user"] for p in api.get(f"/api/vhosts/{name}/permissions").json()} - {user}
+            api.delete(f"/api/vhosts/{name}")
+            for created in ours:
+                if created.startswith(f"{name}."):  # only the partner users named for this vhost
+                    api.delete(f"/api/users/{quote(created, safe='')}")
+
+
+def amqp_login(vhost: Vhost, username: str, password: str) -> bool:
+    parts = urlsplit(vhost.amqp_url)
+    url = f"amqp://{quote(username, safe='')}:{quote(password, safe='')}@{parts.hostname}:{parts.port or 5672}/" \
+          f"{quote(vhost.name, safe='')}"
+    try:
+        pika.BlockingConnection(pika.URLParameters(url)).close()
+    except AMQPConnectionError:
+        return False
+    return True
+
+
+def test_with_a_broker_a_new_partner_gets_its_own_rabbitmq_user(hub: Hub, vhost: Vhost) -> None:
+    broker = {"HUB_AMQP_URL": vhost.amqp_url, "HUB_RABBITMQ_MANAGEMENT_URL": vhost.management_url}
+    added = hub.variant("anshan.json", lambda d: d["partners"].append(
+        {"code": "anshan", "name": "鞍山市网上审批平台", "kind": "city_platform", "region": "210300"}))
+    ran = hub.bootstrap(added, "--json", **broker)
+    assert ran.code == 0, ran
+    assert json.loads(ran.stdout)["partners"] == {"created": 1, "updated": 0, "unchanged": 4}, ran
+    secret = (hub.data_dir / "credentials" / "anshan.secret").read_text(encoding="utf-8").strip()
+    assert amqp_login(vhost, f"{vhost.name}.anshan", secret)  # `hub partners add`'s user, named per vhost
+    other = (hub.data_dir / "credentials" / "dalian.secret").read_text(encoding="utf-8").strip()
+    assert not amqp_login(vhost, f"{vhost.name}.anshan", other)
+    again = hub.bootstrap(added, **broker)
+    assert again.code == 0 and "created 0, updated 0" in again.stdout, again
 
 
 # --- the bootstrapped hub, served with every secret from a file ----------------------------------------------

@@ -140,17 +140,19 @@ class Credentials:
 
 
 def add_partner(session: Session, *, code: str, name: str, region: str, kind: str, department: str | None,
-                record_types: list[str] | None, broker: Broker | None, now: datetime) -> Credentials:
-    """Register a partner with a new secret and, with a broker, its own RabbitMQ user."""
+                record_types: list[str] | None, broker: Broker | None, now: datetime, secret: str | None = None,
+                endpoint: str | None = None) -> Credentials:
+    """Register a partner with a new secret (or ``secret``: `hub bootstrap`'s from a file) and, with a broker,
+    its own RabbitMQ user."""
     _check_new(session, code=code, name=name, kind=kind)
     region_row = session.get(Region, region)
     if region_row is None:
         raise PartnerCommandError("unknown_region", f"行政区划 {region} 不存在", f"no region with code {region}")
     department_id = _department_id(session, region=region, code=department, kind=kind)
     types = _record_types(record_types, kind)
-    secret = new_secret()
+    secret = secret or new_secret()
     partner = Partner(code=code, name=name, kind=kind, region_code=region, secret_hash=hash_secret(secret),
-                      record_types=types, department_id=department_id, created_at=now,
+                      record_types=types, department_id=department_id, created_at=now, endpoint=endpoint,
                       amqp_password_hash=rabbit_password_hash(secret), secret_rotated_at=now)
     session.add(partner)
     session.flush()

@@ -574,8 +574,3 @@ def url_host(value: str) -> str | None:
     if "://" not in value:
         return None
     return urlsplit(value).hostname
-
-
-def url_user(url: str) -> tuple[str, str]:
-    parts = urlsplit(url)
-    return unquote(parts.username or ""), unquote(parts.password or "")

@@ -46,7 +46,7 @@ def bootstrap_command(
         plan = read_plan(file=file)
         password = _admin_password(settings, admin_password_file)
         if password is not None:
-            check_admin_password(password, source=_password_source(admin_password_file))
+            check_admin_password(password=password, source=_password_source(admin_password_file))
         behind = _schema_behind(settings)
         if behind:
             raise BootstrapRefused(behind)

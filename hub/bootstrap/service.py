@@ -14,6 +14,7 @@ a partner's secret from its ``secret_file`` or is generated once into ``<credent
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from collections import Counter
 from collections.abc import Callable
@@ -132,7 +133,7 @@ def read_plan(*, file: Path) -> Plan:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BootstrapFileError([Problem(name, "", "json", f"not a UTF-8 JSON document: {exc}")]) from None
     validator = validator_for(load_schema(SCHEMA))
-    problems = [Problem(name, json_path(e.absolute_path), str(e.validator), _schema_message(e))
+    problems = [Problem(name, _error_path(e), str(e.validator), _schema_message(e))
                 for e in sorted(validator.iter_errors(document), key=lambda e: list(map(str, e.absolute_path)))]
     if problems:
         raise BootstrapFileError(problems)
@@ -150,6 +151,15 @@ def json_path(parts: Any) -> str:
     for part in parts:
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
     return text
+
+
+def _error_path(error: Any) -> str:
+    """The value's path; for a missing property, the property's (``partners[0].department``)."""
+    parts = list(error.absolute_path)
+    missing = re.match(r"^'([^']+)' is a required property", str(error.message))
+    if error.validator == "required" and missing:
+        parts.append(missing.group(1))
+    return json_path(parts)
 
 
 def _schema_message(error: Any) -> str:
@@ -243,7 +253,7 @@ def partner_secret_problem(secret: str, *, demo: set[str], taken: dict[str, str]
     return None
 
 
-def check_admin_password(password: str, *, source: str) -> None:
+def check_admin_password(*, password: str, source: str) -> None:
     demo = {str(row["password"]) for row in read_seed("officers")}
     if password in demo:
         raise BootstrapRefused(f"{source}: the administrator's password is the published demo password")

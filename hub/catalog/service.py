@@ -269,7 +269,7 @@ def _apply(
     item.updated_at = now
 
 
-def item_differs(session: Session, item: Item, data: ItemWrite) -> bool:
+def item_differs(session: Session, *, item: Item, data: ItemWrite) -> bool:
     """Whether writing ``data`` would change the stored item (what ``_apply`` sets), e.g. for a re-run of
     `hub bootstrap` that must leave an unchanged catalogue alone — no new version, no event."""
     department = session.get(Department, item.department_id)

@@ -98,7 +98,7 @@ def _put(session: Session, model: type[Any], existing: Any, values: dict[str, An
 def put_item(session: Session, *, data: ItemWrite, now: datetime, update: bool) -> Outcome:
     """An item of the catalogue by its key: written when new or — ``update`` — when it differs."""
     existing = session.scalar(select(Item).where(Item.key == data.key))
-    if existing is not None and (not update or not catalog.item_differs(session, existing, data)):
+    if existing is not None and (not update or not catalog.item_differs(session, item=existing, data=data)):
         return "unchanged"
     catalog.write_item(session, data=data, now=now)
     return "created" if existing is None else "updated"

@@ -133,7 +133,8 @@ def test_a_misspelt_section_and_a_missing_field_are_each_named(hub: Hub) -> None
     ran = hub.bootstrap(hub.variant("misspelt.json", change), "--json")
     assert ran.code == 2, ran
     problems = {(p["path"], p["rule"]) for p in json.loads(ran.stdout)["problems"]}
-    assert {("", "additionalProperties"), ("", "required"), ("administrator", "required")} <= problems, problems
+    assert {("", "additionalProperties"), ("partners", "required"),
+            ("administrator.department", "required")} <= problems, problems
 
 
 def test_a_region_that_exists_nowhere_is_refused_before_anything_is_written(hub: Hub) -> None:
@@ -272,6 +273,24 @@ def test_a_changed_endpoint_and_name_are_updated(hub: Hub) -> None:
     assert partners["dalian"][0] == "大连市一体化政务服务平台"
     back = hub.bootstrap(EXAMPLE)
     assert back.code == 0 and "updated 2" in back.stdout, back
+
+
+def test_a_changed_item_gets_a_new_version_and_the_others_none(hub: Hub) -> None:
+    from hub.seed.service import read_form, read_seed
+
+    rows = read_seed("items")
+    folder = hub.workdir / "changed-catalogue"
+    folder.mkdir()
+    for row in rows:  # the built-in catalogue as a file of its own, each form beside it
+        (folder / row["form"]).write_text(json.dumps(read_form(row["form"]), ensure_ascii=False), encoding="utf-8")
+    rows[0]["hours"] += "（法定节假日除外）"
+    (folder / "items.json").write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
+    own = hub.variant("changed-item.json", lambda d: d["catalogue"].update(items="changed-catalogue/items.json"))
+    ran = hub.bootstrap(own, "--json")
+    assert ran.code == 0, ran
+    assert json.loads(ran.stdout)["items"] == {"created": 0, "updated": 1, "unchanged": 16}, ran
+    versions = dict(hub.rows("SELECT key, version FROM items"))
+    assert versions.pop(rows[0]["key"]) == 2 and set(versions.values()) == {1}
 
 
 def test_a_partner_of_another_kind_under_an_existing_code_is_refused(hub: Hub) -> None:

@@ -189,8 +189,9 @@ class Vhost:
 
 
 @pytest.fixture(scope="module")
-def vhost() -> Iterator[Vhost]:
-    """A throwaway vhost; partner users that `hub partners sync` creates in it are deleted afterwards."""
+def vhost(backend: str) -> Iterator[Vhost]:
+    """A throwaway vhost per backend (each backend's sync creates its partners' users anew); partner users that
+    `hub partners sync` creates in it are deleted afterwards."""
     base = required_env("HUB_TEST_AMQP_URL")
     management_url = required_env("HUB_TEST_RABBITMQ_MANAGEMENT_URL").rstrip("/")
     parts = urlsplit(base)

@@ -353,7 +353,10 @@ def db_upgrade(verbose: VerboseOpt = False) -> None:
     settings = get_settings()
     logs.configure(settings.log_level, settings.log_json, verbose=verbose)
     _prepare(seed=False)
-    console.print("[green]database at head[/]")
+    if logs.json_configured():  # the compose migrate job: its one line JSON like every other (issue 13, shape)
+        log.info("database at head", extra={"status": "done"})
+    else:
+        console.print("[green]database at head[/]")
 
 
 @db_app.command("seed")

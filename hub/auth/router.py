@@ -7,7 +7,7 @@ from fastapi.security import OAuth2PasswordRequestForm
 
 from hub.auth import service
 from hub.auth.models import Officer
-from hub.auth.schemas import OfficerOut, TokenOut
+from hub.auth.schemas import OfficerCreate, OfficerOut, TokenOut
 from hub.db import separate_unit_of_work
 from hub.deps import NowDep, OfficerDep, SessionDep, SessionFactoryDep, SettingsDep
 from hub.problems import problem_responses
@@ -46,6 +46,18 @@ def login(
 @router.get("/me", response_model=OfficerOut, responses=problem_responses(401))
 def me(officer: OfficerDep) -> OfficerOut:
     return officer_out(officer)
+
+
+@router.post("/officers", response_model=OfficerOut, status_code=201,
+             responses=problem_responses(401, 403, 409, 422))
+def add_officer(body: OfficerCreate, officer: OfficerDep, session: SessionDep, now: NowDep) -> OfficerOut:
+    """An administrator adds an officer of a department in his region or below (issue 13: a bootstrapped hub
+    has only its administrator). 409 for a username that exists; 422 naming the field for an unknown department
+    or the published demo password."""
+    created = service.add_officer(session, admin=officer, username=body.username, name=body.name,
+                                  region=body.region, department=body.department, roles=body.roles,
+                                  password=body.password, now=now)
+    return officer_out(created)
 
 
 def officer_out(officer: Officer) -> OfficerOut:

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from hub.auth.models import Officer
 from hub.errors import Forbidden, Unauthorized
 from hub.org import service as org_service
+from hub.org.models import Department
 from workflow.errors import ROLE_LABELS
 
 _hasher = PasswordHasher()
@@ -101,3 +102,34 @@ def require_role(officer: Officer, roles: Iterable[str]) -> None:
 def can_oversee_region(session: Session, officer: Officer, region_code: str) -> bool:
     """Authority flows down the region tree: a supervisor sees his region and all below it."""
     return org_service.is_within(session, region_code=region_code, ancestor=officer.region_code)
+
+
+
+def add_officer(session: Session, *, admin: Officer, username: str, name: str, region: str, department: str,
+                roles: Iterable[str], password: str, now: datetime) -> Officer:
+    """A new officer of ``department`` in ``region``, created by ``admin`` (issue 13: a bootstrapped hub has only
+    its administrator; the demo officers are for `hub up` and the dev profile). Never commits.
+
+    403 unless ``admin`` has the admin role and the region is his or below it; 422 naming the field for an
+    unknown department or the published demo password; 409 for a username that exists."""
+    from hub.errors import Conflict, FieldError, ValidationFailed
+    from hub.seed.service import read_seed
+
+    require_role(admin, ["admin"])
+    if not can_oversee_region(session, admin, region):
+        raise Forbidden(f"只能为本辖区（{admin.region_code}）及下级的部门创建工作人员 (region {region} is outside "
+                        f"the administrator's region {admin.region_code})")
+    if password in {str(row["password"]) for row in read_seed("officers")}:
+        raise ValidationFailed([FieldError("password", "not_demo", "不得使用公开的演示密码 (the published demo "
+                                                                   "password is refused)")])
+    unit = session.scalar(select(Department).where(Department.region_code == region, Department.code == department))
+    if unit is None:
+        raise ValidationFailed([FieldError("department", "exists", f"部门 {region}-{department} 不存在 (no such "
+                                                                   "department in that region)")])
+    if session.scalar(select(Officer.id).where(Officer.username == username)) is not None:
+        raise Conflict(f"用户名 {username} 已存在 (an officer named {username} exists)")
+    officer = Officer(username=username, password_hash=hash_password(password), name=name, region_code=region,
+                      department_id=unit.id, roles=list(dict.fromkeys(roles)), created_at=now)
+    session.add(officer)
+    session.flush()
+    return officer

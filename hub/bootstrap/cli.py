@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Annotated, NoReturn
 
@@ -17,6 +18,7 @@ from hub.settings import SecretFileRefused, Settings, get_settings, read_secret_
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
+log = logging.getLogger("hub.bootstrap")
 CREDENTIALS_DIR = "credentials"
 EXIT_BAD_FILE = 2
 
@@ -61,7 +63,7 @@ def bootstrap_command(
             typer.echo(json.dumps({"error": "bad_file", "problems": [p.as_dict() for p in exc.problems]},
                                   ensure_ascii=False, indent=2))
         for problem in exc.problems:
-            err.print(f"hub bootstrap: {problem}", highlight=False, markup=False)
+            _say(f"hub bootstrap: {problem}", error=True)
         raise typer.Exit(EXIT_BAD_FILE) from None
     except (BootstrapRefused, PartnerCommandError, SecretFileRefused) as exc:
         _refuse(str(exc), as_json)
@@ -69,13 +71,22 @@ def bootstrap_command(
         typer.echo(json.dumps({"file": str(file), **report.as_dict()}, ensure_ascii=False, indent=2))
         return
     totals = report.totals()
-    out.print(f"[green]bootstrapped[/] {file}: created {totals['created']}, updated {totals['updated']}, "
-              f"unchanged {totals['unchanged']}", highlight=False)
+    _say(f"bootstrapped {file}: created {totals['created']}, updated {totals['updated']}, "
+         f"unchanged {totals['unchanged']}")
     for kind, counts in report.outcomes.items():
-        out.print(f"  {kind:<14} created {counts['created']}, updated {counts['updated']}, "
-                  f"unchanged {counts['unchanged']}", highlight=False)
+        _say(f"  {kind:<14} created {counts['created']}, updated {counts['updated']}, "
+             f"unchanged {counts['unchanged']}")
     for done in report.credentials:  # where each new partner's secret is, never the secret
-        out.print(f"  partner {done['code']}: secret from {done['how']} {done['file']}", highlight=False)
+        _say(f"  partner {done['code']}: secret from {done['how']} {done['file']}")
+
+
+def _say(line: str, *, error: bool = False) -> None:
+    """A line for the operator: with HUB_LOG_JSON (the compose job) one JSON log line like every other process's
+    (issue 13, part shape: docs/operations.md "Logs"), else plain text."""
+    if logs.json_configured():
+        log.log(logging.ERROR if error else logging.INFO, line.strip())
+    else:
+        (err if error else out).print(line, highlight=False, markup=False)
 
 
 def _admin_password(settings: Settings, option: Path | None) -> str | None:
@@ -109,5 +120,5 @@ def _schema_behind(settings: Settings) -> str | None:
 def _refuse(message: str, as_json: bool) -> NoReturn:
     if as_json:
         typer.echo(json.dumps({"error": "refused", "message": message}, ensure_ascii=False))
-    err.print(f"hub bootstrap: refused: {message}", highlight=False, markup=False)
+    _say(f"hub bootstrap: refused: {message}", error=True)
     raise typer.Exit(1)

@@ -75,7 +75,7 @@ def test_two_db_upgrades_started_at_the_same_moment_on_an_empty_database_both_su
     outputs = [process.communicate(timeout=300) for process in processes]
     for process, (stdout, stderr) in zip(processes, outputs, strict=True):
         assert process.returncode == 0, f"exit {process.returncode}\n{stdout}\n{stderr}"
-        assert "database at head" in stdout
+        assert [line["msg"] for line in json_lines(stdout + stderr)][-1] == "database at head"
     assert revision_of(fresh_database) == head_revision()
 
 

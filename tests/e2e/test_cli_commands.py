@@ -370,7 +370,7 @@ def test_api_serves_the_migrated_database(operator: Operator) -> None:
     with operator.serving("api", "--port", str(port), log="api.log", **PROCESS_KEYS) as api:
         api.wait_until(lambda: answers(f"{base}/health"), "hub api answering /health")
         assert answers(f"{base}/ready")
-        items = httpx.get(f"{base}/api/v1/items", timeout=10, trust_env=False)
+        items = httpx.get(f"{base}/api/v1/items", timeout=60, trust_env=False)
         assert items.status_code == 200 and items.json()["items"], items.text
         assert api.stop() == 0, api.output()[-3000:]
     assert not port_open(port)
@@ -400,7 +400,7 @@ def test_api_with_two_workers_serves_concurrent_submissions_from_two_processes(o
         api.wait_until(lambda: answers(f"{base}/health") and len(worker_processes(api.process.pid)) == 2,
                        "hub api --workers 2 answering /health with two worker processes")
         workers = worker_processes(api.process.pid)
-        items = httpx.get(f"{base}/api/v1/items", params={"q": ITEM}, timeout=10, trust_env=False).json()["items"]
+        items = httpx.get(f"{base}/api/v1/items", params={"q": ITEM}, timeout=60, trust_env=False).json()["items"]
         code = next(i["code"] for i in items if i["key"] == ITEM)
 
         def submit(seq: int) -> httpx.Response:

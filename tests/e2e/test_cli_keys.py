@@ -96,7 +96,7 @@ def test_hub_up_keeps_random_keys_per_data_folder(tmp_path: Path) -> None:
             assert len(keys[0].strip()) >= 32 and keys[0] != keys[1]
             assert DEV_SECRET not in keys[0] and DEV_AUDIT_KEY not in keys[1]
 
-            with httpx.Client(base_url=base, timeout=10, trust_env=False) as client:
+            with httpx.Client(base_url=base, timeout=60, trust_env=False) as client:
                 signed_in = client.post("/api/v1/auth/token",
                                         data={"username": "sy_wj_intake", "password": DEMO_PASSWORD})
                 assert signed_in.status_code == 200, signed_in.text

@@ -65,7 +65,7 @@ def test_hub_up_prints_banner_and_accounts_without_library_log_lines(tmp_path: P
         assert f"ready {base}/ready   metrics {base}/metrics" in banner, banner
 
         # The running hub's /docs names nothing outside it (the network may be cut).
-        page = httpx.get(f"{base}/docs", timeout=10, trust_env=False).text
+        page = httpx.get(f"{base}/docs", timeout=60, trust_env=False).text
         assert [u for u in EXTERNAL_URL.findall(page) if not u.startswith(base)] == []
 
         # registries status: --json for scripts, and never a prompt when no account is given.

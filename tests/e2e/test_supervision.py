@@ -309,7 +309,7 @@ def shenyang_on_rabbitmq(amqp_url: str) -> Iterator[str]:
     parts = urlsplit(amqp_url)
     admin, password = unquote(parts.username or ""), unquote(parts.password or "")
     vhost = unquote(parts.path.lstrip("/")) or "/"
-    with httpx.Client(base_url=management.rstrip("/"), auth=(admin, password), timeout=10, trust_env=False) as api:
+    with httpx.Client(base_url=management.rstrip("/"), auth=(admin, password), timeout=60, trust_env=False) as api:
         created = api.get("/api/users/shenyang").status_code == 404
     provision_partner_user(management, admin, password, vhost, "shenyang", PARTNER_SECRET)
     netloc = f"shenyang:{quote(PARTNER_SECRET, safe='')}@{parts.hostname}:{parts.port or 5672}"

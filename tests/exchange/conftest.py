@@ -123,7 +123,7 @@ def partner_urls(broker: Broker) -> Iterator[dict[str, str]]:
     """AMQP URLs of the partner users, provisioned in the private vhost with the seeded demo secret."""
     created = []
     with httpx.Client(base_url=broker.management_url, auth=(broker.admin_user, broker.admin_password),
-                      timeout=10, trust_env=False) as api:
+                      timeout=60, trust_env=False) as api:
         for code in PARTNERS:
             if api.get(f"/api/users/{code}").status_code == 404:
                 created.append(code)

@@ -63,7 +63,7 @@ def broker_users(broker: Broker, session_factory: sessionmaker[Session]) -> Iter
         session.execute(update(Partner).where(Partner.amqp_username.startswith(f"{broker.vhost}.", autoescape=True))
                         .values(amqp_username=None))
     with httpx.Client(base_url=broker.management_url, auth=(broker.admin_user, broker.admin_password),
-                      timeout=10, trust_env=False) as api:
+                      timeout=60, trust_env=False) as api:
         for user in api.get("/api/users").json():
             if user["name"].startswith(f"{broker.vhost}."):
                 api.delete(f"/api/users/{quote(user['name'], safe='')}")
@@ -246,7 +246,7 @@ def test_sync_recreates_missing_users_from_stored_hashes_and_never_resets_a_pass
     first, second = new_code(), new_code()
     a, b = add(hub_cli, first), add(hub_cli, second)
     with httpx.Client(base_url=broker.management_url, auth=(broker.admin_user, broker.admin_password),
-                      timeout=10, trust_env=False) as api:
+                      timeout=60, trust_env=False) as api:
         api.delete(f"/api/users/{quote(a['amqp_username'], safe='')}").raise_for_status()
         api.put(f"/api/permissions/{broker.vhost}/{quote(b['amqp_username'], safe='')}",
                 json={"configure": ".*", "write": ".*", "read": ".*"}).raise_for_status()  # too much

@@ -193,7 +193,7 @@ def test_a_legacy_departments_decision_appends_a_step_the_chain_verifies(
 ) -> None:
     number = submit(client, KEY)["tracking_no"]
     with serving(app) as url:
-        intake = HubDepartmentExchange(url, officer_of(KEY, "intake"), DEMO_PASSWORD, timeout_s=10, now=clock.now)
+        intake = HubDepartmentExchange(url, officer_of(KEY, "intake"), DEMO_PASSWORD, timeout_s=60, now=clock.now)
         answer = intake.submit_decision(number, "accept", "材料齐全")
     assert (answer.seq, answer.state) == (2, "under_review")
     assert chain_findings(session_factory, number) == (2, [])

@@ -54,7 +54,7 @@ def hub_url(app: Any, clock: FixedClock) -> Iterator[str]:
 
 
 def officer(hub_url: str, username: str, password: str = DEMO_PASSWORD) -> HubDepartmentExchange:
-    return HubDepartmentExchange(hub_url, username, password, timeout_s=10, now=_CLOCKS[hub_url].now)
+    return HubDepartmentExchange(hub_url, username, password, timeout_s=60, now=_CLOCKS[hub_url].now)
 
 
 def fault_detail(fault: zeep.exceptions.Fault) -> dict[str, str]:
@@ -151,7 +151,7 @@ def canonical(value: Any) -> Any:
 
 @pytest.fixture
 def raw(hub_url: str, clock: FixedClock) -> Iterator[RawClient]:
-    with httpx.Client(timeout=10, trust_env=False) as http:
+    with httpx.Client(timeout=60, trust_env=False) as http:
         yield RawClient(http, f"{hub_url}/soap/department-exchange?wsdl", clock)
 
 

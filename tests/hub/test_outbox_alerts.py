@@ -30,7 +30,7 @@ KEY = "physician-practice-registration"  # 沈阳市卫健委: officers sy_wj_*
 
 @pytest.fixture
 def raw(app: Any, clock: FixedClock) -> Iterator[RawClient]:
-    with serving(app) as url, httpx.Client(timeout=10, trust_env=False) as http:
+    with serving(app) as url, httpx.Client(timeout=60, trust_env=False) as http:
         yield RawClient(http, f"{url}/soap/department-exchange?wsdl", clock)
 
 

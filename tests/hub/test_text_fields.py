@@ -133,7 +133,7 @@ def test_bad_supplement_notes_and_withdrawal_reasons_are_refused(client: TestCli
 
 @pytest.fixture
 def raw(app: Any, clock: FixedClock) -> Iterator[RawClient]:
-    with serving(app) as url, httpx.Client(timeout=10, trust_env=False) as http:
+    with serving(app) as url, httpx.Client(timeout=60, trust_env=False) as http:
         yield RawClient(http, f"{url}/soap/department-exchange?wsdl", clock)
 
 

@@ -100,7 +100,7 @@ class AlipayMockHandle:
     def __init__(self) -> None:
         self.server = MockServer("alipay", "rest", alipay_app.create_app)
         self.server.start()
-        self.http = httpx.Client(base_url=self.server.url, timeout=10, trust_env=False, follow_redirects=False)
+        self.http = httpx.Client(base_url=self.server.url, timeout=60, trust_env=False, follow_redirects=False)
         self.keys: dict[str, str] = self.http.get("/_keys").json()
         self.receiver = NotifyReceiver()
         self.receiver.server = MockServer("hub-notify", "rest", self.receiver.app)

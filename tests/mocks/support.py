@@ -41,7 +41,7 @@ class MockControl:
 
     def __init__(self, mocks: RunningMocks) -> None:
         self.mocks = mocks
-        self.http = httpx.Client(base_url=mocks.control_url, timeout=10, trust_env=False)
+        self.http = httpx.Client(base_url=mocks.control_url, timeout=60, trust_env=False)
 
     def state(self, name: str) -> dict[str, Any]:
         return self._ok(self.http.get(f"/{name}"))
@@ -74,4 +74,4 @@ class MockControl:
 
 
 # One pooled client for raw requests in tests (a new httpx client per request costs ~40 ms of TLS setup).
-HTTP = httpx.Client(timeout=10, trust_env=False)
+HTTP = httpx.Client(timeout=60, trust_env=False)

@@ -112,7 +112,7 @@ def test_the_legacy_endpoint_validates_what_the_hub_sends(legacy: LegacyMock) ->
         "<soapenv:Body><l:ReceiveCase><l:trackingNo>123</l:trackingNo></l:ReceiveCase></soapenv:Body>"
         "</soapenv:Envelope>"
     )
-    with httpx.Client(timeout=10, trust_env=False) as http:
+    with httpx.Client(timeout=60, trust_env=False) as http:
         answer = http.post(legacy.service_url, content=envelope.encode(), headers={"Content-Type": "text/xml"})
         assert answer.status_code == 500
         assert b"soap:Client" in answer.content and b"INVALID_REQUEST" in answer.content

@@ -32,7 +32,7 @@ from tests.mocks.unionpay_support import (
     wait_until,
 )
 
-HTTP = httpx.Client(timeout=10, trust_env=False)
+HTTP = httpx.Client(timeout=60, trust_env=False)
 FRONT, BACK, QUERY, FILE = (f"/gateway/api/{name}.do" for name in
                             ("frontTransReq", "backTransReq", "queryTrans", "fileTransfer"))
 

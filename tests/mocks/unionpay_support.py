@@ -174,7 +174,7 @@ class Browser:
     """An applicant's browser with plain httpx: posts the checkout form, then a cashier form."""
 
     def __init__(self) -> None:
-        self.http = httpx.Client(timeout=10, trust_env=False, follow_redirects=False)
+        self.http = httpx.Client(timeout=60, trust_env=False, follow_redirects=False)
 
     def open_cashier(self, url: str, fields: dict[str, str]) -> httpx.Response:
         return self.http.post(url, data=fields)

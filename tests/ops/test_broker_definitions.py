@@ -118,7 +118,7 @@ def test_the_hub_user_can_do_nothing_else(imported: Imported, act: str) -> None:
 
 
 def test_the_administrator_is_separate_and_the_hub_user_has_no_management_access(imported: Imported) -> None:
-    with httpx.Client(base_url=imported.management_url, timeout=10, trust_env=False) as api:
+    with httpx.Client(base_url=imported.management_url, timeout=60, trust_env=False) as api:
         assert api.get("/api/whoami", auth=imported.admin).json()["tags"] in (["administrator"], "administrator")
         assert api.get("/api/whoami", auth=imported.hub).status_code == 401
 

@@ -317,7 +317,7 @@ def running(shape: Shape) -> Shape:
 
 def _status(url: str) -> int | None:
     try:
-        return httpx.get(url, timeout=10, trust_env=False).status_code
+        return httpx.get(url, timeout=60, trust_env=False).status_code
     except httpx.HTTPError:
         return None
 

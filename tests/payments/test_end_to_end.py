@@ -228,7 +228,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         mocks = {name: f"http://127.0.0.1:{base_port + offset}" for name, offset in MOCK_OFFSET.items()}
         for url in mocks.values():
             mocks_process.wait_until(lambda u=url: answers(f"{u}/_keys"), f"{url}/_keys answers", timeout_s=120)
-        keys = {name: httpx.get(f"{url}/_keys", timeout=10, trust_env=False).json() for name, url in mocks.items()}
+        keys = {name: httpx.get(f"{url}/_keys", timeout=60, trust_env=False).json() for name, url in mocks.items()}
         mark("mocks' keys")
         base_env.update(_payment_env(workdir, keys, mocks))
 
@@ -264,7 +264,7 @@ def figures(live: Stack) -> dict[str, Any]:
     """What the run did: notifications the mocks sent and how the hub answered, the inbox, orders, sources."""
     sent: dict[str, Any] = {}
     for gateway, url in live.mocks.items():
-        records = httpx.get(f"{url}/_control/notifications", timeout=10, trust_env=False).json()["notifications"]
+        records = httpx.get(f"{url}/_control/notifications", timeout=60, trust_env=False).json()["notifications"]
         attempts = [a for r in records for a in r["attempts"]]
         sent[gateway] = {
             "notifications": len(records), "by_label": _count(r["label"] for r in records),
@@ -475,11 +475,11 @@ def browser() -> httpx.Client:
 @contextmanager
 def faults(live: Stack, gateway: str, **switches: Any) -> Iterator[None]:
     control = f"{live.mocks[gateway]}/_control/payment-faults"
-    httpx.post(control, json=switches, timeout=10, trust_env=False).raise_for_status()
+    httpx.post(control, json=switches, timeout=60, trust_env=False).raise_for_status()
     try:
         yield
     finally:
-        httpx.delete(control, timeout=10, trust_env=False).raise_for_status()  # every switch off
+        httpx.delete(control, timeout=60, trust_env=False).raise_for_status()  # every switch off
 
 
 def pay_without_browser(live: Stack, gateway: str, order_no: str) -> None:
@@ -489,7 +489,7 @@ def pay_without_browser(live: Stack, gateway: str, order_no: str) -> None:
 
 def notifications(live: Stack, gateway: str, order_no: str) -> list[dict[str, Any]]:
     """What the mock sent about one order: each notification with its attempts and the hub's answers."""
-    sent = httpx.get(f"{live.mocks[gateway]}/_control/notifications", params={"order_no": order_no}, timeout=10,
+    sent = httpx.get(f"{live.mocks[gateway]}/_control/notifications", params={"order_no": order_no}, timeout=60,
                      trust_env=False)
     return list(sent.raise_for_status().json()["notifications"])
 
@@ -500,7 +500,7 @@ def answers_to(live: Stack, gateway: str, order_no: str) -> list[dict[str, Any]]
 
 
 def trade_at_gateway(live: Stack, gateway: str, order_no: str) -> dict[str, Any]:
-    return dict(httpx.get(f"{live.mocks[gateway]}/_control/trades/{order_no}", timeout=10,
+    return dict(httpx.get(f"{live.mocks[gateway]}/_control/trades/{order_no}", timeout=60,
                           trust_env=False).raise_for_status().json())
 
 
@@ -684,7 +684,7 @@ def test_a_refund_retried_after_a_timeout_refunds_once(stack: Stack) -> None:
 
 def refund_calls(live: Stack) -> int:
     """How many refund requests the Alipay mock received (its request counters)."""
-    control = httpx.get(f"{live.mocks['alipay']}/_control", timeout=10, trust_env=False).raise_for_status().json()
+    control = httpx.get(f"{live.mocks['alipay']}/_control", timeout=60, trust_env=False).raise_for_status().json()
     return int(control["requests"]["by_operation"].get("alipay.trade.refund", 0))
 
 

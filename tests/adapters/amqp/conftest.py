@@ -108,7 +108,7 @@ def topology(settings: AmqpSettings) -> Iterator[Topology]:
 @pytest.fixture
 def management(management_url: str, admin: tuple[str, str, str]) -> Iterator[httpx.Client]:
     user, password, _ = admin
-    with httpx.Client(base_url=management_url, auth=(user, password), timeout=10, trust_env=False) as client:
+    with httpx.Client(base_url=management_url, auth=(user, password), timeout=60, trust_env=False) as client:
         yield client
 
 

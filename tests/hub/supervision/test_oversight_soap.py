@@ -31,7 +31,7 @@ def hub_url(app: Any) -> Iterator[str]:
 
 @pytest.fixture
 def raw(hub_url: str, clock: FixedClock) -> Iterator[RawClient]:
-    with httpx.Client(timeout=10, trust_env=False) as http:
+    with httpx.Client(timeout=60, trust_env=False) as http:
         yield RawClient(http, f"{hub_url}/soap/department-exchange?wsdl", clock)
 
 
@@ -61,7 +61,7 @@ def explain_fields(alert_id: int, explanation: str = "专家评审未及时安�
 
 
 def test_the_wsdl_offers_the_alert_operations_to_zeep(hub_url: str, clock: FixedClock) -> None:
-    officer = HubDepartmentExchange(hub_url, "sy_wj_intake", DEMO_PASSWORD, timeout_s=10, now=clock.now)
+    officer = HubDepartmentExchange(hub_url, "sy_wj_intake", DEMO_PASSWORD, timeout_s=60, now=clock.now)
     for operation in ("FetchAlerts", "ExplainAlert"):
         assert callable(officer.client.service[operation])  # zeep raises AttributeError for an unknown one
 

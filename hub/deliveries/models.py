@@ -10,6 +10,9 @@ from hub.db import Base
 
 KINDS = ("national_result", "legacy_case")
 STATUSES = ("pending", "sent", "failed")
+# How a delivery parked for want of its partner's endpoint begins its ``last_error`` (hub/deliveries/service.py);
+# setting the endpoint (hub/exchange/partners.py ``set_endpoint``) finds them by it.
+NO_ENDPOINT_ERROR = "交换伙伴未配置接口地址"
 
 
 class Delivery(Base):

@@ -8,7 +8,7 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from hub import refcache
@@ -125,5 +125,20 @@ def set_endpoint(session: Session, *, code: str, endpoint: str | None) -> Partne
     if partner is None:
         raise NotFound(f"交换伙伴 {code} 不存在 (unknown partner)")
     partner.endpoint = endpoint
+    if endpoint:
+        _release_parked_deliveries(session, code=code)
     session.flush()
     return partner
+
+
+def _release_parked_deliveries(session: Session, *, code: str) -> None:
+    """The deliveries parked while the partner had no endpoint are due again (since they were parked)."""
+    from hub.deliveries.models import NO_ENDPOINT_ERROR, Delivery
+
+    session.execute(
+        update(Delivery)
+        .where(Delivery.partner_code == code, Delivery.status == "failed", Delivery.next_attempt_at.is_(None),
+               Delivery.last_error.startswith(NO_ENDPOINT_ERROR, autoescape=True))
+        .values(status="pending", next_attempt_at=Delivery.updated_at)
+        .execution_options(synchronize_session=False)
+    )

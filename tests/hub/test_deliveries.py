@@ -28,6 +28,7 @@ from hub.db import unit_of_work
 from hub.deliveries import service as deliveries
 from hub.deliveries.clients import DeliveryClients
 from hub.deliveries.models import Delivery
+from hub.exchange import partners as partners_service
 from hub.exchange.models import Partner
 from hub.outbox.alerts import ALERT_TYPE
 from hub.outbox.models import OutboxMessage
@@ -251,17 +252,48 @@ def test_the_breaker_opens_after_repeated_failures_and_closes_after_recovery(
     assert len(report.sent) >= 3
 
 
-def test_a_partner_without_endpoint_keeps_its_deliveries(client: TestClient, officers, session: Session,
-                                                         clock: FixedClock, clients: DeliveryClients,
-                                                         session_factory: sessionmaker[Session],
-                                                         partners: None) -> None:
+def test_a_partner_without_endpoint_parks_its_deliveries_until_the_endpoint_is_set(
+        client: TestClient, officers, session: Session, clock: FixedClock, clients: DeliveryClients,
+        session_factory: sessionmaker[Session], national: NationalMock, partners: None) -> None:
     number = submit(client, KEY)["tracking_no"]
     decide(client, officers, number)
     _point(session_factory, None, None)
     run(session, clock, clients)
     [delivery] = of_case(session, number, "national_result")
-    assert delivery.status == "failed" and delivery.attempts == 0 and delivery.next_attempt_at is not None
+    # Kept, with the reason and what to do, but not on a timer: nothing changes until the endpoint is set.
+    assert delivery.status == "failed" and delivery.attempts == 0 and delivery.next_attempt_at is None
     assert "no endpoint configured" in (delivery.last_error or "")
+    assert "hub partners endpoint national-results" in (delivery.last_error or "")
+    parked_at = delivery.updated_at
+    clock.advance(hours=1)
+    assert deliveries.due_count(session, now=clock.now()) == 0
+    run(session, clock, clients)
+    session.refresh(delivery)
+    assert delivery.updated_at == parked_at  # no worker tick touched it
+
+    with unit_of_work(session_factory) as other:
+        partners_service.set_endpoint(other, code="national-results", endpoint=national.wsdl_url)
+    session.refresh(delivery)
+    assert delivery.status == "pending" and delivery.next_attempt_at == parked_at
+    run(session, clock, clients)
+    session.refresh(delivery)
+    assert delivery.status == "sent" and delivery.attempts == 1
+    assert number in received_cases(national)
+
+
+def test_setting_an_endpoint_releases_only_deliveries_parked_for_want_of_one(
+        client: TestClient, officers, session: Session, clock: FixedClock, clients: DeliveryClients,
+        session_factory: sessionmaker[Session], national: NationalMock, partners: None) -> None:
+    number = submit(client, KEY)["tracking_no"]
+    decide(client, officers, number)
+    [delivery] = of_case(session, number, "national_result")
+    given_up = "国家平台拒收 (refused for good)"
+    delivery.status, delivery.last_error, delivery.next_attempt_at = "failed", given_up, None
+    session.commit()
+    with unit_of_work(session_factory) as other:
+        partners_service.set_endpoint(other, code="national-results", endpoint=national.wsdl_url)
+    session.refresh(delivery)
+    assert (delivery.status, delivery.last_error, delivery.next_attempt_at) == ("failed", given_up, None)
 
 
 # --- legacy push ------------------------------------------------------------------------------------

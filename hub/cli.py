@@ -204,6 +204,9 @@ def worker(check: Annotated[bool, typer.Option(
         bus = "broker reachable" if settings.amqp_url else "in-process bus (HUB_AMQP_URL is not set)"
         console.print(f"[green]worker check passed[/]: database at head, keys set, {bus}")
         return
+    from hub.heap import freeze_startup_heap
+
+    freeze_startup_heap()  # start-up's objects out of the collector's walks, as in `hub api` (hub/heap.py)
     raise typer.Exit(run_forever(built))
 
 

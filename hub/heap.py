@@ -11,7 +11,8 @@ the collector was 6.7 % of the hub's instructions per submission against 0.7 % f
 to a permanent generation the collector does not walk. Reference counting still frees them when released;
 only a reference cycle among them would never be collected — start-up's objects live as long as the
 process anyway. Called once per serving process, after the app is built and before the first request:
-``hub api`` (hub/asgi.py, in each uvicorn worker), ``hub up`` and the benchmark's server (bench/hub_app.py).
+``hub api`` (hub/asgi.py, in each uvicorn worker), ``hub worker``, ``hub up`` and the benchmark's server
+(bench/hub_app.py).
 Not in tests: a test process builds many apps, each of which must be collectable afterwards.
 """
 

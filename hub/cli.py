@@ -211,17 +211,11 @@ def worker(check: Annotated[bool, typer.Option(
 
 
 def _require_schema_at_head(settings: Settings) -> None:
-    from hub.migrate import schema_state
+    from hub.migrate import schema_behind
 
-    engine = make_engine(settings.resolved_database_url())
-    try:
-        with engine.connect() as connection:
-            state = schema_state(connection)
-    finally:
-        engine.dispose()
-    if not state.at_head:
-        _fail(f"database schema at {state.current or 'nothing (never migrated)'}, this code needs {state.head}: "
-              "run `hub db upgrade` first (the compose `migrate` job)")
+    behind = schema_behind(settings.resolved_database_url())
+    if behind is not None:
+        _fail(behind)
 
 
 def _worker_alive(settings: Settings) -> None:

@@ -92,3 +92,20 @@ def schema_state(connection: Connection) -> SchemaState:
     if inspect(connection).has_table("alembic_version"):
         current = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
     return SchemaState(current=current, head=head_revision())
+
+
+def schema_behind(database_url: str) -> str | None:
+    """Why a command that never migrates cannot run on this database (its schema is not at this code's head),
+    or None. `hub worker --check` / `--no-migrate` and `hub bootstrap` ask it; the `migrate` job runs first."""
+    from hub.db import make_engine
+
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            state = schema_state(connection)
+    finally:
+        engine.dispose()
+    if state.at_head:
+        return None
+    return (f"database schema at {state.current or 'nothing (never migrated)'}, this code needs {state.head}: "
+            "run `hub db upgrade` first (the compose `migrate` job)")

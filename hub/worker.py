@@ -33,6 +33,7 @@ from hub.exchange.consumer import DeadLetterHandler, InboundHandler
 from hub.outbox import wake
 from hub.outbox.relay import OutgoingEvent, relay_once
 from hub.payments.gateways import Gateways
+from hub.processes import process_gone
 from hub.settings import Settings
 
 if TYPE_CHECKING:
@@ -399,7 +400,7 @@ def read_heartbeat(path: Path, *, now: float) -> Verdict:
     if age > 3 * float(beat["interval_s"]) + 1:
         return Verdict(False, f"heartbeat {age:.0f} s old (written every {beat['interval_s']} s): the worker hangs "
                               "or has died")
-    if _pid_gone(int(beat["pid"])):
+    if process_gone(int(beat["pid"])):
         return Verdict(False, f"the worker process {beat['pid']} is gone")
     dead = [name for name, t in beat["threads"].items() if not t["alive"]]
     if dead:
@@ -411,11 +412,3 @@ def read_heartbeat(path: Path, *, now: float) -> Verdict:
     return Verdict(True, f"{len(beat['threads'])} threads alive (pid {beat['pid']}, heartbeat {age:.0f} s old)")
 
 
-def _pid_gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:  # exists, another user's
-        return False
-    return False

@@ -39,6 +39,7 @@ def bootstrap_command(
     nothing (a changed name or endpoint is updated). Exit 0 done, 2 bad file, 1 any other failure."""
     from hub.bootstrap.service import BootstrapFileError, BootstrapRefused, bootstrap, check_admin_password, read_plan
     from hub.exchange.provisioning import PartnerCommandError, broker_of
+    from hub.migrate import schema_behind  # alembic: loaded only by the commands that need it
 
     settings = get_settings()
     logs.configure(settings.log_level, settings.log_json)
@@ -47,7 +48,7 @@ def bootstrap_command(
         password = _admin_password(settings, admin_password_file)
         if password is not None:
             check_admin_password(password=password, source=_password_source(admin_password_file))
-        behind = _schema_behind(settings)
+        behind = schema_behind(settings.resolved_database_url())
         if behind:
             raise BootstrapRefused(behind)
         engine = make_engine(settings.resolved_database_url())
@@ -98,23 +99,6 @@ def _admin_password(settings: Settings, option: Path | None) -> str | None:
 
 def _password_source(option: Path | None) -> str:
     return "--admin-password-file" if option is not None else "HUB_BOOTSTRAP_ADMIN_PASSWORD_FILE"
-
-
-def _schema_behind(settings: Settings) -> str | None:
-    """Why the database is not ready for a bootstrap, or None. Bootstrap never migrates: the `migrate` job
-    (`hub db upgrade`) runs before it, once."""
-    from hub.migrate import schema_state
-
-    engine = make_engine(settings.resolved_database_url())
-    try:
-        with engine.connect() as connection:
-            state = schema_state(connection)
-    finally:
-        engine.dispose()
-    if state.at_head:
-        return None
-    return (f"database schema at {state.current or 'nothing (never migrated)'}, this code needs {state.head}: "
-            "run `hub db upgrade` first (the compose `migrate` job)")
 
 
 def _refuse(message: str, as_json: bool) -> NoReturn:

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hub.metrics.exposition import MULTIPROC_ENV
+from hub.processes import process_gone
 
 log = logging.getLogger("hub.metrics")
 _LIVE_FILE = re.compile(r"^gauge_live[a-z]+_(\d+)\.db$")
@@ -61,7 +62,7 @@ class MultiprocessDir:
         """Mark every process with live-gauge files that is gone as dead; returns their pids."""
         from prometheus_client import multiprocess
 
-        dead = sorted({pid for pid in _live_file_pids(self.path) if _gone(pid)})
+        dead = sorted({pid for pid in _live_file_pids(self.path) if process_gone(pid)})
         for pid in dead:
             multiprocess.mark_process_dead(pid, str(self.path))
         return dead
@@ -126,7 +127,7 @@ def _remove_stale_siblings(parent: Path) -> None:
     prefix = f"api-{_host()}-"
     for entry in parent.iterdir():
         pid = entry.name.removeprefix(prefix)
-        if entry.name.startswith(prefix) and pid.isdigit() and int(pid) != os.getpid() and _gone(int(pid)):
+        if entry.name.startswith(prefix) and pid.isdigit() and int(pid) != os.getpid() and process_gone(int(pid)):
             shutil.rmtree(entry, ignore_errors=True)
 
 
@@ -134,11 +135,3 @@ def _host() -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", socket.gethostname()) or "host"
 
 
-def _gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:  # exists, another user's
-        return False
-    return False

@@ -31,6 +31,7 @@ from tests.e2e.cli_support import (
     ROOT,
     Ran,
     answers,
+    count_rows,
     free_port,
     fresh_postgres_database,
     hub_executable,
@@ -61,12 +62,7 @@ class Hub:
         return self.run("bootstrap", "--file", str(file), *args, **variables)
 
     def count(self, sql: str, **params: Any) -> int:
-        engine = make_engine(self.database_url)
-        try:
-            with engine.connect() as connection:
-                return int(connection.execute(text(sql), params).scalar_one())
-        finally:
-            engine.dispose()
+        return count_rows(self.database_url, sql, **params)
 
     def rows(self, sql: str) -> list[Any]:
         engine = make_engine(self.database_url)

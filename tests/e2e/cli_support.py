@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -150,3 +151,13 @@ def fresh_postgres_database(prefix: str = "hub_cli") -> Iterator[str]:
         with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+def count_rows(database_url: str, sql: str, **params: Any) -> int:
+    """One number from the database a hub process wrote (plain SQLAlchemy: no hub import here)."""
+    engine = create_engine(database_url, poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            return int(connection.execute(text(sql), params).scalar_one())
+    finally:
+        engine.dispose()

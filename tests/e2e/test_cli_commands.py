@@ -27,16 +27,15 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 import httpx
 import pytest
 import typer
-from sqlalchemy import text
 
 from hub.cli import app as hub_app
-from hub.db import make_engine
 from tests.e2e.cli_support import (
     DEMO_PASSWORD,
     ROOT,
     Ran,
     Server,
     answers,
+    count_rows,
     free_port,
     free_port_block,
     fresh_postgres_database,
@@ -129,12 +128,7 @@ class Operator:
             yield server
 
     def count(self, sql: str, **params: Any) -> int:
-        engine = make_engine(self.database_url)
-        try:
-            with engine.connect() as connection:
-                return int(connection.execute(text(sql), params).scalar_one())
-        finally:
-            engine.dispose()
+        return count_rows(self.database_url, sql, **params)
 
     def keys_from_data_folder(self) -> dict[str, str]:
         """What an operator moving from `hub up` to `hub api`/`hub worker` sets: the folder's own keys."""

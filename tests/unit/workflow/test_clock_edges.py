@@ -42,3 +42,28 @@ def test_nothing_is_used_before_acceptance() -> None:
 def test_a_stored_suspension_without_a_reason_reads_as_empty() -> None:
     stored = {"kind": "supplement", "started_on": "2026-09-21", "reason": None}
     assert Suspension.from_json(stored) == Suspension("supplement", MONDAY, reason="")
+
+
+@pytest.mark.parametrize(("statutory", "promised", "extension"), [
+    (20, -1, 0),   # a negative promise is below the law's limit, so only the sign rule catches it
+    (20, 10, -1),
+    (-1, -2, 0),
+])
+def test_no_limit_and_no_extension_is_negative(statutory: int, promised: int, extension: int) -> None:
+    with pytest.raises(ValueError) as raised:
+        ClockFacts(statutory, promised, extension_days=extension)
+    assert str(raised.value) == "limits and extensions are whole working days, never negative"
+
+
+def test_a_promise_beyond_the_law_is_refused_with_its_reason() -> None:
+    with pytest.raises(ValueError) as raised:
+        ClockFacts(10, 11)
+    assert str(raised.value) == "the promised limit cannot exceed the statutory limit"
+    assert ClockFacts(10, 10).promised_limit_days == 10  # equal is the law's own limit
+
+
+def test_the_clock_starts_once() -> None:
+    facts = ClockFacts(20, 10).accept(MONDAY)
+    with pytest.raises(ValueError) as raised:
+        facts.accept(MONDAY)
+    assert str(raised.value) == "the clock has started already"

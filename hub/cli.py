@@ -186,13 +186,14 @@ def worker(check: Annotated[bool, typer.Option(
                     "alive (its heartbeat file, HUB_WORKER_HEARTBEAT_FILE), else 1; touches nothing else")] = False,
            migrate: MigrateOpt = None, verbose: VerboseOpt = False) -> None:
     """AMQP consumers (inbound records, dead letters), the outbox relay and the periodic jobs."""
-    from hub.worker import run_forever
+    from hub.worker import StopSignals, run_forever
 
     settings = get_settings()
     logs.configure(settings.log_level, settings.log_json, verbose=verbose)
     if alive:
         _worker_alive(settings)
         return
+    signals = StopSignals() if not check else None  # a stop during start-up ends it cleanly (exit 0)
     resolve_keys(settings, Policy.PRODUCTION)  # before anything runs: never on the published defaults
     if check or not (settings.migrate_on_start if migrate is None else migrate):
         _require_schema_at_head(settings)  # a health check or a --no-migrate start never migrates
@@ -207,7 +208,7 @@ def worker(check: Annotated[bool, typer.Option(
     from hub.heap import freeze_startup_heap
 
     freeze_startup_heap()  # start-up's objects out of the collector's walks, as in `hub api` (hub/heap.py)
-    raise typer.Exit(run_forever(built))
+    raise typer.Exit(run_forever(built, signals))
 
 
 def _require_schema_at_head(settings: Settings) -> None:

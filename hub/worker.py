@@ -342,18 +342,40 @@ class Worker:
         ])
 
 
-def run_forever(worker: Worker) -> int:
+class StopSignals:
+    """SIGTERM/SIGINT noted from the first moment of `hub worker`: a stop that arrives while the worker is still
+    starting (keys, schema check, broker connection — seconds on a busy host, e.g. a replica restarted then
+    stopped by `docker compose down`) ends it cleanly instead of killing it mid-start with Python's default."""
+
+    def __init__(self) -> None:
+        self.received: list[str] = []
+        self._worker: Worker | None = None
+        for number in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(number, self._on_signal)
+
+    def _on_signal(self, number: int, _frame: object) -> None:
+        self.received.append(signal.Signals(number).name)
+        if self._worker is not None:
+            self._worker._stop.set()
+
+    def attach(self, worker: Worker) -> None:
+        self._worker = worker
+        if self.received:
+            worker._stop.set()
+
+
+def run_forever(worker: Worker, signals: StopSignals | None = None) -> int:
     """Run until SIGTERM (`docker stop`, systemd) or SIGINT (Ctrl-C): then stop taking deliveries, let each
     thread finish its batch (committed, then acked), close the connections, say so in one log line and
     return 0 — or 1 when a thread did not finish within ``worker_stop_grace_s``."""
-    received: list[str] = []
-
-    def on_signal(number: int, _frame: object) -> None:
-        received.append(signal.Signals(number).name)
-        worker._stop.set()
-
-    for number in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(number, on_signal)
+    signals = signals or StopSignals()
+    signals.attach(worker)
+    received = signals.received
+    if received:  # stopped while starting: nothing taken yet, nothing to finish
+        worker.stop(timeout=worker.settings.worker_stop_grace_s)
+        log.info("worker stopped on %s during start-up: nothing was taken", received[0],
+                 extra={"status": "stopped"})
+        return 0
     heartbeat_file = worker.settings.resolved_heartbeat_file
     worker.start()
     log.info("worker started: %s", ", ".join(t.name for t in worker._threads))

@@ -230,3 +230,28 @@ def test_on_postgresql_a_row_committed_elsewhere_wakes_the_relay_by_notify(
         assert wait_until(lambda: on_bus(bus, row["message_id"]) and sent(session_factory, row["message_id"]))  # type: ignore[arg-type]
     finally:
         other.dispose()
+
+
+def test_a_stop_signal_during_start_up_ends_the_worker_cleanly_without_starting_it(
+        settings: Settings, session_factory: sessionmaker[Session], clock: FixedClock, bus: InProcessBus,
+        tmp_path) -> None:
+    """`hub worker` notes SIGTERM from its first moment (StopSignals): a replica restarted and stopped again
+    before its start-up finished exited -15 (Python's default) in the production-shape test."""
+    import os
+    import signal
+
+    from hub.worker import StopSignals, run_forever
+
+    previous = {number: signal.getsignal(number) for number in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        signals = StopSignals()
+        os.kill(os.getpid(), signal.SIGTERM)  # delivered to this (main) thread before the next statement
+        assert signals.received == ["SIGTERM"]
+        heartbeat = tmp_path / "worker.json"
+        worker = Worker(settings=settings.model_copy(update={"worker_heartbeat_file": heartbeat}),
+                        factory=session_factory, clock=clock, bus=bus)
+        assert run_forever(worker, signals) == 0
+        assert worker._threads == [] and not heartbeat.exists()
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)

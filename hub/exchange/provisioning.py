@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import re
 import secrets
-import stat
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -38,7 +37,7 @@ from hub.exchange.models import Partner
 from hub.exchange.partners import hash_secret, list_partners
 from hub.exchange.service import RECORD_TYPES
 from hub.org.models import Department, Region
-from hub.settings import Settings
+from hub.settings import SecretFileRefused, Settings, read_secret_file
 
 KINDS = ("city_platform", "legacy_department", "national")
 # The code is the partner's word in routing keys and inside permission regexes: plain, no dots.
@@ -99,7 +98,6 @@ def broker_of(settings: Settings) -> Broker | None:
     return Broker(management_url=management, admin_user=user, admin_password=password, vhost=vhost or "/")
 
 
-SECRETS_MOUNT = Path("/run/secrets")  # compose's secrets: read-only mounts, may be readable by others
 
 
 def _management_password(path: Path, *, in_url: bool) -> str:
@@ -110,18 +108,9 @@ def _management_password(path: Path, *, in_url: bool) -> str:
         raise PartnerCommandError("management_password_twice", "RabbitMQ 管理密码重复设置",
                                   f"both HUB_RABBITMQ_MANAGEMENT_URL (with a password) and {variable} are set")
     try:
-        mode = stat.S_IMODE(path.stat().st_mode)
-        password = path.read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PartnerCommandError("management_password_file", "无法读取 RabbitMQ 管理密码文件",
-                                  f"{variable}: {path} cannot be read ({type(exc).__name__})") from None
-    if mode & 0o077 and not path.absolute().is_relative_to(SECRETS_MOUNT):
-        raise PartnerCommandError("management_password_file", "RabbitMQ 管理密码文件权限过宽",
-                                  f"{variable}: {path} is open to other users (mode {mode:o}); chmod 600 it")
-    if not password:
-        raise PartnerCommandError("management_password_file", "RabbitMQ 管理密码文件为空",
-                                  f"{variable}: {path} is empty")
-    return password
+        return read_secret_file(path, variable=variable)  # the one reader of secret files (hub/settings.py)
+    except SecretFileRefused as exc:
+        raise PartnerCommandError("management_password_file", "RabbitMQ 管理密码文件不可用", str(exc)) from None
 
 
 @dataclass(frozen=True)

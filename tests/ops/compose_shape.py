@@ -335,16 +335,21 @@ class Replica:
         self.start()
 
     def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 60) -> int | None:
+        if self.process is not None and self.process.poll() is None:
+            with suppress(ProcessLookupError):
+                self.process.send_signal(sig)
+        return self.wait_stopped(timeout_s)
+
+    def wait_stopped(self, timeout_s: float = 60) -> int | None:
+        """The exit code once the process ends; SIGKILL after ``timeout_s`` (the engine's stop grace), then None."""
         if self.process is None:
             return None
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-                return None  # ignored the signal
+        try:
+            self.process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+            return None  # ignored the signal
         return self.process.returncode
 
     def healthy(self) -> bool:
@@ -455,13 +460,15 @@ class Deployment:
 
     def stop_all(self, sig: int = signal.SIGTERM) -> dict[str, int | None]:
         """Stop every running process with ``sig`` (as `docker compose down` does), all at once; their exit
-        codes (None: ignored the signal until killed)."""
+        codes (None: ignored the signal until killed). One signal each, as the engine sends: a second SIGTERM
+        can land while Python finalizes, when it has put back the default handlers, and kill a process that
+        was already stopping cleanly."""
         running = [r for r in self.all() if r.running()]
         for replica in running:
             with suppress(ProcessLookupError):
                 assert replica.process is not None
                 replica.process.send_signal(sig)
-        return {replica.name: replica.stop(sig) for replica in running}
+        return {replica.name: replica.wait_stopped() for replica in running}
 
     def kill_all(self) -> None:
         for replica in self.all():

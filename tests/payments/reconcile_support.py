@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -42,6 +43,27 @@ def payment_settings(settings: Settings, mocks: RunningMocks, folder: Path, **ov
     urls = {name: mocks.endpoint(name).url for name in GATEWAYS}
     return configured(settings, urls, folder, **{"payments_public_url": UNREACHABLE, "payments_timeout_s": 2.0,
                                                  **overrides})
+
+
+# The fixtures of the two modules that drive the gateways in real time; each module binds them by name
+# (``clock = reconcile_support.clock_fixture``), so they replace the root conftest's for those modules only.
+@pytest.fixture(name="clock")
+def clock_fixture() -> FixedClock:
+    """The mock gateways keep real time (a cashier refuses a trade past its expiry by their clock): so does the
+    hub here, from now on, moved by the tests."""
+    return real_time_clock()
+
+
+@pytest.fixture(name="pay_settings")
+def pay_settings_fixture(settings: Settings, mocks: RunningMocks, tmp_path: Path) -> Settings:
+    return payment_settings(settings, mocks, tmp_path / "payments")
+
+
+@pytest.fixture(name="app")
+def app_fixture(pay_settings: Settings, clock: FixedClock, engine: Any) -> Any:
+    from hub.app import create_app
+
+    return create_app(pay_settings, clock=clock, engine=engine)
 
 
 def settings_env(settings: Settings) -> dict[str, str]:

@@ -25,6 +25,7 @@ from hub.settings import Settings
 from hub.worker import Worker
 from mocks.runner import RunningMocks
 from tests.conftest import Officers
+from tests.payments import reconcile_support
 from tests.payments.orders_support import history_of as history
 from tests.payments.orders_support import order_row
 from tests.payments.reconcile_support import (
@@ -34,8 +35,6 @@ from tests.payments.reconcile_support import (
     gateway_faults,
     gateways_for,
     new_order,
-    payment_settings,
-    real_time_clock,
     settings_env,
     settle_order,
 )
@@ -44,23 +43,9 @@ from tests.support import PROCESS_KEYS
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def clock() -> FixedClock:
-    """The mock gateways keep real time (a cashier refuses a trade past its expiry by their clock): so does the
-    hub here, from now on, moved by the tests."""
-    return real_time_clock()
-
-
-@pytest.fixture
-def pay_settings(settings: Settings, mocks: RunningMocks, tmp_path: Path) -> Settings:
-    return payment_settings(settings, mocks, tmp_path / "payments")
-
-
-@pytest.fixture
-def app(pay_settings: Settings, clock: FixedClock, engine: Any) -> Any:
-    from hub.app import create_app
-
-    return create_app(pay_settings, clock=clock, engine=engine)
+clock = reconcile_support.clock_fixture
+pay_settings = reconcile_support.pay_settings_fixture
+app = reconcile_support.app_fixture
 
 
 def _query(factory: sessionmaker[Session], settings: Settings, now: datetime,

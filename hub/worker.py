@@ -197,8 +197,11 @@ class Worker:
                 beat, allowed = self._beats[name]
                 entry.update(beat_at=beat, allowed_s=allowed)
             threads[name] = entry
+        # Every thread of the process by its kernel id, for per-thread CPU (/proc/<pid>/task/<tid>/stat, `top -H`):
+        # the LISTEN, metrics and broker threads too, which are not the worker's to judge.
+        native_ids = {str(t.native_id): t.name for t in threading.enumerate() if t.native_id is not None}
         return {"pid": os.getpid(), "written_at": now, "interval_s": self.settings.worker_heartbeat_s,
-                "stopping": self._stop.is_set(), "threads": threads}
+                "stopping": self._stop.is_set(), "threads": threads, "native_ids": native_ids}
 
     def breakers(self) -> dict[tuple[str, str], str]:
         """This process's circuit breakers, (kind, target) → state: each partner's delivery endpoint, each

@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-from sqlalchemy import insert, text
+from sqlalchemy import delete, insert, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from hub.clock import SystemClock
@@ -17,6 +17,7 @@ from hub.outbox.models import OutboxMessage
 from tests.adapters.amqp.conftest import wait_for
 from tests.exchange.conftest import Broker, EventCollector, WorkerProcess
 
+PROBE = "case.lease-probe.v1"
 HOLDER = text("SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = :c AND objid = :o "
               "AND objsubid = 2 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())")
 
@@ -30,7 +31,7 @@ def commit_event(factory: sessionmaker[Session]) -> str:
     message_id = uuid.uuid4()
     with unit_of_work(factory) as session:
         session.execute(insert(OutboxMessage).values(
-            type="case.lease-probe.v1", routing_key="case.lease-probe.v1", region_code="210100",
+            type=PROBE, routing_key=PROBE, region_code="210100",
             payload={"probe": True}, occurred_at=SystemClock().now(), message_id=message_id))
     return str(message_id)
 
@@ -60,3 +61,5 @@ def test_a_sigkilled_workers_relay_lease_passes_to_the_other_worker(
             assert workers.started[1].poll() is None, workers.log(1)
         finally:
             workers.stop_all()
+            with unit_of_work(factory) as session:  # no contract's event (tests/contracts checks the outbox)
+                session.execute(delete(OutboxMessage).where(OutboxMessage.type == PROBE))

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("hub.worker")
 IN_PROCESS_USER = "hub"
+RELAY_BATCH = 500  # outbox rows per relay pass
 
 
 @dataclass
@@ -350,10 +351,14 @@ class Worker:
         if factory is None:
             return 0  # another worker's relay works; this one stands by
         try:
-            return relay_once(factory, self._publish, now=self.clock.now())
+            sent = relay_once(factory, self._publish, now=self.clock.now(), batch=RELAY_BATCH)
         except Exception:
             self._relay_lease.release()  # the connection may be gone, and the lock with it: take it again
             raise
+        # Busy only while batches come back full. A short one found every row committed before the loop cleared
+        # the wake event; a row committed since has set it again, so the wait returns at once — no empty pass
+        # (a SELECT … FOR UPDATE and a COMMIT, ≈0.7 ms of CPU) after every wake.
+        return sent if sent >= RELAY_BATCH else 0
 
     def _relay_standing_by(self) -> float | None:
         lease = self._relay_lease

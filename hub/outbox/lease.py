@@ -53,8 +53,8 @@ class RelayLease:
     def _acquire(self, shared: sessionmaker[Session]) -> None:
         connection = self.engine.connect()
         try:
-            got = bool(connection.execute(_TRY, {"class_id": LEASE_KEY[0], "object_id": LEASE_KEY[1]}).scalar())
-            connection.commit()  # a session-level lock outlives the transaction that took it
+            with connection.begin():  # a session-level lock outlives the transaction that took it
+                got = bool(connection.execute(_TRY, {"class_id": LEASE_KEY[0], "object_id": LEASE_KEY[1]}).scalar())
         except Exception:
             connection.invalidate()
             connection.close()

@@ -26,11 +26,15 @@ What one run does:
      when the queue runs dry), acking after each commit — as a careful hand-written consumer would;
 4. prints every round, then each figure's median over the rounds, the ratios (hub ×1 / baseline, target ≥ 0.5;
    hub ×2 / hub ×1, target ≥ 1.6; it never fails on speed), CPU per record, SQL statements per record (counted
-   at the engine over ``--profile`` or 600 messages handled in batches, unmeasured) and the load average;
+   at the engine over ``--profile`` or 600 messages handled in batches, unmeasured) and the load average; the
+   machine's CPU during each side (cores busy of cores present, /proc/stat: every process on the machine) and,
+   per ×1 round, the ceiling ×2 / ×1 can reach here (cores present / cores busy during ×1) beside the measured
+   ratio; the hub workers' CPU per record by thread (consumer, relay, LISTEN, jobs, heartbeat: /proc/<pid>/task,
+   thread names from each worker's heartbeat file);
 5. relays the outbox (``--relay-events`` rows at most): ``hub.outbox.relay.relay_once`` with
-   ``AmqpBus.publish_many`` (publisher confirms) into ``hub.events``, beside ``Publisher.publish_many`` of the
-   same bodies without the database; with ``--profile N`` a cProfile of the handler over N more messages.
-   Then drops the database and the vhost.
+   ``AmqpBus.publish_many`` (publisher confirms) into ``hub.events`` (rate and CPU per event), beside
+   ``Publisher.publish_many`` of the same bodies without the database; with ``--profile N`` a cProfile of the
+   handler over N more messages. Then drops the database and the vhost.
 """
 
 from __future__ import annotations
@@ -212,6 +216,13 @@ class Drain:
     seconds: float
     cpu_seconds: float
     outcomes: Counter[str] = field(default_factory=Counter)
+    machine_cores_busy: float = 0.0  # the whole machine's CPU use over the drain (/proc/stat), everyone's
+    thread_cpu_seconds: dict[str, float] = field(default_factory=dict)  # hub workers: per thread name, all workers
+
+    @property
+    def own_cores_busy(self) -> float:
+        """The measured side's own processes' CPU over the drain, in cores."""
+        return self.cpu_seconds / self.seconds if self.seconds else 0.0
 
     @property
     def rate(self) -> float:
@@ -226,6 +237,45 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU of a process, every thread (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def machine_ticks() -> tuple[int, int]:
+    """(busy, total) clock ticks of all CPUs since boot, from /proc/stat's first line (idle and iowait are not
+    busy; guest time is already inside user)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    return sum(values) - values[3] - values[4], sum(values)
+
+
+def cores_busy(before: tuple[int, int], after: tuple[int, int]) -> float:
+    """The machine's cores busy between two `machine_ticks` readings (every process on it, not only ours)."""
+    total = after[1] - before[1]
+    return (after[0] - before[0]) / total * CORES if total else 0.0
+
+
+CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def thread_ticks(pid: int) -> dict[int, int]:
+    """User + system clock ticks of each thread of a process, by kernel thread id (/proc/<pid>/task)."""
+    ticks = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended meanwhile
+            continue
+        ticks[int(task.name)] = int(fields[11]) + int(fields[12])
+    return ticks
+
+
+def thread_names(heartbeat: Path, pid: int) -> dict[int, str]:
+    """Kernel thread id → thread name, from the worker's heartbeat file (hub/worker.py writes ``native_ids``)."""
+    try:
+        beat = json.loads(heartbeat.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    names = {int(tid): name.removeprefix("hub-worker-") for tid, name in beat.get("native_ids", {}).items()}
+    names.setdefault(pid, "MainThread")
+    return names
 
 
 def consumers(url: str, queue: str) -> int:
@@ -252,12 +302,16 @@ def drain_workers(broker: Broker, database_url: str, engine: Engine, count: int,
                # earlier rounds' back-dated cases (≈1.3 ms each, bench.supervision) inside these figures, the
                # metrics roll-up recompute their days. The real-time rules of each record stay on.
                HUB_SUPERVISION_SCAN_INTERVAL_S="0", HUB_SUPERVISION_METRICS_ROLLUP_INTERVAL_S="0",
-               PYTHONUNBUFFERED="1")
+               # Each its own heartbeat file, read for the threads' kernel ids (per-thread CPU).
+               HUB_WORKER_HEARTBEAT_S="1", PYTHONUNBUFFERED="1")
     target = inbox_count(engine) + count
-    processes = []
+    processes, heartbeats = [], []
     for i in range(workers):
         log = open(log_dir / f"worker-{workers}-{i}.log", "ab")  # noqa: SIM115 — closed with the process
-        processes.append(subprocess.Popen([sys.executable, "-m", "hub.cli", "worker"], cwd=ROOT, env=env,
+        heartbeats.append(log_dir / f"heartbeat-{workers}-{i}.json")
+        heartbeats[-1].unlink(missing_ok=True)
+        processes.append(subprocess.Popen([sys.executable, "-m", "hub.cli", "worker"], cwd=ROOT,
+                                          env={**env, "HUB_WORKER_HEARTBEAT_FILE": str(heartbeats[-1])},
                                           stdout=log, stderr=subprocess.STDOUT))
         log.close()
     try:
@@ -267,6 +321,7 @@ def drain_workers(broker: Broker, database_url: str, engine: Engine, count: int,
                 raise SystemExit(f"hub worker did not start; see {log_dir}")
             time.sleep(0.05)
         started, cpu_started = time.perf_counter(), sum(cpu_seconds(p.pid) for p in processes)
+        machine_started, threads_started = machine_ticks(), [thread_ticks(p.pid) for p in processes]
         applied_before = inbox_count(engine)
         deadline = time.monotonic() + 3600
         while (applied := inbox_count(engine)) < target:
@@ -275,6 +330,16 @@ def drain_workers(broker: Broker, database_url: str, engine: Engine, count: int,
             time.sleep(0.05)
         seconds = time.perf_counter() - started
         cpu = sum(cpu_seconds(p.pid) for p in processes) - cpu_started
+        machine = cores_busy(machine_started, machine_ticks())
+        threads_ended = [thread_ticks(p.pid) for p in processes]
+        while not all(h.exists() for h in heartbeats) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        per_thread: Counter[str] = Counter()
+        for process, heartbeat, before, after in zip(processes, heartbeats, threads_started, threads_ended,
+                                                     strict=True):
+            names = thread_names(heartbeat, process.pid)
+            for tid, ticks in after.items():
+                per_thread[names.get(tid, "other")] += (ticks - before.get(tid, 0)) / CLOCK_TICKS
     finally:
         for process in processes:
             process.send_signal(signal.SIGINT)
@@ -285,7 +350,7 @@ def drain_workers(broker: Broker, database_url: str, engine: Engine, count: int,
                 process.kill()
                 process.wait(timeout=10)
     measured = applied - applied_before
-    return Drain(f"hub x{workers}", measured, seconds, cpu, Counter({"applied": measured}))
+    return Drain(f"hub x{workers}", measured, seconds, cpu, Counter({"applied": measured}), machine, dict(per_thread))
 
 
 def drain_baseline(broker: Broker, engine: Engine, count: int, prefetch: int, commit_every: int) -> Drain:
@@ -294,7 +359,7 @@ def drain_baseline(broker: Broker, engine: Engine, count: int, prefetch: int, co
     insert = text("INSERT INTO baseline_records (body) VALUES (CAST(:body AS jsonb))")
     params = pika.URLParameters(broker.admin_url)
     outcomes: Counter[str] = Counter()
-    started, cpu_started = time.perf_counter(), time.thread_time()
+    started, cpu_started, machine_started = time.perf_counter(), time.thread_time(), machine_ticks()
     connection = pika.BlockingConnection(params)
     channel = connection.channel()
     channel.basic_qos(prefetch_count=prefetch)
@@ -316,8 +381,9 @@ def drain_baseline(broker: Broker, engine: Engine, count: int, prefetch: int, co
             channel.basic_ack(last_tag, multiple=True)
             outcomes["ack"] += taken
     seconds, cpu = time.perf_counter() - started, time.thread_time() - cpu_started
+    machine = cores_busy(machine_started, machine_ticks())
     connection.close()
-    return Drain("baseline", count, seconds, cpu, outcomes)
+    return Drain("baseline", count, seconds, cpu, outcomes, machine)
 
 
 # --- relay ----------------------------------------------------------------------------------------
@@ -328,6 +394,11 @@ class RelayFigures:
     events: int
     relay_seconds: float
     raw_seconds: float
+    relay_cpu_seconds: float = 0.0  # this process (relay_once and the bus, every thread)
+
+    @property
+    def relay_cpu_ms_per_event(self) -> float:
+        return self.relay_cpu_seconds / self.events * 1000 if self.events else 0.0
 
     @property
     def relay_rate(self) -> float:
@@ -359,11 +430,11 @@ def relay(broker: Broker, factory: sessionmaker[Session], limit: int) -> RelayFi
                                           type=e.event_type, message_id=e.message_id, correlation_id=e.correlation_id,
                                           headers=e.headers, mandatory=False) for e in events])
 
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     sent = 0
     while (batch := relay_once(factory, publish, now=SystemClock().now())) > 0:
         sent += batch
-    relay_seconds = time.perf_counter() - started
+    relay_seconds, relay_cpu = time.perf_counter() - started, time.process_time() - cpu_started
     bus.close()
     # The same bodies straight through the publisher, with confirms and the same batch size, no database.
     with Publisher(AmqpSettings(url=broker.admin_url, connection_name="bench-raw")) as publisher:
@@ -376,7 +447,7 @@ def relay(broker: Broker, factory: sessionmaker[Session], limit: int) -> RelayFi
     connection = open_connection(AmqpSettings(url=broker.admin_url))
     connection.channel().queue_purge(EVENTS_QUEUE)
     connection.close()
-    return RelayFigures(sent, relay_seconds, raw_seconds)
+    return RelayFigures(sent, relay_seconds, raw_seconds, relay_cpu)
 
 
 # --- profile --------------------------------------------------------------------------------------
@@ -510,7 +581,15 @@ def main(argv: list[str] | None = None) -> int:
                 drains.append(drain)
                 print(f"round {round_ + 1}: {drain.side:9} {drain.messages} messages in {drain.seconds:6.1f} s = "
                       f"{drain.rate:7.1f} msg/s, consumer CPU {drain.cpu_ms_per_message:.2f} ms/message "
-                      f"(load {os.getloadavg()[0]:.2f})", flush=True)
+                      f"(load {os.getloadavg()[0]:.2f}; machine {drain.machine_cores_busy:.2f} of {CORES} cores busy, "
+                      f"this side {drain.own_cores_busy:.2f})", flush=True)
+                if drain.side == "hub x1" and drain.machine_cores_busy:
+                    print(f"         ceiling of x2 / x1 on this machine from this round: {CORES} cores / "
+                          f"{drain.machine_cores_busy:.2f} busy = {CORES / drain.machine_cores_busy:.2f}", flush=True)
+                if drain.thread_cpu_seconds:
+                    print("         worker threads, CPU ms/record: " + ", ".join(
+                        f"{name} {seconds / drain.messages * 1000:.3f}" for name, seconds
+                        in sorted(drain.thread_cpu_seconds.items(), key=lambda kv: -kv[1])), flush=True)
         extra = CityPlatform(broker.partner_url, PARTNER, seed=args.seed + 1000).plan(600 + args.profile)
         statements, commits, handler_cpu = statements_per_message(engine, factory, extra[:600], user, args.batch)
         profile_text = profile_handler(factory, extra[600:], user, args.batch) if args.profile else ""
@@ -530,20 +609,37 @@ def main(argv: list[str] | None = None) -> int:
               + "   rounds: " + ", ".join(f"{d.rate:.1f}" for d in drains if d.side == side))
     ratio = one / baseline if one and baseline else 0.0
     scale = two / one if one and two else 0.0
+    busy = {side: median([d.machine_cores_busy for d in drains if d.side == side]) for side in rates}
+    ceilings = [CORES / d.machine_cores_busy for d in drains if d.side == "hub x1" and d.machine_cores_busy]
+    print("  machine CPU during each side (median cores busy of " + str(CORES) + ", /proc/stat, everything on the "
+          "machine): " + ", ".join(f"{side} {value:.2f}" for side, value in busy.items()))
+    threads: dict[str, dict[str, float]] = {}
+    for side in rates:
+        names = {n for d in drains if d.side == side for n in d.thread_cpu_seconds}
+        threads[side] = {n: median([d.thread_cpu_seconds.get(n, 0.0) / d.messages * 1000 for d in drains
+                                    if d.side == side]) for n in names}
+        if names:
+            print(f"  {side} threads, CPU ms/record (all workers): " + ", ".join(
+                f"{n} {v:.3f}" for n, v in sorted(threads[side].items(), key=lambda kv: -kv[1])))
     if one:
         met = "met" if ratio >= TARGET_RATIO else "NOT met"
         print(f"  hub x1 / baseline  {ratio:6.3f}   target >= {TARGET_RATIO}: {met}")
     if one and two:
         met = "met" if scale >= TARGET_SCALE else "NOT met"
         print(f"  hub x2 / hub x1    {scale:6.3f}   target >= {TARGET_SCALE}: {met}")
+    if ceilings:
+        print("  ceiling of x2 / x1 on this machine (cores present / machine cores busy during x1), per x1 round: "
+              + ", ".join(f"{c:.2f}" for c in ceilings) + f"; median {median(ceilings):.2f}"
+              + (f", measured {scale:.3f}" if scale else "")
+              + (" — the target is above what this machine can give" if median(ceilings) < TARGET_SCALE else ""))
     print(f"  SQL statements per record {statements} (COMMIT included; {commits} commits per record, the "
           f"tracking-number transactions of new cases included), handler CPU "
           f"{handler_cpu} ms/record in batches of {args.batch} (600 messages, this process, no broker)")
     print(f"  load average (1, 5, 15 min) before {tuple(round(x, 2) for x in load_before)}, "
           f"after {tuple(round(x, 2) for x in load_after)}; {os.cpu_count()} CPUs")
     print(f"outbox relay: {figures.events} events in {figures.relay_seconds:.2f} s = {figures.relay_rate:.0f} "
-          f"events/s (relay_once + AmqpBus.publish_many, confirms); the same bodies through "
-          f"Publisher.publish_many alone: {figures.raw_rate:.0f} events/s")
+          f"events/s, CPU {figures.relay_cpu_ms_per_event:.3f} ms/event (relay_once + AmqpBus.publish_many, "
+          f"confirms); the same bodies through Publisher.publish_many alone: {figures.raw_rate:.0f} events/s")
     if profile_text:
         print(profile_text)
     result = {
@@ -554,8 +650,13 @@ def main(argv: list[str] | None = None) -> int:
         "ratio_hub1_baseline": round(ratio, 3), "ratio_hub2_hub1": round(scale, 3),
         "statements_per_record": statements, "commits_per_record": commits, "handler_cpu_ms_per_record": handler_cpu,
         "rounds_detail": [{"side": d.side, "rate": round(d.rate, 1), "seconds": round(d.seconds, 2),
-                           "cpu_ms_per_msg": round(d.cpu_ms_per_message, 2)} for d in drains],
+                           "cpu_ms_per_msg": round(d.cpu_ms_per_message, 2),
+                           "machine_cores_busy": round(d.machine_cores_busy, 2)} for d in drains],
         "relay_events": figures.events, "relay_events_per_s": round(figures.relay_rate, 1),
+        "relay_cpu_ms_per_event": round(figures.relay_cpu_ms_per_event, 3),
+        "machine_cores_busy": {k: round(v, 2) for k, v in busy.items()}, "cores": CORES,
+        "ceiling_hub2_hub1": [round(c, 2) for c in ceilings],
+        "thread_cpu_ms_per_record": {side: {n: round(v, 3) for n, v in t.items()} for side, t in threads.items()},
         "raw_publish_events_per_s": round(figures.raw_rate, 1),
         "load_average": [list(map(lambda x: round(x, 2), load_before)), list(map(lambda x: round(x, 2), load_after))],
         "cpus": os.cpu_count(), "python": platform.python_version(),

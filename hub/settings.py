@@ -176,6 +176,11 @@ class Settings(BaseSettings):
     database_password_file: Path | None = None
     amqp_password_file: Path | None = None
     bootstrap_admin_password_file: Path | None = None
+
+    # One outbox relay per installation (issue 8, part relay; hub/outbox/lease.py): on PostgreSQL the relay of
+    # one worker holds a session-level advisory lock; every other worker's relay stands by and tries for the
+    # lock every this many seconds (so it takes over this soon after the holder stops or dies).
+    outbox_relay_standby_s: float = Field(default=2.0, gt=0, le=60)
     _secret_files: dict[str, Path] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")

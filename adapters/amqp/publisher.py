@@ -4,9 +4,10 @@ pika's ``BlockingChannel.confirm_delivery()`` makes every ``basic_publish`` wait
 broker round trip (a quorum-queue fsync) per message. ``ConfirmChannel`` instead puts the channel into
 confirm mode with its own ack/nack callback and tracks delivery tags, so a batch is written at once and the
 confirms (often ``multiple=True`` acks) are awaited together. That callback is registered on the
-underlying ``pika.channel.Channel`` (``BlockingChannel._impl``) — the only use of a private pika attribute
-in the project, kept in this one class and covered by the broker tests, so a pika upgrade that breaks it
-fails loudly. Everything else is pika's public BlockingConnection API.
+underlying ``pika.channel.Channel`` (``BlockingChannel._impl``), and a batch is published on it too (its
+frames queued, then written while the confirms are awaited, instead of one I/O loop pass per message) — the
+only use of a private pika attribute in the project, kept in this one class and covered by the broker tests,
+so a pika upgrade that breaks it fails loudly. Everything else is pika's public BlockingConnection API.
 
 Error contract (``adapters.amqp.errors``): nack → PublishNacked; mandatory publish returned → PublishUnroutable;
 channel closed by the broker (access refused, wrong ``user_id``, missing exchange) → PublishRefused; connection
@@ -131,12 +132,16 @@ class ConfirmChannel:
         """Publish all items (mandatory unless a message says otherwise), wait for every confirm. Raises ChannelRefused,
         ConfirmsOverdue or a connection error; ``self.state`` then tells what was confirmed."""
         self._state = ConfirmState()
+        impl = self._channel._impl  # see the module docstring
         try:
             for message, properties in items:
                 self._next_tag += 1
                 self._state.outstanding[self._next_tag] = message.message_id
-                self._channel.basic_publish(message.exchange, message.routing_key, message.body, properties,
-                                            mandatory=message.mandatory)
+                # On the impl channel: the frames are only queued; the wait for the confirms below writes them
+                # all. BlockingChannel.basic_publish ran pika's I/O loop once per message to write its three
+                # frames (epoll register, poll, unregister): 0.075 against 0.033 ms of CPU per message.
+                impl.basic_publish(message.exchange, message.routing_key, message.body, properties,
+                                   mandatory=message.mandatory)
                 self._raise_if_refused()
         except pika.exceptions.ChannelClosedByBroker as exc:
             raise ChannelRefused(exc.reply_code, exc.reply_text) from None

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, literal, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.errors import AdapterError, CircuitOpen, RegistryBusy
@@ -166,6 +166,7 @@ def run_due(session: Session, *, now: datetime, clients: Clients, limit: int = 5
         .with_for_update(skip_locked=True)
     )
     report = RunReport()
+    report.failed.extend(_park_without_endpoint(session, now=now, limit=max(limit, PARK_BATCH)))
     for delivery in session.scalars(query).all():
         if _send(session, delivery, now=now, clients=clients, policy=policy, rng=rng):
             report.sent.append(delivery.id)
@@ -191,6 +192,28 @@ def drain(factory: sessionmaker[Session], *, clock: Clock, clients: Clients, bat
         if done.total < batch:
             break
     return report
+
+
+PARK_BATCH = 1000
+
+
+def _park_without_endpoint(session: Session, *, now: datetime, limit: int) -> list[int]:
+    """Park, in one statement, the due deliveries of active partners without an endpoint, as `_send` would one by
+    one: no Delivery, Partner or Case loaded per row (a national partner not yet connected owes one delivery per
+    completed case, and the worker parked each of them at ≈0.35 ms per record in bench.ingest)."""
+    no_endpoint = select(Partner.code).where(Partner.active.is_(True),
+                                             or_(Partner.endpoint.is_(None), Partner.endpoint == ""))
+    due = (select(Delivery.id)
+           .where(Delivery.status.in_(("pending", "failed")), Delivery.next_attempt_at <= now,
+                  Delivery.partner_code.in_(no_endpoint))
+           .order_by(Delivery.next_attempt_at, Delivery.id).limit(limit).with_for_update(skip_locked=True))
+    error = (literal(f"{NO_ENDPOINT_ERROR} (partner has no endpoint configured; `hub partners endpoint ")
+             + Delivery.partner_code + literal(" <WSDL URL>` sends what waits)"))
+    parked = session.execute(
+        update(Delivery).where(Delivery.id.in_(due.scalar_subquery()))
+        .values(status="failed", last_error=error, next_attempt_at=None, updated_at=now)
+        .returning(Delivery.id).execution_options(synchronize_session=False))
+    return [row[0] for row in parked]
 
 
 def _send(session: Session, delivery: Delivery, *, now: datetime, clients: Clients, policy: DeliveryPolicy,

@@ -6,9 +6,11 @@ from __future__ import annotations
 import ast
 import re
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from adapters.amqp import InProcessBus
 from adapters.amqp.topology import EVENTS_EXCHANGE
 from hub.audit.service import verify
-from hub.cases import service
+from hub.cases import service, tracking
+from hub.cases.models import TrackingSequence
 from hub.cases.schemas import ApplicationIn
 from hub.cases.tracking import BLOCK
 from hub.catalog.models import Item
@@ -283,6 +286,35 @@ def test_tracking_numbers_are_unique_across_processes_and_increase_within_one(
         submissions = threads_per_engine * per_thread
         for log in (sql, other_sql):
             assert len(inserts_into(log, "tracking_sequences")) <= submissions // BLOCK + 2
+
+
+def test_on_postgresql_a_busy_region_reserves_ever_larger_blocks_and_a_quiet_one_small_ones_again(
+    engine: Engine, session_factory: sessionmaker[Session], backend: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A block used up quickly is followed by one twice as large (up to MAX_BLOCK): a busy region pays the
+    sequence row's round trip once in hundreds of submissions; after a quiet spell blocks are BLOCK again,
+    so a stopped process leaves a small gap. The numbers stay consecutive within the process."""
+    if backend != "postgresql":
+        pytest.skip("SQLite numbers each case in its own transaction, no blocks")
+    day, region = date(2031, 1, 1) + timedelta(days=uuid.uuid4().int % 3000), "210100"
+    with session_factory() as session, statements(engine) as sql:
+        numbers = [tracking.tracking_number(session, region, day) for _ in range(BLOCK * 7 + 1)]
+    assert [ids.parse_tracking_number(n)[2] for n in numbers] == list(range(1, BLOCK * 7 + 2))
+    assert len(inserts_into(sql, "tracking_sequences")) == 4  # BLOCK, 2 × BLOCK, 4 × BLOCK, 8 × BLOCK
+
+    def reserved() -> int:
+        with session_factory() as session:
+            return int(session.scalar(select(TrackingSequence.last).where(
+                TrackingSequence.region_code == region, TrackingSequence.day == day)) or 0)
+
+    assert reserved() == BLOCK * 15
+    later = time.monotonic() + tracking.BUSY_S + 1  # the last block is used up only after a quiet spell
+    monkeypatch.setattr(tracking.time, "monotonic", lambda: later)
+    with session_factory() as session:
+        while tracking.tracking_number(session, region, day) != ids.build_tracking_number(
+                region, day, BLOCK * 15 + 1):
+            pass
+    assert reserved() == BLOCK * 16
 
 
 # --- the outbox row wakes the relay ---------------------------------------------------------------

@@ -176,7 +176,7 @@ def submit(request: Request, data: ApplicationIn, idempotency_key: IdempotencyKe
         if key is not None:
             return _submit_once(session, data, now, settings, registries, key)
         case, query_code = service.submit_application(session, data=data, now=now, registries=registries,
-                                                      audit_key=settings.audit_key)
+                                                      audit_key=settings.audit_key, attach=False)
         # Commits the case before any registry is asked, then the checks' results (hub/cases/flows.py).
         receipt = flows.submitted(session, case, query_code, registries=registries, now=now, settings=settings)
     # Serialised once, here: the response model documents the answer, it is not validated a second time.
@@ -204,7 +204,7 @@ def _submit_once(
         # The request dependency commits what the claim purged (expired keys).
         return JSONResponse(outcome.body, status_code=outcome.status, headers={"Idempotent-Replayed": "true"})
     case, query_code = service.submit_application(session, data=data, now=now, registries=registries,
-                                                  audit_key=settings.audit_key)
+                                                  audit_key=settings.audit_key, attach=False)
     # Until the registry checks are stored, a retry gets the first answer (same case and code, checks pending).
     body = flows.submitted_once(session, outcome, case, query_code, registries=registries, now=now,
                                 settings=settings)

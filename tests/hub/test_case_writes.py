@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -24,7 +24,7 @@ from adapters.amqp import InProcessBus
 from adapters.amqp.topology import EVENTS_EXCHANGE
 from hub.audit.service import verify
 from hub.cases import service, tracking
-from hub.cases.models import TrackingSequence
+from hub.cases.models import Case, CaseEvent, TrackingSequence
 from hub.cases.schemas import ApplicationIn
 from hub.cases.tracking import BLOCK
 from hub.catalog.models import Item
@@ -33,6 +33,7 @@ from hub.db import make_engine, make_session_factory
 from hub.outbox import wake
 from hub.outbox.models import OutboxMessage
 from hub.settings import DEV_AUDIT_KEY, Settings
+from hub.verification.models import CaseVerification
 from hub.worker import Worker
 from mocks.legacy_department import HubDepartmentExchange
 from mocks.registries.seed import Seed
@@ -147,6 +148,31 @@ def test_the_receipt_of_a_verified_submission_reads_no_check_back(
     assert receipt["verification"] == "verified"
     assert reads_of(sql, "case_verifications") == []
     assert chain_findings(session_factory, receipt["tracking_no"]) == (1, [])
+
+
+def test_an_online_submission_commits_with_nothing_in_its_session_and_reads_nothing_back(
+    app: Any, client: TestClient, engine: Engine,
+) -> None:
+    """Without a registry to ask, the case and its checks are only read after the write (receipt, commit
+    hooks): they never become persistent objects of the request's session (its cascade, identity map and
+    close cost a submission more than its receipt), and nothing is read back."""
+    body = {"item_code": item_code(client, KEY), "applicant": person(), "form": example_form(KEY)}
+    held: list[str] = []
+
+    def before_commit(session: Session) -> None:
+        held.extend(type(obj).__name__ for obj in [*session.identity_map.values(), *session.new]
+                    if isinstance(obj, (Case, CaseEvent, CaseVerification)))
+
+    event.listen(app.state.session_factory, "before_commit", before_commit)
+    try:
+        with statements(engine) as sql:
+            response = client.post("/api/v1/applications", json=body)
+    finally:
+        event.remove(app.state.session_factory, "before_commit", before_commit)
+    assert response.status_code == 201, response.text
+    assert held == []
+    assert response.json()["verification"] == "not_configured" and len(inserts_into(sql, "cases")) == 1
+    assert [s for table in WRITTEN for s in reads_of(sql, table)] == []
 
 
 def test_a_submission_of_a_company_stores_every_planned_check_with_its_case(

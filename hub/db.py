@@ -62,6 +62,11 @@ def json_row(values: dict[str, Any]) -> dict[str, Any]:
     return {name: _json_value(value) if isinstance(value, _CONVERTED) else value for name, value in values.items()}
 
 
+def json_value(value: Any) -> Any:
+    """One value as ``json_row`` gives it."""
+    return _json_value(value) if isinstance(value, _CONVERTED) else value
+
+
 def json_rows(table: str, names: list[str], param: str, *, many: bool) -> Any:
     """The rows of ``table`` given as one JSONB parameter (``json_row`` values), as a FROM-able table whose
     columns PostgreSQL types by the table's own (timestamps, dates, JSONB): a statement of one parameter

@@ -43,7 +43,7 @@ from hub.cases.models import Case, CaseEvent
 from hub.cases.tracking import new_query_code, query_code_digest, tracking_number
 from hub.catalog.models import Item
 from hub.clock import business_date
-from hub.db import built, json_row, json_rows, mark_written
+from hub.db import built, json_row, json_rows, json_value, mark_written
 from hub.org.models import Department
 from hub.outbox import wake
 from hub.outbox.models import OutboxMessage
@@ -198,12 +198,14 @@ def insert_case(session: Session, opening: Opening, *, outbox: Sequence[OutboxMe
     them (a registry check's result)."""
     case, event = opening.case, opening.event
     checks = list(case.verifications)
-    case_values = _values(case)
-    event_values = _values(event)
-    check_values = [_values(row) for row in checks]
-    message_values = [_values(message) for message in outbox]
     connection = session.connection()
-    if connection.dialect.driver == "psycopg" and message_values:
+    at_once = connection.dialect.driver == "psycopg" and bool(outbox)
+    # The rows as the writer sends them: for the one statement, already as JSON documents (``json_row``).
+    case_values = _values(case, as_json=at_once)
+    event_values = _values(event, as_json=at_once)
+    check_values = [_values(row, as_json=at_once) for row in checks]
+    message_values = [_values(message, as_json=at_once) for message in outbox]
+    if at_once:
         case_id, check_ids = _insert_at_once(session, connection, case_values, event_values, check_values,
                                              message_values)
     else:
@@ -362,9 +364,10 @@ def _columns(model: type[Any]) -> tuple[tuple[str, Column[Any]], ...]:
     )
 
 
-def _values(obj: Any) -> dict[str, Any]:
+def _values(obj: Any, *, as_json: bool = False) -> dict[str, Any]:
     """The row an object stands for, by column name; a column left unset takes its default, on the object too
-    (it is to look loaded afterwards, every attribute present)."""
+    (it is to look loaded afterwards, every attribute present). ``as_json``: the values as ``json_row`` gives
+    them, in the same pass."""
     values = {}
     present = obj.__dict__
     for attribute, name, default in _defaults(type(obj)):
@@ -372,7 +375,7 @@ def _values(obj: Any) -> dict[str, Any]:
         if value is _UNSET or (value is None and default is not None):
             value = None if default is None else default.arg if default.is_scalar else default.arg(None)
             setattr(obj, attribute, value)
-        values[name] = value
+        values[name] = json_value(value) if as_json else value
     return values
 
 
@@ -456,9 +459,8 @@ def _insert_at_once(
     # rows) cost about a fifth of a submission's CPU. The engine's hooks do not see it, so the write is
     # noted by hand; the statement announces the outbox insert itself (pg_notify, delivered at commit).
     statement = _driver_statement(connection.dialect)
-    parameters = {**statement.constants, "case": Jsonb(json_row(case)), "event": Jsonb(json_row(event)),
-                  "checks": Jsonb([json_row(values) for values in checks]),
-                  "messages": Jsonb([json_row(values) for values in messages])}
+    parameters = {**statement.constants, "case": Jsonb(case), "event": Jsonb(event), "checks": Jsonb(checks),
+                  "messages": Jsonb(messages)}  # rows as json_row gives them (`_values`)
     with connection.connection.driver_connection.cursor() as cursor:  # type: ignore[union-attr]
         cursor.execute(statement.sql, parameters)
         row = cursor.fetchone()

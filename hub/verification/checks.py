@@ -110,18 +110,23 @@ def planned_checks(case: Case) -> list[CheckSpec]:
 
 
 def plan_checks(session: Session, case: Case, *, registries: Registries | None, now: datetime) -> None:
-    """Store the case's checks, pending where the registry is configured (part of the submission)."""
+    """Plan the new case's checks, pending where the registry is configured (part of the submission): on
+    ``case.verifications``, for ``hub.cases.writes.insert_case`` to write with the case."""
+    rows = []
     for spec in planned_checks(case):
         configured = is_configured(registries, spec.registry)
         if spec.key == "population.legal_representative" and not is_configured(registries, "enterprise"):
             configured = False  # the representative is known from the enterprise register only
-        case.verifications.append(built(
+        rows.append(built(
             CaseVerification,
             check_key=spec.key, registry_name=spec.registry, subject=spec.subject,
             outcome="pending" if configured else "not_configured",
             detail=None if configured else RegistryNotConfigured(spec.registry).message,
             attempts=0, created_at=now,
         ))
+    # Set as loaded, not appended one by one: a case not yet written has no history to record, and its
+    # writer inserts these rows itself.
+    set_committed_value(case, "verifications", rows)
 
 
 # --- running checks ----------------------------------------------------------------------------

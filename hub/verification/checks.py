@@ -441,7 +441,7 @@ def case_summary(session: Session, case: Case) -> str:
 
 
 def verified_checks(session: Session, case: Case) -> frozenset[str]:
-    return frozenset(r.check_key for r in verifications_of(session, case) if r.outcome == "verified")
+    return frozenset(r.check_key for r in case.verifications if r.outcome == "verified")  # a set: unsorted
 
 
 def replaced_material_keys(session: Session, case: Case) -> set[str]:
@@ -449,6 +449,8 @@ def replaced_material_keys(session: Session, case: Case) -> set[str]:
     about the subject the registry verified (the applicant's own ID card, not the spouse's); a manual
     verification replaces nothing — the officer inspected the uploaded material instead."""
     verified = verified_checks(session, case)
+    if not verified:
+        return set()  # e.g. every check of a new case without a registry: no material to look at
     return {m["key"] for m in case.item.guide.get("materials", []) if replacing_check(m) in verified}
 
 

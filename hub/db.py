@@ -62,6 +62,11 @@ def json_row(values: dict[str, Any]) -> dict[str, Any]:
     return {name: _json_value(value) if isinstance(value, _CONVERTED) else value for name, value in values.items()}
 
 
+def json_value(value: Any) -> Any:
+    """One value as ``json_row`` gives it."""
+    return _json_value(value) if isinstance(value, _CONVERTED) else value
+
+
 def json_rows(table: str, names: list[str], param: str, *, many: bool) -> Any:
     """The rows of ``table`` given as one JSONB parameter (``json_row`` values), as a FROM-able table whose
     columns PostgreSQL types by the table's own (timestamps, dates, JSONB): a statement of one parameter
@@ -274,12 +279,18 @@ def built(model: type[_T], **values: Any) -> _T:
     flush inserts every column in the dict. For rows built on a hot path (a submission's case, first event,
     checks and outbox message). A many-to-one relationship given here is not synchronised at a flush (its
     foreign key is): set that one through the attribute."""
-    unknown = values.keys() - _attributes(model)
-    if unknown:
-        raise TypeError(f"{sorted(unknown)} are not attributes of {model.__name__}")
-    instance: _T = inspect(model).class_manager.new_instance()
+    attributes, new_instance = _builder(model)
+    if not attributes.issuperset(values):
+        raise TypeError(f"{sorted(values.keys() - attributes)} are not attributes of {model.__name__}")
+    instance: _T = new_instance()
     instance.__dict__.update(values)
     return instance
+
+
+@cache
+def _builder(model: type[Any]) -> tuple[frozenset[str], Callable[[], Any]]:
+    """A model's attribute names and its instrumented constructor without ``__init__``, looked up once."""
+    return _attributes(model), inspect(model).class_manager.new_instance
 
 
 # --- what a transaction wrote -----------------------------------------------------------------------

@@ -12,6 +12,7 @@ Three shapes of the same rule, so every entrance refuses the same text with the 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Annotated, Any
 
@@ -23,6 +24,12 @@ from hub.text import TextRuleViolation, normalize_name, normalize_text
 
 # Form fields whose schema title says they hold a person's or an organisation's name.
 _NAME_TITLES = ("姓名", "名称", "负责人", "主持人")
+
+
+@functools.lru_cache(maxsize=1024)
+def _names_a_name(title: str) -> bool:
+    """A form field whose title says it holds a name (the items' schemas have a few hundred titles)."""
+    return any(word in title for word in _NAME_TITLES)
 
 
 def _as_pydantic_error(violation: TextRuleViolation) -> PydanticCustomError:
@@ -103,7 +110,7 @@ def _normalize_string(value: str, schema: Mapping[str, Any], path: str, *, key: 
                       errors: list[FieldError]) -> str:
     title = str(schema.get("title") or "")
     try:
-        if key == "name" or key.endswith("_name") or any(word in title for word in _NAME_TITLES):
+        if key == "name" or key.endswith("_name") or (title and _names_a_name(title)):
             return normalize_name(value, max_length=max(128, int(schema.get("maxLength") or 0)))
         return normalize_text(value)
     except TextRuleViolation as violation:

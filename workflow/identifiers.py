@@ -12,6 +12,8 @@ logs or HTTP problem bodies.
 
 from __future__ import annotations
 
+import functools
+import operator
 import re
 from dataclasses import dataclass
 from datetime import date
@@ -129,9 +131,14 @@ def _require_check_char(actual: str, expected: str, scheme: str) -> None:
 def _mod11_2(digits: str) -> str:
     # ISO 7064 pure system: the digit n places left of the check character has weight 2**n mod 11,
     # and the check c makes (sum + c) ≡ 1 (mod 11); c = 10 is written X.
-    n = len(digits)
-    total = sum(int(d) * pow(2, n - i, 11) for i, d in enumerate(digits))
+    total = sum(map(operator.mul, map(int, digits), _mod11_2_weights(len(digits))))
     return MOD11_2_CHECK_CHARS[(12 - total % 11) % 11]
+
+
+@functools.cache
+def _mod11_2_weights(n: int) -> tuple[int, ...]:
+    # Per length, once: every submission computes two check characters (tracking number, citizen id).
+    return tuple(pow(2, n - i, 11) for i in range(n))
 
 
 def mod11_2_check_char(digits: str) -> str:

@@ -13,10 +13,11 @@ import logging
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import inspect
 from sqlalchemy.orm import Session
 
 from adapters.registries import Registries
-from hub.cases import presenters
+from hub.cases import presenters, writes
 from hub.cases.models import Case
 from hub.cases.schemas import ApplicationReceipt
 from hub.db import wrote
@@ -31,7 +32,7 @@ def submitted(session: Session, case: Case, query_code: str, *, registries: Regi
               settings: Settings) -> ApplicationReceipt:
     """Commit the new case, verify its applicant, store the results; the receipt says how far it got."""
     session.commit()
-    verification.verify_on_submission(session, case, registries=registries, now=now, settings=settings)
+    _verify(session, case, registries=registries, now=now, settings=settings)
     _commit_results_quietly(session)
     return presenters.receipt(case, query_code, session)
 
@@ -44,11 +45,23 @@ def submitted_once(session: Session, claim: idempotency.Claim, case: Case, query
     idempotency.record(session, claim, status=201, case_id=case.id,
                        body=presenters.receipt(case, query_code, session).model_dump(mode="json"))
     session.commit()
-    verification.verify_on_submission(session, case, registries=registries, now=now, settings=settings)
+    _verify(session, case, registries=registries, now=now, settings=settings)
     body = presenters.receipt(case, query_code, session).model_dump(mode="json")
     idempotency.record(session, claim, status=201, body=body)
     _commit_results_quietly(session)
     return body
+
+
+def _verify(session: Session, case: Case, *, registries: Registries | None, now: datetime,
+            settings: Settings) -> None:
+    """The registry checks of the committed case, when a registry is configured. The router wrote the case
+    outside the session (``writes.insert_case``'s ``attach``): it and its checks join it here, to be
+    updated with the results."""
+    if registries is None:
+        return  # nothing is asked, nothing stored
+    if inspect(case).transient:
+        writes.attach(session, case)
+    verification.verify_on_submission(session, case, registries=registries, now=now, settings=settings)
 
 
 def _commit_results_quietly(session: Session) -> None:

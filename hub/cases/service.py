@@ -111,9 +111,12 @@ def definition_for(case: Case) -> WorkflowDefinition:
 def submit_application(
     session: Session, *, data: ApplicationIn, now: datetime, audit_key: str,
     registries: Registries | None = None, registered_by: Actor | None = None,
-    receiving_department: Department | None = None,
+    receiving_department: Department | None = None, attach: bool = True,
 ) -> tuple[Case, str]:
     """Validate and store a new application; returns the case and its one-time query code.
+
+    ``attach=False``: the case and its checks are written but stay out of the session, for a caller that
+    only reads them (the online submission's receipt); ``writes.attach`` joins them to change them.
 
     The applicant's registry checks are stored pending with the case; the caller runs them after
     committing (hub.verification.checks.verify_on_submission), so a registry can never cost a case.
@@ -160,7 +163,7 @@ def submit_application(
     if receiving_department is not None and is_forwarded(case):
         messages.append(_forwarded_message(case, receiving_department, now))
     # Case, first event, planned checks and outbox rows: one statement (hub/cases/writes.py).
-    writes.insert_case(session, opening, outbox=messages)
+    writes.insert_case(session, opening, outbox=messages, attach=attach)
     # What the case owes, from the item as it stands now (an item without a fee: nothing, no query).
     fees.assess(session, case=case, now=now, new_case=True)
     deliveries.on_case_change(session, case, "submit", now)

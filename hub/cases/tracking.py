@@ -2,12 +2,16 @@
 
 A tracking number is region + day + a per-region, per-day sequence (workflow/identifiers.py).
 
-On PostgreSQL a process reserves a block of ``BLOCK`` numbers of a region's day at a time, in one short
-transaction of its own (``last = last + BLOCK … RETURNING last``), and hands them out from memory under a
+On PostgreSQL a process reserves a block of numbers of a region's day at a time, in one short
+transaction of its own (``last = last + size … RETURNING last``), and hands them out from memory under a
 lock. Concurrent submissions of one region therefore never queue on the sequence row, and only one
-submission in ``BLOCK`` pays for a round trip to it. Blocks of different processes never overlap (the
-upsert is atomic), so numbers are unique across processes and increasing within one; a process that
-stops leaves the rest of its block unused — a gap, harmless like the gap of a failed submission
+submission in a block pays for a round trip to it (a second connection, a transaction). A block is
+``BLOCK`` numbers; when a region's block was used up within ``BUSY_S`` of its reservation the next one is
+twice as large, up to ``MAX_BLOCK`` (a busy region pays the round trip once in hundreds of submissions), and
+back to ``BLOCK`` when it was not. Blocks of different processes never overlap (the upsert is atomic), so
+numbers are unique across processes and increasing within one; a process that stops leaves the rest of its
+block unused — a gap, harmless like the gap of a failed submission: at most ``MAX_BLOCK - 1`` numbers of the
+999,999 of a region's day per stopped process, and only while that region was busy
 (docs/architecture.md, "The submission path").
 
 SQLite keeps the number in the submission's own transaction: one writer at a time anyway, and a second
@@ -19,8 +23,10 @@ from __future__ import annotations
 import hashlib
 import secrets
 import threading
+import time
 import weakref
 from datetime import date
+from typing import NamedTuple
 
 from sqlalchemy import text, update
 from sqlalchemy.engine import Engine
@@ -30,7 +36,9 @@ from sqlalchemy.orm import Session
 from hub.cases.models import TrackingSequence
 from workflow import identifiers as ids
 
-BLOCK = 32  # 999,999 numbers a region's day: a restart wastes at most BLOCK - 1 of them per process
+BLOCK = 32  # 999,999 numbers a region's day: a restart wastes at most BLOCK - 1 of them per process when quiet
+MAX_BLOCK = 1024  # … and at most MAX_BLOCK - 1 while the region is busy
+BUSY_S = 10.0  # a block used up within this many seconds: the region is busy, the next block is twice as large
 QUERY_CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
 
 
@@ -56,28 +64,40 @@ def next_sequence(session: Session, region_code: str, day: date) -> int:
     return _next_in_transaction(session, region_code, day)
 
 
+class _Block(NamedTuple):
+    following: int  # the next free number
+    last: int  # the block's last number
+    size: int  # how many numbers it was reserved with
+    reserved_at: float  # time.monotonic() of its reservation
+
+
+_NONE_YET = _Block(1, 0, BLOCK, float("-inf"))  # before the first block of a region's day: BLOCK numbers next
+
+
 class _Blocks:
-    """Per engine (one database), per region and day: the next free number of the reserved block and its last."""
+    """Per engine (one database), per region and day: the reserved block, handed out number by number."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._free: weakref.WeakKeyDictionary[Engine, dict[tuple[str, date], tuple[int, int]]] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._free: weakref.WeakKeyDictionary[Engine, dict[tuple[str, date], _Block]] = weakref.WeakKeyDictionary()
 
     def take(self, engine: Engine, region_code: str, day: date) -> int:
         with self._lock:  # held across a reservation: the other threads need its numbers anyway
-            blocks = self._free.setdefault(engine, {})
-            following, last = blocks.get((region_code, day), (1, 0))
-            if following > last:
-                last = _reserve(engine, region_code, day, BLOCK)
-                following = last - BLOCK + 1
+            blocks = self._free.get(engine)
+            if blocks is None:
+                blocks = self._free[engine] = {}
+            block = blocks.get((region_code, day), _NONE_YET)
+            if block.following > block.last:
+                now = time.monotonic()
+                size = min(block.size * 2, MAX_BLOCK) if now - block.reserved_at < BUSY_S else BLOCK
+                last = _reserve(engine, region_code, day, size)
+                block = _Block(last - size + 1, last, size, now)
                 _forget_old_days(blocks, day)
-            blocks[(region_code, day)] = (following + 1, last)
-            return following
+            blocks[(region_code, day)] = block._replace(following=block.following + 1)
+            return block.following
 
 
-def _forget_old_days(blocks: dict[tuple[str, date], tuple[int, int]], day: date) -> None:
+def _forget_old_days(blocks: dict[tuple[str, date], _Block], day: date) -> None:
     # Partner records may still number an older day's case; a block a week old is dropped (and wasted).
     for key in [k for k in blocks if (day - k[1]).days > 7]:
         del blocks[key]

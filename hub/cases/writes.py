@@ -13,7 +13,9 @@ A new case is built by `new_case` and written by one of two writers:
 
 * `insert_case` writes it at once, with its first event, planned registry checks and outbox rows: one
   statement on PostgreSQL (data-modifying CTEs), plain Core inserts on SQLite. The case comes back a
-  persistent object of the session, as if loaded, without reading anything back: the submission.
+  persistent object of the session, as if loaded, without reading anything back — or, for the online
+  submission, which only reads it afterwards, outside the session holding its values (`attach` joins it
+  when its registry checks are to be stored): the submission.
 * `add_case` leaves it to the session's next flush, for an origin that keeps changing the case in the same
   unit of work before it is written (a partner record applies its later steps, deadlines and result, and
   reseals its last step — still one INSERT of the case row).
@@ -41,7 +43,7 @@ from hub.cases.models import Case, CaseEvent
 from hub.cases.tracking import new_query_code, query_code_digest, tracking_number
 from hub.catalog.models import Item
 from hub.clock import business_date
-from hub.db import built, json_row, json_rows, mark_written
+from hub.db import built, json_row, json_rows, json_value, mark_written
 from hub.org.models import Department
 from hub.outbox import wake
 from hub.outbox.models import OutboxMessage
@@ -185,25 +187,42 @@ def add_case(session: Session, opening: Opening) -> None:
     _note_event(session, opening.case, opening.event)
 
 
-def insert_case(session: Session, opening: Opening, *, outbox: Sequence[OutboxMessage] = ()) -> None:
+def insert_case(session: Session, opening: Opening, *, outbox: Sequence[OutboxMessage] = (),
+                attach: bool = True) -> None:
     """Write the new case now: its row, its first event, the checks planned on ``case.verifications`` and
-    the ``outbox`` messages — in one statement on PostgreSQL. Afterwards the case and its checks are
-    persistent objects of the session, with nothing left to flush."""
+    the ``outbox`` messages — in one statement on PostgreSQL. Afterwards the case and its checks hold their
+    ids and every column's value and, with ``attach``, are persistent objects of the session with nothing
+    left to flush. Without ``attach`` they stay out of the session (making them persistent — the session's
+    cascade, the identity map, the commit's and close's walks over it — cost a submission more than its
+    receipt): for a caller that only reads them afterwards; ``attach`` joins them later if it must change
+    them (a registry check's result)."""
     case, event = opening.case, opening.event
     checks = list(case.verifications)
-    case_values = _values(case)
-    event_values = _values(event)
-    check_values = [_values(row) for row in checks]
-    message_values = [_values(message) for message in outbox]
     connection = session.connection()
-    if connection.dialect.driver == "psycopg" and message_values:
+    at_once = connection.dialect.driver == "psycopg" and bool(outbox)
+    # The rows as the writer sends them: for the one statement, already as JSON documents (``json_row``).
+    case_values = _values(case, as_json=at_once)
+    event_values = _values(event, as_json=at_once)
+    check_values = [_values(row, as_json=at_once) for row in checks]
+    message_values = [_values(message, as_json=at_once) for message in outbox]
+    if at_once:
         case_id, check_ids = _insert_at_once(session, connection, case_values, event_values, check_values,
                                              message_values)
     else:
         case_id, check_ids = _insert_one_by_one(connection, case_values, event_values, check_values,
                                                 message_values)
-    _as_loaded(session, case, case_id, checks, check_ids)
-    note_touched(session, case, first_seq=1)
+    _loaded_values(case, case_id, checks, check_ids)
+    if attach:
+        _attach(session, case, checks)
+        note_touched(session, case, first_seq=1)
+    # Unattached, it is noted nowhere: electronic supervision never evaluates a case at its first event, and
+    # nothing can append a step to a case outside the session.
+
+
+def attach(session: Session, case: Case) -> None:
+    """Make a case ``insert_case`` wrote without ``attach`` — and its checks — persistent objects of the
+    session, as if just loaded (no SQL)."""
+    _attach(session, case, list(case.verifications))
 
 
 # --- updating cases a batch changed ------------------------------------------------------------
@@ -345,9 +364,10 @@ def _columns(model: type[Any]) -> tuple[tuple[str, Column[Any]], ...]:
     )
 
 
-def _values(obj: Any) -> dict[str, Any]:
+def _values(obj: Any, *, as_json: bool = False) -> dict[str, Any]:
     """The row an object stands for, by column name; a column left unset takes its default, on the object too
-    (it is to look loaded afterwards, every attribute present)."""
+    (it is to look loaded afterwards, every attribute present). ``as_json``: the values as ``json_row`` gives
+    them, in the same pass."""
     values = {}
     present = obj.__dict__
     for attribute, name, default in _defaults(type(obj)):
@@ -355,7 +375,7 @@ def _values(obj: Any) -> dict[str, Any]:
         if value is _UNSET or (value is None and default is not None):
             value = None if default is None else default.arg if default.is_scalar else default.arg(None)
             setattr(obj, attribute, value)
-        values[name] = value
+        values[name] = json_value(value) if as_json else value
     return values
 
 
@@ -439,9 +459,8 @@ def _insert_at_once(
     # rows) cost about a fifth of a submission's CPU. The engine's hooks do not see it, so the write is
     # noted by hand; the statement announces the outbox insert itself (pg_notify, delivered at commit).
     statement = _driver_statement(connection.dialect)
-    parameters = {**statement.constants, "case": Jsonb(json_row(case)), "event": Jsonb(json_row(event)),
-                  "checks": Jsonb([json_row(values) for values in checks]),
-                  "messages": Jsonb([json_row(values) for values in messages])}
+    parameters = {**statement.constants, "case": Jsonb(case), "event": Jsonb(event), "checks": Jsonb(checks),
+                  "messages": Jsonb(messages)}  # rows as json_row gives them (`_values`)
     with connection.connection.driver_connection.cursor() as cursor:  # type: ignore[union-attr]
         cursor.execute(statement.sql, parameters)
         row = cursor.fetchone()
@@ -475,11 +494,21 @@ def _as_loaded(session: Session, case: Case, case_id: int, checks: list[CaseVeri
                check_ids: list[int]) -> None:
     """Make the written objects persistent in the session as if just loaded: no INSERT at the next flush,
     no SELECT when read (the receipt is built from them)."""
+    _loaded_values(case, case_id, checks, check_ids)
+    _attach(session, case, checks)
+
+
+def _loaded_values(case: Case, case_id: int, checks: list[CaseVerification], check_ids: list[int]) -> None:
+    """The generated ids (and a new check's empty manual verification) on the written objects."""
     # Into the instances' dicts, as loading sets them (``hub.db.built``): a transient row has no history to record.
     for row, row_id in zip(checks, check_ids, strict=True):
         row.__dict__.update(id=row_id, case_id=case_id, manual=None)  # a new check has no manual verification
-        make_transient_to_detached(row)
     case.__dict__["id"] = case_id
+
+
+def _attach(session: Session, case: Case, checks: list[CaseVerification]) -> None:
+    for row in checks:
+        make_transient_to_detached(row)
     make_transient_to_detached(case)
     # Item and department are reference data, maybe shared by a per-process cache: set on the case as
     # loaded, never cascaded into this session (an object belongs to one session at a time).

@@ -110,18 +110,23 @@ def planned_checks(case: Case) -> list[CheckSpec]:
 
 
 def plan_checks(session: Session, case: Case, *, registries: Registries | None, now: datetime) -> None:
-    """Store the case's checks, pending where the registry is configured (part of the submission)."""
+    """Plan the new case's checks, pending where the registry is configured (part of the submission): on
+    ``case.verifications``, for ``hub.cases.writes.insert_case`` to write with the case."""
+    rows = []
     for spec in planned_checks(case):
         configured = is_configured(registries, spec.registry)
         if spec.key == "population.legal_representative" and not is_configured(registries, "enterprise"):
             configured = False  # the representative is known from the enterprise register only
-        case.verifications.append(built(
+        rows.append(built(
             CaseVerification,
             check_key=spec.key, registry_name=spec.registry, subject=spec.subject,
             outcome="pending" if configured else "not_configured",
             detail=None if configured else RegistryNotConfigured(spec.registry).message,
             attempts=0, created_at=now,
         ))
+    # Set as loaded, not appended one by one: a case not yet written has no history to record, and its
+    # writer inserts these rows itself.
+    set_committed_value(case, "verifications", rows)
 
 
 # --- running checks ----------------------------------------------------------------------------
@@ -436,7 +441,7 @@ def case_summary(session: Session, case: Case) -> str:
 
 
 def verified_checks(session: Session, case: Case) -> frozenset[str]:
-    return frozenset(r.check_key for r in verifications_of(session, case) if r.outcome == "verified")
+    return frozenset(r.check_key for r in case.verifications if r.outcome == "verified")  # a set: unsorted
 
 
 def replaced_material_keys(session: Session, case: Case) -> set[str]:
@@ -444,6 +449,8 @@ def replaced_material_keys(session: Session, case: Case) -> set[str]:
     about the subject the registry verified (the applicant's own ID card, not the spouse's); a manual
     verification replaces nothing — the officer inspected the uploaded material instead."""
     verified = verified_checks(session, case)
+    if not verified:
+        return set()  # e.g. every check of a new case without a registry: no material to look at
     return {m["key"] for m in case.item.guide.get("materials", []) if replacing_check(m) in verified}
 
 

@@ -6,22 +6,25 @@ from __future__ import annotations
 import ast
 import re
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.amqp import InProcessBus
 from adapters.amqp.topology import EVENTS_EXCHANGE
 from hub.audit.service import verify
-from hub.cases import service
+from hub.cases import service, tracking
+from hub.cases.models import Case, CaseEvent, TrackingSequence
 from hub.cases.schemas import ApplicationIn
 from hub.cases.tracking import BLOCK
 from hub.catalog.models import Item
@@ -30,6 +33,7 @@ from hub.db import make_engine, make_session_factory
 from hub.outbox import wake
 from hub.outbox.models import OutboxMessage
 from hub.settings import DEV_AUDIT_KEY, Settings
+from hub.verification.models import CaseVerification
 from hub.worker import Worker
 from mocks.legacy_department import HubDepartmentExchange
 from mocks.registries.seed import Seed
@@ -144,6 +148,31 @@ def test_the_receipt_of_a_verified_submission_reads_no_check_back(
     assert receipt["verification"] == "verified"
     assert reads_of(sql, "case_verifications") == []
     assert chain_findings(session_factory, receipt["tracking_no"]) == (1, [])
+
+
+def test_an_online_submission_commits_with_nothing_in_its_session_and_reads_nothing_back(
+    app: Any, client: TestClient, engine: Engine,
+) -> None:
+    """Without a registry to ask, the case and its checks are only read after the write (receipt, commit
+    hooks): they never become persistent objects of the request's session (its cascade, identity map and
+    close cost a submission more than its receipt), and nothing is read back."""
+    body = {"item_code": item_code(client, KEY), "applicant": person(), "form": example_form(KEY)}
+    held: list[str] = []
+
+    def before_commit(session: Session) -> None:
+        held.extend(type(obj).__name__ for obj in [*session.identity_map.values(), *session.new]
+                    if isinstance(obj, (Case, CaseEvent, CaseVerification)))
+
+    event.listen(app.state.session_factory, "before_commit", before_commit)
+    try:
+        with statements(engine) as sql:
+            response = client.post("/api/v1/applications", json=body)
+    finally:
+        event.remove(app.state.session_factory, "before_commit", before_commit)
+    assert response.status_code == 201, response.text
+    assert held == []
+    assert response.json()["verification"] == "not_configured" and len(inserts_into(sql, "cases")) == 1
+    assert [s for table in WRITTEN for s in reads_of(sql, table)] == []
 
 
 def test_a_submission_of_a_company_stores_every_planned_check_with_its_case(
@@ -283,6 +312,35 @@ def test_tracking_numbers_are_unique_across_processes_and_increase_within_one(
         submissions = threads_per_engine * per_thread
         for log in (sql, other_sql):
             assert len(inserts_into(log, "tracking_sequences")) <= submissions // BLOCK + 2
+
+
+def test_on_postgresql_a_busy_region_reserves_ever_larger_blocks_and_a_quiet_one_small_ones_again(
+    engine: Engine, session_factory: sessionmaker[Session], backend: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A block used up quickly is followed by one twice as large (up to MAX_BLOCK): a busy region pays the
+    sequence row's round trip once in hundreds of submissions; after a quiet spell blocks are BLOCK again,
+    so a stopped process leaves a small gap. The numbers stay consecutive within the process."""
+    if backend != "postgresql":
+        pytest.skip("SQLite numbers each case in its own transaction, no blocks")
+    day, region = date(2031, 1, 1) + timedelta(days=uuid.uuid4().int % 3000), "210100"
+    with session_factory() as session, statements(engine) as sql:
+        numbers = [tracking.tracking_number(session, region, day) for _ in range(BLOCK * 7 + 1)]
+    assert [ids.parse_tracking_number(n)[2] for n in numbers] == list(range(1, BLOCK * 7 + 2))
+    assert len(inserts_into(sql, "tracking_sequences")) == 4  # BLOCK, 2 × BLOCK, 4 × BLOCK, 8 × BLOCK
+
+    def reserved() -> int:
+        with session_factory() as session:
+            return int(session.scalar(select(TrackingSequence.last).where(
+                TrackingSequence.region_code == region, TrackingSequence.day == day)) or 0)
+
+    assert reserved() == BLOCK * 15
+    later = time.monotonic() + tracking.BUSY_S + 1  # the last block is used up only after a quiet spell
+    monkeypatch.setattr(tracking.time, "monotonic", lambda: later)
+    with session_factory() as session:
+        while tracking.tracking_number(session, region, day) != ids.build_tracking_number(
+                region, day, BLOCK * 15 + 1):
+            pass
+    assert reserved() == BLOCK * 16
 
 
 # --- the outbox row wakes the relay ---------------------------------------------------------------

@@ -82,6 +82,39 @@ def test_a_malformed_key_is_a_422_naming_the_header(client: TestClient, value: b
     assert HEADER in {e["field"] for e in response.json()["errors"]}
 
 
+@pytest.mark.parametrize(("value", "rule"), [
+    (b"", "string_too_short"), (b"x" * 256, "string_too_long"), (b"key with spaces", "string_pattern_mismatch"),
+    ("ключ".encode(), "string_pattern_mismatch"),
+])
+def test_a_malformed_key_and_an_invalid_body_are_one_422_naming_both_the_header_first(
+    client: TestClient, value: bytes, rule: str,
+) -> None:
+    body = {**application(client), "item_code": "short", "extra": 1}
+    response = client.post("/api/v1/applications", json=body, headers={HEADER: value})
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    problem = response.json()
+    fields = [(e["field"], e["rule"]) for e in problem["errors"]]
+    assert fields[0] == (HEADER, rule) and problem["code"] == rule
+    assert ("item_code", "string_too_short") in fields and ("extra", "extra_forbidden") in fields
+    assert problem["detail"].startswith(f"{HEADER}: ")
+
+
+def test_a_body_that_is_not_json_is_refused_alone_whatever_the_key(client: TestClient) -> None:
+    response = client.post("/api/v1/applications", content=b"{not json",
+                           headers={HEADER: "key with spaces", "Content-Type": "application/json"})
+    assert response.status_code == 422
+    assert [e["rule"] for e in response.json()["errors"]] == ["json_invalid"]
+
+
+def test_the_first_of_two_keys_counts(client: TestClient) -> None:
+    body = {**application(client), "item_code": "short"}
+    first_bad = client.post("/api/v1/applications", json=body, headers=[(HEADER, ""), (HEADER, "fine")])
+    first_fine = client.post("/api/v1/applications", json=body, headers=[(HEADER, "fine"), (HEADER, "")])
+    assert HEADER in {e["field"] for e in first_bad.json()["errors"]}
+    assert HEADER not in {e["field"] for e in first_fine.json()["errors"]}
+
+
 def test_the_stored_answer_keeps_no_secret_in_the_clear(client: TestClient, session: Session) -> None:
     key = f"retry-{uuid.uuid4()}"
     receipt = client.post("/api/v1/applications", json=application(client), headers={HEADER: key}).json()

@@ -247,7 +247,17 @@ def update_cases(session: Session, cases: Iterable[Case]) -> list[Case]:
         for key in keys:  # as loaded: nothing left for the flush
             set_committed_value(case, key, getattr(case, key))
         set_committed_value(case, "lock_version", case.lock_version + 1)
+        _mark_clean(session, case)
     return [case for case, _ in changed]
+
+
+def _mark_clean(session: Session, obj: Any) -> None:
+    """Take an object whose every change is written (``set_committed_value``) off the session's dirty list, as
+    a flush does: else each later flush of the unit of work looks it over again for nothing (a batch's
+    hundreds of cases, three flushes)."""
+    state = inspect(obj)
+    if state.modified and not state.committed_state:
+        state._commit_all(state.dict, session.identity_map)
 
 
 @functools.cache
@@ -285,10 +295,13 @@ def _note_event(session: Session, case: Case, event: CaseEvent) -> None:
 # --- appending a step --------------------------------------------------------------------------
 
 
-def append_step(session: Session, case: Case, new: NewEvent, *, key: str) -> CaseEvent:
-    """Append one event, sealed over the case row as it stands now: change the case first, then append."""
+def append_step(session: Session, case: Case, new: NewEvent, *, key: str, unsealed: bool = False) -> CaseEvent:
+    """Append one event, sealed over the case row as it stands now: change the case first, then append.
+
+    ``unsealed``: the caller seals it with ``reseal_head`` before anything else is appended or written (a
+    partner record's last step, sealed once over the row as the whole record leaves it, not twice)."""
     note_touched(session, case)
-    event = _event(case, new, key)
+    event = _event(case, new, key, seal=not unsealed)
     session.add(event)
     _note_event(session, case, event)
     return event
@@ -304,7 +317,7 @@ def reseal_head(case: Case, event: CaseEvent, *, key: str) -> None:
     _seal(case, event, key)
 
 
-def _event(case: Case, new: NewEvent, key: str) -> CaseEvent:
+def _event(case: Case, new: NewEvent, key: str, *, seal: bool = True) -> CaseEvent:
     event = built(
         CaseEvent,
         seq=case.event_count + 1,
@@ -323,7 +336,8 @@ def _event(case: Case, new: NewEvent, key: str) -> CaseEvent:
     )
     event.case = case  # through the attribute: a flush of the event (``add_case``) takes the case's id from it
     case.event_count = event.seq
-    _seal(case, event, key)
+    if seal:
+        _seal(case, event, key)
     return event
 
 

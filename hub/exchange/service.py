@@ -576,7 +576,9 @@ def _apply_record(
             sealed = case_row(case, key=key)
         for step in steps:
             if step["seq"] > case.partner_event_seq:
-                head = _append_step(session, case, partner, step, record["record_version"], key)
+                # The last one is sealed by `_seal_record`, over the row as the record leaves it: only once.
+                head = _append_step(session, case, partner, step, record["record_version"], key,
+                                    unsealed=step is steps[-1])
         _update_from_record(session, case, record, now)
         _seal_record(session, case, partner, record, head, sealed, now, key)
         _store_rating(session, case, record, now, opened=opened)
@@ -612,7 +614,8 @@ def _new_partner_case(session: Session, partner: Partner, item: Item, record: di
 
 
 def _append_step(
-    session: Session, case: Case, partner: Partner, step: dict[str, Any], version: int | None, key: str
+    session: Session, case: Case, partner: Partner, step: dict[str, Any], version: int | None, key: str, *,
+    unsealed: bool = False,
 ) -> CaseEvent:
     from_state = case.state if case.event_count else None
     # The row changes first: the event seals the case as the step left it.
@@ -623,7 +626,8 @@ def _append_step(
     # Electronic supervision reads the case again (hub/supervision/scanner.py): its state or clock moved.
     case.colour_due_on = business_date(datetime.fromisoformat(step["at"]))
     return writes.append_step(session, case, _step_event(
-        partner, step, version, from_state=from_state, department_id=case.department_id), key=key)
+        partner, step, version, from_state=from_state, department_id=case.department_id), key=key,
+        unsealed=unsealed)
 
 
 def _note_outcome(case: Case, step: dict[str, Any]) -> None:

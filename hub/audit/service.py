@@ -68,8 +68,18 @@ def case_row(case: Case, *, key: str) -> dict[str, Any]:
 
 def applicant_digest(case: Case, *, key: str) -> str:
     # Keyed, so the events hold no second copy of the identity, not even a guessable hash of it.
-    who = [case.applicant_type, case.applicant_id_type, case.applicant_id_number, case.applicant_name]
-    return _mac(key, _canonical(who))
+    who = (case.applicant_type, case.applicant_id_type, case.applicant_id_number, case.applicant_name)
+    # Every event of a case seals its row, this digest with it: kept on the instance while the identity and the
+    # key are the ones it was made of (a partner record seals several events of one case).
+    memo = case.__dict__.get(_DIGEST_MEMO)
+    if memo is not None and memo[0] == who and memo[1] == key:
+        return str(memo[2])
+    digest = _mac(key, _canonical(list(who)))
+    case.__dict__[_DIGEST_MEMO] = (who, key, digest)
+    return digest
+
+
+_DIGEST_MEMO = "_hub_applicant_digest"
 
 
 def event_mac(tracking_no: str, event: CaseEvent, *, key: str) -> str:

@@ -97,6 +97,27 @@ class _Blocks:
             return block.following
 
 
+    def ensure(self, engine: Engine, needs: dict[tuple[str, date], int]) -> None:
+        """Make sure ``needs[(region, day)]`` numbers of each region's day are free in this process, reserving
+        every missing block in ONE short transaction (a batch of partner records numbers new cases of many
+        days: a block per day, one transaction each, was most of the sequence's cost). A block replaced
+        here leaves its rest unused, a gap like any other."""
+        with self._lock:
+            blocks = self._free.setdefault(engine, {})
+            short = {}
+            for key, count in needs.items():
+                block = blocks.get(key, _NONE_YET)
+                if block.last - block.following + 1 < count:
+                    short[key] = max(count, BLOCK)
+            if not short:
+                return
+            for key in [k for k, b in blocks.items() if b.following > b.last and k not in needs]:
+                del blocks[key]  # used up: partner cases are numbered by many past days, each kept otherwise
+            now = time.monotonic()
+            for key, last in _reserve_many(engine, short).items():
+                blocks[key] = _Block(last - short[key] + 1, last, short[key], now)
+
+
 def _forget_old_days(blocks: dict[tuple[str, date], _Block], day: date) -> None:
     # Partner records may still number an older day's case; a block a week old is dropped (and wasted).
     for key in [k for k in blocks if (day - k[1]).days > 7]:
@@ -117,6 +138,33 @@ def _reserve(engine: Engine, region_code: str, day: date, count: int) -> int:
         # after it, and PostgreSQL writes its log in order, so that commit makes this one durable too.
         connection.execute(text("SET LOCAL synchronous_commit = off"))
         return int(connection.execute(upsert).scalar_one())
+
+
+# Every block in one statement, its rows in a fixed order (two processes reserving the same days never deadlock).
+_RESERVE_MANY = text(
+    "INSERT INTO tracking_sequences (region_code, day, last) "
+    "SELECT r, d, n FROM unnest(CAST(:regions AS varchar[]), CAST(:days AS date[]), CAST(:counts AS integer[])) "
+    "AS t(r, d, n) ORDER BY r, d "
+    "ON CONFLICT (region_code, day) DO UPDATE SET last = tracking_sequences.last + excluded.last "
+    "RETURNING region_code, day, last")
+
+
+def _reserve_many(engine: Engine, counts: dict[tuple[str, date], int]) -> dict[tuple[str, date], int]:
+    keys = sorted(counts)
+    with engine.begin() as connection:
+        connection.execute(text("SET LOCAL synchronous_commit = off"))  # as `_reserve`
+        rows = connection.execute(_RESERVE_MANY, {"regions": [r for r, _ in keys], "days": [d for _, d in keys],
+                                                  "counts": [counts[k] for k in keys]})
+        return {(region, day): int(last) for region, day, last in rows}
+
+
+def reserve_for(session: Session, needs: dict[tuple[str, date], int]) -> None:
+    """Before numbering many cases at once (a batch of partner records): take the numbers they will need of
+    each region's day now, in one round trip, so ``tracking_number`` hands them out from memory. PostgreSQL
+    only (SQLite numbers in the case's own transaction); a number reserved and not used is a gap."""
+    bind = session.get_bind()
+    if bind.dialect.name == "postgresql" and needs:
+        _blocks.ensure(bind.engine if hasattr(bind, "engine") else bind, needs)
 
 
 def _next_in_transaction(session: Session, region_code: str, day: date) -> int:

@@ -266,7 +266,17 @@ def update_cases(session: Session, cases: Iterable[Case]) -> list[Case]:
         for key in keys:  # as loaded: nothing left for the flush
             set_committed_value(case, key, getattr(case, key))
         set_committed_value(case, "lock_version", case.lock_version + 1)
+        _mark_clean(session, case)
     return [case for case, _ in changed]
+
+
+def _mark_clean(session: Session, obj: Any) -> None:
+    """Take an object whose every change is written (``set_committed_value``) off the session's dirty list, as
+    a flush does: else each later flush of the unit of work looks it over again for nothing (a batch's
+    hundreds of cases, three flushes)."""
+    state = inspect(obj)
+    if state.modified and not state.committed_state:
+        state._commit_all(state.dict, session.identity_map)
 
 
 @functools.cache
@@ -304,10 +314,13 @@ def _note_event(session: Session, case: Case, event: CaseEvent) -> None:
 # --- appending a step --------------------------------------------------------------------------
 
 
-def append_step(session: Session, case: Case, new: NewEvent, *, key: str) -> CaseEvent:
-    """Append one event, sealed over the case row as it stands now: change the case first, then append."""
+def append_step(session: Session, case: Case, new: NewEvent, *, key: str, unsealed: bool = False) -> CaseEvent:
+    """Append one event, sealed over the case row as it stands now: change the case first, then append.
+
+    ``unsealed``: the caller seals it with ``reseal_head`` before anything else is appended or written (a
+    partner record's last step, sealed once over the row as the whole record leaves it, not twice)."""
     note_touched(session, case)
-    event = _event(case, new, key)
+    event = _event(case, new, key, seal=not unsealed)
     session.add(event)
     _note_event(session, case, event)
     return event
@@ -323,7 +336,7 @@ def reseal_head(case: Case, event: CaseEvent, *, key: str) -> None:
     _seal(case, event, key)
 
 
-def _event(case: Case, new: NewEvent, key: str) -> CaseEvent:
+def _event(case: Case, new: NewEvent, key: str, *, seal: bool = True) -> CaseEvent:
     event = built(
         CaseEvent,
         seq=case.event_count + 1,
@@ -342,7 +355,8 @@ def _event(case: Case, new: NewEvent, key: str) -> CaseEvent:
     )
     event.case = case  # through the attribute: a flush of the event (``add_case``) takes the case's id from it
     case.event_count = event.seq
-    _seal(case, event, key)
+    if seal:
+        _seal(case, event, key)
     return event
 
 
@@ -544,19 +558,26 @@ def insert_added(session: Session) -> list[Any]:
         rows = [json_row(_values(case)) for case in cases]
         ids = dict(connection.execute(_insert_from_json(Case, returning=("tracking_no", "id")), {"rows": rows}).all())
         for case in cases:
-            session.expunge(case)
-            _as_loaded(session, case, int(ids[case.tracking_no]), [], [])
+            case.__dict__["id"] = int(ids[case.tracking_no])
+        _register_written(session, cases)
     events = [event for event in events if inspect(event.case).persistent]  # a branch's: left to the flush
     if events:
         rows = [json_row({**_values(event), "case_id": event.case.id}) for event in events]
         ids = {(case_id, seq): event_id for event_id, case_id, seq in connection.execute(
             _insert_from_json(CaseEvent, returning=("id", "case_id", "seq"), case_id=True), {"rows": rows})}
         for event in events:
-            session.expunge(event)
             event.__dict__.update(id=ids[(event.case.id, event.seq)], case_id=event.case.id)
-            make_transient_to_detached(event)
-            session.add(event)
+        _register_written(session, events)
     return [*cases, *events]
+
+
+def _register_written(session: Session, objects: Sequence[Any]) -> None:
+    """Pending objects whose rows were just inserted (their ids set): made persistent as the ORM's flush makes
+    the objects it inserted — in the identity map, nothing left to flush, and noted as new in the open
+    (nested) transaction, so that rolling back its savepoint forgets them like flushed ones. The flush's own
+    step (``Session._register_persistent``): SQLAlchemy has no public call for it, and expunging each object to
+    add it back as detached cost more than the INSERT (hundreds of objects per batch of partner records)."""
+    session._register_persistent({inspect(obj) for obj in objects})
 
 
 @functools.cache

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, defer, joinedload
 
 from hub.audit.service import case_row
 from hub.calendar.service import load_calendar
-from hub.cases import clock, writes
+from hub.cases import clock, tracking, writes
 from hub.cases.models import Case, CaseEvent
 from hub.cases.service import DECISIONS, case_event_payload
 from hub.catalog import service as catalog
@@ -116,6 +116,7 @@ def ingest_batch(
         return _apply_one_by_one(session, cache, envelopes, now, audit_key, failed)
     finally:
         session.info.pop(_CACHE_KEY, None)
+        ratings.forget_prefetched_ratings(session)
 
 
 def _apply_optimistically(
@@ -167,7 +168,7 @@ def _apply_optimistically(
             # After the flush: a new case has its id now.
             deliveries.create_owed(session, cache.owed, now)
             _insert_rows(session, OUTBOX, [_row(OUTBOX, message) for message in cache.outbox])
-            _insert_rows(session, INBOX, [_row(INBOX, _inbox_row(checked, result, case, now))
+            _insert_rows(session, INBOX, [_inbox_values(checked, result, case, now)
                                           for checked, result, case in inbox])
             session.flush()
     except Exception:
@@ -331,8 +332,45 @@ def _prefetch(session: Session, cache: _BatchCache, envelopes: Sequence[tuple[An
                     select(PendingEvent.partner_code, PendingEvent.external_id).distinct()
                     .where(_pairs_in(session, PendingEvent.partner_code, PendingEvent.external_id, case_keys)))}
                 cache.held = {k: k in waiting for k in case_keys}
+                rated = {k for k in (_case_key(e, s) for e, s in envelopes if _carries_rating(e)) if k is not None}
+                if rated:
+                    ratings.prefetch_partner_ratings(session, [c.id for k, c in cache.cases.items()
+                                                               if c is not None and k in rated])
     except DBAPIError:
         cache.inbox, cache.cases, cache.locked, cache.held, cache.contended = None, {}, set(), {}, set()
+        return
+    tracking.reserve_for(session, _numbers_needed(session, cache, envelopes))
+
+
+def _numbers_needed(session: Session, cache: _BatchCache, envelopes: Sequence[tuple[Any, str]]
+                    ) -> dict[tuple[str, date], int]:
+    """The tracking numbers the batch's new partner cases will take, by their item's region and the day they
+    were submitted: a record about a case the batch found no row of, as far as its raw envelope tells (the
+    checks come later; a number reserved for a record they refuse is a gap)."""
+    new_cases: dict[tuple[str, str], tuple[str, date]] = {}
+    for envelope, source in envelopes:
+        key = _case_key(envelope, source)
+        if key is None or cache.cases.get(key, False) is not None or envelope.get("type") != "case-record":
+            continue
+        payload = envelope["payload"]
+        try:
+            item = catalog.find_item(session, payload["item_code"], attach=False)
+            day = business_date(datetime.fromisoformat(payload["submitted_at"]))
+        except (AttributeError, KeyError, TypeError, ValueError):
+            continue
+        if item is not None and item.region_code == payload.get("region"):
+            new_cases[key] = (item.region_code, day)
+    needs: dict[tuple[str, date], int] = {}
+    for region_day in new_cases.values():
+        needs[region_day] = needs.get(region_day, 0) + 1
+    return needs
+
+
+def _carries_rating(envelope: Any) -> bool:
+    """Whether a raw envelope's record has a satisfaction rating (``result.satisfaction``) to store."""
+    payload = envelope.get("payload") if isinstance(envelope, dict) else None
+    result = payload.get("result") if isinstance(payload, dict) else None
+    return isinstance(result, dict) and result.get("satisfaction") is not None
 
 
 def _pairs_in(session: Session, first: Any, second: Any, pairs: Sequence[tuple[Any, Any]]) -> Any:
@@ -418,6 +456,13 @@ def _apply_writes(
     else:
         result = _apply_event(session, partner, payload, now, key)
     return result, _partner_case(session, partner, payload["external_id"])
+
+
+def _inbox_values(checked: CheckedMessage, result: IngestResult, case: Case | None, now: datetime
+                  ) -> dict[str, Any]:
+    """`_inbox_row` as the row's values, for a batch's one INSERT: no object for a row that is only written."""
+    return {"partner_code": checked.partner.code, "message_id": checked.message_id, "type": checked.record_type,
+            "outcome": result.outcome, "case_id": case.id if case else None, "received_at": now}
 
 
 def _inbox_row(checked: CheckedMessage, result: IngestResult, case: Case | None, now: datetime) -> InboxMessage:
@@ -538,7 +583,9 @@ def _apply_record(
             sealed = case_row(case, key=key)
         for step in steps:
             if step["seq"] > case.partner_event_seq:
-                head = _append_step(session, case, partner, step, record["record_version"], key)
+                # The last one is sealed by `_seal_record`, over the row as the record leaves it: only once.
+                head = _append_step(session, case, partner, step, record["record_version"], key,
+                                    unsealed=step is steps[-1])
         _update_from_record(session, case, record, now)
         _seal_record(session, case, partner, record, head, sealed, now, key)
         _store_rating(session, case, record, now, opened=opened)
@@ -574,7 +621,8 @@ def _new_partner_case(session: Session, partner: Partner, item: Item, record: di
 
 
 def _append_step(
-    session: Session, case: Case, partner: Partner, step: dict[str, Any], version: int | None, key: str
+    session: Session, case: Case, partner: Partner, step: dict[str, Any], version: int | None, key: str, *,
+    unsealed: bool = False,
 ) -> CaseEvent:
     from_state = case.state if case.event_count else None
     # The row changes first: the event seals the case as the step left it.
@@ -585,7 +633,8 @@ def _append_step(
     # Electronic supervision reads the case again (hub/supervision/scanner.py): its state or clock moved.
     case.colour_due_on = business_date(datetime.fromisoformat(step["at"]))
     return writes.append_step(session, case, _step_event(
-        partner, step, version, from_state=from_state, department_id=case.department_id), key=key)
+        partner, step, version, from_state=from_state, department_id=case.department_id), key=key,
+        unsealed=unsealed)
 
 
 def _note_outcome(case: Case, step: dict[str, Any]) -> None:

@@ -146,12 +146,35 @@ def record_partner_rating(session: Session, *, case: Case, level: int, now: date
     return _received(case, rating, now)
 
 
+def prefetch_partner_ratings(session: Session, case_ids: Sequence[int]) -> None:
+    """Read the completion ratings of ``case_ids`` in one query, for ``record_partner_rating`` to find there
+    instead of one query per record (a batch of partner records: hub/exchange/service.py); until
+    ``forget_prefetched_ratings``."""
+    known: dict[int, Rating | None] = dict.fromkeys(case_ids)
+    if known:
+        with session.no_autoflush:
+            for rating in session.scalars(select(Rating).where(Rating.case_id.in_(list(known)),
+                                                               Rating.service_event == COMPLETION)):
+                known[rating.case_id] = rating
+    session.info[_PREFETCHED_KEY] = known
+
+
+def forget_prefetched_ratings(session: Session) -> None:
+    session.info.pop(_PREFETCHED_KEY, None)
+
+
+_PREFETCHED_KEY = "hub.supervision.partner_ratings_prefetched"
+
+
 def _partner_rating_held(session: Session, case: Case, *, new_case: bool) -> Rating | None:
     pending = session.info.get(_PARTNER_KEY, {}).get(id(case))
     if pending is not None and pending in session and pending.case is case:
         return pending  # this transaction's, not flushed yet (or its savepoint was not rolled back)
     if new_case or case.id is None:
         return None
+    known = session.info.get(_PREFETCHED_KEY)
+    if known is not None and case.id in known and (known[case.id] is None or known[case.id] in session):
+        return known[case.id]  # read with the batch's other look-ups, before anything of it was written
     with session.no_autoflush:
         return session.scalar(select(Rating).where(Rating.case_id == case.id, Rating.service_event == COMPLETION))
 

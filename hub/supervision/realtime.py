@@ -33,7 +33,7 @@ from hub.clock import business_date
 from hub.payments.models import CaseFee
 from hub.supervision.findings import Finding
 from hub.supervision.models import Alert
-from hub.supervision.rules import RULES, CaseFacts, FeeFacts, Step, Withdrawal, evaluate
+from hub.supervision.rules import RULES, CaseFacts, FeeFacts, Step, Withdrawal
 from hub.supervision.rules.base import WITHDRAW, Rule
 from hub.supervision.service import raise_many
 from workflow.definition import WorkflowDefinition
@@ -81,24 +81,27 @@ def evaluate_touched(session: Session, touched: dict[Case, int], *, rules: Seque
     calendar = load_calendar(session)
     # Pass 1 answers every lookup with "nothing" and notes what was asked; pass 2 re-runs only the cases that
     # asked, with the answers read in one query per kind of lookup for the whole unit of work.
+    # Pass 2 runs again only the rules that asked: the others' findings cannot change (a rule is a function of
+    # the facts and its answers), so pass 1's stand.
     asking = _Collecting()
     found: dict[int, list[Finding]] = {}
-    pending: dict[int, CaseFacts] = {}
+    pending: dict[int, tuple[CaseFacts, list[list[Finding] | None]]] = {}
     for case_id, (case, first) in cases.items():
         now = case.updated_at
         facts = CaseFacts(case=case, steps=steps.get(case_id, ()), definition=definition_for(case),
                           calendar=calendar, today=business_date(now), now=now, new_from=first, lookups=asking)
-        asked = len(asking.asked)
-        findings = _evaluate(facts, rules)
-        if len(asking.asked) > asked:
-            pending[case_id] = facts
-        elif findings:
-            found[case_id] = findings
+        by_rule = _evaluate_each(facts, rules, asking)
+        if by_rule is not None and None in by_rule:
+            pending[case_id] = (facts, by_rule)
+        elif by_rule:
+            findings = [finding for rule_findings in by_rule if rule_findings for finding in rule_findings]
+            if findings:
+                found[case_id] = findings
     if pending:
         lookups = SqlLookups(session)
         lookups.load(asking.asked)
-        for case_id, facts in pending.items():
-            findings = _evaluate(replace(facts, lookups=lookups), rules)
+        for case_id, (facts, by_rule) in pending.items():
+            findings = _evaluate_asking(replace(facts, lookups=lookups), rules, by_rule)
             if findings:
                 found[case_id] = findings
     if not found:
@@ -120,10 +123,27 @@ def evaluate_touched(session: Session, touched: dict[Case, int], *, rules: Seque
     return sum(len(raise_many(session, found=batch, now=now)) for now, batch in by_moment.items())
 
 
-def _evaluate(facts: CaseFacts, rules: Sequence[Rule]) -> list[Finding]:
+def _evaluate_each(facts: CaseFacts, rules: Sequence[Rule], asking: _Collecting) -> list[list[Finding] | None] | None:
+    """Pass 1: each rule's findings, None for a rule that asked a lookup (its findings wait for the answers);
+    None altogether when a rule failed (logged: the case then raises nothing, as ``_evaluate``)."""
+    by_rule: list[list[Finding] | None] = []
     try:
-        return evaluate(facts, rules)
+        for rule in rules:
+            asked = len(asking.asked)
+            findings = list(rule.evaluate(facts))
+            by_rule.append(findings if len(asking.asked) == asked else None)
     except Exception:  # a rule's bug must not refuse the officer's action or the partner's record
+        log.exception("supervision rules failed on case %s", facts.case.tracking_no)
+        return None
+    return by_rule
+
+
+def _evaluate_asking(facts: CaseFacts, rules: Sequence[Rule], by_rule: list[list[Finding] | None]) -> list[Finding]:
+    """Pass 2: the rules that asked, with the answers; every finding in the rules' order."""
+    try:
+        return [finding for rule, known in zip(rules, by_rule, strict=True)
+                for finding in (known if known is not None else rule.evaluate(facts))]
+    except Exception:
         log.exception("supervision rules failed on case %s", facts.case.tracking_no)
         return []
 

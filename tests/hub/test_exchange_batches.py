@@ -110,3 +110,57 @@ def test_a_batch_writes_its_new_cases_and_their_events_in_one_insert_each_on_pos
             assert case is not None
             checked, findings = verify(session, key=settings.audit_key, tracking_no=case.tracking_no)
             assert findings == [] and checked == case.event_count == len(document["payload"]["steps"])
+
+
+def test_a_batch_reserves_the_tracking_numbers_of_its_new_cases_of_many_days_at_once_on_postgresql(
+    client: TestClient, handler: InboundHandler, session_factory: sessionmaker[Session], statements: list[str],
+    engine: Engine,
+) -> None:
+    """New partner cases are numbered by the day they were submitted: a batch of cases from eight days takes
+    their numbers in one round trip to the sequence, not in a transaction per day; every number is unique and
+    of its case's own day."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite numbers each case in its own transaction (one writer, no round trips)")
+    code = item_code(client, REPORTED)
+    documents = []
+    for day in range(1, 9):
+        record = case_record(code, external_id=f"TN-{uuid.uuid4().hex[:12]}", steps=1)
+        record["submitted_at"] = f"2025-06-{day:02d}T09:00:00+08:00"
+        documents.append(envelope(record))
+    statements.clear()
+    assert handler.handle_batch([inbound_message(d) for d in documents]) == [Outcome.ACK] * len(documents)
+    reservations = [s for s in statements if "tracking_sequences" in s]
+    assert len(reservations) <= 1, reservations
+    with session_factory() as session:
+        numbers = {d["payload"]["external_id"]: session.scalar(
+            select(Case.tracking_no).where(Case.external_id == d["payload"]["external_id"])) for d in documents}
+    assert len(set(numbers.values())) == len(documents)
+    for day, document in enumerate(documents, start=1):
+        assert f"202506{day:02d}" in str(numbers[document["payload"]["external_id"]]), numbers
+
+
+def test_a_batch_reads_the_ratings_of_its_rated_cases_in_one_query(
+    client: TestClient, handler: InboundHandler, session_factory: sessionmaker[Session], statements: list[str],
+) -> None:
+    """Platforms send their whole case again with each change: a batch of new versions of rated cases finds the
+    ratings held with its other look-ups, not with a query per record, and each new level replaces the held
+    one (a bad one opens the follow-up)."""
+    from hub.supervision.models import Rating
+
+    code = item_code(client, REPORTED)
+
+    def rated(external_id: str, *, version: int, level: int) -> dict[str, Any]:
+        record = case_record(code, external_id=external_id, version=version, steps=5)
+        record["result"] = {"at": "2026-03-14T10:00:00+08:00", "outcome": "granted", "satisfaction": level}
+        return envelope(record)
+
+    ids = [f"RT-{uuid.uuid4().hex[:12]}" for _ in range(6)]
+    assert handler.handle_batch([inbound_message(rated(x, version=1, level=5)) for x in ids]) == [Outcome.ACK] * 6
+    statements.clear()
+    assert handler.handle_batch([inbound_message(rated(x, version=2, level=1)) for x in ids]) == [Outcome.ACK] * 6
+    reads = [s for s in statements if s.lstrip().upper().startswith("SELECT") and "FROM ratings" in s]
+    assert len(reads) <= 1, reads
+    with session_factory() as session:
+        held = session.execute(select(Rating.level, Rating.follow_up_status).join(Case, Case.id == Rating.case_id)
+                               .where(Case.external_id.in_(ids))).all()
+    assert sorted(held) == [(1, "open")] * 6

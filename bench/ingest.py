@@ -81,6 +81,7 @@ from adapters.amqp import (
     provision_partner_user,
 )
 from adapters.amqp.topology import EVENTS_EXCHANGE, INBOUND_QUEUE, inbound_queue_arguments
+from bench.machine import CORES, cores_busy, machine_ticks
 from bench.submit import ROLLED_UP_TO_YESTERDAY
 from hub.clock import SystemClock
 from hub.db import make_engine, make_session_factory, unit_of_work
@@ -237,22 +238,6 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU of a process, every thread (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
-def machine_ticks() -> tuple[int, int]:
-    """(busy, total) clock ticks of all CPUs since boot, from /proc/stat's first line (idle and iowait are not
-    busy; guest time is already inside user)."""
-    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-    return sum(values) - values[3] - values[4], sum(values)
-
-
-def cores_busy(before: tuple[int, int], after: tuple[int, int]) -> float:
-    """The machine's cores busy between two `machine_ticks` readings (every process on it, not only ours)."""
-    total = after[1] - before[1]
-    return (after[0] - before[0]) / total * CORES if total else 0.0
-
-
-CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def thread_ticks(pid: int) -> dict[int, int]:

@@ -55,6 +55,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL, make_url
 
 from bench import counting
+from bench.machine import CORES, cores_busy, database_cpu_seconds, machine_ticks
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE_URL = "postgresql+psycopg://hub_test:hub_test@127.0.0.1:5432/hub_test"
@@ -350,6 +351,8 @@ class Round:
     rollbacks: int = 0
     load_before: float = 0.0
     load_after: float = 0.0
+    database_cpu_s: float = 0.0  # every PostgreSQL process's CPU over the round (bench.machine)
+    machine_cores_busy: float = 0.0  # the whole machine's, client and everything else included
 
     @property
     def rate(self) -> float:
@@ -376,6 +379,8 @@ class Round:
             "rollbacks_per_request": round(self.rollbacks / self.requests, 3),
             "load_average_1m_before": round(self.load_before, 2),
             "load_average_1m_after": round(self.load_after, 2),
+            "database_cpu_ms_per_request": round(1000 * self.database_cpu_s / self.requests, 3),
+            "machine_cores_busy": round(self.machine_cores_busy, 2),
         }
 
 
@@ -450,11 +455,12 @@ async def run_round(server: Server, path: str, bodies: list[bytes], concurrency:
     try:
         load_before = os.getloadavg()[0]
         sql_before = server.statements()
-        cpu_before = server.cpu_seconds()
+        cpu_before, database_before, machine_before = server.cpu_seconds(), database_cpu_seconds(), machine_ticks()
         client_before = resource.getrusage(resource.RUSAGE_SELF)
         seconds, latencies, failures = await send_all(make_poster, bodies, concurrency)
         client_after = resource.getrusage(resource.RUSAGE_SELF)
         server_cpu = server.cpu_seconds() - cpu_before
+        database_cpu, machine = database_cpu_seconds() - database_before, cores_busy(machine_before, machine_ticks())
         sql = [after - before for after, before in zip(server.statements(), sql_before, strict=True)]
         load_after = os.getloadavg()[0]
     finally:
@@ -463,7 +469,7 @@ async def run_round(server: Server, path: str, bodies: list[bytes], concurrency:
     client_cpu = (client_after.ru_utime - client_before.ru_utime) + (client_after.ru_stime - client_before.ru_stime)
     return Round(server.name, len(bodies), concurrency, seconds, latencies, failures, server_cpu, client_cpu,
                  statements=sql[0], commits=sql[1], rollbacks=sql[2], load_before=load_before,
-                 load_after=load_after)
+                 load_after=load_after, database_cpu_s=database_cpu, machine_cores_busy=machine)
 
 
 # --- the run ----------------------------------------------------------------------------------
@@ -641,7 +647,9 @@ async def measure(
             rounds[name].append(result)
             print(f"  round {number + 1} {name:8} {result.rate:8.1f} req/s  p50 {result.percentile(50):6.1f} ms"
                   f"  p95 {result.percentile(95):6.1f} ms  CPU {1000 * result.server_cpu_s / result.requests:5.2f}"
-                  f" ms/req  SQL {result.statements / result.requests:4.1f}/req"
+                  f" ms/req  PostgreSQL {1000 * result.database_cpu_s / result.requests:5.2f} ms/req"
+                  f"  machine {result.machine_cores_busy:4.2f} of {CORES} cores"
+                  f"  SQL {result.statements / result.requests:4.1f}/req"
                   f"  load {result.load_before:4.1f} → {result.load_after:4.1f}", flush=True)
         offset += args.requests
 
@@ -665,12 +673,13 @@ def print_summary(figures: dict[str, Any]) -> None:
           f"each figure is the median over the rounds")
     print(f"concurrency   {figures['concurrency']}")
     print(f"{'workers':9}{'side':10}{'rate req/s':>11}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}"
-          f"{'CPU ms/req':>12}{'SQL/req':>9}{'commits/req':>13}")
+          f"{'CPU ms/req':>12}{'PG ms/req':>11}{'cores busy':>12}{'SQL/req':>9}{'commits/req':>13}")
     for run in figures["runs"]:
         for name in ("hub", "baseline"):
             side = run[name]
             print(f"{run['workers']:<9}{name:10}{side['rate_per_s']:>11.1f}{side['p50_ms']:>9.1f}"
                   f"{side['p95_ms']:>9.1f}{side['p99_ms']:>9.1f}{side['server_cpu_ms_per_request']:>12.2f}"
+                  f"{side['database_cpu_ms_per_request']:>11.2f}{side['machine_cores_busy']:>12.2f}"
                   f"{side['sql_statements_per_request']:>9.2f}{side['commits_per_request']:>13.2f}")
     for run in figures["runs"]:
         verdict = "met" if run["target_met"] else "NOT met"

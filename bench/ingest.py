@@ -81,7 +81,7 @@ from adapters.amqp import (
     provision_partner_user,
 )
 from adapters.amqp.topology import EVENTS_EXCHANGE, INBOUND_QUEUE, inbound_queue_arguments
-from bench.machine import CORES, cores_busy, machine_ticks
+from bench.machine import CORES, cores_busy, database_cpu_seconds, machine_ticks
 from bench.submit import ROLLED_UP_TO_YESTERDAY
 from hub.clock import SystemClock
 from hub.db import make_engine, make_session_factory, unit_of_work
@@ -219,6 +219,7 @@ class Drain:
     outcomes: Counter[str] = field(default_factory=Counter)
     machine_cores_busy: float = 0.0  # the whole machine's CPU use over the drain (/proc/stat), everyone's
     thread_cpu_seconds: dict[str, float] = field(default_factory=dict)  # hub workers: per thread name, all workers
+    database_cpu_seconds: float = 0.0  # every PostgreSQL process's CPU over the drain (bench.machine)
 
     @property
     def own_cores_busy(self) -> float:
@@ -232,6 +233,10 @@ class Drain:
     @property
     def cpu_ms_per_message(self) -> float:
         return self.cpu_seconds / self.messages * 1000
+
+    @property
+    def database_ms_per_message(self) -> float:
+        return self.database_cpu_seconds / self.messages * 1000
 
 
 def cpu_seconds(pid: int) -> float:
@@ -307,6 +312,7 @@ def drain_workers(broker: Broker, database_url: str, engine: Engine, count: int,
             time.sleep(0.05)
         started, cpu_started = time.perf_counter(), sum(cpu_seconds(p.pid) for p in processes)
         machine_started, threads_started = machine_ticks(), [thread_ticks(p.pid) for p in processes]
+        database_started = database_cpu_seconds()
         applied_before = inbox_count(engine)
         deadline = time.monotonic() + 3600
         while (applied := inbox_count(engine)) < target:
@@ -315,7 +321,7 @@ def drain_workers(broker: Broker, database_url: str, engine: Engine, count: int,
             time.sleep(0.05)
         seconds = time.perf_counter() - started
         cpu = sum(cpu_seconds(p.pid) for p in processes) - cpu_started
-        machine = cores_busy(machine_started, machine_ticks())
+        machine, database = cores_busy(machine_started, machine_ticks()), database_cpu_seconds() - database_started
         threads_ended = [thread_ticks(p.pid) for p in processes]
         while not all(h.exists() for h in heartbeats) and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -335,7 +341,8 @@ def drain_workers(broker: Broker, database_url: str, engine: Engine, count: int,
                 process.kill()
                 process.wait(timeout=10)
     measured = applied - applied_before
-    return Drain(f"hub x{workers}", measured, seconds, cpu, Counter({"applied": measured}), machine, dict(per_thread))
+    return Drain(f"hub x{workers}", measured, seconds, cpu, Counter({"applied": measured}), machine, dict(per_thread),
+                 database)
 
 
 def drain_baseline(broker: Broker, engine: Engine, count: int, prefetch: int, commit_every: int) -> Drain:
@@ -345,6 +352,7 @@ def drain_baseline(broker: Broker, engine: Engine, count: int, prefetch: int, co
     params = pika.URLParameters(broker.admin_url)
     outcomes: Counter[str] = Counter()
     started, cpu_started, machine_started = time.perf_counter(), time.thread_time(), machine_ticks()
+    database_started = database_cpu_seconds()
     connection = pika.BlockingConnection(params)
     channel = connection.channel()
     channel.basic_qos(prefetch_count=prefetch)
@@ -366,9 +374,9 @@ def drain_baseline(broker: Broker, engine: Engine, count: int, prefetch: int, co
             channel.basic_ack(last_tag, multiple=True)
             outcomes["ack"] += taken
     seconds, cpu = time.perf_counter() - started, time.thread_time() - cpu_started
-    machine = cores_busy(machine_started, machine_ticks())
+    machine, database = cores_busy(machine_started, machine_ticks()), database_cpu_seconds() - database_started
     connection.close()
-    return Drain("baseline", count, seconds, cpu, outcomes, machine)
+    return Drain("baseline", count, seconds, cpu, outcomes, machine, database_cpu_seconds=database)
 
 
 # --- relay ----------------------------------------------------------------------------------------
@@ -565,7 +573,8 @@ def main(argv: list[str] | None = None) -> int:
                                           args.batch, log_dir)
                 drains.append(drain)
                 print(f"round {round_ + 1}: {drain.side:9} {drain.messages} messages in {drain.seconds:6.1f} s = "
-                      f"{drain.rate:7.1f} msg/s, consumer CPU {drain.cpu_ms_per_message:.2f} ms/message "
+                      f"{drain.rate:7.1f} msg/s, consumer CPU {drain.cpu_ms_per_message:.2f} ms/message, PostgreSQL "
+                      f"{drain.database_ms_per_message:.2f} ms/message "
                       f"(load {os.getloadavg()[0]:.2f}; machine {drain.machine_cores_busy:.2f} of {CORES} cores busy, "
                       f"this side {drain.own_cores_busy:.2f})", flush=True)
                 if drain.side == "hub x1" and drain.machine_cores_busy:
@@ -584,12 +593,14 @@ def main(argv: list[str] | None = None) -> int:
     load_after = os.getloadavg()
     rates = {side: median([d.rate for d in drains if d.side == side]) for side in dict.fromkeys(d.side for d in drains)}
     cpu = {side: median([d.cpu_ms_per_message for d in drains if d.side == side]) for side in rates}
+    database = {side: median([d.database_ms_per_message for d in drains if d.side == side]) for side in rates}
     baseline = rates.get("baseline", 0.0)
     one, two = rates.get("hub x1"), rates.get("hub x2")
     print(f"\ningest, median of {args.rounds} rounds ({args.records} messages per side and round, hub batches of "
           f"{args.batch}, baseline commits every {args.baseline_commit_every}):")
     for side, rate in rates.items():
-        print(f"  {side:9} {rate:8.1f} msg/s   (CPU {cpu[side]:.2f} ms/message"
+        print(f"  {side:9} {rate:8.1f} msg/s   (PostgreSQL {database[side]:.2f} ms/message; "
+              f"CPU {cpu[side]:.2f} ms/message"
               + (", worker processes incl. relay)" if side != "baseline" else ", consumer thread)")
               + "   rounds: " + ", ".join(f"{d.rate:.1f}" for d in drains if d.side == side))
     ratio = one / baseline if one and baseline else 0.0
@@ -632,10 +643,12 @@ def main(argv: list[str] | None = None) -> int:
         "baseline_commit_every": args.baseline_commit_every,
         "median_msg_per_s": {k: round(v, 1) for k, v in rates.items()},
         "median_cpu_ms_per_msg": {k: round(v, 2) for k, v in cpu.items()},
+        "median_database_cpu_ms_per_msg": {k: round(v, 2) for k, v in database.items()},
         "ratio_hub1_baseline": round(ratio, 3), "ratio_hub2_hub1": round(scale, 3),
         "statements_per_record": statements, "commits_per_record": commits, "handler_cpu_ms_per_record": handler_cpu,
         "rounds_detail": [{"side": d.side, "rate": round(d.rate, 1), "seconds": round(d.seconds, 2),
                            "cpu_ms_per_msg": round(d.cpu_ms_per_message, 2),
+                           "database_cpu_ms_per_msg": round(d.database_ms_per_message, 2),
                            "machine_cores_busy": round(d.machine_cores_busy, 2)} for d in drains],
         "relay_events": figures.events, "relay_events_per_s": round(figures.relay_rate, 1),
         "relay_cpu_ms_per_event": round(figures.relay_cpu_ms_per_event, 3),

@@ -37,9 +37,11 @@ if __package__ in (None, ""):  # run as `python bench/idle.py`
 
 import httpx
 
+from bench.machine import CLOCK_TICKS
+from bench.machine import process_cpu_seconds as cpu_seconds
+
 ROOT = Path(__file__).resolve().parent.parent
 HUB = [sys.executable, "-m", "hub.cli"]
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 TARGET_PERCENT = 2.0
 SETTLE_S = 5.0  # after ready: imports, migrations and first job ticks are start-up, not idle
 
@@ -69,11 +71,6 @@ def free_block(size: int = 8) -> int:
 
 def random_key() -> str:
     return "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(40))
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 def thread_cpu(pid: int) -> dict[int, float]:

@@ -81,7 +81,8 @@ from adapters.amqp import (
     provision_partner_user,
 )
 from adapters.amqp.topology import EVENTS_EXCHANGE, INBOUND_QUEUE, inbound_queue_arguments
-from bench.machine import CORES, cores_busy, database_cpu_seconds, machine_ticks
+from bench.machine import CLOCK_TICKS, CORES, cores_busy, database_cpu_seconds, machine_ticks
+from bench.machine import process_cpu_seconds as cpu_seconds
 from bench.submit import ROLLED_UP_TO_YESTERDAY
 from hub.clock import SystemClock
 from hub.db import make_engine, make_session_factory, unit_of_work
@@ -102,7 +103,6 @@ EVENTS_QUEUE = "bench.events"
 TARGET_RATIO = 0.5
 TARGET_SCALE = 1.6
 ROOT = Path(__file__).resolve().parent.parent
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 # --- the environment ----------------------------------------------------------------------------
@@ -237,12 +237,6 @@ class Drain:
     @property
     def database_ms_per_message(self) -> float:
         return self.database_cpu_seconds / self.messages * 1000
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process, every thread (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 def thread_ticks(pid: int) -> dict[int, int]:

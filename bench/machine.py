@@ -12,6 +12,12 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process, every thread (raises OSError once it is gone)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
 def machine_ticks() -> tuple[int, int]:
     """(busy, total) clock ticks of all CPUs since boot, from /proc/stat's first line (idle and iowait are not
     busy; guest time is already inside user)."""

@@ -56,6 +56,7 @@ from sqlalchemy.engine import URL, make_url
 
 from bench import counting
 from bench.machine import CORES, cores_busy, database_cpu_seconds, machine_ticks
+from bench.machine import process_cpu_seconds as own_cpu_seconds
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE_URL = "postgresql+psycopg://hub_test:hub_test@127.0.0.1:5432/hub_test"
@@ -65,7 +66,6 @@ HUB_PATH = "/api/v1/applications"
 BASELINE_PATH = "/submit"
 TARGET_RATIO = 0.5
 REQUEST_TIMEOUT_S = 60.0
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 # --- request bodies ---------------------------------------------------------------------------
@@ -239,10 +239,9 @@ class Server:
 
 def process_cpu_seconds(pid: int) -> float:
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return own_cpu_seconds(pid)
     except OSError:
         return 0.0  # exited since it was listed
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 def process_tree(root: int) -> list[int]:

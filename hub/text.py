@@ -67,8 +67,7 @@ def normalize_text(value: str, *, max_length: int | None = None, allow_newlines:
                 raise violation
     if not allow_newlines:
         text = " ".join(text.split("\n"))
-    # The edges are stripped, so the first character is nearly always visible: no walk for the common case.
-    if not allow_blank and not (text and _is_visible(text[0])) and not any(_is_visible(c) for c in text):
+    if not allow_blank and not any(_is_visible(c) for c in text):
         raise TextRuleViolation("not_blank", "不得为空或仅含空白、不可见字符")
     if max_length is not None and len(text) > max_length:
         raise TextRuleViolation("max_length", f"长度不得超过 {max_length} 个字符")

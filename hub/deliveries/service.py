@@ -195,6 +195,13 @@ def drain(factory: sessionmaker[Session], *, clock: Clock, clients: Clients, bat
 
 
 PARK_BATCH = 1000
+_NO_ENDPOINT = (NO_ENDPOINT_ERROR + " (partner has no endpoint configured; `hub partners endpoint {code} <WSDL URL>` "
+                "sends what waits)")
+
+
+def _no_endpoint_error(code: str) -> str:
+    """Why a delivery waits parked: its partner has no endpoint (the one wording, here and in SQL)."""
+    return _NO_ENDPOINT.format(code=code)
 
 
 def _park_without_endpoint(session: Session, *, now: datetime, limit: int) -> list[int]:
@@ -207,8 +214,8 @@ def _park_without_endpoint(session: Session, *, now: datetime, limit: int) -> li
            .where(Delivery.status.in_(("pending", "failed")), Delivery.next_attempt_at <= now,
                   Delivery.partner_code.in_(no_endpoint))
            .order_by(Delivery.next_attempt_at, Delivery.id).limit(limit).with_for_update(skip_locked=True))
-    error = (literal(f"{NO_ENDPOINT_ERROR} (partner has no endpoint configured; `hub partners endpoint ")
-             + Delivery.partner_code + literal(" <WSDL URL>` sends what waits)"))
+    head, _, tail = _NO_ENDPOINT.partition("{code}")
+    error = literal(head) + Delivery.partner_code + literal(tail)  # `_no_endpoint_error`, written by PostgreSQL
     parked = session.execute(
         update(Delivery).where(Delivery.id.in_(due.scalar_subquery()))
         .values(status="failed", last_error=error, next_attempt_at=None, updated_at=now)
@@ -229,8 +236,7 @@ def _send(session: Session, delivery: Delivery, *, now: datetime, clients: Clien
         # Parked, not retried on a timer: nothing can change until an operator sets the endpoint, and every
         # worker re-reading a growing backlog every 30 s cost more than the records it was receiving (bench.ingest).
         # `set_endpoint` puts the partner's parked deliveries back to pending.
-        _failed(delivery, f"{NO_ENDPOINT_ERROR} (partner has no endpoint configured; `hub partners endpoint "
-                          f"{partner.code} <WSDL URL>` sends what waits)", now=now, retry_in=None, count=False)
+        _failed(delivery, _no_endpoint_error(partner.code), now=now, retry_in=None, count=False)
         return False
     try:
         message = _message(delivery, case)

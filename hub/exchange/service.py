@@ -460,16 +460,13 @@ def _apply_writes(
 
 def _inbox_values(checked: CheckedMessage, result: IngestResult, case: Case | None, now: datetime
                   ) -> dict[str, Any]:
-    """`_inbox_row` as the row's values, for a batch's one INSERT: no object for a row that is only written."""
+    """An inbox row's values: a batch writes them in one INSERT (no object for a row that is only written)."""
     return {"partner_code": checked.partner.code, "message_id": checked.message_id, "type": checked.record_type,
             "outcome": result.outcome, "case_id": case.id if case else None, "received_at": now}
 
 
 def _inbox_row(checked: CheckedMessage, result: IngestResult, case: Case | None, now: datetime) -> InboxMessage:
-    return InboxMessage(
-        message_id=checked.message_id, partner_code=checked.partner.code, type=checked.record_type,
-        outcome=result.outcome, case_id=case.id if case else None, received_at=now,
-    )
+    return InboxMessage(**_inbox_values(checked, result, case, now))
 
 
 def _check_schema(schema: str, document: Any, prefix: str) -> None:

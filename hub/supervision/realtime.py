@@ -125,7 +125,7 @@ def evaluate_touched(session: Session, touched: dict[Case, int], *, rules: Seque
 
 def _evaluate_each(facts: CaseFacts, rules: Sequence[Rule], asking: _Collecting) -> list[list[Finding] | None] | None:
     """Pass 1: each rule's findings, None for a rule that asked a lookup (its findings wait for the answers);
-    None altogether when a rule failed (logged: the case then raises nothing, as ``_evaluate``)."""
+    None altogether when a rule failed (logged: the case then raises nothing)."""
     by_rule: list[list[Finding] | None] = []
     try:
         for rule in rules:

@@ -34,6 +34,13 @@ WITHHELD = Counter("hub_outbound_cases_withheld_total",
                    "Cases left out of an outgoing SOAP/XML document because they cannot be serialised",
                    ["channel", "rule"])
 log = logging.getLogger("hub.outbound")
+# By rule (alert-event.v1.json): what the department reads, then English.
+WITHHELD_MESSAGES = {
+    "xml_characters": "办件含有无法在XML中传输的字符，已暂停对外发送，请更正 (the case holds text XML cannot carry; "
+                      "it is left out of this channel until corrected)",
+    "schema": "办件字段不符合接口规范，已暂停对外发送，请更正 (a field of the case does not fit the channel's "
+              "contract; the case is left out of this channel until corrected)",
+}
 
 
 @dataclass(frozen=True)
@@ -81,8 +88,7 @@ def report_withheld(session: Session, case: Case, *, channel: str, problem: Unse
         payload={
             "tracking_no": case.tracking_no, "region": case.region_code, "department": case.department.key,
             "channel": channel, "field": problem.field, "rule": problem.rule,
-            "message": "办件含有无法在XML中传输的字符，已暂停对外发送，请更正 (the case holds text XML cannot carry; "
-                       "it is left out of this channel until corrected)",
+            "message": WITHHELD_MESSAGES[problem.rule],
         },
     )
 

@@ -17,9 +17,10 @@ measurements and, for every index kept, the query it serves.
 * Added: ``ix_case_events_actor_id_occurred_at`` — the backfilled-batch rule counts a person's decisions in a
   time window on every odd-hour decision (hub/supervision/realtime.py); it scanned the department's cases of
   the last 180 days (or case_events whole), a cost that grew with the table.
-* PostgreSQL's ``metrics_mark_dirty`` runs once per statement with its transition tables (a batch of partner
-  records updates its cases in one statement): one function call and one INSERT of the distinct days per
-  statement, where it was a PL/pgSQL call per row and a mark per row and day. SQLite keeps its row triggers.
+* PostgreSQL's metrics roll-up trigger on INSERT and DELETE runs once per statement over its transition table
+  (a batch of partner records inserts its new cases in one statement): one PL/pgSQL call and one INSERT of the
+  distinct days per statement, where it was a call per row and a mark per row and day. UPDATE keeps migration
+  0015's row trigger, whose WHEN skips the rows whose counted figures did not change. SQLite keeps its triggers.
 
 Revision ID: 0017
 Revises: 0016
@@ -36,11 +37,6 @@ down_revision: str | None = '0016'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# What the metrics count of a case (migration 0015, hub/supervision/metrics.py): a change to any of them changes a
-# day's figures.
-COUNTED = ('submitted_at', 'accepted_on', 'completed_at', 'result', 'on_time', 'working_days_used',
-           'statutory_limit_days', 'promised_limit_days', 'department_id', 'region_code', 'item_id', 'channel',
-           'origin', 'parent_id')
 METRICS_KEYS = ['parent_id', 'region_code', 'department_id', 'item_id', 'channel']
 COVERING = {
     'accepted_on': METRICS_KEYS,
@@ -64,15 +60,12 @@ def _days(row: str) -> str:
             f"AS d(day) WHERE {row}.parent_id IS NULL")
 
 
-def _row(alias: str) -> str:
-    return 'ROW(' + ', '.join(f'{alias}.{column}' for column in COUNTED) + ')'
-
-
-# One call per statement: ``new_rows`` / ``old_rows`` are the statement's transition tables (each trigger names
-# those it has). The days are marked once per statement, distinct; an UPDATE marks those of the rows whose
-# counted figures changed, before and after (what the row trigger's WHEN chose).
+# INSERT and DELETE: one call per statement, ``new_rows`` / ``old_rows`` its transition table (a batch of partner
+# records inserts its new cases in one statement). The days are marked once per statement, distinct. UPDATE keeps
+# migration 0015's row trigger: its WHEN (in C, no call) passes over the rows whose counted figures did not change,
+# cheaper than capturing every updated row in transition tables and comparing them in SQL (measured).
 STATEMENT_FUNCTION = f"""
-CREATE OR REPLACE FUNCTION metrics_mark_dirty() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION metrics_mark_dirty_rows() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     rolled date;
 BEGIN
@@ -85,15 +78,9 @@ BEGIN
     IF TG_OP = 'INSERT' THEN
         INSERT INTO metrics_dirty_days (day)
         SELECT DISTINCT d.day FROM new_rows n, LATERAL {_days('n')} AND d.day <= rolled;
-    ELSIF TG_OP = 'DELETE' THEN
-        INSERT INTO metrics_dirty_days (day)
-        SELECT DISTINCT d.day FROM old_rows o, LATERAL {_days('o')} AND d.day <= rolled;
     ELSE
         INSERT INTO metrics_dirty_days (day)
-        SELECT DISTINCT d.day
-        FROM old_rows o JOIN new_rows n ON n.id = o.id,
-             LATERAL (SELECT * FROM {_days('o')} UNION ALL SELECT * FROM {_days('n')}) AS d
-        WHERE {_row('o')} IS DISTINCT FROM {_row('n')} AND d.day <= rolled;
+        SELECT DISTINCT d.day FROM old_rows o, LATERAL {_days('o')} AND d.day <= rolled;
     END IF;
     RETURN NULL;
 END
@@ -101,39 +88,8 @@ $$
 """
 STATEMENT_TRIGGERS = {
     'metrics_dirty_insert': 'INSERT ON cases REFERENCING NEW TABLE AS new_rows',
-    'metrics_dirty_update': 'UPDATE ON cases REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows',
     'metrics_dirty_delete': 'DELETE ON cases REFERENCING OLD TABLE AS old_rows',
 }
-
-# Migration 0015's row triggers, for the downgrade.
-ROW_FUNCTION = """
-CREATE OR REPLACE FUNCTION metrics_mark_dirty() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-    rolled date;
-    days date[] := '{}';
-BEGIN
-    SELECT rolled_until INTO rolled FROM metrics_rollup WHERE id = 1;
-    IF rolled IS NULL THEN
-        RETURN NULL;
-    END IF;
-    IF TG_OP IN ('UPDATE', 'DELETE') AND OLD.parent_id IS NULL THEN
-        days := days || ARRAY[((OLD.submitted_at AT TIME ZONE 'UTC') + interval '8 hours')::date, OLD.accepted_on,
-                              ((OLD.completed_at AT TIME ZONE 'UTC') + interval '8 hours')::date];
-    END IF;
-    IF TG_OP IN ('INSERT', 'UPDATE') AND NEW.parent_id IS NULL THEN
-        days := days || ARRAY[((NEW.submitted_at AT TIME ZONE 'UTC') + interval '8 hours')::date, NEW.accepted_on,
-                              ((NEW.completed_at AT TIME ZONE 'UTC') + interval '8 hours')::date];
-    END IF;
-    INSERT INTO metrics_dirty_days (day)
-    SELECT DISTINCT d FROM unnest(days) AS d WHERE d <= rolled;
-    RETURN NULL;
-END
-$$
-"""
-
-
-def _changed_rows() -> str:
-    return ' OR '.join(f'OLD.{column} IS DISTINCT FROM NEW.{column}' for column in COUNTED)
 
 
 def _metrics_indexes(*, partial: bool) -> None:
@@ -157,11 +113,10 @@ def upgrade() -> None:
     op.create_index('ix_case_events_actor_id_occurred_at', 'case_events', ['actor_id', 'occurred_at'], unique=False)
     if postgresql:
         _metrics_indexes(partial=True)
-        op.execute('DROP TRIGGER metrics_dirty_update ON cases')
         op.execute('DROP TRIGGER metrics_dirty_insert_delete ON cases')
         op.execute(STATEMENT_FUNCTION)
         for name, event in STATEMENT_TRIGGERS.items():
-            op.execute(f'CREATE TRIGGER {name} AFTER {event} FOR EACH STATEMENT EXECUTE FUNCTION metrics_mark_dirty()')
+            op.execute(f'CREATE TRIGGER {name} AFTER {event} FOR EACH STATEMENT EXECUTE FUNCTION metrics_mark_dirty_rows()')
 
 
 def downgrade() -> None:
@@ -169,11 +124,9 @@ def downgrade() -> None:
     if postgresql:
         for name in STATEMENT_TRIGGERS:
             op.execute(f'DROP TRIGGER {name} ON cases')
-        op.execute(ROW_FUNCTION)
+        op.execute('DROP FUNCTION metrics_mark_dirty_rows()')
         op.execute('CREATE TRIGGER metrics_dirty_insert_delete AFTER INSERT OR DELETE ON cases '
                    'FOR EACH ROW EXECUTE FUNCTION metrics_mark_dirty()')
-        op.execute(f'CREATE TRIGGER metrics_dirty_update AFTER UPDATE ON cases FOR EACH ROW '
-                   f'WHEN ({_changed_rows()}) EXECUTE FUNCTION metrics_mark_dirty()')
         _metrics_indexes(partial=False)
     op.drop_index('ix_case_events_actor_id_occurred_at', table_name='case_events')
     op.drop_index('ix_outbox_unsent', table_name='outbox')

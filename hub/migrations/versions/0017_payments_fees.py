@@ -1,9 +1,9 @@
 """PostgreSQL's work per record and per submission (issue 8, part pgcpu): indexes no query needs dropped, one
 added where a look-up scanned, partial indexes where most rows have nothing to index, and the metrics roll-up's
-trigger once per statement instead of once per row
+trigger on INSERT and DELETE once per statement instead of once per row
 
-(The slot was reserved for issue 12, part fees, which did not need it.) docs/performance-postgresql.md has the
-measurements and, for every index kept, the query it serves.
+(The file keeps the name of the slot's first reservation, issue 12's fees; it was left a no-op for part pgcpu.)
+docs/performance-postgresql.md has the measurements and, for every index kept, the query it serves.
 
 * Dropped, another index serves their queries: ``ix_case_events_case_id`` (``uq_case_events_case_id_seq``
   leads with case_id), ``ix_case_verifications_case_id``, ``ix_alerts_case_id``, ``ix_ratings_case_id`` (their

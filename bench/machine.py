@@ -33,7 +33,12 @@ def cores_busy(before: tuple[int, int], after: tuple[int, int]) -> float:
 
 def database_cpu_seconds() -> float:
     """User + system CPU of every PostgreSQL process on this machine (the benchmarks' pooled backends live
-    through a round; a backend that exits within it takes its CPU out of the sum, so this is a floor)."""
+    through a round; a backend that exits within it takes its CPU out of the sum, so this is a floor).
+
+    With HUB_BENCH_POSTGRES_DATA set to a cluster's data directory, only that cluster's processes (its
+    postmaster and the postmaster's children): a benchmark on a private cluster is then not charged with
+    another cluster's work on a shared machine."""
+    postmaster = _postmaster_pid(os.environ.get("HUB_BENCH_POSTGRES_DATA"))
     total = 0
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -43,5 +48,13 @@ def database_cpu_seconds() -> float:
             if stat[stat.index("(") + 1:stat.rindex(")")] != "postgres":
                 continue
             fields = stat.rsplit(")", 1)[1].split()
+            if postmaster is not None and postmaster not in (int(entry.name), int(fields[1])):
+                continue
             total += int(fields[11]) + int(fields[12])
     return total / CLOCK_TICKS
+
+
+def _postmaster_pid(data_directory: str | None) -> int | None:
+    if not data_directory:
+        return None
+    return int((Path(data_directory) / "postmaster.pid").read_text().split("\n", 1)[0])

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from hub.catalog.models import Item
@@ -28,9 +28,16 @@ class Case(Base):
         UniqueConstraint("origin_partner", "external_id"),
         # The performance metrics' days read from the cases (hub/supervision/metrics.py) as index-only scans on
         # PostgreSQL: each event's index carries what its figures are counted and grouped by (migration 0015).
+        # Accepted and completed only index the cases that have the date (every query on them asks for a day or a
+        # range): a new case, open, writes neither wide entry (migration 0017, docs/performance-postgresql.md).
         Index("ix_cases_submitted_at", "submitted_at", postgresql_include=[*METRICS_KEYS, "origin"]),
-        Index("ix_cases_accepted_on", "accepted_on", postgresql_include=METRICS_KEYS),
-        Index("ix_cases_completed_at", "completed_at", postgresql_include=[*METRICS_KEYS, *METRICS_COMPLETED]),
+        Index("ix_cases_accepted_on", "accepted_on", postgresql_include=METRICS_KEYS,
+              postgresql_where=text("accepted_on IS NOT NULL")),
+        Index("ix_cases_completed_at", "completed_at", postgresql_include=[*METRICS_KEYS, *METRICS_COMPLETED],
+              postgresql_where=text("completed_at IS NOT NULL")),
+        # A joint case's branches by their parent; the other cases (nearly all) have none and no entry.
+        Index("ix_cases_parent_id", "parent_id", postgresql_where=text("parent_id IS NOT NULL"),
+              sqlite_where=text("parent_id IS NOT NULL")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -39,7 +46,7 @@ class Case(Base):
     item_id: Mapped[int] = mapped_column(ForeignKey("items.id"), index=True)
     region_code: Mapped[str] = mapped_column(ForeignKey("regions.code"), index=True)
     department_id: Mapped[int] = mapped_column(ForeignKey("departments.id"), index=True)
-    parent_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"))
     # A joint case's child: the branch's name in the parent definition's parallel block.
     branch: Mapped[str | None] = mapped_column(String(64))
     state: Mapped[str] = mapped_column(String(32), index=True)
@@ -69,7 +76,7 @@ class Case(Base):
     accepted_on: Mapped[date | None]
     promised_limit_days: Mapped[int] = mapped_column(Integer)
     statutory_limit_days: Mapped[int] = mapped_column(Integer)
-    deadline: Mapped[date | None] = mapped_column(index=True)
+    deadline: Mapped[date | None]  # no query selects by it (the work queue orders by it): no index
     statutory_deadline: Mapped[date | None]
     step_deadlines: Mapped[dict[str, Any]] = mapped_column(default=dict)
     suspended_since: Mapped[date | None]
@@ -109,10 +116,16 @@ class CaseEvent(Base):
     """An append-only, MAC-chained step of a case: what happened, who did it, and why."""
 
     __tablename__ = "case_events"
-    __table_args__ = (UniqueConstraint("case_id", "seq"),)
+    __table_args__ = (
+        # Also what reads a case's events (case_id = …): no index of case_id alone.
+        UniqueConstraint("case_id", "seq"),
+        # A person's decisions in a time window (the backfilled-batch rule, hub/supervision/realtime.py): without
+        # it that look-up scanned the department's cases, a cost growing with the table (migration 0017).
+        Index("ix_case_events_actor_id_occurred_at", "actor_id", "occurred_at"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
-    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"))
     seq: Mapped[int] = mapped_column(Integer)
     action: Mapped[str] = mapped_column(String(32))
     step: Mapped[str | None] = mapped_column(String(32))

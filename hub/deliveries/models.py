@@ -25,10 +25,10 @@ class Delivery(Base):
     """
 
     __tablename__ = "deliveries"
-    __table_args__ = (UniqueConstraint("partner_code", "case_id", "kind"),)
+    __table_args__ = (UniqueConstraint("partner_code", "case_id", "kind"),)  # also a partner's: no partner_code index
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    partner_code: Mapped[str] = mapped_column(ForeignKey("partners.code"), index=True)
+    partner_code: Mapped[str] = mapped_column(ForeignKey("partners.code"))
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
     kind: Mapped[str] = mapped_column(String(24))
     status: Mapped[str] = mapped_column(String(16), index=True)

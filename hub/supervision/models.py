@@ -20,10 +20,10 @@ class Alert(Base):
     ruled on by a supervisor, escalated when a red one is left unresolved."""
 
     __tablename__ = "alerts"
-    __table_args__ = (UniqueConstraint("case_id", "rule", "level"),)
+    __table_args__ = (UniqueConstraint("case_id", "rule", "level"),)  # also a case's alerts: no index of case_id alone
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"))
     rule: Mapped[str] = mapped_column(String(64), index=True)
     kind: Mapped[str] = mapped_column(String(16))  # time | procedure | anomaly
     level: Mapped[str] = mapped_column(String(8))  # yellow | red
@@ -53,10 +53,10 @@ class Rating(Base):
     """An applicant's rating of a completed case (好差评): five levels, one per case and service event."""
 
     __tablename__ = "ratings"
-    __table_args__ = (UniqueConstraint("case_id", "service_event"),)
+    __table_args__ = (UniqueConstraint("case_id", "service_event"),)  # also a case's ratings (no case_id index)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"))
     service_event: Mapped[str] = mapped_column(String(32), default="completion")
     level: Mapped[int] = mapped_column(Integer)  # 5 非常满意 … 1 非常不满意
     comment: Mapped[str | None] = mapped_column(Text)

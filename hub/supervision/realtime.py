@@ -377,14 +377,15 @@ def _fee_facts(row: Any) -> FeeFacts | None:
 
 # The lookups on PostgreSQL: one statement each whatever the number of questions (arrays, unnest), so SQLAlchemy
 # compiles it once and psycopg prepares it — a list of OR-ed conditions was a new statement for every count.
-# case_events has no index on actor or time: the decisions are reached through the departments' recent cases.
+# Each question counts from the person's events in its window (ix_case_events_actor_id_occurred_at, migration 0017)
+# in a subquery of its own: as a join, the planner misjudged how many of a department's cases it would meet and
+# went through all of them (docs/performance-postgresql.md).
 _DECISIONS = text(
-    "SELECT q.n, count(*) FROM unnest(CAST(:actor AS text[]), CAST(:dept AS integer[]), "
-    "CAST(:t0 AS timestamptz[]), CAST(:t1 AS timestamptz[]), CAST(:since AS timestamptz[])) "
-    "WITH ORDINALITY AS q(actor, dept, t0, t1, since, n) "
-    "JOIN cases c ON c.department_id = q.dept AND c.submitted_at >= q.since "
-    "JOIN case_events e ON e.case_id = c.id AND e.actor_id = q.actor AND e.occurred_at BETWEEN q.t0 AND q.t1 "
-    "AND e.action = ANY(CAST(:actions AS text[])) GROUP BY q.n")
+    "SELECT q.n, (SELECT count(*) FROM case_events e JOIN cases c ON c.id = e.case_id "
+    "WHERE e.actor_id = q.actor AND e.occurred_at BETWEEN q.t0 AND q.t1 "
+    "AND e.action = ANY(CAST(:actions AS text[])) AND c.department_id = q.dept AND c.submitted_at >= q.since) "
+    "FROM unnest(CAST(:actor AS text[]), CAST(:dept AS integer[]), CAST(:t0 AS timestamptz[]), "
+    "CAST(:t1 AS timestamptz[]), CAST(:since AS timestamptz[])) WITH ORDINALITY AS q(actor, dept, t0, t1, since, n)")
 # Withdrawals after acceptance (its clock had started: the resubmission restarts it), the newest first.
 _WITHDRAWALS = text(
     "SELECT DISTINCT c.id, c.applicant_id_number, c.item_id, c.tracking_no, e.occurred_at "

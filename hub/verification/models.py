@@ -22,10 +22,10 @@ class CaseVerification(Base):
     """
 
     __tablename__ = "case_verifications"
-    __table_args__ = (UniqueConstraint("case_id", "check_key"),)
+    __table_args__ = (UniqueConstraint("case_id", "check_key"),)  # also a case's checks: no index of case_id alone
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"))
     check_key: Mapped[str] = mapped_column(String(48))  # e.g. population.applicant
     registry_name: Mapped[str] = mapped_column("registry", String(16))  # `registry` is taken by SQLAlchemy
     subject: Mapped[str] = mapped_column(String(32))  # applicant | legal_representative

@@ -252,3 +252,42 @@ def test_two_writers_back_dating_one_day_neither_wait_nor_lose_their_mark(
         with engine.begin() as connection:
             connection.execute(delete(Case.__table__).where(Case.id.in_(ids)))
         roll_up_on(settings, no_rollup, date(2030, 7, 15))
+
+
+def test_on_postgresql_a_batch_of_back_dated_cases_marks_each_of_its_days_once(
+        engine: Engine, settings: Settings, no_rollup: Any, june: dict[str, int]) -> None:
+    """A batch of a city platform's backlog inserts its cases in one statement: the trigger marks each day those
+    cases fall on once for the statement — not once per case — and no day for a joint case's branch; deleting
+    them in one statement marks the days once again (migration 0017)."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has row triggers only: a mark per case and day")
+    roll_up_on(settings, no_rollup, date(2030, 7, 15))
+    with engine.connect() as reader:
+        a1 = reader.execute(select(Case.__table__).where(Case.id == june["A1"])).one()._asdict()
+    del a1["id"]
+
+    def backlog_case(number: int, *, branch_of: int | None = None) -> dict[str, Any]:
+        day = date(2030, 6, 24) if branch_of else date(2030, 6, 11)
+        return {**a1, "tracking_no": f"{TRACKING_PREFIX}{number:011d}", "channel": "partner", "origin": "partner",
+                "origin_partner": "metrics-test", "external_id": f"metrics-batch-{number}", "parent_id": branch_of,
+                "submitted_at": china_noon(day), "received_on": day, "accepted_on": day + timedelta(days=1),
+                "completed_at": china_noon(date(2030, 6, 17)), "decided_at": china_noon(date(2030, 6, 17)),
+                "working_days_used": 2, "on_time": True}
+
+    batch = [backlog_case(90 + n) for n in range(4)] + [backlog_case(95, branch_of=june["A1"])]
+    with engine.begin() as connection:
+        ids = list(connection.execute(Case.__table__.insert().returning(Case.id), batch).scalars())
+        # (one multi-row statement: psycopg's executemany with RETURNING is sent as a single INSERT … VALUES)
+    try:
+        with engine.connect() as reader:
+            marks = sorted(reader.execute(select(MetricsDirtyDay.day)).scalars())
+        assert marks == [date(2030, 6, 11), date(2030, 6, 12), date(2030, 6, 17)]
+    finally:
+        with engine.begin() as connection:
+            connection.execute(delete(Case.__table__).where(Case.id.in_(ids)))
+    with engine.connect() as reader:
+        marks = sorted(reader.execute(select(MetricsDirtyDay.day)).scalars())
+    assert marks == [date(2030, 6, 11), date(2030, 6, 11), date(2030, 6, 12), date(2030, 6, 12),
+                     date(2030, 6, 17), date(2030, 6, 17)]
+    roll_up_on(settings, no_rollup, date(2030, 7, 15))
+    assert state(no_rollup) == (date(2030, 7, 14), [])

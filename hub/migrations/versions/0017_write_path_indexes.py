@@ -2,7 +2,7 @@
 added where a look-up scanned, partial indexes where most rows have nothing to index, and the metrics roll-up's
 trigger on INSERT and DELETE once per statement instead of once per row
 
-(The file keeps the name of the slot's first reservation, issue 12's fees; it was left a no-op for part pgcpu.)
+(The slot was reserved for issue 12's fees and left a no-op; its revision id is kept, the file renamed.)
 docs/performance-postgresql.md has the measurements and, for every index kept, the query it serves.
 
 * Dropped, another index serves their queries: ``ix_case_events_case_id`` (``uq_case_events_case_id_seq``

@@ -20,7 +20,7 @@ def test_migrated_schema_matches_the_models(engine: Engine) -> None:
     assert diff == []
 
 
-# --- PostgreSQL: every look-up the write path and the jobs run has an index (migration 0017) ----------------
+# --- PostgreSQL: every look-up the write path and the jobs run has an index (migration 0020) ----------------
 
 def _plan(connection: Connection, statement: Any, parameters: dict[str, Any] | None = None) -> str:
     """The plan PostgreSQL chooses when it avoids a sequential scan wherever an index can serve (a test database
@@ -66,7 +66,7 @@ LOOK_UPS = ["ix_case_events_actor_id_occurred_at", "ix_outbox_unsent", "ix_cases
 def test_on_postgresql_each_look_up_of_the_write_path_is_served_by_its_index(engine: Engine, index: str) -> None:
     """A person's decisions in a window (the backfilled-batch rule), the relay's unsent rows, a joint case's
     branches, the metrics' accepted and completed days, a case's events and checks: each reaches its rows through
-    the index migration 0017 made, kept or narrowed (docs/performance-postgresql.md lists them all)."""
+    the index migration 0020 made, kept or narrowed (docs/performance-postgresql.md lists them all)."""
     if engine.dialect.name != "postgresql":
         pytest.skip("PostgreSQL's plans")
     statement, parameters = _look_ups()[index]

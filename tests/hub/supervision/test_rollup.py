@@ -258,7 +258,7 @@ def test_on_postgresql_a_batch_of_back_dated_cases_marks_each_of_its_days_once(
         engine: Engine, settings: Settings, no_rollup: Any, june: dict[str, int]) -> None:
     """A batch of a city platform's backlog inserts its cases in one statement: the trigger marks each day those
     cases fall on once for the statement — not once per case — and no day for a joint case's branch; deleting
-    them in one statement marks the days once again (migration 0017)."""
+    them in one statement marks the days once again (migration 0020)."""
     if engine.dialect.name != "postgresql":
         pytest.skip("SQLite has row triggers only: a mark per case and day")
     roll_up_on(settings, no_rollup, date(2030, 7, 15))

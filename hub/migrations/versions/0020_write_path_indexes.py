@@ -2,7 +2,8 @@
 added where a look-up scanned, partial indexes where most rows have nothing to index, and the metrics roll-up's
 trigger on INSERT and DELETE once per statement instead of once per row
 
-(The slot was reserved for issue 12's fees and left a no-op; its revision id is kept, the file renamed.)
+(A revision of its own at the head, not the reserved no-op slot 0017: a database already at head never runs an
+earlier revision again.)
 docs/performance-postgresql.md has the measurements and, for every index kept, the query it serves.
 
 * Dropped, another index serves their queries: ``ix_case_events_case_id`` (``uq_case_events_case_id_seq``
@@ -22,8 +23,8 @@ docs/performance-postgresql.md has the measurements and, for every index kept, t
   distinct days per statement, where it was a call per row and a mark per row and day. UPDATE keeps migration
   0015's row trigger, whose WHEN skips the rows whose counted figures did not change. SQLite keeps its triggers.
 
-Revision ID: 0017
-Revises: 0016
+Revision ID: 0020
+Revises: 0019
 Create Date: 2026-11-30 10:05:00
 """
 
@@ -32,8 +33,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = '0017'
-down_revision: str | None = '0016'
+revision: str = '0020'
+down_revision: str | None = '0019'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

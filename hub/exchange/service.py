@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ARRAY, String, bindparam, delete, func, insert, select, text, tuple_
+from sqlalchemy import ARRAY, String, bindparam, delete, func, select, text, tuple_
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, defer, joinedload
 
@@ -25,7 +25,7 @@ from hub.cases.service import DECISIONS, case_event_payload
 from hub.catalog import service as catalog
 from hub.catalog.models import Item
 from hub.clock import business_date
-from hub.db import begin_for_savepoints, json_row, json_rows
+from hub.db import begin_for_savepoints, insert_rows
 from hub.deliveries import service as deliveries
 from hub.exchange import checks
 from hub.exchange.checks import RecordRejected, special_procedure_kind
@@ -167,8 +167,8 @@ def _apply_optimistically(
             session.flush()
             # After the flush: a new case has its id now.
             deliveries.create_owed(session, cache.owed, now)
-            _insert_rows(session, OUTBOX, [_row(OUTBOX, message) for message in cache.outbox])
-            _insert_rows(session, INBOX, [_inbox_values(checked, result, case, now)
+            insert_rows(session, OUTBOX, [outbox.row(message) for message in cache.outbox])
+            insert_rows(session, INBOX, [_inbox_values(checked, result, case, now)
                                           for checked, result, case in inbox])
             session.flush()
     except Exception:
@@ -827,25 +827,3 @@ def _publish(session: Session, case: Case, now: datetime) -> None:
 # --- a batch's rows in one statement ----------------------------------------------------------------
 
 OUTBOX, INBOX = OutboxMessage.__table__, InboxMessage.__table__
-
-
-def _row(table: Any, obj: Any) -> dict[str, Any]:
-    """The row of a complete new object (every column set, bar a generated id), by column name."""
-    values = {column.name: getattr(obj, column.key) for column in table.columns}
-    return {name: value for name, value in values.items() if value is not None or not table.c[name].primary_key}
-
-
-def _insert_rows(session: Session, table: Any, rows: list[dict[str, Any]]) -> None:
-    """Insert ``rows`` into ``table``. On PostgreSQL one short statement whatever their number (the rows as one
-    JSONB parameter, typed by the table's own columns): psycopg parses it once and the server keeps it
-    prepared, where a multi-row VALUES list is a new statement of hundreds of parameters every time."""
-    if not rows:
-        return
-    connection = session.connection()
-    if connection.dialect.name != "postgresql":
-        connection.execute(insert(table), rows)
-        return
-    names = list(rows[0])
-    source = json_rows(table.name, names, "rows", many=True)
-    connection.execute(insert(table).from_select(names, select(*(source.c[name] for name in names))),
-                       {"rows": [json_row(row) for row in rows]})

@@ -258,6 +258,9 @@ class _BatchCache:
     owed: list[tuple[Case, str, str]] | None = None
     # Its outbox rows likewise: one statement for the batch's, not rows of the ORM's flush.
     outbox: list[OutboxMessage] | None = None
+    # Reference look-ups of the checks, once per batch (reference data does not change within one).
+    partners: dict[str, Partner | None] = field(default_factory=dict)
+    within: dict[tuple[str, str], bool] = field(default_factory=dict)
 
     def snapshot(self) -> tuple[set[tuple[str, uuid.UUID]] | None, dict[Any, Any], dict[Any, Any]]:
         return (set(self.inbox) if self.inbox is not None else None), dict(self.cases), dict(self.held)
@@ -481,7 +484,7 @@ def _authorised_partner(session: Session, envelope: dict[str, Any], source: str)
     if envelope["source"] != source:
         raise RecordRejected("source_mismatch", f"envelope.source {envelope['source']} is not the authenticated "
                              f"sender {source}", field="envelope.source", rule="equals_authenticated_sender")
-    partner = find_partner(session, source)  # the process's partner directory (hub/refcache.py)
+    partner = _find_partner(session, source)
     if partner is None or not partner.active:
         raise RecordRejected("unknown_partner", f"{source} is not a registered, active partner",
                              field="envelope.source", rule="registered_partner")
@@ -496,8 +499,30 @@ def _authorised_partner(session: Session, envelope: dict[str, Any], source: str)
     return partner
 
 
+def _find_partner(session: Session, source: str) -> Partner | None:
+    """The process's partner directory (hub/refcache.py), asked once per batch and sender: a batch's messages
+    come from a handful of partners, and each asking costs the cache's generation checks and an attach."""
+    cache = _batch_cache(session)
+    if cache is None:
+        return find_partner(session, source)
+    if source not in cache.partners:
+        cache.partners[source] = find_partner(session, source)
+    return cache.partners[source]
+
+
+def _within(session: Session, region: str, ancestor: str) -> bool:
+    """``is_within`` over the cached region tree, asked once per batch and pair (as ``_find_partner``)."""
+    cache = _batch_cache(session)
+    if cache is None:
+        return is_within(session, region_code=region, ancestor=ancestor)
+    key = (region, ancestor)
+    if key not in cache.within:
+        cache.within[key] = is_within(session, region_code=region, ancestor=ancestor)
+    return cache.within[key]
+
+
 def _check_region(session: Session, partner: Partner, region: str, field: str) -> None:
-    if not is_within(session, region_code=region, ancestor=partner.region_code):
+    if not _within(session, region, partner.region_code):
         raise RecordRejected("wrong_region", f"{field} {region} is outside the partner's region {partner.region_code}",
                              field=field, rule="within_partner_region")
 

@@ -20,7 +20,7 @@ from hub.deliveries.models import Delivery
 from hub.deliveries.service import NATIONAL_RESULT
 from hub.exchange.consumer import InboundHandler
 from hub.settings import Settings
-from tests.support import case_record, envelope, inbound_message, item_code
+from tests.support import case_record, envelope, inbound_message, item_code, step
 
 REPORTED = "physician-practice-registration"  # 沈阳市卫健委 (210100): results reported nationally
 
@@ -191,3 +191,42 @@ def test_a_batch_writes_its_deliveries_by_one_statement_text_whatever_their_numb
     assert sorted((kind, status, attempts) for kind, status, _, attempts in owed) == [
         (NATIONAL_RESULT, "pending", 0)] * 5
     assert len({message_id for _, _, message_id, _ in owed}) == 5
+
+
+def test_a_batch_raises_its_alerts_and_their_messages_by_one_statement_text_whatever_their_number_on_postgresql(
+    client: TestClient, handler: InboundHandler, session_factory: sessionmaker[Session], statements: list[str],
+    engine: Engine,
+) -> None:
+    """Batches of two and of three records that skip acceptance (each raises ``procedure.skipped_step`` in real
+    time) insert their alerts with the same short statement, and their ``alert.raised.v1`` outbox rows likewise:
+    one text for every number of rows, so psycopg parses it once. Each alert and its message are there."""
+    from hub.outbox.models import OutboxMessage
+    from hub.supervision.models import Alert
+
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite: no statement to prepare (one in-process file)")
+    code = item_code(client, REPORTED)
+
+    def skipping() -> dict[str, Any]:
+        payload = case_record(code, external_id=f"SK-{uuid.uuid4().hex[:12]}", steps=2)
+        payload["steps"][1] = step(2, "grant", "granted")
+        payload["state"] = "granted"
+        del payload["accepted_at"]
+        return envelope(payload)
+
+    first, second = [skipping() for _ in range(2)], [skipping() for _ in range(3)]
+    statements.clear()
+    assert handler.handle_batch([inbound_message(d) for d in first]) == [Outcome.ACK] * 2
+    assert handler.handle_batch([inbound_message(d) for d in second]) == [Outcome.ACK] * 3
+    for table in ("ALERTS", "OUTBOX"):
+        inserts = [s for s in statements if s.lstrip().upper().startswith(f"INSERT INTO {table} ")]
+        assert len(set(inserts)) == 1 and inserts[0].count("%(") <= 2, inserts
+    with session_factory() as session:
+        ids = [d["payload"]["external_id"] for d in [*first, *second]]
+        numbers = list(session.scalars(select(Case.tracking_no).where(Case.external_id.in_(ids))))
+        rules = session.scalars(select(Alert.rule).join(Case, Case.id == Alert.case_id)
+                                .where(Case.external_id.in_(ids))).all()
+        raised = session.scalars(select(OutboxMessage.payload).where(
+            OutboxMessage.correlation_id.in_(numbers), OutboxMessage.type == "alert.raised.v1")).all()
+    assert rules.count("procedure.skipped_step") == 5, rules
+    assert sorted(p["tracking_no"] for p in raised if p["rule"] == "procedure.skipped_step") == sorted(numbers)

@@ -757,13 +757,13 @@ def _apply_clock(session: Session, case: Case, record: dict[str, Any], now: date
     procedure is a suspension (Art. 45), so the deadlines move by its working days like a hub case's; the
     platform's own promised date, when it gives one, moves the same way."""
     accepted_at = record.get("accepted_at")
-    facts = clock.facts_of(case)
+    facts = held = clock.facts_of(case)
     if accepted_at and facts.accepted_on is None:
         facts = facts.accept(business_date(datetime.fromisoformat(accepted_at)))
     procedures = record.get("special_procedures")
     if procedures is not None:  # the record is the platform's whole case: its list replaces the one held
         facts = replace(facts, suspensions=tuple(partner_suspension(p) for p in procedures))
-    if facts == clock.facts_of(case) and not record.get("promised_completion_date"):
+    if facts == held and not record.get("promised_completion_date"):  # the case is unchanged since ``held``
         return
     calendar = load_calendar(session)
     today = business_date(now)

@@ -6,6 +6,7 @@ redelivered, repeated or older message changes nothing.
 
 from __future__ import annotations
 
+import functools
 import traceback
 import uuid
 from collections.abc import Iterable, Sequence
@@ -320,20 +321,15 @@ def _prefetch(session: Session, cache: _BatchCache, envelopes: Sequence[tuple[An
     try:
         with session.begin_nested():
             if inbox_keys:
-                cache.inbox = {(p, m) for p, m in session.execute(
-                    select(InboxMessage.partner_code, InboxMessage.message_id)
-                    .where(_pairs_in(session, InboxMessage.partner_code, InboxMessage.message_id, inbox_keys)))}
+                cache.inbox = {(p, m) for p, m in _execute_for_pairs(session, "inbox", inbox_keys)}
             # Before reading the cases: then no other worker changes them. Cases held elsewhere are not read.
             _lock_cases(session, cache, case_keys)
             case_keys = [k for k in case_keys if _lock_key(*k) not in cache.contended]
             if case_keys:
-                found = {(c.origin_partner, c.external_id): c for c in session.scalars(
-                    select(Case).where(_pairs_in(session, Case.origin_partner, Case.external_id, case_keys))
-                    .options(*_CASE_OPTIONS))}
+                found = {(c.origin_partner, c.external_id): c
+                         for c in _execute_for_pairs(session, "cases", case_keys).scalars()}
                 cache.cases = {k: found.get(k) for k in case_keys}
-                waiting = {(p, x) for p, x in session.execute(
-                    select(PendingEvent.partner_code, PendingEvent.external_id).distinct()
-                    .where(_pairs_in(session, PendingEvent.partner_code, PendingEvent.external_id, case_keys)))}
+                waiting = {(p, x) for p, x in _execute_for_pairs(session, "held", case_keys)}
                 cache.held = {k: k in waiting for k in case_keys}
                 rated = {k for k in (_case_key(e, s) for e, s in envelopes if _carries_rating(e)) if k is not None}
                 if rated:
@@ -376,16 +372,44 @@ def _carries_rating(envelope: Any) -> bool:
     return isinstance(result, dict) and result.get("satisfaction") is not None
 
 
-def _pairs_in(session: Session, first: Any, second: Any, pairs: Sequence[tuple[Any, Any]]) -> Any:
-    """``(first, second) IN pairs``. On PostgreSQL as two array parameters unnested: a short statement of two
-    parameters whatever the batch, which psycopg parses once and the server keeps prepared — an expanded
-    ``IN ((…), (…))`` of a hundred parameters is a new statement to parse and plan for every batch size."""
-    if session.get_bind().dialect.name != "postgresql":
-        return tuple_(first, second).in_(pairs)
-    unnested = func.unnest(bindparam("first", [a for a, _ in pairs], type_=ARRAY(first.type)),
-                           bindparam("second", [b for _, b in pairs], type_=ARRAY(second.type))
+def _execute_for_pairs(session: Session, kind: str, pairs: Sequence[tuple[Any, Any]]) -> Any:
+    """One of the batch's look-ups by (partner, key) pairs, ``(first, second) IN pairs``. On PostgreSQL as two
+    array parameters unnested: a short statement of two parameters whatever the batch, which psycopg parses once
+    and the server keeps prepared (an expanded ``IN ((…), (…))`` of a hundred parameters is a new statement to
+    parse and plan for every batch size); and built once per process, its arrays given at execution — building
+    and keying it anew for each batch cost more than running it."""
+    if session.get_bind().dialect.name == "postgresql":
+        return session.execute(_pairs_statement(kind, None), {"first": [a for a, _ in pairs],
+                                                              "second": [b for _, b in pairs]})
+    return session.execute(_pairs_statement(kind, tuple(pairs)))
+
+
+def _pairs_statement(kind: str, pairs: tuple[tuple[Any, Any], ...] | None) -> Any:
+    """The look-up ``kind`` of ``_execute_for_pairs``; ``pairs`` None: PostgreSQL's, cached, parameters unbound."""
+    if pairs is None:
+        return _cached_pairs_statement(kind)
+    return _PAIRS_LOOKUPS[kind](lambda first, second: tuple_(first, second).in_(pairs))
+
+
+@functools.cache
+def _cached_pairs_statement(kind: str) -> Any:
+    return _PAIRS_LOOKUPS[kind](_unnested_pairs)
+
+
+def _unnested_pairs(first: Any, second: Any) -> Any:
+    unnested = func.unnest(bindparam("first", type_=ARRAY(first.type)), bindparam("second", type_=ARRAY(second.type))
                            ).table_valued("a", "b").render_derived(name="pairs")
     return tuple_(first, second).in_(select(unnested.c.a, unnested.c.b))
+
+
+_PAIRS_LOOKUPS: dict[str, Any] = {
+    "inbox": lambda pairs_in: select(InboxMessage.partner_code, InboxMessage.message_id).where(
+        pairs_in(InboxMessage.partner_code, InboxMessage.message_id)),
+    "cases": lambda pairs_in: select(Case).where(pairs_in(Case.origin_partner, Case.external_id))
+    .options(*_CASE_OPTIONS),
+    "held": lambda pairs_in: select(PendingEvent.partner_code, PendingEvent.external_id).distinct().where(
+        pairs_in(PendingEvent.partner_code, PendingEvent.external_id)),
+}
 
 
 def _lock_cases(session: Session, cache: _BatchCache, case_keys: Sequence[tuple[str, str]]) -> None:

@@ -262,6 +262,7 @@ class _BatchCache:
     # Reference look-ups of the checks, once per batch (reference data does not change within one).
     partners: dict[str, Partner | None] = field(default_factory=dict)
     within: dict[tuple[str, str], bool] = field(default_factory=dict)
+    items: dict[str, Item | None] = field(default_factory=dict)
 
     def snapshot(self) -> tuple[set[tuple[str, uuid.UUID]] | None, dict[Any, Any], dict[Any, Any]]:
         return (set(self.inbox) if self.inbox is not None else None), dict(self.cases), dict(self.held)
@@ -353,7 +354,7 @@ def _numbers_needed(session: Session, cache: _BatchCache, envelopes: Sequence[tu
             continue
         payload = envelope["payload"]
         try:
-            item = catalog.find_item(session, payload["item_code"], attach=False)
+            item = _find_item(session, payload["item_code"])
             day = business_date(datetime.fromisoformat(payload["submitted_at"]))
         except (AttributeError, KeyError, TypeError, ValueError):
             continue
@@ -534,6 +535,16 @@ def _find_partner(session: Session, source: str) -> Partner | None:
     return cache.partners[source]
 
 
+def _find_item(session: Session, code: str) -> Item | None:
+    """The catalogue item (the process's reference cache, no query), asked once per batch and code."""
+    cache = _batch_cache(session)
+    if cache is None:
+        return catalog.find_item(session, code)
+    if code not in cache.items:
+        cache.items[code] = catalog.find_item(session, code)
+    return cache.items[code]
+
+
 def _within(session: Session, region: str, ancestor: str) -> bool:
     """``is_within`` over the cached region tree, asked once per batch and pair (as ``_find_partner``)."""
     cache = _batch_cache(session)
@@ -552,7 +563,7 @@ def _check_region(session: Session, partner: Partner, region: str, field: str) -
 
 
 def _check_item(session: Session, record: dict[str, Any]) -> Item:
-    item = catalog.find_item(session, record["item_code"])  # the process's reference cache, no query
+    item = _find_item(session, record["item_code"])
     if item is None:
         raise RecordRejected("unknown_item", f"payload.item_code {record['item_code']} is not in the catalogue",
                              field="payload.item_code", rule="in_catalogue")

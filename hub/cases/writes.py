@@ -328,9 +328,23 @@ def append_step(session: Session, case: Case, new: NewEvent, *, key: str, unseal
     partner record's last step, sealed once over the row as the whole record leaves it, not twice)."""
     note_touched(session, case)
     event = _event(case, new, key, seal=not unsealed)
-    session.add(event)
+    _add_event(session, case, event)
     _note_event(session, case, event)
     return event
+
+
+def _add_event(session: Session, case: Case, event: CaseEvent) -> None:
+    """``session.add(event)`` without its save-update cascade when there is nothing to cascade to: the event's
+    only related objects are its case, already in this session, and a department it does not hold (only its
+    id). The cascade walks both relationships of every event just to find that (a partner batch appends
+    hundreds). ``Session.add``'s own steps, minus the walk; SQLAlchemy has no public call for it."""
+    case_state = inspect(case)
+    if case_state.session_id != session.hash_key or "department" in event.__dict__:
+        session.add(event)
+        return
+    state = inspect(event)
+    state._orphaned_outside_of_session = False
+    session._save_or_update_impl(state)
 
 
 def reseal_head(case: Case, event: CaseEvent, *, key: str) -> None:
@@ -562,14 +576,14 @@ def insert_added(session: Session) -> list[Any]:
         return []
     connection = session.connection()
     if cases:
-        rows = [json_row(_values(case)) for case in cases]
+        rows = [_values(case, as_json=True) for case in cases]  # as ``json_row`` gives them, in the same pass
         ids = dict(connection.execute(_insert_from_json(Case, returning=("tracking_no", "id")), {"rows": rows}).all())
         for case in cases:
             case.__dict__["id"] = int(ids[case.tracking_no])
         _register_written(session, cases)
     events = [event for event in events if inspect(event.case).persistent]  # a branch's: left to the flush
     if events:
-        rows = [json_row({**_values(event), "case_id": event.case.id}) for event in events]
+        rows = [{**_values(event, as_json=True), "case_id": event.case.id} for event in events]
         ids = {(case_id, seq): event_id for event_id, case_id, seq in connection.execute(
             _insert_from_json(CaseEvent, returning=("id", "case_id", "seq"), case_id=True), {"rows": rows})}
         for event in events:

@@ -34,7 +34,7 @@ from adapters.outbound import OutboundContext, Receipt
 from adapters.resilience import exponential_backoff_s
 from hub.cases.models import Case
 from hub.clock import Clock
-from hub.db import unit_of_work
+from hub.db import insert_rows, unit_of_work
 from hub.deliveries.models import NO_ENDPOINT_ERROR, Delivery
 from hub.exchange import partners
 from hub.exchange.models import Partner
@@ -109,11 +109,16 @@ def create_owed(session: Session, owed_by_case: Iterable[tuple[Case, str, str]],
     case_ids = sorted({case_id for _, case_id, _ in wanted})
     existing = {tuple(row) for row in session.execute(
         select(Delivery.partner_code, Delivery.case_id, Delivery.kind).where(Delivery.case_id.in_(case_ids)))}
-    session.add_all(
-        Delivery(partner_code=partner, case_id=case_id, kind=kind, status="pending", message_id=uuid.uuid4(),
-                 attempts=0, next_attempt_at=now, created_at=now, updated_at=now)
+    # Rows, not objects: nothing of the batch reads them again, and one statement writes them all (hub/db.py).
+    insert_rows(session, DELIVERIES, [
+        {"partner_code": partner, "case_id": case_id, "kind": kind, "status": "pending", "message_id": uuid.uuid4(),
+         "attempts": 0, "last_error": None, "next_attempt_at": now, "receipt": None, "created_at": now,
+         "updated_at": now, "sent_at": None}
         for partner, case_id, kind in wanted if (partner, case_id, kind) not in existing
-    )
+    ])
+
+
+DELIVERIES = Delivery.__table__
 
 
 def _create(session: Session, partner: str, case: Case, kind: str, now: datetime) -> Delivery:

@@ -6,6 +6,7 @@ redelivered, repeated or older message changes nothing.
 
 from __future__ import annotations
 
+import functools
 import traceback
 import uuid
 from collections.abc import Iterable, Sequence
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ARRAY, String, bindparam, delete, func, insert, select, text, tuple_
+from sqlalchemy import ARRAY, String, bindparam, delete, func, select, text, tuple_
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, defer, joinedload
 
@@ -25,7 +26,7 @@ from hub.cases.service import DECISIONS, case_event_payload
 from hub.catalog import service as catalog
 from hub.catalog.models import Item
 from hub.clock import business_date
-from hub.db import begin_for_savepoints, json_row, json_rows
+from hub.db import begin_for_savepoints, insert_rows
 from hub.deliveries import service as deliveries
 from hub.exchange import checks
 from hub.exchange.checks import RecordRejected, special_procedure_kind
@@ -167,8 +168,8 @@ def _apply_optimistically(
             session.flush()
             # After the flush: a new case has its id now.
             deliveries.create_owed(session, cache.owed, now)
-            _insert_rows(session, OUTBOX, [_row(OUTBOX, message) for message in cache.outbox])
-            _insert_rows(session, INBOX, [_inbox_values(checked, result, case, now)
+            insert_rows(session, OUTBOX, [outbox.row(message) for message in cache.outbox])
+            insert_rows(session, INBOX, [_inbox_values(checked, result, case, now)
                                           for checked, result, case in inbox])
             session.flush()
     except Exception:
@@ -258,6 +259,10 @@ class _BatchCache:
     owed: list[tuple[Case, str, str]] | None = None
     # Its outbox rows likewise: one statement for the batch's, not rows of the ORM's flush.
     outbox: list[OutboxMessage] | None = None
+    # Reference look-ups of the checks, once per batch (reference data does not change within one).
+    partners: dict[str, Partner | None] = field(default_factory=dict)
+    within: dict[tuple[str, str], bool] = field(default_factory=dict)
+    items: dict[str, Item | None] = field(default_factory=dict)
 
     def snapshot(self) -> tuple[set[tuple[str, uuid.UUID]] | None, dict[Any, Any], dict[Any, Any]]:
         return (set(self.inbox) if self.inbox is not None else None), dict(self.cases), dict(self.held)
@@ -317,20 +322,15 @@ def _prefetch(session: Session, cache: _BatchCache, envelopes: Sequence[tuple[An
     try:
         with session.begin_nested():
             if inbox_keys:
-                cache.inbox = {(p, m) for p, m in session.execute(
-                    select(InboxMessage.partner_code, InboxMessage.message_id)
-                    .where(_pairs_in(session, InboxMessage.partner_code, InboxMessage.message_id, inbox_keys)))}
+                cache.inbox = {(p, m) for p, m in _execute_for_pairs(session, "inbox", inbox_keys)}
             # Before reading the cases: then no other worker changes them. Cases held elsewhere are not read.
             _lock_cases(session, cache, case_keys)
             case_keys = [k for k in case_keys if _lock_key(*k) not in cache.contended]
             if case_keys:
-                found = {(c.origin_partner, c.external_id): c for c in session.scalars(
-                    select(Case).where(_pairs_in(session, Case.origin_partner, Case.external_id, case_keys))
-                    .options(*_CASE_OPTIONS))}
+                found = {(c.origin_partner, c.external_id): c
+                         for c in _execute_for_pairs(session, "cases", case_keys).scalars()}
                 cache.cases = {k: found.get(k) for k in case_keys}
-                waiting = {(p, x) for p, x in session.execute(
-                    select(PendingEvent.partner_code, PendingEvent.external_id).distinct()
-                    .where(_pairs_in(session, PendingEvent.partner_code, PendingEvent.external_id, case_keys)))}
+                waiting = {(p, x) for p, x in _execute_for_pairs(session, "held", case_keys)}
                 cache.held = {k: k in waiting for k in case_keys}
                 rated = {k for k in (_case_key(e, s) for e, s in envelopes if _carries_rating(e)) if k is not None}
                 if rated:
@@ -354,7 +354,7 @@ def _numbers_needed(session: Session, cache: _BatchCache, envelopes: Sequence[tu
             continue
         payload = envelope["payload"]
         try:
-            item = catalog.find_item(session, payload["item_code"], attach=False)
+            item = _find_item(session, payload["item_code"])
             day = business_date(datetime.fromisoformat(payload["submitted_at"]))
         except (AttributeError, KeyError, TypeError, ValueError):
             continue
@@ -373,16 +373,44 @@ def _carries_rating(envelope: Any) -> bool:
     return isinstance(result, dict) and result.get("satisfaction") is not None
 
 
-def _pairs_in(session: Session, first: Any, second: Any, pairs: Sequence[tuple[Any, Any]]) -> Any:
-    """``(first, second) IN pairs``. On PostgreSQL as two array parameters unnested: a short statement of two
-    parameters whatever the batch, which psycopg parses once and the server keeps prepared — an expanded
-    ``IN ((…), (…))`` of a hundred parameters is a new statement to parse and plan for every batch size."""
-    if session.get_bind().dialect.name != "postgresql":
-        return tuple_(first, second).in_(pairs)
-    unnested = func.unnest(bindparam("first", [a for a, _ in pairs], type_=ARRAY(first.type)),
-                           bindparam("second", [b for _, b in pairs], type_=ARRAY(second.type))
+def _execute_for_pairs(session: Session, kind: str, pairs: Sequence[tuple[Any, Any]]) -> Any:
+    """One of the batch's look-ups by (partner, key) pairs, ``(first, second) IN pairs``. On PostgreSQL as two
+    array parameters unnested: a short statement of two parameters whatever the batch, which psycopg parses once
+    and the server keeps prepared (an expanded ``IN ((…), (…))`` of a hundred parameters is a new statement to
+    parse and plan for every batch size); and built once per process, its arrays given at execution — building
+    and keying it anew for each batch cost more than running it."""
+    if session.get_bind().dialect.name == "postgresql":
+        return session.execute(_pairs_statement(kind, None), {"first": [a for a, _ in pairs],
+                                                              "second": [b for _, b in pairs]})
+    return session.execute(_pairs_statement(kind, tuple(pairs)))
+
+
+def _pairs_statement(kind: str, pairs: tuple[tuple[Any, Any], ...] | None) -> Any:
+    """The look-up ``kind`` of ``_execute_for_pairs``; ``pairs`` None: PostgreSQL's, cached, parameters unbound."""
+    if pairs is None:
+        return _cached_pairs_statement(kind)
+    return _PAIRS_LOOKUPS[kind](lambda first, second: tuple_(first, second).in_(pairs))
+
+
+@functools.cache
+def _cached_pairs_statement(kind: str) -> Any:
+    return _PAIRS_LOOKUPS[kind](_unnested_pairs)
+
+
+def _unnested_pairs(first: Any, second: Any) -> Any:
+    unnested = func.unnest(bindparam("first", type_=ARRAY(first.type)), bindparam("second", type_=ARRAY(second.type))
                            ).table_valued("a", "b").render_derived(name="pairs")
     return tuple_(first, second).in_(select(unnested.c.a, unnested.c.b))
+
+
+_PAIRS_LOOKUPS: dict[str, Any] = {
+    "inbox": lambda pairs_in: select(InboxMessage.partner_code, InboxMessage.message_id).where(
+        pairs_in(InboxMessage.partner_code, InboxMessage.message_id)),
+    "cases": lambda pairs_in: select(Case).where(pairs_in(Case.origin_partner, Case.external_id))
+    .options(*_CASE_OPTIONS),
+    "held": lambda pairs_in: select(PendingEvent.partner_code, PendingEvent.external_id).distinct().where(
+        pairs_in(PendingEvent.partner_code, PendingEvent.external_id)),
+}
 
 
 def _lock_cases(session: Session, cache: _BatchCache, case_keys: Sequence[tuple[str, str]]) -> None:
@@ -481,7 +509,7 @@ def _authorised_partner(session: Session, envelope: dict[str, Any], source: str)
     if envelope["source"] != source:
         raise RecordRejected("source_mismatch", f"envelope.source {envelope['source']} is not the authenticated "
                              f"sender {source}", field="envelope.source", rule="equals_authenticated_sender")
-    partner = find_partner(session, source)  # the process's partner directory (hub/refcache.py)
+    partner = _find_partner(session, source)
     if partner is None or not partner.active:
         raise RecordRejected("unknown_partner", f"{source} is not a registered, active partner",
                              field="envelope.source", rule="registered_partner")
@@ -496,14 +524,46 @@ def _authorised_partner(session: Session, envelope: dict[str, Any], source: str)
     return partner
 
 
+def _find_partner(session: Session, source: str) -> Partner | None:
+    """The process's partner directory (hub/refcache.py), asked once per batch and sender: a batch's messages
+    come from a handful of partners, and each asking costs the cache's generation checks and an attach."""
+    cache = _batch_cache(session)
+    if cache is None:
+        return find_partner(session, source)
+    if source not in cache.partners:
+        cache.partners[source] = find_partner(session, source)
+    return cache.partners[source]
+
+
+def _find_item(session: Session, code: str) -> Item | None:
+    """The catalogue item (the process's reference cache, no query), asked once per batch and code."""
+    cache = _batch_cache(session)
+    if cache is None:
+        return catalog.find_item(session, code)
+    if code not in cache.items:
+        cache.items[code] = catalog.find_item(session, code)
+    return cache.items[code]
+
+
+def _within(session: Session, region: str, ancestor: str) -> bool:
+    """``is_within`` over the cached region tree, asked once per batch and pair (as ``_find_partner``)."""
+    cache = _batch_cache(session)
+    if cache is None:
+        return is_within(session, region_code=region, ancestor=ancestor)
+    key = (region, ancestor)
+    if key not in cache.within:
+        cache.within[key] = is_within(session, region_code=region, ancestor=ancestor)
+    return cache.within[key]
+
+
 def _check_region(session: Session, partner: Partner, region: str, field: str) -> None:
-    if not is_within(session, region_code=region, ancestor=partner.region_code):
+    if not _within(session, region, partner.region_code):
         raise RecordRejected("wrong_region", f"{field} {region} is outside the partner's region {partner.region_code}",
                              field=field, rule="within_partner_region")
 
 
 def _check_item(session: Session, record: dict[str, Any]) -> Item:
-    item = catalog.find_item(session, record["item_code"])  # the process's reference cache, no query
+    item = _find_item(session, record["item_code"])
     if item is None:
         raise RecordRejected("unknown_item", f"payload.item_code {record['item_code']} is not in the catalogue",
                              field="payload.item_code", rule="in_catalogue")
@@ -732,13 +792,13 @@ def _apply_clock(session: Session, case: Case, record: dict[str, Any], now: date
     procedure is a suspension (Art. 45), so the deadlines move by its working days like a hub case's; the
     platform's own promised date, when it gives one, moves the same way."""
     accepted_at = record.get("accepted_at")
-    facts = clock.facts_of(case)
+    facts = held = clock.facts_of(case)
     if accepted_at and facts.accepted_on is None:
         facts = facts.accept(business_date(datetime.fromisoformat(accepted_at)))
     procedures = record.get("special_procedures")
     if procedures is not None:  # the record is the platform's whole case: its list replaces the one held
         facts = replace(facts, suspensions=tuple(partner_suspension(p) for p in procedures))
-    if facts == clock.facts_of(case) and not record.get("promised_completion_date"):
+    if facts == held and not record.get("promised_completion_date"):  # the case is unchanged since ``held``
         return
     calendar = load_calendar(session)
     today = business_date(now)
@@ -827,25 +887,3 @@ def _publish(session: Session, case: Case, now: datetime) -> None:
 # --- a batch's rows in one statement ----------------------------------------------------------------
 
 OUTBOX, INBOX = OutboxMessage.__table__, InboxMessage.__table__
-
-
-def _row(table: Any, obj: Any) -> dict[str, Any]:
-    """The row of a complete new object (every column set, bar a generated id), by column name."""
-    values = {column.name: getattr(obj, column.key) for column in table.columns}
-    return {name: value for name, value in values.items() if value is not None or not table.c[name].primary_key}
-
-
-def _insert_rows(session: Session, table: Any, rows: list[dict[str, Any]]) -> None:
-    """Insert ``rows`` into ``table``. On PostgreSQL one short statement whatever their number (the rows as one
-    JSONB parameter, typed by the table's own columns): psycopg parses it once and the server keeps it
-    prepared, where a multi-row VALUES list is a new statement of hundreds of parameters every time."""
-    if not rows:
-        return
-    connection = session.connection()
-    if connection.dialect.name != "postgresql":
-        connection.execute(insert(table), rows)
-        return
-    names = list(rows[0])
-    source = json_rows(table.name, names, "rows", many=True)
-    connection.execute(insert(table).from_select(names, select(*(source.c[name] for name in names))),
-                       {"rows": [json_row(row) for row in rows]})

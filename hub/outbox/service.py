@@ -47,3 +47,12 @@ def message(
         attempts=0,
         last_error=None,
     )
+
+
+_COLUMNS = tuple(column for column in OutboxMessage.__table__.columns if not column.primary_key)
+
+
+def row(outbox_message: OutboxMessage) -> dict[str, Any]:
+    """A complete new message (``message``) as its row's values, for a batch written in one statement
+    (hub/db.py ``insert_rows``) rather than as objects of the ORM's flush."""
+    return {column.name: getattr(outbox_message, column.key) for column in _COLUMNS}

@@ -184,12 +184,14 @@ def _steps_of(session: Session, case_ids: list[int]) -> dict[int, list[Step]]:
     rows = session.execute(select(*columns).where(EVENTS.c.case_id.in_(case_ids))
                            .order_by(EVENTS.c.case_id, EVENTS.c.seq))
     steps: dict[int, list[Step]] = {}
-    for row in rows:
-        values = row._asdict()
-        case_id = values.pop("case_id")
-        values["data"] = values["data"] or {}
-        steps.setdefault(case_id, []).append(Step(**values))
+    for case_id, *values in rows:  # by position: the columns are the Step's fields in order (_STEP_COLUMNS)
+        if values[_DATA] is None:
+            values[_DATA] = {}
+        steps.setdefault(case_id, []).append(Step(*values))
     return steps
+
+
+_DATA = _STEP_COLUMNS.index("data") - 1  # a Step's position of ``data`` (after the case id)
 
 
 def _before_commit(session: Session) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from sqlalchemy import select
@@ -20,8 +21,10 @@ from sqlalchemy.orm import Session
 from hub import refcache
 from hub.cases.models import Case
 from hub.clock import business_date
+from hub.db import insert_rows, json_row, json_rows
 from hub.org.service import _region_parents
 from hub.outbox import service as outbox
+from hub.outbox.models import OutboxMessage
 from hub.supervision.findings import Finding
 from hub.supervision.models import Alert, SupervisionThreshold
 
@@ -109,17 +112,38 @@ def raise_many(session: Session, *, found: Sequence[tuple[Case, Iterable[Finding
         return []
     # One statement compiled once and cached, its rows sent as SQLAlchemy's "insertmanyvalues" batches: a
     # multi-row VALUES built per call was compiled again for every new number of rows (≈8 ms a batch).
-    table = Alert.__table__
-    statement = (_insert_for(session)(table)
-                 .on_conflict_do_nothing(index_elements=[table.c.case_id, table.c.rule, table.c.level])
-                 .returning(table.c.id))
-    new_ids = [int(i) for i in session.execute(statement, rows).scalars()]
+    if session.get_bind().dialect.name == "postgresql":
+        # One short statement whatever the number of rows (one JSONB parameter, hub/db.py ``insert_rows``):
+        # psycopg parses it once and the server keeps it prepared.
+        new_ids = [int(i) for i in session.execute(_raise_json(tuple(rows[0])),
+                                                   {"rows": [json_row(row) for row in rows]}).scalars()]
+    else:
+        new_ids = [int(i) for i in session.execute(_raise_statement(session), rows).scalars()]
     if not new_ids:
         return []
     alerts = list(session.scalars(select(Alert).where(Alert.id.in_(new_ids)).order_by(Alert.id)))
-    for alert in alerts:
-        publish(session, RAISED, alert, case=cases[alert.case_id], now=now)
+    # Their outbox rows in one statement too (the SELECT above flushed what the session held before them).
+    insert_rows(session, OutboxMessage.__table__, [
+        outbox.row(_message(RAISED, alert, case=cases[alert.case_id], now=now)) for alert in alerts])
     return alerts
+
+
+def _raise_statement(session: Session) -> Any:
+    table = Alert.__table__
+    return (_insert_for(session)(table)
+            .on_conflict_do_nothing(index_elements=[table.c.case_id, table.c.rule, table.c.level])
+            .returning(table.c.id))
+
+
+@cache
+def _raise_json(names: tuple[str, ...]) -> Any:
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+    table = Alert.__table__
+    source = json_rows(table.name, list(names), "rows", many=True)
+    return (pg_insert(table).from_select(list(names), select(*(source.c[name] for name in names)))
+            .on_conflict_do_nothing(index_elements=[table.c.case_id, table.c.rule, table.c.level])
+            .returning(table.c.id))
 
 
 def close_alerts(session: Session, *, case: Case, rules: Collection[str] | None = None, now: datetime,
@@ -153,9 +177,14 @@ def alert_payload(alert: Alert, *, case: Case) -> dict[str, Any]:
 
 def publish(session: Session, event_type: str, alert: Alert, *, case: Case, now: datetime,
              extra: Mapping[str, Any] | None = None) -> None:
-    outbox.enqueue(session, event_type=event_type, region_code=alert.region_code,
-                   payload={**alert_payload(alert, case=case), **(extra or {})}, occurred_at=now,
-                   correlation_id=case.tracking_no)
+    session.add(_message(event_type, alert, case=case, now=now, extra=extra))
+
+
+def _message(event_type: str, alert: Alert, *, case: Case, now: datetime,
+             extra: Mapping[str, Any] | None = None) -> OutboxMessage:
+    return outbox.message(event_type=event_type, region_code=alert.region_code,
+                          payload={**alert_payload(alert, case=case), **(extra or {})}, occurred_at=now,
+                          correlation_id=case.tracking_no)
 
 
 def _plain(value: Any) -> Any:

@@ -20,7 +20,7 @@ from hub.deliveries.models import Delivery
 from hub.deliveries.service import NATIONAL_RESULT
 from hub.exchange.consumer import InboundHandler
 from hub.settings import Settings
-from tests.support import case_record, envelope, inbound_message, item_code
+from tests.support import case_record, envelope, inbound_message, item_code, step
 
 REPORTED = "physician-practice-registration"  # 沈阳市卫健委 (210100): results reported nationally
 
@@ -164,3 +164,69 @@ def test_a_batch_reads_the_ratings_of_its_rated_cases_in_one_query(
         held = session.execute(select(Rating.level, Rating.follow_up_status).join(Case, Case.id == Rating.case_id)
                                .where(Case.external_id.in_(ids))).all()
     assert sorted(held) == [(1, "open")] * 6
+
+
+def test_a_batch_writes_its_deliveries_by_one_statement_text_whatever_their_number_on_postgresql(
+    client: TestClient, handler: InboundHandler, session_factory: sessionmaker[Session], statements: list[str],
+    engine: Engine,
+) -> None:
+    """Batches owing two and three national deliveries write them with the same short statement (the rows one
+    JSONB parameter): psycopg parses it once and the server keeps it prepared — the ORM's multi-row VALUES was a
+    new statement of a dozen parameters per row for every number of rows, parsed again each time. Each completed
+    case still owes exactly one delivery, pending, with a message id of its own."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite: no statement to prepare (one in-process file)")
+    code = item_code(client, REPORTED)
+    first, second = records(code, 2, steps=5), records(code, 3, steps=5)
+    statements.clear()
+    assert handler.handle_batch([inbound_message(d) for d in first]) == [Outcome.ACK] * 2
+    assert handler.handle_batch([inbound_message(d) for d in second]) == [Outcome.ACK] * 3
+    inserts = [s for s in statements if s.lstrip().upper().startswith("INSERT INTO DELIVERIES")]
+    assert len(inserts) == 2 and len(set(inserts)) == 1, inserts
+    assert inserts[0].count("%(") <= 2, inserts[0]
+    with session_factory() as session:
+        ids = [d["payload"]["external_id"] for d in [*first, *second]]
+        owed = session.execute(select(Delivery.kind, Delivery.status, Delivery.message_id, Delivery.attempts)
+                               .join(Case, Case.id == Delivery.case_id).where(Case.external_id.in_(ids))).all()
+    assert sorted((kind, status, attempts) for kind, status, _, attempts in owed) == [
+        (NATIONAL_RESULT, "pending", 0)] * 5
+    assert len({message_id for _, _, message_id, _ in owed}) == 5
+
+
+def test_a_batch_raises_its_alerts_and_their_messages_by_one_statement_text_whatever_their_number_on_postgresql(
+    client: TestClient, handler: InboundHandler, session_factory: sessionmaker[Session], statements: list[str],
+    engine: Engine,
+) -> None:
+    """Batches of two and of three records that skip acceptance (each raises ``procedure.skipped_step`` in real
+    time) insert their alerts with the same short statement, and their ``alert.raised.v1`` outbox rows likewise:
+    one text for every number of rows, so psycopg parses it once. Each alert and its message are there."""
+    from hub.outbox.models import OutboxMessage
+    from hub.supervision.models import Alert
+
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite: no statement to prepare (one in-process file)")
+    code = item_code(client, REPORTED)
+
+    def skipping() -> dict[str, Any]:
+        payload = case_record(code, external_id=f"SK-{uuid.uuid4().hex[:12]}", steps=2)
+        payload["steps"][1] = step(2, "grant", "granted")
+        payload["state"] = "granted"
+        del payload["accepted_at"]
+        return envelope(payload)
+
+    first, second = [skipping() for _ in range(2)], [skipping() for _ in range(3)]
+    statements.clear()
+    assert handler.handle_batch([inbound_message(d) for d in first]) == [Outcome.ACK] * 2
+    assert handler.handle_batch([inbound_message(d) for d in second]) == [Outcome.ACK] * 3
+    for table in ("ALERTS", "OUTBOX"):
+        inserts = [s for s in statements if s.lstrip().upper().startswith(f"INSERT INTO {table} ")]
+        assert len(set(inserts)) == 1 and inserts[0].count("%(") <= 2, inserts
+    with session_factory() as session:
+        ids = [d["payload"]["external_id"] for d in [*first, *second]]
+        numbers = list(session.scalars(select(Case.tracking_no).where(Case.external_id.in_(ids))))
+        rules = session.scalars(select(Alert.rule).join(Case, Case.id == Alert.case_id)
+                                .where(Case.external_id.in_(ids))).all()
+        raised = session.scalars(select(OutboxMessage.payload).where(
+            OutboxMessage.correlation_id.in_(numbers), OutboxMessage.type == "alert.raised.v1")).all()
+    assert rules.count("procedure.skipped_step") == 5, rules
+    assert sorted(p["tracking_no"] for p in raised if p["rule"] == "procedure.skipped_step") == sorted(numbers)

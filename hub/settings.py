@@ -185,7 +185,7 @@ class Settings(BaseSettings):
     # issue 8, part lanes (adapters/amqp/lanes.py, docs/performance-lanes.md): the inbound consumer applies its
     # batches on this many threads at once, each case's records always on the same one, so the worker's Python
     # runs while PostgreSQL executes another lane's batch. 1: one batch at a time. SQLite always uses 1.
-    ingest_lanes: int = Field(default=3, ge=1, le=32)
+    ingest_lanes: int = Field(default=2, ge=1, le=32)
     _secret_files: dict[str, Path] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")

@@ -11,7 +11,9 @@ The hub's ``InboundHandler`` with ``lanes`` > 1 under ``adapters.amqp.consume``:
 * a poison record in a lane is dead-lettered alone, with its reason; the records around it apply;
 * the connection dropped while a lane is in the middle of a batch: what that lane committed is never acked on
   the next connection (delivery tags are per channel), the broker redelivers it and the hub finds it applied:
-  nothing lost, nothing twice.
+  nothing lost, nothing twice;
+* `hub worker` SIGKILLed while one lane waits for a held case: the record it had not committed was not acked,
+  and the next worker applies it, once.
 
 The PostgreSQL database is the suite's (``HUB_TEST_BACKENDS``); the tests that hold a case's lock need
 PostgreSQL's advisory locks and skip on SQLite.
@@ -25,6 +27,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -42,7 +45,7 @@ from hub.exchange.models import InboxMessage
 from hub.settings import Settings
 from mocks.city_platform import PartnerPublisher
 from tests.adapters.amqp.conftest import running_consumer, wait_for
-from tests.exchange.conftest import WORKER_AMQP, Broker
+from tests.exchange.conftest import WORKER_AMQP, Broker, WorkerProcess
 from tests.support import case_record, envelope, step
 
 ITEM_KEY = "physician-practice-registration"
@@ -340,3 +343,30 @@ def test_a_connection_dropped_while_a_lane_is_mid_batch_loses_and_duplicates_not
     assert queue_empty(broker)
     external_ids = [d["payload"]["external_id"] for d in everything]
     assert cases_and_steps(session_factory, external_ids) == (len(everything), 2 * len(everything))
+
+
+def test_a_sigkilled_worker_acked_nothing_its_lanes_had_not_committed(
+        broker: Broker, partner_urls: dict[str, str], database_url: str, factory: sessionmaker[Session],
+        tmp_path: Path, empty_queues: None) -> None:
+    """`hub worker` (two lanes) killed while one lane waits for a held case and the other has applied its
+    records: the held record was never acked, so the next worker gets it again and applies it — once."""
+    code = item_code(factory)
+    chooser = InboundHandler(factory, SystemClock(), broker.admin_user, "-", lanes=2)
+    held = new_case(code)
+    others = cases_in_lanes(chooser, code, lane=lane_of(chooser, held), other=True, count=4)
+    workers = WorkerProcess(database_url, broker.url, tmp_path)
+    workers.env.update(HUB_INGEST_LANES="2")
+    try:
+        with case_held(factory, held["payload"]["external_id"]):
+            first = workers.start()
+            publish(partner_urls[PARTNER], [held, *others])
+            wait_for(lambda: applied(factory, others) == len(others) and waiting_for_a_case_lock(factory),
+                     timeout_s=90, what="the other lane's records applied while the held case's lane waits")
+            workers.kill(first)
+        assert applied(factory, [held]) == 0
+        workers.start()
+        wait_for(lambda: applied(factory, [held]) == 1, timeout_s=90, what="the held record, redelivered")
+    finally:
+        workers.stop_all()
+    assert cases_and_steps(factory, [d["payload"]["external_id"] for d in [held, *others]]) == (5, 10)
+    assert queue_empty(broker)

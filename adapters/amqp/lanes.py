@@ -132,6 +132,9 @@ class Lanes:
                 continue
             try:
                 self._apply(lane, batch)
+            except Exception:  # a defect here must not end the lane: its deliveries would never be settled
+                log.exception("lane %d failed settling a batch of %d; its deliveries are requeued", lane, len(batch))
+                self._hand_back([(work, Settlement(Action.REQUEUE, "lane failed")) for work in batch])
             finally:
                 with self._cond:
                     self._busy[lane] = False

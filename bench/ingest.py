@@ -276,7 +276,7 @@ def inbox_count(engine: Engine) -> int:
 
 
 def drain_workers(broker: Broker, database_url: str, engine: Engine, count: int, workers: int, batch: int,
-                  log_dir: Path) -> Drain:
+                  log_dir: Path, lanes: int | None = None) -> Drain:
     """``workers`` `hub worker` processes drain the full queue; timed from when all their consumers are attached."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
     env.update(HUB_DATABASE_URL=database_url, HUB_AMQP_URL=broker.admin_url, HUB_DATA_DIR=str(log_dir),
@@ -288,6 +288,8 @@ def drain_workers(broker: Broker, database_url: str, engine: Engine, count: int,
                HUB_SUPERVISION_SCAN_INTERVAL_S="0", HUB_SUPERVISION_METRICS_ROLLUP_INTERVAL_S="0",
                # Each its own heartbeat file, read for the threads' kernel ids (per-thread CPU).
                HUB_WORKER_HEARTBEAT_S="1", PYTHONUNBUFFERED="1")
+    if lanes is not None:  # issue 8, part lanes: the inbound consumer's apply lanes (default: the hub's)
+        env["HUB_INGEST_LANES"] = str(lanes)
     target = inbox_count(engine) + count
     processes, heartbeats = [], []
     for i in range(workers):
@@ -526,6 +528,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prefetch", type=int, default=AmqpSettings.prefetch,
                         help="basic.qos of the baseline (the workers use their default, 200)")
     parser.add_argument("--batch", type=int, default=50, help="HUB_INGEST_BATCH_SIZE of the hub workers")
+    parser.add_argument("--lanes", type=int, default=None,
+                        help="HUB_INGEST_LANES of the hub workers (default: the hub's default, Settings.ingest_lanes)")
     parser.add_argument("--baseline-commit-every", type=int, default=100, help="the baseline's messages per commit")
     parser.add_argument("--workers", default="1,2", help="hub worker processes per side, e.g. 1,2")
     parser.add_argument("--relay-events", type=int, default=5000, help="outbox rows to relay (at most)")
@@ -564,7 +568,7 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     publish_hub(broker, planned)
                     drain = drain_workers(broker, database_url, engine, len(planned), int(name.split("x")[1]),
-                                          args.batch, log_dir)
+                                          args.batch, log_dir, args.lanes)
                 drains.append(drain)
                 print(f"round {round_ + 1}: {drain.side:9} {drain.messages} messages in {drain.seconds:6.1f} s = "
                       f"{drain.rate:7.1f} msg/s, consumer CPU {drain.cpu_ms_per_message:.2f} ms/message, PostgreSQL "
@@ -591,7 +595,7 @@ def main(argv: list[str] | None = None) -> int:
     baseline = rates.get("baseline", 0.0)
     one, two = rates.get("hub x1"), rates.get("hub x2")
     print(f"\ningest, median of {args.rounds} rounds ({args.records} messages per side and round, hub batches of "
-          f"{args.batch}, baseline commits every {args.baseline_commit_every}):")
+          f"{args.batch}, lanes {args.lanes or 'default'}, baseline commits every {args.baseline_commit_every}):")
     for side, rate in rates.items():
         print(f"  {side:9} {rate:8.1f} msg/s   (PostgreSQL {database[side]:.2f} ms/message; "
               f"CPU {cpu[side]:.2f} ms/message"
@@ -633,7 +637,8 @@ def main(argv: list[str] | None = None) -> int:
     if profile_text:
         print(profile_text)
     result = {
-        "records": args.records, "rounds": args.rounds, "batch": args.batch, "prefetch": args.prefetch,
+        "records": args.records, "rounds": args.rounds, "batch": args.batch, "lanes": args.lanes,
+        "prefetch": args.prefetch,
         "baseline_commit_every": args.baseline_commit_every,
         "median_msg_per_s": {k: round(v, 1) for k, v in rates.items()},
         "median_cpu_ms_per_msg": {k: round(v, 2) for k, v in cpu.items()},

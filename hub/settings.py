@@ -181,6 +181,11 @@ class Settings(BaseSettings):
     # one worker holds a session-level advisory lock; every other worker's relay stands by and tries for the
     # lock every this many seconds (so it takes over this soon after the holder stops or dies).
     outbox_relay_standby_s: float = Field(default=2.0, gt=0, le=60)
+
+    # issue 8, part lanes (adapters/amqp/lanes.py, docs/performance-lanes.md): the inbound consumer applies its
+    # batches on this many threads at once, each case's records always on the same one, so the worker's Python
+    # runs while PostgreSQL executes another lane's batch. 1: one batch at a time. SQLite always uses 1.
+    ingest_lanes: int = Field(default=2, ge=1, le=32)
     _secret_files: dict[str, Path] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")

@@ -148,7 +148,8 @@ class Worker:
         if self.consume_inbound:
             inbound = InboundHandler(self.factory, self.clock, user, self.settings.audit_key,
                                      batch_size=self.settings.ingest_batch_size,
-                                     batch_wait_s=self.settings.ingest_batch_wait_ms / 1000)
+                                     batch_wait_s=self.settings.ingest_batch_wait_ms / 1000,
+                                     lanes=self._ingest_lanes())
             self._spawn("inbound", lambda: self._bus.consume(
                 INBOUND_QUEUE, inbound, stop_event=self._stop))
             self._spawn("dead-letters", lambda: self._bus.consume(
@@ -157,6 +158,12 @@ class Worker:
             self._listener.start()
         for job in self.jobs:
             self._spawn(job.name, partial(self._loop, job))
+
+    def _ingest_lanes(self) -> int:
+        """Apply lanes of the inbound consumer (issue 8, part lanes): SQLite runs one writer at a time, so one."""
+        if self.factory.kw["bind"].dialect.name == "sqlite":
+            return 1
+        return self.settings.ingest_lanes
 
     def stop(self, timeout: float = 10.0) -> list[str]:
         """Stop taking work, let every thread finish what it holds (a consumer its batch: committed, then

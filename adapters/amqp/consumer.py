@@ -25,6 +25,11 @@ dead-lettering still delivers the message to hub.dlx, only without the reason (w
 
 A BlockingConnection answers heartbeats only while pika runs, i.e. between handler calls: a handler must
 finish well within 2 × ``settings.heartbeat`` or the broker drops the connection (and redelivers).
+
+Apply lanes (adapters/amqp/lanes.py): a ``LanedHandler`` with ``lanes`` > 1 is run on that many threads at once,
+each delivery on the lane ``lane_of`` names; this thread only hands deliveries out and settles what the lanes
+hand back (pika stays on one thread), so it keeps answering heartbeats however long a batch takes. A
+``multiple`` ack then covers only deliveries below the lowest one still unsettled in any lane.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
+from queue import Empty
 from typing import Any
 
 import pika
@@ -43,12 +49,14 @@ import pika.spec
 from pika.adapters.blocking_connection import BlockingChannel
 
 from adapters.amqp.errors import AmqpError, PublishError, PublishInterrupted
+from adapters.amqp.lanes import Lanes, Work
 from adapters.amqp.messages import (
     JSON,
     BatchHandler,
     Handler,
     InboundMessage,
     OutboundMessage,
+    Outcome,
     new_message_id,
     utc_from_epoch,
 )
@@ -69,6 +77,7 @@ from adapters.amqp.settlement import (
     batch_handler,
     dead_letter_headers,
     delivery_count,
+    laned_handler,
     retry_delay_s,
     run_batch_handler,
     run_handler,
@@ -100,21 +109,43 @@ def consume(settings: AmqpSettings, queue: str, handler: Handler | BatchHandler,
     first_seen = FirstSeen()
     failures = 0
     waker = _StopWaker(stop_event)
-    while not stop_event.is_set():
-        session = _Session(settings, queue, handler, stop_event, dead_letter_exchange, first_seen, clock, waker)
-        try:
-            session.run(setup)
-        except (pika.exceptions.AMQPError, AmqpError, *CONNECTION_ERRORS) as exc:
-            if stop_event.is_set():
-                break
-            log.warning("consumer of %s on %s interrupted (%s); reconnecting", queue, settings.where,
-                        _describe(exc))
-        finally:
-            session.close()
-        failures = 1 if session.consumed else failures + 1
-        if not stop_event.is_set():
-            stop_event.wait(backoff_s(settings.backoff_policy, failures))
+    lanes = _lanes(settings, queue, handler, stop_event, dead_letter_exchange, waker)
+    generation = 0  # one per connection: delivery tags are the channel's, never settled on another
+    try:
+        while not stop_event.is_set():
+            generation += 1
+            session = _Session(settings, queue, handler, stop_event, dead_letter_exchange, first_seen, clock, waker,
+                               lanes=lanes, generation=generation)
+            try:
+                session.run(setup)
+            except (pika.exceptions.AMQPError, AmqpError, *CONNECTION_ERRORS) as exc:
+                if stop_event.is_set():
+                    break
+                log.warning("consumer of %s on %s interrupted (%s); reconnecting", queue, settings.where,
+                            _describe(exc))
+            finally:
+                session.close()
+            failures = 1 if session.consumed else failures + 1
+            if not stop_event.is_set():
+                stop_event.wait(backoff_s(settings.backoff_policy, failures))
+    finally:
+        if lanes is not None:
+            lanes.close()
     log.info("consumer of %s stopped", queue)
+
+
+def _lanes(settings: AmqpSettings, queue: str, handler: Handler | BatchHandler, stop_event: threading.Event,
+           dead_letter_exchange: str, waker: _StopWaker) -> Lanes | None:
+    """The handler's apply lanes, when it has more than one (they outlive connections: see ``Work``)."""
+    laned = laned_handler(handler)
+    if laned is None:
+        return None
+
+    def settle_one(message: InboundMessage, outcome: Outcome) -> Settlement:
+        return settle(message, outcome, settings.delivery_limit, dead_letter_exchange=dead_letter_exchange)
+
+    return Lanes(laned, settle=settle_one, retry_delay_s=lambda m: retry_delay_s(m, settings.retry_policy),
+                 stop_event=stop_event, wake=waker.wake, name=f"consumer-{queue}")
 
 
 class _StopWaker:
@@ -130,15 +161,29 @@ class _StopWaker:
         with self._lock:
             self._connection = connection
 
+    def wake(self) -> None:
+        """Ends the connection's current blocking wait (from any thread; a lane that handed something back)."""
+        with self._lock:
+            connection = self._connection
+        if connection is not None:
+            try:
+                connection.add_callback_threadsafe(_nothing)
+            except Exception:  # closed meanwhile: nothing is waiting on it
+                log.debug("consumer connection closed before a lane's wake reached it")
+
     def _run(self, stop_event: threading.Event) -> None:
         stop_event.wait()
         with self._lock:
             connection = self._connection
         if connection is not None:
             try:  # the only thread-safe call into pika: a no-op callback ends process_data_events
-                connection.add_callback_threadsafe(lambda: None)
+                connection.add_callback_threadsafe(_nothing)
             except Exception:  # closed meanwhile: nothing is waiting on it
                 log.debug("consumer connection closed before the stop reached it")
+
+
+def _nothing() -> None:
+    pass
 
 
 def _describe(exc: BaseException) -> str:
@@ -153,7 +198,8 @@ class _Session:
     """One connection's worth of consuming."""
 
     def __init__(self, settings: AmqpSettings, queue: str, handler: Handler | BatchHandler, stop_event: threading.Event,
-                 dead_letter_exchange: str, first_seen: FirstSeen, clock: Clock, waker: _StopWaker) -> None:
+                 dead_letter_exchange: str, first_seen: FirstSeen, clock: Clock, waker: _StopWaker, *,
+                 lanes: Lanes | None = None, generation: int = 0) -> None:
         self.settings = settings
         self.queue = queue
         self.handler = handler
@@ -166,6 +212,10 @@ class _Session:
         self._connection: pika.BlockingConnection | None = None
         self._dead_letters: ConfirmChannel | None = None
         self._pending: deque[_Delivery] = deque()
+        self.lanes = lanes
+        self.generation = generation
+        # With lanes: every delivery tag of this channel not settled yet (pending, in a lane, deferred).
+        self._unsettled: set[int] = set()
 
     def run(self, setup: Setup | None) -> None:
         self._connection = open_connection(self.settings, attempts=1, stop_event=self.stop_event)
@@ -176,6 +226,9 @@ class _Session:
         channel.basic_qos(prefetch_count=self.settings.prefetch)
         tag = channel.basic_consume(self.queue, self._on_delivery)
         self.consumed = True
+        if self.lanes is not None:
+            self._run_lanes(channel, tag, self.lanes)
+            return
         batch = batch_handler(self.handler)
         while not self.stop_event.is_set():
             if not self._pending:
@@ -199,6 +252,69 @@ class _Session:
         # Only queue it: handling happens in run(), outside pika's event dispatch, where waiting for the
         # dead-letter confirm can end as soon as the confirm arrives.
         self._pending.append((method, properties, body))
+        if self.lanes is not None:
+            self._unsettled.add(method.delivery_tag)
+
+    def _run_lanes(self, channel: BlockingChannel, tag: str, lanes: Lanes) -> None:
+        """Hand deliveries to the lanes and settle what they hand back, until stopped (see the module)."""
+        assert self._connection is not None
+        lanes.begin(self.generation)
+        while not self.stop_event.is_set():
+            self._settle_lanes(channel, lanes)
+            if self._pending:
+                self._submit(lanes)
+            elif tag not in channel.consumer_tags:
+                log.warning("broker cancelled the consumer of %s", self.queue)
+                return  # what the lanes still hold is dropped with this connection's generation
+            if lanes.finished.empty() and not self._pending:
+                self._connection.process_data_events(time_limit=IDLE_WAIT_S)  # deliveries and lanes wake it
+        # Stopping: each lane finishes the batch it holds (commit), its settlements are sent, then the cancel;
+        # what no lane started goes back to the queue when the connection closes.
+        while lanes.working() or not lanes.finished.empty():
+            self._settle_lanes(channel, lanes)
+            if lanes.working() and lanes.finished.empty():
+                self._connection.process_data_events(time_limit=POLL_S)
+        channel.basic_cancel(tag)
+
+    def _submit(self, lanes: Lanes) -> None:
+        now = self.clock()
+        works: list[Work] = []
+        while self._pending:
+            method, properties, body = self._pending.popleft()
+            message = inbound_message(self.queue, method, properties, body)
+            self.first_seen.note(message.message_id, now)
+            works.append(Work(self.generation, method.delivery_tag, message))
+        lanes.submit(works)
+
+    def _settle_lanes(self, channel: BlockingChannel, lanes: Lanes) -> None:
+        """Send the broker what the lanes handed back: acks first (``multiple`` below the lowest delivery still
+        unsettled anywhere), then dead letters and requeues. Another connection's are dropped, unsent."""
+        while True:
+            try:
+                finished = lanes.finished.get_nowait()
+            except Empty:
+                return
+            settled = [(work, s) for work, s in finished.settled if work.generation == self.generation]
+            if len(settled) < len(finished.settled):
+                log.info("dropped %d settlement(s) of a closed connection; the broker redelivers those messages",
+                         len(finished.settled) - len(settled))
+            acks = sorted(work.tag for work, s in settled if s.action is Action.ACK)
+            self._unsettled.difference_update(acks)
+            lowest = min(self._unsettled, default=None)
+            covered = [t for t in acks if lowest is None or t < lowest]
+            if covered:  # every unsettled delivery up to covered[-1] is in covered: one ack for them all
+                channel.basic_ack(covered[-1], multiple=len(covered) > 1)
+            for t in acks[len(covered):]:
+                channel.basic_ack(t)
+            for work, settlement in settled:
+                if settlement.action is Action.ACK:
+                    self.first_seen.forget(work.message.message_id)
+                elif settlement.action is Action.DEAD_LETTER:
+                    self._dead_letter(channel, work.tag, work.message, settlement)
+                    self._unsettled.discard(work.tag)
+                elif settlement.action is Action.REQUEUE:
+                    channel.basic_reject(work.tag, requeue=True)  # reject, not nack: see _deliver
+                    self._unsettled.discard(work.tag)
 
     def close(self) -> None:
         self.waker.attach(None)

@@ -153,3 +153,18 @@ class BatchHandler(Protocol):
     def __call__(self, message: InboundMessage) -> Outcome: ...
 
     def handle_batch(self, messages: Sequence[InboundMessage]) -> Sequence[Outcome]: ...
+
+
+@runtime_checkable
+class LanedHandler(BatchHandler, Protocol):
+    """A batch handler whose batches may run on ``lanes`` threads at once (adapters/amqp/lanes.py).
+
+    ``lane_of(message)`` names the lane (0 … ``lanes`` − 1) a delivery must be applied on: deliveries that must
+    keep their order, or must never be applied at the same time (e.g. records of one case), must get the same
+    lane; a delivery whose lane cannot be told goes to a fixed lane (0). It is called on the consumer's thread,
+    once per delivery, so it must be cheap. ``handle_batch`` is then called from several threads at once, each
+    with deliveries of its own lane only."""
+
+    lanes: int
+
+    def lane_of(self, message: InboundMessage) -> int: ...

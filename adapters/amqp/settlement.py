@@ -34,6 +34,7 @@ from adapters.amqp.messages import (
     BatchHandler,
     Handler,
     InboundMessage,
+    LanedHandler,
     Outcome,
     OutcomeKind,
 )
@@ -175,3 +176,10 @@ def delivery_count(headers: Mapping[str, Any] | None) -> int:
         return int(value)
     except (TypeError, ValueError):
         return 0
+
+
+def laned_handler(handler: Handler | BatchHandler) -> LanedHandler | None:
+    """The handler as a LanedHandler, if it is a batch handler with more than one lane."""
+    if batch_handler(handler) is None or not isinstance(handler, LanedHandler):
+        return None
+    return handler if handler.lanes > 1 else None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -80,7 +81,11 @@ class InboundHandler:
     message id) retries that message alone, the others commit; the transaction's (the database went away,
     the commit failed) retries the whole batch — nothing of it was committed. Any other failure of the
     batch's transaction applies its messages again one per transaction, so one bad message cannot take
-    the others with it."""
+    the others with it.
+
+    With ``lanes`` > 1 the consumer applies batches on that many threads at once (adapters/amqp/lanes.py),
+    each delivery on the lane of its case (``lane_of``): one case's records are applied by one thread, in
+    arrival order, and the lanes never wait for each other's cases."""
 
     factory: sessionmaker[Session]
     clock: Clock
@@ -88,6 +93,16 @@ class InboundHandler:
     audit_key: str
     batch_size: int = 50
     batch_wait_s: float = 0.01
+    lanes: int = 1
+
+    def lane_of(self, message: InboundMessage) -> int:
+        """The lane of the message's case: its authenticated partner and the partner's case id
+        (``payload.external_id``), as the case's advisory lock names it. A message that names no case goes to
+        lane 0, where it is refused as it would be anywhere."""
+        if self.lanes <= 1:
+            return 0
+        key = _case_key(message, self.hub_user, self.factory)
+        return 0 if key is None else zlib.crc32(key.encode("utf-8", "surrogatepass")) % self.lanes
 
     def __call__(self, message: InboundMessage) -> Outcome:
         return self.handle_batch([message])[0]
@@ -135,6 +150,16 @@ def _decode(message: InboundMessage, hub_user: str,
         return json.loads(message.body), source
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         return Outcome.reject(f"bad_json: {exc}"[:300])
+
+
+def _case_key(message: InboundMessage, hub_user: str, factory: sessionmaker[Session]) -> str | None:
+    decoded = _decode(message, hub_user, factory)
+    if isinstance(decoded, Outcome):
+        return None
+    envelope, source = decoded
+    payload = envelope.get("payload") if isinstance(envelope, dict) else None
+    external_id = payload.get("external_id") if isinstance(payload, dict) else None
+    return f"{source}\x00{external_id}" if isinstance(external_id, str) else None
 
 
 def _outcome(message: InboundMessage, source: str, applied: service.Applied) -> Outcome:

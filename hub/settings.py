@@ -184,8 +184,10 @@ class Settings(BaseSettings):
 
     # issue 8, part lanes (adapters/amqp/lanes.py, docs/performance-lanes.md): the inbound consumer applies its
     # batches on this many threads at once, each case's records always on the same one, so the worker's Python
-    # runs while PostgreSQL executes another lane's batch. 1: one batch at a time. SQLite always uses 1.
-    ingest_lanes: int = Field(default=2, ge=1, le=32)
+    # runs while PostgreSQL executes another lane's batch. 1: one batch at a time. SQLite always uses 1. Default 1:
+    # with PostgreSQL on the same 2-core machine two lanes gained 0-7 % for one worker and cost two workers 10-18 %
+    # (docs/performance.md); they are for a PostgreSQL whose round trips are long (another host).
+    ingest_lanes: int = Field(default=1, ge=1, le=32)
     _secret_files: dict[str, Path] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")

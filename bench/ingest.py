@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import io
 import json
 import logging
@@ -419,6 +420,9 @@ def relay(broker: Broker, factory: sessionmaker[Session], limit: int) -> RelayFi
                                           type=e.event_type, message_id=e.message_id, correlation_id=e.correlation_id,
                                           headers=e.headers, mandatory=False) for e in events])
 
+    # This process holds ≈200k objects by now (the rounds' planned messages): a full collection (≈0.1 s) falling
+    # inside the timed relay of ≈700 events tripled its CPU per event. Collected before, not during.
+    gc.collect()
     started, cpu_started = time.perf_counter(), time.process_time()
     sent = 0
     while (batch := relay_once(factory, publish, now=SystemClock().now())) > 0:

@@ -37,6 +37,8 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.amqp import (
+    DEAD_LETTER_QUEUE,
+    REASON_HEADER,
     AmqpSettings,
     declare_topology,
     delete_partner_user,
@@ -400,3 +402,22 @@ def timed(label: str, durations: dict[str, float]) -> Callable[[], None]:
         durations[label] = time.monotonic() - started
 
     return done
+
+
+def dead_letter_reasons(broker: Broker, expected: int) -> dict[str, str]:
+    """message id -> x-hub-reason of the dead letters in hub.inbound.dead (no dead-letter consumer runs here)."""
+    found: dict[str, str] = {}
+    connection = open_connection(broker.settings())
+    channel = connection.channel()
+
+    def take() -> bool:
+        method, properties, _ = channel.basic_get(DEAD_LETTER_QUEUE, auto_ack=True)
+        if method is not None:
+            found[str(properties.message_id)] = str((properties.headers or {}).get(REASON_HEADER))
+        return len(found) >= expected
+
+    try:
+        wait_for(take, timeout_s=30, what=f"{expected} dead letter(s)", interval_s=0.02)
+    finally:
+        connection.close()
+    return found

@@ -28,7 +28,7 @@ from sqlalchemy import bindparam, event, func, select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapters.amqp import DEAD_LETTER_QUEUE, INBOUND_QUEUE, REASON_HEADER, open_connection
+from adapters.amqp import DEAD_LETTER_QUEUE, INBOUND_QUEUE, open_connection
 from hub.cases.models import Case
 from hub.clock import SystemClock
 from hub.exchange import service
@@ -37,7 +37,7 @@ from hub.exchange.models import InboxMessage
 from hub.settings import Settings
 from mocks.city_platform import PartnerPublisher
 from tests.adapters.amqp.conftest import running_consumer, wait_for
-from tests.exchange.conftest import WORKER_AMQP, Broker
+from tests.exchange.conftest import WORKER_AMQP, Broker, dead_letter_reasons
 from tests.support import case_record, envelope, step
 
 ITEM_KEY = "physician-practice-registration"
@@ -138,25 +138,6 @@ def cases_and_steps(factory: sessionmaker[Session], documents: list[dict[str, An
             "where c.origin_partner = 'shenyang' and c.external_id in :ids").bindparams(
             bindparam("ids", expanding=True)), {"ids": external_ids}).scalar_one()
     return int(cases), int(steps)
-
-
-def dead_letter_reasons(broker: Broker, expected: int) -> dict[str, str]:
-    """message id -> x-hub-reason of the dead letters in hub.inbound.dead (no dead-letter consumer runs here)."""
-    found: dict[str, str] = {}
-    connection = open_connection(broker.settings())
-    channel = connection.channel()
-
-    def take() -> bool:
-        method, properties, _ = channel.basic_get(DEAD_LETTER_QUEUE, auto_ack=True)
-        if method is not None:
-            found[str(properties.message_id)] = str((properties.headers or {}).get(REASON_HEADER))
-        return len(found) >= expected
-
-    try:
-        wait_for(take, timeout_s=30, what=f"{expected} dead letter(s)", interval_s=0.02)
-    finally:
-        connection.close()
-    return found
 
 
 def fail_once_for(external_ids: set[str], exc: Callable[[], Exception],

@@ -32,11 +32,10 @@ from typing import Any
 
 import httpx
 import pytest
-from pika.adapters.blocking_connection import BlockingChannel
 from sqlalchemy import Connection, bindparam, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapters.amqp import DEAD_LETTER_QUEUE, INBOUND_QUEUE, REASON_HEADER, open_connection
+from adapters.amqp import DEAD_LETTER_QUEUE, INBOUND_QUEUE, open_connection
 from adapters.amqp.messages import InboundMessage, Outcome, OutcomeKind
 from hub.cases.models import Case
 from hub.clock import SystemClock
@@ -44,8 +43,9 @@ from hub.exchange.consumer import InboundHandler
 from hub.exchange.models import InboxMessage
 from hub.settings import Settings
 from mocks.city_platform import PartnerPublisher
+from tests.adapters.amqp import conftest as amqp_conftest
 from tests.adapters.amqp.conftest import running_consumer, wait_for
-from tests.exchange.conftest import WORKER_AMQP, Broker, WorkerProcess
+from tests.exchange.conftest import WORKER_AMQP, Broker, WorkerProcess, dead_letter_reasons
 from tests.support import case_record, envelope, step
 
 ITEM_KEY = "physician-practice-registration"
@@ -77,18 +77,7 @@ def empty_queues(broker: Broker) -> None:
     connection.close()
 
 
-@pytest.fixture
-def acks(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, bool]]:
-    """Every basic.ack the consumer sends: (delivery tag, multiple)."""
-    sent: list[tuple[int, bool]] = []
-    original = BlockingChannel.basic_ack
-
-    def basic_ack(channel: BlockingChannel, delivery_tag: int = 0, multiple: bool = False) -> None:
-        sent.append((delivery_tag, multiple))
-        original(channel, delivery_tag, multiple)
-
-    monkeypatch.setattr(BlockingChannel, "basic_ack", basic_ack)
-    return sent
+acks = amqp_conftest.acks  # the same recorder as tests/adapters/amqp's (a fixture bound by name)
 
 
 def handler(factory: sessionmaker[Session], broker: Broker, settings: Settings, *, batch: int = 10,
@@ -262,24 +251,6 @@ def test_after_the_lock_is_released_the_blocked_record_follows(
         wait_for(lambda: applied(session_factory, [held]) == 1, timeout_s=60, what="the blocked record")
     assert queue_empty(broker)
     assert cases_and_steps(session_factory, [held["payload"]["external_id"]]) == (1, 2)
-
-
-def dead_letter_reasons(broker: Broker, expected: int) -> dict[str, str]:
-    found: dict[str, str] = {}
-    connection = open_connection(broker.settings())
-    channel = connection.channel()
-
-    def take() -> bool:
-        method, properties, _ = channel.basic_get(DEAD_LETTER_QUEUE, auto_ack=True)
-        if method is not None:
-            found[str(properties.message_id)] = str((properties.headers or {}).get(REASON_HEADER))
-        return len(found) >= expected
-
-    try:
-        wait_for(take, timeout_s=30, what=f"{expected} dead letter(s)", interval_s=0.02)
-    finally:
-        connection.close()
-    return found
 
 
 def test_a_poison_record_in_a_lane_is_dead_lettered_alone_with_its_reason(

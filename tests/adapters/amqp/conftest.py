@@ -121,6 +121,20 @@ def message(exchange: str, routing_key: str = "p1.case-record.v1", *, body: byte
     return OutboundMessage(exchange=exchange, routing_key=routing_key, body=body, type="case-record.v1", **fields)
 
 
+@pytest.fixture
+def acks(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, bool]]:
+    """Every basic.ack a consumer sends: (delivery tag, multiple). Also bound by name in tests/exchange."""
+    sent: list[tuple[int, bool]] = []
+    original = BlockingChannel.basic_ack
+
+    def basic_ack(channel: BlockingChannel, delivery_tag: int = 0, multiple: bool = False) -> None:
+        sent.append((delivery_tag, multiple))
+        original(channel, delivery_tag, multiple)
+
+    monkeypatch.setattr(BlockingChannel, "basic_ack", basic_ack)
+    return sent
+
+
 def wait_for(condition: Callable[[], bool], *, timeout_s: float, what: str, interval_s: float = 0.05) -> None:
     """Bounded polling: the only kind of waiting these tests do."""
     deadline = time.monotonic() + timeout_s

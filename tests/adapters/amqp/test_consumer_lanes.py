@@ -59,19 +59,6 @@ class KeyedLanes:
             return [k for _, k in self.handled]
 
 
-@pytest.fixture
-def acks(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, bool]]:
-    sent: list[tuple[int, bool]] = []
-    original = BlockingChannel.basic_ack
-
-    def basic_ack(channel: BlockingChannel, delivery_tag: int = 0, multiple: bool = False) -> None:
-        sent.append((delivery_tag, multiple))
-        original(channel, delivery_tag, multiple)
-
-    monkeypatch.setattr(BlockingChannel, "basic_ack", basic_ack)
-    return sent
-
-
 def keyed(exchange: str, *keys: int) -> list[OutboundMessage]:
     return [message(exchange, body=json.dumps({"key": k}).encode()) for k in keys]
 

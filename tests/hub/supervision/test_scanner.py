@@ -11,6 +11,7 @@ Accepted on Wednesday 2026-04-01: working days 04-02 (1), 04-03 (2), [04-04..04-
 
 from __future__ import annotations
 
+import itertools
 import threading
 import uuid
 from collections.abc import Iterator
@@ -35,7 +36,7 @@ from hub.supervision.service import raise_findings
 from hub.worker import Worker
 from tests.conftest import Officers
 from tests.hub.test_joint_cases import LEAD_INTAKE, joint_item  # noqa: F401  (the seed's item made joint)
-from tests.support import PARTNER_SECRET, case_record, company, envelope, item_code, step, submit
+from tests.support import PARTNER_SECRET, case_record, citizen_id, company, envelope, item_code, person, step, submit
 
 KEY = "physician-practice-registration"
 INTAKE, REVIEWER, APPROVER = "sy_wj_intake", "sy_wj_reviewer", "sy_wj_approver"
@@ -77,9 +78,18 @@ def act(client: TestClient, officers: Officers, number: str, who: str, action: s
     assert response.status_code == 200, response.text
 
 
+_APPLICANTS = itertools.count(500)
+
+
+def submitted(client: TestClient) -> dict[str, Any]:
+    """A submission of an applicant of its own: another test's withdrawal by the shared default applicant would
+    otherwise make this case's acceptance an anomaly.withdraw_resubmit."""
+    return submit(client, KEY, person(id_number=citizen_id(seq=next(_APPLICANTS) % 1000)))
+
+
 def accepted_on(client: TestClient, officers: Officers, clock: FixedClock, day: date) -> str:
     on(clock, officers, day)
-    number = str(submit(client, KEY)["tracking_no"])
+    number = str(submitted(client)["tracking_no"])
     act(client, officers, number, INTAKE, "accept")
     return number
 
@@ -159,7 +169,7 @@ def test_intake_not_decided_within_five_working_days(
 ) -> None:
     # Friday 04-03 at 16:00: received that day; 04-07 (1), 04-08 (2), 04-09 (3), 04-10 (4), 04-13 (5).
     on(clock, officers, date(2026, 4, 3), hour=16)
-    number = str(submit(client, KEY)["tracking_no"])
+    number = str(submitted(client)["tracking_no"])
     run_on(supervisor, date(2026, 4, 3))
     assert row(session_factory, number).colour_due_on == date(2026, 4, 10)
     run_on(supervisor, date(2026, 4, 9))
@@ -257,7 +267,7 @@ def test_a_suspension_holds_the_colour_and_the_resumption_reads_the_case_again(
     session_factory: sessionmaker[Session],
 ) -> None:
     on(clock, officers, date(2026, 4, 1))
-    receipt = submit(client, KEY)
+    receipt = submitted(client)
     number = receipt["tracking_no"]
     act(client, officers, number, INTAKE, "accept")
     on(clock, officers, date(2026, 4, 2))
@@ -424,7 +434,7 @@ def test_a_supplement_notice_within_five_working_days_is_not_flagged(
     session_factory: sessionmaker[Session],
 ) -> None:
     on(clock, officers, date(2026, 4, 1))
-    number = str(submit(client, KEY)["tracking_no"])
+    number = str(submitted(client)["tracking_no"])
     on(clock, officers, date(2026, 4, 8))  # the 4th working day after receipt (Qingming not counted)
     act(client, officers, number, INTAKE, "request_supplement", "请补充执业证明")
     run_on(supervisor, date(2026, 4, 8))

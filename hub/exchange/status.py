@@ -18,11 +18,16 @@ def exchange_overview(session: Session) -> dict[str, Any]:
     reasons = dict(session.execute(
         select(DeadLetter.reason, func.count()).where(DeadLetter.replayed_at.is_(None))
         .group_by(DeadLetter.reason).order_by(func.count().desc()).limit(10)).all())
+    # Which partner's records are refused: the first thing an operator asks about dead letters after how many.
+    by_partner = dict(session.execute(
+        select(func.coalesce(DeadLetter.source, "(unknown)"), func.count()).where(DeadLetter.replayed_at.is_(None))
+        .group_by(DeadLetter.source).order_by(func.count().desc()).limit(20)).all())
     held = session.scalar(select(func.count()).select_from(PendingEvent)) or 0
     return {
         "outbox": backlog(session),
         "inbox": inbox,
         "dead_letters_waiting": waiting,
         "dead_letter_reasons": reasons,
+        "dead_letters_by_partner": by_partner,
         "held_out_of_order_events": held,
     }

@@ -522,6 +522,7 @@ def test_worker_applies_partner_records_and_operators_work_the_dead_letters(
         status, listed = operator.hub_at_once(("exchange", "status", "--json"), ("dlq", "list"))
         assert json.loads(status.stdout)["inbox"] == {"applied": applied}, status
         assert json.loads(status.stdout)["dead_letters_waiting"] == dead, status
+        assert json.loads(status.stdout)["dead_letters_by_partner"] == {"shenyang": dead}, status
         assert listed.code == 0 and "dead letters (2)" in listed.stdout and "schema" in listed.stdout, listed
         letter = re.search(r"│\s*(\d+)\s*│", listed.stdout)
         assert letter, listed

@@ -32,12 +32,13 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 import httpx
 import pika
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.amqp import (
     DEAD_LETTER_QUEUE,
+    INBOUND_QUEUE,
     REASON_HEADER,
     AmqpSettings,
     declare_topology,
@@ -421,3 +422,23 @@ def dead_letter_reasons(broker: Broker, expected: int) -> dict[str, str]:
     finally:
         connection.close()
     return found
+
+
+ITEM_KEY = "physician-practice-registration"  # the consumer tests' item (沈阳市卫健委)
+
+
+def item_code(factory: sessionmaker[Session]) -> str:
+    from hub.catalog.models import Item
+
+    with factory() as session:
+        return str(session.scalars(select(Item.code).where(Item.region_code == "210100",
+                                                           Item.key.like(f"{ITEM_KEY}%")).order_by(Item.id)).first())
+
+
+@pytest.fixture
+def empty_queues(broker: Broker) -> None:
+    connection = open_connection(broker.settings())
+    channel = connection.channel()
+    channel.queue_purge(INBOUND_QUEUE)
+    channel.queue_purge(DEAD_LETTER_QUEUE)
+    connection.close()

@@ -28,7 +28,7 @@ from sqlalchemy import bindparam, event, func, select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapters.amqp import DEAD_LETTER_QUEUE, INBOUND_QUEUE, open_connection
+from adapters.amqp import INBOUND_QUEUE
 from hub.cases.models import Case
 from hub.clock import SystemClock
 from hub.exchange import service
@@ -37,10 +37,8 @@ from hub.exchange.models import InboxMessage
 from hub.settings import Settings
 from mocks.city_platform import PartnerPublisher
 from tests.adapters.amqp.conftest import running_consumer, wait_for
-from tests.exchange.conftest import WORKER_AMQP, Broker, dead_letter_reasons
+from tests.exchange.conftest import WORKER_AMQP, Broker, dead_letter_reasons, item_code
 from tests.support import case_record, envelope, step
-
-ITEM_KEY = "physician-practice-registration"
 
 
 class Ledger:
@@ -81,23 +79,6 @@ def ledger(session_factory: sessionmaker[Session], monkeypatch: pytest.MonkeyPat
     event.listen(session_factory, "after_commit", on_commit)
     yield ledger
     event.remove(session_factory, "after_commit", on_commit)
-
-
-@pytest.fixture
-def empty_queues(broker: Broker) -> None:
-    connection = open_connection(broker.settings())
-    channel = connection.channel()
-    channel.queue_purge(INBOUND_QUEUE)
-    channel.queue_purge(DEAD_LETTER_QUEUE)
-    connection.close()
-
-
-def item_code(factory: sessionmaker[Session]) -> str:
-    from hub.catalog.models import Item
-
-    with factory() as session:
-        return str(session.scalars(select(Item.code).where(Item.region_code == "210100",
-                                                           Item.key.like(f"{ITEM_KEY}%")).order_by(Item.id)).first())
 
 
 def records(factory: sessionmaker[Session], count: int) -> list[dict[str, Any]]:

@@ -35,7 +35,7 @@ import pytest
 from sqlalchemy import Connection, bindparam, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapters.amqp import DEAD_LETTER_QUEUE, INBOUND_QUEUE, open_connection
+from adapters.amqp import INBOUND_QUEUE, open_connection
 from adapters.amqp.messages import InboundMessage, Outcome, OutcomeKind
 from hub.cases.models import Case
 from hub.clock import SystemClock
@@ -45,10 +45,9 @@ from hub.settings import Settings
 from mocks.city_platform import PartnerPublisher
 from tests.adapters.amqp import conftest as amqp_conftest
 from tests.adapters.amqp.conftest import running_consumer, wait_for
-from tests.exchange.conftest import WORKER_AMQP, Broker, WorkerProcess, dead_letter_reasons
+from tests.exchange.conftest import WORKER_AMQP, Broker, WorkerProcess, dead_letter_reasons, item_code
 from tests.support import case_record, envelope, step
 
-ITEM_KEY = "physician-practice-registration"
 PARTNER = "shenyang"
 LANES = 3
 
@@ -68,15 +67,6 @@ class RecordingHandler(InboundHandler):
         return outcomes
 
 
-@pytest.fixture
-def empty_queues(broker: Broker) -> None:
-    connection = open_connection(broker.settings())
-    channel = connection.channel()
-    channel.queue_purge(INBOUND_QUEUE)
-    channel.queue_purge(DEAD_LETTER_QUEUE)
-    connection.close()
-
-
 acks = amqp_conftest.acks  # the same recorder as tests/adapters/amqp's (a fixture bound by name)
 
 
@@ -90,14 +80,6 @@ def handler(factory: sessionmaker[Session], broker: Broker, settings: Settings, 
 def consuming(broker: Broker, inbound: InboundHandler, **amqp: Any) -> Iterator[threading.Event]:
     with running_consumer(broker.settings(**{**WORKER_AMQP, **amqp}), INBOUND_QUEUE, inbound) as stop:
         yield stop
-
-
-def item_code(factory: sessionmaker[Session]) -> str:
-    from hub.catalog.models import Item
-
-    with factory() as session:
-        return str(session.scalars(select(Item.code).where(Item.region_code == "210100",
-                                                           Item.key.like(f"{ITEM_KEY}%")).order_by(Item.id)).first())
 
 
 def new_case(code: str, external_id: str | None = None) -> dict[str, Any]:

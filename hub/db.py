@@ -92,14 +92,17 @@ def insert_rows(session: Any, table: Any, rows: list[dict[str, Any]]) -> None:
 
         connection.execute(insert(table), rows)
         return
-    connection.execute(_insert_json(table, tuple(rows[0])), {"rows": [json_row(row) for row in rows]})
+    connection.execute(insert_from_json(table, tuple(rows[0])), {"rows": [json_row(row) for row in rows]})
 
 
 @cache
-def _insert_json(table: Any, names: tuple[str, ...]) -> Any:
-    from sqlalchemy import insert, select  # here: the module's ``select`` is the standard library's
+def insert_from_json(table: Any, names: tuple[str, ...]) -> Any:
+    """PostgreSQL's ``INSERT INTO table (names) SELECT … FROM`` the rows given as the JSONB parameter ``rows``
+    (``json_row`` each). One statement object per table and columns: SQLAlchemy compiles it once (its cache key
+    is stable); callers add ``returning`` or ``on_conflict_do_nothing`` to it (a new statement, this one kept)."""
+    from sqlalchemy import select  # here: the module's ``select`` is the standard library's
+    from sqlalchemy.dialects.postgresql import insert
 
-    # One statement object per table and columns: SQLAlchemy compiles it once (its cache key is stable).
     source = json_rows(table.name, list(names), "rows", many=True)
     return insert(table).from_select(list(names), select(*(source.c[name] for name in names)))
 

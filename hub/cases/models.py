@@ -29,7 +29,7 @@ class Case(Base):
         # The performance metrics' days read from the cases (hub/supervision/metrics.py) as index-only scans on
         # PostgreSQL: each event's index carries what its figures are counted and grouped by (migration 0015).
         # Accepted and completed only index the cases that have the date (every query on them asks for a day or a
-        # range): a new case, open, writes neither wide entry (migration 0017, docs/performance-postgresql.md).
+        # range): a new case, open, writes neither wide entry (migration 0020, docs/performance-postgresql.md).
         Index("ix_cases_submitted_at", "submitted_at", postgresql_include=[*METRICS_KEYS, "origin"]),
         Index("ix_cases_accepted_on", "accepted_on", postgresql_include=METRICS_KEYS,
               postgresql_where=text("accepted_on IS NOT NULL")),
@@ -120,7 +120,7 @@ class CaseEvent(Base):
         # Also what reads a case's events (case_id = …): no index of case_id alone.
         UniqueConstraint("case_id", "seq"),
         # A person's decisions in a time window (the backfilled-batch rule, hub/supervision/realtime.py): without
-        # it that look-up scanned the department's cases, a cost growing with the table (migration 0017).
+        # it that look-up scanned the department's cases, a cost growing with the table (migration 0020).
         Index("ix_case_events_actor_id_occurred_at", "actor_id", "occurred_at"),
     )
 

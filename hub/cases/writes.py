@@ -46,7 +46,7 @@ from hub.cases.models import Case, CaseEvent
 from hub.cases.tracking import new_query_code, query_code_digest, tracking_number
 from hub.catalog.models import Item
 from hub.clock import business_date
-from hub.db import built, json_row, json_rows, json_value, mark_written
+from hub.db import built, insert_from_json, json_row, json_rows, json_value, mark_written
 from hub.org.models import Department
 from hub.outbox import wake
 from hub.outbox.models import OutboxMessage
@@ -604,7 +604,5 @@ def _register_written(session: Session, objects: Sequence[Any]) -> None:
 @functools.cache
 def _insert_from_json(model: type[Any], *, returning: tuple[str, ...], case_id: bool = False) -> Insert:
     table = model.__table__
-    names = ["case_id", *_names(model)] if case_id else _names(model)
-    rows = json_rows(table.name, names, "rows", many=True)
-    return (insert(table).from_select(names, select(*(rows.c[name] for name in names)))
-            .returning(*(table.c[name] for name in returning)))
+    names = ("case_id", *_names(model)) if case_id else tuple(_names(model))
+    return insert_from_json(table, names).returning(*(table.c[name] for name in returning))

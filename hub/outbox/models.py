@@ -16,7 +16,7 @@ class OutboxMessage(Base):
 
     __tablename__ = "outbox"
     # What the relay reads (the unsent rows by id, their count, the oldest): the unsent rows only, so the index
-    # stays as small as the backlog and a row marked sent leaves it instead of adding an entry (migration 0017).
+    # stays as small as the backlog and a row marked sent leaves it instead of adding an entry (migration 0020).
     __table_args__ = (
         Index("ix_outbox_unsent", "id", postgresql_where=text("sent_at IS NULL"), sqlite_where=text("sent_at IS NULL")),
     )

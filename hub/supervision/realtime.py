@@ -379,7 +379,7 @@ def _fee_facts(row: Any) -> FeeFacts | None:
 
 # The lookups on PostgreSQL: one statement each whatever the number of questions (arrays, unnest), so SQLAlchemy
 # compiles it once and psycopg prepares it — a list of OR-ed conditions was a new statement for every count.
-# Each question counts from the person's events in its window (ix_case_events_actor_id_occurred_at, migration 0017)
+# Each question counts from the person's events in its window (ix_case_events_actor_id_occurred_at, migration 0020)
 # in a subquery of its own: as a join, the planner misjudged how many of a department's cases it would meet and
 # went through all of them (docs/performance-postgresql.md).
 _DECISIONS = text(

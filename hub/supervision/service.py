@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from hub import refcache
 from hub.cases.models import Case
 from hub.clock import business_date
-from hub.db import insert_rows, json_row, json_rows
+from hub.db import insert_from_json, insert_rows, json_row
 from hub.org.service import _region_parents
 from hub.outbox import service as outbox
 from hub.outbox.models import OutboxMessage
@@ -137,11 +137,8 @@ def _raise_statement(session: Session) -> Any:
 
 @cache
 def _raise_json(names: tuple[str, ...]) -> Any:
-    from sqlalchemy.dialects.postgresql import insert as pg_insert
-
     table = Alert.__table__
-    source = json_rows(table.name, list(names), "rows", many=True)
-    return (pg_insert(table).from_select(list(names), select(*(source.c[name] for name in names)))
+    return (insert_from_json(table, names)
             .on_conflict_do_nothing(index_elements=[table.c.case_id, table.c.rule, table.c.level])
             .returning(table.c.id))
 

@@ -30,6 +30,7 @@ from hub.audit import checkpoints
 from hub.clock import Clock
 from hub.db import unit_of_work
 from hub.exchange.consumer import DeadLetterHandler, InboundHandler
+from hub.exchange.service import IngestTally
 from hub.outbox import wake
 from hub.outbox.lease import RelayLease
 from hub.outbox.relay import OutgoingEvent, relay_once
@@ -88,6 +89,7 @@ class Worker:
     _beats: dict[str, tuple[float, float]] = field(default_factory=dict)
     _escalated_on: date | None = None  # the business day of the last full escalation pass
     metrics_server: MetricsServer | None = None  # HUB_WORKER_METRICS_PORT set: serving /metrics (docs/metrics.md)
+    _inbound_tally: IngestTally | None = None  # the inbound consumer's outcomes so far, once it started
 
     def __post_init__(self) -> None:
         from hub.deliveries.clients import DeliveryClients
@@ -150,6 +152,7 @@ class Worker:
                                      batch_size=self.settings.ingest_batch_size,
                                      batch_wait_s=self.settings.ingest_batch_wait_ms / 1000,
                                      lanes=self._ingest_lanes())
+            self._inbound_tally = inbound.tally
             self._spawn("inbound", lambda: self._bus.consume(
                 INBOUND_QUEUE, inbound, stop_event=self._stop))
             self._spawn("dead-letters", lambda: self._bus.consume(
@@ -208,8 +211,14 @@ class Worker:
         # Every thread of the process by its kernel id, for per-thread CPU (/proc/<pid>/task/<tid>/stat, `top -H`):
         # the LISTEN, metrics and broker threads too, which are not the worker's to judge.
         native_ids = {str(t.native_id): t.name for t in threading.enumerate() if t.native_id is not None}
-        return {"pid": os.getpid(), "written_at": now, "interval_s": self.settings.worker_heartbeat_s,
-                "stopping": self._stop.is_set(), "threads": threads, "native_ids": native_ids}
+        state: dict[str, object] = {"pid": os.getpid(), "written_at": now,
+                                    "interval_s": self.settings.worker_heartbeat_s, "stopping": self._stop.is_set(),
+                                    "threads": threads, "native_ids": native_ids}
+        if self._inbound_tally is not None:
+            # How the inbound batches went so far: records deferred because another worker held their case, and
+            # the batches that had to wait for one (issue 8, part shards).
+            state["inbound"] = self._inbound_tally.as_dict()
+        return state
 
     def breakers(self) -> dict[tuple[str, str], str]:
         """This process's circuit breakers, (kind, target) → state: each partner's delivery endpoint, each

@@ -82,7 +82,7 @@ from adapters.amqp import (
     open_connection,
     provision_partner_user,
 )
-from adapters.amqp.topology import EVENTS_EXCHANGE, INBOUND_QUEUE, inbound_queue_arguments
+from adapters.amqp.topology import EVENTS_EXCHANGE, INBOUND_QUEUE, Topology, inbound_queue_arguments, unroute_shards
 from bench.machine import CLOCK_TICKS, CORES, cores_busy, database_cpu_seconds, interference, machine_ticks
 from bench.machine import process_cpu_seconds as cpu_seconds
 from bench.submit import ROLLED_UP_TO_YESTERDAY
@@ -105,6 +105,7 @@ EVENTS_QUEUE = "bench.events"
 # The upper-bound experiment (--split): one queue per worker, each fed through an exchange the partner may write
 # to already (its own ``partner.<code>.*`` names), the messages split by their case (correlation_id).
 SPLIT_EXCHANGE, SPLIT_QUEUE = f"partner.{PARTNER}.split.{{}}", "bench.split.{}"
+SHARD_REBALANCE_S = 0.5  # the workers' HUB_INGEST_SHARD_REBALANCE_S on a 'sharded' side (the timing starts after)
 TARGET_RATIO = 0.5
 TARGET_SCALE = 1.6
 ROOT = Path(__file__).resolve().parent.parent
@@ -199,10 +200,26 @@ def wait_depth(url: str, queue: str, count: int, timeout_s: float = 60) -> None:
 # --- publishing -----------------------------------------------------------------------------------
 
 
-def publish_hub(broker: Broker, planned: list[Planned]) -> None:
-    """As the partner, into hub.inbound (→ hub.inbound.records)."""
+def publish_hub(broker: Broker, planned: list[Planned], shards: int = 0) -> None:
+    """As the partner, into hub.inbound (→ hub.inbound.records, or with ``shards`` the case shard queues: the
+    topology is declared as the side's workers will, before they start)."""
+    topology = Topology(shards=shards)
+    connection = open_connection(AmqpSettings(url=broker.admin_url))
+    try:
+        declare_topology(connection.channel(), topology)
+        if not shards:
+            unroute_shards(connection.channel(), topology)
+    finally:
+        connection.close()
     CityPlatform(broker.partner_url, PARTNER).publish(planned)
-    wait_depth(broker.admin_url, INBOUND_QUEUE, len(planned))
+    if shards:
+        deadline = time.monotonic() + 60
+        while sum(queue_depth(broker.admin_url, q) for q in topology.shard_queues) < len(planned):
+            if time.monotonic() > deadline:
+                raise SystemExit("the shard queues did not fill up")
+            time.sleep(0.1)
+    else:
+        wait_depth(broker.admin_url, INBOUND_QUEUE, len(planned))
 
 
 def publish_split(broker: Broker, planned: list[Planned], shards: int) -> list[str]:
@@ -310,6 +327,19 @@ def read_tally(heartbeat: Path, after: float, timeout_s: float = 5) -> dict[str,
     return dict(beat.get("inbound", {}))
 
 
+def shards_balanced(heartbeats: list[Path], shards: int) -> bool:
+    """Every shard consumed, each worker its fair share (from their heartbeats' ``shards``)."""
+    held = []
+    for heartbeat in heartbeats:
+        try:
+            held.append(json.loads(heartbeat.read_text(encoding="utf-8")).get("shards", []))
+        except (OSError, ValueError):
+            return False
+    share = -(-shards // len(heartbeats))
+    return sorted(s for h in held for s in h) == list(range(shards)) and all(
+        share - 1 <= len(h) <= share for h in held)
+
+
 def thread_names(heartbeat: Path, pid: int) -> dict[int, str]:
     """Kernel thread id → thread name, from the worker's heartbeat file (hub/worker.py writes ``native_ids``)."""
     try:
@@ -350,7 +380,8 @@ def inbox_count(engine: Engine) -> int:
 
 
 def drain_workers(broker: Broker, database_url: str, engine: Engine, count: int, workers: int, batch: int,
-                  log_dir: Path, lanes: int | None = None, queues: list[str] | None = None) -> Drain:
+                  log_dir: Path, lanes: int | None = None, queues: list[str] | None = None,
+                  shards: int = 0) -> Drain:
     """``workers`` `hub worker` processes drain the full queue; timed from when all their consumers are attached.
     With ``queues`` (one per worker, --split) each worker consumes its own queue instead of hub.inbound.records."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
@@ -365,6 +396,8 @@ def drain_workers(broker: Broker, database_url: str, engine: Engine, count: int,
                HUB_WORKER_HEARTBEAT_S="1", PYTHONUNBUFFERED="1")
     if lanes is not None:  # issue 8, part lanes: the inbound consumer's apply lanes (default: the hub's)
         env["HUB_INGEST_LANES"] = str(lanes)
+    if shards:  # issue 8, part shards: records routed by case; the shards balanced quickly (default every 5 s)
+        env.update(HUB_INGEST_SHARDS=str(shards), HUB_INGEST_SHARD_REBALANCE_S=str(SHARD_REBALANCE_S))
     target = inbox_count(engine) + count
     processes, heartbeats = [], []
     for i in range(workers):
@@ -379,7 +412,8 @@ def drain_workers(broker: Broker, database_url: str, engine: Engine, count: int,
         log.close()
     try:
         deadline = time.monotonic() + 120
-        while sum(consumers(broker.admin_url, q) for q in queues or [INBOUND_QUEUE]) < workers:
+        while (sum(consumers(broker.admin_url, q) for q in queues or [INBOUND_QUEUE]) < workers
+               or (shards and not shards_balanced(heartbeats, shards))):
             if time.monotonic() > deadline or any(p.poll() is not None for p in processes):
                 raise SystemExit(f"hub worker did not start; see {log_dir}")
             time.sleep(0.05)
@@ -426,7 +460,7 @@ def drain_workers(broker: Broker, database_url: str, engine: Engine, count: int,
                 process.kill()
                 process.wait(timeout=10)
     measured = applied - applied_before
-    return Drain(f"hub x{workers}" + (" split" if queues else ""), measured, seconds, cpu,
+    return Drain(f"hub x{workers}" + (" split" if queues else " sharded" if shards else ""), measured, seconds, cpu,
                  Counter({"applied": measured}), machine, dict(per_thread), database, dict(tally))
 
 
@@ -639,6 +673,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", action="store_true",
                         help="experiment: a side 'hub xN split' (N > 1) beside hub xN, the messages split by case into "
                              "one queue per worker, each worker consuming only its own (no two share a case)")
+    parser.add_argument("--shards", type=int, default=0,
+                        help="also a side 'hub xN sharded' per worker count: HUB_INGEST_SHARDS of the workers "
+                             "(records routed by case, each shard consumed by one worker)")
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--json", dest="json_path")
     args = parser.parse_args(argv)
@@ -663,7 +700,8 @@ def main(argv: list[str] | None = None) -> int:
         seed = args.seed
         for round_ in range(args.rounds):
             order = ["baseline", *(f"hub x{n}" for n in worker_counts),
-                     *(f"hub x{n} split" for n in worker_counts if args.split and n > 1)]
+                     *(f"hub x{n} split" for n in worker_counts if args.split and n > 1),
+                     *(f"hub x{n} sharded" for n in worker_counts if args.shards)]
             order = order[round_ % len(order):] + order[:round_ % len(order)]  # each side goes first in turn
             for name in order:
                 seed += 1
@@ -674,14 +712,15 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     workers = int(name.split("x")[1].split()[0])
                     queues = None
+                    shards = args.shards if name.endswith(" sharded") else 0
                     if name.endswith(" split"):
                         queues = publish_split(broker, planned, workers)
                     else:
-                        publish_hub(broker, planned)
+                        publish_hub(broker, planned, shards)
                     drain = drain_workers(broker, database_url, engine, len(planned), workers, args.batch, log_dir,
-                                          args.lanes, queues)
+                                          args.lanes, queues, shards)
                 drains.append(drain)
-                print(f"round {round_ + 1}: {drain.side:12} {drain.messages} messages in {drain.seconds:6.1f} s = "
+                print(f"round {round_ + 1}: {drain.side:15} {drain.messages} messages in {drain.seconds:6.1f} s = "
                       f"{drain.rate:7.1f} msg/s, consumer CPU {drain.cpu_ms_per_message:.2f} ms/message, PostgreSQL "
                       f"{drain.database_ms_per_message:.2f} ms/message "
                       f"(load {os.getloadavg()[0]:.2f}; machine {drain.machine_cores_busy:.2f} of {CORES} cores busy, "
@@ -709,10 +748,11 @@ def main(argv: list[str] | None = None) -> int:
     database = {side: median([d.database_ms_per_message for d in drains if d.side == side]) for side in rates}
     baseline = rates.get("baseline", 0.0)
     one, two, split = rates.get("hub x1"), rates.get("hub x2"), rates.get("hub x2 split")
+    one_sharded, two_sharded = rates.get("hub x1 sharded"), rates.get("hub x2 sharded")
     print(f"\ningest, median of {args.rounds} rounds ({args.records} messages per side and round, hub batches of "
           f"{args.batch}, lanes {args.lanes or 'default'}, baseline commits every {args.baseline_commit_every}):")
     for side, rate in rates.items():
-        print(f"  {side:12} {rate:8.1f} msg/s   (PostgreSQL {database[side]:.2f} ms/message; "
+        print(f"  {side:15} {rate:8.1f} msg/s   (PostgreSQL {database[side]:.2f} ms/message; "
               f"CPU {cpu[side]:.2f} ms/message"
               + (", worker processes incl. relay)" if side != "baseline" else ", consumer thread)")
               + "   rounds: " + ", ".join(f"{d.rate:.1f}" for d in drains if d.side == side))
@@ -736,6 +776,9 @@ def main(argv: list[str] | None = None) -> int:
     if one and two:
         met = "met" if scale >= TARGET_SCALE else "NOT met"
         print(f"  hub x2 / hub x1    {scale:6.3f}   target >= {TARGET_SCALE}: {met}")
+    if one_sharded and two_sharded:
+        print(f"  hub x2 sharded / hub x1 sharded {two_sharded / one_sharded:6.3f}   (routing by case, "
+              f"{args.shards} shards); hub x1 sharded / hub x1 {one_sharded / one:6.3f}" if one else "")
     if one and split:
         print(f"  hub x2 split / hub x1 {split / one:6.3f}   (the upper bound of routing each case to one worker)")
     if ceilings:
@@ -772,6 +815,8 @@ def main(argv: list[str] | None = None) -> int:
         "median_database_cpu_ms_per_msg": {k: round(v, 2) for k, v in database.items()},
         "ratio_hub1_baseline": round(ratio, 3), "ratio_hub2_hub1": round(scale, 3),
         "ratio_hub2split_hub1": round(split / one, 3) if one and split else None,
+        "shards": args.shards,
+        "ratio_hub2sharded_hub1sharded": round(two_sharded / one_sharded, 3) if one_sharded and two_sharded else None,
         "statements_per_record": statements, "commits_per_record": commits, "handler_cpu_ms_per_record": handler_cpu,
         "rounds_detail": [{"side": d.side, "rate": round(d.rate, 1), "seconds": round(d.seconds, 2),
                            "cpu_ms_per_msg": round(d.cpu_ms_per_message, 2),

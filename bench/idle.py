@@ -163,11 +163,12 @@ def hub_up(data_dir: Path) -> tuple[Process, str]:
     return process, f"http://127.0.0.1:{port}/health"
 
 
-def hub_worker(data_dir: Path, amqp_url: str, database_url: str | None) -> Process:
+def hub_worker(data_dir: Path, amqp_url: str, database_url: str | None, shards: int = 0) -> Process:
     env = clean_env({
         "HUB_DATA_DIR": str(data_dir),
         "HUB_DATABASE_URL": database_url or f"sqlite:///{(data_dir / 'worker.db').as_posix()}",
         "HUB_AMQP_URL": amqp_url, "HUB_SECRET_KEY": random_key(), "HUB_AUDIT_KEY": random_key(),
+        "HUB_INGEST_SHARDS": str(shards),  # issue 8, part shards: its leases' turn every 5 s (default) when > 0
     })
     subprocess.run([*HUB, "db", "upgrade"], cwd=ROOT, env=env, check=True, capture_output=True)
     return Process("hub worker", [*HUB, "worker"], env, ROOT)
@@ -210,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", choices=("up", "worker"))
     parser.add_argument("--database-url", help="the worker's database (default: a fresh SQLite file); on "
                         "PostgreSQL the relay also LISTENs for NOTIFY")
+    parser.add_argument("--shards", type=int, default=0, help="the worker's HUB_INGEST_SHARDS (routing by case; "
+                        "the vhost's topology is switched to it)")
     args = parser.parse_args(argv)
 
     load_before = os.getloadavg()
@@ -226,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
                 print("hub worker: skipped (no --amqp-url, HUB_AMQP_URL or HUB_TEST_AMQP_URL)")
             else:
                 (base / "worker").mkdir()
-                worker = hub_worker(base / "worker", args.amqp_url, args.database_url)
+                worker = hub_worker(base / "worker", args.amqp_url, args.database_url, args.shards)
                 processes.append(worker)
                 measure(worker, lambda: worker_ready(worker), args.window, args.rounds, base)
     load_after = os.getloadavg()

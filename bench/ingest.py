@@ -54,6 +54,7 @@ import subprocess
 import sys
 import time
 import uuid
+import zlib
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -81,8 +82,8 @@ from adapters.amqp import (
     open_connection,
     provision_partner_user,
 )
-from adapters.amqp.topology import EVENTS_EXCHANGE, INBOUND_QUEUE, inbound_queue_arguments
-from bench.machine import CLOCK_TICKS, CORES, cores_busy, database_cpu_seconds, machine_ticks
+from adapters.amqp.topology import EVENTS_EXCHANGE, INBOUND_QUEUE, Topology, inbound_queue_arguments, unroute_shards
+from bench.machine import CLOCK_TICKS, CORES, cores_busy, database_cpu_seconds, interference, machine_ticks
 from bench.machine import process_cpu_seconds as cpu_seconds
 from bench.submit import ROLLED_UP_TO_YESTERDAY
 from hub.clock import SystemClock
@@ -101,6 +102,10 @@ BENCH_AUDIT_KEY = "bench-audit-key-not-a-secret-0123456789abcdef"  # a throwaway
 BENCH_SECRET_KEY = "bench-secret-key-not-a-secret-0123456789abcdef"
 BASELINE_QUEUE = "bench.baseline"
 EVENTS_QUEUE = "bench.events"
+# The upper-bound experiment (--split): one queue per worker, each fed through an exchange the partner may write
+# to already (its own ``partner.<code>.*`` names), the messages split by their case (correlation_id).
+SPLIT_EXCHANGE, SPLIT_QUEUE = f"partner.{PARTNER}.split.{{}}", "bench.split.{}"
+SHARD_REBALANCE_S = 0.5  # the workers' HUB_INGEST_SHARD_REBALANCE_S on a 'sharded' side (the timing starts after)
 TARGET_RATIO = 0.5
 TARGET_SCALE = 1.6
 ROOT = Path(__file__).resolve().parent.parent
@@ -195,10 +200,54 @@ def wait_depth(url: str, queue: str, count: int, timeout_s: float = 60) -> None:
 # --- publishing -----------------------------------------------------------------------------------
 
 
-def publish_hub(broker: Broker, planned: list[Planned]) -> None:
-    """As the partner, into hub.inbound (→ hub.inbound.records)."""
+def publish_hub(broker: Broker, planned: list[Planned], shards: int = 0) -> None:
+    """As the partner, into hub.inbound (→ hub.inbound.records, or with ``shards`` the case shard queues: the
+    topology is declared as the side's workers will, before they start)."""
+    topology = Topology(shards=shards)
+    connection = open_connection(AmqpSettings(url=broker.admin_url))
+    try:
+        declare_topology(connection.channel(), topology)
+        if not shards:
+            unroute_shards(connection.channel(), topology)
+    finally:
+        connection.close()
     CityPlatform(broker.partner_url, PARTNER).publish(planned)
-    wait_depth(broker.admin_url, INBOUND_QUEUE, len(planned))
+    if shards:
+        deadline = time.monotonic() + 60
+        while sum(queue_depth(broker.admin_url, q) for q in topology.shard_queues) < len(planned):
+            if time.monotonic() > deadline:
+                raise SystemExit("the shard queues did not fill up")
+            time.sleep(0.1)
+    else:
+        wait_depth(broker.admin_url, INBOUND_QUEUE, len(planned))
+
+
+def publish_split(broker: Broker, planned: list[Planned], shards: int) -> list[str]:
+    """As the partner, each message into the queue of its case's shard (crc32 of the case's external id, the
+    correlation_id the simulator sets): no two workers ever see one case. Returns the queues, one per worker."""
+    from mocks.city_platform.wire import PartnerPublisher
+
+    connection = open_connection(AmqpSettings(url=broker.admin_url))
+    channel = connection.channel()
+    queues = []
+    for shard in range(shards):
+        exchange, queue = SPLIT_EXCHANGE.format(shard), SPLIT_QUEUE.format(shard)
+        channel.exchange_declare(exchange, exchange_type="topic", durable=True)
+        channel.queue_declare(queue, durable=True, arguments=inbound_queue_arguments())
+        channel.queue_bind(queue, exchange, routing_key="#")
+        queues.append(queue)
+    connection.close()
+    counts = Counter[int]()
+    with PartnerPublisher(broker.partner_url, app_id=f"city-platform-{PARTNER}") as publisher:
+        for message in planned:
+            shard = zlib.crc32(message.external_id.encode()) % shards
+            publisher.publish(f"{PARTNER}.{message.type}", message.body, message_id=message.message_id,
+                              type_=message.type, correlation_id=message.external_id,
+                              exchange=SPLIT_EXCHANGE.format(shard))
+            counts[shard] += 1
+    for shard, queue in enumerate(queues):
+        wait_depth(broker.admin_url, queue, counts[shard])
+    return queues
 
 
 def publish_baseline(broker: Broker, planned: list[Planned]) -> None:
@@ -221,6 +270,17 @@ class Drain:
     machine_cores_busy: float = 0.0  # the whole machine's CPU use over the drain (/proc/stat), everyone's
     thread_cpu_seconds: dict[str, float] = field(default_factory=dict)  # hub workers: per thread name, all workers
     database_cpu_seconds: float = 0.0  # every PostgreSQL process's CPU over the drain (bench.machine)
+    # hub workers: their inbound consumers' tallies summed (heartbeat ``inbound``: batches, records handed over,
+    # acked, deferred, lock waits), over the workers' whole run (started with the queue full)
+    tally: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def deferred_per_record(self) -> float:
+        return self.tally.get("deferred", 0) / self.tally["acked"] if self.tally.get("acked") else 0.0
+
+    @property
+    def mean_batch(self) -> float:
+        return self.tally.get("records", 0) / self.tally["batches"] if self.tally.get("batches") else 0.0
 
     @property
     def own_cores_busy(self) -> float:
@@ -252,6 +312,34 @@ def thread_ticks(pid: int) -> dict[int, int]:
     return ticks
 
 
+def read_tally(heartbeat: Path, after: float, timeout_s: float = 5) -> dict[str, float]:
+    """The inbound consumer's tally from a heartbeat written after ``after`` (time.time()), or the last one."""
+    deadline = time.monotonic() + timeout_s
+    beat: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        try:
+            beat = json.loads(heartbeat.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            beat = {}
+        if beat.get("written_at", 0) > after:
+            break
+        time.sleep(0.1)
+    return dict(beat.get("inbound", {}))
+
+
+def shards_balanced(heartbeats: list[Path], shards: int) -> bool:
+    """Every shard consumed, each worker its fair share (from their heartbeats' ``shards``)."""
+    held = []
+    for heartbeat in heartbeats:
+        try:
+            held.append(json.loads(heartbeat.read_text(encoding="utf-8")).get("shards", []))
+        except (OSError, ValueError):
+            return False
+    share = -(-shards // len(heartbeats))
+    return sorted(s for h in held for s in h) == list(range(shards)) and all(
+        share - 1 <= len(h) <= share for h in held)
+
+
 def thread_names(heartbeat: Path, pid: int) -> dict[int, str]:
     """Kernel thread id → thread name, from the worker's heartbeat file (hub/worker.py writes ``native_ids``)."""
     try:
@@ -261,6 +349,21 @@ def thread_names(heartbeat: Path, pid: int) -> dict[int, str]:
     names = {int(tid): name.removeprefix("hub-worker-") for tid, name in beat.get("native_ids", {}).items()}
     names.setdefault(pid, "MainThread")
     return names
+
+
+class QueueDepths:
+    """Whether any of some queues has no message ready, over one connection (polled every 50 ms)."""
+
+    def __init__(self, url: str, queues: list[str]) -> None:
+        self.queues = queues
+        self.connection = open_connection(AmqpSettings(url=url))
+        self.channel = self.connection.channel()
+
+    def any_empty(self) -> bool:
+        return any(self.channel.queue_declare(q, passive=True).method.message_count == 0 for q in self.queues)
+
+    def close(self) -> None:
+        self.connection.close()
 
 
 def consumers(url: str, queue: str) -> int:
@@ -277,8 +380,10 @@ def inbox_count(engine: Engine) -> int:
 
 
 def drain_workers(broker: Broker, database_url: str, engine: Engine, count: int, workers: int, batch: int,
-                  log_dir: Path, lanes: int | None = None) -> Drain:
-    """``workers`` `hub worker` processes drain the full queue; timed from when all their consumers are attached."""
+                  log_dir: Path, lanes: int | None = None, queues: list[str] | None = None,
+                  shards: int = 0) -> Drain:
+    """``workers`` `hub worker` processes drain the full queue; timed from when all their consumers are attached.
+    With ``queues`` (one per worker, --split) each worker consumes its own queue instead of hub.inbound.records."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
     env.update(HUB_DATABASE_URL=database_url, HUB_AMQP_URL=broker.admin_url, HUB_DATA_DIR=str(log_dir),
                HUB_SECRET_KEY=BENCH_SECRET_KEY, HUB_AUDIT_KEY=BENCH_AUDIT_KEY, HUB_LOG_LEVEL="ERROR",
@@ -291,19 +396,24 @@ def drain_workers(broker: Broker, database_url: str, engine: Engine, count: int,
                HUB_WORKER_HEARTBEAT_S="1", PYTHONUNBUFFERED="1")
     if lanes is not None:  # issue 8, part lanes: the inbound consumer's apply lanes (default: the hub's)
         env["HUB_INGEST_LANES"] = str(lanes)
+    if shards:  # issue 8, part shards: records routed by case; the shards balanced quickly (default every 5 s)
+        env.update(HUB_INGEST_SHARDS=str(shards), HUB_INGEST_SHARD_REBALANCE_S=str(SHARD_REBALANCE_S))
     target = inbox_count(engine) + count
     processes, heartbeats = [], []
     for i in range(workers):
         log = open(log_dir / f"worker-{workers}-{i}.log", "ab")  # noqa: SIM115 — closed with the process
         heartbeats.append(log_dir / f"heartbeat-{workers}-{i}.json")
         heartbeats[-1].unlink(missing_ok=True)
-        processes.append(subprocess.Popen([sys.executable, "-m", "hub.cli", "worker"], cwd=ROOT,
+        command = [sys.executable, "-m", "hub.cli", "worker"] if queues is None else [
+            sys.executable, "-c", WORKER_ON_QUEUE, queues[i]]
+        processes.append(subprocess.Popen(command, cwd=ROOT,
                                           env={**env, "HUB_WORKER_HEARTBEAT_FILE": str(heartbeats[-1])},
                                           stdout=log, stderr=subprocess.STDOUT))
         log.close()
     try:
         deadline = time.monotonic() + 120
-        while consumers(broker.admin_url, INBOUND_QUEUE) < workers:
+        while (sum(consumers(broker.admin_url, q) for q in queues or [INBOUND_QUEUE]) < workers
+               or (shards and not shards_balanced(heartbeats, shards))):
             if time.monotonic() > deadline or any(p.poll() is not None for p in processes):
                 raise SystemExit(f"hub worker did not start; see {log_dir}")
             time.sleep(0.05)
@@ -312,14 +422,23 @@ def drain_workers(broker: Broker, database_url: str, engine: Engine, count: int,
         database_started = database_cpu_seconds()
         applied_before = inbox_count(engine)
         deadline = time.monotonic() + 3600
-        while (applied := inbox_count(engine)) < target:
+        # With a queue per worker, timed only while every worker has work: the first worker attached has drained
+        # its own queue for a while alone (its start), and the other one would finish alone (an x1 tail).
+        depths = QueueDepths(broker.admin_url, queues) if queues else None
+        while (applied := inbox_count(engine)) < target and not (depths is not None and depths.any_empty()):
             if time.monotonic() > deadline or any(p.poll() is not None for p in processes):
                 raise SystemExit(f"the hub workers did not drain their queue; see {log_dir}")
             time.sleep(0.05)
         seconds = time.perf_counter() - started
         cpu = sum(cpu_seconds(p.pid) for p in processes) - cpu_started
         machine, database = cores_busy(machine_started, machine_ticks()), database_cpu_seconds() - database_started
-        threads_ended = [thread_ticks(p.pid) for p in processes]
+        threads_ended, ended_at = [thread_ticks(p.pid) for p in processes], time.time()
+        if depths is not None:
+            depths.close()
+            while inbox_count(engine) < target:  # the rest, untimed: the next round starts from an empty queue
+                if time.monotonic() > deadline or any(p.poll() is not None for p in processes):
+                    raise SystemExit(f"the hub workers did not drain their queue; see {log_dir}")
+                time.sleep(0.05)
         while not all(h.exists() for h in heartbeats) and time.monotonic() < deadline:
             time.sleep(0.05)
         per_thread: Counter[str] = Counter()
@@ -328,6 +447,9 @@ def drain_workers(broker: Broker, database_url: str, engine: Engine, count: int,
             names = thread_names(heartbeat, process.pid)
             for tid, ticks in after.items():
                 per_thread[names.get(tid, "other")] += (ticks - before.get(tid, 0)) / CLOCK_TICKS
+        tally: Counter[str] = Counter()
+        for heartbeat in heartbeats:
+            tally.update(read_tally(heartbeat, ended_at))
     finally:
         for process in processes:
             process.send_signal(signal.SIGINT)
@@ -338,8 +460,13 @@ def drain_workers(broker: Broker, database_url: str, engine: Engine, count: int,
                 process.kill()
                 process.wait(timeout=10)
     measured = applied - applied_before
-    return Drain(f"hub x{workers}", measured, seconds, cpu, Counter({"applied": measured}), machine, dict(per_thread),
-                 database)
+    return Drain(f"hub x{workers}" + (" split" if queues else " sharded" if shards else ""), measured, seconds, cpu,
+                 Counter({"applied": measured}), machine, dict(per_thread), database, dict(tally))
+
+
+# A `hub worker` consuming another queue than hub.inbound.records (the --split experiment only: no setting for it).
+WORKER_ON_QUEUE = ("import sys, hub.worker; hub.worker.INBOUND_QUEUE = sys.argv[1]; from hub.cli import app; "
+                   "app(['worker'])")
 
 
 def drain_baseline(broker: Broker, engine: Engine, count: int, prefetch: int, commit_every: int) -> Drain:
@@ -543,6 +670,12 @@ def main(argv: list[str] | None = None) -> int:
                         default=os.environ.get("HUB_TEST_RABBITMQ_MANAGEMENT_URL", DEFAULT_MANAGEMENT_URL))
     parser.add_argument("--profile", type=int, default=0, metavar="N",
                         help="cProfile the handler over N more messages (unmeasured)")
+    parser.add_argument("--split", action="store_true",
+                        help="experiment: a side 'hub xN split' (N > 1) beside hub xN, the messages split by case into "
+                             "one queue per worker, each worker consuming only its own (no two share a case)")
+    parser.add_argument("--shards", type=int, default=0,
+                        help="also a side 'hub xN sharded' per worker count: HUB_INGEST_SHARDS of the workers "
+                             "(records routed by case, each shard consumed by one worker)")
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--json", dest="json_path")
     args = parser.parse_args(argv)
@@ -552,6 +685,11 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.CRITICAL)
 
     load_before = os.getloadavg()
+    # How much more CPU each of two CPU-bound processes needs than one alone here: x2 / x1 cannot beat the
+    # ceiling divided by it, whatever the hub does (bench.machine.interference).
+    interference_factor = interference()
+    print(f"machine: two CPU-bound processes at once each need {interference_factor:.3f} x the CPU of one alone "
+          f"(load {os.getloadavg()[0]:.2f})", flush=True)
     drains: list[Drain] = []
     log_dir = Path(os.environ.get("TMPDIR", "/tmp")) / f"hub_bench_ingest_{os.getpid()}"
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -561,7 +699,9 @@ def main(argv: list[str] | None = None) -> int:
         user = urlsplit(broker.admin_url).username or "guest"
         seed = args.seed
         for round_ in range(args.rounds):
-            order = ["baseline", *(f"hub x{n}" for n in worker_counts)]
+            order = ["baseline", *(f"hub x{n}" for n in worker_counts),
+                     *(f"hub x{n} split" for n in worker_counts if args.split and n > 1),
+                     *(f"hub x{n} sharded" for n in worker_counts if args.shards)]
             order = order[round_ % len(order):] + order[:round_ % len(order)]  # each side goes first in turn
             for name in order:
                 seed += 1
@@ -570,15 +710,25 @@ def main(argv: list[str] | None = None) -> int:
                     publish_baseline(broker, planned)
                     drain = drain_baseline(broker, engine, len(planned), args.prefetch, args.baseline_commit_every)
                 else:
-                    publish_hub(broker, planned)
-                    drain = drain_workers(broker, database_url, engine, len(planned), int(name.split("x")[1]),
-                                          args.batch, log_dir, args.lanes)
+                    workers = int(name.split("x")[1].split()[0])
+                    queues = None
+                    shards = args.shards if name.endswith(" sharded") else 0
+                    if name.endswith(" split"):
+                        queues = publish_split(broker, planned, workers)
+                    else:
+                        publish_hub(broker, planned, shards)
+                    drain = drain_workers(broker, database_url, engine, len(planned), workers, args.batch, log_dir,
+                                          args.lanes, queues, shards)
                 drains.append(drain)
-                print(f"round {round_ + 1}: {drain.side:9} {drain.messages} messages in {drain.seconds:6.1f} s = "
+                print(f"round {round_ + 1}: {drain.side:15} {drain.messages} messages in {drain.seconds:6.1f} s = "
                       f"{drain.rate:7.1f} msg/s, consumer CPU {drain.cpu_ms_per_message:.2f} ms/message, PostgreSQL "
                       f"{drain.database_ms_per_message:.2f} ms/message "
                       f"(load {os.getloadavg()[0]:.2f}; machine {drain.machine_cores_busy:.2f} of {CORES} cores busy, "
                       f"this side {drain.own_cores_busy:.2f})", flush=True)
+                if drain.tally:
+                    print(f"         inbound: {drain.deferred_per_record:.3f} deferrals per record, mean batch "
+                          f"{drain.mean_batch:.1f} deliveries, {int(drain.tally.get('lock_waits', 0))} batches waited "
+                          f"for locks ({drain.tally.get('lock_wait_s', 0):.2f} s)", flush=True)
                 if drain.side == "hub x1" and drain.machine_cores_busy:
                     print(f"         ceiling of x2 / x1 on this machine from this round: {CORES} cores / "
                           f"{drain.machine_cores_busy:.2f} busy = {CORES / drain.machine_cores_busy:.2f}", flush=True)
@@ -597,11 +747,12 @@ def main(argv: list[str] | None = None) -> int:
     cpu = {side: median([d.cpu_ms_per_message for d in drains if d.side == side]) for side in rates}
     database = {side: median([d.database_ms_per_message for d in drains if d.side == side]) for side in rates}
     baseline = rates.get("baseline", 0.0)
-    one, two = rates.get("hub x1"), rates.get("hub x2")
+    one, two, split = rates.get("hub x1"), rates.get("hub x2"), rates.get("hub x2 split")
+    one_sharded, two_sharded = rates.get("hub x1 sharded"), rates.get("hub x2 sharded")
     print(f"\ningest, median of {args.rounds} rounds ({args.records} messages per side and round, hub batches of "
           f"{args.batch}, lanes {args.lanes or 'default'}, baseline commits every {args.baseline_commit_every}):")
     for side, rate in rates.items():
-        print(f"  {side:9} {rate:8.1f} msg/s   (PostgreSQL {database[side]:.2f} ms/message; "
+        print(f"  {side:15} {rate:8.1f} msg/s   (PostgreSQL {database[side]:.2f} ms/message; "
               f"CPU {cpu[side]:.2f} ms/message"
               + (", worker processes incl. relay)" if side != "baseline" else ", consumer thread)")
               + "   rounds: " + ", ".join(f"{d.rate:.1f}" for d in drains if d.side == side))
@@ -625,11 +776,26 @@ def main(argv: list[str] | None = None) -> int:
     if one and two:
         met = "met" if scale >= TARGET_SCALE else "NOT met"
         print(f"  hub x2 / hub x1    {scale:6.3f}   target >= {TARGET_SCALE}: {met}")
+    if one_sharded and two_sharded:
+        print(f"  hub x2 sharded / hub x1 sharded {two_sharded / one_sharded:6.3f}   (routing by case, "
+              f"{args.shards} shards); hub x1 sharded / hub x1 {one_sharded / one:6.3f}" if one else "")
+    if one and split:
+        print(f"  hub x2 split / hub x1 {split / one:6.3f}   (the upper bound of routing each case to one worker)")
     if ceilings:
         print("  ceiling of x2 / x1 on this machine (cores present / machine cores busy during x1), per x1 round: "
               + ", ".join(f"{c:.2f}" for c in ceilings) + f"; median {median(ceilings):.2f}"
               + (f", measured {scale:.3f}" if scale else "")
               + (" — the target is above what this machine can give" if median(ceilings) < TARGET_SCALE else ""))
+        print(f"  the ceiling corrected by the cores' interference (two CPU-bound processes each need "
+              f"{interference_factor:.3f} x the CPU of one alone): {median(ceilings) / interference_factor:.2f}")
+    for side in rates:
+        tallies = [d for d in drains if d.side == side and d.tally]
+        if tallies:
+            print(f"  {side} inbound: deferrals per record "
+                  + ", ".join(f"{d.deferred_per_record:.3f}" for d in tallies)
+                  + "; mean batch " + ", ".join(f"{d.mean_batch:.1f}" for d in tallies)
+                  + "; batches that waited for locks " + ", ".join(
+                      f"{int(d.tally.get('lock_waits', 0))} ({d.tally.get('lock_wait_s', 0):.2f} s)" for d in tallies))
     print(f"  SQL statements per record {statements} (COMMIT included; {commits} commits per record, the "
           f"tracking-number transactions of new cases included), handler CPU "
           f"{handler_cpu} ms/record in batches of {args.batch} (600 messages, this process, no broker)")
@@ -648,6 +814,9 @@ def main(argv: list[str] | None = None) -> int:
         "median_cpu_ms_per_msg": {k: round(v, 2) for k, v in cpu.items()},
         "median_database_cpu_ms_per_msg": {k: round(v, 2) for k, v in database.items()},
         "ratio_hub1_baseline": round(ratio, 3), "ratio_hub2_hub1": round(scale, 3),
+        "ratio_hub2split_hub1": round(split / one, 3) if one and split else None,
+        "shards": args.shards,
+        "ratio_hub2sharded_hub1sharded": round(two_sharded / one_sharded, 3) if one_sharded and two_sharded else None,
         "statements_per_record": statements, "commits_per_record": commits, "handler_cpu_ms_per_record": handler_cpu,
         "rounds_detail": [{"side": d.side, "rate": round(d.rate, 1), "seconds": round(d.seconds, 2),
                            "cpu_ms_per_msg": round(d.cpu_ms_per_message, 2),
@@ -656,7 +825,8 @@ def main(argv: list[str] | None = None) -> int:
         "relay_events": figures.events, "relay_events_per_s": round(figures.relay_rate, 1),
         "relay_cpu_ms_per_event": round(figures.relay_cpu_ms_per_event, 3),
         "machine_cores_busy": {k: round(v, 2) for k, v in busy.items()}, "cores": CORES,
-        "ceiling_hub2_hub1": [round(c, 2) for c in ceilings],
+        "ceiling_hub2_hub1": [round(c, 2) for c in ceilings], "interference": round(interference_factor, 3),
+        "inbound_tallies": {side: [d.tally for d in drains if d.side == side and d.tally] for side in rates},
         "thread_cpu_ms_per_record": {side: {n: round(v, 3) for n, v in t.items()} for side, t in threads.items()},
         "raw_publish_events_per_s": round(figures.raw_rate, 1),
         "load_average": [list(map(lambda x: round(x, 2), load_before)), list(map(lambda x: round(x, 2), load_after))],

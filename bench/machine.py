@@ -5,7 +5,10 @@ left — on two cores shared by client, servers, PostgreSQL and RabbitMQ, a rati
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
 import os
+import statistics
+import time
 from pathlib import Path
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -58,3 +61,49 @@ def _postmaster_pid(data_directory: str | None) -> int | None:
     if not data_directory:
         return None
     return int((Path(data_directory) / "postmaster.pid").read_text().split("\n", 1)[0])
+
+
+# --- two CPU-bound processes at once ------------------------------------------------------------------
+
+INTERFERENCE_LOOPS = 1_500_000  # ≈0.2 s of one core: long enough to time, short enough to repeat
+
+
+def cpu_bound_work(loops: int = INTERFERENCE_LOOPS) -> float:
+    """A fixed pure-Python workload (integer arithmetic, a dict, a list: the interpreter's usual mix); returns the
+    CPU seconds this process spent on it."""
+    started = time.process_time()
+    table: dict[int, int] = {}
+    total = 0
+    for i in range(loops):
+        total += (i * 7) ^ (i >> 3)
+        table[i & 1023] = total & 0xFFFF
+    if not table:  # never: keeps the loop's results alive
+        raise AssertionError(total)
+    return time.process_time() - started
+
+
+def _timed_copies(copies: int, loops: int) -> list[float]:
+    """``copies`` forked processes run ``cpu_bound_work`` at the same moment; each one's CPU seconds."""
+    context = multiprocessing.get_context("fork")
+    with context.Pool(copies) as pool:
+        return pool.map(cpu_bound_work, [loops] * copies)
+
+
+def interference(repeats: int = 3, loops: int = INTERFERENCE_LOOPS) -> float:
+    """How much more CPU a CPU-bound process needs while a second one runs beside it than alone: the median CPU
+    of each of two copies at once over the median CPU of one copy alone (1.0: the cores do not interfere).
+
+    On a VM two vCPUs may share a physical core (hyper-threads) or caches and memory bandwidth, so two workers
+    each pay more per record than one alone — a part of ×2 / ×1's shortfall that no hub code causes. Alone and
+    together alternate, so a neighbour's load falls on both."""
+    alone: list[float] = []
+    together: list[float] = []
+    for _ in range(repeats):
+        alone.extend(_timed_copies(1, loops))
+        together.extend(_timed_copies(2, loops))
+    return statistics.median(together) / statistics.median(alone)
+
+
+if __name__ == "__main__":
+    print(f"two CPU-bound processes at once: each needs {interference(5):.3f} x the CPU of one alone "
+          f"(load {os.getloadavg()[0]:.2f}, {CORES} cores)")

@@ -188,6 +188,14 @@ class Settings(BaseSettings):
     # with PostgreSQL on the same 2-core machine two lanes gained 0-7 % for one worker and cost two workers 10-18 %
     # (docs/performance.md); they are for a PostgreSQL whose round trips are long (another host).
     ingest_lanes: int = Field(default=1, ge=1, le=32)
+    # issue 8, part shards (hub/exchange/shards.py, docs/amqp.md "Case shards", docs/performance-shards.md): > 0
+    # routes each case's records (by the correlation_id partners set to the case's external id) to one of this
+    # many shard queues, each consumed by one worker at a time, so two workers never meet on a case. Needs the
+    # RabbitMQ plugin rabbitmq_consistent_hash_exchange. 0 (default): the one queue hub.inbound.records.
+    ingest_shards: int = Field(default=0, ge=0, le=64)
+    # How often each worker compares its shard leases with its fair share (ceil(shards / live workers)) and takes
+    # or gives up shards: a joining or dead worker's shards move within about two of these.
+    ingest_shard_rebalance_s: float = Field(default=5.0, gt=0, le=300)
     _secret_files: dict[str, Path] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")

@@ -21,15 +21,17 @@ from urllib.parse import urlparse
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapters.amqp import MessageBus, make_bus
+from adapters.amqp import AmqpBus, MessageBus, make_bus
 from adapters.amqp.messages import OutboundMessage
-from adapters.amqp.topology import DEAD_LETTER_QUEUE, EVENTS_EXCHANGE, INBOUND_QUEUE
+from adapters.amqp.topology import DEAD_LETTER_QUEUE, EVENTS_EXCHANGE, INBOUND_QUEUE, Topology
 from adapters.resilience import exponential_backoff_s
 from hub import refcache
 from hub.audit import checkpoints
 from hub.clock import Clock
 from hub.db import unit_of_work
 from hub.exchange.consumer import DeadLetterHandler, InboundHandler
+from hub.exchange.service import IngestTally
+from hub.exchange.shards import ShardConsumer, ShardLeases
 from hub.outbox import wake
 from hub.outbox.lease import RelayLease
 from hub.outbox.relay import OutgoingEvent, relay_once
@@ -88,6 +90,8 @@ class Worker:
     _beats: dict[str, tuple[float, float]] = field(default_factory=dict)
     _escalated_on: date | None = None  # the business day of the last full escalation pass
     metrics_server: MetricsServer | None = None  # HUB_WORKER_METRICS_PORT set: serving /metrics (docs/metrics.md)
+    _inbound_tally: IngestTally | None = None  # the inbound consumer's outcomes so far, once it started
+    _shards: ShardConsumer | None = None  # routing by case on (HUB_INGEST_SHARDS): the shards this worker holds
 
     def __post_init__(self) -> None:
         from hub.deliveries.clients import DeliveryClients
@@ -95,7 +99,8 @@ class Worker:
         refcache.configure(ttl_s=self.settings.reference_cache_ttl_s)
         # One per process, so each partner's circuit breaker remembers across ticks.
         self._delivery_clients = DeliveryClients()
-        self._bus: MessageBus = self.bus if self.bus is not None else make_bus(self.settings.amqp_url)
+        self._bus: MessageBus = self.bus if self.bus is not None else make_bus(
+            self.settings.amqp_url, topology=Topology(shards=self.settings.ingest_shards))
         self.bus = self._bus
         # Not part of MessageBus: only RabbitMQ has a topology to declare.
         declare = getattr(self._bus, "declare_topology", None)
@@ -150,14 +155,32 @@ class Worker:
                                      batch_size=self.settings.ingest_batch_size,
                                      batch_wait_s=self.settings.ingest_batch_wait_ms / 1000,
                                      lanes=self._ingest_lanes())
+            self._inbound_tally = inbound.tally
             self._spawn("inbound", lambda: self._bus.consume(
                 INBOUND_QUEUE, inbound, stop_event=self._stop))
+            self._start_shards(inbound)
             self._spawn("dead-letters", lambda: self._bus.consume(
                 DEAD_LETTER_QUEUE, DeadLetterHandler(self.factory, self.clock, user), stop_event=self._stop))
         if self._listener is not None:
             self._listener.start()
         for job in self.jobs:
             self._spawn(job.name, partial(self._loop, job))
+
+    def _start_shards(self, inbound: InboundHandler) -> None:
+        """Issue 8, part shards: consume the case shards this worker holds (hub/exchange/shards.py), balanced
+        among the live workers every ``ingest_shard_rebalance_s``. Only on RabbitMQ with routing by case on."""
+        bus = self._bus
+        if not isinstance(bus, AmqpBus) or bus.topology.shards == 0:
+            return
+        topology = bus.topology
+        leases = ShardLeases(self.factory.kw["bind"], topology.shards)
+
+        def consume(queues: Sequence[str], stop: threading.Event) -> None:
+            bus.consume(queues, inbound, stop_event=stop)
+
+        self._shards = ShardConsumer(leases, topology.shard_queue, consume)
+        job = Job("shards", self._shards.balance, idle_seconds=self.settings.ingest_shard_rebalance_s)
+        self._spawn(job.name, partial(self._loop, job))
 
     def _ingest_lanes(self) -> int:
         """Apply lanes of the inbound consumer (issue 8, part lanes): SQLite runs one writer at a time, so one."""
@@ -170,6 +193,8 @@ class Worker:
         acked), close the connections. Returns the threads still running after ``timeout`` (daemons: they
         die with the process, their uncommitted batch goes back to the queue unacked)."""
         self._stop.set()
+        if self._shards is not None:  # its consumer finishes its batch (committed, acked), then the leases go
+            self._shards.stop(timeout)
         for job in self.jobs:
             if job.wake is not None:
                 job.wake.set()  # it sleeps on its wake event, not on _stop
@@ -208,8 +233,16 @@ class Worker:
         # Every thread of the process by its kernel id, for per-thread CPU (/proc/<pid>/task/<tid>/stat, `top -H`):
         # the LISTEN, metrics and broker threads too, which are not the worker's to judge.
         native_ids = {str(t.native_id): t.name for t in threading.enumerate() if t.native_id is not None}
-        return {"pid": os.getpid(), "written_at": now, "interval_s": self.settings.worker_heartbeat_s,
-                "stopping": self._stop.is_set(), "threads": threads, "native_ids": native_ids}
+        state: dict[str, object] = {"pid": os.getpid(), "written_at": now,
+                                    "interval_s": self.settings.worker_heartbeat_s, "stopping": self._stop.is_set(),
+                                    "threads": threads, "native_ids": native_ids}
+        if self._inbound_tally is not None:
+            # How the inbound batches went so far: records deferred because another worker held their case, and
+            # the batches that had to wait for one (issue 8, part shards).
+            state["inbound"] = self._inbound_tally.as_dict()
+        if self._shards is not None:
+            state["shards"] = self._shards.consuming
+        return state
 
     def breakers(self) -> dict[tuple[str, str], str]:
         """This process's circuit breakers, (kind, target) → state: each partner's delivery endpoint, each

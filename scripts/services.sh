@@ -110,7 +110,8 @@ rmq_ensure_test_account() {
 
 # Every rabbitmqctl call boots an Erlang VM (~0.7 s), so when the management API already lets the test
 # administrator read its own permissions (node and app running, plugin enabled, user, password, tag and
-# vhost permissions all in place) the rest is skipped. Plain bash: curl is not on every fresh machine.
+# vhost permissions all in place) and lists the consistent-hash exchange type (its plugin enabled) the rest is
+# skipped. Plain bash: curl is not on every fresh machine.
 rmq_already_set_up() {
   local auth status
   auth=$(printf '%s:%s' "$RMQ_USER" "$RMQ_PASSWORD" | base64)
@@ -119,7 +120,13 @@ rmq_already_set_up() {
     "$RMQ_VHOST" "$RMQ_USER" "$auth" >&3
   read -r -t 5 _ status _ <&3 || status=""
   exec 3<&- 3>&-
-  [[ "$status" == 200 ]]
+  [[ "$status" == 200 ]] || return 1
+  { exec 3<>/dev/tcp/127.0.0.1/15672; } 2>/dev/null || return 1
+  printf 'GET /api/overview HTTP/1.0\r\nHost: 127.0.0.1\r\nAuthorization: Basic %s\r\n\r\n' "$auth" >&3
+  timeout 5 grep -q 'x-consistent-hash' <&3
+  status=$?
+  exec 3<&- 3>&-
+  return "$status"
 }
 
 rmq_export_urls() {
@@ -156,6 +163,9 @@ ensure_rabbitmq() {
     as_root rabbitmq-plugins -q enable rabbitmq_management >/dev/null
     rmq_wait_for_port 15672
   fi
+  # Routing records by case (HUB_INGEST_SHARDS, docs/amqp.md "Case shards") needs the consistent-hash exchange
+  # type: a plugin shipped with RabbitMQ, off by default. Enabling it needs no restart.
+  as_root rabbitmq-plugins -q enable rabbitmq_consistent_hash_exchange >/dev/null
   rmq_ensure_test_account
   rmq_export_urls
 }

@@ -13,7 +13,7 @@ from adapters.amqp.inprocess import InProcessBus
 from adapters.amqp.messages import BatchHandler, Handler, OutboundMessage
 from adapters.amqp.publisher import Publisher, close_quietly
 from adapters.amqp.settings import AmqpSettings, open_connection
-from adapters.amqp.topology import HUB_TOPOLOGY, Topology, declare_topology
+from adapters.amqp.topology import HUB_TOPOLOGY, Topology, declare_topology, unroute_shards
 
 
 class MessageBus(Protocol):
@@ -37,9 +37,13 @@ class AmqpBus:
         self._lock = threading.Lock()
 
     def declare_topology(self) -> None:
+        """Once at start (then on every consumer connection): also, with routing by case off, unbind a shard
+        exchange an earlier configuration left (its own channel: the broker closes it if there is none)."""
         connection = open_connection(self.settings)
         try:
             self._declare(connection.channel())
+            if self.topology.shards == 0:
+                unroute_shards(connection.channel(), self.topology)
         finally:
             close_quietly(connection)
 
@@ -51,7 +55,9 @@ class AmqpBus:
         with self._lock:
             self._publisher.publish_many(messages)
 
-    def consume(self, queue: str, handler: Handler | BatchHandler, *, stop_event: threading.Event) -> None:
+    def consume(self, queue: str | Sequence[str], handler: Handler | BatchHandler, *,
+                stop_event: threading.Event) -> None:
+        """Consume one queue, or several on one channel (the case shards a worker holds), until stopped."""
         consume(self.settings, queue, handler, stop_event=stop_event, setup=self._declare,
                 dead_letter_exchange=self.topology.dead_letter_exchange)
 
@@ -64,11 +70,11 @@ class AmqpBus:
         declare_topology(channel, self.topology, delivery_limit=self.settings.delivery_limit)
 
 
-def make_bus(amqp_url: str | None, **settings: Any) -> AmqpBus | InProcessBus:
+def make_bus(amqp_url: str | None, *, topology: Topology = HUB_TOPOLOGY, **settings: Any) -> AmqpBus | InProcessBus:
     """RabbitMQ when ``amqp_url`` (HUB_AMQP_URL) is set, else the in-process bus. ``settings`` are
     AmqpSettings fields; ``delivery_limit``, ``retry_initial_s`` and ``retry_max_s`` also apply to the
-    in-process bus."""
+    in-process bus. ``topology``: RabbitMQ's names and shards (the in-process bus has one inbound queue)."""
     if amqp_url:
-        return AmqpBus(AmqpSettings(url=amqp_url, **settings))
+        return AmqpBus(AmqpSettings(url=amqp_url, **settings), topology=topology)
     shared = {k: v for k, v in settings.items() if k in ("delivery_limit", "retry_initial_s", "retry_max_s")}
     return InProcessBus(**shared)

@@ -1,6 +1,7 @@
 """The consumer runner: deliveries to a handler, settled as the handler says, surviving broker restarts.
 
-``consume(settings, queue, handler, stop_event=...)`` runs until ``stop_event`` is set:
+``consume(settings, queue, handler, stop_event=...)`` runs until ``stop_event`` is set (``queue`` may be several
+queues, consumed on one channel and handed to the handler in the same batches — the shards a worker holds):
 
 * connects (retrying with backoff and jitter for as long as it takes — a broker restart is routine), calls
   ``setup(channel)`` (e.g. ``declare_topology``) on every new connection, sets ``basic_qos(prefetch)`` and
@@ -38,7 +39,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from queue import Empty
 from typing import Any
@@ -102,10 +103,13 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def consume(settings: AmqpSettings, queue: str, handler: Handler | BatchHandler, *, stop_event: threading.Event,
-            setup: Setup | None = None, dead_letter_exchange: str = DEAD_LETTER_EXCHANGE,
+def consume(settings: AmqpSettings, queue: str | Sequence[str], handler: Handler | BatchHandler, *,
+            stop_event: threading.Event, setup: Setup | None = None, dead_letter_exchange: str = DEAD_LETTER_EXCHANGE,
             clock: Clock = _utcnow) -> None:
-    """Consume ``queue`` until ``stop_event`` is set. Never raises for broker trouble; it reconnects."""
+    """Consume ``queue`` (one name, or several) until ``stop_event`` is set. Never raises for broker trouble; it
+    reconnects."""
+    queues = (queue,) if isinstance(queue, str) else tuple(queue)
+    queue = ", ".join(queues)  # for the log and the lanes' thread names
     first_seen = FirstSeen()
     failures = 0
     waker = _StopWaker(stop_event)
@@ -114,7 +118,7 @@ def consume(settings: AmqpSettings, queue: str, handler: Handler | BatchHandler,
     try:
         while not stop_event.is_set():
             generation += 1
-            session = _Session(settings, queue, handler, stop_event, dead_letter_exchange, first_seen, clock, waker,
+            session = _Session(settings, queues, handler, stop_event, dead_letter_exchange, first_seen, clock, waker,
                                lanes=lanes, generation=generation)
             try:
                 session.run(setup)
@@ -197,11 +201,14 @@ def _describe(exc: BaseException) -> str:
 class _Session:
     """One connection's worth of consuming."""
 
-    def __init__(self, settings: AmqpSettings, queue: str, handler: Handler | BatchHandler, stop_event: threading.Event,
+    def __init__(self, settings: AmqpSettings, queues: Sequence[str], handler: Handler | BatchHandler,
+                 stop_event: threading.Event,
                  dead_letter_exchange: str, first_seen: FirstSeen, clock: Clock, waker: _StopWaker, *,
                  lanes: Lanes | None = None, generation: int = 0) -> None:
         self.settings = settings
-        self.queue = queue
+        self.queues = tuple(queues)
+        self.queue = ", ".join(self.queues)  # for the log
+        self._queue_of: dict[str, str] = {}  # consumer tag -> its queue
         self.handler = handler
         self.stop_event = stop_event
         self.dead_letter_exchange = dead_letter_exchange
@@ -224,10 +231,11 @@ class _Session:
         if setup is not None:
             setup(channel)
         channel.basic_qos(prefetch_count=self.settings.prefetch)
-        tag = channel.basic_consume(self.queue, self._on_delivery)
+        self._queue_of = {channel.basic_consume(queue, self._on_delivery): queue for queue in self.queues}
+        tags = list(self._queue_of)
         self.consumed = True
         if self.lanes is not None:
-            self._run_lanes(channel, tag, self.lanes)
+            self._run_lanes(channel, tags, self.lanes)
             return
         batch = batch_handler(self.handler)
         while not self.stop_event.is_set():
@@ -237,7 +245,7 @@ class _Session:
                 self._deliver_batch(channel, batch, self._take_batch(batch))
             elif self._pending:
                 self._deliver(channel, *self._pending.popleft())
-            elif tag not in channel.consumer_tags:
+            elif not set(tags) <= set(channel.consumer_tags):
                 # Cancelled by the broker (queue deleted, leader moved): reconnect and consume again.
                 log.warning("broker cancelled the consumer of %s", self.queue)
                 return
@@ -245,7 +253,11 @@ class _Session:
         # once, when the connection closes. (pika's generator API instead nacks them before its cancel
         # takes effect, so they can come back and be returned twice — on RabbitMQ 3.x every return counts
         # toward x-delivery-limit.)
-        channel.basic_cancel(tag)
+        for tag in tags:
+            channel.basic_cancel(tag)
+
+    def _queue(self, method: pika.spec.Basic.Deliver) -> str:
+        return self._queue_of.get(method.consumer_tag, self.queues[0])
 
     def _on_delivery(self, _channel: BlockingChannel, method: pika.spec.Basic.Deliver,
                      properties: pika.BasicProperties, body: bytes) -> None:
@@ -255,7 +267,7 @@ class _Session:
         if self.lanes is not None:
             self._unsettled.add(method.delivery_tag)
 
-    def _run_lanes(self, channel: BlockingChannel, tag: str, lanes: Lanes) -> None:
+    def _run_lanes(self, channel: BlockingChannel, tags: list[str], lanes: Lanes) -> None:
         """Hand deliveries to the lanes and settle what they hand back, until stopped (see the module)."""
         assert self._connection is not None
         lanes.begin(self.generation)
@@ -263,7 +275,7 @@ class _Session:
             self._settle_lanes(channel, lanes)
             if self._pending:
                 self._submit(lanes)
-            elif tag not in channel.consumer_tags:
+            elif not set(tags) <= set(channel.consumer_tags):
                 log.warning("broker cancelled the consumer of %s", self.queue)
                 return  # what the lanes still hold is dropped with this connection's generation
             if lanes.finished.empty() and not self._pending:
@@ -274,14 +286,15 @@ class _Session:
             self._settle_lanes(channel, lanes)
             if lanes.working() and lanes.finished.empty():
                 self._connection.process_data_events(time_limit=POLL_S)
-        channel.basic_cancel(tag)
+        for tag in tags:
+            channel.basic_cancel(tag)
 
     def _submit(self, lanes: Lanes) -> None:
         now = self.clock()
         works: list[Work] = []
         while self._pending:
             method, properties, body = self._pending.popleft()
-            message = inbound_message(self.queue, method, properties, body)
+            message = inbound_message(self._queue(method), method, properties, body)
             self.first_seen.note(message.message_id, now)
             works.append(Work(self.generation, method.delivery_tag, message))
         lanes.submit(works)
@@ -323,7 +336,7 @@ class _Session:
 
     def _deliver(self, channel: BlockingChannel, method: pika.spec.Basic.Deliver,
                  properties: pika.BasicProperties, body: bytes) -> None:
-        message = inbound_message(self.queue, method, properties, body)
+        message = inbound_message(self._queue(method), method, properties, body)
         self.first_seen.note(message.message_id, self.clock())
         settlement = settle(message, run_handler(self.handler, message), self.settings.delivery_limit,
                             dead_letter_exchange=self.dead_letter_exchange)
@@ -357,7 +370,7 @@ class _Session:
         """Handle a batch, then settle it: acks first (one ``multiple`` ack when all succeeded), then dead
         letters, then — after one pause for the whole batch — the requeues. Deferred deliveries go back to the
         front of the pending ones, unsettled, in their order: the next batch starts with them."""
-        messages = [inbound_message(self.queue, *delivery) for delivery in deliveries]
+        messages = [inbound_message(self._queue(delivery[0]), *delivery) for delivery in deliveries]
         now = self.clock()
         for message in messages:
             self.first_seen.note(message.message_id, now)
@@ -419,7 +432,7 @@ class _Session:
             return
         channel.basic_ack(tag)
         self.first_seen.forget(message.message_id)
-        log.info("dead-lettered message %s from %s (routing key %s): %s", message.message_id, self.queue,
+        log.info("dead-lettered message %s from %s (routing key %s): %s", message.message_id, message.queue,
                  message.routing_key, reason)
 
     def _publish_dead_letter(self, copy: OutboundMessage) -> None:

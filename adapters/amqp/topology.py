@@ -16,6 +16,19 @@ Why these arguments:
   published non-persistent) with a high explicit delivery limit: inspecting it by get-and-requeue counts as
   a delivery, and on RabbitMQ 4.x the implicit limit of 20 would drop a dead letter after 20 looks.
 
+Case shards (issue 8, part shards; off unless ``Topology.shards`` > 0, HUB_INGEST_SHARDS):
+
+    hub.inbound (topic) --#--> hub.inbound.shards (x-consistent-hash on the correlation_id property)
+                                   --"1"--> hub.inbound.shard.0 … hub.inbound.shard.<N-1> (quorum, as .records)
+
+Each case's records (partners set ``correlation_id`` to the case's external id) land on one shard queue, and
+each shard is consumed by one worker at a time (hub/exchange/shards.py): two workers no longer meet on a case.
+The exchange hashes the property's value; a message without one is hashed as "no value" and lands on one fixed
+shard, where it is applied like any other. ``hub.inbound.records`` stays declared, unbound from hub.inbound,
+and consumed by every worker, so messages it held before the switch are still applied. The exchange type is the
+plugin ``rabbitmq_consistent_hash_exchange`` (shipped with RabbitMQ, off by default: scripts/services.sh and
+the deploy docs enable it).
+
 Re-declaring with different arguments fails with 406 PRECONDITION_FAILED (raised as TopologyMismatch), so a
 running broker can never silently keep an old shape.
 """
@@ -36,11 +49,15 @@ INBOUND_QUEUE = "hub.inbound.records"
 DEAD_LETTER_EXCHANGE = "hub.dlx"
 DEAD_LETTER_QUEUE = "hub.inbound.dead"
 EVENTS_EXCHANGE = "hub.events"
+CONSISTENT_HASH = "x-consistent-hash"
+HASH_PROPERTY = "correlation_id"  # the case's external id, as partners publish it (docs/partners.md)
+SHARD_WEIGHT = "1"  # every shard queue gets the same share of the hash space
 
 DEFAULT_DELIVERY_LIMIT = 5
 DEAD_QUEUE_DELIVERY_LIMIT = 10_000
 ALL_ROUTING_KEYS = "#"
 PRECONDITION_FAILED = 406
+NOT_FOUND = 404
 
 
 @dataclass(frozen=True)
@@ -53,11 +70,25 @@ class Topology:
     dead_letter_exchange: str = DEAD_LETTER_EXCHANGE
     dead_letter_queue: str = DEAD_LETTER_QUEUE
     events_exchange: str = EVENTS_EXCHANGE
+    shards: int = 0  # > 0: records routed by case to this many shard queues (see the module); 0: one queue
 
     @classmethod
-    def with_prefix(cls, prefix: str) -> Topology:
-        return cls(*(f"{prefix}.{name}" for name in
-                     (INBOUND_EXCHANGE, INBOUND_QUEUE, DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE, EVENTS_EXCHANGE)))
+    def with_prefix(cls, prefix: str, *, shards: int = 0) -> Topology:
+        inbound_exchange, inbound_queue, dead_letter_exchange, dead_letter_queue, events_exchange = (
+            f"{prefix}.{name}" for name in
+            (INBOUND_EXCHANGE, INBOUND_QUEUE, DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE, EVENTS_EXCHANGE))
+        return cls(inbound_exchange, inbound_queue, dead_letter_exchange, dead_letter_queue, events_exchange, shards)
+
+    @property
+    def shard_exchange(self) -> str:
+        return f"{self.inbound_exchange}.shards"
+
+    def shard_queue(self, shard: int) -> str:
+        return f"{self.inbound_exchange}.shard.{shard}"
+
+    @property
+    def shard_queues(self) -> tuple[str, ...]:
+        return tuple(self.shard_queue(i) for i in range(self.shards))
 
     @property
     def exchanges(self) -> tuple[str, ...]:
@@ -96,12 +127,39 @@ def declare_topology(channel: BlockingChannel, topology: Topology = HUB_TOPOLOGY
         channel.queue_declare(topology.inbound_queue, durable=True,
                               arguments=inbound_queue_arguments(topology, delivery_limit=delivery_limit))
         channel.queue_declare(topology.dead_letter_queue, durable=True, arguments=dead_letter_queue_arguments())
-        channel.queue_bind(topology.inbound_queue, topology.inbound_exchange, routing_key=ALL_ROUTING_KEYS)
+        if topology.shards > 0:
+            _declare_shards(channel, topology, delivery_limit)
+        else:
+            channel.queue_bind(topology.inbound_queue, topology.inbound_exchange, routing_key=ALL_ROUTING_KEYS)
         channel.queue_bind(topology.dead_letter_queue, topology.dead_letter_exchange, routing_key=ALL_ROUTING_KEYS)
     except pika.exceptions.ChannelClosedByBroker as exc:
         if exc.reply_code == PRECONDITION_FAILED:
             raise TopologyMismatch.because(exc.reply_text) from None
         raise
+
+
+def _declare_shards(channel: BlockingChannel, topology: Topology, delivery_limit: int) -> None:
+    """The shard exchange and queues, hub.inbound routed to them; then hub.inbound.records unbound. In that
+    order a record published meanwhile reaches both at worst (applied once: the inbox), never neither."""
+    channel.exchange_declare(topology.shard_exchange, exchange_type=CONSISTENT_HASH, durable=True,
+                             arguments={"hash-property": HASH_PROPERTY})
+    for queue in topology.shard_queues:
+        channel.queue_declare(queue, durable=True,
+                              arguments=inbound_queue_arguments(topology, delivery_limit=delivery_limit))
+        channel.queue_bind(queue, topology.shard_exchange, routing_key=SHARD_WEIGHT)
+    channel.exchange_bind(topology.shard_exchange, topology.inbound_exchange, routing_key=ALL_ROUTING_KEYS)
+    channel.queue_unbind(topology.inbound_queue, topology.inbound_exchange, routing_key=ALL_ROUTING_KEYS)
+
+
+def unroute_shards(channel: BlockingChannel, topology: Topology = HUB_TOPOLOGY) -> None:
+    """Routing switched off (shards 0) after it was on: hub.inbound no longer feeds the shard exchange (its
+    queues stay, to be drained; see docs/amqp.md). Nothing to do — and no error — when there never was one:
+    the broker's NOT_FOUND closes the channel, which the caller passes for this alone."""
+    try:
+        channel.exchange_unbind(topology.shard_exchange, topology.inbound_exchange, routing_key=ALL_ROUTING_KEYS)
+    except pika.exceptions.ChannelClosedByBroker as exc:
+        if exc.reply_code != NOT_FOUND:
+            raise
 
 
 @lru_cache(maxsize=1024)

@@ -292,11 +292,11 @@ def _cell(value: object) -> str:
 
 @exchange_app.command("status")
 def exchange_status(as_json: JsonOpt = False) -> None:
-    """Outbox backlog, dead letters waiting, inbox counts."""
+    """Outbox backlog, dead letters waiting, inbox counts; with HUB_INGEST_SHARDS, who holds each case shard."""
     from hub.exchange.status import exchange_overview
 
     with _factory()() as session:
-        overview = exchange_overview(session)
+        overview = exchange_overview(session, shards=get_settings().ingest_shards)
     if as_json:
         _print_json(overview)
         return

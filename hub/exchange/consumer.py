@@ -11,7 +11,7 @@ import json
 import logging
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.exc import (
@@ -24,7 +24,7 @@ from sqlalchemy.exc import (
 from sqlalchemy.exc import TimeoutError as SqlTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapters.amqp.messages import SOURCE_HEADER, InboundMessage, Outcome, header_text
+from adapters.amqp.messages import SOURCE_HEADER, InboundMessage, Outcome, OutcomeKind, header_text
 from adapters.amqp.topology import DEAD_LETTER_EXCHANGE
 from hub.clock import Clock
 from hub.db import unit_of_work
@@ -94,6 +94,7 @@ class InboundHandler:
     batch_size: int = 50
     batch_wait_s: float = 0.01
     lanes: int = 1
+    tally: service.IngestTally = field(default_factory=service.IngestTally)  # outcomes so far (heartbeat)
 
     def lane_of(self, message: InboundMessage) -> int:
         """The lane of the message's case: its authenticated partner and the partner's case id
@@ -119,13 +120,21 @@ class InboundHandler:
         if work:
             for index, outcome in zip((i for i, _, _ in work), self._apply(messages, work), strict=True):
                 outcomes[index] = outcome
-        return [o if o is not None else Outcome.retry("not handled") for o in outcomes]
+        done = [o if o is not None else Outcome.retry("not handled") for o in outcomes]
+        self._count(done)
+        return done
+
+    def _count(self, outcomes: Sequence[Outcome]) -> None:
+        kinds = [o.kind for o in outcomes]
+        self.tally.add(batches=1, records=len(kinds), acked=kinds.count(OutcomeKind.ACK),
+                       deferred=kinds.count(OutcomeKind.DEFER), rejected=kinds.count(OutcomeKind.REJECT),
+                       retried=kinds.count(OutcomeKind.RETRY))
 
     def _apply(self, messages: Sequence[InboundMessage], work: list[tuple[int, Any, str]]) -> list[Outcome]:
         try:
             with unit_of_work(self.factory) as session:
                 applied = service.ingest_batch(session, envelopes=[(e, s) for _, e, s in work],
-                                               now=self.clock.now(), audit_key=self.audit_key)
+                                               now=self.clock.now(), audit_key=self.audit_key, tally=self.tally)
         except TRANSIENT as exc:
             log.warning("transient failure while applying a batch of %d record(s); will retry: %s", len(work),
                         type(exc).__name__)

@@ -7,6 +7,8 @@ redelivered, repeated or older message changes nothing.
 from __future__ import annotations
 
 import functools
+import threading
+import time
 import traceback
 import uuid
 from collections.abc import Iterable, Sequence
@@ -87,8 +89,38 @@ class Applied:
     deferred: bool = False
 
 
+@dataclass
+class IngestTally:
+    """What a consumer's batches came to since it started (issue 8, part shards): how often two workers'
+    batches met on a case. ``deferred`` counts each hand-over again (one record deferred twice counts twice);
+    ``lock_waits`` the batches whose every case another worker held, and ``lock_wait_s`` the time they waited.
+    Shown in the worker's heartbeat file (``inbound``); shared by a consumer's lanes, so updated under a lock."""
+
+    batches: int = 0
+    records: int = 0  # deliveries handed to the handler, a deferred one each time it is handed over
+    acked: int = 0
+    deferred: int = 0
+    rejected: int = 0
+    retried: int = 0
+    lock_waits: int = 0
+    lock_wait_s: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, **counts: float) -> None:
+        with self._lock:
+            for name, value in counts.items():
+                setattr(self, name, getattr(self, name) + value)
+
+    def as_dict(self) -> dict[str, float]:
+        with self._lock:
+            return {"batches": self.batches, "records": self.records, "acked": self.acked,
+                    "deferred": self.deferred, "rejected": self.rejected, "retried": self.retried,
+                    "lock_waits": self.lock_waits, "lock_wait_s": round(self.lock_wait_s, 3)}
+
+
 def ingest_batch(
-    session: Session, *, envelopes: Sequence[tuple[Any, str]], now: datetime, audit_key: str
+    session: Session, *, envelopes: Sequence[tuple[Any, str]], now: datetime, audit_key: str,
+    tally: IngestTally | None = None,
 ) -> list[Applied]:
     """Apply ``(envelope, authenticated source)`` pairs in one transaction; the caller commits.
 
@@ -105,9 +137,11 @@ def ingest_batch(
     table). Only if a write fails is that savepoint rolled back and the batch applied again with a
     SAVEPOINT per message (`_apply_one_by_one`): a message that fails is rolled back to its savepoint and
     reported, the others stand. If rolling back a savepoint fails (the connection is gone), that exception
-    propagates: the caller rolls back the whole transaction."""
+    propagates: the caller rolls back the whole transaction.
+
+    ``tally``: where a batch that had to wait for its cases' locks notes it (and for how long)."""
     begin_for_savepoints(session)
-    cache = _BatchCache()
+    cache = _BatchCache(tally=tally)
     session.info[_CACHE_KEY] = cache
     try:
         _prefetch(session, cache, envelopes)
@@ -263,6 +297,7 @@ class _BatchCache:
     partners: dict[str, Partner | None] = field(default_factory=dict)
     within: dict[tuple[str, str], bool] = field(default_factory=dict)
     items: dict[str, Item | None] = field(default_factory=dict)
+    tally: IngestTally | None = None  # the consumer's: lock waits are noted there
 
     def snapshot(self) -> tuple[set[tuple[str, uuid.UUID]] | None, dict[Any, Any], dict[Any, Any]]:
         return (set(self.inbox) if self.inbox is not None else None), dict(self.cases), dict(self.held)
@@ -424,7 +459,10 @@ def _lock_cases(session: Session, cache: _BatchCache, case_keys: Sequence[tuple[
         # Nothing of the batch can go ahead: wait, as a batch whose cases are all busy must. In the keys' order
         # (WITH ORDINALITY … ORDER BY): every worker takes overlapping locks in the same order, and one that
         # waits holds none of the batch's locks (it got none), so two workers never wait for each other.
+        started = time.perf_counter()
         session.execute(_LOCKS, {"keys": keys})
+        if cache.tally is not None:
+            cache.tally.add(lock_waits=1, lock_wait_s=time.perf_counter() - started)
         contended = set()
     cache.locked.update(k for k in keys if k not in contended)
     cache.contended = contended

@@ -105,3 +105,35 @@ def test_a_batch_whose_every_case_is_busy_waits_for_them_and_applies_after(
     thread.join(timeout=60)
     assert outcomes == [[Outcome.ACK]]
     assert versions(session_factory, busy) == {busy: 2}
+
+
+def test_the_handler_tallies_what_its_batches_came_to_deferrals_and_lock_waits_included(
+    client: TestClient, handler: InboundHandler, other_worker: Any, session_factory: sessionmaker[Session],
+    engine: Engine,
+) -> None:
+    """Issue 8, part shards: how often two workers' batches meet on a case, for operators (the heartbeat) and
+    bench.ingest — a record handed over again counts each time, a batch that had to wait counts its wait."""
+    code = item_code(client, ITEM)
+    busy, free = f"CT-{uuid.uuid4().hex[:10]}", f"CT-{uuid.uuid4().hex[:10]}"
+    holder = other_worker(envelope(case_record(code, external_id=busy, version=1)))
+    later = inbound_message(envelope(case_record(code, external_id=busy, version=2, steps=3)))
+    unrelated = inbound_message(envelope(case_record(code, external_id=free, version=1)))
+    assert handler.handle_batch([later, unrelated]) == [Outcome.DEFER, Outcome.ACK]
+    assert handler.tally.as_dict() == {"batches": 1, "records": 2, "acked": 1, "deferred": 1, "rejected": 0,
+                                       "retried": 0, "lock_waits": 0, "lock_wait_s": 0.0}
+
+    thread, outcomes = in_thread(lambda: handler.handle_batch([later]))  # its only case is busy: it waits
+
+    def waiting_for_a_lock() -> bool:
+        with engine.connect() as connection:
+            return bool(connection.scalar(text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                                               "AND NOT granted")))
+
+    assert wait_until(waiting_for_a_lock, timeout=60), "the batch did not wait for the busy case"
+    holder.commit()
+    thread.join(timeout=60)
+    assert outcomes == [[Outcome.ACK]]
+    tally = handler.tally.as_dict()
+    assert {k: tally[k] for k in ("batches", "records", "acked", "deferred", "lock_waits")} == {
+        "batches": 2, "records": 3, "acked": 2, "deferred": 1, "lock_waits": 1}
+    assert tally["lock_wait_s"] > 0

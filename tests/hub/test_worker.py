@@ -76,6 +76,19 @@ def test_record_published_on_the_bus_becomes_a_case_and_an_event(
     assert wait_until(all_marked_sent)  # checked once: a later re-read races the other jobs
 
 
+def test_the_heartbeat_tells_what_the_inbound_consumer_did(
+    client: TestClient, worker: Worker, bus: InProcessBus, session_factory: sessionmaker[Session]
+) -> None:
+    """Issue 8, part shards: records acked, deferred (another worker held their case), dead-lettered, retried."""
+    doc = envelope(case_record(item_code(client, KEY), external_id=f"SY-{uuid.uuid4().hex[:10]}"))
+    publish(bus, json.dumps(doc).encode(), message_id=doc["message_id"])
+    publish(bus, b"{not json")
+    assert wait_until(lambda: worker.heartbeat().get("inbound", {}).get("records") == 2)  # type: ignore[union-attr]
+    inbound = worker.heartbeat()["inbound"]
+    assert isinstance(inbound, dict)
+    assert (inbound["acked"], inbound["rejected"], inbound["deferred"]) == (1, 1, 0), inbound
+
+
 def test_poison_message_is_kept_with_its_reason_and_the_consumer_goes_on(
     client: TestClient, worker: Worker, bus: InProcessBus, session_factory: sessionmaker[Session]
 ) -> None:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import text
+from sqlalchemy import bindparam, text
 from sqlalchemy.engine import Engine
 
 from hub import db
@@ -148,3 +149,41 @@ def test_pool_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("HUB_DB_POOL_SIZE", "0")
     with pytest.raises(ValueError, match="db_pool_size"):
         Settings()
+
+
+# --- JSON parameters (json_dumps: orjson, the standard library for what orjson does not take alike) ----------
+
+
+def test_json_parameters_are_the_same_documents_in_compact_form() -> None:
+    import json
+    from datetime import date
+
+    document = {"text": "名称 \"quoted\" \\ \n\t\x01", "number": 12, "fraction": 0.1, "none": None,
+                "nested": [{"b": 1, "a": [True, False]}], "day": date(2026, 11, 30).isoformat()}
+    written = db.json_dumps(document)
+    assert json.loads(written) == document
+    assert written == json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def test_json_parameters_orjson_does_not_take_alike_go_to_the_standard_library() -> None:
+    import enum
+    import json
+
+    class Kind(enum.StrEnum):
+        RECORD = "record"
+
+    for document in ({1: "integer key"}, {"big": 2**70}):
+        assert db.json_dumps(document) == json.dumps(document)
+    assert json.loads(db.json_dumps({"kind": Kind.RECORD})) == {"kind": "record"}  # an enum: its value, as before
+    with pytest.raises(TypeError):  # refused, as the standard library refuses it
+        db.json_dumps({"at": datetime(2026, 11, 30, tzinfo=UTC)})
+
+
+def test_postgresql_engines_write_json_parameters_with_json_dumps(backend: str, engine: Engine) -> None:
+    if backend != "postgresql":
+        pytest.skip("SQLite stores JSON as SQLAlchemy's default serializer writes it")
+    assert engine.dialect._json_serializer is db.json_dumps  # type: ignore[attr-defined]
+    with engine.connect() as connection:
+        statement = text("SELECT CAST(:doc AS jsonb)").bindparams(bindparam("doc", type_=db.JSONType))
+        stored = connection.execute(statement, {"doc": {"名": [1, None]}}).scalar_one()
+    assert stored == {"名": [1, None]}

@@ -105,7 +105,7 @@ def fast_check(name: str) -> Callable[[Any], bool] | None:
     except ImportError:  # pragma: no cover - an installation without it still validates, more slowly
         return None
     registry = jsonschema_rs.Registry([(load_schema(n)["$id"], load_schema(n)) for n in SHARED_SCHEMAS])
-    formats = {name: _format_check(name) for name in DECLARED_FORMATS}
+    formats = {name: _format_check(name, memo=True) for name in DECLARED_FORMATS}
     validator = jsonschema_rs.Draft202012Validator(load_schema(name), registry=registry, validate_formats=True,
                                                    formats=formats)
     return validator.is_valid
@@ -128,10 +128,11 @@ def compiled_check(schema: dict[str, Any]) -> Callable[[Any], bool] | None:
     return validator.is_valid
 
 
-def _format_check(name: str) -> Callable[[str], bool]:
+def _format_check(name: str, *, memo: bool = False) -> Callable[[str], bool]:
     """jsonschema's own checker of format ``name``, answering as ``FORMAT_CHECKER.conforms`` does — its
     function's truth, False for the exceptions it declares — without ``conforms``' look-up and FormatError (built
-    with its message for every refused value): jsonschema-rs calls it for every formatted value of a record (≈5)."""
+    with its message for every refused value): jsonschema-rs calls it for every formatted value of a record (≈5).
+    ``memo``: dates and instants answered from a bounded memo (``_MEMOISED_FORMATS``; the shared schemas')."""
     function, raises = FORMAT_CHECKER.checkers[name]
 
     def check(value: str) -> bool:
@@ -140,7 +141,14 @@ def _format_check(name: str) -> Callable[[str], bool]:
         except raises:
             return False
 
+    if memo and name in _MEMOISED_FORMATS:
+        return lru_cache(maxsize=8192)(check)
     return check
+
+
+# A partner's record carries its case's whole step history, so a case's next record checks the same instants
+# again (≈5 per record); a format's answer depends on the string alone. Not uuid or uri: message ids never repeat.
+_MEMOISED_FORMATS = frozenset({"date-time", "date"})
 
 
 def shared_errors(name: str, document: Any, *, prefix: str) -> list[FieldError]:

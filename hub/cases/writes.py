@@ -260,29 +260,56 @@ def update_cases(session: Session, cases: Iterable[Case]) -> list[Case]:
             changed.append((case, keys))
     if len(changed) < 2:
         return []
-    attributes = sorted({key for _, keys in changed for key in keys})
-    names = [columns[key] for key in attributes]
+    attributes = tuple(sorted({key for _, keys in changed for key in keys}))
     rows = [json_row({"id": case.id, "lock_version": case.lock_version,
-                      **{name: getattr(case, key) for key, name in zip(attributes, names, strict=True)}})
+                      **{name: _current(case, key) for key, name in zip(attributes, _names_of(attributes),
+                                                                         strict=True)}})
             for case, _ in changed]
-    source = json_rows(CASES.name, ["id", "lock_version", *names], "rows", many=True)
-    # The ids once more as an array: PostgreSQL cannot see how many rows the JSON holds (it assumes 100), and on a
-    # table of a few thousand cases it then hashed a scan of the whole table (≈7 ms, docs/performance-postgresql.md).
-    statement = (update(CASES).where(CASES.c.id == source.c.id, CASES.c.lock_version == source.c.lock_version,
-                                     CASES.c.id == any_(bindparam("ids", type_=ARRAY(Integer()))))
-                 .values({**{name: source.c[name] for name in names}, "lock_version": CASES.c.lock_version + 1})
-                 .returning(CASES.c.id))
     updated = set(session.connection().execute(
-        statement, {"rows": rows, "ids": [case.id for case, _ in changed]}).scalars())
+        _update_statement(attributes), {"rows": rows, "ids": [case.id for case, _ in changed]}).scalars())
     if len(updated) != len(changed):
         raise StaleDataError(f"UPDATE statement on table 'cases' expected to update {len(changed)} row(s); "
                              f"{len(updated)} were matched.")
     for case, keys in changed:
-        for key in keys:  # as loaded: nothing left for the flush
-            set_committed_value(case, key, getattr(case, key))
-        set_committed_value(case, "lock_version", case.lock_version + 1)
-        _mark_clean(session, case)
+        _written(session, case, keys)
     return [case for case, _ in changed]
+
+
+def _current(case: Case, key: str) -> Any:
+    """A changed attribute's value: in the instance dict (a change puts it there), else through the attribute."""
+    values = case.__dict__
+    return values[key] if key in values else getattr(case, key)
+
+
+def _written(session: Session, case: Case, keys: list[str]) -> None:
+    """The case as loaded with the values ``update_cases`` wrote and its bumped ``lock_version``: what
+    ``set_committed_value`` of each key (their values unchanged, their changes committed) and then of the
+    version did, in one commit of the keys, and off the dirty list (``_mark_clean``)."""
+    state = inspect(case)
+    for key in keys:
+        case.__dict__[key] = _current(case, key)
+    case.__dict__["lock_version"] = case.lock_version + 1
+    state._commit(state.dict, [*keys, "lock_version"])
+    _mark_clean(session, case)
+
+
+def _names_of(attributes: tuple[str, ...]) -> list[str]:
+    columns = _case_attributes()
+    return [columns[key] for key in attributes]
+
+
+@functools.lru_cache(maxsize=64)
+def _update_statement(attributes: tuple[str, ...]) -> Any:
+    """``update_cases``' statement for the changed ``attributes``, built once per set of them (a batch's cases
+    change a handful of sets): building it and its cache key anew for every batch cost more than its rows."""
+    names = _names_of(attributes)
+    source = json_rows(CASES.name, ["id", "lock_version", *names], "rows", many=True)
+    # The ids once more as an array: PostgreSQL cannot see how many rows the JSON holds (it assumes 100), and on a
+    # table of a few thousand cases it then hashed a scan of the whole table (≈7 ms, docs/performance-postgresql.md).
+    return (update(CASES).where(CASES.c.id == source.c.id, CASES.c.lock_version == source.c.lock_version,
+                                CASES.c.id == any_(bindparam("ids", type_=ARRAY(Integer()))))
+            .values({**{name: source.c[name] for name in names}, "lock_version": CASES.c.lock_version + 1})
+            .returning(CASES.c.id))
 
 
 def _mark_clean(session: Session, obj: Any) -> None:

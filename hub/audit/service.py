@@ -23,6 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hub.cases.models import Case, CaseEvent
+from hub.db import loaded_values
 
 ALGORITHM = "hmac-sha256"
 
@@ -40,7 +41,7 @@ class Finding:
 
 def case_row(case: Case, *, key: str) -> dict[str, Any]:
     """The case row's decisive fields, as the chain commits to them (personal data only as a keyed digest)."""
-    row = _loaded(case, _CASE_ROW_ATTRIBUTES)
+    row = loaded_values(case, _CASE_ROW_ATTRIBUTES)
     return {
         "state": row["state"],
         "result": row["result"],
@@ -75,19 +76,11 @@ _CASE_ROW_ATTRIBUTES = frozenset({
 })
 
 
-def _loaded(obj: Any, attributes: frozenset[str]) -> dict[str, Any]:
-    """The object's values of ``attributes``: its instance dict when every one is loaded — the values the mapped
-    attributes would return, without the ORM's descriptor per read (a partner batch seals thousands of events,
-    ≈35 reads each) —, else read through the attributes, which load what is missing (an expired case)."""
-    values: dict[str, Any] = obj.__dict__
-    if attributes.issubset(values):
-        return values
-    return {name: getattr(obj, name) for name in attributes}
-
-
 def applicant_digest(case: Case, *, key: str) -> str:
     # Keyed, so the events hold no second copy of the identity, not even a guessable hash of it.
-    who = (case.applicant_type, case.applicant_id_type, case.applicant_id_number, case.applicant_name)
+    values = loaded_values(case, _APPLICANT_ATTRIBUTES)
+    who = (values["applicant_type"], values["applicant_id_type"], values["applicant_id_number"],
+           values["applicant_name"])
     # Every event of a case seals its row, this digest with it: kept on the instance while the identity and the
     # key are the ones it was made of (a partner record seals several events of one case).
     memo = case.__dict__.get(_DIGEST_MEMO)
@@ -99,6 +92,7 @@ def applicant_digest(case: Case, *, key: str) -> str:
 
 
 _DIGEST_MEMO = "_hub_applicant_digest"
+_APPLICANT_ATTRIBUTES = frozenset({"applicant_type", "applicant_id_type", "applicant_id_number", "applicant_name"})
 
 
 def event_mac(tracking_no: str, event: CaseEvent, *, key: str) -> str:
@@ -111,7 +105,7 @@ def plain_digest(tracking_no: str, event: CaseEvent) -> str:
 
 
 def _event_body(tracking_no: str, event: CaseEvent, *, row: bool) -> dict[str, Any]:
-    values = _loaded(event, _EVENT_ATTRIBUTES)
+    values = loaded_values(event, _EVENT_ATTRIBUTES)
     body = {
         "case": tracking_no,
         "seq": values["seq"],

@@ -187,3 +187,17 @@ def test_postgresql_engines_write_json_parameters_with_json_dumps(backend: str, 
         statement = text("SELECT CAST(:doc AS jsonb)").bindparams(bindparam("doc", type_=db.JSONType))
         stored = connection.execute(statement, {"doc": {"名": [1, None]}}).scalar_one()
     assert stored == {"名": [1, None]}
+
+
+def test_loaded_values_read_the_instance_dict_or_load_through_the_attributes(session: Any) -> None:
+    from sqlalchemy import select
+
+    from hub.catalog.models import Item
+
+    item = session.scalars(select(Item).order_by(Item.id).limit(1)).one()
+    wanted = frozenset({"code", "region_code"})
+    loaded = db.loaded_values(item, wanted)
+    assert loaded is item.__dict__ and (loaded["code"], loaded["region_code"]) == (item.code, item.region_code)
+    session.expire(item)  # nothing loaded: read through the attributes, which load the row again
+    reread = db.loaded_values(item, wanted)
+    assert reread is not item.__dict__ and reread == {"code": item.code, "region_code": item.region_code}

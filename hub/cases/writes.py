@@ -648,6 +648,30 @@ def insert_added(session: Session) -> list[Any]:
     return [*cases, *events]
 
 
+def insert_added_of_cases(session: Session, model: type[Any], *, key: tuple[str, ...]) -> list[Any]:
+    """Write the session's new ``model`` objects that belong to a persistent case (``obj.case``, whose id is the
+    row's ``case_id``) now, as ``insert_added`` writes cases and events: one INSERT of the rows as one JSONB
+    parameter on PostgreSQL, the objects then persistent as if loaded. ``key``: columns unique per row (with
+    ``case_id``), by which the generated ids come back. A batch of partner records rates its completed cases:
+    the ORM's flush wrote them as one multi-row VALUES statement of a different text for every number of rows,
+    which psycopg parsed again each time. Returns what it wrote (a caller that rolls back a savepoint around this
+    must expunge it); elsewhere (SQLite), and for an object whose case is not written yet, the flush does it."""
+    if session.get_bind().dialect.name != "postgresql":
+        return []
+    added = [obj for obj in session.new if type(obj) is model and inspect(obj.case).persistent]
+    if not added:
+        return []
+    rows = [{**_values(obj, as_json=True), "case_id": obj.case.id} for obj in added]
+    returned = session.connection().execute(
+        _insert_from_json(model, returning=("id", "case_id", *key), case_id=True), {"rows": rows})
+    ids = {tuple(found): row_id for row_id, *found in returned}
+    for obj in added:
+        obj.__dict__["case_id"] = obj.case.id
+        obj.__dict__["id"] = ids[(obj.case.id, *(obj.__dict__[name] for name in key))]
+    _register_written(session, added)
+    return added
+
+
 def _register_written(session: Session, objects: Sequence[Any]) -> None:
     """Pending objects whose rows were just inserted (their ids set): made persistent as the ORM's flush makes
     the objects it inserted — in the identity map, nothing left to flush, and noted as new in the open

@@ -48,6 +48,7 @@ from hub.catalog.models import Item
 from hub.clock import business_date
 from hub.db import (
     JSON_CONVERTED_TYPES,
+    JsonRows,
     built,
     insert_from_json,
     json_converted,
@@ -266,7 +267,7 @@ def update_cases(session: Session, cases: Iterable[Case]) -> list[Case]:
                                                                          strict=True)}})
             for case, _ in changed]
     updated = set(session.connection().execute(
-        _update_statement(attributes), {"rows": rows, "ids": [case.id for case, _ in changed]}).scalars())
+        _update_statement(attributes), {"rows": JsonRows(rows), "ids": [case.id for case, _ in changed]}).scalars())
     if len(updated) != len(changed):
         raise StaleDataError(f"UPDATE statement on table 'cases' expected to update {len(changed)} row(s); "
                              f"{len(updated)} were matched.")
@@ -633,7 +634,8 @@ def insert_added(session: Session) -> list[Any]:
     connection = session.connection()
     if cases:
         rows = [_values(case, as_json=True) for case in cases]  # as ``json_row`` gives them, in the same pass
-        ids = dict(connection.execute(_insert_from_json(Case, returning=("tracking_no", "id")), {"rows": rows}).all())
+        ids = dict(connection.execute(_insert_from_json(Case, returning=("tracking_no", "id")),
+                                      {"rows": JsonRows(rows)}).all())
         for case in cases:
             case.__dict__["id"] = int(ids[case.tracking_no])
         _register_written(session, cases)
@@ -641,7 +643,7 @@ def insert_added(session: Session) -> list[Any]:
     if events:
         rows = [{**_values(event, as_json=True), "case_id": event.case.id} for event in events]
         ids = {(case_id, seq): event_id for event_id, case_id, seq in connection.execute(
-            _insert_from_json(CaseEvent, returning=("id", "case_id", "seq"), case_id=True), {"rows": rows})}
+            _insert_from_json(CaseEvent, returning=("id", "case_id", "seq"), case_id=True), {"rows": JsonRows(rows)})}
         for event in events:
             event.__dict__.update(id=ids[(event.case.id, event.seq)], case_id=event.case.id)
         _register_written(session, events)
@@ -663,7 +665,7 @@ def insert_added_of_cases(session: Session, model: type[Any], *, key: tuple[str,
         return []
     rows = [{**_values(obj, as_json=True), "case_id": obj.case.id} for obj in added]
     returned = session.connection().execute(
-        _insert_from_json(model, returning=("id", "case_id", *key), case_id=True), {"rows": rows})
+        _insert_from_json(model, returning=("id", "case_id", *key), case_id=True), {"rows": JsonRows(rows)})
     ids = {tuple(found): row_id for row_id, *found in returned}
     for obj in added:
         obj.__dict__["case_id"] = obj.case.id

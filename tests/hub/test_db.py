@@ -151,32 +151,36 @@ def test_pool_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch
         Settings()
 
 
-# --- JSON parameters (json_dumps: orjson, the standard library for what orjson does not take alike) ----------
+# --- JSON parameters (json_dumps: a batch's rows by orjson, everything else by the standard library) ----------
 
 
-def test_json_parameters_are_the_same_documents_in_compact_form() -> None:
+def test_a_batchs_rows_are_the_same_documents_in_compact_form() -> None:
     import json
     from datetime import date
 
-    document = {"text": "名称 \"quoted\" \\ \n\t\x01", "number": 12, "fraction": 0.1, "none": None,
-                "nested": [{"b": 1, "a": [True, False]}], "day": date(2026, 11, 30).isoformat()}
-    written = db.json_dumps(document)
-    assert json.loads(written) == document
-    assert written == json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+    rows = [{"text": "名称 \"quoted\" \\ \n\t\x01", "number": 12, "fraction": 0.1, "none": None,
+             "nested": [{"b": 1, "a": [True, False]}], "day": date(2026, 11, 30).isoformat()}]
+    written = db.json_dumps(db.JsonRows(rows))
+    assert json.loads(written) == rows
+    assert written == json.dumps(rows, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def test_json_parameters_orjson_does_not_take_alike_go_to_the_standard_library() -> None:
+def test_rows_orjson_does_not_take_alike_and_other_documents_go_to_the_standard_library() -> None:
     import enum
     import json
 
     class Kind(enum.StrEnum):
         RECORD = "record"
 
-    for document in ({1: "integer key"}, {"big": 2**70}):
-        assert db.json_dumps(document) == json.dumps(document)
-    assert json.loads(db.json_dumps({"kind": Kind.RECORD})) == {"kind": "record"}  # an enum: its value, as before
+    for rows in ([{1: "integer key"}], [{"big": 2**70}]):
+        assert db.json_dumps(db.JsonRows(rows)) == json.dumps(rows)
+    assert json.loads(db.json_dumps(db.JsonRows([{"kind": Kind.RECORD}]))) == [{"kind": "record"}]
     with pytest.raises(TypeError):  # refused, as the standard library refuses it
-        db.json_dumps({"at": datetime(2026, 11, 30, tzinfo=UTC)})
+        db.json_dumps(db.JsonRows([{"at": datetime(2026, 11, 30, tzinfo=UTC)}]))
+    # Any other document (a case's form data from an online submission): the standard library, as before — which
+    # writes a non-finite number as NaN, refused by PostgreSQL (orjson would write null).
+    for document in ({"area": float("nan")}, {"名": [1, None]}, [1.5e16]):
+        assert db.json_dumps(document) == json.dumps(document)
 
 
 def test_postgresql_engines_write_json_parameters_with_json_dumps(backend: str, engine: Engine) -> None:
@@ -185,8 +189,9 @@ def test_postgresql_engines_write_json_parameters_with_json_dumps(backend: str, 
     assert engine.dialect._json_serializer is db.json_dumps  # type: ignore[attr-defined]
     with engine.connect() as connection:
         statement = text("SELECT CAST(:doc AS jsonb)").bindparams(bindparam("doc", type_=db.JSONType))
-        stored = connection.execute(statement, {"doc": {"名": [1, None]}}).scalar_one()
-    assert stored == {"名": [1, None]}
+        assert connection.execute(statement, {"doc": {"名": [1, None]}}).scalar_one() == {"名": [1, None]}
+        rows = db.JsonRows([{"名": [1, None]}, {"n": 2**70}])
+        assert connection.execute(statement, {"doc": rows}).scalar_one() == [{"名": [1, None]}, {"n": 2**70}]
 
 
 def test_loaded_values_read_the_instance_dict_or_load_through_the_attributes(session: Any) -> None:

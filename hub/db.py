@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import select
 import time
 import uuid
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import cache
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
+import orjson
 from psycopg import pq
 from sqlalchemy import JSON, DateTime, MetaData, bindparam, create_engine, event, func, inspect, literal_column
 from sqlalchemy.dialects.postgresql import JSONB
@@ -77,6 +80,8 @@ def json_rows(table: str, names: list[str], param: str, *, many: bool) -> Any:
 
 
 _CONVERTED = (date, uuid.UUID)  # datetime is a date
+# For a hot loop that tests inline (a row's every column) and converts only these: ``json_value`` in two halves.
+JSON_CONVERTED_TYPES = _CONVERTED
 
 
 def insert_rows(session: Any, table: Any, rows: list[dict[str, Any]]) -> None:
@@ -92,7 +97,7 @@ def insert_rows(session: Any, table: Any, rows: list[dict[str, Any]]) -> None:
 
         connection.execute(insert(table), rows)
         return
-    connection.execute(insert_from_json(table, tuple(rows[0])), {"rows": [json_row(row) for row in rows]})
+    connection.execute(insert_from_json(table, tuple(rows[0])), {"rows": JsonRows([json_row(row) for row in rows])})
 
 
 @cache
@@ -107,12 +112,58 @@ def insert_from_json(table: Any, names: tuple[str, ...]) -> Any:
     return insert(table).from_select(list(names), select(*(source.c[name] for name in names)))
 
 
+def json_converted(value: Any) -> Any:
+    """A value of ``JSON_CONVERTED_TYPES`` as ``json_value`` gives it."""
+    return _json_value(value)
+
+
 def _json_value(value: Any) -> Any:
     if isinstance(value, datetime):
         if value.tzinfo is None:
             raise ValueError("naive datetime given to a UTC column")
         return value.astimezone(UTC).isoformat()
     return str(value)
+
+
+@dataclass(frozen=True, slots=True)
+class JsonRows:
+    """The rows a batch writer sends as one JSONB parameter (``json_rows``: ``json_row`` values of the hub's own
+    tables), marked for ``json_dumps``' fast encoder."""
+
+    rows: list[dict[str, Any]]
+
+
+# Types orjson would write where the standard library's encoder refuses: handed back to it, which decides as before.
+_ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+
+
+def json_dumps(value: Any) -> bytes | str:
+    """JSON and JSONB parameters as PostgreSQL receives them (the engine's ``json_serializer``, which SQLAlchemy
+    sets as the connections' psycopg dumps). A batch's rows (``JsonRows``): orjson, ≈15× faster than the
+    standard library (its encoding was ≈4 % of a partner record's CPU) — the same documents in compact form; what
+    orjson does not take as the standard library would (keys that are not strings, integers past 64 bits, the
+    types above) goes to the standard library. Everything else as before: the standard library's ``json.dumps``
+    (psycopg's default), which also writes a non-finite float as ``NaN`` (PostgreSQL refuses it; orjson would
+    write ``null``) — a case's form data from an online submission may hold one; the batch writers' rows, of
+    partner records whose schemas admit integers only, do not. Nothing hashed or signed goes through here
+    (hub/audit/service.py keeps its own canonical encoder)."""
+    if type(value) is JsonRows:
+        try:
+            return orjson.dumps(value.rows, option=_ORJSON_OPTIONS)
+        except TypeError:
+            return json.dumps(value.rows)
+    return json.dumps(value)
+
+
+def loaded_values(obj: Any, attributes: frozenset[str]) -> dict[str, Any]:
+    """A mapped object's values of ``attributes`` (mapping reads only): its instance dict when every one is
+    loaded — the values the mapped attributes would return, without the ORM's descriptor per read (a partner
+    batch seals thousands of events and publishes every case, tens of reads each) —, else read through the
+    attributes, which load what is missing (an expired object)."""
+    values: dict[str, Any] = obj.__dict__
+    if attributes.issubset(values):
+        return values
+    return {name: getattr(obj, name) for name in attributes}
 
 
 class Base(DeclarativeBase):
@@ -131,6 +182,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     kwargs.setdefault("max_overflow", 20)
     if make_url(url).get_dialect().driver != "psycopg":
         return create_engine(url, pool_pre_ping=True, **kwargs)
+    kwargs.setdefault("json_serializer", json_dumps)
     engine = create_engine(url, **kwargs)
     event.listen(engine, "checkout", _ping_psycopg)
     event.listen(engine, "checkin", _note_checkin)

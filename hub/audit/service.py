@@ -23,6 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hub.cases.models import Case, CaseEvent
+from hub.db import loaded_values
 
 ALGORITHM = "hmac-sha256"
 
@@ -40,35 +41,46 @@ class Finding:
 
 def case_row(case: Case, *, key: str) -> dict[str, Any]:
     """The case row's decisive fields, as the chain commits to them (personal data only as a keyed digest)."""
+    row = loaded_values(case, _CASE_ROW_ATTRIBUTES)
     return {
-        "state": case.state,
-        "result": case.result,
-        "item_id": case.item_id,
-        "region": case.region_code,
-        "department_id": case.department_id,
-        "parent_id": case.parent_id,
-        "origin": case.origin,
-        "origin_partner": case.origin_partner,
-        "external_id": case.external_id,
+        "state": row["state"],
+        "result": row["result"],
+        "item_id": row["item_id"],
+        "region": row["region_code"],
+        "department_id": row["department_id"],
+        "parent_id": row["parent_id"],
+        "origin": row["origin"],
+        "origin_partner": row["origin_partner"],
+        "external_id": row["external_id"],
         "applicant": applicant_digest(case, key=key),
-        "submitted_at": _instant(case.submitted_at),
-        "intake_deadline": _day(case.intake_deadline),
-        "accepted_on": _day(case.accepted_on),
-        "promised_limit_days": case.promised_limit_days,
-        "statutory_limit_days": case.statutory_limit_days,
-        "deadline": _day(case.deadline),
-        "statutory_deadline": _day(case.statutory_deadline),
-        "step_deadlines": dict(case.step_deadlines or {}),
-        "suspended_since": _day(case.suspended_since),
-        "suspended_working_days": case.suspended_working_days,
-        "decided_at": _instant(case.decided_at),
-        "completed_at": _instant(case.completed_at),
+        "submitted_at": _instant(row["submitted_at"]),
+        "intake_deadline": _day(row["intake_deadline"]),
+        "accepted_on": _day(row["accepted_on"]),
+        "promised_limit_days": row["promised_limit_days"],
+        "statutory_limit_days": row["statutory_limit_days"],
+        "deadline": _day(row["deadline"]),
+        "statutory_deadline": _day(row["statutory_deadline"]),
+        "step_deadlines": dict(row["step_deadlines"] or {}),
+        "suspended_since": _day(row["suspended_since"]),
+        "suspended_working_days": row["suspended_working_days"],
+        "decided_at": _instant(row["decided_at"]),
+        "completed_at": _instant(row["completed_at"]),
     }
+
+
+_CASE_ROW_ATTRIBUTES = frozenset({
+    "state", "result", "item_id", "region_code", "department_id", "parent_id", "origin", "origin_partner",
+    "external_id", "submitted_at", "intake_deadline", "accepted_on", "promised_limit_days", "statutory_limit_days",
+    "deadline", "statutory_deadline", "step_deadlines", "suspended_since", "suspended_working_days", "decided_at",
+    "completed_at",
+})
 
 
 def applicant_digest(case: Case, *, key: str) -> str:
     # Keyed, so the events hold no second copy of the identity, not even a guessable hash of it.
-    who = (case.applicant_type, case.applicant_id_type, case.applicant_id_number, case.applicant_name)
+    values = loaded_values(case, _APPLICANT_ATTRIBUTES)
+    who = (values["applicant_type"], values["applicant_id_type"], values["applicant_id_number"],
+           values["applicant_name"])
     # Every event of a case seals its row, this digest with it: kept on the instance while the identity and the
     # key are the ones it was made of (a partner record seals several events of one case).
     memo = case.__dict__.get(_DIGEST_MEMO)
@@ -80,6 +92,7 @@ def applicant_digest(case: Case, *, key: str) -> str:
 
 
 _DIGEST_MEMO = "_hub_applicant_digest"
+_APPLICANT_ATTRIBUTES = frozenset({"applicant_type", "applicant_id_type", "applicant_id_number", "applicant_name"})
 
 
 def event_mac(tracking_no: str, event: CaseEvent, *, key: str) -> str:
@@ -92,23 +105,30 @@ def plain_digest(tracking_no: str, event: CaseEvent) -> str:
 
 
 def _event_body(tracking_no: str, event: CaseEvent, *, row: bool) -> dict[str, Any]:
+    values = loaded_values(event, _EVENT_ATTRIBUTES)
     body = {
         "case": tracking_no,
-        "seq": event.seq,
-        "action": event.action,
-        "step": event.step,
-        "from": event.from_state,
-        "to": event.to_state,
-        "actor": [event.actor_type, event.actor_id, event.actor_name],
-        "department_id": event.department_id,
-        "opinion": event.opinion,
-        "at": _instant(event.occurred_at),
-        "data": event.data,
-        "prev": event.prev_hash,
+        "seq": values["seq"],
+        "action": values["action"],
+        "step": values["step"],
+        "from": values["from_state"],
+        "to": values["to_state"],
+        "actor": [values["actor_type"], values["actor_id"], values["actor_name"]],
+        "department_id": values["department_id"],
+        "opinion": values["opinion"],
+        "at": _instant(values["occurred_at"]),
+        "data": values["data"],
+        "prev": values["prev_hash"],
     }
     if row:
-        body["row"] = event.case_row
+        body["row"] = values["case_row"]
     return body
+
+
+_EVENT_ATTRIBUTES = frozenset({
+    "seq", "action", "step", "from_state", "to_state", "actor_type", "actor_id", "actor_name", "department_id",
+    "opinion", "occurred_at", "data", "prev_hash", "case_row",
+})
 
 
 def _mac(key: str, message: bytes) -> str:

@@ -23,6 +23,7 @@ from hub.cases.tracking import new_query_code, query_code_digest
 from hub.catalog import service as catalog
 from hub.catalog.models import Item
 from hub.clock import CHINA_TZ, business_date
+from hub.db import loaded_values
 from hub.deliveries import service as deliveries
 from hub.errors import Conflict, FieldError, Forbidden, HubError, NotFound, ValidationFailed
 from hub.org.models import Department
@@ -681,18 +682,23 @@ def case_event_payload(case: Case, *, parent: Case | None = None) -> dict[str, A
 
 
 def _payload(case: Case) -> dict[str, Any]:
+    values = loaded_values(case, _PAYLOAD_ATTRIBUTES)  # every case a partner batch changes is published
     return {
-        "tracking_no": case.tracking_no,
-        "item_code": case.item.code,
-        "department": case.department.key,
-        "region": case.region_code,
-        "state": case.state,
-        "accepted_on": case.accepted_on.isoformat() if case.accepted_on else None,
-        "deadline": case.deadline.isoformat() if case.deadline else None,
-        "result": case.result,
-        "applicant_type": case.applicant_type,
-        "event_seq": case.event_count,
+        "tracking_no": values["tracking_no"],
+        "item_code": values["item"].code,
+        "department": values["department"].key,
+        "region": values["region_code"],
+        "state": values["state"],
+        "accepted_on": values["accepted_on"].isoformat() if values["accepted_on"] else None,
+        "deadline": values["deadline"].isoformat() if values["deadline"] else None,
+        "result": values["result"],
+        "applicant_type": values["applicant_type"],
+        "event_seq": values["event_count"],
     }
+
+
+_PAYLOAD_ATTRIBUTES = frozenset({"tracking_no", "item", "department", "region_code", "state", "accepted_on",
+                                 "deadline", "result", "applicant_type", "event_count"})
 
 
 # --- applicant side ------------------------------------------------------------------------

@@ -46,7 +46,16 @@ from hub.cases.models import Case, CaseEvent
 from hub.cases.tracking import new_query_code, query_code_digest, tracking_number
 from hub.catalog.models import Item
 from hub.clock import business_date
-from hub.db import built, insert_from_json, json_row, json_rows, json_value, mark_written
+from hub.db import (
+    JSON_CONVERTED_TYPES,
+    JsonRows,
+    built,
+    insert_from_json,
+    json_converted,
+    json_row,
+    json_rows,
+    mark_written,
+)
 from hub.org.models import Department
 from hub.outbox import wake
 from hub.outbox.models import OutboxMessage
@@ -184,8 +193,8 @@ def open_branch(
 
 def add_case(session: Session, opening: Opening) -> None:
     """Write the new case and its first event at the session's next flush (case first, then the event)."""
-    session.add(opening.case)
-    session.add(opening.event)
+    _add_case(session, opening.case)
+    _add_event(session, opening.case, opening.event)
     note_touched(session, opening.case, first_seq=1)
     _note_event(session, opening.case, opening.event)
 
@@ -252,29 +261,56 @@ def update_cases(session: Session, cases: Iterable[Case]) -> list[Case]:
             changed.append((case, keys))
     if len(changed) < 2:
         return []
-    attributes = sorted({key for _, keys in changed for key in keys})
-    names = [columns[key] for key in attributes]
+    attributes = tuple(sorted({key for _, keys in changed for key in keys}))
     rows = [json_row({"id": case.id, "lock_version": case.lock_version,
-                      **{name: getattr(case, key) for key, name in zip(attributes, names, strict=True)}})
+                      **{name: _current(case, key) for key, name in zip(attributes, _names_of(attributes),
+                                                                         strict=True)}})
             for case, _ in changed]
-    source = json_rows(CASES.name, ["id", "lock_version", *names], "rows", many=True)
-    # The ids once more as an array: PostgreSQL cannot see how many rows the JSON holds (it assumes 100), and on a
-    # table of a few thousand cases it then hashed a scan of the whole table (≈7 ms, docs/performance-postgresql.md).
-    statement = (update(CASES).where(CASES.c.id == source.c.id, CASES.c.lock_version == source.c.lock_version,
-                                     CASES.c.id == any_(bindparam("ids", type_=ARRAY(Integer()))))
-                 .values({**{name: source.c[name] for name in names}, "lock_version": CASES.c.lock_version + 1})
-                 .returning(CASES.c.id))
     updated = set(session.connection().execute(
-        statement, {"rows": rows, "ids": [case.id for case, _ in changed]}).scalars())
+        _update_statement(attributes), {"rows": JsonRows(rows), "ids": [case.id for case, _ in changed]}).scalars())
     if len(updated) != len(changed):
         raise StaleDataError(f"UPDATE statement on table 'cases' expected to update {len(changed)} row(s); "
                              f"{len(updated)} were matched.")
     for case, keys in changed:
-        for key in keys:  # as loaded: nothing left for the flush
-            set_committed_value(case, key, getattr(case, key))
-        set_committed_value(case, "lock_version", case.lock_version + 1)
-        _mark_clean(session, case)
+        _written(session, case, keys)
     return [case for case, _ in changed]
+
+
+def _current(case: Case, key: str) -> Any:
+    """A changed attribute's value: in the instance dict (a change puts it there), else through the attribute."""
+    values = case.__dict__
+    return values[key] if key in values else getattr(case, key)
+
+
+def _written(session: Session, case: Case, keys: list[str]) -> None:
+    """The case as loaded with the values ``update_cases`` wrote and its bumped ``lock_version``: what
+    ``set_committed_value`` of each key (their values unchanged, their changes committed) and then of the
+    version did, in one commit of the keys, and off the dirty list (``_mark_clean``)."""
+    state = inspect(case)
+    for key in keys:
+        case.__dict__[key] = _current(case, key)
+    case.__dict__["lock_version"] = case.lock_version + 1
+    state._commit(state.dict, [*keys, "lock_version"])
+    _mark_clean(session, case)
+
+
+def _names_of(attributes: tuple[str, ...]) -> list[str]:
+    columns = _case_attributes()
+    return [columns[key] for key in attributes]
+
+
+@functools.lru_cache(maxsize=64)
+def _update_statement(attributes: tuple[str, ...]) -> Any:
+    """``update_cases``' statement for the changed ``attributes``, built once per set of them (a batch's cases
+    change a handful of sets): building it and its cache key anew for every batch cost more than its rows."""
+    names = _names_of(attributes)
+    source = json_rows(CASES.name, ["id", "lock_version", *names], "rows", many=True)
+    # The ids once more as an array: PostgreSQL cannot see how many rows the JSON holds (it assumes 100), and on a
+    # table of a few thousand cases it then hashed a scan of the whole table (≈7 ms, docs/performance-postgresql.md).
+    return (update(CASES).where(CASES.c.id == source.c.id, CASES.c.lock_version == source.c.lock_version,
+                                CASES.c.id == any_(bindparam("ids", type_=ARRAY(Integer()))))
+            .values({**{name: source.c[name] for name in names}, "lock_version": CASES.c.lock_version + 1})
+            .returning(CASES.c.id))
 
 
 def _mark_clean(session: Session, obj: Any) -> None:
@@ -333,6 +369,28 @@ def append_step(session: Session, case: Case, new: NewEvent, *, key: str, unseal
     return event
 
 
+def _add_case(session: Session, case: Case) -> None:
+    """``session.add(case)`` without its save-update cascade when there is nothing to cascade to: a new case's
+    related objects are its item and department — reference data the batch attached to this session already —
+    and no registry checks (a partner's case has none). The cascade walked them to find that, for every case a
+    batch opens (≈3 % of a partner record's CPU). ``Session.add``'s own steps, minus the walk, as ``_add_event``."""
+    present = case.__dict__
+    if present.get("verifications") or any(
+        related is not None and not session._contains_state(inspect(related))
+        for related in (present.get("item"), present.get("department"))
+    ):
+        session.add(case)
+        return
+    _save_or_update(session, case)
+
+
+def _save_or_update(session: Session, obj: Any) -> None:
+    """``Session.add``'s steps for ``obj`` itself, not its cascade (private API: SQLAlchemy has no public call)."""
+    state = inspect(obj)
+    state._orphaned_outside_of_session = False
+    session._save_or_update_impl(state)
+
+
 def _add_event(session: Session, case: Case, event: CaseEvent) -> None:
     """``session.add(event)`` without its save-update cascade when there is nothing to cascade to: the event's
     only related objects are its case, already in this session, and a department it does not hold (only its
@@ -342,9 +400,7 @@ def _add_event(session: Session, case: Case, event: CaseEvent) -> None:
     if case_state.session_id != session.hash_key or "department" in event.__dict__:
         session.add(event)
         return
-    state = inspect(event)
-    state._orphaned_outside_of_session = False
-    session._save_or_update_impl(state)
+    _save_or_update(session, event)
 
 
 def reseal_head(case: Case, event: CaseEvent, *, key: str) -> None:
@@ -410,7 +466,8 @@ def _values(obj: Any, *, as_json: bool = False) -> dict[str, Any]:
         if value is _UNSET or (value is None and default is not None):
             value = None if default is None else default.arg if default.is_scalar else default.arg(None)
             setattr(obj, attribute, value)
-        values[name] = json_value(value) if as_json else value
+        # json_value's test inline: a call per column of every row cost more than the conversion (few convert)
+        values[name] = json_converted(value) if as_json and isinstance(value, JSON_CONVERTED_TYPES) else value
     return values
 
 
@@ -577,7 +634,8 @@ def insert_added(session: Session) -> list[Any]:
     connection = session.connection()
     if cases:
         rows = [_values(case, as_json=True) for case in cases]  # as ``json_row`` gives them, in the same pass
-        ids = dict(connection.execute(_insert_from_json(Case, returning=("tracking_no", "id")), {"rows": rows}).all())
+        ids = dict(connection.execute(_insert_from_json(Case, returning=("tracking_no", "id")),
+                                      {"rows": JsonRows(rows)}).all())
         for case in cases:
             case.__dict__["id"] = int(ids[case.tracking_no])
         _register_written(session, cases)
@@ -585,11 +643,35 @@ def insert_added(session: Session) -> list[Any]:
     if events:
         rows = [{**_values(event, as_json=True), "case_id": event.case.id} for event in events]
         ids = {(case_id, seq): event_id for event_id, case_id, seq in connection.execute(
-            _insert_from_json(CaseEvent, returning=("id", "case_id", "seq"), case_id=True), {"rows": rows})}
+            _insert_from_json(CaseEvent, returning=("id", "case_id", "seq"), case_id=True), {"rows": JsonRows(rows)})}
         for event in events:
             event.__dict__.update(id=ids[(event.case.id, event.seq)], case_id=event.case.id)
         _register_written(session, events)
     return [*cases, *events]
+
+
+def insert_added_of_cases(session: Session, model: type[Any], *, key: tuple[str, ...]) -> list[Any]:
+    """Write the session's new ``model`` objects that belong to a persistent case (``obj.case``, whose id is the
+    row's ``case_id``) now, as ``insert_added`` writes cases and events: one INSERT of the rows as one JSONB
+    parameter on PostgreSQL, the objects then persistent as if loaded. ``key``: columns unique per row (with
+    ``case_id``), by which the generated ids come back. A batch of partner records rates its completed cases:
+    the ORM's flush wrote them as one multi-row VALUES statement of a different text for every number of rows,
+    which psycopg parsed again each time. Returns what it wrote (a caller that rolls back a savepoint around this
+    must expunge it); elsewhere (SQLite), and for an object whose case is not written yet, the flush does it."""
+    if session.get_bind().dialect.name != "postgresql":
+        return []
+    added = [obj for obj in session.new if type(obj) is model and inspect(obj.case).persistent]
+    if not added:
+        return []
+    rows = [{**_values(obj, as_json=True), "case_id": obj.case.id} for obj in added]
+    returned = session.connection().execute(
+        _insert_from_json(model, returning=("id", "case_id", *key), case_id=True), {"rows": JsonRows(rows)})
+    ids = {tuple(found): row_id for row_id, *found in returned}
+    for obj in added:
+        obj.__dict__["case_id"] = obj.case.id
+        obj.__dict__["id"] = ids[(obj.case.id, *(obj.__dict__[name] for name in key))]
+    _register_written(session, added)
+    return added
 
 
 def _register_written(session: Session, objects: Sequence[Any]) -> None:

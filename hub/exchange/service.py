@@ -39,6 +39,7 @@ from hub.outbox import service as outbox
 from hub.outbox.models import OutboxMessage
 from hub.payments import fees
 from hub.supervision import ratings
+from hub.supervision.models import Rating
 from hub.validation import shared_errors
 from workflow.clock import Suspension
 from workflow.definition import standard_definition
@@ -199,6 +200,8 @@ def _apply_optimistically(
             updated = writes.update_cases(session, (c for c in cache.cases.values() if c is not None))
             # New cases and events: one statement per table, not the ORM's INSERTs (hub/cases/writes.py).
             inserted = writes.insert_added(session)
+            # The records' ratings of their completed cases, likewise (after their new cases: they refer to them).
+            inserted += writes.insert_added_of_cases(session, Rating, key=("service_event",))
             session.flush()
             # After the flush: a new case has its id now.
             deliveries.create_owed(session, cache.owed, now)

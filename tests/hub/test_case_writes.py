@@ -372,3 +372,46 @@ def test_on_postgresql_a_submission_wakes_the_relay_of_another_process(
         assert wait_until(lambda: any(m.correlation_id == number for m in bus.messages("partner.test.events")))
     finally:
         worker.stop(timeout=5)
+
+
+# --- add_case: the new case and its first event left to the flush --------------------------------------------
+
+
+def _partner_opening(session: Session, item: Item, external_id: str) -> Any:
+    from datetime import UTC, datetime
+
+    from hub.cases import writes
+
+    now = datetime(2026, 11, 30, 2, tzinfo=UTC)
+    return writes.new_case(
+        session, item=item, state="submitted", channel="partner", origin="partner", origin_partner="shenyang",
+        external_id=external_id, record_version=1, submitted_at=now, now=now, key=DEV_AUDIT_KEY,
+        applicant=writes.Applicant("1", "张三", "passport", "E12345678"),
+        first=writes.NewEvent(action="submit", to_state="submitted", actor_type="partner", actor_id="shenyang:x",
+                              actor_name="x", occurred_at=now),
+    )
+
+
+@pytest.mark.parametrize("item_in_session", [True, False])
+def test_add_case_writes_the_case_and_its_first_event_at_the_flush_with_its_item_in_the_session_or_not(
+    session: Session, item_in_session: bool,
+) -> None:
+    """The cascade-free add (the item and department already in the session) and the cascading one (an item
+    of another session: the add brings it in, as ``Session.add`` does) write the same rows."""
+    from hub.cases import writes
+
+    if item_in_session:
+        item = session.scalars(select(Item).where(Item.key == KEY)).one()
+    else:
+        with make_session_factory(session.get_bind())() as other:  # type: ignore[arg-type]
+            item = other.scalars(select(Item).where(Item.key == KEY)).one()
+            other.expunge_all()
+    opening = _partner_opening(session, item, f"add-case-{uuid.uuid4()}")
+    writes.add_case(session, opening)
+    assert opening.case in session.new and opening.event in session.new
+    assert item in session and opening.case.department in session
+    session.flush()
+    stored = session.scalars(select(CaseEvent).where(CaseEvent.case_id == opening.case.id)).all()
+    assert [(e.seq, e.hash) for e in stored] == [(1, opening.event.hash)]
+    session.commit()
+    assert chain_findings(make_session_factory(session.get_bind()), opening.case.tracking_no)[1] == []  # type: ignore[arg-type]

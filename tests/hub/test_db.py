@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import text
+from sqlalchemy import bindparam, text
 from sqlalchemy.engine import Engine
 
 from hub import db
@@ -148,3 +149,60 @@ def test_pool_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("HUB_DB_POOL_SIZE", "0")
     with pytest.raises(ValueError, match="db_pool_size"):
         Settings()
+
+
+# --- JSON parameters (json_dumps: a batch's rows by orjson, everything else by the standard library) ----------
+
+
+def test_a_batchs_rows_are_the_same_documents_in_compact_form() -> None:
+    import json
+    from datetime import date
+
+    rows = [{"text": "名称 \"quoted\" \\ \n\t\x01", "number": 12, "fraction": 0.1, "none": None,
+             "nested": [{"b": 1, "a": [True, False]}], "day": date(2026, 11, 30).isoformat()}]
+    written = db.json_dumps(db.JsonRows(rows))
+    assert json.loads(written) == rows
+    assert written == json.dumps(rows, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def test_rows_orjson_does_not_take_alike_and_other_documents_go_to_the_standard_library() -> None:
+    import enum
+    import json
+
+    class Kind(enum.StrEnum):
+        RECORD = "record"
+
+    for rows in ([{1: "integer key"}], [{"big": 2**70}]):
+        assert db.json_dumps(db.JsonRows(rows)) == json.dumps(rows)
+    assert json.loads(db.json_dumps(db.JsonRows([{"kind": Kind.RECORD}]))) == [{"kind": "record"}]
+    with pytest.raises(TypeError):  # refused, as the standard library refuses it
+        db.json_dumps(db.JsonRows([{"at": datetime(2026, 11, 30, tzinfo=UTC)}]))
+    # Any other document (a case's form data from an online submission): the standard library, as before — which
+    # writes a non-finite number as NaN, refused by PostgreSQL (orjson would write null).
+    for document in ({"area": float("nan")}, {"名": [1, None]}, [1.5e16]):
+        assert db.json_dumps(document) == json.dumps(document)
+
+
+def test_postgresql_engines_write_json_parameters_with_json_dumps(backend: str, engine: Engine) -> None:
+    if backend != "postgresql":
+        pytest.skip("SQLite stores JSON as SQLAlchemy's default serializer writes it")
+    assert engine.dialect._json_serializer is db.json_dumps  # type: ignore[attr-defined]
+    with engine.connect() as connection:
+        statement = text("SELECT CAST(:doc AS jsonb)").bindparams(bindparam("doc", type_=db.JSONType))
+        assert connection.execute(statement, {"doc": {"名": [1, None]}}).scalar_one() == {"名": [1, None]}
+        rows = db.JsonRows([{"名": [1, None]}, {"n": 2**70}])
+        assert connection.execute(statement, {"doc": rows}).scalar_one() == [{"名": [1, None]}, {"n": 2**70}]
+
+
+def test_loaded_values_read_the_instance_dict_or_load_through_the_attributes(session: Any) -> None:
+    from sqlalchemy import select
+
+    from hub.catalog.models import Item
+
+    item = session.scalars(select(Item).order_by(Item.id).limit(1)).one()
+    wanted = frozenset({"code", "region_code"})
+    loaded = db.loaded_values(item, wanted)
+    assert loaded is item.__dict__ and (loaded["code"], loaded["region_code"]) == (item.code, item.region_code)
+    session.expire(item)  # nothing loaded: read through the attributes, which load the row again
+    reread = db.loaded_values(item, wanted)
+    assert reread is not item.__dict__ and reread == {"code": item.code, "region_code": item.region_code}

@@ -166,6 +166,38 @@ def test_a_batch_reads_the_ratings_of_its_rated_cases_in_one_query(
     assert sorted(held) == [(1, "open")] * 6
 
 
+def test_a_batch_writes_its_new_ratings_by_one_statement_text_whatever_their_number_on_postgresql(
+    client: TestClient, handler: InboundHandler, session_factory: sessionmaker[Session], statements: list[str],
+    engine: Engine,
+) -> None:
+    """Batches rating two and three new completed cases write the ratings with the same short statement (the rows
+    one JSONB parameter, after their cases), not the ORM's multi-row VALUES of a new text for every number of
+    rows; each case holds its one rating, and a later version of a case in the same batch re-levels it."""
+    from hub.supervision.models import Rating
+
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite: no statement to prepare (one in-process file)")
+    code = item_code(client, REPORTED)
+
+    def rated(external_id: str, *, version: int, level: int) -> dict[str, Any]:
+        record = case_record(code, external_id=external_id, version=version, steps=5)
+        record["result"] = {"at": "2026-03-14T10:00:00+08:00", "outcome": "granted", "satisfaction": level}
+        return envelope(record)
+
+    first, second = [f"RN-{uuid.uuid4().hex[:12]}" for _ in range(2)], [f"RN-{uuid.uuid4().hex[:12]}" for _ in range(3)]
+    statements.clear()
+    assert handler.handle_batch([inbound_message(rated(x, version=1, level=5)) for x in first]) == [Outcome.ACK] * 2
+    batch = [*(rated(x, version=1, level=4) for x in second), rated(second[0], version=2, level=1)]
+    assert handler.handle_batch([inbound_message(d) for d in batch]) == [Outcome.ACK] * 4
+    inserts = [s for s in statements if s.lstrip().upper().startswith("INSERT INTO RATINGS")]
+    assert len(inserts) == 2 and len(set(inserts)) == 1, inserts
+    assert inserts[0].count("%(") <= 2, inserts[0]
+    with session_factory() as session:
+        held = dict(session.execute(select(Case.external_id, Rating.level).join(Case, Case.id == Rating.case_id)
+                                    .where(Case.external_id.in_([*first, *second]))).all())
+    assert held == {**dict.fromkeys(first, 5), second[0]: 1, second[1]: 4, second[2]: 4}
+
+
 def test_a_batch_writes_its_deliveries_by_one_statement_text_whatever_their_number_on_postgresql(
     client: TestClient, handler: InboundHandler, session_factory: sessionmaker[Session], statements: list[str],
     engine: Engine,

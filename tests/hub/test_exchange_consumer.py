@@ -95,3 +95,35 @@ def test_a_permanent_error_is_dead_lettered_on_its_first_delivery_with_field_and
     assert letter.headers["x-hub-delivery-count"] == 1
     assert letter.reason.startswith("schema:") and "field payload.submitted_at, rule format" in letter.reason
     assert letter.source == "shenyang"
+
+
+def test_a_batch_maps_each_sending_user_to_its_partner_once(
+    session_factory: sessionmaker[Session], clock: FixedClock, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from datetime import UTC, datetime
+
+    from adapters.amqp.messages import InboundMessage
+    from hub.exchange import partners
+    from hub.exchange.consumer import InboundHandler
+
+    asked: list[str] = []
+
+    def partner_of_amqp_user(session: Session, user_id: str) -> str | None:
+        asked.append(user_id)
+        return {"city.shenyang": "shenyang"}.get(user_id)
+
+    monkeypatch.setattr(partners, "partner_of_amqp_user", partner_of_amqp_user)
+    handler = InboundHandler(session_factory, clock, "hub", "audit-key", batch_size=10)
+
+    def delivery(user: str) -> InboundMessage:  # not JSON: refused after its sender is known, nothing applied
+        return InboundMessage(body=b"not json", routing_key="r", exchange=INBOUND_EXCHANGE, queue="q",
+                              message_id=str(uuid.uuid4()), user_id=user, type=None, correlation_id=None,
+                              content_type="application/json", timestamp=datetime.now(UTC), headers={},
+                              redelivered=False, delivery_count=0)
+
+    outcomes = handler.handle_batch([delivery(u) for u in ("city.shenyang", "city.shenyang", "dalian",
+                                                          "city.shenyang", "dalian")])
+    assert sorted(asked) == ["city.shenyang", "dalian"]
+    assert [o.kind for o in outcomes] == ["reject"] * 5
+    handler.handle_batch([delivery("city.shenyang")])  # a new batch asks the directory again
+    assert asked.count("city.shenyang") == 2

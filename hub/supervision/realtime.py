@@ -5,7 +5,7 @@ submissions and officers' actions, partner records and events over REST, AMQP an
 alike. Just before the unit of work commits (``Session.before_commit``: the final flush still follows, so
 the alerts and their outbox messages commit with the events, or not at all), the rules run over every
 touched case: ONE query reads the events of all of them, each case is replayed and checked
-(hub/supervision/rules), and ``raise_many`` stores what they find (once per case, rule and level).
+(hub/supervision/rules), and ``raise_new`` stores what they find (once per case, rule and level).
 
 Kept cheap: a case whose only event is its first (a submission) is not evaluated — no rule can find
 anything in a lone submission, so a submission costs nothing more; lookups beyond the case's own events
@@ -32,10 +32,9 @@ from hub.cases.writes import NEW_EVENTS, TOUCHED
 from hub.clock import business_date
 from hub.payments.models import CaseFee
 from hub.supervision.findings import Finding
-from hub.supervision.models import Alert
 from hub.supervision.rules import RULES, CaseFacts, FeeFacts, Step, Withdrawal
 from hub.supervision.rules.base import WITHDRAW, Rule
-from hub.supervision.service import raise_many
+from hub.supervision.service import raise_new
 from workflow.definition import WorkflowDefinition
 from workflow.registry import UnknownDefinition, get_definition
 
@@ -106,21 +105,15 @@ def evaluate_touched(session: Session, touched: dict[Case, int], *, rules: Seque
                 found[case_id] = findings
     if not found:
         return 0
-    # A case evaluated again finds again what it found before: one query skips what is raised already — not
-    # asked for a case opened in this unit of work, which nothing else can have raised an alert on yet (and
-    # raise_many's ON CONFLICT DO NOTHING would drop a duplicate anyway).
-    earlier = [case_id for case_id in found if cases[case_id][1] != 1]
-    known = set(session.execute(select(Alert.case_id, Alert.rule, Alert.level)
-                                .where(Alert.case_id.in_(earlier)))) if earlier else set()
-    # Raised through the batch writer: one INSERT and one SELECT per moment of the unit of work (a batch of
-    # partner records shares its moment), not per case; each alert keeps its case's time.
+    # Raised through the batch writer: one INSERT (and one for their outbox rows) per moment of the unit of work
+    # (a batch of partner records shares its moment), not per case; each alert keeps its case's time. A case
+    # evaluated again finds again what it found before: the INSERT's ON CONFLICT DO NOTHING drops those (a query
+    # for the case's alerts first cost a statement per unit of work to spare a few index probes).
     by_moment: dict[datetime, list[tuple[Case, list[Finding]]]] = {}
     for case_id, findings in found.items():
-        fresh = [f for f in findings if (case_id, f.rule, f.level) not in known]
-        if fresh:
-            case = cases[case_id][0]
-            by_moment.setdefault(case.updated_at, []).append((case, fresh))
-    return sum(len(raise_many(session, found=batch, now=now)) for now, batch in by_moment.items())
+        case = cases[case_id][0]
+        by_moment.setdefault(case.updated_at, []).append((case, findings))
+    return sum(len(raise_new(session, found=batch, now=now)) for now, batch in by_moment.items())
 
 
 def _evaluate_each(facts: CaseFacts, rules: Sequence[Rule], asking: _Collecting) -> list[list[Finding] | None] | None:
@@ -163,7 +156,7 @@ def _steps_in_memory(cases: dict[int, tuple[Case, int]], new_events: dict[Case, 
         events = new_events.get(case)
         if first != 1 or not events:
             continue
-        events = sorted(events, key=lambda e: e.seq)
+        events = sorted(events, key=_seq)
         if [e.seq for e in events] != list(range(1, case.event_count + 1)) or not all(
                 orm_inspect(e).persistent for e in events):
             continue
@@ -171,27 +164,54 @@ def _steps_in_memory(cases: dict[int, tuple[Case, int]], new_events: dict[Case, 
     return steps
 
 
+def _seq(event: CaseEvent) -> int:
+    return event.seq
+
+
+
 def _step(event: CaseEvent) -> Step:
-    values = {name: getattr(event, name) for name in _STEP_COLUMNS[1:]}
-    values["occurred_at"] = values["occurred_at"].astimezone(UTC)  # as the column hands it back
-    values["data"] = values["data"] or {}
-    return Step(**values)
+    """The event's Step, its values read from the object's own dict (a flushed event holds every column; an
+    attribute expired since is read through the ORM)."""
+    loaded = event.__dict__
+    values = [loaded[name] if name in loaded else getattr(event, name) for name in _STEP_FIELDS]
+    values[_OCCURRED_AT] = values[_OCCURRED_AT].astimezone(UTC)  # as the column hands it back
+    if not values[_DATA]:
+        values[_DATA] = {}
+    return _new_step(values)
 
 
 def _steps_of(session: Session, case_ids: list[int]) -> dict[int, list[Step]]:
-    """The events of every case in ``case_ids``, ordered: one query."""
-    columns = [EVENTS.c[name] for name in _STEP_COLUMNS]
-    rows = session.execute(select(*columns).where(EVENTS.c.case_id.in_(case_ids))
-                           .order_by(EVENTS.c.case_id, EVENTS.c.seq))
+    """The events of every case in ``case_ids``, ordered: one query. On PostgreSQL as the driver's own rows (one
+    fixed statement, the ids an array): the rules read plain values, which SQLAlchemy's typed result would only
+    copy again — the instants then made UTC here, as ``UTCDateTime`` does."""
+    if session.get_bind().dialect.name == "postgresql":
+        rows = session.connection().exec_driver_sql(_STEPS_SQL, {"ids": case_ids})
+    else:
+        columns = [EVENTS.c[name] for name in _STEP_COLUMNS]
+        rows = session.execute(select(*columns).where(EVENTS.c.case_id.in_(case_ids))
+                               .order_by(EVENTS.c.case_id, EVENTS.c.seq))
     steps: dict[int, list[Step]] = {}
     for case_id, *values in rows:  # by position: the columns are the Step's fields in order (_STEP_COLUMNS)
+        values[_OCCURRED_AT] = values[_OCCURRED_AT].astimezone(UTC)
         if values[_DATA] is None:
             values[_DATA] = {}
-        steps.setdefault(case_id, []).append(Step(*values))
+        steps.setdefault(case_id, []).append(_new_step(values))
     return steps
 
 
-_DATA = _STEP_COLUMNS.index("data") - 1  # a Step's position of ``data`` (after the case id)
+_STEP_FIELDS = _STEP_COLUMNS[1:]
+_DATA = _STEP_FIELDS.index("data")  # a Step's position of ``data``
+_OCCURRED_AT = _STEP_FIELDS.index("occurred_at")
+_STEPS_SQL = (f"SELECT {', '.join(_STEP_COLUMNS)} FROM case_events WHERE case_id = ANY(%(ids)s) "
+              "ORDER BY case_id, seq")
+
+
+def _new_step(values: list[Any]) -> Step:
+    """``Step(*values)`` without the frozen dataclass's ``__init__``, which sets each of its 13 fields through
+    ``object.__setattr__`` (a partner batch makes a few hundred Steps): the same object, its dict filled at once."""
+    step = object.__new__(Step)
+    step.__dict__.update(zip(_STEP_FIELDS, values, strict=True))
+    return step
 
 
 def _before_commit(session: Session) -> None:
@@ -310,7 +330,10 @@ class SqlLookups:
                 missing.append(case_id)
             self.answers[("case_fee", (case_id,))] = _fee_facts(row)
         if missing:
-            for row in self.session.scalars(select(CaseFee).where(CaseFee.case_id.in_(missing))):
+            # The columns the rule reads, not the ORM's objects (of which a completed case's batch made dozens).
+            for row in self.session.execute(select(CaseFee.case_id, CaseFee.status, CaseFee.amount_fen,
+                                                   CaseFee.paid_fen, CaseFee.due, CaseFee.source)
+                                            .where(CaseFee.case_id.in_(missing))):
                 self.answers[("case_fee", (row.case_id,))] = _fee_facts(row)
 
     def _load_decisions(self, questions: list[dict[str, Any]]) -> None:

@@ -220,3 +220,32 @@ def test_the_lookups_read_the_items_history_and_an_officers_decisions(
     assert 4 not in lookups.completed_durations(item_id=case.item_id, exclude_case_id=case.id, limit=500,
                                                 submitted_since=START - timedelta(days=1)) or history.count(4) > 1
     session.rollback()
+
+
+def test_a_case_finding_again_what_it_has_raised_reads_no_alerts_and_raises_nothing_new(
+        client: TestClient, session: Session) -> None:
+    """A case evaluated again finds its old alerts again: the raise's ON CONFLICT DO NOTHING drops them (the
+    alert stays one, with one message), with no query for the case's alerts first and none reading back the
+    alerts just raised."""
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    payload = skipping_record(client)
+    number = push(client, envelope(payload))[0]["tracking_no"]
+    first = alerts_of(session, number)["procedure.skipped_step"]
+    payload = {**payload, "record_version": 2, "state": "completed",
+               "steps": [*payload["steps"], step(3, "complete", "completed")]}
+    statements: list[str] = []
+
+    def note(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", note)
+    try:
+        assert push(client, envelope(payload))[0]["status"] == "applied"
+    finally:
+        event.remove(Engine, "before_cursor_execute", note)
+    assert [s for s in statements if s.lstrip().upper().startswith("SELECT") and "FROM alerts" in s] == []
+    again = alerts_of(session, number)
+    assert again["procedure.skipped_step"].id == first.id
+    assert [p["rule"] for p in raised_messages(session, number)].count("procedure.skipped_step") == 1

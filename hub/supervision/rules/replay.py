@@ -52,7 +52,9 @@ def replay(definition: WorkflowDefinition, steps: Sequence[Step]) -> list[Deviat
         return list(known[1])
     deviations = _replay(definition, steps)
     if len(_replayed) >= _REPLAYED_MAX:
-        _replayed.pop(next(iter(_replayed), None), None)  # the oldest: a bound, not an LRU
+        oldest = next(iter(_replayed), None)  # a bound, not an LRU
+        if oldest is not None:
+            _replayed.pop(oldest, None)
     _replayed[key] = (definition, tuple(deviations))
     return deviations
 

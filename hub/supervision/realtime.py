@@ -5,7 +5,7 @@ submissions and officers' actions, partner records and events over REST, AMQP an
 alike. Just before the unit of work commits (``Session.before_commit``: the final flush still follows, so
 the alerts and their outbox messages commit with the events, or not at all), the rules run over every
 touched case: ONE query reads the events of all of them, each case is replayed and checked
-(hub/supervision/rules), and ``raise_many`` stores what they find (once per case, rule and level).
+(hub/supervision/rules), and ``raise_new`` stores what they find (once per case, rule and level).
 
 Kept cheap: a case whose only event is its first (a submission) is not evaluated — no rule can find
 anything in a lone submission, so a submission costs nothing more; lookups beyond the case's own events
@@ -15,9 +15,11 @@ that need them, and only for an event new in this unit of work.
 
 from __future__ import annotations
 
+import functools
 import logging
+import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import fields, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -32,10 +34,10 @@ from hub.cases.writes import NEW_EVENTS, TOUCHED
 from hub.clock import business_date
 from hub.payments.models import CaseFee
 from hub.supervision.findings import Finding
-from hub.supervision.models import Alert
 from hub.supervision.rules import RULES, CaseFacts, FeeFacts, Step, Withdrawal
 from hub.supervision.rules.base import WITHDRAW, Rule
-from hub.supervision.service import raise_many
+from hub.supervision.rules.facts import JsonText
+from hub.supervision.service import raise_new
 from workflow.definition import WorkflowDefinition
 from workflow.registry import UnknownDefinition, get_definition
 
@@ -106,21 +108,15 @@ def evaluate_touched(session: Session, touched: dict[Case, int], *, rules: Seque
                 found[case_id] = findings
     if not found:
         return 0
-    # A case evaluated again finds again what it found before: one query skips what is raised already — not
-    # asked for a case opened in this unit of work, which nothing else can have raised an alert on yet (and
-    # raise_many's ON CONFLICT DO NOTHING would drop a duplicate anyway).
-    earlier = [case_id for case_id in found if cases[case_id][1] != 1]
-    known = set(session.execute(select(Alert.case_id, Alert.rule, Alert.level)
-                                .where(Alert.case_id.in_(earlier)))) if earlier else set()
-    # Raised through the batch writer: one INSERT and one SELECT per moment of the unit of work (a batch of
-    # partner records shares its moment), not per case; each alert keeps its case's time.
+    # Raised through the batch writer: one INSERT (and one for their outbox rows) per moment of the unit of work
+    # (a batch of partner records shares its moment), not per case; each alert keeps its case's time. A case
+    # evaluated again finds again what it found before: the INSERT's ON CONFLICT DO NOTHING drops those (a query
+    # for the case's alerts first cost a statement per unit of work to spare a few index probes).
     by_moment: dict[datetime, list[tuple[Case, list[Finding]]]] = {}
     for case_id, findings in found.items():
-        fresh = [f for f in findings if (case_id, f.rule, f.level) not in known]
-        if fresh:
-            case = cases[case_id][0]
-            by_moment.setdefault(case.updated_at, []).append((case, fresh))
-    return sum(len(raise_many(session, found=batch, now=now)) for now, batch in by_moment.items())
+        case = cases[case_id][0]
+        by_moment.setdefault(case.updated_at, []).append((case, findings))
+    return sum(len(raise_new(session, found=batch, now=now)) for now, batch in by_moment.items())
 
 
 def _evaluate_each(facts: CaseFacts, rules: Sequence[Rule], asking: _Collecting) -> list[list[Finding] | None] | None:
@@ -163,7 +159,7 @@ def _steps_in_memory(cases: dict[int, tuple[Case, int]], new_events: dict[Case, 
         events = new_events.get(case)
         if first != 1 or not events:
             continue
-        events = sorted(events, key=lambda e: e.seq)
+        events = sorted(events, key=_seq)
         if [e.seq for e in events] != list(range(1, case.event_count + 1)) or not all(
                 orm_inspect(e).persistent for e in events):
             continue
@@ -171,27 +167,55 @@ def _steps_in_memory(cases: dict[int, tuple[Case, int]], new_events: dict[Case, 
     return steps
 
 
+def _seq(event: CaseEvent) -> int:
+    return event.seq
+
+
+
 def _step(event: CaseEvent) -> Step:
-    values = {name: getattr(event, name) for name in _STEP_COLUMNS[1:]}
-    values["occurred_at"] = values["occurred_at"].astimezone(UTC)  # as the column hands it back
-    values["data"] = values["data"] or {}
-    return Step(**values)
+    """The event's Step, its values read from the object's own dict (a flushed event holds every column; an
+    attribute expired since is read through the ORM)."""
+    loaded = event.__dict__
+    values = [loaded[name] if name in loaded else getattr(event, name) for name in _STEP_FIELDS]
+    values[_OCCURRED_AT] = values[_OCCURRED_AT].astimezone(UTC)  # as the column hands it back
+    if not values[_DATA]:
+        values[_DATA] = {}
+    return _new_step(values)
 
 
 def _steps_of(session: Session, case_ids: list[int]) -> dict[int, list[Step]]:
-    """The events of every case in ``case_ids``, ordered: one query."""
-    columns = [EVENTS.c[name] for name in _STEP_COLUMNS]
-    rows = session.execute(select(*columns).where(EVENTS.c.case_id.in_(case_ids))
-                           .order_by(EVENTS.c.case_id, EVENTS.c.seq))
+    """The events of every case in ``case_ids``, ordered: one query. On PostgreSQL as the driver's own rows (one
+    fixed statement, the ids an array): the rules read plain values, which SQLAlchemy's typed result would only
+    copy again — the instants then made UTC here, as ``UTCDateTime`` does."""
+    if session.get_bind().dialect.name == "postgresql":
+        rows: Any = _driver_rows(session, _STEPS_SQL, {"ids": case_ids})
+    else:
+        columns = [EVENTS.c[name] for name in _STEP_COLUMNS]
+        rows = session.execute(select(*columns).where(EVENTS.c.case_id.in_(case_ids))
+                               .order_by(EVENTS.c.case_id, EVENTS.c.seq))
     steps: dict[int, list[Step]] = {}
     for case_id, *values in rows:  # by position: the columns are the Step's fields in order (_STEP_COLUMNS)
-        if values[_DATA] is None:
-            values[_DATA] = {}
-        steps.setdefault(case_id, []).append(Step(*values))
+        values[_OCCURRED_AT] = values[_OCCURRED_AT].astimezone(UTC)
+        data = values[_DATA]
+        values[_DATA] = {} if data is None else JsonText(data) if isinstance(data, str) else data
+        steps.setdefault(case_id, []).append(_new_step(values))
     return steps
 
 
-_DATA = _STEP_COLUMNS.index("data") - 1  # a Step's position of ``data`` (after the case id)
+_STEP_FIELDS = _STEP_COLUMNS[1:]
+_DATA = _STEP_FIELDS.index("data")  # a Step's position of ``data``
+_OCCURRED_AT = _STEP_FIELDS.index("occurred_at")
+# ``data`` as its text, parsed only if a rule reads it (none does today: it was a third of the read's cost).
+_STEPS_SQL = (f"SELECT {', '.join(c if c != 'data' else 'data::text' for c in _STEP_COLUMNS)} FROM case_events "
+              "WHERE case_id = ANY(CAST(%(ids)s AS integer[])) ORDER BY case_id, seq")
+
+
+def _new_step(values: list[Any]) -> Step:
+    """``Step(*values)`` without the frozen dataclass's ``__init__``, which sets each of its 13 fields through
+    ``object.__setattr__`` (a partner batch makes a few hundred Steps): the same object, its dict filled at once."""
+    step = object.__new__(Step)
+    step.__dict__.update(zip(_STEP_FIELDS, values, strict=True))
+    return step
 
 
 def _before_commit(session: Session) -> None:
@@ -210,8 +234,15 @@ def _forget(session: Session, *_: Any) -> None:
         session.info.pop(NEW_EVENTS, None)
 
 
-def _key(arguments: dict[str, Any]) -> tuple[Any, ...]:
-    return tuple(sorted((name, tuple(v) if isinstance(v, list | tuple) else v) for name, v in arguments.items()))
+def _decision_key(q: dict[str, Any]) -> tuple[Any, ...]:
+    """A ``decisions_between`` question as the answers' key (its arguments in a fixed order: asked thousands of
+    times a batch, a generic sort of the arguments' names cost more than the answer's look-up)."""
+    return ("decisions_between", q["actor_id"], q["department_id"], q["start"], q["end"], tuple(q["actions"]),
+            q["submitted_since"])
+
+
+def _withdrawal_key(q: dict[str, Any]) -> tuple[Any, ...]:
+    return ("withdrawals_before", q["case_id"], q["applicant_id_number"], q["item_id"], q["since"], q["until"])
 
 
 class _Collecting:
@@ -249,12 +280,26 @@ class SqlLookups:
 
     def __init__(self, session: Session) -> None:
         self.session = session
-        self.answers: dict[tuple[str, tuple[Any, ...]], Any] = {}
+        self.answers: dict[tuple[Any, ...], Any] = {}
+        self._database: str | None = None
+
+    @property
+    def database(self) -> str:
+        """The database the session is bound to, as the item-history cache's key names it (rendered once: a
+        URL's text is built anew at every ``str``)."""
+        if self._database is None:
+            self._database = str(self.session.get_bind().url)
+        return self._database
 
     def load(self, asked: Sequence[tuple[str, dict[str, Any]]]) -> None:
         by_kind: dict[str, list[dict[str, Any]]] = {}
         for kind, arguments in asked:
             by_kind.setdefault(kind, []).append(arguments)
+        decisions = by_kind.get("decisions_between", [])
+        if self.session.get_bind().dialect.name == "postgresql" and len({tuple(q["actions"]) for q in decisions}) <= 1:
+            self._load_together(decisions, by_kind.get("withdrawals_before", []),
+                                [q["case_id"] for q in by_kind.get("case_fee", [])])
+            return
         if "decisions_between" in by_kind:
             self._load_decisions(by_kind["decisions_between"])
         if "withdrawals_before" in by_kind:
@@ -264,7 +309,7 @@ class SqlLookups:
 
     def completed_durations(self, *, item_id: int, exclude_case_id: int | None, limit: int,
                             submitted_since: datetime) -> Sequence[int]:
-        key = (str(self.session.get_bind().url), item_id, limit)  # a process may serve more than one database
+        key = (self.database, item_id, limit)  # a process may serve more than one database
         cached = _history.get(key)
         if cached is None or time.monotonic() - cached[0] > _HISTORY_TTL_S:
             query = (select(Case.id, Case.working_days_used)
@@ -279,7 +324,7 @@ class SqlLookups:
                           actions: Sequence[str], submitted_since: datetime) -> int:
         arguments = dict(actor_id=actor_id, department_id=department_id, start=start, end=end, actions=actions,
                          submitted_since=submitted_since)
-        key = ("decisions_between", _key(arguments))
+        key = _decision_key(arguments)
         if key not in self.answers:
             self._load_decisions([arguments])
         return int(self.answers[key])
@@ -288,7 +333,7 @@ class SqlLookups:
                            since: datetime, until: datetime) -> Sequence[Withdrawal]:
         arguments = dict(case_id=case_id, applicant_id_number=applicant_id_number, item_id=item_id, since=since,
                          until=until)
-        key = ("withdrawals_before", _key(arguments))
+        key = _withdrawal_key(arguments)
         if key not in self.answers:
             self._load_withdrawals([arguments])
         return list(self.answers[key])
@@ -303,15 +348,55 @@ class SqlLookups:
     def _load_fees(self, case_ids: list[int]) -> None:
         """The fee rows of the completed cases of the unit of work: those in the session already (a partner
         record's payment, stored in it) without a query, the others in one."""
+        missing = self._fees_in_session(case_ids)
+        if missing:
+            # The five columns the rule reads, not CaseFee objects; on PostgreSQL one fixed statement (an array).
+            if self.session.get_bind().dialect.name == "postgresql":
+                rows: Sequence[Any] = _driver_rows(self.session, _FEES_SQL, {"ids": missing})
+            else:
+                rows = self.session.execute(select(*_FEE_COLUMNS).where(CaseFee.case_id.in_(missing))).all()
+            for case_id, *values in rows:
+                self.answers[("case_fee", (case_id,))] = _fee_facts(*values)
+
+    def _fees_in_session(self, case_ids: list[int]) -> list[int]:
+        """Answer the fee questions the session's own rows answer (None until a row is read); the others."""
         missing = []
         for case_id in dict.fromkeys(case_ids):
             row = self.session.identity_map.get(self.session.identity_key(CaseFee, case_id))
             if row is None:
                 missing.append(case_id)
-            self.answers[("case_fee", (case_id,))] = _fee_facts(row)
+            self.answers[("case_fee", (case_id,))] = None if row is None else _fee_facts(
+                row.status, row.amount_fen, row.paid_fen, row.due, row.source)
+        return missing
+
+    def _load_together(self, decisions: list[dict[str, Any]], withdrawals: list[dict[str, Any]],
+                       fee_case_ids: list[int]) -> None:
+        """PostgreSQL: every question of the unit of work, of every kind, in one fixed statement (the three
+        look-ups as parts of a UNION ALL, each as it runs alone): one round trip per unit of work, not one per kind
+        — on this machine a round trip costs the client 0.05–0.25 ms of CPU (more under load), more than
+        building the answers (docs/performance-realtime.md)."""
+        missing = self._fees_in_session(fee_case_ids)
+        if not (decisions or withdrawals or missing):
+            return
+        kinds, parameters = "", {}
+        if decisions:
+            kinds, parameters = kinds + "d", {**parameters, **_decision_parameters(decisions, prefix="d_")}
+        if withdrawals:
+            kinds, parameters = kinds + "w", {**parameters, **_withdrawal_parameters(withdrawals, prefix="w_")}
         if missing:
-            for row in self.session.scalars(select(CaseFee).where(CaseFee.case_id.in_(missing))):
-                self.answers[("case_fee", (row.case_id,))] = _fee_facts(row)
+            kinds, parameters = kinds + "f", {**parameters, "f_ids": missing}
+        counts: dict[int, int] = {}
+        withdrawn: list[tuple[Any, ...]] = []
+        rows = _driver_rows(self.session, _together_sql(kinds), parameters)
+        for kind, first, second, third, text1, text2, text3, at in rows:
+            if kind == "d":
+                counts[first] = second
+            elif kind == "w":
+                withdrawn.append((first, text1, second, text2, at.astimezone(UTC)))
+            else:
+                self.answers[("case_fee", (first,))] = _fee_facts(text1, second, third, text2, text3)
+        self._answer_decisions(decisions, counts)
+        self._answer_withdrawals(withdrawals, withdrawn)
 
     def _load_decisions(self, questions: list[dict[str, Any]]) -> None:
         if self.session.get_bind().dialect.name == "postgresql":
@@ -331,28 +416,27 @@ class SqlLookups:
                 CaseEvent.actor_id == q["actor_id"], CaseEvent.occurred_at >= q["start"],
                 CaseEvent.occurred_at <= q["end"]) for q in questions)))).all()
         for q in questions:
-            self.answers[("decisions_between", _key(q))] = sum(
+            self.answers[_decision_key(q)] = sum(
                 1 for actor, department, submitted, action, at in rows
                 if actor == q["actor_id"] and department == q["department_id"] and action in q["actions"]
                 and submitted >= q["submitted_since"] and q["start"] <= at <= q["end"])
 
     def _count_decisions(self, actions: tuple[str, ...], questions: list[dict[str, Any]]) -> None:
         """PostgreSQL: every question of the unit of work in one statement whose text never changes (the
-        questions are arrays), so it is compiled once per process and prepared by the server, and only the
-        counts come back."""
-        counts = dict(self.session.execute(_DECISIONS, {
-            "actor": [q["actor_id"] for q in questions], "dept": [q["department_id"] for q in questions],
-            "t0": [q["start"] for q in questions], "t1": [q["end"] for q in questions],
-            "since": [q["submitted_since"] for q in questions], "actions": list(actions)}).all())
+        questions are arrays), so the server keeps it prepared, and only the counts come back."""
+        self._answer_decisions(questions, dict(_driver_rows(self.session, _DECISIONS_SQL,
+                                                            _decision_parameters(questions, prefix=""))))
+
+    def _answer_decisions(self, questions: list[dict[str, Any]], counts: dict[int, int]) -> None:
+        """``counts``: by the question's place (from 1), as the statement's ordinality numbers them."""
         for n, q in enumerate(questions, start=1):
-            self.answers[("decisions_between", _key(q))] = int(counts.get(n, 0))
+            self.answers[_decision_key(q)] = int(counts.get(n, 0))
 
     def _load_withdrawals(self, questions: list[dict[str, Any]]) -> None:
         if self.session.get_bind().dialect.name == "postgresql":
-            rows = self.session.execute(_WITHDRAWALS, {
-                "applicant": [q["applicant_id_number"] for q in questions], "item": [q["item_id"] for q in questions],
-                "since": [q["since"] for q in questions], "until": [q["until"] for q in questions],
-                "action": WITHDRAW}).all()
+            found = _driver_rows(self.session, _WITHDRAWALS_SQL, _withdrawal_parameters(questions, prefix=""))
+            rows: Sequence[Any] = [(case_id, applicant, item, number, at.astimezone(UTC))
+                                   for case_id, applicant, item, number, at in found]
         else:
             rows = self.session.execute(
                 select(Case.id, Case.applicant_id_number, Case.item_id, Case.tracking_no, CaseEvent.occurred_at)
@@ -363,36 +447,116 @@ class SqlLookups:
                            CaseEvent.occurred_at >= q["since"], CaseEvent.occurred_at <= q["until"])
                            for q in questions)))
                 .order_by(CaseEvent.occurred_at.desc())).all()
+        self._answer_withdrawals(questions, rows)
+
+    def _answer_withdrawals(self, questions: list[dict[str, Any]], rows: Sequence[tuple[Any, ...]]) -> None:
+        """``rows``: (case id, applicant, item id, tracking number, withdrawn at), the newest first."""
         for q in questions:
-            self.answers[("withdrawals_before", _key(q))] = [
+            self.answers[_withdrawal_key(q)] = [
                 Withdrawal(number, at) for case_id, applicant, item_id, number, at in rows
                 if case_id != q["case_id"] and applicant == q["applicant_id_number"] and item_id == q["item_id"]
                 and q["since"] <= at <= q["until"]]
 
 
-def _fee_facts(row: Any) -> FeeFacts | None:
-    if row is None:
-        return None
-    return FeeFacts(status=row.status, amount_fen=row.amount_fen, paid_fen=row.paid_fen or 0, due=row.due,
-                    source=row.source)
+def _fee_facts(status: str, amount_fen: int, paid_fen: int | None, due: str, source: str) -> FeeFacts:
+    return FeeFacts(status=status, amount_fen=amount_fen, paid_fen=paid_fen or 0, due=due, source=source)
 
 
-# The lookups on PostgreSQL: one statement each whatever the number of questions (arrays, unnest), so SQLAlchemy
-# compiles it once and psycopg prepares it — a list of OR-ed conditions was a new statement for every count.
+_FEE_COLUMNS = (CaseFee.case_id, CaseFee.status, CaseFee.amount_fen, CaseFee.paid_fen, CaseFee.due, CaseFee.source)
+
+
+def _driver_rows(session: Session, sql: str, parameters: dict[str, Any]) -> Sequence[Any]:
+    """A fixed PostgreSQL statement run as the driver's own (``exec_driver_sql``: still seen by the engine's
+    events), its rows as psycopg makes them — no SQLAlchemy statement, parameters or typed result to build for
+    what the rules read as plain values; the session's changes flushed first, as ``Session.execute`` would."""
+    if session.autoflush:
+        session.flush()
+    return session.connection().exec_driver_sql(sql, parameters).all()
+
+
+def _decision_parameters(questions: list[dict[str, Any]], *, prefix: str) -> dict[str, Any]:
+    return {f"{prefix}actor": [q["actor_id"] for q in questions],
+            f"{prefix}dept": [q["department_id"] for q in questions],
+            f"{prefix}t0": _instants(q["start"] for q in questions),
+            f"{prefix}t1": _instants(q["end"] for q in questions),
+            f"{prefix}since": _instants(q["submitted_since"] for q in questions),
+            f"{prefix}actions": list(questions[0]["actions"]) if questions else []}
+
+
+def _withdrawal_parameters(questions: list[dict[str, Any]], *, prefix: str) -> dict[str, Any]:
+    return {f"{prefix}applicant": [q["applicant_id_number"] for q in questions],
+            f"{prefix}item": [q["item_id"] for q in questions],
+            f"{prefix}since": _instants(q["since"] for q in questions),
+            f"{prefix}until": _instants(q["until"] for q in questions), f"{prefix}action": WITHDRAW}
+
+
+def _instants(values: Iterable[datetime]) -> list[str]:
+    """Instants as ISO text for a ``timestamptz[]`` parameter: the same instants (each with its offset), which
+    psycopg sends as they are where it dumps each datetime object in Python."""
+    return [value.isoformat() for value in values]
+
+
+# The lookups on PostgreSQL: one statement each whatever the number of questions (arrays, unnest), a fixed text
+# that psycopg prepares once — a list of OR-ed conditions was a new statement for every count.
 # Each question counts from the person's events in its window (ix_case_events_actor_id_occurred_at, migration 0020)
 # in a subquery of its own: as a join, the planner misjudged how many of a department's cases it would meet and
 # went through all of them (docs/performance-postgresql.md).
-_DECISIONS = text(
-    "SELECT q.n, (SELECT count(*) FROM case_events e JOIN cases c ON c.id = e.case_id "
-    "WHERE e.actor_id = q.actor AND e.occurred_at BETWEEN q.t0 AND q.t1 "
-    "AND e.action = ANY(CAST(:actions AS text[])) AND c.department_id = q.dept AND c.submitted_at >= q.since) "
-    "FROM unnest(CAST(:actor AS text[]), CAST(:dept AS integer[]), CAST(:t0 AS timestamptz[]), "
-    "CAST(:t1 AS timestamptz[]), CAST(:since AS timestamptz[])) WITH ORDINALITY AS q(actor, dept, t0, t1, since, n)")
+def _decisions_sql(p: str) -> str:
+    return (
+        f"SELECT q.n, (SELECT count(*) FROM case_events e JOIN cases c ON c.id = e.case_id "
+        f"WHERE e.actor_id = q.actor AND e.occurred_at BETWEEN q.t0 AND q.t1 "
+        f"AND e.action = ANY(CAST(:{p}actions AS text[])) AND c.department_id = q.dept "
+        f"AND c.submitted_at >= q.since) "
+        f"FROM unnest(CAST(:{p}actor AS text[]), CAST(:{p}dept AS integer[]), "
+        f"CAST(:{p}t0 AS timestamptz[]), "
+        f"CAST(:{p}t1 AS timestamptz[]), CAST(:{p}since AS timestamptz[])) "
+        f"WITH ORDINALITY AS q(actor, dept, t0, t1, since, n)")
+
+
 # Withdrawals after acceptance (its clock had started: the resubmission restarts it), the newest first.
-_WITHDRAWALS = text(
-    "SELECT DISTINCT c.id, c.applicant_id_number, c.item_id, c.tracking_no, e.occurred_at "
-    "FROM unnest(CAST(:applicant AS text[]), CAST(:item AS integer[]), CAST(:since AS timestamptz[]), "
-    "CAST(:until AS timestamptz[])) AS q(applicant, item, since, until) "
-    "JOIN cases c ON c.applicant_id_number = q.applicant AND c.item_id = q.item AND c.accepted_on IS NOT NULL "
-    "JOIN case_events e ON e.case_id = c.id AND e.action = :action AND e.occurred_at BETWEEN q.since AND q.until "
-    "ORDER BY e.occurred_at DESC")
+def _withdrawals_sql(p: str) -> str:
+    return (
+        f"SELECT DISTINCT c.id, c.applicant_id_number, c.item_id, c.tracking_no, e.occurred_at "
+        f"FROM unnest(CAST(:{p}applicant AS text[]), CAST(:{p}item AS integer[]), "
+        f"CAST(:{p}since AS timestamptz[]), CAST(:{p}until AS timestamptz[])) "
+        f"AS q(applicant, item, since, until) "
+        f"JOIN cases c ON c.applicant_id_number = q.applicant AND c.item_id = q.item AND c.accepted_on IS NOT NULL "
+        f"JOIN case_events e ON e.case_id = c.id AND e.action = :{p}action "
+        f"AND e.occurred_at BETWEEN q.since AND q.until")
+
+
+def _fees_sql(p: str) -> str:
+    return (f"SELECT case_id, status, amount_fen, paid_fen, due, source FROM case_fees "
+            f"WHERE case_id = ANY(CAST(:{p}ids AS integer[]))")
+
+
+def _pyformat(sql: str) -> str:
+    """A statement's ``:name`` parameters as the driver's ``%(name)s``."""
+    return re.sub(r"(?<![:\w]):(\w+)", r"%(\1)s", sql)
+
+
+# The look-ups as they run alone (a question asked outside ``load``); ``_DECISIONS`` also as SQLAlchemy's text, whose
+# plan tests/hub/test_migrations.py checks uses its index.
+_DECISIONS = text(_decisions_sql(""))
+_DECISIONS_SQL = _pyformat(_decisions_sql(""))
+_WITHDRAWALS_SQL = _pyformat(_withdrawals_sql("") + " ORDER BY e.occurred_at DESC")
+_FEES_SQL = _pyformat(_fees_sql(""))
+# The kinds asked at once (``SqlLookups._load_together``) as one statement of the parts asked (a batch that asks no
+# fee reads no fee table), one row shape: kind, three integers, three texts, an instant; the withdrawals the newest
+# first, as alone. At most seven texts, each prepared once.
+_PARTS = {
+    "d": "SELECT 'd', CAST(d.n AS bigint), d.count, CAST(NULL AS bigint), CAST(NULL AS text), CAST(NULL AS text), "
+         "CAST(NULL AS text), CAST(NULL AS timestamptz) FROM ({}) AS d(n, count)".format(_decisions_sql("d_")),
+    "w": "SELECT 'w', CAST(w.id AS bigint), CAST(w.item_id AS bigint), CAST(NULL AS bigint), "
+         "CAST(w.applicant_id_number AS text), CAST(w.tracking_no AS text), CAST(NULL AS text), w.occurred_at "
+         "FROM ({}) AS w".format(_withdrawals_sql("w_")),
+    "f": "SELECT 'f', CAST(f.case_id AS bigint), CAST(f.amount_fen AS bigint), CAST(f.paid_fen AS bigint), "
+         "CAST(f.status AS text), CAST(f.due AS text), CAST(f.source AS text), CAST(NULL AS timestamptz) "
+         "FROM ({}) AS f".format(_fees_sql("f_")),
+}
+
+
+@functools.cache
+def _together_sql(kinds: str) -> str:
+    """The statement of the parts ``kinds`` ("d", "w", "f", in that order) of ``_PARTS``."""
+    return _pyformat(" UNION ALL ".join(_PARTS[kind] for kind in kinds) + " ORDER BY 1, 8 DESC")

@@ -74,7 +74,7 @@ def scan(session: Session, *, now: datetime, batch: int = DEFAULT_BATCH,
                                       unresolved.get(case.id, ()), now=now)
         rows.append(_new_values(case, judgement, findings, calendar=calendar))
     # The batch's findings in one statement (per chunk): the scan's cost is a few statements per batch.
-    report.raised += len(service.raise_many(session, found=found, now=now))
+    report.raised += len(service.raise_new(session, found=found, now=now))
     _store(session, rows)
     return report
 

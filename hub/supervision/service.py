@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from functools import cache
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -91,48 +91,96 @@ def raise_findings(session: Session, *, case: Case, findings: Iterable[Finding],
 
 
 def raise_many(session: Session, *, found: Sequence[tuple[Case, Iterable[Finding]]], now: datetime) -> list[Alert]:
-    """``raise_findings`` for many cases at once (the scanner's batch): one multi-row INSERT .. ON CONFLICT DO
-    NOTHING per chunk, one SELECT for the new rows, their outbox messages. Returns the new alerts by id."""
+    """``raise_findings`` for many cases at once: ``raise_new``, then the new alerts read back by id."""
+    new_ids = raise_new(session, found=found, now=now)
+    if not new_ids:
+        return []
+    return list(session.scalars(select(Alert).where(Alert.id.in_(new_ids)).order_by(Alert.id)))
+
+
+def raise_new(session: Session, *, found: Sequence[tuple[Case, Iterable[Finding]]], now: datetime) -> list[int]:
+    """Store the findings of many cases (the real-time hook's unit of work, the scanner's batch): one
+    INSERT .. ON CONFLICT DO NOTHING whatever their number, and the outbox rows of the new alerts in one more.
+    A finding the case already has an alert of (rule and level) is dropped by the conflict, not looked up first.
+    Returns the new alerts' ids in order; the alerts are not read back: the INSERT returns each new row's id and
+    key, and their messages are made from the values just written."""
     raised_on = business_date(now)
     cases: dict[int, Case] = {}
-    rows: list[dict[str, Any]] = []
+    rows: dict[tuple[int, str, str], dict[str, Any]] = {}
     for case, findings in found:
         cases[case.id] = case
-        unique: dict[tuple[str, str], Finding] = {}
-        for finding in findings:
-            unique.setdefault((finding.rule, finding.level), finding)
-        rows.extend({
-            "case_id": case.id, "rule": f.rule, "kind": f.kind, "level": f.level, "status": OPEN,
-            "department_id": case.department_id, "region_code": case.region_code,
-            "supervisor_region_code": case.region_code, "escalations": 0, "message": f.message,
-            "detail": _plain(f.detail), "raised_at": now, "raised_on": raised_on,
-            "history": [{"at": now.isoformat(), "action": "raised", "by": "system", "level": f.level}],
-        } for f in unique.values())
+        for f in findings:
+            key = (case.id, f.rule, f.level)
+            if key not in rows:  # the first finding of a rule and level on the case stands
+                rows[key] = _alert_row(case, f, now=now, raised_on=raised_on)
     if not rows:
         return []
-    # One statement compiled once and cached, its rows sent as SQLAlchemy's "insertmanyvalues" batches: a
-    # multi-row VALUES built per call was compiled again for every new number of rows (≈8 ms a batch).
+    values = list(rows.values())
     if session.get_bind().dialect.name == "postgresql":
         # One short statement whatever the number of rows (one JSONB parameter, hub/db.py ``insert_rows``):
         # psycopg parses it once and the server keeps it prepared.
-        new_ids = [int(i) for i in session.execute(_raise_json(tuple(rows[0])),
-                                                   {"rows": [json_row(row) for row in rows]}).scalars()]
+        new = session.execute(_raise_json(tuple(values[0])), {"rows": [json_row(row) for row in values]}).all()
     else:
-        new_ids = [int(i) for i in session.execute(_raise_statement(session), rows).scalars()]
-    if not new_ids:
-        return []
-    alerts = list(session.scalars(select(Alert).where(Alert.id.in_(new_ids)).order_by(Alert.id)))
-    # Their outbox rows in one statement too (the SELECT above flushed what the session held before them).
+        # One statement compiled once and cached, its rows sent as SQLAlchemy's "insertmanyvalues" batches.
+        new = session.execute(_raise_statement(session), values).all()
+    new = sorted(new)  # by id: the messages in the order the alerts were made
     insert_rows(session, OutboxMessage.__table__, [
-        outbox.row(_message(RAISED, alert, case=cases[alert.case_id], now=now)) for alert in alerts])
-    return alerts
+        outbox.row(_message(RAISED, _Raised(alert_id, rows[(case_id, rule, level)]), case=cases[case_id], now=now))
+        for alert_id, case_id, rule, level in new])
+    return [int(alert_id) for alert_id, *_ in new]
+
+
+def _alert_row(case: Case, f: Finding, *, now: datetime, raised_on: date) -> dict[str, Any]:
+    return {
+        "case_id": case.id, "rule": f.rule, "kind": f.kind, "level": f.level, "status": OPEN,
+        "department_id": case.department_id, "region_code": case.region_code,
+        "supervisor_region_code": case.region_code, "escalations": 0, "message": f.message,
+        "detail": _plain(f.detail), "raised_at": now, "raised_on": raised_on,
+        "history": [{"at": now.isoformat(), "action": "raised", "by": "system", "level": f.level}],
+    }
+
+
+class _Raised:
+    """A new alert as its message reads it (``alert_payload``): its id and the values its row was written with."""
+
+    __slots__ = ("escalations", "id", "kind", "level", "message", "region_code", "rule", "status",
+                 "supervisor_region_code")
+
+    def __init__(self, alert_id: int, row: Mapping[str, Any]) -> None:
+        self.id = int(alert_id)
+        self.rule, self.kind, self.level, self.status = row["rule"], row["kind"], row["level"], row["status"]
+        self.message, self.escalations = row["message"], row["escalations"]
+        self.region_code, self.supervisor_region_code = row["region_code"], row["supervisor_region_code"]
+
+
+class AlertFields(Protocol):
+    """What an alert's message says of it: an ``Alert`` row, or a new one's values (``_Raised``)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def rule(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def level(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def message(self) -> str: ...
+    @property
+    def region_code(self) -> str: ...
+    @property
+    def supervisor_region_code(self) -> str: ...
+    @property
+    def escalations(self) -> int: ...
 
 
 def _raise_statement(session: Session) -> Any:
     table = Alert.__table__
     return (_insert_for(session)(table)
             .on_conflict_do_nothing(index_elements=[table.c.case_id, table.c.rule, table.c.level])
-            .returning(table.c.id))
+            .returning(table.c.id, table.c.case_id, table.c.rule, table.c.level))
 
 
 @cache
@@ -140,7 +188,7 @@ def _raise_json(names: tuple[str, ...]) -> Any:
     table = Alert.__table__
     return (insert_from_json(table, names)
             .on_conflict_do_nothing(index_elements=[table.c.case_id, table.c.rule, table.c.level])
-            .returning(table.c.id))
+            .returning(table.c.id, table.c.case_id, table.c.rule, table.c.level))
 
 
 def close_alerts(session: Session, *, case: Case, rules: Collection[str] | None = None, now: datetime,
@@ -162,7 +210,7 @@ def close_alerts(session: Session, *, case: Case, rules: Collection[str] | None 
     return alerts
 
 
-def alert_payload(alert: Alert, *, case: Case) -> dict[str, Any]:
+def alert_payload(alert: AlertFields, *, case: Case) -> dict[str, Any]:
     """What subscribers receive about an alert: no personal data (no applicant, no officer names)."""
     return {
         "alert_id": alert.id, "tracking_no": case.tracking_no, "rule": alert.rule, "kind": alert.kind,
@@ -177,7 +225,7 @@ def publish(session: Session, event_type: str, alert: Alert, *, case: Case, now:
     session.add(_message(event_type, alert, case=case, now=now, extra=extra))
 
 
-def _message(event_type: str, alert: Alert, *, case: Case, now: datetime,
+def _message(event_type: str, alert: AlertFields, *, case: Case, now: datetime,
              extra: Mapping[str, Any] | None = None) -> OutboxMessage:
     return outbox.message(event_type=event_type, region_code=alert.region_code,
                           payload={**alert_payload(alert, case=case), **(extra or {})}, occurred_at=now,

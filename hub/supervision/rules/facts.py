@@ -8,7 +8,8 @@ the applicant's withdrawn cases for "withdraw and resubmit" — comes through ``
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import json
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import cached_property
@@ -40,6 +41,40 @@ class Step:
     def by_person(self) -> bool:
         """Taken by a person (an officer of the hub or of a partner platform), not the engine or applicant."""
         return self.actor_type in ("officer", "partner")
+
+
+class JsonText(Mapping[str, Any]):
+    """A JSON object kept as its text until read (a ``Step``'s ``data`` as the real-time hook reads it from the
+    database: no rule reads an event's data today, and parsing every row's was a third of reading the steps)."""
+
+    __slots__ = ("_parsed", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._parsed: dict[str, Any] | None = None
+
+    def _value(self) -> dict[str, Any]:
+        if self._parsed is None:
+            parsed = json.loads(self.text)
+            self._parsed = parsed if isinstance(parsed, dict) else {}
+        return self._parsed
+
+    def __getitem__(self, key: str) -> Any:
+        return self._value()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._value())
+
+    def __len__(self) -> int:
+        return len(self._value())
+
+    def __eq__(self, other: object) -> bool:
+        return self._value() == (other._value() if isinstance(other, JsonText) else other)
+
+    __hash__ = None  # type: ignore[assignment]  # as a dict's
+
+    def __repr__(self) -> str:
+        return repr(self._value())
 
 
 @dataclass(frozen=True)

@@ -39,9 +39,34 @@ class Deviation:
 
 
 def replay(definition: WorkflowDefinition, steps: Sequence[Step]) -> list[Deviation]:
-    """What the engine would have refused, event by event (the first event opens the case in its state)."""
+    """What the engine would have refused, event by event (the first event opens the case in its state).
+
+    Remembered per process by what the replay reads of each step (seq, action, target state, whether it states
+    an opinion): partner platforms report the same few flows over and over, and the real-time hook replays
+    every touched case's whole history on each of its records."""
     if not steps:
         return []
+    key = (id(definition), tuple((s.seq, s.action, s.to_state, bool(s.opinion and s.opinion.strip())) for s in steps))
+    known = _replayed.get(key)
+    if known is not None and known[0] is definition:  # the id of a definition still alive: the same one
+        return list(known[1])
+    deviations = _replay(definition, steps)
+    if len(_replayed) >= _REPLAYED_MAX:
+        oldest = next(iter(_replayed), None)  # a bound, not an LRU
+        if oldest is not None:
+            _replayed.pop(oldest, None)
+    _replayed[key] = (definition, tuple(deviations))
+    return deviations
+
+
+# What ``replay`` remembers: (id of the definition, the steps as it reads them) → (that definition, deviations).
+# Deviations are frozen: cases of the same history share them.
+_Key = tuple[int, tuple[tuple[int, str, str, bool], ...]]
+_replayed: dict[_Key, tuple[WorkflowDefinition, tuple[Deviation, ...]]] = {}
+_REPLAYED_MAX = 4096
+
+
+def _replay(definition: WorkflowDefinition, steps: Sequence[Step]) -> list[Deviation]:
     deviations: list[Deviation] = []
     state = steps[0].to_state
     taken: set[tuple[str, str]] = set()

@@ -220,3 +220,84 @@ def test_the_lookups_read_the_items_history_and_an_officers_decisions(
     assert 4 not in lookups.completed_durations(item_id=case.item_id, exclude_case_id=case.id, limit=500,
                                                 submitted_since=START - timedelta(days=1)) or history.count(4) > 1
     session.rollback()
+
+
+def test_a_case_finding_again_what_it_has_raised_reads_no_alerts_and_raises_nothing_new(
+        client: TestClient, session: Session) -> None:
+    """A case evaluated again finds its old alerts again: the raise's ON CONFLICT DO NOTHING drops them (the
+    alert stays one, with one message), with no query for the case's alerts first and none reading back the
+    alerts just raised."""
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    payload = skipping_record(client)
+    number = push(client, envelope(payload))[0]["tracking_no"]
+    first = alerts_of(session, number)["procedure.skipped_step"]
+    payload = {**payload, "record_version": 2, "state": "completed",
+               "steps": [*payload["steps"], step(3, "complete", "completed")]}
+    statements: list[str] = []
+
+    def note(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", note)
+    try:
+        assert push(client, envelope(payload))[0]["status"] == "applied"
+    finally:
+        event.remove(Engine, "before_cursor_execute", note)
+    assert [s for s in statements if s.lstrip().upper().startswith("SELECT") and "FROM alerts" in s] == []
+    again = alerts_of(session, number)
+    assert again["procedure.skipped_step"].id == first.id
+    assert [p["rule"] for p in raised_messages(session, number)].count("procedure.skipped_step") == 1
+
+
+def test_the_lookups_of_every_kind_are_answered_as_alone_and_on_postgresql_by_one_statement(
+        client: TestClient, officers: Officers, session: Session) -> None:
+    """``SqlLookups.load`` (pass 2 of the hook) answers a unit of work's questions of every kind as the methods
+    answer each alone; on PostgreSQL the three kinds are one statement, not one each."""
+    from datetime import timedelta
+
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    from hub.cases.models import CaseEvent
+    from hub.supervision.realtime import SqlLookups
+    from tests.conftest import START
+
+    applicant = someone()
+    withdrawn = submit(client, KEY, applicant)
+    act(client, officers, withdrawn["tracking_no"], officer_of(KEY, "intake"), "accept")
+    response = client.post(f"/api/v1/applications/{withdrawn['tracking_no']}/withdraw", json={"reason": "重新申报"},
+                           headers={"X-Query-Code": withdrawn["query_code"]})
+    assert response.status_code == 200, response.text
+    number = submit(client, KEY, applicant)["tracking_no"]
+    act(client, officers, number, officer_of(KEY, "intake"), "accept")
+    act(client, officers, number, officer_of(KEY, "reviewer"), "review", "材料齐全")
+    act(client, officers, number, officer_of(KEY, "approver"), "grant", "准予注册")
+    session.expire_all()
+    case = session.scalars(select(Case).where(Case.tracking_no == number)).one()
+    grant = session.scalars(select(CaseEvent).where(CaseEvent.case_id == case.id, CaseEvent.action == "grant")).one()
+    decisions = {"actor_id": grant.actor_id, "department_id": case.department_id,
+                 "start": grant.occurred_at - timedelta(minutes=30), "end": grant.occurred_at + timedelta(minutes=30),
+                 "actions": ("grant", "deny", "complete"), "submitted_since": START - timedelta(days=180)}
+    withdrawals = {"case_id": case.id, "applicant_id_number": case.applicant_id_number, "item_id": case.item_id,
+                   "since": case.submitted_at - timedelta(days=30), "until": case.submitted_at}
+    statements: list[str] = []
+
+    def note(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    together = SqlLookups(session)
+    event.listen(Engine, "before_cursor_execute", note)
+    try:
+        together.load([("decisions_between", decisions), ("withdrawals_before", withdrawals),
+                       ("case_fee", {"case_id": case.id})])
+    finally:
+        event.remove(Engine, "before_cursor_execute", note)
+    alone = SqlLookups(session)
+    assert together.decisions_between(**decisions) == alone.decisions_between(**decisions) >= 1
+    assert [w.tracking_no for w in together.withdrawals_before(**withdrawals)] == [withdrawn["tracking_no"]]
+    assert together.withdrawals_before(**withdrawals) == alone.withdrawals_before(**withdrawals)
+    assert together.case_fee(case_id=case.id) == alone.case_fee(case_id=case.id)
+    if session.get_bind().dialect.name == "postgresql":
+        assert len(statements) == 1, statements

@@ -58,6 +58,7 @@ DEAD_QUEUE_DELIVERY_LIMIT = 10_000
 ALL_ROUTING_KEYS = "#"
 PRECONDITION_FAILED = 406
 NOT_FOUND = 404
+ACCESS_REFUSED = 403
 
 
 @dataclass(frozen=True)
@@ -153,12 +154,14 @@ def _declare_shards(channel: BlockingChannel, topology: Topology, delivery_limit
 
 def unroute_shards(channel: BlockingChannel, topology: Topology = HUB_TOPOLOGY) -> None:
     """Routing switched off (shards 0) after it was on: hub.inbound no longer feeds the shard exchange (its
-    queues stay, to be drained; see docs/amqp.md). Nothing to do — and no error — when there never was one:
-    the broker's NOT_FOUND closes the channel, which the caller passes for this alone."""
+    queues stay, to be drained; see docs/amqp.md). Nothing to do — and no error — when there never was one
+(NOT_FOUND), or when this user may not touch it (ACCESS_REFUSED: a deployment whose hub user is granted only the
+one-queue names, deploy/rabbitmq/definitions.json, never routed through it): the broker closes the channel,
+which the caller passes for this alone."""
     try:
         channel.exchange_unbind(topology.shard_exchange, topology.inbound_exchange, routing_key=ALL_ROUTING_KEYS)
     except pika.exceptions.ChannelClosedByBroker as exc:
-        if exc.reply_code != NOT_FOUND:
+        if exc.reply_code not in (NOT_FOUND, ACCESS_REFUSED):
             raise
 
 

@@ -93,24 +93,32 @@ def broker() -> Iterator[Broker]:
     management_url = required_env("HUB_TEST_RABBITMQ_MANAGEMENT_URL").rstrip("/")
     parts = urlsplit(base)
     user, password = unquote(parts.username or ""), unquote(parts.password or "")
-    vhost = f"hub_exchange_{uuid.uuid4().hex[:8]}"
-    with httpx.Client(base_url=management_url, auth=(user, password), timeout=15, trust_env=False) as api:
-        try:
-            api.put(f"/api/vhosts/{vhost}").raise_for_status()
-            api.put(f"/api/permissions/{vhost}/{quote(user, safe='')}",
-                    json={"configure": ".*", "write": ".*", "read": ".*"}).raise_for_status()
-        except httpx.HTTPError as exc:
-            pytest.fail(f"cannot create a RabbitMQ vhost through {management_url} ({exc}); {HOW_TO_START}")
-        url = urlunsplit(parts._replace(path=f"/{vhost}"))
-        wait_for(lambda: _can_connect(url), timeout_s=15, what=f"the new vhost {vhost}")
+    with httpx.Client(base_url=management_url, auth=(user, password), timeout=15, trust_env=False) as api, \
+            private_vhost(api, base, user, prefix="hub_exchange") as (vhost, url):
         connection = open_connection(AmqpSettings(url=url))
         declare_topology(connection.channel())  # as every hub worker does at start (same arguments)
         connection.close()
         yield Broker(url, management_url, user, password, vhost)
-        if KEEP:
-            print(f"\nkept RabbitMQ vhost {vhost}")
-        else:
-            api.delete(f"/api/vhosts/{vhost}")
+
+
+@contextmanager
+def private_vhost(api: httpx.Client, base_url: str, user: str, *, prefix: str) -> Iterator[tuple[str, str]]:
+    """A new vhost ``<prefix>_<8 hex>`` where ``user`` may do anything, once it takes connections: its name and
+    its AMQP URL (``base_url``'s credentials and host). Deleted on leaving, unless HUB_TEST_EXCHANGE_KEEP."""
+    vhost = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    try:
+        api.put(f"/api/vhosts/{vhost}").raise_for_status()
+        api.put(f"/api/permissions/{vhost}/{quote(user, safe='')}",
+                json={"configure": ".*", "write": ".*", "read": ".*"}).raise_for_status()
+    except httpx.HTTPError as exc:
+        pytest.fail(f"cannot create a RabbitMQ vhost through {api.base_url} ({exc}); {HOW_TO_START}")
+    url = urlunsplit(urlsplit(base_url)._replace(path=f"/{vhost}"))
+    wait_for(lambda: _can_connect(url), timeout_s=15, what=f"the new vhost {vhost}")
+    yield vhost, url
+    if KEEP:
+        print(f"\nkept RabbitMQ vhost {vhost}")
+    else:
+        api.delete(f"/api/vhosts/{vhost}")
 
 
 def _can_connect(url: str) -> bool:

@@ -14,14 +14,13 @@ from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapters.amqp import AmqpSettings, declare_topology, make_bus, open_connection, provision_partner_user
+from adapters.amqp import declare_topology, make_bus, open_connection, provision_partner_user
 from adapters.amqp.topology import INBOUND_QUEUE, Topology
 from hub.clock import SystemClock
 from hub.exchange import shards
@@ -32,7 +31,14 @@ from hub.worker import Worker
 from mocks.city_platform import CityPlatform
 from mocks.city_platform.wire import PartnerPublisher
 from tests.adapters.amqp.conftest import wait_for
-from tests.exchange.conftest import WORKER_AMQP, Broker, WorkerProcess, item_code, wait_until_settled
+from tests.exchange.conftest import (
+    WORKER_AMQP,
+    Broker,
+    WorkerProcess,
+    item_code,
+    private_vhost,
+    wait_until_settled,
+)
 from tests.support import PARTNER_SECRET, case_record, envelope
 
 SHARDS = 4
@@ -42,28 +48,12 @@ TOPOLOGY = Topology(shards=SHARDS)
 @pytest.fixture(scope="module")
 def shard_broker(broker: Broker, partner_urls: dict[str, str]) -> Iterator[Broker]:
     """A vhost of its own with the partner ``shenyang`` provisioned (the session's partner users exist)."""
-    vhost = f"hub_shards_{uuid.uuid4().hex[:8]}"
     with httpx.Client(base_url=broker.management_url, auth=(broker.admin_user, broker.admin_password), timeout=30,
-                      trust_env=False) as api:
-        api.put(f"/api/vhosts/{vhost}").raise_for_status()
-        try:
-            api.put(f"/api/permissions/{vhost}/{quote(broker.admin_user, safe='')}",
-                    json={"configure": ".*", "write": ".*", "read": ".*"}).raise_for_status()
-            provision_partner_user(broker.management_url, broker.admin_user, broker.admin_password, vhost, "shenyang",
-                                   PARTNER_SECRET)
-            url = urlunsplit(urlsplit(broker.url)._replace(path=f"/{vhost}"))
-            wait_for(lambda: _can_connect(url), timeout_s=15, what=f"the new vhost {vhost}")
-            yield Broker(url, broker.management_url, broker.admin_user, broker.admin_password, vhost)
-        finally:
-            api.delete(f"/api/vhosts/{vhost}")
-
-
-def _can_connect(url: str) -> bool:
-    try:
-        open_connection(AmqpSettings(url=url), attempts=1).close()
-    except Exception:
-        return False
-    return True
+                      trust_env=False) as api, private_vhost(api, broker.url, broker.admin_user,
+                                                             prefix="hub_shards") as (vhost, url):
+        provision_partner_user(broker.management_url, broker.admin_user, broker.admin_password, vhost, "shenyang",
+                               PARTNER_SECRET)
+        yield Broker(url, broker.management_url, broker.admin_user, broker.admin_password, vhost)
 
 
 def drain_shards(broker: Broker) -> dict[str, list[str | None]]:

@@ -95,12 +95,7 @@ def test_a_batch_whose_every_case_is_busy_waits_for_them_and_applies_after(
     thread, outcomes = in_thread(lambda: handler.handle_batch(
         [inbound_message(envelope(case_record(code, external_id=busy, version=2, steps=3)))]))
 
-    def waiting_for_a_lock() -> bool:
-        with engine.connect() as connection:
-            return bool(connection.scalar(text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
-                                               "AND NOT granted")))
-
-    assert wait_until(waiting_for_a_lock, timeout=60), "the batch did not wait for the busy case"
+    assert wait_until(lambda: waiting_for_a_lock(engine), timeout=60), "the batch did not wait for the busy case"
     holder.commit()
     thread.join(timeout=60)
     assert outcomes == [[Outcome.ACK]]
@@ -124,12 +119,7 @@ def test_the_handler_tallies_what_its_batches_came_to_deferrals_and_lock_waits_i
 
     thread, outcomes = in_thread(lambda: handler.handle_batch([later]))  # its only case is busy: it waits
 
-    def waiting_for_a_lock() -> bool:
-        with engine.connect() as connection:
-            return bool(connection.scalar(text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
-                                               "AND NOT granted")))
-
-    assert wait_until(waiting_for_a_lock, timeout=60), "the batch did not wait for the busy case"
+    assert wait_until(lambda: waiting_for_a_lock(engine), timeout=60), "the batch did not wait for the busy case"
     holder.commit()
     thread.join(timeout=60)
     assert outcomes == [[Outcome.ACK]]
@@ -137,3 +127,10 @@ def test_the_handler_tallies_what_its_batches_came_to_deferrals_and_lock_waits_i
     assert {k: tally[k] for k in ("batches", "records", "acked", "deferred", "lock_waits")} == {
         "batches": 2, "records": 3, "acked": 2, "deferred": 1, "lock_waits": 1}
     assert tally["lock_wait_s"] > 0
+
+
+def waiting_for_a_lock(engine: Engine) -> bool:
+    """Whether a session waits for an advisory lock (a batch whose cases are all busy waits for them)."""
+    with engine.connect() as connection:
+        return bool(connection.scalar(text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                                           "AND NOT granted")))

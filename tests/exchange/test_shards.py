@@ -12,7 +12,7 @@ import json
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import httpx
@@ -20,9 +20,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapters.amqp import declare_topology, make_bus, open_connection, provision_partner_user
+from adapters.amqp import declare_topology, open_connection, provision_partner_user
 from adapters.amqp.topology import INBOUND_QUEUE, Topology
-from hub.clock import SystemClock
 from hub.exchange import shards
 from hub.exchange.models import InboxMessage
 from hub.exchange.status import exchange_overview
@@ -32,11 +31,11 @@ from mocks.city_platform import CityPlatform
 from mocks.city_platform.wire import PartnerPublisher
 from tests.adapters.amqp.conftest import wait_for
 from tests.exchange.conftest import (
-    WORKER_AMQP,
     Broker,
     WorkerProcess,
     item_code,
     private_vhost,
+    running_workers,
     wait_until_settled,
 )
 from tests.support import PARTNER_SECRET, case_record, envelope
@@ -117,20 +116,9 @@ def _depth(broker: Broker, queue: str) -> int:
         connection.close()
 
 
-@contextmanager
-def sharded_workers(settings: Settings, factory: sessionmaker[Session], count: int) -> Iterator[list[Worker]]:
-    workers = []
-    try:
-        for i in range(count):
-            bus = make_bus(settings.amqp_url, topology=TOPOLOGY, connection_name=f"hub-test-shards-{i}",
-                           **WORKER_AMQP)
-            worker = Worker(settings=settings, factory=factory, clock=SystemClock(), bus=bus)
-            worker.start()
-            workers.append(worker)
-        yield workers
-    finally:
-        for worker in workers:
-            worker.stop(timeout=15)
+def sharded_workers(settings: Settings, factory: sessionmaker[Session], count: int
+                    ) -> AbstractContextManager[list[Worker]]:
+    return running_workers(settings, factory, count, topology=TOPOLOGY, name="hub-test-shards")
 
 
 def held(worker: Worker) -> list[int]:

@@ -207,7 +207,7 @@ def _apply_optimistically(
             session.flush()
             # After the flush: a new case has its id now.
             deliveries.create_owed(session, cache.owed, now)
-            insert_rows(session, OUTBOX, [outbox.row(message) for message in cache.outbox])
+            insert_rows(session, OUTBOX, cache.outbox)
             insert_rows(session, INBOX, [_inbox_values(checked, result, case, now)
                                           for checked, result, case in inbox])
             session.flush()
@@ -299,8 +299,9 @@ class _BatchCache:
     # Deliveries the batch's changes owe (case, partner, kind), while an optimistic batch runs: written once
     # after its flush (the new cases have ids then), not each with a flush and a query of its own.
     owed: list[tuple[Case, str, str]] | None = None
-    # Its outbox rows likewise: one statement for the batch's, not rows of the ORM's flush.
-    outbox: list[OutboxMessage] | None = None
+    # Its outbox rows likewise, as plain values (``outbox.message_row``): one statement for the batch's, not rows
+    # of the ORM's flush.
+    outbox: list[dict[str, Any]] | None = None
     # Reference look-ups of the checks, once per batch (reference data does not change within one).
     partners: dict[str, Partner | None] = field(default_factory=dict)
     within: dict[tuple[str, str], bool] = field(default_factory=dict)
@@ -828,7 +829,7 @@ def _store_rating(session: Session, case: Case, record: dict[str, Any], now: dat
         return
     cache = _batch_cache(session)
     if cache is not None and cache.outbox is not None:
-        cache.outbox.append(message)
+        cache.outbox.append(outbox.row(message))
     else:
         session.add(message)
 
@@ -921,13 +922,13 @@ def _publish(session: Session, case: Case, now: datetime) -> None:
         cache.owed.extend((case, partner, kind) for partner, kind in deliveries.owed(session, case, action))
     else:
         deliveries.on_case_change(session, case, action, now)
-    reported = outbox.message(event_type="case.reported.v1", region_code=case.region_code,
-                              payload={**case_event_payload(case), "origin_partner": case.origin_partner},
-                              occurred_at=now, correlation_id=case.tracking_no)
-    if cache is not None and cache.outbox is not None:
-        cache.outbox.append(reported)
+    reported = {"event_type": "case.reported.v1", "region_code": case.region_code,
+                "payload": {**case_event_payload(case), "origin_partner": case.origin_partner},
+                "occurred_at": now, "correlation_id": case.tracking_no}
+    if cache is not None and cache.outbox is not None:  # a batch's: plain values, written in one statement
+        cache.outbox.append(outbox.message_row(**reported))
     else:
-        session.add(reported)
+        session.add(outbox.message(**reported))
 
 
 # --- a batch's rows in one statement ----------------------------------------------------------------

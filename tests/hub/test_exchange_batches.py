@@ -145,6 +145,40 @@ def test_a_batch_appends_its_steps_as_plain_values_not_session_objects_on_postgr
             assert findings == [] and checked == case.event_count == len(document["payload"]["steps"])
 
 
+def test_a_batch_whose_writes_fail_after_its_plain_steps_were_written_applies_each_record_once_by_itself(
+    client: TestClient, handler: InboundHandler, session_factory: sessionmaker[Session], settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The optimistic batch fails after ``insert_added`` wrote its plain steps (here: writing its deliveries): its
+    savepoint is rolled back, the plain steps forgotten, and every record applied again in a savepoint of its own
+    (as ORM events) — each step written once, every chain verifies."""
+    code = item_code(client, REPORTED)
+    older = records(code, 1, steps=1)[0]
+    assert handler.handle_batch([inbound_message(older)]) == [Outcome.ACK]
+    from hub.exchange import service
+
+    failures: list[int] = []
+
+    def failing_once(*args: Any, **kwargs: Any) -> None:
+        if not failures:
+            failures.append(1)
+            raise RuntimeError("the batch's deliveries could not be written")
+        real(*args, **kwargs)
+
+    real = service.deliveries.create_owed
+    monkeypatch.setattr(service.deliveries, "create_owed", failing_once)
+    batch = [*records(code, 3, steps=3), *records(code, 2, steps=5),
+             envelope({**case_record(code, external_id=older["payload"]["external_id"], version=2, steps=4)})]
+    assert handler.handle_batch([inbound_message(d) for d in batch]) == [Outcome.ACK] * len(batch)
+    assert failures == [1]
+    with session_factory() as session:
+        for document in batch:
+            case = session.scalar(select(Case).where(Case.external_id == document["payload"]["external_id"]))
+            assert case is not None
+            checked, findings = verify(session, key=settings.audit_key, tracking_no=case.tracking_no)
+            assert findings == [] and checked == case.event_count == len(document["payload"]["steps"])
+
+
 def test_a_batch_reserves_the_tracking_numbers_of_its_new_cases_of_many_days_at_once_on_postgresql(
     client: TestClient, handler: InboundHandler, session_factory: sessionmaker[Session], statements: list[str],
     engine: Engine,

@@ -115,7 +115,6 @@ class StepRow:
         return self.id is not None
 
 
-
 @dataclass(frozen=True)
 class Opening:
     """A new case and its sealed first event, built in memory and not yet written."""

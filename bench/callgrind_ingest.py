@@ -2,12 +2,17 @@
 machine's load (docs/performance-record-path.md).
 
     .venv/bin/python -m bench.callgrind_ingest [--records 500] [--seed 4242] [--database-url URL] [--out FILE]
+                                               [--freeze]
 
 Runs itself under ``valgrind --tool=callgrind --instr-atstart=no``: a fresh database (as ``bench.ingest``), the
 real-time hook on, 300 records of warm-up, then ``--records`` planned by the city platform simulator handed to
 ``InboundHandler.handle_batch`` in batches of 50 — callgrind counts only those calls (switched on and off around
 them with ``callgrind_control``), not start-up, imports, warm-up or the simulator's planning. Prints the total and
 the instructions per record. Needs valgrind (``apt-get install -y valgrind``).
+
+``--freeze``: after the warm-up, start-up's heap is frozen out of the garbage collector's walks, as ``hub worker``
+freezes it at start (hub/heap.py). Without it a full collection walks the whole heap now and then (≈5-6 % of the
+count here, in lumps: the count of a run then depends on where those collections fall, docs/performance-plain.md).
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ WARM_UP = 300
 BATCH = 50
 
 
-def counted_run(records: int, seed: int, database_url: str) -> None:
+def counted_run(records: int, seed: int, database_url: str, *, freeze: bool = False) -> None:
     """The measured process (under valgrind): warm up, then the counted records."""
     from bench import ingest_handler
     from bench.ingest import BENCH_AUDIT_KEY, PARTNER, bench_messages, fresh_database
@@ -40,6 +45,10 @@ def counted_run(records: int, seed: int, database_url: str) -> None:
                                  batch_size=BATCH)
         ingest_handler.set_realtime(True)
         ingest_handler.one_round(handler, engine, WARM_UP, seed=1)
+        if freeze:
+            from hub.heap import freeze_startup_heap
+
+            freeze_startup_heap()
         messages = bench_messages(CityPlatform("amqp://unused", PARTNER, seed=seed).plan(records))
         _instrument("on")
         outcomes: dict[str, int] = {}
@@ -61,14 +70,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=4242)
     parser.add_argument("--database-url", default=os.environ.get("HUB_TEST_POSTGRES_URL", DEFAULT_DATABASE_URL))
     parser.add_argument("--out", default="callgrind.ingest.out", help="callgrind's output file")
+    parser.add_argument("--freeze", action="store_true", help="freeze the heap after the warm-up, as hub worker does")
     parser.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)  # the process under valgrind
     args = parser.parse_args(argv)
     if args.inner:
-        counted_run(args.records, args.seed, args.database_url)
+        counted_run(args.records, args.seed, args.database_url, freeze=args.freeze)
         return 0
     command = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={args.out}",
                sys.executable, "-m", "bench.callgrind_ingest", "--inner", "--records", str(args.records),
-               "--seed", str(args.seed), "--database-url", args.database_url]
+               "--seed", str(args.seed), "--database-url", args.database_url, *(["--freeze"] if args.freeze else [])]
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     total = _total(Path(args.out))
     print(f"{args.records} records: {total / 1e6:,.1f} M instructions, {total / args.records / 1e6:.3f} M per record "

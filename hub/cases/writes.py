@@ -93,12 +93,65 @@ class Applicant:
     region_code: str | None = None
 
 
+class StepRow:
+    """A case event as plain values (issue 8, part plain): its columns under ``CaseEvent``'s attribute names in
+    the object's own dict, and the ``case`` it belongs to. What a batch of partner records appends instead of a
+    ``CaseEvent`` (`plain_steps`): no instrumented attribute per set or read, no session to add it to, no identity
+    map to register it in, no flush bookkeeping — it is written by ``insert_added``'s statement, which then sets
+    its ``id`` and ``case_id``. The seals read it as they read an event (``hub.db.loaded_values``: its dict)."""
+
+    id: int | None
+    case_id: int | None
+    seq: int
+    hash: str
+    case_row: dict[str, Any] | None
+
+    def __init__(self, case: Case, **values: Any) -> None:
+        self.__dict__.update(values, id=None, case_id=None, case=case)
+
+    @property
+    def written(self) -> bool:
+        """Whether ``insert_added`` wrote its row (and no savepoint rolled it back since: `forget_plain_steps`)."""
+        return self.id is not None
+
+
 @dataclass(frozen=True)
 class Opening:
     """A new case and its sealed first event, built in memory and not yet written."""
 
     case: Case
-    event: CaseEvent
+    event: Any  # CaseEvent, or a StepRow while `plain_steps` is on
+
+
+# session.info: the StepRows appended while a unit of work writes its steps as plain values (`plain_steps`), not
+# yet written by ``insert_added``.
+PLAIN_STEPS = "hub.cases.plain_steps"
+
+
+def plain_steps(session: Session) -> None:
+    """From now on, the steps appended in ``session`` are plain values (`StepRow`), written by the next
+    ``insert_added`` — for a unit of work that calls it before it commits (a batch of partner records,
+    hub/exchange/service.py) on PostgreSQL (elsewhere ``insert_added`` leaves the writing to the flush, which
+    writes ORM objects only). Until `end_plain_steps`."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.info[PLAIN_STEPS] = []
+
+
+def end_plain_steps(session: Session) -> None:
+    """Steps are ``CaseEvent`` objects again; any plain step not written by now is a programming error."""
+    pending = session.info.pop(PLAIN_STEPS, None)
+    if pending:
+        raise RuntimeError(f"{len(pending)} plain steps appended but never written (insert_added)")
+
+
+def forget_plain_steps(session: Session, written: Iterable[Any]) -> None:
+    """A savepoint around ``insert_added`` was rolled back: its plain steps' rows are gone (as the ORM forgets the
+    objects its own flush inserted), and those not yet written are dropped with it."""
+    for row in written:
+        if type(row) is StepRow:
+            row.__dict__.update(id=None, case_id=None)
+    if session.info.get(PLAIN_STEPS):
+        session.info[PLAIN_STEPS] = []
 
 
 # --- opening a case ----------------------------------------------------------------------------
@@ -142,7 +195,7 @@ def new_case(
         # Every column as the row will hold it: the first event seals these values (`case_row`).
         event_count=0, last_event_hash=None, updated_at=now, lock_version=1,
     )
-    return Opening(case, _event(case, first, key))
+    return Opening(case, _event(case, first, key, plain=session.info.get(PLAIN_STEPS)))
 
 
 def open_branch(
@@ -194,7 +247,8 @@ def open_branch(
 def add_case(session: Session, opening: Opening) -> None:
     """Write the new case and its first event at the session's next flush (case first, then the event)."""
     _add_case(session, opening.case)
-    _add_event(session, opening.case, opening.event)
+    if type(opening.event) is not StepRow:  # a plain step is written by ``insert_added`` (`plain_steps`)
+        _add_event(session, opening.case, opening.event)
     note_touched(session, opening.case, first_seq=1)
     _note_event(session, opening.case, opening.event)
 
@@ -347,7 +401,7 @@ def note_touched(session: Session, case: Case, *, first_seq: int | None = None) 
     touched.setdefault(case, first_seq if first_seq is not None else case.event_count + 1)
 
 
-def _note_event(session: Session, case: Case, event: CaseEvent) -> None:
+def _note_event(session: Session, case: Case, event: Any) -> None:
     events = session.info.get(NEW_EVENTS)
     if events is None:
         events = session.info[NEW_EVENTS] = {}
@@ -357,14 +411,16 @@ def _note_event(session: Session, case: Case, event: CaseEvent) -> None:
 # --- appending a step --------------------------------------------------------------------------
 
 
-def append_step(session: Session, case: Case, new: NewEvent, *, key: str, unsealed: bool = False) -> CaseEvent:
+def append_step(session: Session, case: Case, new: NewEvent, *, key: str, unsealed: bool = False) -> Any:
     """Append one event, sealed over the case row as it stands now: change the case first, then append.
 
     ``unsealed``: the caller seals it with ``reseal_head`` before anything else is appended or written (a
     partner record's last step, sealed once over the row as the whole record leaves it, not twice)."""
     note_touched(session, case)
-    event = _event(case, new, key, seal=not unsealed)
-    _add_event(session, case, event)
+    plain = session.info.get(PLAIN_STEPS)
+    event = _event(case, new, key, seal=not unsealed, plain=plain)
+    if plain is None:  # a plain step is written by ``insert_added`` from `PLAIN_STEPS`, not by the session
+        _add_event(session, case, event)
     _note_event(session, case, event)
     return event
 
@@ -403,7 +459,7 @@ def _add_event(session: Session, case: Case, event: CaseEvent) -> None:
     _save_or_update(session, event)
 
 
-def reseal_head(case: Case, event: CaseEvent, *, key: str) -> None:
+def reseal_head(case: Case, event: Any, *, key: str) -> None:
     """Seal the case's newest event again over the row as it stands now.
 
     Only for an event appended in the caller's own unit of work (a partner record applies its steps, then
@@ -413,7 +469,11 @@ def reseal_head(case: Case, event: CaseEvent, *, key: str) -> None:
     _seal(case, event, key)
 
 
-def _event(case: Case, new: NewEvent, key: str, *, seal: bool = True) -> CaseEvent:
+def _event(case: Case, new: NewEvent, key: str, *, seal: bool = True, plain: list[StepRow] | None = None) -> Any:
+    """The case's next event (a ``CaseEvent``; with ``plain``, the list of `plain_steps`, a `StepRow` added
+    to it), sealed unless ``seal`` is false."""
+    if plain is not None:
+        return _plain_event(case, new, key, seal=seal, plain=plain)
     event = built(
         CaseEvent,
         seq=case.event_count + 1,
@@ -437,7 +497,29 @@ def _event(case: Case, new: NewEvent, key: str, *, seal: bool = True) -> CaseEve
     return event
 
 
-def _seal(case: Case, event: CaseEvent, key: str) -> None:
+def _plain_event(case: Case, new: NewEvent, key: str, *, seal: bool, plain: list[StepRow]) -> StepRow:
+    # The same values as ``_event``'s CaseEvent, in the same order (the seal reads them by name).
+    seq = case.event_count + 1
+    event = StepRow(
+        case, seq=seq, action=new.action, step=new.step, from_state=new.from_state, to_state=new.to_state,
+        actor_type=new.actor_type, actor_id=new.actor_id, actor_name=new.actor_name,
+        department_id=new.department_id, opinion=new.opinion, occurred_at=new.occurred_at, data=new.data or {},
+        prev_hash=case.last_event_hash,
+    )
+    case.event_count = seq
+    plain.append(event)
+    if seal:
+        _seal(case, event, key)
+    return event
+
+
+def _seal(case: Case, event: Any, key: str) -> None:
+    if type(event) is StepRow:  # plain values: into its dict
+        values = event.__dict__
+        values["case_row"] = case_row(case, key=key)
+        values["hash"] = event_mac(case.tracking_no, event, key=key)
+        case.last_event_hash = values["hash"]
+        return
     event.case_row = case_row(case, key=key)
     event.hash = event_mac(case.tracking_no, event, key=key)
     case.last_event_hash = event.hash
@@ -455,13 +537,13 @@ def _columns(model: type[Any]) -> tuple[tuple[str, Column[Any]], ...]:
     )
 
 
-def _values(obj: Any, *, as_json: bool = False) -> dict[str, Any]:
+def _values(obj: Any, *, as_json: bool = False, model: type[Any] | None = None) -> dict[str, Any]:
     """The row an object stands for, by column name; a column left unset takes its default, on the object too
     (it is to look loaded afterwards, every attribute present). ``as_json``: the values as ``json_row`` gives
     them, in the same pass."""
     values = {}
     present = obj.__dict__
-    for attribute, name, default in _defaults(type(obj)):
+    for attribute, name, default in _defaults(model or type(obj)):  # ``model``: a plain object's (StepRow)
         value = present.get(attribute, _UNSET)
         if value is _UNSET or (value is None and default is not None):
             value = None if default is None else default.arg if default.is_scalar else default.arg(None)
@@ -629,7 +711,8 @@ def insert_added(session: Session) -> list[Any]:
         return []
     cases = [obj for obj in session.new if type(obj) is Case and obj.parent_id is None]
     events = [obj for obj in session.new if type(obj) is CaseEvent]
-    if not events:
+    plain: list[StepRow] = session.info.get(PLAIN_STEPS) or []
+    if not events and not plain:
         return []
     connection = session.connection()
     if cases:
@@ -640,14 +723,22 @@ def insert_added(session: Session) -> list[Any]:
             case.__dict__["id"] = int(ids[case.tracking_no])
         _register_written(session, cases)
     events = [event for event in events if inspect(event.case).persistent]  # a branch's: left to the flush
-    if events:
+    if plain and not all(inspect(row.case).persistent for row in plain):
+        raise RuntimeError("a plain step of a case that is not written (insert_added writes only top-level cases)")
+    if events or plain:
         rows = [{**_values(event, as_json=True), "case_id": event.case.id} for event in events]
+        rows += [{**_values(row, as_json=True, model=CaseEvent), "case_id": row.case.id} for row in plain]
         ids = {(case_id, seq): event_id for event_id, case_id, seq in connection.execute(
             _insert_from_json(CaseEvent, returning=("id", "case_id", "seq"), case_id=True), {"rows": JsonRows(rows)})}
         for event in events:
             event.__dict__.update(id=ids[(event.case.id, event.seq)], case_id=event.case.id)
         _register_written(session, events)
-    return [*cases, *events]
+        for row in plain:  # plain values: their ids into their dicts, and nothing to register
+            case_id = row.case.id
+            row.__dict__.update(id=ids[(case_id, row.seq)], case_id=case_id)
+        if plain:
+            session.info[PLAIN_STEPS] = []
+    return [*cases, *events, *plain]
 
 
 def insert_added_of_cases(session: Session, model: type[Any], *, key: tuple[str, ...]) -> list[Any]:

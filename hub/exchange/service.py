@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, defer, joinedload
 from hub.audit.service import case_row
 from hub.calendar.service import load_calendar
 from hub.cases import clock, tracking, writes
-from hub.cases.models import Case, CaseEvent
+from hub.cases.models import Case
 from hub.cases.service import DECISIONS, case_event_payload
 from hub.catalog import service as catalog
 from hub.catalog.models import Item
@@ -171,6 +171,8 @@ def _apply_optimistically(
     updated: list[Case] = []
     inserted: list[Any] = []
     cache.owed, cache.outbox = [], []
+    # The batch's steps as plain values, written by ``insert_added`` below (hub/cases/writes.py `plain_steps`).
+    writes.plain_steps(session)
     try:
         with session.begin_nested():
             for index, (envelope, source) in enumerate(envelopes):
@@ -205,16 +207,18 @@ def _apply_optimistically(
             session.flush()
             # After the flush: a new case has its id now.
             deliveries.create_owed(session, cache.owed, now)
-            insert_rows(session, OUTBOX, [outbox.row(message) for message in cache.outbox])
+            insert_rows(session, OUTBOX, cache.outbox)
             insert_rows(session, INBOX, [_inbox_values(checked, result, case, now)
                                           for checked, result, case in inbox])
             session.flush()
     except Exception:
         cache.owed = cache.outbox = None
+        writes.forget_plain_steps(session, inserted)
+        writes.end_plain_steps(session)
         if not _transaction_usable(session):
             raise
         for obj in inserted:  # made persistent outside the ORM's flush: its rows were rolled back
-            if obj in session:
+            if type(obj) is not writes.StepRow and obj in session:
                 session.expunge(obj)
         cache.restore(before)
         cache.forget_rolled_back(session)
@@ -222,6 +226,7 @@ def _apply_optimistically(
             session.expire(case)
         return None, failed
     cache.owed = cache.outbox = None
+    writes.end_plain_steps(session)
     return outcomes, failed
 
 
@@ -294,8 +299,9 @@ class _BatchCache:
     # Deliveries the batch's changes owe (case, partner, kind), while an optimistic batch runs: written once
     # after its flush (the new cases have ids then), not each with a flush and a query of its own.
     owed: list[tuple[Case, str, str]] | None = None
-    # Its outbox rows likewise: one statement for the batch's, not rows of the ORM's flush.
-    outbox: list[OutboxMessage] | None = None
+    # Its outbox rows likewise, as plain values (``outbox.message_row``): one statement for the batch's, not rows
+    # of the ORM's flush.
+    outbox: list[dict[str, Any]] | None = None
     # Reference look-ups of the checks, once per batch (reference data does not change within one).
     partners: dict[str, Partner | None] = field(default_factory=dict)
     within: dict[tuple[str, str], bool] = field(default_factory=dict)
@@ -666,7 +672,7 @@ def _apply_record(
     case = _partner_case(session, partner, record["external_id"])
     if case is not None and (case.record_version or 0) >= record["record_version"]:
         return IngestResult("stale", case.tracking_no, f"record version {case.record_version} already applied")
-    head: CaseEvent | None = None
+    head: Any = None  # the record's newest step: a CaseEvent, or plain values in a batch (writes.StepRow)
     sealed: dict[str, Any] | None = None
     # The record's last step is resealed below: the case and that step are inserted once, as the record
     # leaves them, not twice.
@@ -696,7 +702,7 @@ def _apply_record(
 
 
 def _new_partner_case(session: Session, partner: Partner, item: Item, record: dict[str, Any], now: datetime,
-                      key: str) -> tuple[Case, CaseEvent]:
+                      key: str) -> tuple[Case, Any]:
     """The partner's case, opened with the record's first step; written at the next flush, after the
     record's other steps, deadlines and result are applied (hub/cases/writes.py)."""
     applicant, first = record["applicant"], record["steps"][0]
@@ -721,7 +727,7 @@ def _new_partner_case(session: Session, partner: Partner, item: Item, record: di
 def _append_step(
     session: Session, case: Case, partner: Partner, step: dict[str, Any], version: int | None, key: str, *,
     unsealed: bool = False,
-) -> CaseEvent:
+) -> Any:
     from_state = case.state if case.event_count else None
     # The row changes first: the event seals the case as the step left it.
     case.partner_event_seq = step["seq"]
@@ -780,7 +786,7 @@ def _step_event(partner: Partner, step: dict[str, Any], version: int | None, *, 
 
 
 def _seal_record(
-    session: Session, case: Case, partner: Partner, record: dict[str, Any], head: CaseEvent | None,
+    session: Session, case: Case, partner: Partner, record: dict[str, Any], head: Any,
     sealed: dict[str, Any] | None, now: datetime, key: str,
 ) -> None:
     """Seal what the record itself changed (state, deadlines, result) after its steps.
@@ -823,7 +829,7 @@ def _store_rating(session: Session, case: Case, record: dict[str, Any], now: dat
         return
     cache = _batch_cache(session)
     if cache is not None and cache.outbox is not None:
-        cache.outbox.append(message)
+        cache.outbox.append(outbox.row(message))
     else:
         session.add(message)
 
@@ -916,13 +922,13 @@ def _publish(session: Session, case: Case, now: datetime) -> None:
         cache.owed.extend((case, partner, kind) for partner, kind in deliveries.owed(session, case, action))
     else:
         deliveries.on_case_change(session, case, action, now)
-    reported = outbox.message(event_type="case.reported.v1", region_code=case.region_code,
-                              payload={**case_event_payload(case), "origin_partner": case.origin_partner},
-                              occurred_at=now, correlation_id=case.tracking_no)
-    if cache is not None and cache.outbox is not None:
-        cache.outbox.append(reported)
+    reported = {"event_type": "case.reported.v1", "region_code": case.region_code,
+                "payload": {**case_event_payload(case), "origin_partner": case.origin_partner},
+                "occurred_at": now, "correlation_id": case.tracking_no}
+    if cache is not None and cache.outbox is not None:  # a batch's: plain values, written in one statement
+        cache.outbox.append(outbox.message_row(**reported))
     else:
-        session.add(reported)
+        session.add(outbox.message(**reported))
 
 
 # --- a batch's rows in one statement ----------------------------------------------------------------

@@ -49,6 +49,18 @@ def message(
     )
 
 
+def message_row(
+    *, event_type: str, region_code: str, payload: dict[str, Any], occurred_at: datetime,
+    correlation_id: str | None = None,
+) -> dict[str, Any]:
+    """``row(message(...))`` without the ``OutboxMessage`` between them: the new row's values by column, in the
+    columns' order, as plain values (issue 8, part plain) — for a batch writer that sends its rows in one
+    statement (hub/db.py ``insert_rows``; a batch of partner records publishes every case it changes)."""
+    return {"message_id": uuid.uuid4(), "type": event_type, "routing_key": event_type, "region_code": region_code,
+            "correlation_id": correlation_id, "payload": payload, "occurred_at": occurred_at, "sent_at": None,
+            "attempts": 0, "last_error": None}
+
+
 _COLUMNS = tuple(column for column in OutboxMessage.__table__.columns if not column.primary_key)
 
 

@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 
 from hub.calendar.service import load_calendar
 from hub.cases.models import Case, CaseEvent
-from hub.cases.writes import NEW_EVENTS, TOUCHED
+from hub.cases.writes import NEW_EVENTS, TOUCHED, StepRow
 from hub.clock import business_date
 from hub.payments.models import CaseFee
 from hub.supervision.findings import Finding
@@ -161,10 +161,18 @@ def _steps_in_memory(cases: dict[int, tuple[Case, int]], new_events: dict[Case, 
             continue
         events = sorted(events, key=_seq)
         if [e.seq for e in events] != list(range(1, case.event_count + 1)) or not all(
-                orm_inspect(e).persistent for e in events):
+                _written(e) for e in events):
             continue
         steps[case_id] = [_step(e) for e in events]
     return steps
+
+
+def _written(event: Any) -> bool:
+    """Whether the event's row is written: a ``CaseEvent`` persistent in the session, or a batch's plain step
+    (hub/cases/writes.py ``StepRow``) that ``insert_added`` wrote."""
+    if type(event) is StepRow:
+        return event.written
+    return bool(orm_inspect(event).persistent)
 
 
 def _seq(event: CaseEvent) -> int:

@@ -112,6 +112,73 @@ def test_a_batch_writes_its_new_cases_and_their_events_in_one_insert_each_on_pos
             assert findings == [] and checked == case.event_count == len(document["payload"]["steps"])
 
 
+def test_a_batch_appends_its_steps_as_plain_values_not_session_objects_on_postgresql(
+    client: TestClient, handler: InboundHandler, session_factory: sessionmaker[Session], settings: Settings,
+    engine: Engine,
+) -> None:
+    """Issue 8 (part plain): a batch's steps — the new cases' and those appended to an earlier batch's case — are
+    plain values written by the batch's one INSERT, never ``CaseEvent`` objects added to the session (no identity
+    map, no flush bookkeeping); the rows and their chains are as before (every chain verifies, every step there)."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite: the ORM's flush writes the steps")
+    code = item_code(client, REPORTED)
+    older = records(code, 1, steps=1)[0]
+    assert handler.handle_batch([inbound_message(older)]) == [Outcome.ACK]
+    added: list[str] = []
+
+    def note(_session: Session, obj: Any) -> None:
+        added.append(type(obj).__name__)
+
+    event.listen(session_factory, "transient_to_pending", note)
+    try:
+        batch = [*records(code, 4, steps=3),
+                 envelope({**case_record(code, external_id=older["payload"]["external_id"], version=2, steps=4)})]
+        assert handler.handle_batch([inbound_message(d) for d in batch]) == [Outcome.ACK] * len(batch)
+    finally:
+        event.remove(session_factory, "transient_to_pending", note)
+    assert "Case" in added and "CaseEvent" not in added, added
+    with session_factory() as session:
+        for document in batch:
+            case = session.scalar(select(Case).where(Case.external_id == document["payload"]["external_id"]))
+            assert case is not None
+            checked, findings = verify(session, key=settings.audit_key, tracking_no=case.tracking_no)
+            assert findings == [] and checked == case.event_count == len(document["payload"]["steps"])
+
+
+def test_a_batch_whose_writes_fail_after_its_plain_steps_were_written_applies_each_record_once_by_itself(
+    client: TestClient, handler: InboundHandler, session_factory: sessionmaker[Session], settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The optimistic batch fails after ``insert_added`` wrote its plain steps (here: writing its deliveries): its
+    savepoint is rolled back, the plain steps forgotten, and every record applied again in a savepoint of its own
+    (as ORM events) — each step written once, every chain verifies."""
+    code = item_code(client, REPORTED)
+    older = records(code, 1, steps=1)[0]
+    assert handler.handle_batch([inbound_message(older)]) == [Outcome.ACK]
+    from hub.exchange import service
+
+    failures: list[int] = []
+
+    def failing_once(*args: Any, **kwargs: Any) -> None:
+        if not failures:
+            failures.append(1)
+            raise RuntimeError("the batch's deliveries could not be written")
+        real(*args, **kwargs)
+
+    real = service.deliveries.create_owed
+    monkeypatch.setattr(service.deliveries, "create_owed", failing_once)
+    batch = [*records(code, 3, steps=3), *records(code, 2, steps=5),
+             envelope({**case_record(code, external_id=older["payload"]["external_id"], version=2, steps=4)})]
+    assert handler.handle_batch([inbound_message(d) for d in batch]) == [Outcome.ACK] * len(batch)
+    assert failures == [1]
+    with session_factory() as session:
+        for document in batch:
+            case = session.scalar(select(Case).where(Case.external_id == document["payload"]["external_id"]))
+            assert case is not None
+            checked, findings = verify(session, key=settings.audit_key, tracking_no=case.tracking_no)
+            assert findings == [] and checked == case.event_count == len(document["payload"]["steps"])
+
+
 def test_a_batch_reserves_the_tracking_numbers_of_its_new_cases_of_many_days_at_once_on_postgresql(
     client: TestClient, handler: InboundHandler, session_factory: sessionmaker[Session], statements: list[str],
     engine: Engine,

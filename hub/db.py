@@ -447,6 +447,13 @@ def _write_of(context: Any) -> Write:
     return verb, table
 
 
+def committed_by_session(conn: Any) -> bool:
+    """Whether the transaction committing on ``conn`` is a Session's: then ``on_commit``'s ``after`` hooks run for
+    its writes once it has committed (a bare Connection's commit runs only the ``before`` hooks)."""
+    owner = conn.info.get(_OWNER_KEY)
+    return owner is not None and owner() is not None
+
+
 def _connection_began(conn: Any) -> None:
     conn.info.pop(_OWNER_KEY, None)  # a session claims it again in its after_begin, right after this
     conn.info.pop(_CONNECTION_WRITES, None)

@@ -87,3 +87,83 @@ def test_a_reference_write_rolled_back_in_another_process_sends_nothing(
     assert wait_until(calendar_reread)
     with session_factory() as session:
         assert _region_parents(session) is regions
+
+
+def _outbox_row(message_id: str) -> dict[str, object]:
+    import uuid
+    from datetime import UTC, datetime
+
+    return {"type": "case.idle-probe.v1", "routing_key": "case.idle-probe.v1", "region_code": "210100",
+            "payload": {"probe": True}, "occurred_at": datetime.now(UTC), "message_id": uuid.UUID(message_id)}
+
+
+def test_a_commit_in_this_process_wakes_its_relay_once_not_again_by_its_own_notify(
+    engine: Engine, session_factory: sessionmaker[Session], notifier: Engine
+) -> None:
+    import uuid
+
+    from sqlalchemy import insert
+
+    from hub.db import unit_of_work
+    from hub.outbox.models import OutboxMessage
+
+    class CountedEvent(threading.Event):
+        def __init__(self) -> None:
+            super().__init__()
+            self.sets = 0
+
+        def set(self) -> None:
+            self.sets += 1
+            super().set()
+
+    woken = wake.subscribe(CountedEvent())  # the relay's event: set by this process's commits, and by the listener
+    assert isinstance(woken, CountedEvent)
+    relay = wake.PgListener.for_engine(engine, woken)
+    assert relay is not None
+    probes: list[str | None] = []
+    relay.start()
+    probe = relay.listener.subscribe("hub_reference", probes.append)
+    try:
+        assert wait_until(relay.listener.connected.is_set)
+        woken.sets = 0
+        with unit_of_work(session_factory) as session:
+            session.execute(insert(OutboxMessage).values(**_outbox_row(str(uuid.uuid4()))))
+        assert woken.sets == 1  # at the commit, in this process
+        # Committed after the insert, so heard after its NOTIFY (notifications arrive in commit order, one thread
+        # dispatches them): once the probe is heard, the commit's own NOTIFY has been too — and passed over.
+        # Before, it set the event a second time: the relay's second, empty pass.
+        notify(notifier, "hub_reference", "probe")
+        assert wait_until(lambda: "probe" in probes)
+        assert woken.sets == 1
+
+        # Another process's commit (a NOTIFY without this process's id) still wakes it.
+        notify(notifier, "hub_outbox")
+        assert wait_until(lambda: woken.sets == 2)
+    finally:
+        probe.cancel()
+        relay.stop()
+        wake.unsubscribe(woken)
+
+
+def test_a_listener_whose_event_this_process_does_not_set_is_woken_by_its_notify(
+    engine: Engine, session_factory: sessionmaker[Session], notifier: Engine
+) -> None:
+    import uuid
+
+    from sqlalchemy import insert
+
+    from hub.db import unit_of_work
+    from hub.outbox.models import OutboxMessage
+
+    woken = threading.Event()  # not subscribed to this process's commits: only the NOTIFY can set it
+    relay = wake.PgListener.for_engine(engine, woken)
+    assert relay is not None
+    relay.start()
+    try:
+        assert wait_until(relay.listener.connected.is_set)
+        woken.clear()
+        with unit_of_work(session_factory) as session:
+            session.execute(insert(OutboxMessage).values(**_outbox_row(str(uuid.uuid4()))))
+        assert wait_until(woken.is_set)
+    finally:
+        relay.stop()

@@ -233,8 +233,10 @@ def test_on_postgresql_a_row_committed_elsewhere_wakes_the_relay_by_notify(
     from hub.db import make_engine, unit_of_work
     from hub.outbox import wake
 
-    # As if committed by another process: this process's own wake-up is switched off, only NOTIFY is left.
+    # As if committed by another process: this process's own wake-up is switched off, only NOTIFY is left — and the
+    # NOTIFY is not marked as this process's (which a relay woken by the commit itself passes over).
     monkeypatch.setattr(wake, "notify", lambda: None)
+    monkeypatch.setattr(wake, "committed_by_session", lambda _conn: False)
     other = make_engine(session_factory.kw["bind"].url.render_as_string(hide_password=False), pool_size=1)
     try:
         row = probe_row(clock.now())

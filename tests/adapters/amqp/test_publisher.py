@@ -56,6 +56,30 @@ def test_a_batch_is_confirmed_in_full(publisher: Publisher, channel: BlockingCha
     assert queue_depth(channel, topology.inbound_queue) == 1000
 
 
+def test_a_batch_goes_out_in_a_few_writes_not_one_per_frame(publisher: Publisher, channel: BlockingChannel,
+                                                             topology: Topology) -> None:
+    publisher.publish(message(topology.inbound_exchange))  # connected, confirm channel open
+    connection = publisher._connection
+    assert connection is not None
+    transport = connection._impl._transport
+    sends: list[int] = []
+    send = transport._sigint_safe_send
+
+    def counted(sock: object, data: bytes) -> int:
+        sends.append(len(data))
+        return int(send(sock, data))
+
+    transport._sigint_safe_send = counted  # what pika's transport writes each buffer with
+    batch = [message(topology.inbound_exchange, body=b'{"n": %d}' % i) for i in range(60)]
+    publisher.publish_many(batch)
+
+    assert queue_depth(channel, topology.inbound_queue) == 61  # every message, confirmed, in order below
+    assert [body for _, _, body in get_all(channel, topology.inbound_queue, expected=61)][1:] == [m.body for m in batch]
+    # Three frames per message (method, header, body) were three send() calls each: 180 for this batch. Now
+    # the batch's frames go out together; the few other writes are pika's own (heartbeats, none expected here).
+    assert len(sends) <= 3, sends
+
+
 def test_an_unroutable_message_is_an_error_naming_it(publisher: Publisher, topology: Topology) -> None:
     routable = message(topology.inbound_exchange)
     nowhere = message(topology.events_exchange, "case.accepted.v1")  # nothing is bound to hub.events here

@@ -47,7 +47,7 @@ from adapters.amqp import (
     open_connection,
     provision_partner_user,
 )
-from adapters.amqp.topology import HUB_TOPOLOGY, Topology
+from adapters.amqp.topology import Topology
 from hub.clock import SystemClock
 from hub.db import make_engine, make_session_factory, unit_of_work
 from hub.migrate import upgrade
@@ -197,10 +197,12 @@ WORKER_AMQP = {"heartbeat": 10, "reconnect_initial_s": 0.1, "reconnect_max_s": 1
 
 @contextmanager
 def running_workers(settings: Settings, factory: sessionmaker[Session], count: int = 1, *,
-                    topology: Topology = HUB_TOPOLOGY, name: str = "hub-test-worker") -> Iterator[list[Worker]]:
+                    topology: Topology | None = None, name: str = "hub-test-worker") -> Iterator[list[Worker]]:
     """``count`` hub workers (each: inbound consumer, dead-letter consumer, outbox relay) on threads, each with its
-    own AmqpBus — as ``count`` replicas of ``hub worker`` would run."""
+    own AmqpBus — as ``count`` replicas of ``hub worker`` would run. ``topology``: by default the one `hub worker`
+    builds from the settings (HUB_INGEST_SHARDS: routed by case unless 0)."""
     workers = []
+    topology = topology if topology is not None else Topology(shards=settings.ingest_shards)
     try:
         for i in range(count):
             bus = make_bus(settings.amqp_url, topology=topology, connection_name=f"{name}-{i}", **WORKER_AMQP)

@@ -43,6 +43,8 @@ running broker can never silently keep an old shape.
 
 from __future__ import annotations
 
+import logging
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -70,6 +72,7 @@ PRECONDITION_FAILED = 406
 NOT_FOUND = 404
 ACCESS_REFUSED = 403
 COMMAND_INVALID = 503  # a connection error: e.g. "unknown exchange type" (the plugin is not enabled)
+UNKNOWN_EXCHANGE_TYPE = "unknown exchange type"
 
 
 @dataclass(frozen=True)
@@ -155,13 +158,16 @@ def declare_topology(channel: BlockingChannel, topology: Topology = HUB_TOPOLOGY
 def _declare_shards(channel: BlockingChannel, topology: Topology, delivery_limit: int) -> None:
     """The shard exchange and queues, hub.inbound routed to them; then hub.inbound.records unbound. In that
     order a record published meanwhile reaches both at worst (applied once: the inbox), never neither."""
+    _expected.reply = UNKNOWN_EXCHANGE_TYPE  # raised below with the whole story: pika need not log it too
     try:
         channel.exchange_declare(topology.shard_exchange, exchange_type=topology.shard_exchange_type, durable=True,
                                  arguments={"hash-property": HASH_PROPERTY})
     except pika.exceptions.ConnectionClosedByBroker as exc:
-        if exc.reply_code == COMMAND_INVALID and "unknown exchange type" in exc.reply_text:
+        if exc.reply_code == COMMAND_INVALID and UNKNOWN_EXCHANGE_TYPE in exc.reply_text:
             raise exchange_type_missing(topology, exc.reply_code, exc.reply_text) from None
         raise
+    finally:
+        _expected.reply = None
     for queue in topology.shard_queues:
         channel.queue_declare(queue, durable=True,
                               arguments=inbound_queue_arguments(topology, delivery_limit=delivery_limit))
@@ -205,6 +211,7 @@ def retire_shard_queues(connection: pika.BlockingConnection, topology: Topology 
     never had any."""
     found: list[str] = []
     channel: BlockingChannel | None = None
+    _expected.reply = "NOT_FOUND"
     try:
         for shard in range(topology.shards, MAX_SHARDS):
             if channel is None or not channel.is_open:
@@ -224,9 +231,32 @@ def retire_shard_queues(connection: pika.BlockingConnection, topology: Topology 
             for queue in found:  # unbinding a binding that is not there is no error
                 channel.queue_unbind(queue, topology.shard_exchange, routing_key=SHARD_WEIGHT)
     finally:
+        _expected.reply = None
         if channel is not None and channel.is_open:
             channel.close()
     return found
+
+
+class _ExpectedReply(threading.local):
+    reply: str | None = None  # a broker reply this thread expects now and handles itself
+
+
+_expected = _ExpectedReply()
+
+
+class _QuietExpectedReplies(logging.Filter):
+    """pika logs every channel or connection the broker closes (WARNING, ERROR). Two closes here are expected and
+    handled: the look for retired shard queues gets a 404 per index that has none (≈60 per connection, which would
+    bury the log), and a broker without the consistent-hash plugin answers 503 "unknown exchange type", which
+    ExchangeTypeMissing tells in full. Only on the thread expecting it (pika's blocking adapter calls back on the
+    caller's thread), only that reply."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (_expected.reply is not None and _expected.reply in record.getMessage())
+
+
+for _logger in ("pika.channel", "pika.connection", "pika.adapters.blocking_connection"):
+    logging.getLogger(_logger).addFilter(_QuietExpectedReplies())
 
 
 @lru_cache(maxsize=1024)

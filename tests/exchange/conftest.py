@@ -40,6 +40,7 @@ from adapters.amqp import (
     DEAD_LETTER_QUEUE,
     INBOUND_QUEUE,
     REASON_HEADER,
+    AmqpBus,
     AmqpSettings,
     declare_topology,
     delete_partner_user,
@@ -448,7 +449,18 @@ def item_code(factory: sessionmaker[Session]) -> str:
 
 
 @pytest.fixture
-def empty_queues(broker: Broker) -> None:
+def one_queue(broker: Broker) -> None:
+    """The session's vhost routed to hub.inbound.records, as a worker with HUB_INGEST_SHARDS=0 leaves it at start
+    (shards unrouted): for the tests of the bare consumer of the one queue. Workers started through settings
+    route by case (the default), and the vhost is shared."""
+    bus = make_bus(broker.url, topology=Topology(shards=0))
+    assert isinstance(bus, AmqpBus)
+    bus.declare_topology()
+    bus.close()
+
+
+@pytest.fixture
+def empty_queues(broker: Broker, one_queue: None) -> None:
     connection = open_connection(broker.settings())
     channel = connection.channel()
     channel.queue_purge(INBOUND_QUEUE)

@@ -71,8 +71,11 @@ ALL_ROUTING_KEYS = "#"
 PRECONDITION_FAILED = 406
 NOT_FOUND = 404
 ACCESS_REFUSED = 403
-COMMAND_INVALID = 503  # a connection error: e.g. "unknown exchange type" (the plugin is not enabled)
-UNKNOWN_EXCHANGE_TYPE = "unknown exchange type"
+# How RabbitMQ refuses an exchange type it has no plugin for (rabbit_exchange:check_type): "unknown exchange type
+# 'x-consistent-hash'" when the type was never registered, "invalid exchange type …" when its plugin was disabled
+# since. RabbitMQ 3.10 closes the connection with 503 COMMAND_INVALID (tried here); 4.x's check_type says
+# PRECONDITION_FAILED (406, the channel). Matched by text, whichever the code.
+EXCHANGE_TYPE_REFUSED = ("unknown exchange type", "invalid exchange type")
 
 
 @dataclass(frozen=True)
@@ -158,12 +161,12 @@ def declare_topology(channel: BlockingChannel, topology: Topology = HUB_TOPOLOGY
 def _declare_shards(channel: BlockingChannel, topology: Topology, delivery_limit: int) -> None:
     """The shard exchange and queues, hub.inbound routed to them; then hub.inbound.records unbound. In that
     order a record published meanwhile reaches both at worst (applied once: the inbox), never neither."""
-    _expected.reply = UNKNOWN_EXCHANGE_TYPE  # raised below with the whole story: pika need not log it too
+    _expected.reply = "exchange type '"  # raised below with the whole story: pika need not log it too
     try:
         channel.exchange_declare(topology.shard_exchange, exchange_type=topology.shard_exchange_type, durable=True,
                                  arguments={"hash-property": HASH_PROPERTY})
-    except pika.exceptions.ConnectionClosedByBroker as exc:
-        if exc.reply_code == COMMAND_INVALID and UNKNOWN_EXCHANGE_TYPE in exc.reply_text:
+    except (pika.exceptions.ConnectionClosedByBroker, pika.exceptions.ChannelClosedByBroker) as exc:
+        if exc.reply_text.split(" - ", 1)[-1].startswith(EXCHANGE_TYPE_REFUSED):
             raise exchange_type_missing(topology, exc.reply_code, exc.reply_text) from None
         raise
     finally:

@@ -117,3 +117,26 @@ def test_a_broker_without_the_shards_exchange_type_is_one_clear_error_naming_the
             channel.exchange_delete(exchange)
     finally:
         cleanup.close()
+
+
+@pytest.mark.parametrize("closed", [
+    pika.exceptions.ChannelClosedByBroker(406, "PRECONDITION_FAILED - unknown exchange type 'x-consistent-hash'"),
+    pika.exceptions.ConnectionClosedByBroker(503, "COMMAND_INVALID - invalid exchange type 'x-consistent-hash'"),
+], ids=["4.x-channel-406-unknown", "plugin-disabled-since-503-invalid"])
+def test_the_other_refusals_of_the_shards_exchange_type_are_the_same_clear_error(closed: Exception) -> None:
+    """Not reproducible on the shared 3.10 broker: RabbitMQ 4.x's check_type refuses an unknown type with 406 on the
+    channel, and a type whose plugin was disabled since it was registered is "invalid" rather than "unknown"
+    (rabbit_exchange:check_type). Both are the missing plugin, not a topology mismatch."""
+
+    class Refusing:
+        def exchange_declare(self, exchange: str, **_: object) -> None:
+            if exchange.endswith(".shards"):
+                raise closed
+
+        def __getattr__(self, _name: str) -> object:
+            return lambda *args, **kwargs: None
+
+    with pytest.raises(ExchangeTypeMissing) as caught:
+        declare_topology(Refusing(), Topology(shards=4))  # type: ignore[arg-type]
+    assert "`rabbitmq-plugins enable rabbitmq_consistent_hash_exchange`" in caught.value.message
+    assert "HUB_INGEST_SHARDS=0" in caught.value.message

@@ -10,7 +10,8 @@ What one run does:
    in which no request is made;
 2. `hub worker` against RabbitMQ (``--amqp-url``, else HUB_AMQP_URL, else HUB_TEST_AMQP_URL; skipped when
    none), on a SQLite file (or ``--database-url``) migrated by `hub db upgrade`, with random 40-character
-   keys: waits until its consumers are up, then measures the same way;
+   keys and ``--shards`` (HUB_INGEST_SHARDS; default the hub's, 4: its shard leases' turn every 5 s): waits until
+   its consumers are up, then measures the same way;
 3. prints each figure's median over ``--rounds`` windows, the per-thread busiest consumers, and the load
    average. The target is under 2 % of a core; it never fails on the number (exit 0).
 """
@@ -39,6 +40,7 @@ import httpx
 
 from bench.machine import CLOCK_TICKS
 from bench.machine import process_cpu_seconds as cpu_seconds
+from hub.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 HUB = [sys.executable, "-m", "hub.cli"]
@@ -163,7 +165,7 @@ def hub_up(data_dir: Path) -> tuple[Process, str]:
     return process, f"http://127.0.0.1:{port}/health"
 
 
-def hub_worker(data_dir: Path, amqp_url: str, database_url: str | None, shards: int = 0) -> Process:
+def hub_worker(data_dir: Path, amqp_url: str, database_url: str | None, shards: int) -> Process:
     env = clean_env({
         "HUB_DATA_DIR": str(data_dir),
         "HUB_DATABASE_URL": database_url or f"sqlite:///{(data_dir / 'worker.db').as_posix()}",
@@ -211,8 +213,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", choices=("up", "worker"))
     parser.add_argument("--database-url", help="the worker's database (default: a fresh SQLite file); on "
                         "PostgreSQL the relay also LISTENs for NOTIFY")
-    parser.add_argument("--shards", type=int, default=0, help="the worker's HUB_INGEST_SHARDS (routing by case; "
-                        "the vhost's topology is switched to it)")
+    default_shards = Settings.model_fields["ingest_shards"].default
+    parser.add_argument("--shards", type=int, default=default_shards, help="the worker's HUB_INGEST_SHARDS (default "
+                        f"{default_shards}, the hub's: routing by case; 0: the one queue; the vhost's topology is "
+                        "switched to it)")
     args = parser.parse_args(argv)
 
     load_before = os.getloadavg()

@@ -12,10 +12,13 @@ What one run does:
    ``hub_bench_<pid>`` with the hub's topology and the partner user ``shenyang``, as ``hub partners sync`` would;
 2. per round and side, the city platform simulator (``mocks.city_platform``) plans ``--records`` realistic messages
    — new cases, record updates with full step histories, single events — published by the partner to
-   ``hub.inbound`` (→ ``hub.inbound.records``); the baseline gets the same bodies in ``bench.baseline``, a queue
-   with the same quorum arguments;
+   ``hub.inbound`` (→ the case shard queues ``hub.inbound.shard.<n>``, routed by case as the hub does by default;
+   with ``--shards 0`` or on a ``one queue`` side → ``hub.inbound.records``); the baseline gets the same bodies in
+   ``bench.baseline``, a queue with the same quorum arguments;
 3. drains each side in turn, the order alternating between rounds:
-   * **hub ×N** (``--workers``, default 1 and 2): N ``hub worker`` processes (HUB_INGEST_BATCH_SIZE = ``--batch``),
+   * **hub ×N** (``--workers``, default 1 and 2): N ``hub worker`` processes (HUB_INGEST_BATCH_SIZE = ``--batch``,
+     HUB_INGEST_SHARDS = ``--shards``, default the hub's: 4), and with ``--one-queue`` also **hub ×N one queue**
+     (HUB_INGEST_SHARDS=0: every worker on ``hub.inbound.records``),
      started once the queue is full; timed from the moment all N consumers are attached until the inbox holds
      every message (what was applied before that moment is not counted). Per batch of up to ``--batch``
      deliveries: JSON Schemas, partner and region checks, inbox, per-case advisory locks, the case with its
@@ -92,6 +95,7 @@ from hub.exchange.consumer import InboundHandler
 from hub.migrate import upgrade
 from hub.outbox.relay import OutgoingEvent, relay_once, to_event
 from hub.seed.service import seed_demo
+from hub.settings import Settings
 from mocks.city_platform import CityPlatform, Planned
 
 DEFAULT_DATABASE_URL = "postgresql+psycopg://hub_test:hub_test@127.0.0.1:5432/hub_test"
@@ -105,7 +109,8 @@ EVENTS_QUEUE = "bench.events"
 # The upper-bound experiment (--split): one queue per worker, each fed through an exchange the partner may write
 # to already (its own ``partner.<code>.*`` names), the messages split by their case (correlation_id).
 SPLIT_EXCHANGE, SPLIT_QUEUE = f"partner.{PARTNER}.split.{{}}", "bench.split.{}"
-SHARD_REBALANCE_S = 0.5  # the workers' HUB_INGEST_SHARD_REBALANCE_S on a 'sharded' side (the timing starts after)
+SHARD_REBALANCE_S = 0.5  # the workers' HUB_INGEST_SHARD_REBALANCE_S when routed by case (the timing starts after)
+DEFAULT_SHARDS = Settings.model_fields["ingest_shards"].default  # HUB_INGEST_SHARDS unless set: what `hub xN` runs
 TARGET_RATIO = 0.5
 TARGET_SCALE = 1.6
 ROOT = Path(__file__).resolve().parent.parent
@@ -381,7 +386,7 @@ def inbox_count(engine: Engine) -> int:
 
 def drain_workers(broker: Broker, database_url: str, engine: Engine, count: int, workers: int, batch: int,
                   log_dir: Path, lanes: int | None = None, queues: list[str] | None = None,
-                  shards: int = 0) -> Drain:
+                  shards: int = 0, side: str | None = None) -> Drain:
     """``workers`` `hub worker` processes drain the full queue; timed from when all their consumers are attached.
     With ``queues`` (one per worker, --split) each worker consumes its own queue instead of hub.inbound.records."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
@@ -396,8 +401,10 @@ def drain_workers(broker: Broker, database_url: str, engine: Engine, count: int,
                HUB_WORKER_HEARTBEAT_S="1", PYTHONUNBUFFERED="1")
     if lanes is not None:  # issue 8, part lanes: the inbound consumer's apply lanes (default: the hub's)
         env["HUB_INGEST_LANES"] = str(lanes)
+    # Always explicit, so each side says what it measures (issue 8, part default: the hub routes by case unless 0).
+    env["HUB_INGEST_SHARDS"] = str(shards)
     if shards:  # issue 8, part shards: records routed by case; the shards balanced quickly (default every 5 s)
-        env.update(HUB_INGEST_SHARDS=str(shards), HUB_INGEST_SHARD_REBALANCE_S=str(SHARD_REBALANCE_S))
+        env["HUB_INGEST_SHARD_REBALANCE_S"] = str(SHARD_REBALANCE_S)
     target = inbox_count(engine) + count
     processes, heartbeats = [], []
     for i in range(workers):
@@ -460,7 +467,7 @@ def drain_workers(broker: Broker, database_url: str, engine: Engine, count: int,
                 process.kill()
                 process.wait(timeout=10)
     measured = applied - applied_before
-    return Drain(f"hub x{workers}" + (" split" if queues else " sharded" if shards else ""), measured, seconds, cpu,
+    return Drain(side or f"hub x{workers}", measured, seconds, cpu,
                  Counter({"applied": measured}), machine, dict(per_thread), database, dict(tally))
 
 
@@ -673,9 +680,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", action="store_true",
                         help="experiment: a side 'hub xN split' (N > 1) beside hub xN, the messages split by case into "
                              "one queue per worker, each worker consuming only its own (no two share a case)")
-    parser.add_argument("--shards", type=int, default=0,
-                        help="also a side 'hub xN sharded' per worker count: HUB_INGEST_SHARDS of the workers "
-                             "(records routed by case, each shard consumed by one worker)")
+    parser.add_argument("--shards", type=int, default=DEFAULT_SHARDS,
+                        help=f"HUB_INGEST_SHARDS of the 'hub xN' sides (default {DEFAULT_SHARDS}, the hub's default: "
+                             "records routed by case, each shard consumed by one worker; 0: the one queue "
+                             "hub.inbound.records)")
+    parser.add_argument("--one-queue", action="store_true",
+                        help="also a side 'hub xN one queue' per worker count: HUB_INGEST_SHARDS=0, every worker on "
+                             "hub.inbound.records (routing by case off)")
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--json", dest="json_path")
     args = parser.parse_args(argv)
@@ -701,7 +712,7 @@ def main(argv: list[str] | None = None) -> int:
         for round_ in range(args.rounds):
             order = ["baseline", *(f"hub x{n}" for n in worker_counts),
                      *(f"hub x{n} split" for n in worker_counts if args.split and n > 1),
-                     *(f"hub x{n} sharded" for n in worker_counts if args.shards)]
+                     *(f"hub x{n} one queue" for n in worker_counts if args.one_queue)]
             order = order[round_ % len(order):] + order[:round_ % len(order)]  # each side goes first in turn
             for name in order:
                 seed += 1
@@ -712,13 +723,14 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     workers = int(name.split("x")[1].split()[0])
                     queues = None
-                    shards = args.shards if name.endswith(" sharded") else 0
+                    # The split side's workers consume their own queues: routing by case off for them.
+                    shards = 0 if name.endswith((" one queue", " split")) else args.shards
                     if name.endswith(" split"):
                         queues = publish_split(broker, planned, workers)
                     else:
                         publish_hub(broker, planned, shards)
                     drain = drain_workers(broker, database_url, engine, len(planned), workers, args.batch, log_dir,
-                                          args.lanes, queues, shards)
+                                          args.lanes, queues, shards, side=name)
                 drains.append(drain)
                 print(f"round {round_ + 1}: {drain.side:15} {drain.messages} messages in {drain.seconds:6.1f} s = "
                       f"{drain.rate:7.1f} msg/s, consumer CPU {drain.cpu_ms_per_message:.2f} ms/message, PostgreSQL "
@@ -748,9 +760,10 @@ def main(argv: list[str] | None = None) -> int:
     database = {side: median([d.database_ms_per_message for d in drains if d.side == side]) for side in rates}
     baseline = rates.get("baseline", 0.0)
     one, two, split = rates.get("hub x1"), rates.get("hub x2"), rates.get("hub x2 split")
-    one_sharded, two_sharded = rates.get("hub x1 sharded"), rates.get("hub x2 sharded")
+    one_queue, two_queue = rates.get("hub x1 one queue"), rates.get("hub x2 one queue")
     print(f"\ningest, median of {args.rounds} rounds ({args.records} messages per side and round, hub batches of "
-          f"{args.batch}, lanes {args.lanes or 'default'}, baseline commits every {args.baseline_commit_every}):")
+          f"{args.batch}, lanes {args.lanes or 'default'}, 'hub xN' with HUB_INGEST_SHARDS={args.shards}, baseline "
+          f"commits every {args.baseline_commit_every}):")
     for side, rate in rates.items():
         print(f"  {side:15} {rate:8.1f} msg/s   (PostgreSQL {database[side]:.2f} ms/message; "
               f"CPU {cpu[side]:.2f} ms/message"
@@ -776,9 +789,9 @@ def main(argv: list[str] | None = None) -> int:
     if one and two:
         met = "met" if scale >= TARGET_SCALE else "NOT met"
         print(f"  hub x2 / hub x1    {scale:6.3f}   target >= {TARGET_SCALE}: {met}")
-    if one_sharded and two_sharded:
-        print(f"  hub x2 sharded / hub x1 sharded {two_sharded / one_sharded:6.3f}   (routing by case, "
-              f"{args.shards} shards); hub x1 sharded / hub x1 {one_sharded / one:6.3f}" if one else "")
+    if one_queue and two_queue:
+        print(f"  hub x2 one queue / hub x1 one queue {two_queue / one_queue:6.3f}   (routing by case off)"
+              + (f"; hub x1 / hub x1 one queue {one / one_queue:6.3f}" if one else ""))
     if one and split:
         print(f"  hub x2 split / hub x1 {split / one:6.3f}   (the upper bound of routing each case to one worker)")
     if ceilings:
@@ -816,7 +829,7 @@ def main(argv: list[str] | None = None) -> int:
         "ratio_hub1_baseline": round(ratio, 3), "ratio_hub2_hub1": round(scale, 3),
         "ratio_hub2split_hub1": round(split / one, 3) if one and split else None,
         "shards": args.shards,
-        "ratio_hub2sharded_hub1sharded": round(two_sharded / one_sharded, 3) if one_sharded and two_sharded else None,
+        "ratio_hub2onequeue_hub1onequeue": round(two_queue / one_queue, 3) if one_queue and two_queue else None,
         "statements_per_record": statements, "commits_per_record": commits, "handler_cpu_ms_per_record": handler_cpu,
         "rounds_detail": [{"side": d.side, "rate": round(d.rate, 1), "seconds": round(d.seconds, 2),
                            "cpu_ms_per_msg": round(d.cpu_ms_per_message, 2),

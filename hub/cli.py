@@ -172,10 +172,14 @@ def up(host: HostOpt = "127.0.0.1", port: PortOpt = 8000, verbose: VerboseOpt = 
 
 
 def _build_worker(settings: Settings) -> Worker:
+    from adapters.amqp import ExchangeTypeMissing
     from hub.worker import Worker
 
     factory = make_session_factory(make_process_engine(settings))  # HUB_DB_POOL_SIZE / HUB_DB_MAX_OVERFLOW
-    return Worker(settings=settings, factory=factory, clock=SystemClock())
+    try:
+        return Worker(settings=settings, factory=factory, clock=SystemClock())
+    except ExchangeTypeMissing as exc:  # the broker lacks the consistent-hash plugin: no point retrying
+        _fail(exc.message)
 
 
 @app.command()

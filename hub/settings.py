@@ -191,8 +191,11 @@ class Settings(BaseSettings):
     # issue 8, part shards (hub/exchange/shards.py, docs/amqp.md "Case shards", docs/performance-shards.md): > 0
     # routes each case's records (by the correlation_id partners set to the case's external id) to one of this
     # many shard queues, each consumed by one worker at a time, so two workers never meet on a case. Needs the
-    # RabbitMQ plugin rabbitmq_consistent_hash_exchange. 0 (default): the one queue hub.inbound.records.
-    ingest_shards: int = Field(default=0, ge=0, le=64)
+    # RabbitMQ plugin rabbitmq_consistent_hash_exchange (`hub worker` stops at start, saying so, without it).
+    # Default 4 (issue 8, part default): two workers drain 1.59-1.65 x one with it, 0.99-1.11 on the one queue;
+    # with one worker it costs nothing. 0: the one queue hub.inbound.records. Only with HUB_AMQP_URL (the
+    # in-process bus has one queue).
+    ingest_shards: int = Field(default=4, ge=0, le=64)
     # How often each worker compares its shard leases with its fair share (ceil(shards / live workers)) and takes
     # or gives up shards: a joining or dead worker's shards move within about two of these.
     ingest_shard_rebalance_s: float = Field(default=5.0, gt=0, le=300)

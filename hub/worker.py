@@ -156,8 +156,7 @@ class Worker:
                                      batch_wait_s=self.settings.ingest_batch_wait_ms / 1000,
                                      lanes=self._ingest_lanes())
             self._inbound_tally = inbound.tally
-            self._spawn("inbound", lambda: self._bus.consume(
-                INBOUND_QUEUE, inbound, stop_event=self._stop))
+            self._spawn("inbound", partial(self._consume_inbound, inbound))
             self._start_shards(inbound)
             self._spawn("dead-letters", lambda: self._bus.consume(
                 DEAD_LETTER_QUEUE, DeadLetterHandler(self.factory, self.clock, user), stop_event=self._stop))
@@ -165,6 +164,14 @@ class Worker:
             self._listener.start()
         for job in self.jobs:
             self._spawn(job.name, partial(self._loop, job))
+
+    def _consume_inbound(self, inbound: InboundHandler) -> None:
+        """hub.inbound.records, and on RabbitMQ every retired shard queue too (beyond HUB_INGEST_SHARDS, or all of
+        them with 0: docs/amqp.md "Case shards"), so switching routing by case off or changing N strands nothing."""
+        if isinstance(self._bus, AmqpBus):
+            self._bus.consume(INBOUND_QUEUE, inbound, stop_event=self._stop, drain_retired_shards=True)
+        else:
+            self._bus.consume(INBOUND_QUEUE, inbound, stop_event=self._stop)
 
     def _start_shards(self, inbound: InboundHandler) -> None:
         """Issue 8, part shards: consume the case shards this worker holds (hub/exchange/shards.py), balanced

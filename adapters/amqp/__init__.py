@@ -13,6 +13,7 @@ from adapters.amqp.consumer import consume
 from adapters.amqp.errors import (
     AmqpError,
     AmqpUnavailable,
+    ExchangeTypeMissing,
     ManagementApiError,
     PublishError,
     PublishInterrupted,
@@ -80,6 +81,7 @@ __all__ = [
     "AmqpSettings",
     "AmqpUnavailable",
     "BatchHandler",
+    "ExchangeTypeMissing",
     "Handler",
     "InProcessBus",
     "InboundMessage",

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from pika.adapters.blocking_connection import BlockingChannel
+from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
 
 from adapters.amqp.consumer import consume
 from adapters.amqp.inprocess import InProcessBus
 from adapters.amqp.messages import BatchHandler, Handler, OutboundMessage
 from adapters.amqp.publisher import Publisher, close_quietly
 from adapters.amqp.settings import AmqpSettings, open_connection
-from adapters.amqp.topology import HUB_TOPOLOGY, Topology, declare_topology, unroute_shards
+from adapters.amqp.topology import HUB_TOPOLOGY, Topology, declare_topology, retire_shard_queues, unroute_shards
+
+log = logging.getLogger("adapters.amqp.bus")
 
 
 class MessageBus(Protocol):
@@ -36,16 +39,24 @@ class AmqpBus:
         self._publisher = Publisher(settings)
         self._lock = threading.Lock()
 
-    def declare_topology(self) -> None:
+    def declare_topology(self) -> list[str]:
         """Once at start (then on every consumer connection): also, with routing by case off, unbind a shard
-        exchange an earlier configuration left (its own channel: the broker closes it if there is none)."""
+        exchange an earlier configuration left (its own channel: the broker closes it if there is none), and
+        unbind shard queues beyond ``topology.shards`` (retired: the inbound consumer drains them). Returns the
+        retired shard queues found. Raises ExchangeTypeMissing when the broker lacks the consistent-hash plugin."""
         connection = open_connection(self.settings)
         try:
             self._declare(connection.channel())
             if self.topology.shards == 0:
                 unroute_shards(connection.channel(), self.topology)
+            retired = retire_shard_queues(connection, self.topology)
         finally:
             close_quietly(connection)
+        if retired:
+            log.warning("shard queue(s) %s exist beyond HUB_INGEST_SHARDS=%d: unbound from the shard exchange and "
+                        "drained by every worker beside %s; delete them once they are empty (docs/amqp.md \"Case "
+                        "shards\")", ", ".join(retired), self.topology.shards, self.topology.inbound_queue)
+        return retired
 
     def publish(self, message: OutboundMessage) -> None:
         with self._lock:
@@ -56,10 +67,16 @@ class AmqpBus:
             self._publisher.publish_many(messages)
 
     def consume(self, queue: str | Sequence[str], handler: Handler | BatchHandler, *,
-                stop_event: threading.Event) -> None:
-        """Consume one queue, or several on one channel (the case shards a worker holds), until stopped."""
+                stop_event: threading.Event, drain_retired_shards: bool = False) -> None:
+        """Consume one queue, or several on one channel (the case shards a worker holds), until stopped. With
+        ``drain_retired_shards`` also every retired shard queue (``retire_shard_queues``), found anew on each
+        connection: the worker's consumer of hub.inbound.records."""
         consume(self.settings, queue, handler, stop_event=stop_event, setup=self._declare,
-                dead_letter_exchange=self.topology.dead_letter_exchange)
+                dead_letter_exchange=self.topology.dead_letter_exchange,
+                more_queues=self._retired_shard_queues if drain_retired_shards else None)
+
+    def _retired_shard_queues(self, connection: BlockingConnection) -> list[str]:
+        return retire_shard_queues(connection, self.topology)
 
     def close(self) -> None:
         with self._lock:

@@ -95,6 +95,8 @@ IDLE_WAIT_S = 30.0  # an idle consumer blocks this long at most; deliveries and 
 _CONFIRM_INTERRUPTIONS: tuple[type[Exception], ...] = (ConfirmsOverdue, *CONNECTION_ERRORS)
 
 Setup = Callable[[BlockingChannel], None]
+# Queues to consume too, found anew on every connection (after ``setup``): e.g. retired shard queues to drain.
+MoreQueues = Callable[[pika.BlockingConnection], Sequence[str]]
 _Delivery = tuple[pika.spec.Basic.Deliver, pika.BasicProperties, bytes]
 Clock = Callable[[], datetime]
 
@@ -105,9 +107,10 @@ def _utcnow() -> datetime:
 
 def consume(settings: AmqpSettings, queue: str | Sequence[str], handler: Handler | BatchHandler, *,
             stop_event: threading.Event, setup: Setup | None = None, dead_letter_exchange: str = DEAD_LETTER_EXCHANGE,
-            clock: Clock = _utcnow) -> None:
+            clock: Clock = _utcnow, more_queues: MoreQueues | None = None) -> None:
     """Consume ``queue`` (one name, or several) until ``stop_event`` is set. Never raises for broker trouble; it
-    reconnects."""
+    reconnects. ``more_queues``: called on every connection, after ``setup``, for queues to consume as well (the
+    set may change between connections: a queue deleted cancels the consumer, and the next connection drops it)."""
     queues = (queue,) if isinstance(queue, str) else tuple(queue)
     queue = ", ".join(queues)  # for the log and the lanes' thread names
     first_seen = FirstSeen()
@@ -121,7 +124,7 @@ def consume(settings: AmqpSettings, queue: str | Sequence[str], handler: Handler
             session = _Session(settings, queues, handler, stop_event, dead_letter_exchange, first_seen, clock, waker,
                                lanes=lanes, generation=generation)
             try:
-                session.run(setup)
+                session.run(setup, more_queues)
             except (pika.exceptions.AMQPError, AmqpError, *CONNECTION_ERRORS) as exc:
                 if stop_event.is_set():
                     break
@@ -224,12 +227,16 @@ class _Session:
         # With lanes: every delivery tag of this channel not settled yet (pending, in a lane, deferred).
         self._unsettled: set[int] = set()
 
-    def run(self, setup: Setup | None) -> None:
+    def run(self, setup: Setup | None, more_queues: MoreQueues | None = None) -> None:
         self._connection = open_connection(self.settings, attempts=1, stop_event=self.stop_event)
         self.waker.attach(self._connection)
         channel = self._connection.channel()
         if setup is not None:
             setup(channel)
+        if more_queues is not None:
+            extra = [q for q in more_queues(self._connection) if q not in self.queues]
+            self.queues = (*self.queues, *extra)
+            self.queue = ", ".join(self.queues)
         channel.basic_qos(prefetch_count=self.settings.prefetch)
         self._queue_of = {channel.basic_consume(queue, self._on_delivery): queue for queue in self.queues}
         tags = list(self._queue_of)

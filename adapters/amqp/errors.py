@@ -45,6 +45,17 @@ class TopologyMismatch(AmqpError):
         return cls(f"消息队列配置与现有配置不一致 (rabbitmq topology mismatch: {reply_text})")
 
 
+class ExchangeTypeMissing(AmqpError):
+    """The broker does not know an exchange type the topology declares (RabbitMQ closes the connection with 503
+    COMMAND_INVALID "unknown exchange type '…'"): a plugin is not enabled. Not retryable — waiting changes
+    nothing; the operator enables the plugin or configures the hub not to need it."""
+
+    def __init__(self, message: str, *, exchange_type: str, reply_text: str) -> None:
+        super().__init__(message)
+        self.exchange_type = exchange_type
+        self.reply_text = reply_text
+
+
 class PublishError(AmqpError):
     """A publish did not end with a positive confirm for every message."""
 

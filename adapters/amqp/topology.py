@@ -27,7 +27,15 @@ The exchange hashes the property's value; a message without one is hashed as "no
 shard, where it is applied like any other. ``hub.inbound.records`` stays declared, unbound from hub.inbound,
 and consumed by every worker, so messages it held before the switch are still applied. The exchange type is the
 plugin ``rabbitmq_consistent_hash_exchange`` (shipped with RabbitMQ, off by default: scripts/services.sh and
-the deploy docs enable it).
+the deploy docs enable it); without it the broker closes the connection with 503 COMMAND_INVALID "unknown
+exchange type 'x-consistent-hash'", raised as ExchangeTypeMissing.
+
+Retired shard queues (issue 8, part default; ``retire_shard_queues``): shard queues that exist beyond
+``Topology.shards`` — every one when routing by case is off, ``hub.inbound.shard.4`` … after 8 → 4 — are unbound
+from the shard exchange (when routing is on; off, hub.inbound no longer feeds it) and consumed by every worker
+beside ``hub.inbound.records``, so what they held is applied and nothing new lands there. They are never deleted
+by the hub: RabbitMQ 3.10's quorum queues refuse a conditional delete (if-empty, if-unused: 540 NOT_IMPLEMENTED),
+and an unconditional one could drop records; an operator deletes them once empty.
 
 Re-declaring with different arguments fails with 406 PRECONDITION_FAILED (raised as TopologyMismatch), so a
 running broker can never silently keep an old shape.
@@ -35,6 +43,8 @@ running broker can never silently keep an old shape.
 
 from __future__ import annotations
 
+import logging
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -42,7 +52,7 @@ from typing import Any
 import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 
-from adapters.amqp.errors import TopologyMismatch
+from adapters.amqp.errors import ExchangeTypeMissing, TopologyMismatch
 
 INBOUND_EXCHANGE = "hub.inbound"
 INBOUND_QUEUE = "hub.inbound.records"
@@ -52,6 +62,8 @@ EVENTS_EXCHANGE = "hub.events"
 CONSISTENT_HASH = "x-consistent-hash"
 HASH_PROPERTY = "correlation_id"  # the case's external id, as partners publish it (docs/partners.md)
 SHARD_WEIGHT = "1"  # every shard queue gets the same share of the hash space
+CONSISTENT_HASH_PLUGIN = "rabbitmq_consistent_hash_exchange"
+MAX_SHARDS = 64  # HUB_INGEST_SHARDS' upper bound: retired shard queues are looked for up to it
 
 DEFAULT_DELIVERY_LIMIT = 5
 DEAD_QUEUE_DELIVERY_LIMIT = 10_000
@@ -59,6 +71,11 @@ ALL_ROUTING_KEYS = "#"
 PRECONDITION_FAILED = 406
 NOT_FOUND = 404
 ACCESS_REFUSED = 403
+# How RabbitMQ refuses an exchange type it has no plugin for (rabbit_exchange:check_type): "unknown exchange type
+# 'x-consistent-hash'" when the type was never registered, "invalid exchange type …" when its plugin was disabled
+# since. RabbitMQ 3.10 closes the connection with 503 COMMAND_INVALID (tried here); 4.x's check_type says
+# PRECONDITION_FAILED (406, the channel). Matched by text, whichever the code.
+EXCHANGE_TYPE_REFUSED = ("unknown exchange type", "invalid exchange type")
 
 
 @dataclass(frozen=True)
@@ -72,6 +89,8 @@ class Topology:
     dead_letter_queue: str = DEAD_LETTER_QUEUE
     events_exchange: str = EVENTS_EXCHANGE
     shards: int = 0  # > 0: records routed by case to this many shard queues (see the module); 0: one queue
+    # The shard exchange's type; only the start-up check's tests change it (to a type no broker knows).
+    shard_exchange_type: str = CONSISTENT_HASH
 
     @classmethod
     def with_prefix(cls, prefix: str, *, shards: int = 0) -> Topology:
@@ -142,8 +161,16 @@ def declare_topology(channel: BlockingChannel, topology: Topology = HUB_TOPOLOGY
 def _declare_shards(channel: BlockingChannel, topology: Topology, delivery_limit: int) -> None:
     """The shard exchange and queues, hub.inbound routed to them; then hub.inbound.records unbound. In that
     order a record published meanwhile reaches both at worst (applied once: the inbox), never neither."""
-    channel.exchange_declare(topology.shard_exchange, exchange_type=CONSISTENT_HASH, durable=True,
-                             arguments={"hash-property": HASH_PROPERTY})
+    _expected.reply = "exchange type '"  # raised below with the whole story: pika need not log it too
+    try:
+        channel.exchange_declare(topology.shard_exchange, exchange_type=topology.shard_exchange_type, durable=True,
+                                 arguments={"hash-property": HASH_PROPERTY})
+    except (pika.exceptions.ConnectionClosedByBroker, pika.exceptions.ChannelClosedByBroker) as exc:
+        if exc.reply_text.split(" - ", 1)[-1].startswith(EXCHANGE_TYPE_REFUSED):
+            raise exchange_type_missing(topology, exc.reply_code, exc.reply_text) from None
+        raise
+    finally:
+        _expected.reply = None
     for queue in topology.shard_queues:
         channel.queue_declare(queue, durable=True,
                               arguments=inbound_queue_arguments(topology, delivery_limit=delivery_limit))
@@ -163,6 +190,76 @@ which the caller passes for this alone."""
     except pika.exceptions.ChannelClosedByBroker as exc:
         if exc.reply_code not in (NOT_FOUND, ACCESS_REFUSED):
             raise
+
+
+def exchange_type_missing(topology: Topology, reply_code: int, reply_text: str) -> ExchangeTypeMissing:
+    """What an operator needs to read when the broker lacks the consistent-hash plugin: what is missing (the
+    broker's own words), why the hub wants it, and both ways out."""
+    message = (
+        f"RabbitMQ cannot declare the exchange {topology.shard_exchange} of type {topology.shard_exchange_type!r}: "
+        f"it answered {reply_code} {reply_text}. Routing records by case (HUB_INGEST_SHARDS={topology.shards}; 4 "
+        f"unless set) needs the RabbitMQ plugin {CONSISTENT_HASH_PLUGIN}. Either enable it on the broker: "
+        f"`rabbitmq-plugins enable {CONSISTENT_HASH_PLUGIN}` (no restart needed; docker-compose's "
+        f"deploy/rabbitmq/enabled_plugins has it), or set HUB_INGEST_SHARDS=0 to consume the one queue "
+        f"{topology.inbound_queue} (docs/amqp.md \"Case shards\").")
+    return ExchangeTypeMissing(message, exchange_type=topology.shard_exchange_type, reply_text=reply_text)
+
+
+def retire_shard_queues(connection: pika.BlockingConnection, topology: Topology = HUB_TOPOLOGY) -> list[str]:
+    """The shard queues that exist beyond ``topology.shards`` (all of them when routing by case is off), unbound
+    from the shard exchange when routing is on (so nothing new lands there): the caller drains them. A queue is
+    looked for with a passive declare (404 closes only the channel) at every index up to MAX_SHARDS, not only up
+    to the first gap: an operator may have deleted one in the middle. ACCESS_REFUSED ends the search: a
+    deployment whose hub user may not touch shard names (deploy/rabbitmq/definitions.json before part shards)
+    never had any."""
+    found: list[str] = []
+    channel: BlockingChannel | None = None
+    _expected.reply = "NOT_FOUND"
+    try:
+        for shard in range(topology.shards, MAX_SHARDS):
+            if channel is None or not channel.is_open:
+                channel = connection.channel()
+            queue = topology.shard_queue(shard)
+            try:
+                channel.queue_declare(queue, passive=True)
+            except pika.exceptions.ChannelClosedByBroker as exc:
+                if exc.reply_code == ACCESS_REFUSED:
+                    break
+                if exc.reply_code != NOT_FOUND:
+                    raise
+                continue
+            found.append(queue)
+        if found and topology.shards > 0:
+            channel = connection.channel()
+            for queue in found:  # unbinding a binding that is not there is no error
+                channel.queue_unbind(queue, topology.shard_exchange, routing_key=SHARD_WEIGHT)
+    finally:
+        _expected.reply = None
+        if channel is not None and channel.is_open:
+            channel.close()
+    return found
+
+
+class _ExpectedReply(threading.local):
+    reply: str | None = None  # a broker reply this thread expects now and handles itself
+
+
+_expected = _ExpectedReply()
+
+
+class _QuietExpectedReplies(logging.Filter):
+    """pika logs every channel or connection the broker closes (WARNING, ERROR). Two closes here are expected and
+    handled: the look for retired shard queues gets a 404 per index that has none (≈60 per connection, which would
+    bury the log), and a broker without the consistent-hash plugin answers 503 "unknown exchange type", which
+    ExchangeTypeMissing tells in full. Only on the thread expecting it (pika's blocking adapter calls back on the
+    caller's thread), only that reply."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (_expected.reply is not None and _expected.reply in record.getMessage())
+
+
+for _logger in ("pika.channel", "pika.connection", "pika.adapters.blocking_connection"):
+    logging.getLogger(_logger).addFilter(_QuietExpectedReplies())
 
 
 @lru_cache(maxsize=1024)

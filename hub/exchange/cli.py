@@ -296,7 +296,8 @@ def exchange_status(as_json: JsonOpt = False) -> None:
     from hub.exchange.status import exchange_overview
 
     with _factory()() as session:
-        overview = exchange_overview(session, shards=get_settings().ingest_shards)
+        settings = get_settings()  # case shards only with a broker: the in-process bus has one queue
+        overview = exchange_overview(session, shards=settings.ingest_shards if settings.amqp_url else 0)
     if as_json:
         _print_json(overview)
         return

@@ -40,6 +40,7 @@ from adapters.amqp import (
     DEAD_LETTER_QUEUE,
     INBOUND_QUEUE,
     REASON_HEADER,
+    AmqpBus,
     AmqpSettings,
     declare_topology,
     delete_partner_user,
@@ -47,7 +48,7 @@ from adapters.amqp import (
     open_connection,
     provision_partner_user,
 )
-from adapters.amqp.topology import HUB_TOPOLOGY, Topology
+from adapters.amqp.topology import Topology
 from hub.clock import SystemClock
 from hub.db import make_engine, make_session_factory, unit_of_work
 from hub.migrate import upgrade
@@ -197,10 +198,12 @@ WORKER_AMQP = {"heartbeat": 10, "reconnect_initial_s": 0.1, "reconnect_max_s": 1
 
 @contextmanager
 def running_workers(settings: Settings, factory: sessionmaker[Session], count: int = 1, *,
-                    topology: Topology = HUB_TOPOLOGY, name: str = "hub-test-worker") -> Iterator[list[Worker]]:
+                    topology: Topology | None = None, name: str = "hub-test-worker") -> Iterator[list[Worker]]:
     """``count`` hub workers (each: inbound consumer, dead-letter consumer, outbox relay) on threads, each with its
-    own AmqpBus — as ``count`` replicas of ``hub worker`` would run."""
+    own AmqpBus — as ``count`` replicas of ``hub worker`` would run. ``topology``: by default the one `hub worker`
+    builds from the settings (HUB_INGEST_SHARDS: routed by case unless 0)."""
     workers = []
+    topology = topology if topology is not None else Topology(shards=settings.ingest_shards)
     try:
         for i in range(count):
             bus = make_bus(settings.amqp_url, topology=topology, connection_name=f"{name}-{i}", **WORKER_AMQP)
@@ -446,7 +449,18 @@ def item_code(factory: sessionmaker[Session]) -> str:
 
 
 @pytest.fixture
-def empty_queues(broker: Broker) -> None:
+def one_queue(broker: Broker) -> None:
+    """The session's vhost routed to hub.inbound.records, as a worker with HUB_INGEST_SHARDS=0 leaves it at start
+    (shards unrouted): for the tests of the bare consumer of the one queue. Workers started through settings
+    route by case (the default), and the vhost is shared."""
+    bus = make_bus(broker.url, topology=Topology(shards=0))
+    assert isinstance(bus, AmqpBus)
+    bus.declare_topology()
+    bus.close()
+
+
+@pytest.fixture
+def empty_queues(broker: Broker, one_queue: None) -> None:
     connection = open_connection(broker.settings())
     channel = connection.channel()
     channel.queue_purge(INBOUND_QUEUE)

@@ -133,9 +133,9 @@ def dead_letter_source(factory: sessionmaker[Session], message_id: str) -> str |
 
 
 @pytest.fixture
-def inbound_consumer(broker: Broker, session_factory: sessionmaker[Session]) -> Iterator[None]:
-    """The hub's inbound and dead-letter consumers (as `hub worker` runs them) on the private vhost and the
-    test database."""
+def inbound_consumer(broker: Broker, session_factory: sessionmaker[Session], one_queue: None) -> Iterator[None]:
+    """The hub's inbound and dead-letter consumers (as `hub worker` with HUB_INGEST_SHARDS=0 runs them) on the
+    private vhost and the test database."""
     stop = threading.Event()
     handlers = [(INBOUND_QUEUE, InboundHandler(session_factory, SystemClock(), broker.admin_user,
                                                Settings().audit_key)),

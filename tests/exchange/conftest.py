@@ -123,6 +123,18 @@ def private_vhost(api: httpx.Client, base_url: str, user: str, *, prefix: str) -
         api.delete(f"/api/vhosts/{vhost}")
 
 
+@contextmanager
+def partner_vhost(broker: Broker, *, prefix: str) -> Iterator[Broker]:
+    """A ``private_vhost`` with the partner ``shenyang`` provisioned in it (the session's partner users exist), as
+    a Broker of its own."""
+    with httpx.Client(base_url=broker.management_url, auth=(broker.admin_user, broker.admin_password), timeout=30,
+                      trust_env=False) as api, private_vhost(api, broker.url, broker.admin_user,
+                                                             prefix=prefix) as (vhost, url):
+        provision_partner_user(broker.management_url, broker.admin_user, broker.admin_password, vhost, "shenyang",
+                               PARTNER_SECRET)
+        yield Broker(url, broker.management_url, broker.admin_user, broker.admin_password, vhost)
+
+
 def _can_connect(url: str) -> bool:
     try:
         open_connection(AmqpSettings(url=url), attempts=1).close()

@@ -18,29 +18,24 @@ from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
-import httpx
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapters.amqp import AmqpBus, make_bus, open_connection, provision_partner_user
+from adapters.amqp import AmqpBus, make_bus, open_connection
 from adapters.amqp.topology import INBOUND_QUEUE, MAX_SHARDS, Topology
 from hub.settings import Settings
 from mocks.city_platform import CityPlatform
 from mocks.city_platform.wire import PartnerPublisher
 from tests.adapters.amqp.conftest import wait_for
-from tests.exchange.conftest import Broker, private_vhost, running_workers, wait_until_settled
+from tests.exchange.conftest import Broker, partner_vhost, running_workers, wait_until_settled
 from tests.support import PARTNER_SECRET
 
 
 @pytest.fixture
 def vhost(broker: Broker, partner_urls: dict[str, str]) -> Iterator[Broker]:
     """A vhost of this test's own, with the partner ``shenyang`` provisioned."""
-    with httpx.Client(base_url=broker.management_url, auth=(broker.admin_user, broker.admin_password), timeout=30,
-                      trust_env=False) as api, private_vhost(api, broker.url, broker.admin_user,
-                                                             prefix="hub_switch") as (name, url):
-        provision_partner_user(broker.management_url, broker.admin_user, broker.admin_password, name, "shenyang",
-                               PARTNER_SECRET)
-        yield Broker(url, broker.management_url, broker.admin_user, broker.admin_password, name)
+    with partner_vhost(broker, prefix="hub_switch") as own:
+        yield own
 
 
 def route_as_workers_of(broker: Broker, shards: int) -> None:

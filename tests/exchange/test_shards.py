@@ -15,12 +15,11 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 
-import httpx
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapters.amqp import declare_topology, open_connection, provision_partner_user
+from adapters.amqp import declare_topology, open_connection
 from adapters.amqp.topology import INBOUND_QUEUE, Topology
 from hub.exchange import shards
 from hub.exchange.models import InboxMessage
@@ -34,7 +33,7 @@ from tests.exchange.conftest import (
     Broker,
     WorkerProcess,
     item_code,
-    private_vhost,
+    partner_vhost,
     running_workers,
     wait_until_settled,
 )
@@ -47,12 +46,8 @@ TOPOLOGY = Topology(shards=SHARDS)
 @pytest.fixture(scope="module")
 def shard_broker(broker: Broker, partner_urls: dict[str, str]) -> Iterator[Broker]:
     """A vhost of its own with the partner ``shenyang`` provisioned (the session's partner users exist)."""
-    with httpx.Client(base_url=broker.management_url, auth=(broker.admin_user, broker.admin_password), timeout=30,
-                      trust_env=False) as api, private_vhost(api, broker.url, broker.admin_user,
-                                                             prefix="hub_shards") as (vhost, url):
-        provision_partner_user(broker.management_url, broker.admin_user, broker.admin_password, vhost, "shenyang",
-                               PARTNER_SECRET)
-        yield Broker(url, broker.management_url, broker.admin_user, broker.admin_password, vhost)
+    with partner_vhost(broker, prefix="hub_shards") as own:
+        yield own
 
 
 def drain_shards(broker: Broker) -> dict[str, list[str | None]]:

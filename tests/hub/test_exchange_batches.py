@@ -137,12 +137,7 @@ def test_a_batch_appends_its_steps_as_plain_values_not_session_objects_on_postgr
     finally:
         event.remove(session_factory, "transient_to_pending", note)
     assert "Case" in added and "CaseEvent" not in added, added
-    with session_factory() as session:
-        for document in batch:
-            case = session.scalar(select(Case).where(Case.external_id == document["payload"]["external_id"]))
-            assert case is not None
-            checked, findings = verify(session, key=settings.audit_key, tracking_no=case.tracking_no)
-            assert findings == [] and checked == case.event_count == len(document["payload"]["steps"])
+    assert_each_chain_verifies(session_factory, batch, key=settings.audit_key)
 
 
 def test_a_batch_whose_writes_fail_after_its_plain_steps_were_written_applies_each_record_once_by_itself(
@@ -171,12 +166,7 @@ def test_a_batch_whose_writes_fail_after_its_plain_steps_were_written_applies_ea
              envelope({**case_record(code, external_id=older["payload"]["external_id"], version=2, steps=4)})]
     assert handler.handle_batch([inbound_message(d) for d in batch]) == [Outcome.ACK] * len(batch)
     assert failures == [1]
-    with session_factory() as session:
-        for document in batch:
-            case = session.scalar(select(Case).where(Case.external_id == document["payload"]["external_id"]))
-            assert case is not None
-            checked, findings = verify(session, key=settings.audit_key, tracking_no=case.tracking_no)
-            assert findings == [] and checked == case.event_count == len(document["payload"]["steps"])
+    assert_each_chain_verifies(session_factory, batch, key=settings.audit_key)
 
 
 def test_a_batch_reserves_the_tracking_numbers_of_its_new_cases_of_many_days_at_once_on_postgresql(
@@ -329,3 +319,14 @@ def test_a_batch_raises_its_alerts_and_their_messages_by_one_statement_text_what
             OutboxMessage.correlation_id.in_(numbers), OutboxMessage.type == "alert.raised.v1")).all()
     assert rules.count("procedure.skipped_step") == 5, rules
     assert sorted(p["tracking_no"] for p in raised if p["rule"] == "procedure.skipped_step") == sorted(numbers)
+
+
+def assert_each_chain_verifies(session_factory: sessionmaker[Session], batch: list[dict[str, Any]], *, key: str
+                               ) -> None:
+    """Each record's case holds exactly the record's steps, and its hash chain and MACs verify."""
+    with session_factory() as session:
+        for document in batch:
+            case = session.scalar(select(Case).where(Case.external_id == document["payload"]["external_id"]))
+            assert case is not None
+            checked, findings = verify(session, key=key, tracking_no=case.tracking_no)
+            assert findings == [] and checked == case.event_count == len(document["payload"]["steps"])

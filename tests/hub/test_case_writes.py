@@ -353,7 +353,11 @@ def test_on_postgresql_a_submission_wakes_the_relay_of_another_process(
     """The submission's statement sends the NOTIFY itself; a relay that sleeps an hour publishes at once."""
     if backend != "postgresql":
         pytest.skip("LISTEN/NOTIFY is PostgreSQL's; on SQLite another process's rows wait for the fallback poll")
-    monkeypatch.setattr(wake, "notify", lambda: None)  # as if the relay ran in another process
+    # As if the relay ran in another process: this process's own wake-up switched off, and its commits' NOTIFYs not
+    # marked as this process's (which a relay woken by the commit itself passes over; hub/outbox/wake.py) — the
+    # worker's own jobs (the supervision scan's alerts, audit checkpoints) commit outbox rows meanwhile.
+    monkeypatch.setattr(wake, "notify", lambda: None)
+    monkeypatch.setattr(wake, "committed_by_session", lambda _conn: False)
     bus = InProcessBus(user="hub", retry_initial_s=0.01, retry_max_s=0.02)
     bus.bind(bus.declare_queue("partner.test.events"), EVENTS_EXCHANGE, "case.#")
     worker = Worker(settings=settings.model_copy(update={"outbox_relay_fallback_s": 3600.0}),

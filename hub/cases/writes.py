@@ -514,12 +514,7 @@ def _plain_event(case: Case, new: NewEvent, key: str, *, seal: bool, plain: list
 
 
 def _seal(case: Case, event: Any, key: str) -> None:
-    if type(event) is StepRow:  # plain values: into its dict
-        values = event.__dict__
-        values["case_row"] = case_row(case, key=key)
-        values["hash"] = event_mac(case.tracking_no, event, key=key)
-        case.last_event_hash = values["hash"]
-        return
+    # A CaseEvent or a StepRow (a plain object: these assignments land in its own dict).
     event.case_row = case_row(case, key=key)
     event.hash = event_mac(case.tracking_no, event, key=key)
     case.last_event_hash = event.hash

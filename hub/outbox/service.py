@@ -34,28 +34,17 @@ def message(
     """The outbox row for an event, complete (no column left to a default) and not yet added: `enqueue`
     adds it to the session; the submission writes it in its own statement (hub/cases/writes.py), whose
     INSERT into the outbox wakes the relay like any other (hub/outbox/wake.py)."""
-    return built(
-        OutboxMessage,
-        message_id=uuid.uuid4(),
-        type=event_type,
-        routing_key=event_type,
-        region_code=region_code,
-        correlation_id=correlation_id,
-        payload=payload,
-        occurred_at=occurred_at,
-        sent_at=None,
-        attempts=0,
-        last_error=None,
-    )
+    return built(OutboxMessage, **message_row(event_type=event_type, region_code=region_code, payload=payload,
+                                              occurred_at=occurred_at, correlation_id=correlation_id))
 
 
 def message_row(
     *, event_type: str, region_code: str, payload: dict[str, Any], occurred_at: datetime,
     correlation_id: str | None = None,
 ) -> dict[str, Any]:
-    """``row(message(...))`` without the ``OutboxMessage`` between them: the new row's values by column, in the
-    columns' order, as plain values (issue 8, part plain) — for a batch writer that sends its rows in one
-    statement (hub/db.py ``insert_rows``; a batch of partner records publishes every case it changes)."""
+    """A new outbox row's values by column, in the columns' order, as plain values (issue 8, part plain): what
+    ``message`` builds its ``OutboxMessage`` from, and what a batch writer sends as is in one statement (hub/db.py
+    ``insert_rows``; a batch of partner records publishes every case it changes)."""
     return {"message_id": uuid.uuid4(), "type": event_type, "routing_key": event_type, "region_code": region_code,
             "correlation_id": correlation_id, "payload": payload, "occurred_at": occurred_at, "sent_at": None,
             "attempts": 0, "last_error": None}

@@ -1,10 +1,10 @@
 """Case records per second from RabbitMQ into PostgreSQL: the hub (one and two `hub worker` processes) beside a
 raw pika baseline; outbox relay throughput.
 
-    .venv/bin/python -m bench.ingest [--records 5000] [--rounds 3] [--prefetch 200] [--batch 50]
+    .venv/bin/python -m bench.ingest [--records 5000] [--rounds 3] [--prefetch 200] [--batch 200]
                                      [--baseline-commit-every 100] [--workers 1,2] [--relay-events 5000]
                                      [--database-url URL] [--amqp-url URL] [--management-url URL]
-                                     [--profile 1000] [--json PATH]
+                                     [--profile 1000] [--variant NAME:VAR=VALUE[,VAR=VALUE]] [--json PATH]
 
 What one run does:
 
@@ -38,6 +38,10 @@ What one run does:
    ``AmqpBus.publish_many`` (publisher confirms) into ``hub.events`` (rate and CPU per event), beside
    ``Publisher.publish_many`` of the same bodies without the database; with ``--profile N`` a cProfile of the
    handler over N more messages. Then drops the database and the vhost.
+
+``--variant lanes2:HUB_INGEST_LANES=2`` (repeatable) adds a side ``hub xN lanes2`` per worker count whose workers
+start with those settings on top, in the same rotation: two settings compared under the same load, with their
+ratios to the baseline, to ``hub x1`` and ×2 / ×1 printed apart.
 """
 
 from __future__ import annotations
@@ -384,9 +388,20 @@ def inbox_count(engine: Engine) -> int:
         return int(connection.execute(text("SELECT count(*) FROM inbox")).scalar_one())
 
 
+def _variant(text: str) -> tuple[str, dict[str, str]]:
+    """``NAME:VAR=VALUE[,VAR=VALUE]`` of ``--variant``."""
+    name, _, settings = text.partition(":")
+    if not name or " " in name or not settings:
+        raise SystemExit(f"--variant {text!r}: expected NAME:VAR=VALUE[,VAR=VALUE], the name without spaces")
+    pairs = [item.partition("=") for item in settings.split(",")]
+    if any(not key or not sep for key, sep, _ in pairs):
+        raise SystemExit(f"--variant {text!r}: each setting as VAR=VALUE")
+    return name, {key: value for key, _, value in pairs}
+
+
 def drain_workers(broker: Broker, database_url: str, engine: Engine, count: int, workers: int, batch: int,
                   log_dir: Path, lanes: int | None = None, queues: list[str] | None = None,
-                  shards: int = 0, side: str | None = None) -> Drain:
+                  shards: int = 0, side: str | None = None, extra_env: dict[str, str] | None = None) -> Drain:
     """``workers`` `hub worker` processes drain the full queue; timed from when all their consumers are attached.
     With ``queues`` (one per worker, --split) each worker consumes its own queue instead of hub.inbound.records."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
@@ -405,6 +420,7 @@ def drain_workers(broker: Broker, database_url: str, engine: Engine, count: int,
     env["HUB_INGEST_SHARDS"] = str(shards)
     if shards:  # issue 8, part shards: records routed by case; the shards balanced quickly (default every 5 s)
         env["HUB_INGEST_SHARD_REBALANCE_S"] = str(SHARD_REBALANCE_S)
+    env.update(extra_env or {})  # a --variant side's settings, last
     target = inbox_count(engine) + count
     processes, heartbeats = [], []
     for i in range(workers):
@@ -664,8 +680,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--records", type=int, default=5000, help="messages per side and round")
     parser.add_argument("--rounds", type=int, default=3, help="rounds (at least 3 for a median); the order alternates")
     parser.add_argument("--prefetch", type=int, default=AmqpSettings.prefetch,
-                        help="basic.qos of the baseline (the workers use their default, 200)")
-    parser.add_argument("--batch", type=int, default=50, help="HUB_INGEST_BATCH_SIZE of the hub workers")
+                        help="basic.qos of the baseline (the workers prefetch two of their batches, at least 200)")
+    parser.add_argument("--batch", type=int, default=Settings.model_fields["ingest_batch_size"].default,
+                        help="HUB_INGEST_BATCH_SIZE of the hub workers (default: the hub's default)")
     parser.add_argument("--lanes", type=int, default=None,
                         help="HUB_INGEST_LANES of the hub workers (default: the hub's default, Settings.ingest_lanes)")
     parser.add_argument("--baseline-commit-every", type=int, default=100, help="the baseline's messages per commit")
@@ -687,10 +704,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--one-queue", action="store_true",
                         help="also a side 'hub xN one queue' per worker count: HUB_INGEST_SHARDS=0, every worker on "
                              "hub.inbound.records (routing by case off)")
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME:VAR=VALUE[,VAR=VALUE]",
+                        help="experiment: also a side 'hub xN NAME' per worker count, its workers started with these "
+                             "settings on top (e.g. lanes2:HUB_INGEST_LANES=2), in the same rotation as the others — "
+                             "two settings compared under the same load; repeatable")
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--json", dest="json_path")
     args = parser.parse_args(argv)
     worker_counts = [int(n) for n in args.workers.split(",") if n.strip()]
+    variants = dict(_variant(text) for text in args.variant)
     logging.basicConfig(level=logging.ERROR)
     for noisy in ("pika", "workflow", "hub", "adapters", "mocks"):
         logging.getLogger(noisy).setLevel(logging.CRITICAL)
@@ -712,7 +734,8 @@ def main(argv: list[str] | None = None) -> int:
         for round_ in range(args.rounds):
             order = ["baseline", *(f"hub x{n}" for n in worker_counts),
                      *(f"hub x{n} split" for n in worker_counts if args.split and n > 1),
-                     *(f"hub x{n} one queue" for n in worker_counts if args.one_queue)]
+                     *(f"hub x{n} one queue" for n in worker_counts if args.one_queue),
+                     *(f"hub x{n} {variant}" for variant in variants for n in worker_counts)]
             order = order[round_ % len(order):] + order[:round_ % len(order)]  # each side goes first in turn
             for name in order:
                 seed += 1
@@ -729,8 +752,9 @@ def main(argv: list[str] | None = None) -> int:
                         queues = publish_split(broker, planned, workers)
                     else:
                         publish_hub(broker, planned, shards)
+                    variant = variants.get(name.split(" ", 2)[2] if name.count(" ") >= 2 else "")
                     drain = drain_workers(broker, database_url, engine, len(planned), workers, args.batch, log_dir,
-                                          args.lanes, queues, shards, side=name)
+                                          args.lanes, queues, shards, side=name, extra_env=variant)
                 drains.append(drain)
                 print(f"round {round_ + 1}: {drain.side:15} {drain.messages} messages in {drain.seconds:6.1f} s = "
                       f"{drain.rate:7.1f} msg/s, consumer CPU {drain.cpu_ms_per_message:.2f} ms/message, PostgreSQL "
@@ -792,6 +816,12 @@ def main(argv: list[str] | None = None) -> int:
     if one_queue and two_queue:
         print(f"  hub x2 one queue / hub x1 one queue {two_queue / one_queue:6.3f}   (routing by case off)"
               + (f"; hub x1 / hub x1 one queue {one / one_queue:6.3f}" if one else ""))
+    for variant in variants:
+        v_one, v_two = rates.get(f"hub x1 {variant}"), rates.get(f"hub x2 {variant}")
+        if v_one:
+            print(f"  variant {variant}: hub x1 {variant} / baseline {v_one / baseline if baseline else 0.0:6.3f}"
+                  + (f", / hub x1 {v_one / one:6.3f}" if one else "")
+                  + (f"; hub x2 {variant} / hub x1 {variant} {v_two / v_one:6.3f}" if v_two else ""))
     if one and split:
         print(f"  hub x2 split / hub x1 {split / one:6.3f}   (the upper bound of routing each case to one worker)")
     if ceilings:

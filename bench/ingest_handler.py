@@ -1,7 +1,7 @@
 """The inbound handler's own CPU per partner record, in this process, without a broker: a quick figure to compare
 code changes by (`bench/ingest.py` measures the whole worker against a raw consumer).
 
-    .venv/bin/python -m bench.ingest_handler [--records 3000] [--rounds 3] [--batch 50] [--no-realtime]
+    .venv/bin/python -m bench.ingest_handler [--records 3000] [--rounds 3] [--batch 200] [--no-realtime]
                                              [--database-url URL] [--profile]
 
 Creates a fresh database (as ``bench.ingest`` does), plans ``--records`` messages per round with the city platform
@@ -30,6 +30,7 @@ from bench.ingest import BENCH_AUDIT_KEY, DEFAULT_DATABASE_URL, PARTNER, bench_m
 from hub.clock import SystemClock
 from hub.db import make_engine, make_session_factory
 from hub.exchange.consumer import InboundHandler
+from hub.settings import Settings
 from hub.supervision import realtime
 from mocks.city_platform import CityPlatform
 
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench.ingest_handler", description=__doc__.split("\n\n")[0])
     parser.add_argument("--records", type=int, default=3000)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--batch", type=int, default=50)
+    parser.add_argument("--batch", type=int, default=Settings.model_fields["ingest_batch_size"].default)
     parser.add_argument("--no-realtime", action="store_true", help="without the supervision hook")
     parser.add_argument("--compare", action="store_true", help="with and without the hook, alternating rounds")
     parser.add_argument("--profile", action="store_true", help="cProfile one more round")

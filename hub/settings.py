@@ -88,8 +88,10 @@ class Settings(BaseSettings):
     # what it cached this long, then reads again: another process may have changed it. 0: read every time.
     reference_cache_ttl_s: float = Field(default=5.0, ge=0)
     # Batched ingest (issue 8, part ingest): the inbound consumer applies up to this many prefetched records
-    # per transaction (each in its own savepoint), waiting at most the wait for more once one is there.
-    ingest_batch_size: int = Field(default=50, ge=1, le=1000)
+    # per transaction (each in its own savepoint), waiting at most the wait for more once one is there. A batch
+    # has ~12 ms of fixed CPU (its ~21 statements: look-ups, writes, rules, commit) whatever its size, so 200,
+    # not 50 (session 11, docs/performance.md). The worker prefetches twice a batch per consumer.
+    ingest_batch_size: int = Field(default=200, ge=1, le=1000)
     ingest_batch_wait_ms: float = Field(default=10.0, ge=0, le=1000)
     # Electronic supervision, time limits (issue 10, part alerts; hub/supervision/scanner.py): `hub worker`
     # scans the cases whose colour may change today every this many seconds, this many per transaction;

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from adapters.amqp import AmqpBus, MessageBus, make_bus
 from adapters.amqp.messages import OutboundMessage
+from adapters.amqp.settings import AmqpSettings
 from adapters.amqp.topology import DEAD_LETTER_QUEUE, EVENTS_EXCHANGE, INBOUND_QUEUE, Topology
 from adapters.resilience import exponential_backoff_s
 from hub import refcache
@@ -69,6 +70,12 @@ class Job:
                                      max_s=min(30.0, self.idle_seconds * 2 ** 5))
 
 
+def inbound_prefetch(batch_size: int) -> int:
+    """Deliveries each consumer may hold unacknowledged (basic.qos): two batches, so that the next batch is
+    already here while one is applied (its acks follow its commit); never below the AMQP adapter's default."""
+    return max(AmqpSettings.prefetch, 2 * batch_size)
+
+
 def hub_user(amqp_url: str | None) -> str:
     if not amqp_url:
         return IN_PROCESS_USER
@@ -100,7 +107,8 @@ class Worker:
         # One per process, so each partner's circuit breaker remembers across ticks.
         self._delivery_clients = DeliveryClients()
         self._bus: MessageBus = self.bus if self.bus is not None else make_bus(
-            self.settings.amqp_url, topology=Topology(shards=self.settings.ingest_shards))
+            self.settings.amqp_url, topology=Topology(shards=self.settings.ingest_shards),
+            prefetch=inbound_prefetch(self.settings.ingest_batch_size))
         self.bus = self._bus
         # Not part of MessageBus: only RabbitMQ has a topology to declare.
         declare = getattr(self._bus, "declare_topology", None)

@@ -28,7 +28,8 @@ What one run does:
      ``baseline_records(id bigserial, body jsonb)`` and commits every ``--baseline-commit-every`` messages (and
      when the queue runs dry), acking after each commit — as a careful hand-written consumer would;
 4. prints every round, then each figure's median over the rounds, the ratios (hub ×1 / baseline, target ≥ 0.5;
-   hub ×2 / hub ×1, target ≥ 1.6; it never fails on speed), CPU per record, SQL statements per record (counted
+   hub ×2 / hub ×1, target ≥ 1.6; it never fails on speed), CPU per record (the side's own, every
+   PostgreSQL process's, every RabbitMQ node process's), SQL statements per record (counted
    at the engine over ``--profile`` or 600 messages handled in batches, unmeasured) and the load average; the
    machine's CPU during each side (cores busy of cores present, /proc/stat: every process on the machine) and,
    per ×1 round, the ceiling ×2 / ×1 can reach here (cores present / cores busy during ×1) beside the measured
@@ -90,7 +91,15 @@ from adapters.amqp import (
     provision_partner_user,
 )
 from adapters.amqp.topology import EVENTS_EXCHANGE, INBOUND_QUEUE, Topology, inbound_queue_arguments, unroute_shards
-from bench.machine import CLOCK_TICKS, CORES, cores_busy, database_cpu_seconds, interference, machine_ticks
+from bench.machine import (
+    CLOCK_TICKS,
+    CORES,
+    broker_cpu_seconds,
+    cores_busy,
+    database_cpu_seconds,
+    interference,
+    machine_ticks,
+)
 from bench.machine import process_cpu_seconds as cpu_seconds
 from bench.submit import ROLLED_UP_TO_YESTERDAY
 from hub.clock import SystemClock
@@ -279,6 +288,7 @@ class Drain:
     machine_cores_busy: float = 0.0  # the whole machine's CPU use over the drain (/proc/stat), everyone's
     thread_cpu_seconds: dict[str, float] = field(default_factory=dict)  # hub workers: per thread name, all workers
     database_cpu_seconds: float = 0.0  # every PostgreSQL process's CPU over the drain (bench.machine)
+    broker_cpu_seconds: float = 0.0  # every RabbitMQ node process's CPU over the drain (bench.machine)
     # hub workers: their inbound consumers' tallies summed (heartbeat ``inbound``: batches, records handed over,
     # acked, deferred, lock waits), over the workers' whole run (started with the queue full)
     tally: dict[str, float] = field(default_factory=dict)
@@ -307,6 +317,10 @@ class Drain:
     @property
     def database_ms_per_message(self) -> float:
         return self.database_cpu_seconds / self.messages * 1000
+
+    @property
+    def broker_ms_per_message(self) -> float:
+        return self.broker_cpu_seconds / self.messages * 1000
 
 
 def thread_ticks(pid: int) -> dict[int, int]:
@@ -442,7 +456,7 @@ def drain_workers(broker: Broker, database_url: str, engine: Engine, count: int,
             time.sleep(0.05)
         started, cpu_started = time.perf_counter(), sum(cpu_seconds(p.pid) for p in processes)
         machine_started, threads_started = machine_ticks(), [thread_ticks(p.pid) for p in processes]
-        database_started = database_cpu_seconds()
+        database_started, broker_started = database_cpu_seconds(), broker_cpu_seconds()
         applied_before = inbox_count(engine)
         deadline = time.monotonic() + 3600
         # With a queue per worker, timed only while every worker has work: the first worker attached has drained
@@ -455,6 +469,7 @@ def drain_workers(broker: Broker, database_url: str, engine: Engine, count: int,
         seconds = time.perf_counter() - started
         cpu = sum(cpu_seconds(p.pid) for p in processes) - cpu_started
         machine, database = cores_busy(machine_started, machine_ticks()), database_cpu_seconds() - database_started
+        broker_used = broker_cpu_seconds() - broker_started
         threads_ended, ended_at = [thread_ticks(p.pid) for p in processes], time.time()
         if depths is not None:
             depths.close()
@@ -484,7 +499,7 @@ def drain_workers(broker: Broker, database_url: str, engine: Engine, count: int,
                 process.wait(timeout=10)
     measured = applied - applied_before
     return Drain(side or f"hub x{workers}", measured, seconds, cpu,
-                 Counter({"applied": measured}), machine, dict(per_thread), database, dict(tally))
+                 Counter({"applied": measured}), machine, dict(per_thread), database, broker_used, dict(tally))
 
 
 # A `hub worker` consuming another queue than hub.inbound.records (the --split experiment only: no setting for it).
@@ -499,7 +514,7 @@ def drain_baseline(broker: Broker, engine: Engine, count: int, prefetch: int, co
     params = pika.URLParameters(broker.admin_url)
     outcomes: Counter[str] = Counter()
     started, cpu_started, machine_started = time.perf_counter(), time.thread_time(), machine_ticks()
-    database_started = database_cpu_seconds()
+    database_started, broker_started = database_cpu_seconds(), broker_cpu_seconds()
     connection = pika.BlockingConnection(params)
     channel = connection.channel()
     channel.basic_qos(prefetch_count=prefetch)
@@ -522,8 +537,10 @@ def drain_baseline(broker: Broker, engine: Engine, count: int, prefetch: int, co
             outcomes["ack"] += taken
     seconds, cpu = time.perf_counter() - started, time.thread_time() - cpu_started
     machine, database = cores_busy(machine_started, machine_ticks()), database_cpu_seconds() - database_started
+    broker_used = broker_cpu_seconds() - broker_started
     connection.close()
-    return Drain("baseline", count, seconds, cpu, outcomes, machine, database_cpu_seconds=database)
+    return Drain("baseline", count, seconds, cpu, outcomes, machine, database_cpu_seconds=database,
+                 broker_cpu_seconds=broker_used)
 
 
 # --- relay ----------------------------------------------------------------------------------------
@@ -758,7 +775,8 @@ def main(argv: list[str] | None = None) -> int:
                 drains.append(drain)
                 print(f"round {round_ + 1}: {drain.side:15} {drain.messages} messages in {drain.seconds:6.1f} s = "
                       f"{drain.rate:7.1f} msg/s, consumer CPU {drain.cpu_ms_per_message:.2f} ms/message, PostgreSQL "
-                      f"{drain.database_ms_per_message:.2f} ms/message "
+                      f"{drain.database_ms_per_message:.2f} ms/message, RabbitMQ {drain.broker_ms_per_message:.2f} "
+                      "ms/message "
                       f"(load {os.getloadavg()[0]:.2f}; machine {drain.machine_cores_busy:.2f} of {CORES} cores busy, "
                       f"this side {drain.own_cores_busy:.2f})", flush=True)
                 if drain.tally:
@@ -782,6 +800,7 @@ def main(argv: list[str] | None = None) -> int:
     rates = {side: median([d.rate for d in drains if d.side == side]) for side in dict.fromkeys(d.side for d in drains)}
     cpu = {side: median([d.cpu_ms_per_message for d in drains if d.side == side]) for side in rates}
     database = {side: median([d.database_ms_per_message for d in drains if d.side == side]) for side in rates}
+    broker = {side: median([d.broker_ms_per_message for d in drains if d.side == side]) for side in rates}
     baseline = rates.get("baseline", 0.0)
     one, two, split = rates.get("hub x1"), rates.get("hub x2"), rates.get("hub x2 split")
     one_queue, two_queue = rates.get("hub x1 one queue"), rates.get("hub x2 one queue")
@@ -789,7 +808,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.batch}, lanes {args.lanes or 'default'}, 'hub xN' with HUB_INGEST_SHARDS={args.shards}, baseline "
           f"commits every {args.baseline_commit_every}):")
     for side, rate in rates.items():
-        print(f"  {side:15} {rate:8.1f} msg/s   (PostgreSQL {database[side]:.2f} ms/message; "
+        print(f"  {side:15} {rate:8.1f} msg/s   (PostgreSQL {database[side]:.2f}, RabbitMQ {broker[side]:.2f} "
+              "ms/message; "
               f"CPU {cpu[side]:.2f} ms/message"
               + (", worker processes incl. relay)" if side != "baseline" else ", consumer thread)")
               + "   rounds: " + ", ".join(f"{d.rate:.1f}" for d in drains if d.side == side))
@@ -856,6 +876,7 @@ def main(argv: list[str] | None = None) -> int:
         "median_msg_per_s": {k: round(v, 1) for k, v in rates.items()},
         "median_cpu_ms_per_msg": {k: round(v, 2) for k, v in cpu.items()},
         "median_database_cpu_ms_per_msg": {k: round(v, 2) for k, v in database.items()},
+        "median_broker_cpu_ms_per_msg": {k: round(v, 2) for k, v in broker.items()},
         "ratio_hub1_baseline": round(ratio, 3), "ratio_hub2_hub1": round(scale, 3),
         "ratio_hub2split_hub1": round(split / one, 3) if one and split else None,
         "shards": args.shards,
@@ -864,6 +885,7 @@ def main(argv: list[str] | None = None) -> int:
         "rounds_detail": [{"side": d.side, "rate": round(d.rate, 1), "seconds": round(d.seconds, 2),
                            "cpu_ms_per_msg": round(d.cpu_ms_per_message, 2),
                            "database_cpu_ms_per_msg": round(d.database_ms_per_message, 2),
+                           "broker_cpu_ms_per_msg": round(d.broker_ms_per_message, 2),
                            "machine_cores_busy": round(d.machine_cores_busy, 2)} for d in drains],
         "relay_events": figures.events, "relay_events_per_s": round(figures.relay_rate, 1),
         "relay_cpu_ms_per_event": round(figures.relay_cpu_ms_per_event, 3),

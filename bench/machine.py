@@ -57,6 +57,23 @@ def database_cpu_seconds() -> float:
     return total / CLOCK_TICKS
 
 
+def broker_cpu_seconds() -> float:
+    """User + system CPU of every RabbitMQ node process on this machine (``beam.smp``): what the broker spends
+    routing, storing (quorum queues write a log), delivering and confirming — part of a side's cost the worker's
+    and PostgreSQL's CPU do not show."""
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            stat = (entry / "stat").read_text()
+            if stat[stat.index("(") + 1:stat.rindex(")")] != "beam.smp":
+                continue
+            fields = stat.rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / CLOCK_TICKS
+
+
 def _postmaster_pid(data_directory: str | None) -> int | None:
     if not data_directory:
         return None

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -135,12 +136,45 @@ def _mac(key: str, message: bytes) -> str:
     return hmac.new(key.encode(), message, hashlib.sha256).hexdigest()
 
 
-# Built once: ``json.dumps`` with any option builds a new encoder on every call (two calls per event sealed).
+# The canonical form every seal commits to: the standard library's encoder with these options. Built once:
+# ``json.dumps`` with any option builds a new encoder on every call (two calls per event sealed).
 _CANONICAL = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+# orjson writes the same bytes for the documents `_orjson_safe` admits, ≈13× faster (the standard library's
+# encoder was ≈6.5 % of a partner record's instructions). What it would write differently or take where the
+# standard library refuses — datetimes, dataclasses, subclasses of str/int/dict/list (passed through, so it
+# raises), floats (``1e-05`` against ``0.00001``, ``NaN`` against ``null``), UUIDs, enums, keys that are not
+# strings (refused by the check) — is left to the standard library, which decides as before.
+_ORJSON_OPTIONS = (orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+                   | orjson.OPT_PASSTHROUGH_SUBCLASS)
 
 
 def _canonical(value: Any) -> bytes:
+    try:
+        if _orjson_safe(value):
+            return orjson.dumps(value, option=_ORJSON_OPTIONS)
+    except (TypeError, RecursionError):
+        pass  # integers past 64 bits, nesting past orjson's depth: the standard library decides
     return _CANONICAL.encode(value).encode()
+
+
+def _orjson_safe(value: Any) -> bool:
+    """Whether ``value`` is made of strings, integers, booleans, None, lists, tuples and dicts with string keys
+    only (exact types): the documents orjson writes byte for byte as `_CANONICAL` does. Loops, not ``all()`` over
+    a generator: ≈1.6× slower, and this walks every sealed document."""
+    kind = type(value)
+    if kind is str or kind is int or value is None or kind is bool:
+        return True
+    if kind is dict:
+        for key, item in value.items():  # noqa: SIM110
+            if type(key) is not str or not _orjson_safe(item):
+                return False
+        return True
+    if kind is list or kind is tuple:
+        for item in value:  # noqa: SIM110
+            if not _orjson_safe(item):
+                return False
+        return True
+    return False
 
 
 def _instant(value: datetime | None) -> str | None:

@@ -154,6 +154,13 @@ def main(argv: list[str] | None = None) -> int:
                       f"{calls / n:5.2f} calls/record  {meter.rows.get(kind, 0) / max(calls, 1):6.1f} rows/call  "
                       f"{kind}")
         print(f"median backend CPU {statistics.median(totals):.3f} ms/record")
+        with engine.connect() as connection:  # the pool's connection the handler used: how its statements were planned
+            plans = connection.exec_driver_sql(
+                "SELECT generic_plans, custom_plans, left(regexp_replace(statement, '\\s+', ' ', 'g'), 90) "
+                "FROM pg_prepared_statements ORDER BY custom_plans DESC LIMIT 12").all()
+        print("prepared statements of one pooled connection (generic plans, custom plans, statement):")
+        for generic, custom, statement in plans:
+            print(f"  {generic:6d} {custom:6d}  {statement}")
         if args.explain:
             explainer = Explainer()
             event.listen(engine, "before_cursor_execute", explainer.before)

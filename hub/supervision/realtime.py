@@ -515,12 +515,16 @@ def _instants(values: Iterable[datetime]) -> list[str]:
 # Each question counts from the person's events in its window (ix_case_events_actor_id_occurred_at, migration 0020)
 # in a subquery of its own: as a join, the planner misjudged how many of a department's cases it would meet and
 # went through all of them (docs/performance-postgresql.md).
+# Each event's case is read by its primary key in a scalar subquery of its own (never flattened into a join: on
+# small or freshly grown tables the planner joined the department's cases instead, reading every one of them for
+# each event; docs/performance-postgres-side.md). ``case_id`` is never NULL and always a case (its foreign key), so
+# the count is the join's.
 def _decisions_sql(p: str) -> str:
     return (
-        f"SELECT q.n, (SELECT count(*) FROM case_events e JOIN cases c ON c.id = e.case_id "
+        f"SELECT q.n, (SELECT count(*) FROM case_events e "
         f"WHERE e.actor_id = q.actor AND e.occurred_at BETWEEN q.t0 AND q.t1 "
-        f"AND e.action = ANY(CAST(:{p}actions AS text[])) AND c.department_id = q.dept "
-        f"AND c.submitted_at >= q.since) "
+        f"AND e.action = ANY(CAST(:{p}actions AS text[])) "
+        f"AND (SELECT c.department_id = q.dept AND c.submitted_at >= q.since FROM cases c WHERE c.id = e.case_id)) "
         f"FROM unnest(CAST(:{p}actor AS text[]), CAST(:{p}dept AS integer[]), "
         f"CAST(:{p}t0 AS timestamptz[]), "
         f"CAST(:{p}t1 AS timestamptz[]), CAST(:{p}since AS timestamptz[])) "
@@ -529,8 +533,9 @@ def _decisions_sql(p: str) -> str:
 
 # Withdrawals after acceptance (its clock had started: the resubmission restarts it), the newest first.
 # Per question, the applicant's cases by ix_cases_applicant_id_number, then each one's events by
-# uq_case_events_case_id_seq: LATERAL subqueries the OFFSET keeps unflattened, and ``item_id + 0`` so the item's
-# index (thousands of cases per item) is never ANDed in. As joins, the plan followed the tables' statistics: on
+# uq_case_events_case_id_seq: LATERAL subqueries the OFFSET keeps unflattened; ``item_id + 0`` and
+# ``accepted_on + 0`` so that neither the item's index (thousands of cases per item) nor the partial index of every
+# accepted case is scanned in its place. As joins, the plan followed the tables' statistics: on
 # tables growing faster than autovacuum analyses them it hashed the questions against a scan of all the cases
 # (docs/performance-postgres-side.md).
 def _withdrawals_sql(p: str) -> str:
@@ -540,7 +545,8 @@ def _withdrawals_sql(p: str) -> str:
         f"CAST(:{p}since AS timestamptz[]), CAST(:{p}until AS timestamptz[])) "
         f"AS q(applicant, item, since, until) "
         f"CROSS JOIN LATERAL (SELECT id, applicant_id_number, item_id, tracking_no FROM cases "
-        f"WHERE applicant_id_number = q.applicant AND item_id + 0 = q.item AND accepted_on IS NOT NULL OFFSET 0) AS c "
+        f"WHERE applicant_id_number = q.applicant AND item_id + 0 = q.item AND accepted_on + 0 IS NOT NULL "
+        f"OFFSET 0) AS c "
         f"CROSS JOIN LATERAL (SELECT occurred_at FROM case_events WHERE case_id = c.id AND action = :{p}action "
         f"AND occurred_at BETWEEN q.since AND q.until OFFSET 0) AS e")
 

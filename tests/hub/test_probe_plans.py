@@ -1,7 +1,7 @@
 """The write path's look-ups by a batch's keys reach their rows by index probes whatever the tables' statistics.
 
-A partner batch looks up its inbox pairs, its cases by (partner, external id), their pending events, their steps
-and the applicants' withdrawals. Written as ``IN (SELECT … FROM unnest(…))`` or as joins, their plans followed the
+A partner batch looks up its inbox pairs, its cases by (partner, external id), their pending events, their steps,
+the applicants' withdrawals and (for each event found of a person's decisions) the event's case. Written as ``IN (SELECT … FROM unnest(…))`` or as joins, their plans followed the
 tables' statistics: on tables growing faster than autovacuum analyses them (a fresh system, a bulk load, every
 benchmark round) the planner hashed the batch's keys against a scan of the whole table, a cost growing with the
 table (docs/performance-postgres-side.md). Each is now a LATERAL probe per key. The tests make a hash join look
@@ -32,7 +32,7 @@ def _explained(connection: Connection, statement: Any, parameters: dict[str, Any
 def _look_ups() -> dict[str, tuple[Any, dict[str, Any], str, str]]:
     """Per look-up: the statement, its parameters, the index it must probe and the key its probe is given."""
     from hub.exchange.service import _cached_pairs_statement
-    from hub.supervision.realtime import _STEPS_SQL, _WITHDRAWALS_SQL
+    from hub.supervision.realtime import _DECISIONS_SQL, _STEPS_SQL, _WITHDRAWALS_SQL
 
     at = datetime(2030, 6, 3, 4, tzinfo=UTC).isoformat()
     partners = {"first": ["shenyang", "dalian"], "second": ["X-1", "X-2"]}
@@ -46,10 +46,12 @@ def _look_ups() -> dict[str, tuple[Any, dict[str, Any], str, str]]:
         "withdrawals": (_WITHDRAWALS_SQL, {"applicant": ["110101199001011234"], "item": [1], "since": [at],
                                            "until": [at], "action": "withdraw"},
                         "ix_cases_applicant_id_number", "q.applicant"),
+        "decisions": (_DECISIONS_SQL, {"actor": ["officer-1"], "dept": [1], "t0": [at], "t1": [at], "since": [at],
+                                       "actions": ["grant", "deny", "complete"]}, "pk_cases", "e.case_id"),
     }
 
 
-@pytest.mark.parametrize("look_up", ["inbox", "cases", "held", "steps", "withdrawals"])
+@pytest.mark.parametrize("look_up", ["inbox", "cases", "held", "steps", "withdrawals", "decisions"])
 def test_on_postgresql_a_batch_look_up_probes_its_index_per_key_even_when_a_hash_join_looks_cheaper(
         engine: Engine, look_up: str) -> None:
     if engine.dialect.name != "postgresql":

@@ -1,11 +1,12 @@
 """The write path's look-ups by a batch's keys reach their rows by index probes whatever the tables' statistics.
 
 A partner batch looks up its inbox pairs, its cases by (partner, external id), their pending events, their steps,
-the applicants' withdrawals and (for each event found of a person's decisions) the event's case. Written as ``IN (SELECT … FROM unnest(…))`` or as joins, their plans followed the
-tables' statistics: on tables growing faster than autovacuum analyses them (a fresh system, a bulk load, every
-benchmark round) the planner hashed the batch's keys against a scan of the whole table, a cost growing with the
-table (docs/performance-postgres-side.md). Each is now a LATERAL probe per key. The tests make a hash join look
-cheaper to the planner (``enable_nestloop = off``, as stale statistics do) and check each look-up still probes
+the applicants' withdrawals and (for each event found of a person's decisions) the event's case. Written as
+``IN (SELECT … FROM unnest(…))`` or as joins, their plans followed the tables' statistics: on tables growing faster
+than autovacuum analyses them (a fresh system, a bulk load, every benchmark round) the planner hashed the batch's
+keys against a scan of the whole table, a cost growing with the table (docs/performance-postgres-side.md). Each is
+now a probe per key (a LATERAL or scalar subquery). The tests make a hash join look cheaper to the planner
+(``enable_nestloop = off``, as stale statistics do) and check each look-up still probes
 its index with the batch's key (an ``Index Cond`` on the key, not a scan of the whole index)."""
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ARRAY, String, bindparam, delete, func, select, text, tuple_
+from sqlalchemy import ARRAY, String, any_, bindparam, delete, func, select, text, true, tuple_
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, defer, joinedload
 
@@ -438,14 +438,48 @@ def _pairs_statement(kind: str, pairs: tuple[tuple[Any, Any], ...] | None) -> An
 
 @functools.cache
 def _cached_pairs_statement(kind: str) -> Any:
-    return _PAIRS_LOOKUPS[kind](_unnested_pairs)
+    return _PROBES[kind]()
 
 
 def _unnested_pairs(first: Any, second: Any) -> Any:
-    unnested = func.unnest(bindparam("first", type_=ARRAY(first.type)), bindparam("second", type_=ARRAY(second.type))
-                           ).table_valued("a", "b").render_derived(name="pairs")
-    return tuple_(first, second).in_(select(unnested.c.a, unnested.c.b))
+    """The batch's pairs as a derived table ``pairs(a, b)``: two array parameters unnested."""
+    return func.unnest(bindparam("first", type_=ARRAY(first.type)), bindparam("second", type_=ARRAY(second.type))
+                       ).table_valued("a", "b").render_derived(name="pairs")
 
+
+def _probe(first: Any, second: Any, *columns: Any) -> Any:
+    """``columns`` of the one row (or none) whose (``first``, ``second``) is a pair of ``pairs``, one index probe
+    per pair: a LATERAL subquery the LIMIT keeps from being flattened into a join, so the planner can only run
+    it once per pair, by the unique index the two columns lead. As ``(first, second) IN (SELECT … FROM
+    unnest(…))`` the plan depended on the table's statistics: on a table growing faster than autovacuum
+    analyses it (a fresh system, a bulk load, every benchmark round) it hashed the pairs against a sequential
+    scan of the whole table — its cost growing with the table (docs/performance-postgres-side.md)."""
+    pairs = _unnested_pairs(first, second)
+    return select(*columns).where(first == pairs.c.a, second == pairs.c.b).limit(1).lateral("m"), pairs
+
+
+def _inbox_probe() -> Any:
+    found, pairs = _probe(InboxMessage.partner_code, InboxMessage.message_id,
+                          InboxMessage.partner_code, InboxMessage.message_id)
+    return select(found.c.partner_code, found.c.message_id).select_from(pairs).join(found, true())
+
+
+def _held_probe() -> Any:
+    # LIMIT 1 of a partner case's pending events: whether it has any, which is what the DISTINCT pairs gave.
+    found, pairs = _probe(PendingEvent.partner_code, PendingEvent.external_id,
+                          PendingEvent.partner_code, PendingEvent.external_id)
+    return select(found.c.partner_code, found.c.external_id).select_from(pairs).join(found, true())
+
+
+def _cases_probe() -> Any:
+    # The cases' ids probed pair by pair, then the cases (with their items) read by primary key: the array of
+    # ids is computed before the outer scan, whose planner sees an ``= ANY`` of a few values, never a join.
+    found, pairs = _probe(Case.origin_partner, Case.external_id, Case.id)
+    ids = select(found.c.id).select_from(pairs).join(found, true()).scalar_subquery()
+    return select(Case).where(Case.id == any_(func.array(ids))).options(*_CASE_OPTIONS)
+
+
+_PROBES: dict[str, Any] = {"inbox": _inbox_probe, "cases": _cases_probe, "held": _held_probe}
 
 _PAIRS_LOOKUPS: dict[str, Any] = {
     "inbox": lambda pairs_in: select(InboxMessage.partner_code, InboxMessage.message_id).where(

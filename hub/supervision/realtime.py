@@ -214,8 +214,14 @@ _STEP_FIELDS = _STEP_COLUMNS[1:]
 _DATA = _STEP_FIELDS.index("data")  # a Step's position of ``data``
 _OCCURRED_AT = _STEP_FIELDS.index("occurred_at")
 # ``data`` as its text, parsed only if a rule reads it (none does today: it was a third of the read's cost).
-_STEPS_SQL = (f"SELECT {', '.join(c if c != 'data' else 'data::text' for c in _STEP_COLUMNS)} FROM case_events "
-              "WHERE case_id = ANY(CAST(%(ids)s AS integer[])) ORDER BY case_id, seq")
+# Each case's events by the (case_id, seq) index, one probe per case: the OFFSET keeps the LATERAL subquery from
+# being flattened into a join, which the planner could hash against a scan of the whole table — as it did
+# ``case_id = ANY(…)`` whenever the table had grown faster than its statistics (docs/performance-postgres-side.md).
+_STEP_SELECTED = ", ".join(c if c != "data" else "data::text AS data" for c in _STEP_COLUMNS)
+_STEPS_SQL = (f"SELECT {', '.join('e.' + c for c in _STEP_COLUMNS)} "
+              "FROM (SELECT DISTINCT id FROM unnest(CAST(%(ids)s AS integer[])) AS ids(id)) AS k "
+              f"CROSS JOIN LATERAL (SELECT {_STEP_SELECTED} "
+              "FROM case_events WHERE case_id = k.id OFFSET 0) AS e ORDER BY e.case_id, e.seq")
 
 
 def _new_step(values: list[Any]) -> Step:
@@ -509,12 +515,16 @@ def _instants(values: Iterable[datetime]) -> list[str]:
 # Each question counts from the person's events in its window (ix_case_events_actor_id_occurred_at, migration 0020)
 # in a subquery of its own: as a join, the planner misjudged how many of a department's cases it would meet and
 # went through all of them (docs/performance-postgresql.md).
+# Each event's case is read by its primary key in a scalar subquery of its own (never flattened into a join: on
+# small or freshly grown tables the planner joined the department's cases instead, reading every one of them for
+# each event; docs/performance-postgres-side.md). ``case_id`` is never NULL and always a case (its foreign key), so
+# the count is the join's.
 def _decisions_sql(p: str) -> str:
     return (
-        f"SELECT q.n, (SELECT count(*) FROM case_events e JOIN cases c ON c.id = e.case_id "
+        f"SELECT q.n, (SELECT count(*) FROM case_events e "
         f"WHERE e.actor_id = q.actor AND e.occurred_at BETWEEN q.t0 AND q.t1 "
-        f"AND e.action = ANY(CAST(:{p}actions AS text[])) AND c.department_id = q.dept "
-        f"AND c.submitted_at >= q.since) "
+        f"AND e.action = ANY(CAST(:{p}actions AS text[])) "
+        f"AND (SELECT c.department_id = q.dept AND c.submitted_at >= q.since FROM cases c WHERE c.id = e.case_id)) "
         f"FROM unnest(CAST(:{p}actor AS text[]), CAST(:{p}dept AS integer[]), "
         f"CAST(:{p}t0 AS timestamptz[]), "
         f"CAST(:{p}t1 AS timestamptz[]), CAST(:{p}since AS timestamptz[])) "
@@ -522,15 +532,23 @@ def _decisions_sql(p: str) -> str:
 
 
 # Withdrawals after acceptance (its clock had started: the resubmission restarts it), the newest first.
+# Per question, the applicant's cases by ix_cases_applicant_id_number, then each one's events by
+# uq_case_events_case_id_seq: LATERAL subqueries the OFFSET keeps unflattened; ``item_id + 0`` and
+# ``accepted_on + 0`` so that neither the item's index (thousands of cases per item) nor the partial index of every
+# accepted case is scanned in its place. As joins, the plan followed the tables' statistics: on
+# tables growing faster than autovacuum analyses them it hashed the questions against a scan of all the cases
+# (docs/performance-postgres-side.md).
 def _withdrawals_sql(p: str) -> str:
     return (
         f"SELECT DISTINCT c.id, c.applicant_id_number, c.item_id, c.tracking_no, e.occurred_at "
         f"FROM unnest(CAST(:{p}applicant AS text[]), CAST(:{p}item AS integer[]), "
         f"CAST(:{p}since AS timestamptz[]), CAST(:{p}until AS timestamptz[])) "
         f"AS q(applicant, item, since, until) "
-        f"JOIN cases c ON c.applicant_id_number = q.applicant AND c.item_id = q.item AND c.accepted_on IS NOT NULL "
-        f"JOIN case_events e ON e.case_id = c.id AND e.action = :{p}action "
-        f"AND e.occurred_at BETWEEN q.since AND q.until")
+        f"CROSS JOIN LATERAL (SELECT id, applicant_id_number, item_id, tracking_no FROM cases "
+        f"WHERE applicant_id_number = q.applicant AND item_id + 0 = q.item AND accepted_on + 0 IS NOT NULL "
+        f"OFFSET 0) AS c "
+        f"CROSS JOIN LATERAL (SELECT occurred_at FROM case_events WHERE case_id = c.id AND action = :{p}action "
+        f"AND occurred_at BETWEEN q.since AND q.until OFFSET 0) AS e")
 
 
 def _fees_sql(p: str) -> str:

@@ -9,6 +9,7 @@ import multiprocessing
 import os
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -42,35 +43,30 @@ def database_cpu_seconds() -> float:
     postmaster and the postmaster's children): a benchmark on a private cluster is then not charged with
     another cluster's work on a shared machine."""
     postmaster = _postmaster_pid(os.environ.get("HUB_BENCH_POSTGRES_DATA"))
-    total = 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            stat = (entry / "stat").read_text()
-            if stat[stat.index("(") + 1:stat.rindex(")")] != "postgres":
-                continue
-            fields = stat.rsplit(")", 1)[1].split()
-            if postmaster is not None and postmaster not in (int(entry.name), int(fields[1])):
-                continue
-            total += int(fields[11]) + int(fields[12])
-    return total / CLOCK_TICKS
+    return _named_processes_cpu_seconds(
+        "postgres", lambda pid, parent: postmaster is None or postmaster in (pid, parent))
 
 
 def broker_cpu_seconds() -> float:
     """User + system CPU of every RabbitMQ node process on this machine (``beam.smp``): what the broker spends
     routing, storing (quorum queues write a log), delivering and confirming — part of a side's cost the worker's
     and PostgreSQL's CPU do not show."""
+    return _named_processes_cpu_seconds("beam.smp", lambda _pid, _parent: True)
+
+
+def _named_processes_cpu_seconds(name: str, keep: Callable[[int, int], bool]) -> float:
+    """User + system CPU of the processes called ``name`` that ``keep(pid, parent pid)`` admits (/proc)."""
     total = 0
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         with contextlib.suppress(OSError, IndexError, ValueError):
             stat = (entry / "stat").read_text()
-            if stat[stat.index("(") + 1:stat.rindex(")")] != "beam.smp":
+            if stat[stat.index("(") + 1:stat.rindex(")")] != name:
                 continue
             fields = stat.rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
+            if keep(int(entry.name), int(fields[1])):
+                total += int(fields[11]) + int(fields[12])
     return total / CLOCK_TICKS
 
 

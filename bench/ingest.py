@@ -730,6 +730,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     worker_counts = [int(n) for n in args.workers.split(",") if n.strip()]
     variants = dict(_variant(text) for text in args.variant)
+    variant_env = {f"hub x{n} {variant}": env for variant, env in variants.items() for n in worker_counts}
     logging.basicConfig(level=logging.ERROR)
     for noisy in ("pika", "workflow", "hub", "adapters", "mocks"):
         logging.getLogger(noisy).setLevel(logging.CRITICAL)
@@ -752,7 +753,7 @@ def main(argv: list[str] | None = None) -> int:
             order = ["baseline", *(f"hub x{n}" for n in worker_counts),
                      *(f"hub x{n} split" for n in worker_counts if args.split and n > 1),
                      *(f"hub x{n} one queue" for n in worker_counts if args.one_queue),
-                     *(f"hub x{n} {variant}" for variant in variants for n in worker_counts)]
+                     *variant_env]
             order = order[round_ % len(order):] + order[:round_ % len(order)]  # each side goes first in turn
             for name in order:
                 seed += 1
@@ -769,9 +770,8 @@ def main(argv: list[str] | None = None) -> int:
                         queues = publish_split(broker, planned, workers)
                     else:
                         publish_hub(broker, planned, shards)
-                    variant = variants.get(name.split(" ", 2)[2] if name.count(" ") >= 2 else "")
                     drain = drain_workers(broker, database_url, engine, len(planned), workers, args.batch, log_dir,
-                                          args.lanes, queues, shards, side=name, extra_env=variant)
+                                          args.lanes, queues, shards, side=name, extra_env=variant_env.get(name))
                 drains.append(drain)
                 print(f"round {round_ + 1}: {drain.side:15} {drain.messages} messages in {drain.seconds:6.1f} s = "
                       f"{drain.rate:7.1f} msg/s, consumer CPU {drain.cpu_ms_per_message:.2f} ms/message, PostgreSQL "

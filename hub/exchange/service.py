@@ -418,8 +418,9 @@ def _carries_rating(envelope: Any) -> bool:
 
 
 def _execute_for_pairs(session: Session, kind: str, pairs: Sequence[tuple[Any, Any]]) -> Any:
-    """One of the batch's look-ups by (partner, key) pairs, ``(first, second) IN pairs``. On PostgreSQL as two
-    array parameters unnested: a short statement of two parameters whatever the batch, which psycopg parses once
+    """One of the batch's look-ups by (partner, key) pairs: on SQLite ``(first, second) IN pairs``; on PostgreSQL
+    the pairs as two array parameters unnested and probed one by one (``_probe``, ``_PROBES``): a short
+    statement of two parameters whatever the batch, which psycopg parses once
     and the server keeps prepared (an expanded ``IN ((…), (…))`` of a hundred parameters is a new statement to
     parse and plan for every batch size); and built once per process, its arrays given at execution — building
     and keying it anew for each batch cost more than running it."""
@@ -458,17 +459,11 @@ def _probe(first: Any, second: Any, *columns: Any) -> Any:
     return select(*columns).where(first == pairs.c.a, second == pairs.c.b).limit(1).lateral("m"), pairs
 
 
-def _inbox_probe() -> Any:
-    found, pairs = _probe(InboxMessage.partner_code, InboxMessage.message_id,
-                          InboxMessage.partner_code, InboxMessage.message_id)
-    return select(found.c.partner_code, found.c.message_id).select_from(pairs).join(found, true())
-
-
-def _held_probe() -> Any:
-    # LIMIT 1 of a partner case's pending events: whether it has any, which is what the DISTINCT pairs gave.
-    found, pairs = _probe(PendingEvent.partner_code, PendingEvent.external_id,
-                          PendingEvent.partner_code, PendingEvent.external_id)
-    return select(found.c.partner_code, found.c.external_id).select_from(pairs).join(found, true())
+def _pairs_probe(first: Any, second: Any) -> Any:
+    """The pairs of the batch that have a row: for "held", LIMIT 1 of a partner case's pending events says
+    whether it has any, which is what the SQLite statement's DISTINCT pairs give."""
+    found, pairs = _probe(first, second, first, second)
+    return select(found.c[first.name], found.c[second.name]).select_from(pairs).join(found, true())
 
 
 def _cases_probe() -> Any:
@@ -479,7 +474,11 @@ def _cases_probe() -> Any:
     return select(Case).where(Case.id == any_(func.array(ids))).options(*_CASE_OPTIONS)
 
 
-_PROBES: dict[str, Any] = {"inbox": _inbox_probe, "cases": _cases_probe, "held": _held_probe}
+_PROBES: dict[str, Any] = {
+    "inbox": lambda: _pairs_probe(InboxMessage.partner_code, InboxMessage.message_id),
+    "cases": _cases_probe,
+    "held": lambda: _pairs_probe(PendingEvent.partner_code, PendingEvent.external_id),
+}
 
 _PAIRS_LOOKUPS: dict[str, Any] = {
     "inbox": lambda pairs_in: select(InboxMessage.partner_code, InboxMessage.message_id).where(

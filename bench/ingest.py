@@ -627,6 +627,17 @@ def relay(broker: Broker, factory: sessionmaker[Session], limit: int) -> RelayFi
     return RelayFigures(sent, relay_seconds, raw_seconds, relay_cpu)
 
 
+def purge_events(broker: Broker) -> None:
+    """Empty bench.events after a hub side (untimed), as a subscriber that keeps up would: left to pile up, the
+    quorum queue held every earlier round's events (hundreds of thousands by the last round), and each hub round
+    published into a longer backlog than the one before — a cost the baseline side never meets."""
+    connection = open_connection(AmqpSettings(url=broker.admin_url))
+    try:
+        connection.channel().queue_purge(EVENTS_QUEUE)
+    finally:
+        connection.close()
+
+
 # --- profile --------------------------------------------------------------------------------------
 
 GROUPS = (("psycopg", "PostgreSQL driver (psycopg, incl. waiting for the server)"),
@@ -789,6 +800,7 @@ def main(argv: list[str] | None = None) -> int:
                         publish_hub(broker, planned, shards)
                     drain = drain_workers(broker, database_url, engine, len(planned), workers, args.batch, log_dir,
                                           args.lanes, queues, shards, side=name, extra_env=variant_env.get(name))
+                    purge_events(broker)
                 drains.append(drain)
                 print(f"round {round_ + 1}: {drain.side:15} {drain.messages} messages in {drain.seconds:6.1f} s = "
                       f"{drain.rate:7.1f} msg/s, consumer CPU {drain.cpu_ms_per_message:.2f} ms/message, PostgreSQL "

@@ -515,6 +515,9 @@ def drain_workers(broker: Broker, database_url: str, engine: Engine, count: int,
                 process.kill()
                 process.wait(timeout=10)
     measured = applied - applied_before
+    if measured <= 0:  # no rate to give (it divided by zero here before)
+        raise SystemExit(f"the hub workers applied all {count} records before timing began (rounds this short are "
+                         f"gone in their start-up; batches of {batch}): use --records of several thousand")
     return Drain(side or f"hub x{workers}", measured, seconds, cpu,
                  Counter({"applied": measured}), machine, dict(per_thread), database, broker_used, dict(tally))
 

@@ -46,9 +46,9 @@ def counted_run(records: int, seed: int, database_url: str, *, freeze: bool = Fa
         ingest_handler.set_realtime(True)
         ingest_handler.one_round(handler, engine, WARM_UP, seed=1)
         if freeze:
-            from hub.heap import freeze_startup_heap
+            from hub.heap import prepare_heap_for_serving
 
-            freeze_startup_heap()
+            prepare_heap_for_serving()
         messages = bench_messages(CityPlatform("amqp://unused", PARTNER, seed=seed).plan(records))
         _instrument("on")
         outcomes: dict[str, int] = {}

@@ -18,7 +18,7 @@ from fastapi import FastAPI
 from bench import counting
 from hub import logs
 from hub.app import create_app
-from hub.heap import freeze_startup_heap
+from hub.heap import prepare_heap_for_serving
 from hub.settings import Settings
 
 
@@ -32,5 +32,5 @@ def app_from_env() -> FastAPI:
     )
     logs.configure(settings.log_level, settings.log_json)
     app = create_app(settings)
-    freeze_startup_heap()  # as hub.asgi does for `hub api`
+    prepare_heap_for_serving()  # as hub.asgi does for `hub api`
     return app

@@ -2,7 +2,7 @@
 
 from hub import logs
 from hub.app import create_app
-from hub.heap import freeze_startup_heap
+from hub.heap import prepare_heap_for_serving
 from hub.keys import KeyRefused, Policy, resolve_keys
 from hub.metrics.multiprocess import register_worker_exit
 from hub.settings import SecretFileRefused, get_settings
@@ -15,4 +15,4 @@ except (KeyRefused, SecretFileRefused) as exc:
     raise SystemExit(f"hub: refusing to serve: {exc}") from None
 register_worker_exit()  # multi-process metrics: this worker's live gauges go when it exits
 app = create_app(_settings)
-freeze_startup_heap()  # start-up's objects out of the garbage collector's walks (hub/heap.py)
+prepare_heap_for_serving()  # the collector at a server's pace (hub/heap.py)

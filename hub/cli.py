@@ -150,7 +150,7 @@ def up(host: HostOpt = "127.0.0.1", port: PortOpt = 8000, verbose: VerboseOpt = 
     import uvicorn
 
     from hub.app import create_app
-    from hub.heap import freeze_startup_heap
+    from hub.heap import prepare_heap_for_serving
     from hub.seed.service import demo_accounts
 
     settings = get_settings()
@@ -165,7 +165,7 @@ def up(host: HostOpt = "127.0.0.1", port: PortOpt = 8000, verbose: VerboseOpt = 
     worker.start()
     try:
         served = create_app(settings)
-        freeze_startup_heap()  # start-up's objects out of the garbage collector's walks (hub/heap.py)
+        prepare_heap_for_serving()  # the collector at a server's pace (hub/heap.py)
         uvicorn.run(served, host=host, port=port, log_config=None, access_log=False)
     finally:
         worker.stop()
@@ -209,9 +209,9 @@ def worker(check: Annotated[bool, typer.Option(
         bus = "broker reachable" if settings.amqp_url else "in-process bus (HUB_AMQP_URL is not set)"
         console.print(f"[green]worker check passed[/]: database at head, keys set, {bus}")
         return
-    from hub.heap import freeze_startup_heap
+    from hub.heap import prepare_heap_for_serving
 
-    freeze_startup_heap()  # start-up's objects out of the collector's walks, as in `hub api` (hub/heap.py)
+    prepare_heap_for_serving()  # the collector at a server's pace, as in `hub api` (hub/heap.py)
     raise typer.Exit(run_forever(built, signals))
 
 

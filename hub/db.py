@@ -392,7 +392,7 @@ _before_commit: list[BeforeCommit] = []
 _after_commit: list[AfterCommit] = []
 _OWNER_KEY = "hub.db.session"  # conn.info: the Session whose transaction the connection runs
 _SESSION_WRITES = "hub.db.writes"  # session.info: what its open transaction wrote
-_CONNECTION_WRITES = "hub.db.unannounced"  # conn.info: the same, less what a write announced itself
+_CONNECTION_WRITES = "hub.db.unannounced"  # conn.info: the same, for the before-commit hooks
 
 
 def on_commit(*, before: BeforeCommit | None = None, after: AfterCommit | None = None) -> None:
@@ -417,16 +417,14 @@ def wrote(session: Session) -> bool:
     return bool(session.info.get(_SESSION_WRITES) or session.new or session.dirty or session.deleted)
 
 
-def mark_written(session: Session, *writes: Write, announced: Iterable[str] = (),
-                 connection: Connection | None = None) -> None:
+def mark_written(session: Session, *writes: Write, connection: Connection | None = None) -> None:
     """For writes the engine cannot see or name (raw DBAPI cursors, text SQL): count them as the session's.
-    ``announced``: the tables whose change the write announced itself (an INSERT that calls pg_notify), so that
-    no hook announces them again before the commit. ``connection``: the session's, when the caller holds it."""
-    _note(connection or session.connection(), session, writes or (UNKNOWN,), announced=announced)
+    ``connection``: the session's, when the caller holds it."""
+    _note(connection or session.connection(), session, writes or (UNKNOWN,))
 
 
-def _note(conn: Any, session: Session | None, writes: Iterable[Write], announced: Iterable[str]) -> None:
-    conn.info.setdefault(_CONNECTION_WRITES, set()).update(w for w in writes if w[1] not in announced)
+def _note(conn: Any, session: Session | None, writes: Iterable[Write]) -> None:
+    conn.info.setdefault(_CONNECTION_WRITES, set()).update(writes)
     if session is not None:
         session.info.setdefault(_SESSION_WRITES, set()).update(writes)
 
@@ -435,7 +433,7 @@ def _statement_sent(conn: Any, _cursor: Any, statement: str, _parameters: Any, c
     if statement.lstrip()[:6].upper() == "SELECT":
         return
     owner = conn.info.get(_OWNER_KEY)
-    _note(conn, owner() if owner is not None else None, (_write_of(context),), announced=())
+    _note(conn, owner() if owner is not None else None, (_write_of(context),))
 
 
 def _write_of(context: Any) -> Write:

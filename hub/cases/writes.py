@@ -57,7 +57,6 @@ from hub.db import (
     mark_written,
 )
 from hub.org.models import Department
-from hub.outbox import wake
 from hub.outbox.models import OutboxMessage
 from hub.verification.models import CaseVerification
 from workflow.calendar import WorkingCalendar
@@ -583,19 +582,18 @@ def _statement() -> Insert:
         ["case_id", *_names(CaseVerification)], _from_json(CaseVerification, "checks", many=True, case_id=case_id),
     ).returning(CHECKS.c.id, CHECKS.c.check_key).cte("checks")
     check_ids = select(func.jsonb_object_agg(checks.c.check_key, checks.c.id)).scalar_subquery()
-    # The relay's NOTIFY, sent by the statement (delivered at commit): no round trip of its own before the
-    # commit (``announced=`` of mark_written below). One row per message: at least one message, or nothing
-    # returns.
-    notify = func.pg_notify(wake.CHANNEL, "")
+    # One row per message: at least one message, or nothing returns. The relays of other processes hear of
+    # the outbox insert after the commit (hub/outbox/wake.py), not from this statement: a NOTIFY inside the
+    # transaction would queue its commit behind every other submission's.
     return (insert(OUTBOX).from_select(_names(OutboxMessage), _from_json(OutboxMessage, "messages", many=True))
             .add_cte(new_case, first_event, checks)
-            .returning(case_id.label("case_id"), check_ids.label("checks"), notify.label("notified")))
+            .returning(case_id.label("case_id"), check_ids.label("checks")))
 
 
 @dataclass(frozen=True)
 class _DriverStatement:
     sql: str  # the dialect's own text of `_statement()`, placeholders by name
-    constants: dict[str, Any]  # its literal parameters (the NOTIFY channel and payload)
+    constants: dict[str, Any]  # its literal parameters, if any (SQLAlchemy binds literals it compiles)
 
 
 @functools.cache
@@ -626,7 +624,7 @@ def _insert_at_once(
     # Sent on the driver's cursor, in the session's own transaction, its text compiled once per dialect:
     # SQLAlchemy's execution of this one statement (compiled cache look-up, parameter processing, result
     # rows) cost about a fifth of a submission's CPU. The engine's hooks do not see it, so the write is
-    # noted by hand; the statement announces the outbox insert itself (pg_notify, delivered at commit).
+    # noted by hand (the outbox insert among it: the commit wakes the relays, hub/outbox/wake.py).
     statement = _driver_statement(connection.dialect)
     parameters = {**statement.constants, "case": Jsonb(case), "event": Jsonb(event), "checks": Jsonb(checks),
                   "messages": Jsonb(messages)}  # rows as json_row gives them (`_values`)
@@ -634,7 +632,7 @@ def _insert_at_once(
         cursor.execute(statement.sql, parameters)
         row = cursor.fetchone()
     assert row is not None
-    mark_written(session, *_WRITTEN_AT_ONCE, announced=(wake.TABLE,), connection=connection)
+    mark_written(session, *_WRITTEN_AT_ONCE, connection=connection)
     case_id, ids = row[0], row[1] or {}
     return int(case_id), [int(ids[values["check_key"]]) for values in checks]
 

@@ -4,19 +4,30 @@
   every subscribed relay's event is set. hub/db.py sees the writes at the engine, so ORM adds and Core
   inserts alike count, whichever thread commits (a request's dependency may commit in another thread than
   the endpoint ran in); a released savepoint is not a commit.
-* Other processes on PostgreSQL: ``NOTIFY hub_outbox`` is sent inside the committing transaction (just before
-  the COMMIT, on the same connection, so it is delivered only if the rows are; or by the INSERT itself — the
-  submission's statement, which says so with ``hub.db.mark_written(..., announced=)``), and a relay's
-  ``PgListener`` subscription to the process's one LISTEN thread (hub/listen.py) sets its event.
-* Other processes on SQLite, or any write this misses (raw SQL): the relay's long fallback poll
-  (``outbox_relay_fallback_s``).
+* Other processes on PostgreSQL: after such a commit, this process's announcer thread sends ``NOTIFY
+  hub_outbox`` in a transaction of its own, and a relay's ``PgListener`` subscription to its process's one
+  LISTEN thread (hub/listen.py) sets its event. A bare Connection's commit (no Session) sends it inside the
+  committing transaction instead, just before the COMMIT.
+* Other processes on SQLite, or any write this misses (raw SQL), or an announcement lost (the announcer's
+  connection failed, the server crashed before it): the relay's long fallback poll (``outbox_relay_fallback_s``).
+
+Why after the commit and not inside it: PostgreSQL serialises the commits of all transactions that NOTIFY in a
+database — the first takes a lock on the notification queue at its commit and holds it until the commit is
+durable (its WAL flushed), so that notifications are queued in commit order. Every submission carried one, so
+concurrent submissions committed one at a time through that lock: on a 2-core machine with two `hub api`
+workers the hub stalled at ≈210 submissions/s with a third of the CPU idle, its backends waiting on the lock
+(``Lock:object``) and on each other's WAL flushes; without the NOTIFY the same run did 321/s (docs/performance.md,
+thirteenth session). The announcer's own transaction commits asynchronously (``synchronous_commit`` off for it
+alone): it writes nothing but the notification, so it holds the lock only for a moment and never waits on the
+disk, and a crash that loses it loses nothing the fallback poll does not find. Commits that arrive while an
+announcement is being sent share the next one (one NOTIFY for many commits under load).
 
 A Session's commit wakes this process's relays twice that way: at once, and again when its own NOTIFY comes back
 through the LISTEN thread — by then the relay has usually taken the rows, so the second wake was an empty pass
-(a SELECT … FOR UPDATE and a COMMIT, ≈0.6–1 ms of CPU: 63 of 160 passes for 5,000 partner records). So such a
-NOTIFY carries this process's sender id as its payload, and a ``PgListener`` whose event the commit has already
-set (one subscribed here) passes over it. A NOTIFY of a bare Connection's commit, of an INSERT that announces
-itself (``pg_notify`` in the statement) or of another process still wakes it.
+(a SELECT … FOR UPDATE and a COMMIT, ≈0.6–1 ms of CPU: 63 of 160 passes for 5,000 partner records). So the
+announcer's NOTIFY carries this process's sender id as its payload, and a ``PgListener`` whose event the commit
+has already set (one subscribed here) passes over it. A NOTIFY of a bare Connection's commit or of another
+process still wakes it.
 """
 
 from __future__ import annotations
@@ -77,27 +88,93 @@ def notify() -> None:
             wake.set()
 
 
-def _announce_to_other_processes(conn: Connection, writes: frozenset[Write]) -> None:
-    # Just before the DBAPI commit, on the committing connection: delivered with the commit, and only if it is.
-    if INSERTED in writes and conn.dialect.name == "postgresql":
-        # A Session's commit wakes this process's relays itself, after the commit (_wake_this_process): say whose
-        # it is, so that they are not woken again by their own NOTIFY (see the module).
-        payload = f", '{_sender}'" if committed_by_session(conn) else ""
+def _announce_bare_commit(conn: Connection, writes: frozenset[Write]) -> None:
+    # A bare Connection's commit has no after-commit hook: just before its DBAPI commit, on the committing
+    # connection (delivered with the commit, and only if it is). A Session's commit is announced after it.
+    if INSERTED in writes and conn.dialect.name == "postgresql" and not committed_by_session(conn):
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
-            cursor.execute(f"NOTIFY {CHANNEL}{payload}")
+            cursor.execute(f"NOTIFY {CHANNEL}")
         finally:
             cursor.close()
 
 
-def _wake_this_process(_session: Session, writes: frozenset[Write]) -> None:
-    if INSERTED in writes:
-        notify()
+def _after_session_commit(session: Session, writes: frozenset[Write]) -> None:
+    if INSERTED not in writes:
+        return
+    notify()
+    engine = session.get_bind()
+    if isinstance(engine, Engine) and engine.dialect.name == "postgresql":
+        _announcer.announce(engine)
+
+
+# The announcement is a statement of its own in autocommit: a transaction that writes nothing but the
+# notification, committed asynchronously (set_config(..., true) holds for that transaction alone), so that it
+# never waits on the disk while it holds the notification queue's lock. The payload says which process sent it.
+_ANNOUNCE = f"SELECT set_config('synchronous_commit', 'off', true), pg_notify('{CHANNEL}', %s)"
+
+
+def _send_announcement(engine: Engine) -> None:
+    pooled = engine.raw_connection()  # from the pool, past the engine's statement hooks: nothing is written
+    try:
+        driver = pooled.driver_connection  # psycopg's connection, idle: the pool rolled it back when returned
+        assert driver is not None
+        driver.autocommit = True
+        try:
+            driver.execute(_ANNOUNCE, (_sender,))
+        finally:
+            driver.autocommit = False
+    finally:
+        pooled.close()
+
+
+class _Announcer:
+    """This process's thread that sends the NOTIFYs of its Sessions' outbox commits, after them. It blocks while
+    there is nothing to announce (no polling) and sends one NOTIFY per database for all the commits that
+    arrived since its last one."""
+
+    def __init__(self) -> None:
+        self._pending: dict[int, Engine] = {}
+        self._lock = threading.Lock()
+        self._ready = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def announce(self, engine: Engine) -> None:
+        with self._lock:
+            self._pending[id(engine)] = engine
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="hub-outbox-announce", daemon=True)
+                self._thread.start()
+        self._ready.set()
+
+    def _run(self) -> None:
+        while True:
+            self._ready.wait()
+            self._ready.clear()
+            with self._lock:
+                engines, self._pending = list(self._pending.values()), {}
+            for engine in engines:
+                try:
+                    _send_announcement(engine)
+                except Exception as exc:  # the rows wait for the relays' fallback poll; the next commit tries again
+                    log.warning("outbox announcement not sent (%s): other processes' relays find the rows at "
+                                "their fallback poll", type(exc).__name__)
+
+
+_announcer = _Announcer()
+
+
+def _new_announcer_in_child() -> None:
+    global _announcer
+    _announcer = _Announcer()  # the parent's thread is not in the child
+
+
+os.register_at_fork(after_in_child=_new_announcer_in_child)
 
 
 def install() -> None:
     """React to committed outbox inserts (hub/db.py watches the writes), once per process."""
-    on_commit(before=_announce_to_other_processes, after=_wake_this_process)
+    on_commit(before=_announce_bare_commit, after=_after_session_commit)
 
 
 class PgListener:

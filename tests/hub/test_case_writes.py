@@ -108,6 +108,9 @@ def test_a_submission_writes_its_case_once_and_on_postgresql_in_one_statement(
     if backend == "postgresql":
         (write,) = inserts_into(sql, "cases")
         assert all(inserts_into([write], table) for table in WRITTEN), write
+        # No NOTIFY inside the submission's transaction: it would queue the commit behind every other one that
+        # NOTIFYs (hub/outbox/wake.py announces the outbox row after the commit).
+        assert "notify" not in write.lower()
         assert [s for s in sql if s.startswith(("INSERT", "UPDATE", "DELETE", "WITH"))
                 and "tracking_sequences" not in s] == [write]
     # The receipt comes from memory: nothing the request wrote is read back.
@@ -350,14 +353,15 @@ def test_on_postgresql_a_submission_wakes_the_relay_of_another_process(
     backend: str, settings: Settings, session_factory: sessionmaker[Session], clock: FixedClock,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The submission's statement sends the NOTIFY itself; a relay that sleeps an hour publishes at once."""
+    """The submission's commit is announced by NOTIFY (after it, hub/outbox/wake.py); a relay that sleeps an hour
+    publishes at once."""
     if backend != "postgresql":
         pytest.skip("LISTEN/NOTIFY is PostgreSQL's; on SQLite another process's rows wait for the fallback poll")
-    # As if the relay ran in another process: this process's own wake-up switched off, and its commits' NOTIFYs not
-    # marked as this process's (which a relay woken by the commit itself passes over; hub/outbox/wake.py) — the
+    # As if the relay ran in another process: this process's own wake-up switched off, and the relay's listener not
+    # passing over this process's NOTIFYs (which a relay woken by the commit itself does; hub/outbox/wake.py) — the
     # worker's own jobs (the supervision scan's alerts, audit checkpoints) commit outbox rows meanwhile.
     monkeypatch.setattr(wake, "notify", lambda: None)
-    monkeypatch.setattr(wake, "committed_by_session", lambda _conn: False)
+    monkeypatch.setattr(wake.PgListener, "_woken_by_this_process", lambda _self: False)
     bus = InProcessBus(user="hub", retry_initial_s=0.01, retry_max_s=0.02)
     bus.bind(bus.declare_queue("partner.test.events"), EVENTS_EXCHANGE, "case.#")
     worker = Worker(settings=settings.model_copy(update={"outbox_relay_fallback_s": 3600.0}),

@@ -121,16 +121,20 @@ def test_a_commit_in_this_process_wakes_its_relay_once_not_again_by_its_own_noti
     relay = wake.PgListener.for_engine(engine, woken)
     assert relay is not None
     probes: list[str | None] = []
+    announced: list[str | None] = []
     relay.start()
     probe = relay.listener.subscribe("hub_reference", probes.append)
+    heard = relay.listener.subscribe("hub_outbox", announced.append)
     try:
         assert wait_until(relay.listener.connected.is_set)
         woken.sets = 0
         with unit_of_work(session_factory) as session:
             session.execute(insert(OutboxMessage).values(**_outbox_row(str(uuid.uuid4()))))
         assert woken.sets == 1  # at the commit, in this process
-        # Committed after the insert, so heard after its NOTIFY (notifications arrive in commit order, one thread
-        # dispatches them): once the probe is heard, the commit's own NOTIFY has been too — and passed over.
+        # The commit's own NOTIFY (sent after it by this process's announcer, with this process's id) is heard...
+        assert wait_until(lambda: wake._sender in announced)
+        # ... and the relay's listener, dispatched first on the same thread, has passed over it: once the probe
+        # (committed later, so heard later) is heard, no second wake-up can still be on its way.
         # Before, it set the event a second time: the relay's second, empty pass.
         notify(notifier, "hub_reference", "probe")
         assert wait_until(lambda: "probe" in probes)
@@ -140,6 +144,7 @@ def test_a_commit_in_this_process_wakes_its_relay_once_not_again_by_its_own_noti
         notify(notifier, "hub_outbox")
         assert wait_until(lambda: woken.sets == 2)
     finally:
+        heard.cancel()
         probe.cancel()
         relay.stop()
         wake.unsubscribe(woken)

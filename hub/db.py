@@ -392,7 +392,7 @@ _before_commit: list[BeforeCommit] = []
 _after_commit: list[AfterCommit] = []
 _OWNER_KEY = "hub.db.session"  # conn.info: the Session whose transaction the connection runs
 _SESSION_WRITES = "hub.db.writes"  # session.info: what its open transaction wrote
-_CONNECTION_WRITES = "hub.db.unannounced"  # conn.info: the same, for the before-commit hooks
+_CONNECTION_WRITES = "hub.db.connection_writes"  # conn.info: the same, for the before-commit hooks
 
 
 def on_commit(*, before: BeforeCommit | None = None, after: AfterCommit | None = None) -> None:

@@ -30,9 +30,7 @@ def free_port() -> int:
     `hub db upgrade`, `db seed` and a worker that connects to PostgreSQL and RabbitMQ) a client socket took one in
     a full run (``[Errno 98] address already in use``). Below the range no client socket is ever given it."""
     low, _ = _ephemeral_range()
-    candidates = list(range(_LOWEST_PORT, low)) if low - _LOWEST_PORT >= 1000 else []
-    random.shuffle(candidates)
-    for port in candidates[:200]:
+    for port in (random.randrange(_LOWEST_PORT, low) for _ in range(200 if low - _LOWEST_PORT >= 1000 else 0)):
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))

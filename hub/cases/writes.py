@@ -590,17 +590,13 @@ def _statement() -> Insert:
             .returning(case_id.label("case_id"), check_ids.label("checks")))
 
 
-@dataclass(frozen=True)
-class _DriverStatement:
-    sql: str  # the dialect's own text of `_statement()`, placeholders by name
-    constants: dict[str, Any]  # its literal parameters, if any (SQLAlchemy binds literals it compiles)
-
-
 @functools.cache
-def _driver_statement(dialect: Dialect) -> _DriverStatement:
+def _driver_sql(dialect: Dialect) -> str:
+    """The dialect's own text of `_statement()`, placeholders by name: its only parameters are the rows."""
     compiled = _statement().compile(dialect=dialect)
-    return _DriverStatement(_unlabelled(str(compiled)), {name: value for name, value in compiled.params.items()
-                                                         if name not in _JSON_PARAMETERS})
+    if set(compiled.params) != set(_JSON_PARAMETERS):  # a literal SQLAlchemy would bind: pass it on, then
+        raise AssertionError(f"the submission statement binds {sorted(compiled.params)}")
+    return _unlabelled(str(compiled))
 
 
 # psycopg parses a statement's placeholders again on every execution when its text is longer than this (its
@@ -625,11 +621,10 @@ def _insert_at_once(
     # SQLAlchemy's execution of this one statement (compiled cache look-up, parameter processing, result
     # rows) cost about a fifth of a submission's CPU. The engine's hooks do not see it, so the write is
     # noted by hand (the outbox insert among it: the commit wakes the relays, hub/outbox/wake.py).
-    statement = _driver_statement(connection.dialect)
-    parameters = {**statement.constants, "case": Jsonb(case), "event": Jsonb(event), "checks": Jsonb(checks),
+    parameters = {"case": Jsonb(case), "event": Jsonb(event), "checks": Jsonb(checks),
                   "messages": Jsonb(messages)}  # rows as json_row gives them (`_values`)
     with connection.connection.driver_connection.cursor() as cursor:  # type: ignore[union-attr]
-        cursor.execute(statement.sql, parameters)
+        cursor.execute(_driver_sql(connection.dialect), parameters)
         row = cursor.fetchone()
     assert row is not None
     mark_written(session, *_WRITTEN_AT_ONCE, connection=connection)

@@ -134,14 +134,14 @@ class _Announcer:
     arrived since its last one."""
 
     def __init__(self) -> None:
-        self._pending: dict[int, Engine] = {}
+        self._pending: set[Engine] = set()
         self._lock = threading.Lock()
         self._ready = threading.Event()
         self._thread: threading.Thread | None = None
 
     def announce(self, engine: Engine) -> None:
         with self._lock:
-            self._pending[id(engine)] = engine
+            self._pending.add(engine)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="hub-outbox-announce", daemon=True)
                 self._thread.start()
@@ -152,7 +152,7 @@ class _Announcer:
             self._ready.wait()
             self._ready.clear()
             with self._lock:
-                engines, self._pending = list(self._pending.values()), {}
+                engines, self._pending = self._pending, set()
             for engine in engines:
                 try:
                     _send_announcement(engine)

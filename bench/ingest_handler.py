@@ -30,6 +30,7 @@ from bench.ingest import BENCH_AUDIT_KEY, DEFAULT_DATABASE_URL, PARTNER, bench_m
 from hub.clock import SystemClock
 from hub.db import make_engine, make_session_factory
 from hub.exchange.consumer import InboundHandler
+from hub.heap import prepare_heap_for_serving
 from hub.settings import Settings
 from hub.supervision import realtime
 from mocks.city_platform import CityPlatform
@@ -71,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-realtime", action="store_true", help="without the supervision hook")
     parser.add_argument("--compare", action="store_true", help="with and without the hook, alternating rounds")
     parser.add_argument("--profile", action="store_true", help="cProfile one more round")
+    parser.add_argument("--default-heap", action="store_true",
+                        help="leave the collector at CPython's pace (a `hub worker` freezes start-up and collects at "
+                             "a server's pace: hub/heap.py)")
     parser.add_argument("--database-url", default=os.environ.get("HUB_TEST_POSTGRES_URL", DEFAULT_DATABASE_URL))
     args = parser.parse_args(argv)
     load_before = os.getloadavg()
@@ -81,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         modes = [True, False] if args.compare else [not args.no_realtime]
         set_realtime(modes[0])
         one_round(handler, engine, 300, seed=1)  # warm-up: caches, prepared statements
+        if not args.default_heap:
+            prepare_heap_for_serving()  # as `hub worker` does after start-up
         figures: dict[bool, list[tuple[float, float]]] = {mode: [] for mode in modes}
         seed = 100
         for round_ in range(args.rounds):

@@ -96,6 +96,7 @@ from bench.machine import (
     CORES,
     broker_cpu_seconds,
     cores_busy,
+    cores_stolen,
     database_cpu_seconds,
     interference,
     machine_ticks,
@@ -286,6 +287,7 @@ class Drain:
     cpu_seconds: float
     outcomes: Counter[str] = field(default_factory=Counter)
     machine_cores_busy: float = 0.0  # the whole machine's CPU use over the drain (/proc/stat), everyone's
+    machine_cores_stolen: float = 0.0  # of which the hypervisor's other guests (steal; bench.machine.cores_stolen)
     thread_cpu_seconds: dict[str, float] = field(default_factory=dict)  # hub workers: per thread name, all workers
     database_cpu_seconds: float = 0.0  # every PostgreSQL process's CPU over the drain (bench.machine)
     broker_cpu_seconds: float = 0.0  # every RabbitMQ node process's CPU over the drain (bench.machine)
@@ -485,7 +487,9 @@ def drain_workers(broker: Broker, database_url: str, engine: Engine, count: int,
                        next_poll_s(target - applied, applied - applied_before, time.perf_counter() - started))
         seconds = time.perf_counter() - started
         cpu = sum(cpu_seconds(p.pid) for p in processes) - cpu_started
-        machine, database = cores_busy(machine_started, machine_ticks()), database_cpu_seconds() - database_started
+        machine_ended = machine_ticks()
+        machine, database = cores_busy(machine_started, machine_ended), database_cpu_seconds() - database_started
+        stolen = cores_stolen(machine_started, machine_ended)
         broker_used = broker_cpu_seconds() - broker_started
         threads_ended, ended_at = [thread_ticks(p.pid) for p in processes], time.time()
         if depths is not None:
@@ -519,7 +523,7 @@ def drain_workers(broker: Broker, database_url: str, engine: Engine, count: int,
         raise SystemExit(f"the hub workers applied all {count} records before timing began (rounds this short are "
                          f"gone in their start-up; batches of {batch}): use --records of several thousand")
     return Drain(side or f"hub x{workers}", measured, seconds, cpu,
-                 Counter({"applied": measured}), machine, dict(per_thread), database, broker_used, dict(tally))
+                 Counter({"applied": measured}), machine, stolen, dict(per_thread), database, broker_used, dict(tally))
 
 
 # A `hub worker` consuming another queue than hub.inbound.records (the --split experiment only: no setting for it).
@@ -556,10 +560,12 @@ def drain_baseline(broker: Broker, engine: Engine, count: int, prefetch: int, co
             channel.basic_ack(last_tag, multiple=True)
             outcomes["ack"] += taken
     seconds, cpu = time.perf_counter() - started, time.thread_time() - cpu_started
-    machine, database = cores_busy(machine_started, machine_ticks()), database_cpu_seconds() - database_started
+    machine_ended = machine_ticks()
+    machine, database = cores_busy(machine_started, machine_ended), database_cpu_seconds() - database_started
     broker_used = broker_cpu_seconds() - broker_started
     connection.close()
-    return Drain("baseline", count, seconds, cpu, outcomes, machine, database_cpu_seconds=database,
+    return Drain("baseline", count, seconds, cpu, outcomes, machine, cores_stolen(machine_started, machine_ended),
+                 database_cpu_seconds=database,
                  broker_cpu_seconds=broker_used)
 
 
@@ -810,7 +816,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"{drain.database_ms_per_message:.2f} ms/message, RabbitMQ {drain.broker_ms_per_message:.2f} "
                       "ms/message "
                       f"(load {os.getloadavg()[0]:.2f}; machine {drain.machine_cores_busy:.2f} of {CORES} cores busy, "
-                      f"this side {drain.own_cores_busy:.2f})", flush=True)
+                      f"stolen {drain.machine_cores_stolen:.2f}, this side {drain.own_cores_busy:.2f})", flush=True)
                 if drain.tally:
                     print(f"         inbound: {drain.deferred_per_record:.3f} deferrals per record, mean batch "
                           f"{drain.mean_batch:.1f} deliveries, {int(drain.tally.get('lock_waits', 0))} batches waited "
@@ -918,7 +924,8 @@ def main(argv: list[str] | None = None) -> int:
                            "cpu_ms_per_msg": round(d.cpu_ms_per_message, 2),
                            "database_cpu_ms_per_msg": round(d.database_ms_per_message, 2),
                            "broker_cpu_ms_per_msg": round(d.broker_ms_per_message, 2),
-                           "machine_cores_busy": round(d.machine_cores_busy, 2)} for d in drains],
+                           "machine_cores_busy": round(d.machine_cores_busy, 2),
+                           "machine_cores_stolen": round(d.machine_cores_stolen, 2)} for d in drains],
         "relay_events": figures.events, "relay_events_per_s": round(figures.relay_rate, 1),
         "relay_cpu_ms_per_event": round(figures.relay_cpu_ms_per_event, 3),
         "machine_cores_busy": {k: round(v, 2) for k, v in busy.items()}, "cores": CORES,

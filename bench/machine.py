@@ -22,17 +22,25 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
-def machine_ticks() -> tuple[int, int]:
-    """(busy, total) clock ticks of all CPUs since boot, from /proc/stat's first line (idle and iowait are not
-    busy; guest time is already inside user)."""
+def machine_ticks() -> tuple[int, int, int]:
+    """(busy, total, stolen) clock ticks of all CPUs since boot, from /proc/stat's first line (idle and iowait are
+    not busy; guest time is already inside user; steal — the hypervisor running another guest on our cores — is
+    busy, and counted apart as well)."""
     values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-    return sum(values) - values[3] - values[4], sum(values)
+    return sum(values) - values[3] - values[4], sum(values), values[7]
 
 
-def cores_busy(before: tuple[int, int], after: tuple[int, int]) -> float:
+def cores_busy(before: tuple[int, int, int], after: tuple[int, int, int]) -> float:
     """The machine's cores busy between two `machine_ticks` readings (every process on it, not only ours)."""
     total = after[1] - before[1]
     return (after[0] - before[0]) / total * CORES if total else 0.0
+
+
+def cores_stolen(before: tuple[int, int, int], after: tuple[int, int, int]) -> float:
+    """The cores the hypervisor gave to other guests between two `machine_ticks` readings (inside `cores_busy`):
+    on a shared virtual machine the same work then takes longer, whichever side of a benchmark runs."""
+    total = after[1] - before[1]
+    return (after[2] - before[2]) / total * CORES if total else 0.0
 
 
 def database_cpu_seconds() -> float:

@@ -55,7 +55,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL, make_url
 
 from bench import counting
-from bench.machine import CORES, cores_busy, database_cpu_seconds, machine_ticks
+from bench.machine import CORES, cores_busy, cores_stolen, database_cpu_seconds, machine_ticks
 from bench.machine import process_cpu_seconds as own_cpu_seconds
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -352,6 +352,7 @@ class Round:
     load_after: float = 0.0
     database_cpu_s: float = 0.0  # every PostgreSQL process's CPU over the round (bench.machine)
     machine_cores_busy: float = 0.0  # the whole machine's, client and everything else included
+    machine_cores_stolen: float = 0.0  # of which the hypervisor's other guests (steal; bench.machine.cores_stolen)
 
     @property
     def rate(self) -> float:
@@ -380,6 +381,7 @@ class Round:
             "load_average_1m_after": round(self.load_after, 2),
             "database_cpu_ms_per_request": round(1000 * self.database_cpu_s / self.requests, 3),
             "machine_cores_busy": round(self.machine_cores_busy, 2),
+            "machine_cores_stolen": round(self.machine_cores_stolen, 2),
         }
 
 
@@ -459,7 +461,9 @@ async def run_round(server: Server, path: str, bodies: list[bytes], concurrency:
         seconds, latencies, failures = await send_all(make_poster, bodies, concurrency)
         client_after = resource.getrusage(resource.RUSAGE_SELF)
         server_cpu = server.cpu_seconds() - cpu_before
-        database_cpu, machine = database_cpu_seconds() - database_before, cores_busy(machine_before, machine_ticks())
+        machine_after = machine_ticks()
+        database_cpu, machine = database_cpu_seconds() - database_before, cores_busy(machine_before, machine_after)
+        stolen = cores_stolen(machine_before, machine_after)
         sql = [after - before for after, before in zip(server.statements(), sql_before, strict=True)]
         load_after = os.getloadavg()[0]
     finally:
@@ -468,7 +472,8 @@ async def run_round(server: Server, path: str, bodies: list[bytes], concurrency:
     client_cpu = (client_after.ru_utime - client_before.ru_utime) + (client_after.ru_stime - client_before.ru_stime)
     return Round(server.name, len(bodies), concurrency, seconds, latencies, failures, server_cpu, client_cpu,
                  statements=sql[0], commits=sql[1], rollbacks=sql[2], load_before=load_before,
-                 load_after=load_after, database_cpu_s=database_cpu, machine_cores_busy=machine)
+                 load_after=load_after, database_cpu_s=database_cpu, machine_cores_busy=machine,
+                 machine_cores_stolen=stolen)
 
 
 # --- the run ----------------------------------------------------------------------------------
@@ -648,6 +653,7 @@ async def measure(
                   f"  p95 {result.percentile(95):6.1f} ms  CPU {1000 * result.server_cpu_s / result.requests:5.2f}"
                   f" ms/req  PostgreSQL {1000 * result.database_cpu_s / result.requests:5.2f} ms/req"
                   f"  machine {result.machine_cores_busy:4.2f} of {CORES} cores"
+                  f" (stolen {result.machine_cores_stolen:4.2f})"
                   f"  SQL {result.statements / result.requests:4.1f}/req"
                   f"  load {result.load_before:4.1f} → {result.load_after:4.1f}", flush=True)
         offset += args.requests

@@ -8,8 +8,9 @@ What it does, in one run:
 
 1. creates a fresh PostgreSQL database (``hub_bench_<pid>``, owned by the role of ``--database-url``,
    which needs CREATEDB), migrates it with ``hub.migrate.upgrade`` and seeds the demo province;
-2. for each count N of ``--workers`` (default 1 then 2), starts two servers, each ``uvicorn
-   --workers N`` on 127.0.0.1 (what ``hub api --workers N`` runs): the hub (``bench.hub_app``:
+2. for each count N of ``--workers`` (default 1 then 2), starts two servers, each uvicorn with N
+   workers on 127.0.0.1 as ``hub api --workers N`` runs it (``bench.serve``: with N > 1 each worker
+   accepts on a socket of its own, hub/serving.py): the hub (``bench.hub_app``:
    ``hub.app.create_app``, log level WARNING) and the baseline (``bench.baseline_app``: one endpoint
    inserting the JSON body into one table, same pool settings);
 3. sends the same kind of body — a valid application for the item "physician-practice-registration"
@@ -181,11 +182,9 @@ class Server:
         self.stats_dir = log_dir / f"stats-{self.name}-{self.workers}"
         self.stats_dir.mkdir()
         self.log = (log_dir / f"{self.name}-{self.workers}.log").open("w+b")
-        command = [
-            sys.executable, "-m", "uvicorn", self.factory, "--factory",
-            "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(self.workers),
-            "--app-dir", str(ROOT), "--log-level", "warning", "--no-access-log",
-        ]
+        # Served as `hub api` serves the hub (bench/serve.py): several workers each accept on a socket of their own.
+        command = [sys.executable, "-m", "bench.serve", self.factory, "--port", str(self.port),
+                   "--workers", str(self.workers)]
         # The servers see only the settings the benchmark gives them: no HUB_* from the caller's
         # shell (a configured registry would put its network calls into the measurement).
         env = {k: v for k, v in os.environ.items() if not k.startswith(("HUB_", "BENCH_"))}

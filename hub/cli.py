@@ -283,14 +283,16 @@ def mocks(
 @app.command()
 def api(
     host: HostOpt = "127.0.0.1", port: PortOpt = 8000,
-    workers: Annotated[int, typer.Option(min=1, help="uvicorn worker processes, each with its own app and "
-                                                      "connection pool (they share the listening socket)")] = 1,
+    workers: Annotated[int, typer.Option(min=1, help="uvicorn worker processes, each with its own app, "
+                                                      "connection pool and listening socket (SO_REUSEPORT)")] = 1,
     migrate: MigrateOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
     """Serve the FastAPI app under uvicorn (migrates first unless --no-migrate; does not seed). SIGTERM and
     SIGINT stop it cleanly: uvicorn stops accepting, finishes the requests in flight, exits 0."""
     import uvicorn
+
+    from hub.serving import serve_workers
 
     settings = get_settings()
     logs.configure(settings.log_level, settings.log_json, verbose=verbose)
@@ -315,8 +317,11 @@ def api(
     if shared_metrics is not None:
         shared_metrics.start_reaper()
     try:
-        uvicorn.run("hub.asgi:app", host=host, port=port, workers=workers, log_config=None, access_log=False,
-                    timeout_worker_healthcheck=WORKER_HEALTHCHECK_TIMEOUT_S)
+        if workers == 1:
+            uvicorn.run("hub.asgi:app", host=host, port=port, log_config=None, access_log=False)
+        else:  # each worker accepts on a socket of its own, or one worker takes a client's every connection
+            serve_workers("hub.asgi:app", host=host, port=port, workers=workers, log_config=None, access_log=False,
+                          timeout_worker_healthcheck=WORKER_HEALTHCHECK_TIMEOUT_S)
     finally:
         if shared_metrics is not None:
             shared_metrics.close()

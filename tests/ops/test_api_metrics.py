@@ -8,6 +8,7 @@ gauge files go, its counters stay in the sum.
 
 from __future__ import annotations
 
+import http.client
 import os
 import signal
 from concurrent.futures import ThreadPoolExecutor
@@ -160,3 +161,33 @@ def test_the_reaper_marks_only_processes_that_are_gone(tmp_path: Path, no_multip
             "counter_999999999.db", f"gauge_livesum_{os.getpid()}.db"]
     finally:
         prepared.close()
+
+
+def test_a_clients_keep_alive_connections_opened_together_are_served_by_both_workers(tmp_path: Path) -> None:
+    # A partner's connection pool opens its connections together and keeps them: with one socket shared by the
+    # workers, the first to wake accepted all of them and served them alone (hub/serving.py).
+    port = free_port()
+    data_dir = tmp_path / "var"
+    env = operator_env(data_dir, HUB_DATABASE_URL=f"sqlite:///{tmp_path / 'hub.db'}", **PROCESS_KEYS)
+    with started([*hub_executable(), "api", "--workers", "2", "--port", str(port)], env, cwd=tmp_path,
+                 log=tmp_path / "api.log") as api:
+        api.wait_until(lambda: answers(f"http://127.0.0.1:{port}/metrics"), "the API answering", timeout_s=180)
+        [directory] = (data_dir / "prometheus").iterdir()
+        before = served_health_by_pid(directory)
+        connections = [http.client.HTTPConnection("127.0.0.1", port, timeout=60) for _ in range(16)]
+        try:
+            for connection in connections:
+                connection.connect()
+            for _ in range(3):  # each connection kept alive, as a pool keeps it
+                for connection in connections:
+                    connection.request("GET", HEALTH)
+                    response = connection.getresponse()
+                    response.read()
+                    assert response.status == 200
+        finally:
+            for connection in connections:
+                connection.close()
+        served = {pid: count - before.get(pid, 0.0) for pid, count in served_health_by_pid(directory).items()}
+        assert sum(served.values()) == 48, served
+        assert len([count for count in served.values() if count]) == 2, served  # all 16 in one: 1 in 30,000
+        assert api.stop(signal.SIGTERM) == 0, api.output()[-3000:]

@@ -91,6 +91,7 @@ from adapters.amqp import (
     provision_partner_user,
 )
 from adapters.amqp.topology import EVENTS_EXCHANGE, INBOUND_QUEUE, Topology, inbound_queue_arguments, unroute_shards
+from bench.database import drop_database
 from bench.machine import (
     CLOCK_TICKS,
     CORES,
@@ -138,8 +139,8 @@ def fresh_database(base_url: str) -> Iterator[str]:
     base = make_url(base_url)
     name = f"hub_bench_ingest_{os.getpid()}"
     admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    drop_database(admin, name)
     with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         connection.execute(text(f'CREATE DATABASE "{name}" ENCODING \'UTF8\''))
     url = base.set(database=name).render_as_string(hide_password=False)
     try:
@@ -154,8 +155,7 @@ def fresh_database(base_url: str) -> Iterator[str]:
         engine.dispose()
         yield url
     finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        drop_database(admin, name)
         admin.dispose()
 
 

@@ -56,6 +56,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL, make_url
 
 from bench import counting
+from bench.database import drop_database
 from bench.machine import CORES, cores_busy, cores_stolen, database_cpu_seconds, machine_ticks
 from bench.machine import process_cpu_seconds as own_cpu_seconds
 
@@ -115,14 +116,14 @@ def fresh_database(admin_url: str, name: str, *, keep: bool) -> Iterator[str]:
     url: URL = make_url(admin_url).set(database=name)
     owner = make_url(admin_url).username
     try:
+        drop_database(admin, name)
         with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
             connection.execute(text(f'CREATE DATABASE "{name}" OWNER "{owner}" ENCODING \'UTF8\''))
         yield url.render_as_string(hide_password=False)
     finally:
         if not keep:
-            with contextlib.suppress(Exception), admin.connect() as connection:
-                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            with contextlib.suppress(Exception):
+                drop_database(admin, name)
         admin.dispose()
 
 

@@ -18,13 +18,15 @@ program cannot take the port between two workers' sockets and a port already in 
 
 What it costs: a worker that stops resets the connections still waiting in its own socket's accept queue
 (not yet accepted: a client retries them) instead of leaving them to the others, as a shared socket did.
-Linux only; elsewhere (no ``SO_REUSEPORT``) the workers share one socket as uvicorn makes them.
+Linux only: elsewhere the workers share one socket as uvicorn makes them (BSD's and macOS's ``SO_REUSEPORT``
+lets several sockets bind one port without spreading the connections over them).
 """
 
 from __future__ import annotations
 
 import logging
 import socket
+import sys
 from typing import Any, cast
 
 log = logging.getLogger(__name__)
@@ -71,7 +73,7 @@ def serve_workers(app: str, *, host: str, port: int, workers: int, **options: An
     from uvicorn.supervisors import Multiprocess
 
     config = uvicorn.Config(app, host=host, port=port, workers=workers, **options)
-    if not hasattr(socket, "SO_REUSEPORT"):
+    if not sys.platform.startswith("linux"):
         Multiprocess(config, sockets=[config.bind_socket()]).run()
         return
     holder = reuse_port_socket(host, port)  # the address is ours (or the start fails here, with the reason)

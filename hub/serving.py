@@ -61,7 +61,6 @@ def listening_socket(host: str, port: int, backlog: int) -> socket.socket:
     """This process's own listening socket on ``host:port`` (unpickling a ``ReusePortListener``)."""
     sock = reuse_port_socket(host, port)
     sock.listen(backlog)
-    sock.set_inheritable(True)
     return sock
 
 

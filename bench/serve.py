@@ -10,12 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-import uvicorn
-
-from hub.serving import serve_workers
-
-# As `hub api` (hub/cli.py): a busy worker must not be replaced for a late answer to the supervisor's ping.
-WORKER_HEALTHCHECK_TIMEOUT_S = 60
+from hub.serving import serve
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,12 +20,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args(argv)
-    options = {"factory": True, "log_level": "warning", "access_log": False}
-    if args.workers == 1:
-        uvicorn.run(args.factory, host=args.host, port=args.port, **options)  # type: ignore[arg-type]
-    else:
-        serve_workers(args.factory, host=args.host, port=args.port, workers=args.workers,
-                      timeout_worker_healthcheck=WORKER_HEALTHCHECK_TIMEOUT_S, **options)
+    serve(args.factory, host=args.host, port=args.port, workers=args.workers, factory=True, log_level="warning",
+          access_log=False)
     return 0
 
 

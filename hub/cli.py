@@ -290,9 +290,7 @@ def api(
 ) -> None:
     """Serve the FastAPI app under uvicorn (migrates first unless --no-migrate; does not seed). SIGTERM and
     SIGINT stop it cleanly: uvicorn stops accepting, finishes the requests in flight, exits 0."""
-    import uvicorn
-
-    from hub.serving import serve_workers
+    from hub.serving import serve
 
     settings = get_settings()
     logs.configure(settings.log_level, settings.log_json, verbose=verbose)
@@ -307,8 +305,7 @@ def api(
         console.print(serving, highlight=False, soft_wrap=True)
     # An import string, not an app: with workers > 1 each worker process imports hub.asgi and builds its own
     # app (engine, pool, registries) from the same environment; nothing is shared but the database.
-    # uvicorn kills and replaces a worker that does not answer its supervisor's ping within the timeout (5 s by
-    # default): on a loaded machine a busy but healthy worker missed it and was restarted, dropping its requests.
+    # The supervisor's health-check timeout: hub/serving.py.
     stopped_by = _note_stop_signals()
     # Several workers: one scrape of /metrics must see them all (prometheus multi-process mode, docs/metrics.md).
     from hub.metrics import multiprocess
@@ -317,11 +314,8 @@ def api(
     if shared_metrics is not None:
         shared_metrics.start_reaper()
     try:
-        if workers == 1:
-            uvicorn.run("hub.asgi:app", host=host, port=port, log_config=None, access_log=False)
-        else:  # each worker accepts on a socket of its own, or one worker takes a client's every connection
-            serve_workers("hub.asgi:app", host=host, port=port, workers=workers, log_config=None, access_log=False,
-                          timeout_worker_healthcheck=WORKER_HEALTHCHECK_TIMEOUT_S)
+        # Several workers: each accepts on a socket of its own, or one worker takes a client's every connection.
+        serve("hub.asgi:app", host=host, port=port, workers=workers, log_config=None, access_log=False)
     finally:
         if shared_metrics is not None:
             shared_metrics.close()
@@ -339,8 +333,6 @@ def _note_stop_signals() -> list[str]:
         signal.signal(number, lambda sig, _frame: noted.append(signal.Signals(sig).name))
     return noted
 
-
-WORKER_HEALTHCHECK_TIMEOUT_S = 60
 
 
 @app.command()

@@ -64,14 +64,24 @@ def listening_socket(host: str, port: int, backlog: int) -> socket.socket:
     return sock
 
 
-def serve_workers(app: str, *, host: str, port: int, workers: int, **options: Any) -> None:
-    """Serve the ASGI app at ``app`` (an import string, each worker imports it) in ``workers`` (at least 2)
-    processes under uvicorn's supervisor, each on its own ``SO_REUSEPORT`` socket (see the module).
-    ``options``: uvicorn's settings."""
+# uvicorn replaces a worker that does not answer its supervisor's ping within this time (5 s by default): on a
+# loaded machine a busy but healthy worker missed it and was restarted, dropping its requests.
+WORKER_HEALTHCHECK_TIMEOUT_S = 60
+
+
+def serve(app: str, *, host: str, port: int, workers: int, **options: Any) -> None:
+    """Serve the ASGI app at ``app`` (an import string: each worker imports it) with uvicorn: in this process for
+    one worker, else in ``workers`` processes under uvicorn's supervisor, each on its own ``SO_REUSEPORT`` socket
+    (see the module). ``options``: uvicorn's settings."""
     import uvicorn
+
+    if workers == 1:
+        uvicorn.run(app, host=host, port=port, **options)
+        return
     from uvicorn.supervisors import Multiprocess
 
-    config = uvicorn.Config(app, host=host, port=port, workers=workers, **options)
+    config = uvicorn.Config(app, host=host, port=port, workers=workers,
+                            timeout_worker_healthcheck=WORKER_HEALTHCHECK_TIMEOUT_S, **options)
     if not sys.platform.startswith("linux"):
         Multiprocess(config, sockets=[config.bind_socket()]).run()
         return

@@ -3,27 +3,14 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import uuid
 
-import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
 from bench.database import drop_database
-from tests.conftest import BACKENDS
-
-
-@pytest.fixture
-def postgres_url() -> str:
-    if "postgresql" not in BACKENDS:
-        pytest.skip("the benchmarks run on PostgreSQL only (HUB_TEST_BACKENDS names no postgresql)")
-    url = os.environ.get("HUB_TEST_POSTGRES_URL")
-    if not url:
-        pytest.fail("HUB_TEST_BACKENDS names postgresql but HUB_TEST_POSTGRES_URL is unset")
-    return url
 
 
 def test_a_database_with_a_session_still_open_on_it_is_dropped(postgres_url: str) -> None:

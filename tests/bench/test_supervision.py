@@ -11,22 +11,10 @@ import json
 import os
 from pathlib import Path
 
-import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from bench import supervision as bench
-from tests.conftest import BACKENDS
-
-
-@pytest.fixture
-def postgres_url() -> str:
-    if "postgresql" not in BACKENDS:
-        pytest.skip("the benchmark runs on PostgreSQL only (HUB_TEST_BACKENDS names no postgresql)")
-    url = os.environ.get("HUB_TEST_POSTGRES_URL")
-    if not url:
-        pytest.fail("HUB_TEST_BACKENDS names postgresql but HUB_TEST_POSTGRES_URL is unset")
-    return url
 
 
 def benchmark_databases(url: str) -> set[str]:

@@ -20,7 +20,8 @@ workers the hub stalled at ≈210 submissions/s with a third of the CPU idle, it
 thirteenth session). The announcer's own transaction commits asynchronously (``synchronous_commit`` off for it
 alone): it writes nothing but the notification, so it holds the lock only for a moment and never waits on the
 disk, and a crash that loses it loses nothing the fallback poll does not find. Commits that arrive while an
-announcement is being sent share the next one (one NOTIFY for many commits under load).
+announcement is being sent, or within ``ANNOUNCE_INTERVAL_S`` of the last one, share the next one (one NOTIFY for
+many commits under load; a commit after a quiet spell is announced at once).
 
 A Session's commit wakes this process's relays twice that way: at once, and again when its own NOTIFY comes back
 through the LISTEN thread — by then the relay has usually taken the rows, so the second wake was an empty pass
@@ -35,7 +36,9 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 import uuid
+from collections.abc import Callable
 
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
@@ -128,16 +131,26 @@ def _send_announcement(engine: Engine) -> None:
         pooled.close()
 
 
+# The least time between two announcements of one process. A commit after a quiet spell is announced at once; under
+# load the commits of the next ANNOUNCE_INTERVAL_S share one announcement. Each announcement is a transaction of its
+# own (a pooled connection, the NOTIFY, a commit): sent after every commit, as fast as it could go, it cost a
+# submission more than a tenth of the machine's CPU with two `hub api` workers (docs/performance.md, fifteenth
+# session) — for relays that, under that load, had not gone back to sleep anyway.
+ANNOUNCE_INTERVAL_S = 0.1
+
+
 class _Announcer:
     """This process's thread that sends the NOTIFYs of its Sessions' outbox commits, after them. It blocks while
     there is nothing to announce (no polling) and sends one NOTIFY per database for all the commits that
-    arrived since its last one."""
+    arrived since its last one, at most one per ``ANNOUNCE_INTERVAL_S``."""
 
-    def __init__(self) -> None:
+    def __init__(self, interval_s: float = ANNOUNCE_INTERVAL_S, sleep: Callable[[float], None] = time.sleep) -> None:
         self._pending: set[Engine] = set()
         self._lock = threading.Lock()
         self._ready = threading.Event()
         self._thread: threading.Thread | None = None
+        self._interval_s = interval_s
+        self._sleep = sleep
 
     def announce(self, engine: Engine) -> None:
         with self._lock:
@@ -159,6 +172,8 @@ class _Announcer:
                 except Exception as exc:  # the rows wait for the relays' fallback poll; the next commit tries again
                     log.warning("outbox announcement not sent (%s): other processes' relays find the rows at "
                                 "their fallback poll", type(exc).__name__)
+            # Not a poll: the thread then blocks until a commit asks again; one that asked meanwhile is sent now.
+            self._sleep(self._interval_s)
 
 
 _announcer = _Announcer()

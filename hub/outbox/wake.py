@@ -131,11 +131,9 @@ def _send_announcement(engine: Engine) -> None:
         pooled.close()
 
 
-# The least time between two announcements of one process. A commit after a quiet spell is announced at once; under
-# load the commits of the next ANNOUNCE_INTERVAL_S share one announcement. Each announcement is a transaction of its
-# own (a pooled connection, the NOTIFY, a commit): sent after every commit, as fast as it could go, it cost a
-# submission more than a tenth of the machine's CPU with two `hub api` workers (docs/performance.md, fifteenth
-# session) — for relays that, under that load, had not gone back to sleep anyway.
+# The least time between two announcements of one process (how commits share them: the module's docstring). Each is a
+# transaction of its own: sent after every commit, as fast as it could go, they cost two `hub api` workers ≈15 % of
+# their submissions (docs/performance.md, fifteenth session) — for relays that, under that load, were awake anyway.
 ANNOUNCE_INTERVAL_S = 0.1
 
 
@@ -172,7 +170,7 @@ class _Announcer:
                 except Exception as exc:  # the rows wait for the relays' fallback poll; the next commit tries again
                     log.warning("outbox announcement not sent (%s): other processes' relays find the rows at "
                                 "their fallback poll", type(exc).__name__)
-            # Not a poll: the thread then blocks until a commit asks again; one that asked meanwhile is sent now.
+            # Not a poll: afterwards the thread blocks until a commit asks; one that asked meanwhile is sent at once.
             self._sleep(self._interval_s)
 
 

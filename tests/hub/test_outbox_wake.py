@@ -32,14 +32,15 @@ def test_commits_within_the_interval_share_one_announcement_and_a_quiet_one_is_s
     monkeypatch.setattr(wake, "_send_announcement", sent.append)
     interval = _Interval()
     announcer = wake._Announcer(interval_s=0.25, sleep=interval)
-    engine, other = object(), object()
+    engine: Any = object()  # the announcer only hands it to _send_announcement
+    other: Any = object()
     try:
-        announcer.announce(engine)  # type: ignore[arg-type]
+        announcer.announce(engine)
         assert interval.entered.acquire(timeout=15)  # sent at once, then the interval began
         assert sent == [engine]
         for _ in range(5):
-            announcer.announce(engine)  # type: ignore[arg-type]
-        announcer.announce(other)  # type: ignore[arg-type]
+            announcer.announce(engine)
+        announcer.announce(other)
         assert sent == [engine]  # the announcer is in its interval: nothing more sent yet
         interval.release.release()
         assert interval.entered.acquire(timeout=15)  # the six commits' one announcement per database, then rest
@@ -48,7 +49,7 @@ def test_commits_within_the_interval_share_one_announcement_and_a_quiet_one_is_s
         interval.release.release()
         # No commit since: the announcer blocks until one comes, it does not tick.
         assert not interval.entered.acquire(timeout=0.2)
-        announcer.announce(engine)  # type: ignore[arg-type]
+        announcer.announce(engine)
         assert interval.entered.acquire(timeout=15)
         assert len(sent) == 4 and sent[-1] is engine
     finally:

@@ -56,6 +56,13 @@ def served_health_by_pid(directory: Path) -> dict[int, float]:
     return served
 
 
+def counted_health(directory: Path, total: float) -> dict[int, float]:
+    """served_health_by_pid once the workers have counted ``total`` requests: a worker counts a request after
+    its response has gone (hub/app.py's MetricsMiddleware), so the client can read the last answer first."""
+    wait_until(lambda: sum(served_health_by_pid(directory).values()) >= total, timeout=60)
+    return served_health_by_pid(directory)
+
+
 def get(url: str) -> int:
     """One request on a connection of its own (the kernel hands each new connection to either worker)."""
     with httpx.Client(timeout=60, trust_env=False) as client:
@@ -88,7 +95,7 @@ def test_one_scrape_of_a_two_worker_api_counts_every_workers_requests_and_a_kill
                 assert statuses == [200] * len(statuses)
                 sent += len(statuses)
                 assert sent <= 4000, f"one worker served all {sent} requests: {served_health_by_pid(directory)}"
-        served = served_health_by_pid(directory)
+        served = counted_health(directory, sent)
         assert sum(served.values()) == sent and len(served) == 2, served
 
         # Every scrape, each on a new connection (either worker answers), counts the requests of both.
@@ -187,7 +194,8 @@ def test_a_clients_keep_alive_connections_opened_together_are_served_by_both_wor
         finally:
             for connection in connections:
                 connection.close()
-        served = {pid: count - before.get(pid, 0.0) for pid, count in served_health_by_pid(directory).items()}
+        counted = counted_health(directory, sum(before.values()) + 48)
+        served = {pid: count - before.get(pid, 0.0) for pid, count in counted.items()}
         assert sum(served.values()) == 48, served
         assert len([count for count in served.values() if count]) == 2, served  # all 16 in one: 1 in 30,000
         assert api.stop(signal.SIGTERM) == 0, api.output()[-3000:]

@@ -89,9 +89,10 @@ class Settings(BaseSettings):
     reference_cache_ttl_s: float = Field(default=5.0, ge=0)
     # Batched ingest (issue 8, part ingest): the inbound consumer applies up to this many prefetched records
     # per transaction (each in its own savepoint), waiting at most the wait for more once one is there. A batch
-    # has ~12 ms of fixed CPU (its ~21 statements: look-ups, writes, rules, commit) whatever its size, so 200,
-    # not 50 (session 11, docs/performance.md). The worker prefetches twice a batch per consumer.
-    ingest_batch_size: int = Field(default=200, ge=1, le=1000)
+    # has ~12 ms of fixed CPU (its ~21 statements: look-ups, writes, rules, commit) whatever its size, so 400:
+    # −12 % of a record's CPU against 200, while 800 cost two workers more than it saved (session 16,
+    # docs/performance.md). The worker prefetches twice a batch per consumer.
+    ingest_batch_size: int = Field(default=400, ge=1, le=1000)
     ingest_batch_wait_ms: float = Field(default=10.0, ge=0, le=1000)
     # Electronic supervision, time limits (issue 10, part alerts; hub/supervision/scanner.py): `hub worker`
     # scans the cases whose colour may change today every this many seconds, this many per transaction;
